@@ -1,0 +1,10 @@
+"""Policies for the decision contract of :mod:`regsim`: rule-based baselines now, bandits and deep RL later.
+
+Importing this package registers every policy; make one with :func:`agents.make`.
+"""
+
+from agents import rules_based as _rules_based  # noqa: F401  (registers the rule-based policies)
+from agents.base import BasePolicy
+from agents.registry import PolicySpec, UnknownPolicyError, available, make, register
+
+__all__ = ["BasePolicy", "PolicySpec", "UnknownPolicyError", "available", "make", "register"]

@@ -1,0 +1,1 @@
+"""Experiments: the ``regsim`` command line, config-driven runs and reports."""

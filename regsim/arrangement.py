@@ -1,0 +1,246 @@
+"""Arrangements: lifecycle states and installment schedules, with re-planning on deferral and reduction.
+
+All arrangements' schedules live in ``(N, K)`` arrays (``K`` = the most installments a plan may reach), so
+that payments, due dates and re-plans are vectorised over arrangements. Installments are paid oldest first;
+three pointers per arrangement summarise the schedule:
+
+* ``first_open``: the oldest installment not yet paid in full (``== n`` when all are paid);
+* ``came_due``: how many installments have reached their due date at least once (for ``installment_due``);
+* ``miss_ptr``: the next installment to test for being missed (unpaid at ``due + grace`` days). Installments
+  in ``[first_open, miss_ptr)`` are therefore overdue, and ``miss_ptr - first_open`` is the overdue count.
+
+Re-planning (documented contract, used identically by the server):
+
+* **Deferral** by ``d`` days moves every open installment ``d`` days later, and re-arms their missed test.
+* **Reduction** by fraction ``r`` re-spreads the open balance over installments of ``(1 - r)`` times the
+  current installment, on the same due day of the month; the first keeps its due date, or falls due 7 days
+  from now when that date has passed (a fresh plan gives a week). The plan may not exceed ``K`` installments:
+  the last one absorbs any remainder.
+* **Due day** (at plan creation) moves all installments to that day of the month.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+import numpy as np
+from numpy.typing import NDArray
+
+from regsim.calendar import Calendar
+
+__all__ = ["ArrangementStatus", "PaidInstallments", "Schedules"]
+
+_NEVER = np.iinfo(np.int32).max // 2
+_EPS = 1e-6
+_REPLAN_GRACE_DAYS = 7
+
+
+class ArrangementStatus(IntEnum):
+    """Lifecycle of an arrangement."""
+
+    PENDING = 0
+    """Not yet arrived in the run."""
+    OFFERED = 1
+    """Agreed in principle; the plan is being set up at the PLAN_CREATED decision."""
+    ACTIVE = 2
+    COMPLETED = 3
+    BROKEN = 4
+    """Too many overdue installments: back to collection."""
+    REFERRED = 5
+    """Handed to debt counselling."""
+
+
+@dataclass(frozen=True)
+class PaidInstallments:
+    """Installments completed by a batch of payments (one entry per completed installment)."""
+
+    ids: NDArray[np.int64]
+    installment: NDArray[np.int64]
+    days_late: NDArray[np.int64]
+
+
+def _round_cents(x: NDArray[np.float64]) -> NDArray[np.float64]:
+    return np.round(x, 2)
+
+
+class Schedules:
+    """Installment schedules of ``n`` arrangements with room for ``capacity`` installments each.
+
+    Args:
+        n: Number of arrangements.
+        capacity: Most installments a plan can reach (``K``).
+        calendar: The run's calendar (due days of the month to simulation days).
+        grace_days: Days after the due date before an unpaid installment counts as missed.
+    """
+
+    def __init__(self, n: int, capacity: int, calendar: Calendar, grace_days: int) -> None:
+        self.capacity = capacity
+        self.calendar = calendar
+        self.grace_days = grace_days
+        self.due = np.full((n, capacity), _NEVER, dtype=np.int32)
+        self.amount = np.zeros((n, capacity), dtype=np.float64)
+        self.paid = np.zeros((n, capacity), dtype=np.float64)
+        self.n = np.zeros(n, dtype=np.int64)
+        self.first_open = np.zeros(n, dtype=np.int64)
+        self.came_due = np.zeros(n, dtype=np.int64)
+        self.miss_ptr = np.zeros(n, dtype=np.int64)
+        self.due_dom = np.zeros(n, dtype=np.int64)
+        self.balance = np.zeros(n, dtype=np.float64)
+        self._cols = np.arange(capacity)
+
+    # -- queries ------------------------------------------------------------------------------------------
+    def overdue(self, ids: NDArray[np.integer]) -> NDArray[np.int64]:
+        """Installments overdue now (unpaid past due date + grace)."""
+        return self.miss_ptr[ids] - self.first_open[ids]
+
+    def open_due(self, ids: NDArray[np.integer]) -> NDArray[np.int64]:
+        """Due day of the oldest open installment (a far-future sentinel when none is open)."""
+        j = np.minimum(self.first_open[ids], self.capacity - 1)
+        return np.where(self.first_open[ids] < self.n[ids], self.due[ids, j], _NEVER).astype(np.int64)
+
+    def current_amount(self, ids: NDArray[np.integer]) -> NDArray[np.float64]:
+        """Full amount of the oldest open installment (of the last one when all are paid)."""
+        j = np.minimum(self.first_open[ids], np.maximum(self.n[ids] - 1, 0))
+        return self.amount[ids, j]
+
+    def is_paid(self, ids: NDArray[np.integer], installment: NDArray[np.integer]) -> NDArray[np.bool_]:
+        """Whether the given installments are paid in full."""
+        return (installment >= 0) & (installment < self.first_open[ids])
+
+    def owed_now(self, ids: NDArray[np.integer], day: int, window: int) -> NDArray[np.float64]:
+        """What a debtor paying today would pay: open installments due by ``day + window``, oldest first."""
+        owed = np.zeros(len(ids))
+        fo, n = self.first_open[ids], self.n[ids]
+        for k in range(self.capacity):
+            j = fo + k
+            inside = j < n
+            if not inside.any():
+                break
+            jc = np.minimum(j, self.capacity - 1)
+            take = inside & (self.due[ids, jc] <= day + window)
+            if not take.any():
+                break
+            owed += np.where(take, self.amount[ids, jc] - self.paid[ids, jc], 0.0)
+        return _round_cents(owed)
+
+    # -- plan changes -------------------------------------------------------------------------------------
+    def create(
+        self,
+        ids: NDArray[np.integer],
+        day: int,
+        n_installments: NDArray[np.integer],
+        debt: NDArray[np.float64],
+        due_dom: NDArray[np.integer] | int,
+        min_days_to_first_due: int,
+    ) -> None:
+        """Set up equal installments (the last absorbs rounding) on a day of the month."""
+        n_inst = np.minimum(np.asarray(n_installments, dtype=np.int64), self.capacity)
+        amount = _round_cents(debt / n_inst)
+        cols = self._cols[None, :]
+        inside = cols < n_inst[:, None]
+        last = cols == (n_inst[:, None] - 1)
+        amounts = np.where(inside, amount[:, None], 0.0)
+        amounts = np.where(last, _round_cents(debt - amount * (n_inst - 1))[:, None], amounts)
+        self.amount[ids] = amounts
+        self.paid[ids] = 0.0
+        self.n[ids] = n_inst
+        self.first_open[ids] = 0
+        self.came_due[ids] = 0
+        self.miss_ptr[ids] = 0
+        self.balance[ids] = _round_cents(debt)
+        self._set_dates(ids, np.broadcast_to(np.asarray(due_dom, dtype=np.int64), (len(ids),)), day,
+                        min_days_to_first_due, first=np.zeros(len(ids), dtype=np.int64))
+
+    def set_due_day(self, ids: NDArray[np.integer], due_dom: NDArray[np.integer], day: int,
+                    min_days_to_first_due: int) -> None:
+        """Move all open installments to a new day of the month (first at least the minimum days away)."""
+        self._set_dates(ids, np.asarray(due_dom, dtype=np.int64), day, min_days_to_first_due,
+                        first=self.first_open[ids])
+
+    def _set_dates(self, ids: NDArray[np.integer], dom: NDArray[np.int64], day: int, min_days: int,
+                   first: NDArray[np.int64]) -> None:
+        earliest = day + min_days
+        m = self.calendar.month_of(earliest)
+        m = np.where(self.calendar.day_for(m, dom) < earliest, m + 1, m)
+        rel = self._cols[None, :] - first[:, None]
+        months = m[:, None] + np.maximum(rel, 0)
+        new_due = self.calendar.day_for(months, dom[:, None])
+        keep = (rel < 0) | (self._cols[None, :] >= self.n[ids][:, None])
+        self.due[ids] = np.where(keep, self.due[ids], new_due).astype(np.int32)
+        self.due_dom[ids] = dom
+
+    def defer(self, ids: NDArray[np.integer], days: NDArray[np.integer]) -> None:
+        """Move every open installment ``days`` later and re-arm their missed test."""
+        cols = self._cols[None, :]
+        shift = (cols >= self.first_open[ids][:, None]) & (cols < self.n[ids][:, None])
+        self.due[ids] = self.due[ids] + np.where(shift, np.asarray(days, dtype=np.int32)[:, None], 0)
+        self.miss_ptr[ids] = self.first_open[ids]
+
+    def reduce(self, ids: NDArray[np.integer], fraction: NDArray[np.float64], day: int) -> None:
+        """Re-spread the open balance over smaller installments (see the module docstring)."""
+        if len(ids) == 0:
+            return
+        fo = self.first_open[ids]
+        new_amount = _round_cents(self.current_amount(ids) * (1.0 - fraction))
+        new_amount = np.maximum(new_amount, 0.01)
+        balance = self.balance[ids]
+        n_open = np.ceil(balance / new_amount - _EPS).astype(np.int64)
+        n_new = np.minimum(fo + n_open, self.capacity)
+        cols = self._cols[None, :]
+        rel = cols - fo[:, None]
+        inside = (rel >= 0) & (cols < n_new[:, None])
+        last = cols == (n_new[:, None] - 1)
+        remainder = _round_cents(balance - new_amount * (n_new - fo - 1))
+        amounts = np.where(inside, new_amount[:, None], self.amount[ids])
+        amounts = np.where(last, remainder[:, None], amounts)
+        amounts = np.where(cols >= n_new[:, None], 0.0, amounts)
+        paid = np.where(rel >= 0, 0.0, self.paid[ids])
+        first_due = self.open_due(ids)
+        first_due = np.where(first_due < day, day + _REPLAN_GRACE_DAYS, first_due)
+        month0 = self.calendar.month_of(first_due)
+        later = self.calendar.day_for(month0[:, None] + np.maximum(rel, 0), self.due_dom[ids][:, None])
+        # Later installments fall on the regular due day, strictly after the first one.
+        later = np.where(later <= first_due[:, None], self.calendar.day_for(month0[:, None] + rel + 1,
+                                                                              self.due_dom[ids][:, None]), later)
+        dues = np.where(rel == 0, first_due[:, None], later)
+        dues = np.where(inside, dues, np.where(rel < 0, self.due[ids], _NEVER))
+        self.amount[ids] = amounts
+        self.paid[ids] = paid
+        self.due[ids] = dues.astype(np.int32)
+        self.n[ids] = n_new
+        self.miss_ptr[ids] = fo
+        self.came_due[ids] = np.minimum(self.came_due[ids], fo)
+
+    # -- payments -----------------------------------------------------------------------------------------
+    def pay(self, ids: NDArray[np.integer], amounts: NDArray[np.float64], day: int) -> PaidInstallments:
+        """Apply payments oldest installment first; return the installments they completed.
+
+        Overpayment beyond the balance is not accepted (callers never pay more than :meth:`owed_now`).
+        """
+        rows = np.asarray(ids, dtype=np.int64)
+        left = np.asarray(amounts, dtype=np.float64).copy()
+        self.balance[rows] = _round_cents(self.balance[rows] - left)
+        done_ids, done_j, done_late = [], [], []
+        while True:
+            live = (left > _EPS) & (self.first_open[rows] < self.n[rows])
+            if not live.any():
+                break
+            r, remaining = rows[live], left[live]
+            j = self.first_open[r]
+            need = self.amount[r, j] - self.paid[r, j]
+            p = np.minimum(remaining, need)
+            self.paid[r, j] += p
+            left[live] = remaining - p
+            full = p >= need - _EPS
+            done_ids.append(r[full])
+            done_j.append(j[full])
+            done_late.append(day - self.due[r[full], j[full]].astype(np.int64))
+            self.first_open[r[full]] += 1
+            left[live] = np.where(full, left[live], 0.0)
+        self.miss_ptr[rows] = np.maximum(self.miss_ptr[rows], self.first_open[rows])
+        cat = np.concatenate
+        if not done_ids:
+            empty = np.zeros(0, dtype=np.int64)
+            return PaidInstallments(empty, empty, empty)
+        return PaidInstallments(cat(done_ids), cat(done_j), cat(done_late))

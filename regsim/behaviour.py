@@ -1,0 +1,167 @@
+"""Debtor behaviour: the nine mechanisms of DOMAIN.md as vectorised equations over debtor arrays.
+
+Latent state per debtor (:class:`DebtorState`): free cash, shock end, reminder memory ("boost"), annoyance,
+on-time streak, disengagement. Each day, for every debtor with an open installment due within the pay window
+(or overdue), the probability of setting out to pay is
+
+.. math::
+
+    h = a_i \\, c(\\Delta) + b_i + g_i \\min(s_i, S), \\qquad
+    p = \\bigl(1 - e^{-h f_i}\\bigr) \\, w_i, \\qquad f_i = e^{-\\phi_i A_i}
+
+with attention hazard :math:`a_i` (type), due-date cue :math:`c(\\Delta)` rising linearly over the pay
+window to 1 at the due date (times ``overdue_attention`` after it), reminder memory :math:`b_i` (each noticed
+reminder adds ``reminder_effect * channel impact``, decaying with ``memory_days``; mechanism 2), habit
+:math:`g_i \\min(s_i, S)` from the on-time streak (mechanism 6), fatigue factor :math:`f_i` from annoyance
+:math:`A_i` (mechanism 4) and willingness :math:`w_i` (mechanism 7; reduced for disengaged debtors). The
+debtor pays in full when free cash covers what is owed (mechanism 1), else possibly part of it; a shock
+(mechanism 5) empties free cash and cuts income for its duration. Messages add the immediate path of paying
+through their link, and shared capacity and breakdown (mechanisms 8, 9) live in the world.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from regsim.calendar import Calendar
+from regsim.config import ArrangementConfig, FatigueConfig, PopulationConfig
+from regsim.population import Population
+from regsim.random import Purpose, Streams
+
+__all__ = [
+    "DebtorState",
+    "advance_day",
+    "disengagement",
+    "effective_willingness",
+    "pay_intent_probability",
+    "statutory_collection_costs",
+]
+
+_DISENGAGED_WILLINGNESS = 0.25
+
+
+@dataclass
+class DebtorState:
+    """Latent, changing state of each debtor (never observable)."""
+
+    cash: NDArray[np.float64]
+    """Free cash available for the debt (EUR)."""
+    shock_until: NDArray[np.int64]
+    """Day on which the current shock ends (a shock is on while ``day < shock_until``)."""
+    boost: NDArray[np.float64]
+    """Attention hazard from remembered reminders (1/day)."""
+    annoyance: NDArray[np.float64]
+    """Accumulated, decaying contact annoyance (contacts)."""
+    streak: NDArray[np.float64]
+    """On-time streak plus thank-you credit (installments)."""
+    disengaged: NDArray[np.bool_]
+    shocks: NDArray[np.int64]
+    shock_days: NDArray[np.int64]
+    noticed_messages: NDArray[np.int64]
+
+    @classmethod
+    def initial(cls, pop: Population, streams: Streams, gid: NDArray[np.int64]) -> DebtorState:
+        """State on day 0: each debtor somewhere in their income cycle, no shock, no memory."""
+        n = len(pop)
+        fill = streams.uniform(Purpose.INCOME_NOISE, gid, 0, 1)
+        return cls(
+            cash=pop.income_per_pay * pop.free_cash_share * fill,
+            shock_until=np.zeros(n, dtype=np.int64),
+            boost=np.zeros(n),
+            annoyance=np.zeros(n),
+            streak=np.zeros(n),
+            disengaged=np.zeros(n, dtype=bool),
+            shocks=np.zeros(n, dtype=np.int64),
+            shock_days=np.zeros(n, dtype=np.int64),
+            noticed_messages=np.zeros(n, dtype=np.int64),
+        )
+
+
+def advance_day(state: DebtorState, pop: Population, config: PopulationConfig, streams: Streams,
+                gid: NDArray[np.int64], day: int, calendar: Calendar) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """One morning for every debtor: spending, shocks, income, and decay of memory and annoyance.
+
+    Returns:
+        Rows whose shock started today, and rows paid today.
+    """
+    state.cash *= np.exp(-pop.spend_rate)
+    state.boost *= np.exp(-1.0 / pop.memory_days)
+    state.annoyance *= np.exp(-1.0 / config.fatigue.decay_days)
+
+    in_shock = state.shock_until > day
+    start = ~in_shock & (streams.uniform(Purpose.SHOCK_START, gid, day) < pop.shock_rate)
+    started = np.flatnonzero(start)
+    if len(started):
+        length = np.ceil(config.shocks.mean_duration_days * streams.exponential(Purpose.SHOCK_LENGTH, gid[started], day))
+        state.shock_until[started] = day + length.astype(np.int64)
+        state.cash[started] = 0.0  # the unexpected expense or lost income eats the buffer
+        state.shocks[started] += 1
+    in_shock = state.shock_until > day
+    state.shock_days += in_shock
+
+    rows = np.arange(len(pop))
+    paid = rows[pop.income_today(day, calendar, rows)]
+    if len(paid):
+        noise = np.maximum(0.0, 1.0 + config.income.income_noise * streams.normal(Purpose.INCOME_NOISE, gid[paid], day))
+        factor = np.where(in_shock[paid], config.shocks.income_factor, 1.0)
+        state.cash[paid] += pop.income_per_pay[paid] * pop.free_cash_share[paid] * noise * factor
+    return started, paid
+
+
+def due_cue(days_to_due: NDArray[np.integer], window: int, overdue_attention: float) -> NDArray[np.float64]:
+    """Salience of the due date: 0 before the pay window, rising to 1 on the due day, then constant."""
+    d = np.asarray(days_to_due, dtype=np.float64)
+    ramp = np.clip(1.0 - d / (window + 1.0), 0.0, 1.0)
+    return np.where(d <= 0, overdue_attention * (d < 0) + 1.0 * (d == 0), ramp)
+
+
+def effective_willingness(state: DebtorState, pop: Population, ids: NDArray[np.int64]) -> NDArray[np.float64]:
+    """Willingness to pay, lowered by annoyance and by disengagement (mechanisms 4 and 7)."""
+    fatigue = np.exp(-pop.fatigue_sensitivity[ids] * state.annoyance[ids])
+    return pop.willingness[ids] * fatigue * np.where(state.disengaged[ids], _DISENGAGED_WILLINGNESS, 1.0)
+
+
+def pay_intent_probability(state: DebtorState, pop: Population, config: PopulationConfig,
+                           arrangements: ArrangementConfig, ids: NDArray[np.int64],
+                           days_to_due: NDArray[np.integer]) -> NDArray[np.float64]:
+    """P(the debtor sets out to pay today), before checking whether the money is there (module docstring)."""
+    cue = due_cue(days_to_due, arrangements.pay_window_days, arrangements.overdue_attention)
+    habit = pop.habit_gain[ids] * np.minimum(state.streak[ids], config.habit.max_streak)
+    hazard = pop.attention[ids] * cue + state.boost[ids] + habit
+    fatigue = np.exp(-pop.fatigue_sensitivity[ids] * state.annoyance[ids])
+    attend = 1.0 - np.exp(-hazard * fatigue)
+    return attend * pop.willingness[ids] * np.where(state.disengaged[ids], _DISENGAGED_WILLINGNESS, 1.0)
+
+
+def disengagement(state: DebtorState, config: FatigueConfig, streams: Streams, gid: NDArray[np.int64],
+                  rows: NDArray[np.int64], day: int) -> NDArray[np.int64]:
+    """Rows (among ``rows``) that disengage today: annoyance above the threshold makes it likelier."""
+    excess = np.maximum(0.0, state.annoyance[rows] - config.disengage_threshold)
+    candidates = rows[(excess > 0) & ~state.disengaged[rows]]
+    if not len(candidates):
+        return candidates
+    p = config.disengage_per_day * excess[(excess > 0) & ~state.disengaged[rows]]
+    return candidates[streams.uniform(Purpose.DISENGAGE, gid[candidates], day) < p]
+
+
+# Statutory collection costs for consumers in the Netherlands (F8): (band upper bound, rate).
+_WIK_BANDS = ((2_500.0, 0.15), (5_000.0, 0.10), (10_000.0, 0.05), (200_000.0, 0.01), (np.inf, 0.005))
+_WIK_MIN, _WIK_MAX = 40.0, 6_775.0
+
+
+def statutory_collection_costs(principal: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Dutch statutory extrajudicial collection costs (Besluit vergoeding buitengerechtelijke incassokosten, F8).
+
+    15% of the first EUR 2,500, 10% of the next 2,500, 5% of the next 5,000, 1% of the next 190,000 and
+    0.5% above, at least EUR 40 and at most EUR 6,775.
+    """
+    p = np.asarray(principal, dtype=np.float64)
+    cost = np.zeros_like(p)
+    lower = 0.0
+    for upper, rate in _WIK_BANDS:
+        cost += rate * np.clip(p - lower, 0.0, upper - lower)
+        lower = upper
+    return np.where(p > 0, np.clip(cost, _WIK_MIN, _WIK_MAX), 0.0).round(2)

@@ -1,0 +1,167 @@
+"""Shared resources of the whole population (DOMAIN.md mechanism 8), with visible queues.
+
+* **Collectors** (``simpy.Resource``): a human call takes ``collector_minutes_per_call`` of one collector's
+  time, on weekdays within working hours. When escalations outrun the team, calls wait in the queue.
+* **Robocall lines** (``simpy.Resource``): a robocall holds a line for a few minutes, within calling hours.
+* **The print room** (a SimPy process over a FIFO queue): each working day at the posting hour it posts up
+  to ``letters_per_day`` letters, oldest first; the rest wait for the next working day.
+
+A queued message can still be cancelled (e.g. the debtor paid); the resource checks with the world before it
+spends time on it. Queue lengths are sampled every day at noon and at the end of the day.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import simpy
+from numpy.typing import NDArray
+
+from regsim.calendar import Calendar
+from regsim.config import CapacityConfig
+
+__all__ = ["QueueSample", "SharedCapacity"]
+
+_MINUTES_PER_DAY = 1440.0
+
+
+@dataclass
+class QueueSample:
+    """Queue lengths and use of the shared resources, column-wise."""
+
+    time: list[float] = field(default_factory=list)
+    resource: list[str] = field(default_factory=list)
+    queued: list[int] = field(default_factory=list)
+    busy: list[int] = field(default_factory=list)
+    capacity: list[int] = field(default_factory=list)
+
+
+class SharedCapacity:
+    """Collectors, robocall lines and the print room of a run.
+
+    Args:
+        env: The SimPy environment.
+        config: The capacity section of the world config.
+        calendar: The run's calendar (for working days).
+        connect: Called as ``connect(message_id, time)`` when a call connects.
+        post: Called as ``post(message_ids, time)`` when letters are posted.
+        wanted: Called as ``wanted(message_id)``; False when the message was cancelled meanwhile.
+    """
+
+    def __init__(
+        self,
+        env: simpy.Environment,
+        config: CapacityConfig,
+        calendar: Calendar,
+        connect: Callable[[int, float], None],
+        post: Callable[[NDArray[np.int64], float], None],
+        wanted: Callable[[int], bool],
+    ) -> None:
+        self.env = env
+        self.config = config
+        self.calendar = calendar
+        self._connect = connect
+        self._post = post
+        self._wanted = wanted
+        self.collectors = simpy.Resource(env, capacity=config.collectors)
+        self.robocall_lines = simpy.Resource(env, capacity=config.robocall_lines)
+        self.letter_queue: deque[NDArray[np.int64]] = deque()
+        self.letters_queued = 0
+        self.samples = QueueSample()
+        env.process(self._print_room())
+        env.process(self._sampler())
+
+    # -- calls --------------------------------------------------------------------------------------------
+    def call(self, message_id: int, collector: bool) -> None:
+        """Queue a call (a collector's if ``collector``, else a robocall)."""
+        if collector:
+            c = self.config
+            self.env.process(self._call(self.collectors, c.collector_minutes_per_call, c.collector_hours,
+                                        True, message_id))
+        else:
+            c = self.config
+            self.env.process(self._call(self.robocall_lines, c.robocall_minutes_per_call, c.robocall_hours,
+                                        False, message_id))
+
+    def _wait_for_open(self, now: float, hours: tuple[int, int], weekdays_only: bool, minutes: float) -> float:
+        """Days until the resource may start a call of ``minutes`` at or after ``now``."""
+        day = int(now)
+        start, end = hours[0] / 24.0, hours[1] / 24.0
+        length = minutes / _MINUTES_PER_DAY
+        for k in range(8):
+            d = day + k
+            if weekdays_only and d < self.calendar.days and self.calendar.weekday[d] >= 5:
+                continue
+            t = max(now, d + start)
+            if t + length <= d + end:
+                return t - now
+        return (day + 8 + start) - now
+
+    def _call(self, resource: simpy.Resource, minutes: float, hours: tuple[int, int], weekdays_only: bool,
+              message_id: int) -> Generator[Any, Any, None]:
+        with resource.request() as request:
+            yield request
+            wait = self._wait_for_open(self.env.now, hours, weekdays_only, minutes)
+            if wait > 0:
+                yield self.env.timeout(wait)
+            if not self._wanted(message_id):
+                return
+            yield self.env.timeout(minutes / _MINUTES_PER_DAY)
+            self._connect(message_id, self.env.now)
+
+    # -- letters ------------------------------------------------------------------------------------------
+    def queue_letters(self, message_ids: NDArray[np.int64]) -> None:
+        """Queue letters for the print room, oldest first."""
+        if len(message_ids):
+            self.letter_queue.append(message_ids)
+            self.letters_queued += len(message_ids)
+
+    def _print_room(self) -> Generator[Any, Any, None]:
+        post_at = self.config.letter_post_hour / 24.0
+        day = 0
+        while True:
+            yield self.env.timeout(max(0.0, day + post_at - self.env.now))
+            if day >= self.calendar.days or self.calendar.weekday[day] < 5:
+                budget = self.config.letters_per_day
+                batch: list[NDArray[np.int64]] = []
+                while budget > 0 and self.letter_queue:
+                    head = self.letter_queue[0]
+                    wanted = np.array([self._wanted(int(m)) for m in head], dtype=bool)
+                    head = head[wanted]
+                    take, rest = head[:budget], head[budget:]
+                    batch.append(take)
+                    budget -= len(take)
+                    self.letters_queued -= int(wanted.sum()) + (len(wanted) - int(wanted.sum()))
+                    self.letter_queue.popleft()
+                    if len(rest):
+                        self.letter_queue.appendleft(rest)
+                        self.letters_queued += len(rest)
+                if batch:
+                    self._post(np.concatenate(batch), self.env.now)
+            day += 1
+
+    # -- observation --------------------------------------------------------------------------------------
+    def _sampler(self) -> Generator[Any, Any, None]:
+        while True:
+            for at in (0.5, 0.999):
+                yield self.env.timeout(max(0.0, int(self.env.now) + at - self.env.now))
+                self._sample()
+            yield self.env.timeout(int(self.env.now) + 1 - self.env.now)
+
+    def _sample(self) -> None:
+        s = self.samples
+        for name, queued, busy, cap in (
+            ("collectors", len(self.collectors.queue), self.collectors.count, self.collectors.capacity),
+            ("robocall_lines", len(self.robocall_lines.queue), self.robocall_lines.count,
+             self.robocall_lines.capacity),
+            ("print_room", self.letters_queued, 0, self.config.letters_per_day),
+        ):
+            s.time.append(float(self.env.now))
+            s.resource.append(name)
+            s.queued.append(int(queued))
+            s.busy.append(int(busy))
+            s.capacity.append(int(cap))

@@ -1,0 +1,152 @@
+"""Common random numbers: every draw is a pure function of (run seed, purpose, debtor, day, index).
+
+A policy's actions can change *which* draws the world asks for, but never the *value* of any draw: debtor 17's
+income noise on day 40 is the same number whatever was sent to debtor 16 or to debtor 17 itself. Two policies
+run with the same seed therefore face the same debtors and the same shocks (common random numbers), and
+paired comparisons need far fewer arrangements for the same precision.
+
+The draws use a keyed SplitMix64 finaliser over integer arrays (Steele, Lea & Flood, "Fast splittable
+pseudorandom number generators", OOPSLA 2014), which vectorises over debtors at a few NumPy operations per
+draw. Streams that do not belong to a debtor (e.g. a policy's exploration) are ordinary NumPy generators,
+seeded from the run seed and the purpose through :class:`numpy.random.SeedSequence`.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy.special import ndtri
+
+__all__ = ["Purpose", "Streams"]
+
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_S30, _S27, _S31, _S11, _S20 = (np.uint64(s) for s in (30, 27, 31, 11, 20))
+_TO_UNIT = 2.0**-53
+
+
+class Purpose(IntEnum):
+    """What a draw is for. Values are part of the seeding scheme: never renumber, only append."""
+
+    TYPE = 1
+    INCOME_SCHEDULE = 2
+    INCOME_DAY = 3
+    INCOME_AMOUNT = 4
+    DEBT = 5
+    NOTICE_SPREAD = 6
+    HOUR_PROFILE = 7
+    ARRIVAL = 8
+    PRIOR_HISTORY = 9
+    INCOME_NOISE = 10
+    SHOCK_START = 11
+    SHOCK_LENGTH = 12
+    ATTEND = 13
+    PAY_HOUR = 14
+    PARTIAL = 15
+    NOTICE = 16
+    READ_DELAY = 17
+    LINK_PAY = 18
+    OPEN_SIGNAL = 19
+    DELIVERY_DELAY = 20
+    DISENGAGE = 21
+    OPT_OUT = 22
+    REFERRAL = 23
+    WILLING = 24
+    POLICY = 25
+    PRIOR_DAY = 26
+
+
+def _mix(z: NDArray[np.uint64]) -> NDArray[np.uint64]:
+    z = (z ^ (z >> _S30)) * _M1
+    z = (z ^ (z >> _S27)) * _M2
+    return z ^ (z >> _S31)
+
+
+class Streams:
+    """The run's random streams, all derived from one seed.
+
+    Args:
+        seed: The run seed (a non-negative integer below 2**63).
+    """
+
+    def __init__(self, seed: int) -> None:
+        if not 0 <= int(seed) < 2**63:
+            raise ValueError(f"seed must be in [0, 2**63), got {seed}")
+        self.seed = int(seed)
+        with np.errstate(over="ignore"):
+            self._key = _mix(np.array([self.seed], dtype=np.uint64) + _GOLDEN)[0]
+
+    def bits(
+        self,
+        purpose: Purpose,
+        ids: NDArray[np.integer] | int,
+        day: NDArray[np.integer] | int = 0,
+        index: NDArray[np.integer] | int = 0,
+    ) -> NDArray[np.uint64]:
+        """64 random bits per element: a pure function of (seed, purpose, id, day, index).
+
+        Args:
+            purpose: What the draw is for.
+            ids: Debtor (arrangement) ids, any integer array shape.
+            day: Simulation day, broadcast against ``ids``.
+            index: A further counter (e.g. message number), broadcast against ``ids``.
+        """
+        with np.errstate(over="ignore"):
+            ids_u = np.asarray(ids).astype(np.uint64)
+            day_u = np.asarray(day).astype(np.uint64)
+            idx_u = np.asarray(index).astype(np.uint64)
+            z = self._key ^ (np.uint64(int(purpose)) * _GOLDEN)
+            z = _mix(z + ids_u * _GOLDEN)
+            z = _mix(z + day_u * _M1 + (idx_u << _S20) * _M2)
+            return _mix(z + _GOLDEN)
+
+    def uniform(
+        self,
+        purpose: Purpose,
+        ids: NDArray[np.integer] | int,
+        day: NDArray[np.integer] | int = 0,
+        index: NDArray[np.integer] | int = 0,
+    ) -> NDArray[np.float64]:
+        """Uniform draws in the open interval (0, 1); see :meth:`bits` for the arguments."""
+        b = self.bits(purpose, ids, day, index)
+        return ((b >> _S11).astype(np.float64) + 0.5) * _TO_UNIT
+
+    def normal(
+        self,
+        purpose: Purpose,
+        ids: NDArray[np.integer] | int,
+        day: NDArray[np.integer] | int = 0,
+        index: NDArray[np.integer] | int = 0,
+    ) -> NDArray[np.float64]:
+        """Standard normal draws by the inverse CDF; see :meth:`bits` for the arguments."""
+        return np.asarray(ndtri(self.uniform(purpose, ids, day, index)), dtype=np.float64)
+
+    def exponential(
+        self,
+        purpose: Purpose,
+        ids: NDArray[np.integer] | int,
+        day: NDArray[np.integer] | int = 0,
+        index: NDArray[np.integer] | int = 0,
+    ) -> NDArray[np.float64]:
+        """Exponential draws with mean 1; see :meth:`bits` for the arguments."""
+        return -np.log(self.uniform(purpose, ids, day, index))
+
+    def categorical(
+        self,
+        purpose: Purpose,
+        ids: NDArray[np.integer] | int,
+        probs: NDArray[np.float64] | list[float],
+        day: NDArray[np.integer] | int = 0,
+    ) -> NDArray[np.int64]:
+        """Category indices drawn with the given probabilities (one distribution for all elements)."""
+        cdf = np.cumsum(np.asarray(probs, dtype=np.float64))
+        cdf /= cdf[-1]
+        idx = np.searchsorted(cdf, self.uniform(purpose, ids, day), side="right")
+        return np.minimum(idx, len(cdf) - 1).astype(np.int64)
+
+    def generator(self, purpose: Purpose, *extra: int) -> np.random.Generator:
+        """An ordinary NumPy generator for a stream that belongs to no debtor (e.g. policy exploration)."""
+        return np.random.Generator(np.random.PCG64(np.random.SeedSequence([self.seed, int(purpose), *extra])))

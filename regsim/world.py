@@ -1,0 +1,747 @@
+"""The simulated world: a SimPy model of a debtor population under a decision policy.
+
+Time is in days since the start (fractions are hours). Debtor state is a struct of arrays advanced for all
+debtors at once; SimPy carries what needs a clock and a queue:
+
+* the **population process** (:meth:`World._days`): each morning it updates income, spending and shocks of
+  every debtor, books installments that fall due or were missed, breaks or refers arrangements, gathers the
+  day's decision points into one batch for the policy, applies the decisions, and draws who pays today and
+  at what hour; at the end of the day it settles those payments;
+* **arrivals** of new arrangements are part of that morning step (each debtor has an arrival day);
+* **message delivery**: every send time of a batch is one SimPy timeout; email and SMS arrive at once
+  (email is read later), letters go through the print room and the post (days), calls through the shared
+  collectors and robocall lines (:mod:`regsim.capacity`), whose queues are visible.
+
+A payment cancels every pending reminder for the installments it covers the moment it is recorded; a queued
+letter or call is re-checked before it is sent, so a debtor never gets a reminder for an installment already
+paid (unless the letter was already in the post).
+
+The world runs either with a :class:`~regsim.decision.Policy` (``run()``) or driven from outside, one batch
+of decision points at a time (``next_decision()`` / ``submit()``), which is how the Gymnasium adapter steps.
+
+The behaviour equations are in :mod:`regsim.behaviour`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from enum import IntEnum
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import simpy
+from numpy.typing import NDArray
+
+from regsim import behaviour
+from regsim.arrangement import ArrangementStatus, Schedules
+from regsim.calendar import Calendar
+from regsim.capacity import SharedCapacity
+from regsim.config import CHANNELS, DEBTOR_TYPES, INCOME_SCHEDULES, WorldConfig
+from regsim.decision import (
+    ActionSpace,
+    ContextBatch,
+    DecisionBatch,
+    DecisionKind,
+    Policy,
+)
+from regsim.eventlog import EventLog, EventType
+from regsim.history import ObservableHistory
+from regsim.population import HOUR_PROFILES, Population, draw_population, hour_availability
+from regsim.random import Purpose, Streams
+from regsim.rules import RuleSet, slot_send_time
+
+__all__ = ["MessageKind", "World"]
+
+_EMAIL, _SMS, _LETTER, _ROBOCALL, _COLLECTOR = range(1, 6)
+_LETTER_READ_HOUR = 18.0
+_PLAN_MARGIN_DAYS = 3 * 366
+
+
+class MessageKind(IntEnum):
+    """What a message is for; only reminders are cancelled by a payment."""
+
+    REMINDER = 0
+    CONFIRMATION = 1
+    THANK_YOU = 2
+
+
+_MESSAGE_KIND_OF = np.array([MessageKind.CONFIRMATION, MessageKind.REMINDER, MessageKind.REMINDER,
+                             MessageKind.REMINDER, MessageKind.THANK_YOU])
+_PENDING, _SENT, _CANCELLED = 0, 1, 2
+
+
+class _Messages:
+    """Growable column store of messages."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        cap = 1024
+        self.debtor = np.zeros(cap, dtype=np.int64)
+        self.channel = np.zeros(cap, dtype=np.int64)
+        self.kind = np.zeros(cap, dtype=np.int64)
+        self.installment = np.zeros(cap, dtype=np.int64)
+        self.decision = np.zeros(cap, dtype=np.int64)
+        self.hour = np.zeros(cap, dtype=np.int64)
+        self.state = np.zeros(cap, dtype=np.int8)
+
+    def add(self, debtor: NDArray[np.int64], channel: NDArray[np.int64], kind: NDArray[np.int64],
+            installment: NDArray[np.int64], decision: NDArray[np.int64], hour: NDArray[np.int64]) -> NDArray[np.int64]:
+        k = len(debtor)
+        while self.n + k > len(self.debtor):
+            for name in ("debtor", "channel", "kind", "installment", "decision", "hour", "state"):
+                old = getattr(self, name)
+                new = np.zeros(2 * len(old), dtype=old.dtype)
+                new[: len(old)] = old
+                setattr(self, name, new)
+        sl = slice(self.n, self.n + k)
+        self.debtor[sl], self.channel[sl], self.kind[sl] = debtor, channel, kind
+        self.installment[sl], self.decision[sl], self.hour[sl] = installment, decision, hour
+        self.state[sl] = _PENDING
+        ids = np.arange(self.n, self.n + k, dtype=np.int64)
+        self.n += k
+        return ids
+
+
+class World:
+    """A population of arrangements under a policy, simulated day by day.
+
+    Args:
+        config: The world.
+        policy: The policy to call at decision points; ``None`` to drive the world from outside with
+            :meth:`next_decision` and :meth:`submit`.
+        arrangements: Number of arrangements (default: ``config.simulation.arrangements``).
+        months: Horizon in months of 30 days (default: ``config.simulation.months``).
+        seed: Run seed (default: ``config.simulation.seed``).
+        first_id: Id of the first arrangement; arrangement ``first_id + k`` is debtor ``first_id + k`` of
+            the seed's population, so a world of one arrangement can replay any debtor of a larger run.
+        policy_name: Name logged for externally submitted decisions.
+        policy_version: Version logged for externally submitted decisions.
+        progress: Called with the number of days done after each simulated day.
+    """
+
+    def __init__(
+        self,
+        config: WorldConfig,
+        policy: Policy | None = None,
+        *,
+        arrangements: int | None = None,
+        months: int | None = None,
+        seed: int | None = None,
+        first_id: int = 0,
+        policy_name: str = "external",
+        policy_version: str = "0",
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
+        sim = config.simulation
+        self.config = config
+        self.policy = policy
+        self.policy_name = policy.name if policy is not None else policy_name
+        self.policy_version = policy.version if policy is not None else policy_version
+        self.n = int(arrangements if arrangements is not None else sim.arrangements)
+        self.days = 30 * int(months if months is not None else sim.months)
+        self.seed = int(seed if seed is not None else sim.seed)
+        self.first_id = int(first_id)
+        self.progress = progress
+        self.streams = Streams(self.seed)
+        self.calendar = Calendar(sim.start_date, self.days + _PLAN_MARGIN_DAYS)
+        self.space = ActionSpace.from_config(config.decisions)
+        self.rules = RuleSet(config.rules, self.space)
+        self.gid = np.arange(self.first_id, self.first_id + self.n, dtype=np.int64)
+        self.pop: Population = draw_population(config, self.gid, self.streams)
+        capacity = max(config.rules.max_total_installments, config.arrangements.max_installments)
+        self.sched = Schedules(self.n, capacity, self.calendar, config.arrangements.grace_days)
+        self.history = ObservableHistory(self.n)
+        self.log = EventLog(sim.start_date)
+        self.msgs = _Messages()
+        self._pending_pool = np.zeros(0, dtype=np.int64)
+        self._next_decision_id = 0
+
+        n = self.n
+        self.status = np.zeros(n, dtype=np.int8)
+        self.state = behaviour.DebtorState.initial(self.pop, self.streams, self.gid)
+        self.pay_time = np.full(n, np.inf)
+        self.pay_partial = np.zeros(n, dtype=bool)
+        self.thank = np.zeros(n, dtype=bool)
+        self.thank_installment = np.full(n, -1, dtype=np.int64)
+        self.last_letter_time = np.full(n, -np.inf)
+        self.end_time = np.full(n, np.nan)
+        self._time_of = np.zeros(n)
+        self._arrivals = pd.Series(np.arange(n)).groupby(self.pop.arrival_day).apply(np.asarray).to_dict()
+        self._channels = config.channels.ordered()
+        self._cost = np.array([0.0, *(c.cost_eur for c in self._channels)])
+        self._fatigue_weight = np.array([0.0, *(config.population.fatigue.weight[c] for c in CHANNELS)])
+
+        self.env = simpy.Environment()
+        self.capacity = SharedCapacity(self.env, config.capacity, self.calendar, connect=self._connect,
+                                       post=self._post_letters, wanted=self._wanted)
+        self._ready: simpy.Event | None = None
+        self._answer: simpy.Event | None = None
+        self.pending: ContextBatch | None = None
+        self.done = False
+        self.env.process(self._days())
+
+    # ======================================================================================================
+    # Driving the world
+    # ======================================================================================================
+    def run(self) -> World:
+        """Run to the horizon with the world's policy; returns ``self``."""
+        if self.policy is None:
+            raise RuntimeError("run() needs a policy; drive a policy-less world with next_decision()/submit()")
+        self.env.run(until=self.days)
+        self.done = True
+        return self
+
+    def next_decision(self) -> ContextBatch | None:
+        """Advance to the next batch of decision points (policy-less worlds); ``None`` at the horizon."""
+        if self.policy is not None:
+            raise RuntimeError("this world has a policy; use run()")
+        if self.done:
+            return None
+        if self.pending is not None:
+            return self.pending
+        self._ready = self.env.event()
+        self.env.run(until=self._ready)
+        batch = self._ready.value
+        if batch is None:
+            self.done = True
+        return batch
+
+    def submit(self, decisions: DecisionBatch) -> None:
+        """Answer the pending batch; the world resumes at the next :meth:`next_decision`.
+
+        Raises:
+            RuleViolation: A decision breaks a rule; nothing is applied and the batch stays pending.
+        """
+        if self.pending is None or self._answer is None:
+            raise RuntimeError("no decision is pending; call next_decision() first")
+        decisions = DecisionBatch.from_decisions(decisions)
+        self.rules.check(self.pending, decisions)
+        answer, self._answer, self.pending = self._answer, None, None
+        answer.succeed(decisions)
+
+    # ======================================================================================================
+    # The population process
+    # ======================================================================================================
+    def _days(self) -> Generator[Any, Any, None]:
+        for d in range(self.days):
+            if self.env.now < d:
+                yield self.env.timeout(d - self.env.now)
+            self._liquidity(d)
+            self._book_due_dates(d)
+            ids, kinds, installments = self._decision_points(d)
+            if len(ids):
+                batch = self._contexts(ids, kinds, installments, d)
+                if self.policy is not None:
+                    decisions = DecisionBatch.from_decisions(self.policy.decide_batch(batch))
+                    self.rules.check(batch, decisions)
+                else:
+                    self.pending = batch
+                    self._answer = self.env.event()
+                    assert self._ready is not None
+                    self._ready.succeed(batch)
+                    decisions = yield self._answer
+                self._apply(batch, decisions, d)
+            self._draw_payments(d)
+            yield self.env.timeout(d + 1 - 1e-6 - self.env.now)
+            self._settle(np.flatnonzero(self.pay_time <= self.env.now), self.env.now)
+            if self.progress is not None:
+                self.progress(d + 1)
+        self.done = True
+        if self._ready is not None and not self._ready.triggered:
+            self._ready.succeed(None)
+
+    # -- liquidity, shocks, decay -------------------------------------------------------------------------
+    def _liquidity(self, d: int) -> None:
+        started, _ = behaviour.advance_day(self.state, self.pop, self.config.population, self.streams,
+                                           self.gid, d, self.calendar)
+        # A debtor in a shock with overdue installments may turn to debt counselling.
+        active = np.flatnonzero(self.status == ArrangementStatus.ACTIVE)
+        if len(active):
+            shocked = active[(self.state.shock_until[active] > d) & (self.sched.overdue(active) > 0)]
+            u = self.streams.uniform(Purpose.REFERRAL, self.gid[shocked], d)
+            refer = shocked[u < self.config.population.shocks.referral_per_day]
+            self._end(refer, float(d), ArrangementStatus.REFERRED, EventType.REFERRED)
+            disengage = behaviour.disengagement(self.state, self.config.population.fatigue, self.streams,
+                                                self.gid, active, d)
+            self.state.disengaged[disengage] = True
+        del started
+
+    # -- due dates, misses, breakdowns --------------------------------------------------------------------
+    def _book_due_dates(self, d: int) -> None:
+        s = self.sched
+        arrivals = self._arrivals.get(d)
+        if arrivals is not None:
+            self._create(arrivals, d)
+        active = np.flatnonzero(self.status == ArrangementStatus.ACTIVE)
+        self._missed_today = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
+        if not len(active):
+            return
+        rows = active
+        while len(rows):
+            j = np.minimum(s.came_due[rows], s.capacity - 1)
+            hit = (s.came_due[rows] < s.n[rows]) & (s.due[rows, j] <= d)
+            rows = rows[hit]
+            if len(rows):
+                self.log.append(EventType.INSTALLMENT_DUE, float(d), self.gid[rows], installment=s.came_due[rows],
+                                amount_eur=s.amount[rows, s.came_due[rows]])
+                s.came_due[rows] += 1
+        grace = s.grace_days
+        missed_ids, missed_j = [], []
+        rows = active
+        while len(rows):
+            j = np.minimum(s.miss_ptr[rows], s.capacity - 1)
+            hit = (s.miss_ptr[rows] < s.n[rows]) & (s.due[rows, j].astype(np.int64) + grace + 1 <= d)
+            rows = rows[hit]
+            if len(rows):
+                unpaid = s.miss_ptr[rows] >= s.first_open[rows]
+                r = rows[unpaid]
+                missed_ids.append(r)
+                missed_j.append(s.miss_ptr[r].copy())
+                s.miss_ptr[rows] += 1
+        if missed_ids:
+            ids, inst = np.concatenate(missed_ids), np.concatenate(missed_j)
+            self.log.append(EventType.INSTALLMENT_MISSED, float(d), self.gid[ids], installment=inst)
+            np.add.at(self.history.missed, ids, 1)
+            self.state.streak[ids] = 0.0
+            # One decision per arrangement: the oldest missed installment.
+            order = np.lexsort((inst, ids))
+            ids, inst = ids[order], inst[order]
+            first = np.r_[True, ids[1:] != ids[:-1]]
+            self._missed_today = (ids[first], inst[first])
+        broken = active[s.overdue(active) >= self.config.arrangements.breakdown_after_missed]
+        self._end(broken, float(d), ArrangementStatus.BROKEN, EventType.BROKEN)
+
+    def _create(self, ids: NDArray[np.int64], d: int) -> None:
+        arr, pop, h = self.config.arrangements, self.pop, self.history
+        self.sched.create(ids, d, pop.n_installments[ids], pop.debt_eur[ids], arr.default_due_day,
+                          arr.min_days_to_first_due)
+        self.status[ids] = ArrangementStatus.OFFERED
+        h.created_day[ids] = d
+        h.debt[ids] = pop.debt_eur[ids]
+        h.prior_payments[ids] = pop.prior_payments[ids]
+        h.prior_late_share[ids] = pop.prior_late_share[ids]
+        h.prior_pay_dom[ids] = pop.prior_pay_dom[ids]
+        self.log.append(
+            EventType.ARRANGEMENT_CREATED, float(d), self.gid[ids], amount_eur=pop.debt_eur[ids],
+            n_installments=self.sched.n[ids], installment_eur=self.sched.amount[ids, 0],
+            due_day=self.sched.due_dom[ids], prior_payments=pop.prior_payments[ids],
+            prior_late_share=pop.prior_late_share[ids], prior_pay_dom=pop.prior_pay_dom[ids],
+        )
+
+    def _end(self, ids: NDArray[np.int64], t: float, status: ArrangementStatus, event: EventType) -> None:
+        if not len(ids):
+            return
+        self.status[ids] = status
+        self.end_time[ids] = t
+        self.pay_time[ids] = np.inf
+        self.thank[ids] = False
+        extra: dict[str, Any] = {"amount_eur": self.sched.balance[ids]}
+        if status == ArrangementStatus.BROKEN:
+            # Statutory collection costs only after a reminder letter giving 14 days (F8).
+            warned = self.last_letter_time[ids] <= t - 14
+            extra["collection_costs_eur"] = np.where(
+                warned, behaviour.statutory_collection_costs(self.sched.balance[ids]), 0.0
+            )
+        self.log.append(event, t, self.gid[ids], **extra)
+        self._cancel_pending(ids, t, reminders_only=False)
+
+    # -- decision points ----------------------------------------------------------------------------------
+    def _decision_points(self, d: int) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
+        s, cfg = self.sched, self.config.decisions
+        new = np.flatnonzero(self.status == ArrangementStatus.OFFERED)
+        active = np.flatnonzero(self.status == ArrangementStatus.ACTIVE)
+        taken = np.zeros(self.n, dtype=bool)
+        parts: list[tuple[NDArray[np.int64], int, NDArray[np.int64]]] = []
+
+        def add(ids: NDArray[np.int64], kind: DecisionKind, inst: NDArray[np.int64]) -> None:
+            keep = ~taken[ids]
+            ids, inst = ids[keep], inst[keep]
+            taken[ids] = True
+            parts.append((ids, int(kind), inst))
+
+        add(new, DecisionKind.PLAN_CREATED, np.zeros(len(new), dtype=np.int64))
+        m_ids, m_inst = self._missed_today
+        live = self.status[m_ids] == ArrangementStatus.ACTIVE
+        add(m_ids[live], DecisionKind.MISSED, m_inst[live])
+        if len(active):
+            since_due = d - s.open_due(active)
+            follow = active[(s.overdue(active) > 0) & np.isin(since_due, cfg.follow_up_days)]
+            add(follow, DecisionKind.FOLLOW_UP, s.first_open[follow])
+            j = np.minimum(s.came_due[active], s.capacity - 1)
+            soon = (s.came_due[active] < s.n[active]) & (s.due[active, j] - d == cfg.pre_due_days)
+            soon &= s.came_due[active] >= s.first_open[active]
+            pre = active[soon]
+            add(pre, DecisionKind.PRE_DUE, s.came_due[pre])
+            thanks = active[self.thank[active]]
+            add(thanks, DecisionKind.PAYMENT_RECEIVED, self.thank_installment[thanks])
+        self.thank[:] = False
+        ids = np.concatenate([p[0] for p in parts])
+        kinds = np.concatenate([np.full(len(p[0]), p[1], dtype=np.int64) for p in parts])
+        inst = np.concatenate([p[2] for p in parts]).astype(np.int64)
+        return ids, kinds, inst
+
+    def _contexts(self, ids: NDArray[np.int64], kinds: NDArray[np.int64], inst: NDArray[np.int64],
+                  d: int) -> ContextBatch:
+        columns = self.history.context_columns(ids, kinds, inst, d, self.sched, self.calendar)
+        columns["arrangement_id"] = self.gid[ids]
+        batch = ContextBatch(space=self.space, columns=columns,
+                             mask=np.ones((len(ids), self.space.mask_size), dtype=bool))
+        return self.rules.apply(batch)
+
+    # -- applying decisions -------------------------------------------------------------------------------
+    def _apply(self, batch: ContextBatch, dec: DecisionBatch, d: int) -> None:
+        cfg, s, h = self.config, self.sched, self.history
+        ids = batch.columns["arrangement_id"] - self.first_id
+        kinds = batch.columns["kind"].astype(np.int64)
+        a = dec.actions
+        n = len(ids)
+        decision_ids = np.arange(self._next_decision_id, self._next_decision_id + n, dtype=np.int64)
+        self._next_decision_id += n
+        send_time = slot_send_time(self.space, np.full(n, d), a[:, 1])
+        contact = a[:, 0] > 0
+        self.log.append(
+            EventType.DECISION, float(d), self.gid[ids], decision_id=decision_ids, decision_kind=kinds,
+            installment=batch.columns["installment"], a_channel=a[:, 0], a_send_slot=a[:, 1],
+            a_due_day=a[:, 2], a_deferral=a[:, 3], a_reduction=a[:, 4], propensity=dec.propensity,
+            send_time=np.where(contact, send_time, np.nan), masked_rules=_masked_rule_names(batch),
+            policy=self.policy_name, policy_version=self.policy_version,
+        )
+        created = kinds == DecisionKind.PLAN_CREATED
+        self.status[ids[created]] = ArrangementStatus.ACTIVE
+
+        m = a[:, 2] > 0
+        if m.any():
+            dom = np.array(cfg.decisions.due_day_options)[a[m, 2] - 1]
+            s.set_due_day(ids[m], dom, d, cfg.arrangements.min_days_to_first_due)
+            self.log.append(EventType.DUE_DAY_SET, float(d), self.gid[ids[m]], due_day=dom,
+                            n_installments=s.n[ids[m]], installment_eur=s.current_amount(ids[m]))
+        m = a[:, 3] > 0
+        if m.any():
+            days = np.array(cfg.decisions.deferral_options)[a[m, 3]]
+            s.defer(ids[m], days)
+            np.add.at(h.deferrals, ids[m], 1)
+            self.log.append(EventType.DEFERRAL, float(d), self.gid[ids[m]], deferral_days=days,
+                            n_installments=s.n[ids[m]], installment_eur=s.current_amount(ids[m]),
+                            installment=s.first_open[ids[m]])
+        m = a[:, 4] > 0
+        if m.any():
+            frac = np.array(cfg.decisions.reduction_options)[a[m, 4]]
+            s.reduce(ids[m], frac, d)
+            np.add.at(h.reductions, ids[m], 1)
+            self.log.append(EventType.REDUCTION, float(d), self.gid[ids[m]], reduction=frac,
+                            n_installments=s.n[ids[m]], installment_eur=s.current_amount(ids[m]),
+                            installment=s.first_open[ids[m]])
+        if contact.any():
+            rows = np.flatnonzero(contact)
+            hours = np.array([slot.hour for slot in self.space.send_slots])[a[rows, 1]]
+            mids = self.msgs.add(ids[rows], a[rows, 0], _MESSAGE_KIND_OF[kinds[rows]],
+                                 batch.columns["installment"][rows].astype(np.int64), decision_ids[rows], hours)
+            h.add_contacts(ids[rows], send_time[rows])
+            self._pending_pool = np.concatenate([self._pending_pool, mids])
+            times = send_time[rows]
+            for t in np.unique(times):
+                group = mids[times == t]
+                self._at(float(t), lambda _e, g=group: self._send(g))
+
+    def _at(self, t: float, callback: Callable[[Any], None]) -> None:
+        event = self.env.timeout(max(0.0, t - self.env.now))
+        event.callbacks.append(callback)
+
+    # ======================================================================================================
+    # Messages
+    # ======================================================================================================
+    def _still_wanted(self, mids: NDArray[np.int64], t: float) -> NDArray[np.bool_]:
+        """Settle earlier payments of these debtors, cancel what is no longer wanted, return what is."""
+        m = self.msgs
+        debtors = m.debtor[mids]
+        self._settle(np.unique(debtors[self.pay_time[debtors] <= t]), t)
+        pending = m.state[mids] == _PENDING
+        active = self.status[debtors] == ArrangementStatus.ACTIVE
+        reminder = m.kind[mids] == MessageKind.REMINDER
+        paid = self.sched.is_paid(debtors, m.installment[mids])
+        ok = pending & active & ~(reminder & paid)
+        drop = mids[pending & ~ok]
+        if len(drop):
+            self._cancel(drop, t)
+        return ok
+
+    def _cancel(self, mids: NDArray[np.int64], t: float) -> None:
+        m = self.msgs
+        m.state[mids] = _CANCELLED
+        self.log.append(EventType.MESSAGE_CANCELLED, t, self.gid[m.debtor[mids]], message_id=mids,
+                        channel=m.channel[mids], decision_id=m.decision[mids], installment=m.installment[mids])
+
+    def _cancel_pending(self, debtors: NDArray[np.int64], t: float, reminders_only: bool) -> None:
+        """Cancel pending messages of these debtors: reminders for paid installments, or all of them."""
+        pool = self._pending_pool
+        if not len(pool) or not len(debtors):
+            return
+        m = self.msgs
+        pool = pool[m.state[pool] == _PENDING]
+        self._pending_pool = pool
+        hit = pool[np.isin(m.debtor[pool], debtors)]
+        if reminders_only:
+            hit = hit[(m.kind[hit] == MessageKind.REMINDER) & self.sched.is_paid(m.debtor[hit], m.installment[hit])]
+        if len(hit):
+            self._cancel(hit, t)
+
+    def _send(self, mids: NDArray[np.int64]) -> None:
+        t = float(self.env.now)
+        mids = mids[self._still_wanted(mids, t)]
+        if not len(mids):
+            return
+        ch = self.msgs.channel[mids]
+        direct = mids[(ch == _EMAIL) | (ch == _SMS)]
+        if len(direct):
+            self._mark_sent(direct, t)
+            self._deliver(direct, t)
+        self.capacity.queue_letters(mids[ch == _LETTER])
+        for mid in mids[(ch == _ROBOCALL) | (ch == _COLLECTOR)]:
+            self.capacity.call(int(mid), collector=bool(self.msgs.channel[mid] == _COLLECTOR))
+
+    def _wanted(self, mid: int) -> bool:
+        return bool(self._still_wanted(np.array([mid], dtype=np.int64), float(self.env.now))[0])
+
+    def _mark_sent(self, mids: NDArray[np.int64], t: float) -> None:
+        m = self.msgs
+        m.state[mids] = _SENT
+        ch = m.channel[mids]
+        debtors = m.debtor[mids]
+        np.add.at(self.history.sent, (debtors, ch - 1), 1)
+        self.log.append(EventType.MESSAGE_SENT, t, self.gid[debtors], message_id=mids, channel=ch,
+                        decision_id=m.decision[mids], installment=m.installment[mids], amount_eur=self._cost[ch])
+
+    def _post_letters(self, mids: NDArray[np.int64], t: float) -> None:
+        self._mark_sent(mids, t)
+        debtors = self.msgs.debtor[mids]
+        self.last_letter_time[debtors] = t
+        letter = self._channels[_LETTER - 1]
+        u = self.streams.uniform(Purpose.DELIVERY_DELAY, self.gid[debtors], int(t), mids % 1024)
+        delay = letter.delay_days_min + np.floor(u * (letter.delay_days_max - letter.delay_days_min + 1))
+        arrive = np.floor(t) + delay + _LETTER_READ_HOUR / 24.0
+        for when in np.unique(arrive):
+            group = mids[arrive == when]
+            self._at(float(when), lambda _e, g=group: self._deliver(g, float(self.env.now)))
+
+    def _connect(self, mid: int, t: float) -> None:
+        mids = np.array([mid], dtype=np.int64)
+        self._mark_sent(mids, t)
+        self._deliver(mids, t)
+
+    def _deliver(self, mids: NDArray[np.int64], t: float) -> None:
+        """A message reaches the debtor: draw whether (and when) it is noticed and log what is observable."""
+        m, pop = self.msgs, self.pop
+        debtors, ch = m.debtor[mids], m.channel[mids]
+        gid, day = self.gid[debtors], int(t)
+        key = ch * 32 + m.hour[mids]
+        hour = (t - day) * 24.0
+        p = pop.notice[debtors, ch - 1] * hour_availability(pop.hour_profile[debtors], hour, ch)
+        p = p * np.where(self.state.disengaged[debtors], 0.5, 1.0)
+        noticed = self.streams.uniform(Purpose.NOTICE, gid, day, key) < p
+        calls = (ch == _ROBOCALL) | (ch == _COLLECTOR)
+        # Observable delivery: SMS and email receipts, answered calls; a letter's delivery is not observed.
+        seen = ((ch == _EMAIL) | (ch == _SMS)) | (calls & noticed)
+        if seen.any():
+            np.add.at(self.history.delivered, (debtors[seen], ch[seen] - 1), 1)
+            self.log.append(EventType.MESSAGE_DELIVERED, t, gid[seen], message_id=mids[seen], channel=ch[seen],
+                            decision_id=m.decision[mids[seen]], installment=m.installment[mids[seen]])
+        read_mean = np.array([0.0, *(c.read_delay_days for c in self._channels)])[ch]
+        delay = read_mean * self.streams.exponential(Purpose.READ_DELAY, gid, day, key)
+        when = t + delay
+        # Open signals: tracked opens of noticed messages, and false opens (privacy pre-fetch, F6).
+        track = np.array([0.0, *(c.open_tracking for c in self._channels)])[ch]
+        false = np.array([0.0, *(c.false_open for c in self._channels)])[ch]
+        u_open = self.streams.uniform(Purpose.OPEN_SIGNAL, gid, day, key)
+        opened = np.where(noticed, u_open < track, u_open < false)
+        if opened.any():
+            o = np.flatnonzero(opened)
+            open_time = np.where(noticed[o], when[o], t + 1.0 / 24.0)
+            np.add.at(self.history.opened, (debtors[o], ch[o] - 1), 1)
+            self.log.append(EventType.MESSAGE_OPENED, open_time, gid[o], message_id=mids[o], channel=ch[o],
+                            decision_id=m.decision[mids[o]], installment=m.installment[mids[o]])
+        self.state.noticed_messages[debtors[noticed]] += 1
+        now_rows = noticed & (delay <= 0)
+        if now_rows.any():
+            self._noticed(mids[now_rows], t)
+        later = noticed & (delay > 0)
+        if later.any():
+            rounded = np.ceil(when[later] * 24.0) / 24.0
+            group_ids = mids[later]
+            for w in np.unique(rounded):
+                g = group_ids[rounded == w]
+                self._at(float(w), lambda _e, g=g: self._noticed(g, float(self.env.now)))
+
+    def _noticed(self, mids: NDArray[np.int64], t: float) -> None:
+        """The debtor takes in a message: fatigue, memory, motivation, opt-outs and paying by link."""
+        m = self.msgs
+        debtors = m.debtor[mids]
+        alive = self.status[debtors] == ArrangementStatus.ACTIVE
+        mids, debtors = mids[alive], debtors[alive]
+        if not len(mids):
+            return
+        self._settle(np.unique(debtors[self.pay_time[debtors] <= t]), t)
+        ch, kind = m.channel[mids], m.kind[mids]
+        gid, day = self.gid[debtors], int(t)
+        key = ch * 32 + m.hour[mids]
+        fat = self.config.population.fatigue
+        st = self.state
+        np.add.at(st.annoyance, debtors, self._fatigue_weight[ch])
+        # Annoyed debtors opt out of the channel that keeps reaching them (observable).
+        can_opt = (ch == _EMAIL) | (ch == _SMS) | (ch == _ROBOCALL)
+        annoyed = st.annoyance[debtors] > fat.disengage_threshold
+        u_opt = self.streams.uniform(Purpose.OPT_OUT, gid, day, key)
+        opt = can_opt & annoyed & (u_opt < fat.opt_out_per_contact) & ~self.history.opted_out[debtors, ch - 1]
+        if opt.any():
+            self.history.opted_out[debtors[opt], ch[opt] - 1] = True
+            self.log.append(EventType.OPT_OUT, t, gid[opt], channel=ch[opt], message_id=mids[opt])
+        impact = np.array([0.0, *(c.impact for c in self._channels)])[ch]
+        reminder = kind == MessageKind.REMINDER
+        np.add.at(st.boost, debtors[reminder], (self.pop.reminder_effect[debtors] * impact)[reminder])
+        habit = self.config.population.habit
+        just_paid = reminder & (t - self.history.last_payment_time[debtors] < habit.just_paid_days)
+        st.streak[debtors[just_paid]] *= 1.0 - habit.just_paid_penalty
+        thanks = kind == MessageKind.THANK_YOU
+        st.streak[debtors[thanks]] += habit.thank_you_bonus
+        # Paying at once through the message's payment link.
+        linkable = ~thanks
+        owed = self.sched.owed_now(debtors, day, self.config.arrangements.pay_window_days)
+        link_p = np.array([0.0, *(c.link_pay_prob for c in self._channels)])[ch]
+        will = behaviour.effective_willingness(st, self.pop, debtors)
+        able = (st.cash[debtors] >= owed - 0.005) & (owed > 0)
+        u_link = self.streams.uniform(Purpose.LINK_PAY, gid, day, key)
+        pay = linkable & able & (u_link < link_p * will)
+        if pay.any():
+            rows = np.flatnonzero(pay)
+            # At most one link payment per debtor at one moment.
+            _, first = np.unique(debtors[rows], return_index=True)
+            rows = rows[first]
+            np.add.at(self.history.clicked, (debtors[rows], ch[rows] - 1), 1)
+            self.log.append(EventType.MESSAGE_CLICKED, t, gid[rows], message_id=mids[rows], channel=ch[rows],
+                            decision_id=m.decision[mids[rows]], installment=m.installment[mids[rows]])
+            self._pay(debtors[rows], owed[rows], t, channel=ch[rows])
+
+    # ======================================================================================================
+    # Payments
+    # ======================================================================================================
+    def _draw_payments(self, d: int) -> None:
+        active = np.flatnonzero(self.status == ArrangementStatus.ACTIVE)
+        if not len(active):
+            return
+        arr = self.config.arrangements
+        p, owed = self.payment_probability(active, d)
+        rows = active[owed > 0]
+        p = p[owed > 0]
+        gid = self.gid[rows]
+        go = self.streams.uniform(Purpose.ATTEND, gid, d) < p
+        partial = self.streams.uniform(Purpose.PARTIAL, gid, d) < arr.partial_payment_prob
+        hour = 7.0 + 16.0 * self.streams.uniform(Purpose.PAY_HOUR, gid, d)
+        self.pay_time[rows[go]] = d + hour[go] / 24.0
+        self.pay_partial[rows[go]] = partial[go]
+
+    def payment_probability(self, ids: NDArray[np.int64], d: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """Latent: P(the debtor sets out to pay today) and what they owe now (ground truth, oracle, info)."""
+        arr = self.config.arrangements
+        owed = self.sched.owed_now(ids, d, arr.pay_window_days)
+        days_to_due = self.sched.open_due(ids) - d
+        p = behaviour.pay_intent_probability(self.state, self.pop, self.config.population, arr, ids, days_to_due)
+        able = self.state.cash[ids] >= owed - 0.005
+        p_effective = p * np.where(able, 1.0, arr.partial_payment_prob * (self.state.cash[ids] >= 10.0))
+        return p_effective, owed
+
+    def _settle(self, debtors: NDArray[np.int64], t: float) -> None:
+        """Carry out today's planned payments of these debtors whose hour has come."""
+        if not len(debtors):
+            return
+        when = self.pay_time[debtors]
+        self.pay_time[debtors] = np.inf
+        alive = self.status[debtors] == ArrangementStatus.ACTIVE
+        debtors, when = debtors[alive], when[alive]
+        if not len(debtors):
+            return
+        owed = self.sched.owed_now(debtors, int(when.min()), self.config.arrangements.pay_window_days)
+        cash = self.state.cash[debtors]
+        full = cash >= owed - 0.005
+        partial_amount = np.where(self.pay_partial[debtors] & (cash >= 10.0), np.floor(np.minimum(cash, owed)), 0.0)
+        amount = np.where(full, owed, partial_amount)
+        ok = amount > 0
+        order = np.argsort(when[ok], kind="stable")
+        self._pay(debtors[ok][order], amount[ok][order], when[ok][order], channel=None)
+
+    def _pay(self, debtors: NDArray[np.int64], amounts: NDArray[np.float64], t: NDArray[np.float64] | float,
+             channel: NDArray[np.int64] | None) -> None:
+        if not len(debtors):
+            return
+        times = np.broadcast_to(np.asarray(t, dtype=np.float64), debtors.shape)
+        day = int(times.min())
+        self.state.cash[debtors] -= amounts
+        h, s = self.history, self.sched
+        done = s.pay(debtors, amounts, day)
+        self.log.append(EventType.PAYMENT, times, self.gid[debtors], amount_eur=amounts,
+                        channel=0 if channel is None else channel)
+        h.last_payment_time[debtors] = times
+        if len(done.ids):
+            self._time_of[debtors] = times  # debtors are unique within one call
+            t_done = self._time_of[done.ids]
+            self.log.append(EventType.INSTALLMENT_PAID, t_done, self.gid[done.ids], installment=done.installment,
+                            deferral_days=done.days_late, amount_eur=s.amount[done.ids, done.installment])
+            on_time = done.days_late <= 0
+            np.add.at(h.on_time, done.ids[on_time], 1)
+            self.state.streak[done.ids[on_time]] += 1.0
+            self.state.streak[done.ids[~on_time]] = 0.0
+            self.thank[done.ids] = True
+            self.thank_installment[done.ids] = done.installment
+        complete = debtors[s.first_open[debtors] >= s.n[debtors]]
+        if len(complete):
+            complete = np.unique(complete)
+            self.status[complete] = ArrangementStatus.COMPLETED
+            self.end_time[complete] = times.max()
+            self.thank[complete] = False
+            self.log.append(EventType.COMPLETED, times.max(), self.gid[complete])
+            self._cancel_pending(complete, float(times.max()), reminders_only=False)
+        self._cancel_pending(np.unique(debtors), float(times.max()), reminders_only=True)
+
+    # ======================================================================================================
+    # Outputs
+    # ======================================================================================================
+    def ground_truth(self) -> pd.DataFrame:
+        """Latent facts per arrangement (never in the event log): type, income, responsiveness, shocks."""
+        pop, st = self.pop, self.state
+        frame = pd.DataFrame({
+            "arrangement_id": self.gid,
+            "debtor_type": pd.Categorical.from_codes(pop.type, categories=list(DEBTOR_TYPES)),
+            "income_schedule": pd.Categorical.from_codes(pop.schedule, categories=list(INCOME_SCHEDULES)),
+            "pay_day": pop.pay_day,
+            "income_per_pay_eur": pop.income_per_pay,
+            "free_cash_share": pop.free_cash_share,
+            "attention": pop.attention,
+            "willingness": pop.willingness,
+            "hour_profile": pd.Categorical.from_codes(pop.hour_profile, categories=list(HOUR_PROFILES)),
+            "shocks": st.shocks,
+            "shock_days": st.shock_days,
+            "disengaged": st.disengaged,
+            "noticed_messages": st.noticed_messages,
+            "final_status": pd.Categorical.from_codes(
+                self.status, categories=[s.name.lower() for s in ArrangementStatus]),
+        })
+        for k, c in enumerate(CHANNELS):
+            frame[f"notice_{c}"] = pop.notice[:, k]
+        return frame
+
+    def resource_queues(self) -> pd.DataFrame:
+        """Queue lengths of the shared resources, sampled at noon and at the end of each day."""
+        s = self.capacity.samples
+        return pd.DataFrame({"time": s.time, "resource": s.resource, "queued": s.queued, "busy": s.busy,
+                             "capacity": s.capacity})
+
+
+def _masked_rule_names(batch: ContextBatch) -> NDArray[np.object_]:
+    """Per row, the comma-separated names of the rules that masked something (applicability excluded)."""
+    names = [n for n in batch.forbidden if n != "not_applicable"]
+    code = np.zeros(len(batch), dtype=np.int64)
+    for k, name in enumerate(names):
+        code |= batch.forbidden[name].any(axis=1).astype(np.int64) << k
+    out = np.full(len(batch), "", dtype=object)
+    for c in np.unique(code):
+        out[code == c] = ",".join(n for k, n in enumerate(names) if c >> k & 1)
+    return out
