@@ -62,7 +62,9 @@ def preferred_allowed(batch: ContextBatch, part: int, preferences: NDArray[np.in
     return np.where(ok.any(axis=1), prefs[np.arange(len(batch)), pick], -1)
 
 
-def slot_index(batch: ContextBatch, day_offset: NDArray[np.int64] | int, hour: NDArray[np.int64] | int) -> NDArray[np.int64]:
+def slot_index(
+    batch: ContextBatch, day_offset: NDArray[np.int64] | int, hour: NDArray[np.int64] | int
+) -> NDArray[np.int64]:
     """Per row, the allowed send slot closest in time to (``day_offset``, ``hour``)."""
     slots = batch.space.send_slots
     t_slot = np.array([s.day_offset * 24 + s.hour for s in slots], dtype=np.float64)

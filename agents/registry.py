@@ -83,8 +83,9 @@ def make(name: str, **kwargs: Any) -> Policy:
             annotation = Any if p.annotation is inspect.Parameter.empty else p.annotation
             default = ... if p.default is inspect.Parameter.empty else p.default
             fields[p.name] = (annotation, default)
-    model = create_model(f"{name}_arguments", __config__=ConfigDict(extra="forbid", arbitrary_types_allowed=True),
-                         **fields)
+    model = create_model(
+        f"{name}_arguments", __config__=ConfigDict(extra="forbid", arbitrary_types_allowed=True), **fields
+    )
     try:
         validated = model(**kwargs)
     except ValidationError as exc:

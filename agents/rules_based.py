@@ -27,12 +27,18 @@ __all__ = ["PaydayAligned", "Silent", "StaticDunning"]
 NONE, EMAIL, SMS, LETTER, ROBOCALL, COLLECTOR = range(6)
 
 
-def _assemble(batch: ContextBatch, channel: NDArray[np.int64], slot: NDArray[np.int64],
-              due_day: NDArray[np.int64] | None = None, deferral: NDArray[np.int64] | None = None) -> DecisionBatch:
+def _assemble(
+    batch: ContextBatch,
+    channel: NDArray[np.int64],
+    slot: NDArray[np.int64],
+    due_day: NDArray[np.int64] | None = None,
+    deferral: NDArray[np.int64] | None = None,
+) -> DecisionBatch:
     n = len(batch)
     zeros = np.zeros(n, dtype=np.int64)
-    actions = np.stack([channel, slot, zeros if due_day is None else due_day,
-                        zeros if deferral is None else deferral, zeros], axis=1)
+    actions = np.stack(
+        [channel, slot, zeros if due_day is None else due_day, zeros if deferral is None else deferral, zeros], axis=1
+    )
     return DecisionBatch(actions, np.ones(n))
 
 
@@ -81,10 +87,8 @@ class StaticDunning(BasePolicy):
         want = np.where(follow & (overdue_days < 14), LETTER, want)
         want = np.where(follow & (overdue_days >= 14), ROBOCALL, want)
         # If the wanted channel is masked (opt-out), fall back along the escalation ladder.
-        ladder = np.array([[EMAIL, SMS, LETTER], [SMS, EMAIL, LETTER], [LETTER, SMS, EMAIL],
-                           [ROBOCALL, SMS, LETTER]])
-        row_ladder = np.select([want == EMAIL, want == SMS, want == LETTER, want == ROBOCALL],
-                               [0, 1, 2, 3], default=0)
+        ladder = np.array([[EMAIL, SMS, LETTER], [SMS, EMAIL, LETTER], [LETTER, SMS, EMAIL], [ROBOCALL, SMS, LETTER]])
+        row_ladder = np.select([want == EMAIL, want == SMS, want == LETTER, want == ROBOCALL], [0, 1, 2, 3], default=0)
         channel = np.where(want == NONE, NONE, channel_with_fallback(b, ladder[row_ladder]))
         offset = np.where(pre, np.maximum(b.columns["days_to_due"] - self.announce_days_before, 0), 0)
         slot = slot_index(b, offset, self.send_hour)

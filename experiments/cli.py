@@ -51,20 +51,33 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     months = args.months if args.months is not None else config.simulation.months
     n = args.arrangements if args.arrangements is not None else config.simulation.arrangements
     seed = args.seed if args.seed is not None else config.simulation.seed
-    print(f"simulating {n:,} arrangements for {months} months under {policy.name!r} "
-          f"(world {config.name!r}, seed {seed})", file=sys.stderr)
+    print(
+        f"simulating {n:,} arrangements for {months} months under {policy.name!r} (world {config.name!r}, seed {seed})",
+        file=sys.stderr,
+    )
     started = time.perf_counter()
     with tqdm(total=30 * months, unit="day", disable=args.quiet, file=sys.stderr) as bar:
-        result = simulate(config, policy, arrangements=n, months=months, seed=seed,
-                          progress=lambda d: bar.update(d - bar.n))
+
+        def advance(days_done: int) -> None:
+            bar.update(days_done - bar.n)
+
+        result = simulate(config, policy, arrangements=n, months=months, seed=seed, progress=advance)
     elapsed = time.perf_counter() - started
     out = result.write(args.out)
-    print(f"\nKPIs ({n:,} arrangements, {len(result.events):,} events, {elapsed:.1f} s, "
-          f"{n * months / elapsed:,.0f} debtor-months/s):")
+    print(
+        f"\nKPIs ({n:,} arrangements, {len(result.events):,} events, {elapsed:.1f} s, "
+        f"{n * months / elapsed:,.0f} debtor-months/s):"
+    )
     print(_format_kpis(result.kpis))
     print("\nBy debtor type (ground truth):")
-    cols = ["arrangements", "completion_rate", "on_time_installment_rate", "breakdown_rate",
-            "contacts_per_arrangement", "collected_eur_per_arrangement"]
+    cols = [
+        "arrangements",
+        "completion_rate",
+        "on_time_installment_rate",
+        "breakdown_rate",
+        "contacts_per_arrangement",
+        "collected_eur_per_arrangement",
+    ]
     print(result.kpis_by_type[cols].to_string(float_format=lambda x: f"{x:,.3f}"))
     print(f"\nwrote {out}/events.parquet, ground_truth.parquet, resources.parquet, kpis.json")
     return 0
@@ -89,8 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     sim = sub.add_parser("simulate", help="simulate a population under a policy")
-    sim.add_argument("--population", default="default",
-                     help="population config: a YAML file or a name under configs/population/ (default: default)")
+    sim.add_argument(
+        "--population",
+        default="default",
+        help="population config: a YAML file or a name under configs/population/ (default: default)",
+    )
     sim.add_argument("--policy", default="static-dunning", help="registered policy name (see `regsim policies`)")
     sim.add_argument("--arrangements", type=int, default=None, help="number of arrangements (default: config)")
     sim.add_argument("--months", type=int, default=None, help="horizon in months of 30 days (default: config)")

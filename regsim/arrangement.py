@@ -149,17 +149,25 @@ class Schedules:
         self.came_due[ids] = 0
         self.miss_ptr[ids] = 0
         self.balance[ids] = _round_cents(debt)
-        self._set_dates(ids, np.broadcast_to(np.asarray(due_dom, dtype=np.int64), (len(ids),)), day,
-                        min_days_to_first_due, first=np.zeros(len(ids), dtype=np.int64))
+        self._set_dates(
+            ids,
+            np.broadcast_to(np.asarray(due_dom, dtype=np.int64), (len(ids),)),
+            day,
+            min_days_to_first_due,
+            first=np.zeros(len(ids), dtype=np.int64),
+        )
 
-    def set_due_day(self, ids: NDArray[np.integer], due_dom: NDArray[np.integer], day: int,
-                    min_days_to_first_due: int) -> None:
+    def set_due_day(
+        self, ids: NDArray[np.integer], due_dom: NDArray[np.integer], day: int, min_days_to_first_due: int
+    ) -> None:
         """Move all open installments to a new day of the month (first at least the minimum days away)."""
-        self._set_dates(ids, np.asarray(due_dom, dtype=np.int64), day, min_days_to_first_due,
-                        first=self.first_open[ids])
+        self._set_dates(
+            ids, np.asarray(due_dom, dtype=np.int64), day, min_days_to_first_due, first=self.first_open[ids]
+        )
 
-    def _set_dates(self, ids: NDArray[np.integer], dom: NDArray[np.int64], day: int, min_days: int,
-                   first: NDArray[np.int64]) -> None:
+    def _set_dates(
+        self, ids: NDArray[np.integer], dom: NDArray[np.int64], day: int, min_days: int, first: NDArray[np.int64]
+    ) -> None:
         earliest = day + min_days
         m = self.calendar.month_of(earliest)
         m = np.where(self.calendar.day_for(m, dom) < earliest, m + 1, m)
@@ -201,8 +209,11 @@ class Schedules:
         month0 = self.calendar.month_of(first_due)
         later = self.calendar.day_for(month0[:, None] + np.maximum(rel, 0), self.due_dom[ids][:, None])
         # Later installments fall on the regular due day, strictly after the first one.
-        later = np.where(later <= first_due[:, None], self.calendar.day_for(month0[:, None] + rel + 1,
-                                                                              self.due_dom[ids][:, None]), later)
+        later = np.where(
+            later <= first_due[:, None],
+            self.calendar.day_for(month0[:, None] + rel + 1, self.due_dom[ids][:, None]),
+            later,
+        )
         dues = np.where(rel == 0, first_due[:, None], later)
         dues = np.where(inside, dues, np.where(rel < 0, self.due[ids], _NEVER))
         self.amount[ids] = amounts

@@ -80,8 +80,15 @@ class DebtorState:
         )
 
 
-def advance_day(state: DebtorState, pop: Population, config: PopulationConfig, streams: Streams,
-                gid: NDArray[np.int64], day: int, calendar: Calendar) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+def advance_day(
+    state: DebtorState,
+    pop: Population,
+    config: PopulationConfig,
+    streams: Streams,
+    gid: NDArray[np.int64],
+    day: int,
+    calendar: Calendar,
+) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
     """One morning for every debtor: spending, shocks, income, and decay of memory and annoyance.
 
     Returns:
@@ -95,7 +102,9 @@ def advance_day(state: DebtorState, pop: Population, config: PopulationConfig, s
     start = ~in_shock & (streams.uniform(Purpose.SHOCK_START, gid, day) < pop.shock_rate)
     started = np.flatnonzero(start)
     if len(started):
-        length = np.ceil(config.shocks.mean_duration_days * streams.exponential(Purpose.SHOCK_LENGTH, gid[started], day))
+        length = np.ceil(
+            config.shocks.mean_duration_days * streams.exponential(Purpose.SHOCK_LENGTH, gid[started], day)
+        )
         state.shock_until[started] = day + length.astype(np.int64)
         state.cash[started] = 0.0  # the unexpected expense or lost income eats the buffer
         state.shocks[started] += 1
@@ -124,9 +133,14 @@ def effective_willingness(state: DebtorState, pop: Population, ids: NDArray[np.i
     return pop.willingness[ids] * fatigue * np.where(state.disengaged[ids], _DISENGAGED_WILLINGNESS, 1.0)
 
 
-def pay_intent_probability(state: DebtorState, pop: Population, config: PopulationConfig,
-                           arrangements: ArrangementConfig, ids: NDArray[np.int64],
-                           days_to_due: NDArray[np.integer]) -> NDArray[np.float64]:
+def pay_intent_probability(
+    state: DebtorState,
+    pop: Population,
+    config: PopulationConfig,
+    arrangements: ArrangementConfig,
+    ids: NDArray[np.int64],
+    days_to_due: NDArray[np.integer],
+) -> NDArray[np.float64]:
     """P(the debtor sets out to pay today), before checking whether the money is there (module docstring)."""
     cue = due_cue(days_to_due, arrangements.pay_window_days, arrangements.overdue_attention)
     habit = pop.habit_gain[ids] * np.minimum(state.streak[ids], config.habit.max_streak)
@@ -136,8 +150,14 @@ def pay_intent_probability(state: DebtorState, pop: Population, config: Populati
     return attend * pop.willingness[ids] * np.where(state.disengaged[ids], _DISENGAGED_WILLINGNESS, 1.0)
 
 
-def disengagement(state: DebtorState, config: FatigueConfig, streams: Streams, gid: NDArray[np.int64],
-                  rows: NDArray[np.int64], day: int) -> NDArray[np.int64]:
+def disengagement(
+    state: DebtorState,
+    config: FatigueConfig,
+    streams: Streams,
+    gid: NDArray[np.int64],
+    rows: NDArray[np.int64],
+    day: int,
+) -> NDArray[np.int64]:
     """Rows (among ``rows``) that disengage today: annoyance above the threshold makes it likelier."""
     excess = np.maximum(0.0, state.annoyance[rows] - config.disengage_threshold)
     candidates = rows[(excess > 0) & ~state.disengaged[rows]]

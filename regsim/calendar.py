@@ -25,9 +25,9 @@ class Calendar:
     def __init__(self, start: dt.date, days: int) -> None:
         self.start = start
         dates = np.arange(np.datetime64(start, "D"), np.datetime64(start, "D") + days)
-        self.day_of_month: NDArray[np.int8] = (
-            (dates - dates.astype("datetime64[M]")).astype(np.int64) + 1
-        ).astype(np.int8)
+        self.day_of_month: NDArray[np.int8] = ((dates - dates.astype("datetime64[M]")).astype(np.int64) + 1).astype(
+            np.int8
+        )
         self.weekday: NDArray[np.int8] = ((dates.astype(np.int64) + 3) % 7).astype(np.int8)  # 1970-01-01: Thu
         months = dates.astype("datetime64[M]")
         self._first_month = months[0]
@@ -35,11 +35,11 @@ class Calendar:
         n_months = int(self.month_index[-1]) + 2
         month_starts = self._first_month + np.arange(n_months)
         self.month_start_day: NDArray[np.int64] = (
-            (month_starts.astype("datetime64[D]") - np.datetime64(start, "D")).astype(np.int64)
-        )
+            month_starts.astype("datetime64[D]") - np.datetime64(start, "D")
+        ).astype(np.int64)
         self.days_in_month: NDArray[np.int64] = (
-            ((month_starts + 1).astype("datetime64[D]") - month_starts.astype("datetime64[D]")).astype(np.int64)
-        )
+            (month_starts + 1).astype("datetime64[D]") - month_starts.astype("datetime64[D]")
+        ).astype(np.int64)
         self.days = days
 
     def day_for(self, month: NDArray[np.integer] | int, day_of_month: NDArray[np.integer] | int) -> NDArray[np.int64]:

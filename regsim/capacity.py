@@ -80,12 +80,14 @@ class SharedCapacity:
         """Queue a call (a collector's if ``collector``, else a robocall)."""
         if collector:
             c = self.config
-            self.env.process(self._call(self.collectors, c.collector_minutes_per_call, c.collector_hours,
-                                        True, message_id))
+            self.env.process(
+                self._call(self.collectors, c.collector_minutes_per_call, c.collector_hours, True, message_id)
+            )
         else:
             c = self.config
-            self.env.process(self._call(self.robocall_lines, c.robocall_minutes_per_call, c.robocall_hours,
-                                        False, message_id))
+            self.env.process(
+                self._call(self.robocall_lines, c.robocall_minutes_per_call, c.robocall_hours, False, message_id)
+            )
 
     def _wait_for_open(self, now: float, hours: tuple[int, int], weekdays_only: bool, minutes: float) -> float:
         """Days until the resource may start a call of ``minutes`` at or after ``now``."""
@@ -101,8 +103,9 @@ class SharedCapacity:
                 return t - now
         return (day + 8 + start) - now
 
-    def _call(self, resource: simpy.Resource, minutes: float, hours: tuple[int, int], weekdays_only: bool,
-              message_id: int) -> Generator[Any, Any, None]:
+    def _call(
+        self, resource: simpy.Resource, minutes: float, hours: tuple[int, int], weekdays_only: bool, message_id: int
+    ) -> Generator[Any, Any, None]:
         with resource.request() as request:
             yield request
             wait = self._wait_for_open(self.env.now, hours, weekdays_only, minutes)
@@ -156,8 +159,7 @@ class SharedCapacity:
         s = self.samples
         for name, queued, busy, cap in (
             ("collectors", len(self.collectors.queue), self.collectors.count, self.collectors.capacity),
-            ("robocall_lines", len(self.robocall_lines.queue), self.robocall_lines.count,
-             self.robocall_lines.capacity),
+            ("robocall_lines", len(self.robocall_lines.queue), self.robocall_lines.count, self.robocall_lines.capacity),
             ("print_room", self.letters_queued, 0, self.config.letters_per_day),
         ):
             s.time.append(float(self.env.now))

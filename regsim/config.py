@@ -12,6 +12,7 @@ names the path of each offending field, what was given and what is allowed.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
@@ -100,11 +101,10 @@ class DebtorTypeConfig(_Section):
     free_cash_share: float = Field(
         gt=0.0, le=1.0, description="Share of each income left after fixed costs (unit: fraction). Assumption."
     )
-    spend_rate: float = Field(
-        gt=0.0, le=1.0, description="Share of free cash spent per day (unit: 1/day). Assumption."
-    )
+    spend_rate: float = Field(gt=0.0, le=1.0, description="Share of free cash spent per day (unit: 1/day). Assumption.")
     attention: float = Field(
-        ge=0.0, le=10.0,
+        ge=0.0,
+        le=10.0,
         description="Daily hazard of attending to a due installment without a reminder (unit: 1/day). "
         "Assumption; forgetful payers low (mechanism 2).",
     )
@@ -112,7 +112,8 @@ class DebtorTypeConfig(_Section):
         ge=0.0, le=1.0, description="P(pay | attending and able) (unit: probability). Assumption; low for unwilling."
     )
     reminder_effect: float = Field(
-        ge=0.0, le=20.0,
+        ge=0.0,
+        le=20.0,
         description="Attention hazard added by a noticed reminder, before decay (unit: 1/day). Sized with F3; "
         "small for unwilling debtors (F4).",
     )
@@ -126,13 +127,16 @@ class DebtorTypeConfig(_Section):
         ge=0.0, le=12.0, description="Rate of liquidity shocks (unit: 1/year). Assumption (mechanism 5)."
     )
     habit_gain: float = Field(
-        ge=0.0, le=5.0,
+        ge=0.0,
+        le=5.0,
         description="Attention hazard added per on-time installment in the current streak (unit: 1/day). "
         "Assumption (mechanism 6).",
     )
     notice: ChannelNotice = Field(default_factory=ChannelNotice, description="Per-channel notice probabilities.")
     notice_spread: float = Field(
-        0.8, ge=0.0, le=5.0,
+        0.8,
+        ge=0.0,
+        le=5.0,
         description="Standard deviation of a debtor's own per-channel notice logit around the type's "
         "(unit: logit). Assumption: debtors of one type still differ by channel (mechanism 3).",
     )
@@ -141,27 +145,71 @@ class DebtorTypeConfig(_Section):
 def _default_types() -> dict[str, DebtorTypeConfig]:
     t = DebtorTypeConfig
     return {
-        "reliable": t(share=0.30, free_cash_share=0.30, spend_rate=0.04, attention=0.9, willingness=0.98,
-                      reminder_effect=0.8, memory_days=3.0, fatigue_sensitivity=0.25, shocks_per_year=0.1,
-                      habit_gain=0.05,
-                      notice=ChannelNotice(email=0.35, sms=0.95, letter=0.9, robocall=0.55, collector=0.7)),
-        "forgetful": t(share=0.25, free_cash_share=0.25, spend_rate=0.05, attention=0.06, willingness=0.92,
-                       reminder_effect=1.6, memory_days=2.5, fatigue_sensitivity=0.25, shocks_per_year=0.2,
-                       habit_gain=0.04,
-                       notice=ChannelNotice(email=0.2, sms=0.93, letter=0.6, robocall=0.5, collector=0.6)),
-        "liquidity_constrained": t(share=0.20, free_cash_share=0.09, spend_rate=0.10, attention=0.5,
-                                   willingness=0.9, reminder_effect=0.9, memory_days=3.0,
-                                   fatigue_sensitivity=0.35, shocks_per_year=0.4, habit_gain=0.03,
-                                   notice=ChannelNotice(email=0.2, sms=0.9, letter=0.85, robocall=0.5,
-                                                        collector=0.6)),
-        "shock_prone": t(share=0.15, free_cash_share=0.2, spend_rate=0.06, attention=0.5, willingness=0.9,
-                         reminder_effect=0.9, memory_days=3.0, fatigue_sensitivity=0.35, shocks_per_year=2.5,
-                         habit_gain=0.03,
-                         notice=ChannelNotice(email=0.25, sms=0.9, letter=0.8, robocall=0.5, collector=0.6)),
-        "unwilling": t(share=0.10, free_cash_share=0.2, spend_rate=0.05, attention=0.25, willingness=0.3,
-                       reminder_effect=0.3, memory_days=2.0, fatigue_sensitivity=0.6, shocks_per_year=0.3,
-                       habit_gain=0.01,
-                       notice=ChannelNotice(email=0.1, sms=0.7, letter=0.6, robocall=0.3, collector=0.55)),
+        "reliable": t(
+            share=0.30,
+            free_cash_share=0.30,
+            spend_rate=0.04,
+            attention=0.9,
+            willingness=0.98,
+            reminder_effect=0.8,
+            memory_days=3.0,
+            fatigue_sensitivity=0.25,
+            shocks_per_year=0.1,
+            habit_gain=0.05,
+            notice=ChannelNotice(email=0.35, sms=0.95, letter=0.9, robocall=0.55, collector=0.7),
+        ),
+        "forgetful": t(
+            share=0.25,
+            free_cash_share=0.25,
+            spend_rate=0.05,
+            attention=0.06,
+            willingness=0.92,
+            reminder_effect=1.6,
+            memory_days=2.5,
+            fatigue_sensitivity=0.25,
+            shocks_per_year=0.2,
+            habit_gain=0.04,
+            notice=ChannelNotice(email=0.2, sms=0.93, letter=0.6, robocall=0.5, collector=0.6),
+        ),
+        "liquidity_constrained": t(
+            share=0.20,
+            free_cash_share=0.09,
+            spend_rate=0.10,
+            attention=0.5,
+            willingness=0.9,
+            reminder_effect=0.9,
+            memory_days=3.0,
+            fatigue_sensitivity=0.35,
+            shocks_per_year=0.4,
+            habit_gain=0.03,
+            notice=ChannelNotice(email=0.2, sms=0.9, letter=0.85, robocall=0.5, collector=0.6),
+        ),
+        "shock_prone": t(
+            share=0.15,
+            free_cash_share=0.2,
+            spend_rate=0.06,
+            attention=0.5,
+            willingness=0.9,
+            reminder_effect=0.9,
+            memory_days=3.0,
+            fatigue_sensitivity=0.35,
+            shocks_per_year=2.5,
+            habit_gain=0.03,
+            notice=ChannelNotice(email=0.25, sms=0.9, letter=0.8, robocall=0.5, collector=0.6),
+        ),
+        "unwilling": t(
+            share=0.10,
+            free_cash_share=0.2,
+            spend_rate=0.05,
+            attention=0.25,
+            willingness=0.3,
+            reminder_effect=0.3,
+            memory_days=2.0,
+            fatigue_sensitivity=0.6,
+            shocks_per_year=0.3,
+            habit_gain=0.01,
+            notice=ChannelNotice(email=0.1, sms=0.7, letter=0.6, robocall=0.3, collector=0.55),
+        ),
     }
 
 
@@ -188,9 +236,10 @@ class IncomeConfig(_Section):
         0.4, ge=0.0, le=2.0, description="Log-normal spread of monthly income (unit: log EUR). Assumption."
     )
     income_noise: float = Field(
-        0.1, ge=0.0, le=1.0,
-        description="Relative noise of each income's free cash (unit: fraction, sd). Assumption: irregular "
-        "expenses.",
+        0.1,
+        ge=0.0,
+        le=1.0,
+        description="Relative noise of each income's free cash (unit: fraction, sd). Assumption: irregular expenses.",
     )
 
     @field_validator("schedule_shares")
@@ -204,7 +253,8 @@ class IncomeConfig(_Section):
         bad = [d for d in v if not 1 <= d <= 28]
         if bad:
             raise ValueError(f"pay days must be in 1..28, got {bad}")
-        return _check_shares({str(k): p for k, p in v.items()}, tuple(str(k) for k in v), "pay day") and v
+        _check_shares({str(k): p for k, p in v.items()}, tuple(str(k) for k in v), "pay day")
+        return v
 
 
 class ShockConfig(_Section):
@@ -215,7 +265,9 @@ class ShockConfig(_Section):
         0.25, ge=0.0, le=1.0, description="Share of free cash still earned during a shock (unit: fraction)."
     )
     referral_per_day: float = Field(
-        0.004, ge=0.0, le=1.0,
+        0.004,
+        ge=0.0,
+        le=1.0,
         description="Daily probability that a debtor in a shock with overdue installments turns to debt "
         "counselling, which refers the arrangement (unit: 1/day). Assumption.",
     )
@@ -236,7 +288,9 @@ class FatigueConfig(_Section):
         0.03, ge=0.0, le=1.0, description="Daily disengagement probability per unit of annoyance above threshold."
     )
     opt_out_per_contact: float = Field(
-        0.01, ge=0.0, le=1.0,
+        0.01,
+        ge=0.0,
+        le=1.0,
         description="Probability that an annoyed debtor (above threshold) opts out of a channel when contacted "
         "on it (unit: probability per contact).",
     )
@@ -252,12 +306,16 @@ class FatigueConfig(_Section):
 class HabitConfig(_Section):
     """Motivation and habit (DOMAIN.md mechanism 6). All values are assumptions."""
 
-    max_streak: int = Field(6, ge=0, le=60, description="Streak length beyond which habit grows no more (unit: installments).")
+    max_streak: int = Field(
+        6, ge=0, le=60, description="Streak length beyond which habit grows no more (unit: installments)."
+    )
     thank_you_bonus: float = Field(
         1.0, ge=0.0, le=10.0, description="Streak credit added by a noticed thank-you (unit: installments)."
     )
     just_paid_days: float = Field(
-        4.0, ge=0.0, le=60.0,
+        4.0,
+        ge=0.0,
+        le=60.0,
         description="A reminder noticed this soon after a payment undermines motivation (unit: days).",
     )
     just_paid_penalty: float = Field(
@@ -279,7 +337,9 @@ class PopulationConfig(_Section):
         "(unit: fraction). Assumption (mechanism 3).",
     )
     prior_payments_mean: float = Field(
-        3.0, ge=0.0, le=50.0,
+        3.0,
+        ge=0.0,
+        le=50.0,
         description="Mean number of earlier payments to the creditor that production knows about before the "
         "arrangement (unit: payments). Assumption.",
     )
@@ -305,7 +365,9 @@ class ArrangementConfig(_Section):
     """Arrangements: arrivals, debts, plans and when they break."""
 
     arrival_days: int = Field(
-        30, ge=1, le=365,
+        30,
+        ge=1,
+        le=365,
         description="Arrangements arrive uniformly over this many first days of the run (unit: days). Assumption.",
     )
     debt_median_eur: float = Field(900.0, gt=0.0, description="Median debt in arrears (unit: EUR). Assumption.")
@@ -325,25 +387,34 @@ class ArrangementConfig(_Section):
         0, ge=0, le=30, description="Days after the due date before an unpaid installment counts as missed."
     )
     breakdown_after_missed: int = Field(
-        2, ge=1, le=12,
+        2,
+        ge=1,
+        le=12,
         description="The arrangement breaks when this many installments are overdue at once (unit: installments). "
         "DOMAIN.md mechanism 9; the number is a rule-set choice.",
     )
     pay_window_days: int = Field(
-        10, ge=0, le=60,
+        10,
+        ge=0,
+        le=60,
         description="Debtors start to think about an installment this many days before it is due (unit: days). "
         "Assumption.",
     )
     overdue_attention: float = Field(
-        1.0, ge=0.0, le=10.0,
+        1.0,
+        ge=0.0,
+        le=10.0,
         description="Multiplier of the attention hazard once an installment is overdue (unit: factor). Assumption.",
     )
     partial_payment_prob: float = Field(
-        0.3, ge=0.0, le=1.0,
+        0.3,
+        ge=0.0,
+        le=1.0,
         description="P(pay what one can) when attending and willing but short of the full amount. Assumption.",
     )
     breakdown_cost_eur: float = Field(
-        150.0, ge=0.0,
+        150.0,
+        ge=0.0,
         description="Creditor's cost of a breakdown: handing over to collection (unit: EUR). Assumption.",
     )
 
@@ -351,8 +422,7 @@ class ArrangementConfig(_Section):
     def _order(self) -> ArrangementConfig:
         if self.min_installments > self.max_installments:
             raise ValueError(
-                f"min_installments ({self.min_installments}) must not exceed max_installments "
-                f"({self.max_installments})"
+                f"min_installments ({self.min_installments}) must not exceed max_installments ({self.max_installments})"
             )
         return self
 
@@ -396,7 +466,7 @@ class DecisionConfig(_Section):
     def _first_is_none(cls, v: tuple[float, ...]) -> tuple[float, ...]:
         if not v or v[0] != 0:
             raise ValueError(f"the first option must be 0 (no change), got {list(v)}")
-        if any(b <= a for a, b in zip(v, v[1:], strict=False)):
+        if any(b <= a for a, b in itertools.pairwise(v)):
             raise ValueError(f"options must increase strictly, got {list(v)}")
         return v
 
@@ -445,15 +515,20 @@ class ChannelConfig(_Section):
         ge=0.0, le=10.0, description="Multiplier of the debtor's reminder effect for this channel (unit: factor)."
     )
     link_pay_prob: float = Field(
-        ge=0.0, le=1.0,
+        ge=0.0,
+        le=1.0,
         description="P(pay at once through the message's payment link | noticed, able, willing).",
     )
     open_tracking: float = Field(
-        0.0, ge=0.0, le=1.0,
+        0.0,
+        ge=0.0,
+        le=1.0,
         description="P(an 'opened' event is logged | noticed); 0 where the channel has no open signal.",
     )
     false_open: float = Field(
-        0.0, ge=0.0, le=1.0,
+        0.0,
+        ge=0.0,
+        le=1.0,
         description="P(an 'opened' event is logged | not noticed), e.g. privacy pre-fetch of email (F6).",
     )
 
@@ -528,7 +603,10 @@ class CapacityConfig(_Section):
 # Business rules
 # ----------------------------------------------------------------------------------------------------------
 class HistoryTier(_Section):
-    """One tier of a cap that depends on payment history: applies when the on-time share is at least ``min_on_time_share``."""
+    """One tier of a cap that depends on payment history.
+
+    The tier applies when the on-time share is at least ``min_on_time_share``.
+    """
 
     min_on_time_share: float = Field(ge=0.0, le=1.0, description="Lowest on-time share of the tier (unit: fraction).")
     value: float = Field(ge=0.0, description="The cap for this tier (unit: that of the cap).")

@@ -64,7 +64,7 @@ PART_NAMES: tuple[str, ...] = ("channel", "send_slot", "due_day", "deferral", "r
 CHANNEL, SEND_SLOT, DUE_DAY, DEFERRAL, REDUCTION = range(5)
 
 
-class RuleViolation(ValueError):
+class RuleViolation(ValueError):  # noqa: N818  (the issue and the API name it so: "a rule violation")
     """A decision chose an option that a business rule masks; the message names the rule(s)."""
 
     def __init__(self, message: str, rules: Sequence[str]) -> None:
@@ -317,7 +317,7 @@ class ContextBatch(Sequence[Context]):
         if not contexts:
             raise ValueError("from_contexts needs at least one context")
         space = contexts[0].space
-        columns = {
+        columns: dict[str, NDArray[Any]] = {
             name: np.asarray([c.values[name] for c in contexts], dtype=dtype)
             for name, (dtype, _, _) in CONTEXT_COLUMNS.items()
         }
@@ -372,9 +372,7 @@ class DecisionBatch(Sequence[Decision]):
         self.actions = np.asarray(self.actions, dtype=np.int64).reshape(-1, len(PART_NAMES))
         self.propensity = np.asarray(self.propensity, dtype=np.float64).reshape(-1)
         if len(self.propensity) != len(self.actions):
-            raise ValueError(
-                f"propensity has {len(self.propensity)} rows but actions has {len(self.actions)}"
-            )
+            raise ValueError(f"propensity has {len(self.propensity)} rows but actions has {len(self.actions)}")
 
     def __len__(self) -> int:
         return int(self.actions.shape[0])

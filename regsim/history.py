@@ -111,9 +111,9 @@ class ObservableHistory:
             "prior_late_share": self.prior_late_share[ids],
             "prior_pay_dom": self.prior_pay_dom[ids].astype(np.int8),
             "contacts_7d": self.contacts_within(ids, now).astype(np.int16),
-            "days_since_contact": np.where(
-                contacted, np.floor(now - np.where(contacted, last_contact, 0)), -1
-            ).astype(np.int32),
+            "days_since_contact": np.where(contacted, np.floor(now - np.where(contacted, last_contact, 0)), -1).astype(
+                np.int32
+            ),
             "sent": self.sent[ids].astype(np.int16),
             "delivered": self.delivered[ids].astype(np.int16),
             "opened": self.opened[ids].astype(np.int16),

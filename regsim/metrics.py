@@ -119,9 +119,7 @@ def kpis(events: pa.Table | pd.DataFrame) -> dict[str, float]:
     return _aggregate(outcomes)
 
 
-def kpis_by_segment(
-    events: pa.Table | pd.DataFrame, segment_of: Mapping[int, str] | pd.Series
-) -> pd.DataFrame:
+def kpis_by_segment(events: pa.Table | pd.DataFrame, segment_of: Mapping[int, str] | pd.Series) -> pd.DataFrame:
     """KPIs per segment.
 
     Args:

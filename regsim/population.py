@@ -23,8 +23,7 @@ __all__ = ["HOUR_PROFILES", "Population", "draw_population", "hour_availability"
 HOUR_PROFILES: tuple[str, ...] = ("early", "office", "evening")
 
 #: Prior late-payment probability per type (share of earlier bills paid late). Assumption.
-_PRIOR_LATE = {"reliable": 0.05, "forgetful": 0.45, "liquidity_constrained": 0.5, "shock_prone": 0.3,
-               "unwilling": 0.7}
+_PRIOR_LATE = {"reliable": 0.05, "forgetful": 0.45, "liquidity_constrained": 0.5, "shock_prone": 0.3, "unwilling": 0.7}
 #: P(the usual payment day of earlier bills is income-driven rather than random). Assumption.
 _PRIOR_DOM_SIGNAL = 0.75
 
@@ -32,12 +31,28 @@ _PRIOR_DOM_SIGNAL = 0.75
 def _availability_table() -> NDArray[np.float64]:
     """P(free to answer a call / read a text at once), shape ``(profiles, 24)``. Assumption (mechanism 3)."""
     table = np.full((len(HOUR_PROFILES), 24), 0.05)
-    early = [0.05] * 6 + [0.6, 0.8, 0.85, 0.8, 0.7, 0.6, 0.6, 0.5, 0.5, 0.5, 0.5, 0.55, 0.5, 0.4, 0.25, 0.15,
-                          0.05, 0.05]
-    office = [0.05] * 7 + [0.5, 0.35, 0.25, 0.25, 0.3, 0.5, 0.3, 0.25, 0.25, 0.3, 0.5, 0.8, 0.85, 0.8, 0.6,
-                           0.3, 0.1]
-    evening = [0.05] * 8 + [0.15, 0.3, 0.45, 0.5, 0.55, 0.5, 0.5, 0.5, 0.55, 0.65, 0.75, 0.85, 0.85, 0.8,
-                            0.6, 0.3]
+    early = [0.05] * 6 + [
+        0.6,
+        0.8,
+        0.85,
+        0.8,
+        0.7,
+        0.6,
+        0.6,
+        0.5,
+        0.5,
+        0.5,
+        0.5,
+        0.55,
+        0.5,
+        0.4,
+        0.25,
+        0.15,
+        0.05,
+        0.05,
+    ]
+    office = [0.05] * 7 + [0.5, 0.35, 0.25, 0.25, 0.3, 0.5, 0.3, 0.25, 0.25, 0.3, 0.5, 0.8, 0.85, 0.8, 0.6, 0.3, 0.1]
+    evening = [0.05] * 8 + [0.15, 0.3, 0.45, 0.5, 0.55, 0.5, 0.5, 0.5, 0.55, 0.65, 0.75, 0.85, 0.85, 0.8, 0.6, 0.3]
     table[0], table[1], table[2] = early, office, evening
     return table
 
@@ -45,7 +60,9 @@ def _availability_table() -> NDArray[np.float64]:
 _AVAILABILITY = _availability_table()
 
 
-def hour_availability(profile: NDArray[np.integer], hour: NDArray[np.floating], channel: NDArray[np.integer]) -> NDArray[np.float64]:
+def hour_availability(
+    profile: NDArray[np.integer], hour: NDArray[np.floating], channel: NDArray[np.integer]
+) -> NDArray[np.float64]:
     """Multiplier of the notice probability for a message arriving at ``hour`` (channel option index).
 
     Calls (robocall, collector) need the debtor free at that hour; an SMS is read at once when free and
@@ -106,8 +123,14 @@ class Population:
         )
 
 
-def _lognormal(streams: Streams, purpose: Purpose, ids: NDArray[np.int64], median: NDArray[np.float64] | float,
-               sigma: float, index: int = 0) -> NDArray[np.float64]:
+def _lognormal(
+    streams: Streams,
+    purpose: Purpose,
+    ids: NDArray[np.int64],
+    median: NDArray[np.float64] | float,
+    sigma: float,
+    index: int = 0,
+) -> NDArray[np.float64]:
     return np.asarray(median * np.exp(sigma * streams.normal(purpose, ids, 0, index)))
 
 
@@ -139,10 +162,12 @@ def draw_population(config: WorldConfig, ids: NDArray[np.int64], streams: Stream
         [monthly_day, np.floor(u_phase * 28), np.floor(u_phase * 7)],
         default=pop.income.benefits_pay_day,
     ).astype(np.int16)
-    monthly_income = _lognormal(streams, Purpose.INCOME_AMOUNT, ids, pop.income.monthly_income_median_eur,
-                                pop.income.monthly_income_sigma)
-    per_pay = np.select([sched == 1, sched == 2], [monthly_income * 12 / 13, monthly_income * 12 / 52],
-                        default=monthly_income)
+    monthly_income = _lognormal(
+        streams, Purpose.INCOME_AMOUNT, ids, pop.income.monthly_income_median_eur, pop.income.monthly_income_sigma
+    )
+    per_pay = np.select(
+        [sched == 1, sched == 2], [monthly_income * 12 / 13, monthly_income * 12 / 52], default=monthly_income
+    )
 
     # A debtor's own channel affinities scatter around the type's (mechanism 3).
     type_notice = np.array([ty.notice.as_tuple() for ty in types])[t]

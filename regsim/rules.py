@@ -12,7 +12,6 @@ arrangements.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
@@ -41,7 +40,10 @@ _REMINDER_KINDS = np.array([DecisionKind.PRE_DUE, DecisionKind.MISSED, DecisionK
 class Rule(Protocol):
     """A business rule: which options it forbids in each row of a batch."""
 
-    name: str
+    @property
+    def name(self) -> str:
+        """The rule's name, as recorded for every option it masks."""
+        ...
 
     def forbid(self, batch: ContextBatch) -> NDArray[np.bool_]:
         """Forbidden options, shape ``(B, mask_size)``."""
@@ -220,9 +222,7 @@ class RuleSet:
             rules.append(PaidInstallment())
         if config.history_caps_enabled:
             rules.append(DeferralCap(config.max_deferral_days, config.max_deferrals))
-            rules.append(
-                ReductionCap(config.max_reduction, config.max_reductions, config.max_total_installments)
-            )
+            rules.append(ReductionCap(config.max_reduction, config.max_reductions, config.max_total_installments))
         self.rules: tuple[Rule, ...] = tuple(rules)
 
     @property
@@ -292,6 +292,3 @@ def slot_send_time(space: ActionSpace, day: NDArray[np.integer], slot: NDArray[n
     offsets = np.array([s.day_offset for s in space.send_slots], dtype=np.float64)
     hours = np.array([s.hour for s in space.send_slots], dtype=np.float64)
     return day.astype(np.float64) + offsets[slot] + hours[slot] / 24.0
-
-
-_ = math  # math is kept for readers extending caps with non-linear formulas

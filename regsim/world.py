@@ -66,8 +66,9 @@ class MessageKind(IntEnum):
     THANK_YOU = 2
 
 
-_MESSAGE_KIND_OF = np.array([MessageKind.CONFIRMATION, MessageKind.REMINDER, MessageKind.REMINDER,
-                             MessageKind.REMINDER, MessageKind.THANK_YOU])
+_MESSAGE_KIND_OF = np.array(
+    [MessageKind.CONFIRMATION, MessageKind.REMINDER, MessageKind.REMINDER, MessageKind.REMINDER, MessageKind.THANK_YOU]
+)
 _PENDING, _SENT, _CANCELLED = 0, 1, 2
 
 
@@ -85,8 +86,15 @@ class _Messages:
         self.hour = np.zeros(cap, dtype=np.int64)
         self.state = np.zeros(cap, dtype=np.int8)
 
-    def add(self, debtor: NDArray[np.int64], channel: NDArray[np.int64], kind: NDArray[np.int64],
-            installment: NDArray[np.int64], decision: NDArray[np.int64], hour: NDArray[np.int64]) -> NDArray[np.int64]:
+    def add(
+        self,
+        debtor: NDArray[np.int64],
+        channel: NDArray[np.int64],
+        kind: NDArray[np.int64],
+        installment: NDArray[np.int64],
+        decision: NDArray[np.int64],
+        hour: NDArray[np.int64],
+    ) -> NDArray[np.int64]:
         k = len(debtor)
         while self.n + k > len(self.debtor):
             for name in ("debtor", "channel", "kind", "installment", "decision", "hour", "state"):
@@ -173,8 +181,14 @@ class World:
         self._fatigue_weight = np.array([0.0, *(config.population.fatigue.weight[c] for c in CHANNELS)])
 
         self.env = simpy.Environment()
-        self.capacity = SharedCapacity(self.env, config.capacity, self.calendar, connect=self._connect,
-                                       post=self._post_letters, wanted=self._wanted)
+        self.capacity = SharedCapacity(
+            self.env,
+            config.capacity,
+            self.calendar,
+            connect=self._connect,
+            post=self._post_letters,
+            wanted=self._wanted,
+        )
         self._ready: simpy.Event | None = None
         self._answer: simpy.Event | None = None
         self.pending: ContextBatch | None = None
@@ -253,8 +267,9 @@ class World:
 
     # -- liquidity, shocks, decay -------------------------------------------------------------------------
     def _liquidity(self, d: int) -> None:
-        started, _ = behaviour.advance_day(self.state, self.pop, self.config.population, self.streams,
-                                           self.gid, d, self.calendar)
+        started, _ = behaviour.advance_day(
+            self.state, self.pop, self.config.population, self.streams, self.gid, d, self.calendar
+        )
         # A debtor in a shock with overdue installments may turn to debt counselling.
         active = np.flatnonzero(self.status == ArrangementStatus.ACTIVE)
         if len(active):
@@ -262,8 +277,9 @@ class World:
             u = self.streams.uniform(Purpose.REFERRAL, self.gid[shocked], d)
             refer = shocked[u < self.config.population.shocks.referral_per_day]
             self._end(refer, float(d), ArrangementStatus.REFERRED, EventType.REFERRED)
-            disengage = behaviour.disengagement(self.state, self.config.population.fatigue, self.streams,
-                                                self.gid, active, d)
+            disengage = behaviour.disengagement(
+                self.state, self.config.population.fatigue, self.streams, self.gid, active, d
+            )
             self.state.disengaged[disengage] = True
         del started
 
@@ -283,8 +299,13 @@ class World:
             hit = (s.came_due[rows] < s.n[rows]) & (s.due[rows, j] <= d)
             rows = rows[hit]
             if len(rows):
-                self.log.append(EventType.INSTALLMENT_DUE, float(d), self.gid[rows], installment=s.came_due[rows],
-                                amount_eur=s.amount[rows, s.came_due[rows]])
+                self.log.append(
+                    EventType.INSTALLMENT_DUE,
+                    float(d),
+                    self.gid[rows],
+                    installment=s.came_due[rows],
+                    amount_eur=s.amount[rows, s.came_due[rows]],
+                )
                 s.came_due[rows] += 1
         grace = s.grace_days
         missed_ids, missed_j = [], []
@@ -314,8 +335,9 @@ class World:
 
     def _create(self, ids: NDArray[np.int64], d: int) -> None:
         arr, pop, h = self.config.arrangements, self.pop, self.history
-        self.sched.create(ids, d, pop.n_installments[ids], pop.debt_eur[ids], arr.default_due_day,
-                          arr.min_days_to_first_due)
+        self.sched.create(
+            ids, d, pop.n_installments[ids], pop.debt_eur[ids], arr.default_due_day, arr.min_days_to_first_due
+        )
         self.status[ids] = ArrangementStatus.OFFERED
         h.created_day[ids] = d
         h.debt[ids] = pop.debt_eur[ids]
@@ -323,10 +345,16 @@ class World:
         h.prior_late_share[ids] = pop.prior_late_share[ids]
         h.prior_pay_dom[ids] = pop.prior_pay_dom[ids]
         self.log.append(
-            EventType.ARRANGEMENT_CREATED, float(d), self.gid[ids], amount_eur=pop.debt_eur[ids],
-            n_installments=self.sched.n[ids], installment_eur=self.sched.amount[ids, 0],
-            due_day=self.sched.due_dom[ids], prior_payments=pop.prior_payments[ids],
-            prior_late_share=pop.prior_late_share[ids], prior_pay_dom=pop.prior_pay_dom[ids],
+            EventType.ARRANGEMENT_CREATED,
+            float(d),
+            self.gid[ids],
+            amount_eur=pop.debt_eur[ids],
+            n_installments=self.sched.n[ids],
+            installment_eur=self.sched.amount[ids, 0],
+            due_day=self.sched.due_dom[ids],
+            prior_payments=pop.prior_payments[ids],
+            prior_late_share=pop.prior_late_share[ids],
+            prior_pay_dom=pop.prior_pay_dom[ids],
         )
 
     def _end(self, ids: NDArray[np.int64], t: float, status: ArrangementStatus, event: EventType) -> None:
@@ -381,12 +409,14 @@ class World:
         inst = np.concatenate([p[2] for p in parts]).astype(np.int64)
         return ids, kinds, inst
 
-    def _contexts(self, ids: NDArray[np.int64], kinds: NDArray[np.int64], inst: NDArray[np.int64],
-                  d: int) -> ContextBatch:
+    def _contexts(
+        self, ids: NDArray[np.int64], kinds: NDArray[np.int64], inst: NDArray[np.int64], d: int
+    ) -> ContextBatch:
         columns = self.history.context_columns(ids, kinds, inst, d, self.sched, self.calendar)
         columns["arrangement_id"] = self.gid[ids]
-        batch = ContextBatch(space=self.space, columns=columns,
-                             mask=np.ones((len(ids), self.space.mask_size), dtype=bool))
+        batch = ContextBatch(
+            space=self.space, columns=columns, mask=np.ones((len(ids), self.space.mask_size), dtype=bool)
+        )
         return self.rules.apply(batch)
 
     # -- applying decisions -------------------------------------------------------------------------------
@@ -401,11 +431,22 @@ class World:
         send_time = slot_send_time(self.space, np.full(n, d), a[:, 1])
         contact = a[:, 0] > 0
         self.log.append(
-            EventType.DECISION, float(d), self.gid[ids], decision_id=decision_ids, decision_kind=kinds,
-            installment=batch.columns["installment"], a_channel=a[:, 0], a_send_slot=a[:, 1],
-            a_due_day=a[:, 2], a_deferral=a[:, 3], a_reduction=a[:, 4], propensity=dec.propensity,
-            send_time=np.where(contact, send_time, np.nan), masked_rules=_masked_rule_names(batch),
-            policy=self.policy_name, policy_version=self.policy_version,
+            EventType.DECISION,
+            float(d),
+            self.gid[ids],
+            decision_id=decision_ids,
+            decision_kind=kinds,
+            installment=batch.columns["installment"],
+            a_channel=a[:, 0],
+            a_send_slot=a[:, 1],
+            a_due_day=a[:, 2],
+            a_deferral=a[:, 3],
+            a_reduction=a[:, 4],
+            propensity=dec.propensity,
+            send_time=np.where(contact, send_time, np.nan),
+            masked_rules=_masked_rule_names(batch),
+            policy=self.policy_name,
+            policy_version=self.policy_version,
         )
         created = kinds == DecisionKind.PLAN_CREATED
         self.status[ids[created]] = ArrangementStatus.ACTIVE
@@ -414,39 +455,63 @@ class World:
         if m.any():
             dom = np.array(cfg.decisions.due_day_options)[a[m, 2] - 1]
             s.set_due_day(ids[m], dom, d, cfg.arrangements.min_days_to_first_due)
-            self.log.append(EventType.DUE_DAY_SET, float(d), self.gid[ids[m]], due_day=dom,
-                            n_installments=s.n[ids[m]], installment_eur=s.current_amount(ids[m]))
+            self.log.append(
+                EventType.DUE_DAY_SET,
+                float(d),
+                self.gid[ids[m]],
+                due_day=dom,
+                n_installments=s.n[ids[m]],
+                installment_eur=s.current_amount(ids[m]),
+            )
         m = a[:, 3] > 0
         if m.any():
             days = np.array(cfg.decisions.deferral_options)[a[m, 3]]
             s.defer(ids[m], days)
             np.add.at(h.deferrals, ids[m], 1)
-            self.log.append(EventType.DEFERRAL, float(d), self.gid[ids[m]], deferral_days=days,
-                            n_installments=s.n[ids[m]], installment_eur=s.current_amount(ids[m]),
-                            installment=s.first_open[ids[m]])
+            self.log.append(
+                EventType.DEFERRAL,
+                float(d),
+                self.gid[ids[m]],
+                deferral_days=days,
+                n_installments=s.n[ids[m]],
+                installment_eur=s.current_amount(ids[m]),
+                installment=s.first_open[ids[m]],
+            )
         m = a[:, 4] > 0
         if m.any():
             frac = np.array(cfg.decisions.reduction_options)[a[m, 4]]
             s.reduce(ids[m], frac, d)
             np.add.at(h.reductions, ids[m], 1)
-            self.log.append(EventType.REDUCTION, float(d), self.gid[ids[m]], reduction=frac,
-                            n_installments=s.n[ids[m]], installment_eur=s.current_amount(ids[m]),
-                            installment=s.first_open[ids[m]])
+            self.log.append(
+                EventType.REDUCTION,
+                float(d),
+                self.gid[ids[m]],
+                reduction=frac,
+                n_installments=s.n[ids[m]],
+                installment_eur=s.current_amount(ids[m]),
+                installment=s.first_open[ids[m]],
+            )
         if contact.any():
             rows = np.flatnonzero(contact)
             hours = np.array([slot.hour for slot in self.space.send_slots])[a[rows, 1]]
-            mids = self.msgs.add(ids[rows], a[rows, 0], _MESSAGE_KIND_OF[kinds[rows]],
-                                 batch.columns["installment"][rows].astype(np.int64), decision_ids[rows], hours)
+            mids = self.msgs.add(
+                ids[rows],
+                a[rows, 0],
+                _MESSAGE_KIND_OF[kinds[rows]],
+                batch.columns["installment"][rows].astype(np.int64),
+                decision_ids[rows],
+                hours,
+            )
             h.add_contacts(ids[rows], send_time[rows])
             self._pending_pool = np.concatenate([self._pending_pool, mids])
             times = send_time[rows]
             for t in np.unique(times):
-                group = mids[times == t]
-                self._at(float(t), lambda _e, g=group: self._send(g))
+                self._at(float(t), self._send, mids[times == t])
 
-    def _at(self, t: float, callback: Callable[[Any], None]) -> None:
-        event = self.env.timeout(max(0.0, t - self.env.now))
-        event.callbacks.append(callback)
+    def _at(self, t: float, action: Callable[[NDArray[np.int64], float], None], mids: NDArray[np.int64]) -> None:
+        """Call ``action(mids, t)`` at simulation time ``t`` (one SimPy timeout for the whole group)."""
+        event = self.env.timeout(max(0.0, t - self.env.now), value=mids)
+        event.callbacks.append(lambda e: action(e.value, float(self.env.now)))
 
     # ======================================================================================================
     # Messages
@@ -469,8 +534,15 @@ class World:
     def _cancel(self, mids: NDArray[np.int64], t: float) -> None:
         m = self.msgs
         m.state[mids] = _CANCELLED
-        self.log.append(EventType.MESSAGE_CANCELLED, t, self.gid[m.debtor[mids]], message_id=mids,
-                        channel=m.channel[mids], decision_id=m.decision[mids], installment=m.installment[mids])
+        self.log.append(
+            EventType.MESSAGE_CANCELLED,
+            t,
+            self.gid[m.debtor[mids]],
+            message_id=mids,
+            channel=m.channel[mids],
+            decision_id=m.decision[mids],
+            installment=m.installment[mids],
+        )
 
     def _cancel_pending(self, debtors: NDArray[np.int64], t: float, reminders_only: bool) -> None:
         """Cancel pending messages of these debtors: reminders for paid installments, or all of them."""
@@ -486,8 +558,7 @@ class World:
         if len(hit):
             self._cancel(hit, t)
 
-    def _send(self, mids: NDArray[np.int64]) -> None:
-        t = float(self.env.now)
+    def _send(self, mids: NDArray[np.int64], t: float) -> None:
         mids = mids[self._still_wanted(mids, t)]
         if not len(mids):
             return
@@ -509,8 +580,16 @@ class World:
         ch = m.channel[mids]
         debtors = m.debtor[mids]
         np.add.at(self.history.sent, (debtors, ch - 1), 1)
-        self.log.append(EventType.MESSAGE_SENT, t, self.gid[debtors], message_id=mids, channel=ch,
-                        decision_id=m.decision[mids], installment=m.installment[mids], amount_eur=self._cost[ch])
+        self.log.append(
+            EventType.MESSAGE_SENT,
+            t,
+            self.gid[debtors],
+            message_id=mids,
+            channel=ch,
+            decision_id=m.decision[mids],
+            installment=m.installment[mids],
+            amount_eur=self._cost[ch],
+        )
 
     def _post_letters(self, mids: NDArray[np.int64], t: float) -> None:
         self._mark_sent(mids, t)
@@ -521,8 +600,7 @@ class World:
         delay = letter.delay_days_min + np.floor(u * (letter.delay_days_max - letter.delay_days_min + 1))
         arrive = np.floor(t) + delay + _LETTER_READ_HOUR / 24.0
         for when in np.unique(arrive):
-            group = mids[arrive == when]
-            self._at(float(when), lambda _e, g=group: self._deliver(g, float(self.env.now)))
+            self._at(float(when), self._deliver, mids[arrive == when])
 
     def _connect(self, mid: int, t: float) -> None:
         mids = np.array([mid], dtype=np.int64)
@@ -535,7 +613,7 @@ class World:
         debtors, ch = m.debtor[mids], m.channel[mids]
         gid, day = self.gid[debtors], int(t)
         key = ch * 32 + m.hour[mids]
-        hour = (t - day) * 24.0
+        hour = np.full(len(mids), (t - day) * 24.0)
         p = pop.notice[debtors, ch - 1] * hour_availability(pop.hour_profile[debtors], hour, ch)
         p = p * np.where(self.state.disengaged[debtors], 0.5, 1.0)
         noticed = self.streams.uniform(Purpose.NOTICE, gid, day, key) < p
@@ -544,8 +622,15 @@ class World:
         seen = ((ch == _EMAIL) | (ch == _SMS)) | (calls & noticed)
         if seen.any():
             np.add.at(self.history.delivered, (debtors[seen], ch[seen] - 1), 1)
-            self.log.append(EventType.MESSAGE_DELIVERED, t, gid[seen], message_id=mids[seen], channel=ch[seen],
-                            decision_id=m.decision[mids[seen]], installment=m.installment[mids[seen]])
+            self.log.append(
+                EventType.MESSAGE_DELIVERED,
+                t,
+                gid[seen],
+                message_id=mids[seen],
+                channel=ch[seen],
+                decision_id=m.decision[mids[seen]],
+                installment=m.installment[mids[seen]],
+            )
         read_mean = np.array([0.0, *(c.read_delay_days for c in self._channels)])[ch]
         delay = read_mean * self.streams.exponential(Purpose.READ_DELAY, gid, day, key)
         when = t + delay
@@ -558,8 +643,15 @@ class World:
             o = np.flatnonzero(opened)
             open_time = np.where(noticed[o], when[o], t + 1.0 / 24.0)
             np.add.at(self.history.opened, (debtors[o], ch[o] - 1), 1)
-            self.log.append(EventType.MESSAGE_OPENED, open_time, gid[o], message_id=mids[o], channel=ch[o],
-                            decision_id=m.decision[mids[o]], installment=m.installment[mids[o]])
+            self.log.append(
+                EventType.MESSAGE_OPENED,
+                open_time,
+                gid[o],
+                message_id=mids[o],
+                channel=ch[o],
+                decision_id=m.decision[mids[o]],
+                installment=m.installment[mids[o]],
+            )
         self.state.noticed_messages[debtors[noticed]] += 1
         now_rows = noticed & (delay <= 0)
         if now_rows.any():
@@ -569,8 +661,7 @@ class World:
             rounded = np.ceil(when[later] * 24.0) / 24.0
             group_ids = mids[later]
             for w in np.unique(rounded):
-                g = group_ids[rounded == w]
-                self._at(float(w), lambda _e, g=g: self._noticed(g, float(self.env.now)))
+                self._at(float(w), self._noticed, group_ids[rounded == w])
 
     def _noticed(self, mids: NDArray[np.int64], t: float) -> None:
         """The debtor takes in a message: fatigue, memory, motivation, opt-outs and paying by link."""
@@ -617,8 +708,15 @@ class World:
             _, first = np.unique(debtors[rows], return_index=True)
             rows = rows[first]
             np.add.at(self.history.clicked, (debtors[rows], ch[rows] - 1), 1)
-            self.log.append(EventType.MESSAGE_CLICKED, t, gid[rows], message_id=mids[rows], channel=ch[rows],
-                            decision_id=m.decision[mids[rows]], installment=m.installment[mids[rows]])
+            self.log.append(
+                EventType.MESSAGE_CLICKED,
+                t,
+                gid[rows],
+                message_id=mids[rows],
+                channel=ch[rows],
+                decision_id=m.decision[mids[rows]],
+                installment=m.installment[mids[rows]],
+            )
             self._pay(debtors[rows], owed[rows], t, channel=ch[rows])
 
     # ======================================================================================================
@@ -668,8 +766,13 @@ class World:
         order = np.argsort(when[ok], kind="stable")
         self._pay(debtors[ok][order], amount[ok][order], when[ok][order], channel=None)
 
-    def _pay(self, debtors: NDArray[np.int64], amounts: NDArray[np.float64], t: NDArray[np.float64] | float,
-             channel: NDArray[np.int64] | None) -> None:
+    def _pay(
+        self,
+        debtors: NDArray[np.int64],
+        amounts: NDArray[np.float64],
+        t: NDArray[np.float64] | float,
+        channel: NDArray[np.int64] | None,
+    ) -> None:
         if not len(debtors):
             return
         times = np.broadcast_to(np.asarray(t, dtype=np.float64), debtors.shape)
@@ -677,14 +780,21 @@ class World:
         self.state.cash[debtors] -= amounts
         h, s = self.history, self.sched
         done = s.pay(debtors, amounts, day)
-        self.log.append(EventType.PAYMENT, times, self.gid[debtors], amount_eur=amounts,
-                        channel=0 if channel is None else channel)
+        self.log.append(
+            EventType.PAYMENT, times, self.gid[debtors], amount_eur=amounts, channel=0 if channel is None else channel
+        )
         h.last_payment_time[debtors] = times
         if len(done.ids):
             self._time_of[debtors] = times  # debtors are unique within one call
             t_done = self._time_of[done.ids]
-            self.log.append(EventType.INSTALLMENT_PAID, t_done, self.gid[done.ids], installment=done.installment,
-                            deferral_days=done.days_late, amount_eur=s.amount[done.ids, done.installment])
+            self.log.append(
+                EventType.INSTALLMENT_PAID,
+                t_done,
+                self.gid[done.ids],
+                installment=done.installment,
+                deferral_days=done.days_late,
+                amount_eur=s.amount[done.ids, done.installment],
+            )
             on_time = done.days_late <= 0
             np.add.at(h.on_time, done.ids[on_time], 1)
             self.state.streak[done.ids[on_time]] += 1.0
@@ -707,23 +817,24 @@ class World:
     def ground_truth(self) -> pd.DataFrame:
         """Latent facts per arrangement (never in the event log): type, income, responsiveness, shocks."""
         pop, st = self.pop, self.state
-        frame = pd.DataFrame({
-            "arrangement_id": self.gid,
-            "debtor_type": pd.Categorical.from_codes(pop.type, categories=list(DEBTOR_TYPES)),
-            "income_schedule": pd.Categorical.from_codes(pop.schedule, categories=list(INCOME_SCHEDULES)),
-            "pay_day": pop.pay_day,
-            "income_per_pay_eur": pop.income_per_pay,
-            "free_cash_share": pop.free_cash_share,
-            "attention": pop.attention,
-            "willingness": pop.willingness,
-            "hour_profile": pd.Categorical.from_codes(pop.hour_profile, categories=list(HOUR_PROFILES)),
-            "shocks": st.shocks,
-            "shock_days": st.shock_days,
-            "disengaged": st.disengaged,
-            "noticed_messages": st.noticed_messages,
-            "final_status": pd.Categorical.from_codes(
-                self.status, categories=[s.name.lower() for s in ArrangementStatus]),
-        })
+        frame = pd.DataFrame(
+            {
+                "arrangement_id": self.gid,
+                "debtor_type": _categorical(pop.type, DEBTOR_TYPES),
+                "income_schedule": _categorical(pop.schedule, INCOME_SCHEDULES),
+                "pay_day": pop.pay_day,
+                "income_per_pay_eur": pop.income_per_pay,
+                "free_cash_share": pop.free_cash_share,
+                "attention": pop.attention,
+                "willingness": pop.willingness,
+                "hour_profile": _categorical(pop.hour_profile, HOUR_PROFILES),
+                "shocks": st.shocks,
+                "shock_days": st.shock_days,
+                "disengaged": st.disengaged,
+                "noticed_messages": st.noticed_messages,
+                "final_status": _categorical(self.status, tuple(s.name.lower() for s in ArrangementStatus)),
+            }
+        )
         for k, c in enumerate(CHANNELS):
             frame[f"notice_{c}"] = pop.notice[:, k]
         return frame
@@ -731,8 +842,13 @@ class World:
     def resource_queues(self) -> pd.DataFrame:
         """Queue lengths of the shared resources, sampled at noon and at the end of each day."""
         s = self.capacity.samples
-        return pd.DataFrame({"time": s.time, "resource": s.resource, "queued": s.queued, "busy": s.busy,
-                             "capacity": s.capacity})
+        return pd.DataFrame(
+            {"time": s.time, "resource": s.resource, "queued": s.queued, "busy": s.busy, "capacity": s.capacity}
+        )
+
+
+def _categorical(codes: NDArray[np.integer], names: tuple[str, ...]) -> pd.Categorical[str]:
+    return pd.Categorical.from_codes(codes.astype(np.int64), categories=pd.Index(list(names)))
 
 
 def _masked_rule_names(batch: ContextBatch) -> NDArray[np.object_]:
