@@ -49,7 +49,7 @@ class SharedCapacity:
         calendar: The run's calendar (for working days).
         connect: Called as ``connect(message_id, time)`` when a call connects.
         post: Called as ``post(message_ids, time)`` when letters are posted.
-        wanted: Called as ``wanted(message_id)``; False when the message was cancelled meanwhile.
+        wanted: Called as ``wanted(message_ids)``; False where a message was cancelled meanwhile.
     """
 
     def __init__(
@@ -59,7 +59,7 @@ class SharedCapacity:
         calendar: Calendar,
         connect: Callable[[int, float], None],
         post: Callable[[NDArray[np.int64], float], None],
-        wanted: Callable[[int], bool],
+        wanted: Callable[[NDArray[np.int64]], NDArray[np.bool_]],
     ) -> None:
         self.env = env
         self.config = config
@@ -111,7 +111,7 @@ class SharedCapacity:
             wait = self._wait_for_open(self.env.now, hours, weekdays_only, minutes)
             if wait > 0:
                 yield self.env.timeout(wait)
-            if not self._wanted(message_id):
+            if not self._wanted(np.array([message_id], dtype=np.int64))[0]:
                 return
             yield self.env.timeout(minutes / _MINUTES_PER_DAY)
             self._connect(message_id, self.env.now)
@@ -132,17 +132,14 @@ class SharedCapacity:
                 budget = self.config.letters_per_day
                 batch: list[NDArray[np.int64]] = []
                 while budget > 0 and self.letter_queue:
-                    head = self.letter_queue[0]
-                    wanted = np.array([self._wanted(int(m)) for m in head], dtype=bool)
-                    head = head[wanted]
+                    head = self.letter_queue.popleft()
+                    head = head[self._wanted(head)]
                     take, rest = head[:budget], head[budget:]
                     batch.append(take)
                     budget -= len(take)
-                    self.letters_queued -= int(wanted.sum()) + (len(wanted) - int(wanted.sum()))
-                    self.letter_queue.popleft()
                     if len(rest):
                         self.letter_queue.appendleft(rest)
-                        self.letters_queued += len(rest)
+                self.letters_queued = sum(len(q) for q in self.letter_queue)
                 if batch:
                     self._post(np.concatenate(batch), self.env.now)
             day += 1

@@ -571,8 +571,8 @@ class World:
         for mid in mids[(ch == _ROBOCALL) | (ch == _COLLECTOR)]:
             self.capacity.call(int(mid), collector=bool(self.msgs.channel[mid] == _COLLECTOR))
 
-    def _wanted(self, mid: int) -> bool:
-        return bool(self._still_wanted(np.array([mid], dtype=np.int64), float(self.env.now))[0])
+    def _wanted(self, mids: NDArray[np.int64]) -> NDArray[np.bool_]:
+        return self._still_wanted(mids, float(self.env.now))
 
     def _mark_sent(self, mids: NDArray[np.int64], t: float) -> None:
         m = self.msgs
