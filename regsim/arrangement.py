@@ -60,6 +60,10 @@ class PaidInstallments:
     days_late: NDArray[np.int64]
 
 
+def _cat(parts: list[NDArray[np.int64]]) -> NDArray[np.int64]:
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+
 def _round_cents(x: NDArray[np.float64]) -> NDArray[np.float64]:
     return np.round(x, 2)
 
@@ -222,6 +226,35 @@ class Schedules:
         self.n[ids] = n_new
         self.miss_ptr[ids] = fo
         self.came_due[ids] = np.minimum(self.came_due[ids], fo)
+
+    # -- the calendar moving on ----------------------------------------------------------------------------
+    def advance_due(self, ids: NDArray[np.int64], day: int) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+        """Book installments whose due date has come (once each); returns their (rows, installments)."""
+        out_ids, out_j = [], []
+        rows = ids
+        while len(rows):
+            j = np.minimum(self.came_due[rows], self.capacity - 1)
+            rows = rows[(self.came_due[rows] < self.n[rows]) & (self.due[rows, j] <= day)]
+            if len(rows):
+                out_ids.append(rows)
+                out_j.append(self.came_due[rows].copy())
+                self.came_due[rows] += 1
+        return _cat(out_ids), _cat(out_j)
+
+    def advance_missed(self, ids: NDArray[np.int64], day: int) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+        """Test installments whose due date + grace has passed; returns the unpaid ones (rows, installments)."""
+        out_ids, out_j = [], []
+        rows = ids
+        while len(rows):
+            j = np.minimum(self.miss_ptr[rows], self.capacity - 1)
+            passed = self.due[rows, j].astype(np.int64) + self.grace_days + 1 <= day
+            rows = rows[(self.miss_ptr[rows] < self.n[rows]) & passed]
+            if len(rows):
+                unpaid = rows[self.miss_ptr[rows] >= self.first_open[rows]]
+                out_ids.append(unpaid)
+                out_j.append(self.miss_ptr[unpaid].copy())
+                self.miss_ptr[rows] += 1
+        return _cat(out_ids), _cat(out_j)
 
     # -- payments -----------------------------------------------------------------------------------------
     def pay(self, ids: NDArray[np.integer], amounts: NDArray[np.float64], day: int) -> PaidInstallments:

@@ -80,9 +80,9 @@ _COLUMNS: dict[str, tuple[pa.DataType, Any, str]] = {
     "n_installments": (pa.int16(), -1, "installments in the plan after the event (plan events)"),
     "installment_eur": (pa.float64(), np.nan, "installment amount after the event (plan events)"),
     "deferral_days": (pa.int16(), -1, "days granted (deferral) or days late (installment paid)"),
-    "reduction": (pa.float32(), np.nan, "fraction by which installments were reduced"),
+    "reduction": (pa.float64(), np.nan, "fraction by which installments were reduced"),
     "prior_payments": (pa.int16(), -1, "earlier payments to the creditor (creation only)"),
-    "prior_late_share": (pa.float32(), np.nan, "share of those that were late (creation only)"),
+    "prior_late_share": (pa.float64(), np.nan, "share of those that were late (creation only)"),
     "prior_pay_dom": (pa.int8(), -1, "usual day of the month of those payments (creation only)"),
     "collection_costs_eur": (pa.float64(), np.nan, "statutory collection costs charged at breakdown (F8)"),
 }

@@ -238,7 +238,10 @@ class World:
     # The population process
     # ======================================================================================================
     def _days(self) -> Generator[Any, Any, None]:
+        open_states = (ArrangementStatus.PENDING, ArrangementStatus.OFFERED, ArrangementStatus.ACTIVE)
         for d in range(self.days):
+            if not np.isin(self.status, open_states).any():
+                break  # every arrangement has ended: nothing more can happen
             if self.env.now < d:
                 yield self.env.timeout(d - self.env.now)
             self._liquidity(d)
@@ -293,35 +296,17 @@ class World:
         self._missed_today = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
         if not len(active):
             return
-        rows = active
-        while len(rows):
-            j = np.minimum(s.came_due[rows], s.capacity - 1)
-            hit = (s.came_due[rows] < s.n[rows]) & (s.due[rows, j] <= d)
-            rows = rows[hit]
-            if len(rows):
-                self.log.append(
-                    EventType.INSTALLMENT_DUE,
-                    float(d),
-                    self.gid[rows],
-                    installment=s.came_due[rows],
-                    amount_eur=s.amount[rows, s.came_due[rows]],
-                )
-                s.came_due[rows] += 1
-        grace = s.grace_days
-        missed_ids, missed_j = [], []
-        rows = active
-        while len(rows):
-            j = np.minimum(s.miss_ptr[rows], s.capacity - 1)
-            hit = (s.miss_ptr[rows] < s.n[rows]) & (s.due[rows, j].astype(np.int64) + grace + 1 <= d)
-            rows = rows[hit]
-            if len(rows):
-                unpaid = s.miss_ptr[rows] >= s.first_open[rows]
-                r = rows[unpaid]
-                missed_ids.append(r)
-                missed_j.append(s.miss_ptr[r].copy())
-                s.miss_ptr[rows] += 1
-        if missed_ids:
-            ids, inst = np.concatenate(missed_ids), np.concatenate(missed_j)
+        due_ids, due_j = s.advance_due(active, d)
+        if len(due_ids):
+            self.log.append(
+                EventType.INSTALLMENT_DUE,
+                float(d),
+                self.gid[due_ids],
+                installment=due_j,
+                amount_eur=s.amount[due_ids, due_j],
+            )
+        ids, inst = s.advance_missed(active, d)
+        if len(ids):
             self.log.append(EventType.INSTALLMENT_MISSED, float(d), self.gid[ids], installment=inst)
             np.add.at(self.history.missed, ids, 1)
             self.state.streak[ids] = 0.0
@@ -641,17 +626,10 @@ class World:
         opened = np.where(noticed, u_open < track, u_open < false)
         if opened.any():
             o = np.flatnonzero(opened)
-            open_time = np.where(noticed[o], when[o], t + 1.0 / 24.0)
-            np.add.at(self.history.opened, (debtors[o], ch[o] - 1), 1)
-            self.log.append(
-                EventType.MESSAGE_OPENED,
-                open_time,
-                gid[o],
-                message_id=mids[o],
-                channel=ch[o],
-                decision_id=m.decision[mids[o]],
-                installment=m.installment[mids[o]],
-            )
+            # The signal arrives when the message is read (a false open: within the hour), on the hour.
+            open_time = np.ceil(np.where(noticed[o], when[o], t + 1.0 / 24.0) * 24.0) / 24.0
+            for w in np.unique(open_time):
+                self._at(float(w), self._opened, mids[o][open_time == w])
         self.state.noticed_messages[debtors[noticed]] += 1
         now_rows = noticed & (delay <= 0)
         if now_rows.any():
@@ -662,6 +640,21 @@ class World:
             group_ids = mids[later]
             for w in np.unique(rounded):
                 self._at(float(w), self._noticed, group_ids[rounded == w])
+
+    def _opened(self, mids: NDArray[np.int64], t: float) -> None:
+        """An 'opened' signal reaches the creditor (observable; noisy for email, F6)."""
+        m = self.msgs
+        debtors, ch = m.debtor[mids], m.channel[mids]
+        np.add.at(self.history.opened, (debtors, ch - 1), 1)
+        self.log.append(
+            EventType.MESSAGE_OPENED,
+            t,
+            self.gid[debtors],
+            message_id=mids,
+            channel=ch,
+            decision_id=m.decision[mids],
+            installment=m.installment[mids],
+        )
 
     def _noticed(self, mids: NDArray[np.int64], t: float) -> None:
         """The debtor takes in a message: fatigue, memory, motivation, opt-outs and paying by link."""

@@ -1,0 +1,206 @@
+"""Rebuilding what production knows from an event log: plans, observable history and decision contexts.
+
+:class:`LogReplay` feeds events (in log order) into the same :class:`~regsim.arrangement.Schedules` and
+:class:`~regsim.history.ObservableHistory` code the world uses, and advances installment pointers exactly as
+the world's morning bookkeeping does. So the context it builds for a decision equals the one the world gave
+the policy, which makes the event log sufficient for serving, off-policy evaluation and retraining.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from numpy.typing import NDArray
+
+from regsim.arrangement import ArrangementStatus, Schedules
+from regsim.calendar import Calendar
+from regsim.config import CHANNELS, WorldConfig
+from regsim.decision import ActionSpace, ContextBatch
+from regsim.eventlog import EventType, event_codes
+from regsim.history import ObservableHistory
+from regsim.rules import RuleSet
+
+__all__ = ["LogReplay", "contexts_from_log"]
+
+_CHANNEL_INDEX = {name: k for k, name in enumerate(("none", *CHANNELS))}
+_MARGIN_DAYS = 3 * 366
+_INF = np.iinfo(np.int64).max
+
+
+class LogReplay:
+    """Observable state of arrangements rebuilt from their events.
+
+    Args:
+        config: The world config the log was made under (rules, decision options, calendar start).
+        arrangement_ids: Ids of the arrangements to track.
+        horizon_days: Days the calendar must cover (the log's last day; a margin is added).
+    """
+
+    def __init__(self, config: WorldConfig, arrangement_ids: Sequence[int], horizon_days: int) -> None:
+        self.config = config
+        self.row = {int(a): k for k, a in enumerate(arrangement_ids)}
+        self.ids = np.asarray(list(self.row), dtype=np.int64)
+        n = len(self.ids)
+        self.calendar = Calendar(config.simulation.start_date, int(horizon_days) + _MARGIN_DAYS)
+        self.space = ActionSpace.from_config(config.decisions)
+        self.rules = RuleSet(config.rules, self.space)
+        capacity = max(config.rules.max_total_installments, config.arrangements.max_installments)
+        self.sched = Schedules(n, capacity, self.calendar, config.arrangements.grace_days)
+        self.history = ObservableHistory(n)
+        self.status = np.zeros(n, dtype=np.int8)
+        self.booked_day = np.full(n, -1, dtype=np.int64)
+
+    # -- bookkeeping ----------------------------------------------------------------------------------------
+    def catch_up(self, row: int, day: int) -> None:
+        """Run the world's morning bookkeeping (due dates, misses) for one arrangement up to ``day``."""
+        if self.status[row] != ArrangementStatus.ACTIVE:
+            self.booked_day[row] = max(self.booked_day[row], day)
+            return
+        s, r = self.sched, np.array([row], dtype=np.int64)
+        while True:
+            nxt_due = int(s.due[row, s.came_due[row]]) if s.came_due[row] < s.n[row] else _INF
+            nxt_miss = int(s.due[row, s.miss_ptr[row]]) + s.grace_days + 1 if s.miss_ptr[row] < s.n[row] else _INF
+            nxt = max(min(nxt_due, nxt_miss), int(self.booked_day[row]) + 1)
+            if nxt > day:
+                break
+            s.advance_due(r, nxt)
+            s.advance_missed(r, nxt)
+            self.booked_day[row] = nxt
+        self.booked_day[row] = max(self.booked_day[row], day)
+
+    def feed(self, events: pa.Table) -> ContextBatch | None:
+        """Apply events in order; return the contexts of the decisions among them (``None`` if none)."""
+        codes = event_codes(events)
+        cols = {
+            name: events.column(name).to_numpy(zero_copy_only=False)
+            for name in (
+                "time",
+                "arrangement_id",
+                "installment",
+                "amount_eur",
+                "message_id",
+                "decision_kind",
+                "a_channel",
+                "send_time",
+                "due_day",
+                "n_installments",
+                "deferral_days",
+                "reduction",
+                "prior_payments",
+                "prior_late_share",
+                "prior_pay_dom",
+            )
+            if name != "decision_kind"
+        }
+        channel = np.array([_CHANNEL_INDEX[c] for c in events.column("channel").to_pylist()], dtype=np.int64)
+        kinds = events.column("decision_kind").combine_chunks()
+        kind_names = kinds.dictionary.to_pylist() if len(kinds) else []
+        kind_idx = kinds.indices.to_numpy(zero_copy_only=False) if len(kinds) else np.zeros(0)
+        rows_out: list[dict[str, NDArray[Any]]] = []
+        for e in range(len(codes)):
+            row = self.row.get(int(cols["arrangement_id"][e]))
+            if row is None:
+                continue
+            code, t = int(codes[e]), float(cols["time"][e])
+            day = int(np.floor(t))
+            if code != EventType.ARRANGEMENT_CREATED:
+                self.catch_up(row, day)
+            rows_out_now = self._apply(
+                e, code, row, t, day, cols, channel, kind_names[int(kind_idx[e])] if code == EventType.DECISION else ""
+            )
+            if rows_out_now is not None:
+                rows_out.append(rows_out_now)
+        if not rows_out:
+            return None
+        columns = {k: np.concatenate([r[k] for r in rows_out]) for k in rows_out[0]}
+        batch = ContextBatch(self.space, columns, np.ones((len(rows_out), self.space.mask_size), dtype=bool))
+        return self.rules.apply(batch)
+
+    def _apply(
+        self,
+        e: int,
+        code: int,
+        row: int,
+        t: float,
+        day: int,
+        cols: dict[str, NDArray[Any]],
+        channel: NDArray[np.int64],
+        kind_name: str,
+    ) -> dict[str, NDArray[Any]] | None:
+        s, h, cfg = self.sched, self.history, self.config.arrangements
+        r = np.array([row], dtype=np.int64)
+        if code == EventType.ARRANGEMENT_CREATED:
+            s.create(
+                r,
+                day,
+                np.array([cols["n_installments"][e]]),
+                np.array([cols["amount_eur"][e]]),
+                int(cols["due_day"][e]),
+                cfg.min_days_to_first_due,
+            )
+            h.created_day[row], h.debt[row] = day, cols["amount_eur"][e]
+            h.prior_payments[row] = cols["prior_payments"][e]
+            h.prior_late_share[row] = cols["prior_late_share"][e]
+            h.prior_pay_dom[row] = cols["prior_pay_dom"][e]
+            self.status[row] = ArrangementStatus.OFFERED
+            self.booked_day[row] = day
+        elif code == EventType.DECISION:
+            from regsim.decision import DecisionKind
+
+            kind = DecisionKind[kind_name.upper()]
+            out = h.context_columns(
+                r, np.array([int(kind)]), np.array([int(cols["installment"][e])]), day, s, self.calendar
+            )
+            out["arrangement_id"] = self.ids[r]
+            if int(cols["a_channel"][e]) > 0:
+                h.add_contacts(r, np.array([cols["send_time"][e]]))
+            if kind == DecisionKind.PLAN_CREATED:
+                self.status[row] = ArrangementStatus.ACTIVE
+            return out
+        elif code == EventType.DUE_DAY_SET:
+            s.set_due_day(r, np.array([int(cols["due_day"][e])]), day, cfg.min_days_to_first_due)
+        elif code == EventType.DEFERRAL:
+            s.defer(r, np.array([int(cols["deferral_days"][e])]))
+            h.deferrals[row] += 1
+        elif code == EventType.REDUCTION:
+            s.reduce(r, np.array([float(cols["reduction"][e])]), day)
+            h.reductions[row] += 1
+        elif code == EventType.PAYMENT:
+            s.pay(r, np.array([cols["amount_eur"][e]]), day)
+            h.last_payment_time[row] = t
+        elif code == EventType.INSTALLMENT_PAID:
+            h.on_time[row] += int(cols["deferral_days"][e] <= 0)
+        elif code == EventType.INSTALLMENT_MISSED:
+            h.missed[row] += 1
+        elif code in (
+            EventType.MESSAGE_SENT,
+            EventType.MESSAGE_DELIVERED,
+            EventType.MESSAGE_OPENED,
+            EventType.MESSAGE_CLICKED,
+        ):
+            counter = {
+                EventType.MESSAGE_SENT: h.sent,
+                EventType.MESSAGE_DELIVERED: h.delivered,
+                EventType.MESSAGE_OPENED: h.opened,
+                EventType.MESSAGE_CLICKED: h.clicked,
+            }[EventType(code)]
+            counter[row, channel[e] - 1] += 1
+        elif code == EventType.OPT_OUT:
+            h.opted_out[row, channel[e] - 1] = True
+        elif code == EventType.COMPLETED:
+            self.status[row] = ArrangementStatus.COMPLETED
+        elif code == EventType.BROKEN:
+            self.status[row] = ArrangementStatus.BROKEN
+        elif code == EventType.REFERRED:
+            self.status[row] = ArrangementStatus.REFERRED
+        return None
+
+
+def contexts_from_log(events: pa.Table, config: WorldConfig) -> ContextBatch | None:
+    """The context of every decision in a log, rebuilt from the log alone (in log order)."""
+    ids = np.unique(events.column("arrangement_id").to_numpy())
+    horizon = int(np.nanmax(events.column("time").to_numpy())) + 1 if len(events) else 1
+    return LogReplay(config, ids.tolist(), horizon).feed(events)
