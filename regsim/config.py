@@ -620,7 +620,11 @@ class RulesConfig(_Section):
     quiet_hours_enabled: bool = Field(True, description="Switch for quiet hours and days.")
     quiet_before_hour: int = Field(8, ge=0, le=24, description="No contact before this hour (unit: hour).")
     quiet_from_hour: int = Field(21, ge=0, le=24, description="No contact from this hour on (unit: hour).")
-    quiet_weekdays: tuple[int, ...] = Field((6,), description="Days without contact (0=Monday .. 6=Sunday).")
+    quiet_weekdays: tuple[int, ...] = Field(
+        (6,),
+        description="Days on which no message goes out (0=Monday .. 6=Sunday); a message planned for one goes "
+        "out on the next allowed day at the same hour.",
+    )
     opt_out_enabled: bool = Field(True, description="Respect channel opt-outs.")
     paid_installment_enabled: bool = Field(
         True, description="Never remind for an installment already paid (status sync)."

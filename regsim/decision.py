@@ -142,33 +142,48 @@ class ActionSpace:
     def applicable(self) -> NDArray[np.bool_]:
         """Which options apply at each decision kind, shape ``(len(DecisionKind), mask_size)``.
 
-        Parts that do not apply at a kind allow only option 0; e.g. a thank-you goes by email or SMS only,
-        and the due day is chosen only at plan creation.
+        Every channel and send slot applies everywhere (business rules may still mask them). The due day is
+        chosen only at plan creation, a deferral only before or after a due date, a reduction only after a
+        miss; elsewhere these parts allow only option 0 and whatever is chosen there is ignored (see
+        :meth:`normalise`).
         """
         table = np.zeros((len(DecisionKind), self.mask_size), dtype=bool)
         off, nvec = self.offsets, self.nvec
 
         def allow(kind: DecisionKind, part: int, options: Sequence[int] | None = None) -> None:
-            idx = range(nvec[part]) if options is None else options
-            for o in idx:
+            for o in range(nvec[part]) if options is None else options:
                 table[kind, off[part] + o] = True
 
-        contact_none_email_sms_letter = [0, 1, 2, 3]
         for kind in DecisionKind:
+            allow(kind, CHANNEL)
             allow(kind, SEND_SLOT)
             allow(kind, DUE_DAY, [0])
             allow(kind, DEFERRAL, [0])
             allow(kind, REDUCTION, [0])
-        allow(DecisionKind.PLAN_CREATED, CHANNEL, contact_none_email_sms_letter)
         allow(DecisionKind.PLAN_CREATED, DUE_DAY)
-        allow(DecisionKind.PRE_DUE, CHANNEL)
-        allow(DecisionKind.PRE_DUE, DEFERRAL)
-        for kind in (DecisionKind.MISSED, DecisionKind.FOLLOW_UP):
-            allow(kind, CHANNEL)
+        for kind in (DecisionKind.PRE_DUE, DecisionKind.MISSED, DecisionKind.FOLLOW_UP):
             allow(kind, DEFERRAL)
+        for kind in (DecisionKind.MISSED, DecisionKind.FOLLOW_UP):
             allow(kind, REDUCTION)
-        allow(DecisionKind.PAYMENT_RECEIVED, CHANNEL, [0, 1, 2])
         return table
+
+    def normalise(
+        self, kinds: NDArray[np.integer], actions: NDArray[np.int64], first_slot: NDArray[np.int64]
+    ) -> NDArray[np.int64]:
+        """Actions with the parts that have no effect set to their canonical option.
+
+        A part that does not apply at a decision kind (e.g. a deferral at a thank-you) is set to 0, and the
+        send slot of a decision without contact to ``first_slot`` (the first allowed slot): neither changes
+        what happens, so a policy is not refused for them, and the log records what was applied.
+        """
+        table = self.applicable()[np.asarray(kinds, dtype=np.int64)]
+        out = np.array(actions, dtype=np.int64, copy=True)
+        for part in (DUE_DAY, DEFERRAL, REDUCTION):
+            off, n = self.offsets[part], self.nvec[part]
+            only_none = ~table[:, off + 1 : off + n].any(axis=1)
+            out[only_none, part] = 0
+        out[:, SEND_SLOT] = np.where(out[:, CHANNEL] == 0, first_slot, out[:, SEND_SLOT])
+        return out
 
 
 #: Observable columns of a :class:`ContextBatch`: name -> (dtype, per-row shape, meaning).
@@ -229,9 +244,9 @@ class Context:
             raise AttributeError(name) from None
 
     @property
-    def kind_(self) -> DecisionKind:
-        """The decision point's kind."""
-        return DecisionKind(int(self.values["kind"]))
+    def kind_name(self) -> str:
+        """The decision point's kind, by name (``"pre_due"``, ...)."""
+        return DecisionKind(int(self.values["kind"])).name.lower()
 
     def allowed(self, part: int) -> NDArray[np.int64]:
         """Indices of the allowed options of one part."""

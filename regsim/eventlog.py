@@ -115,6 +115,15 @@ class EventLog:
     def __len__(self) -> int:
         return self._n
 
+    @property
+    def n_chunks(self) -> int:
+        """Number of appends so far (a cursor for :meth:`chunks_since`)."""
+        return len(self._chunks)
+
+    def chunks_since(self, cursor: int) -> list[tuple[EventType, int, dict[str, Any]]]:
+        """The appends made since ``cursor`` (a value of :attr:`n_chunks`): (event, rows, columns)."""
+        return [(EventType(chunk["event"]), n, chunk) for n, chunk in self._chunks[cursor:]]
+
     def append(self, event: EventType, time: ArrayLike, arrangement_id: ArrayLike, **columns: Any) -> None:
         """Append one or many events of one type.
 

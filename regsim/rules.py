@@ -101,30 +101,25 @@ class ContactCap:
 
 @dataclass(frozen=True)
 class QuietHours:
-    """No contact before ``before``, from ``after`` on, or on the quiet weekdays.
+    """No contact before ``before`` or from ``after`` on (a send slot at such an hour is masked).
 
-    Applied to the send slot (for every channel, so the mask stays product-form). When no slot of a row is
-    allowed, slot 0 is left allowed and every contact channel is forbidden instead, so that "no contact"
-    remains a valid action.
+    Quiet *days* do not mask: a message whose slot falls on one is sent on the next allowed day at the same
+    hour (see :meth:`RuleSet.send_time`), as dunning systems queue them. The mask is therefore the same at
+    every decision point. When every slot is at a quiet hour, slot 0 is left allowed and every contact
+    channel is forbidden instead, so that "no contact" remains a valid action.
     """
 
     before: int
     after: int
-    weekdays: tuple[int, ...]
     name: ClassVar[str] = "quiet_hours"
 
     def forbid(self, batch: ContextBatch) -> NDArray[np.bool_]:
         out = _empty(batch)
-        slots = batch.space.send_slots
-        hours = np.array([s.hour for s in slots])
-        offsets = np.array([s.day_offset for s in slots])
-        bad_hour = (hours < self.before) | (hours >= self.after)
-        send_weekday = (batch.columns["weekday"].astype(np.int64)[:, None] + offsets[None, :]) % 7
-        bad = bad_hour[None, :] | np.isin(send_weekday, self.weekdays)
-        sl = _part_slice(batch.space, SEND_SLOT)
+        hours = np.array([s.hour for s in batch.space.send_slots])
+        bad = np.broadcast_to((hours < self.before) | (hours >= self.after), (len(batch), len(hours))).copy()
         none_left = bad.all(axis=1)
         bad[none_left, 0] = False
-        out[:, sl] = bad
+        out[:, _part_slice(batch.space, SEND_SLOT)] = bad
         ch = _part_slice(batch.space, CHANNEL)
         out[none_left, ch.start + 1 : ch.stop] = True
         return out
@@ -215,7 +210,7 @@ class RuleSet:
         if config.contact_cap_enabled:
             rules.append(ContactCap(config.max_contacts_per_week))
         if config.quiet_hours_enabled:
-            rules.append(QuietHours(config.quiet_before_hour, config.quiet_from_hour, config.quiet_weekdays))
+            rules.append(QuietHours(config.quiet_before_hour, config.quiet_from_hour))
         if config.opt_out_enabled:
             rules.append(OptOut())
         if config.paid_installment_enabled:
@@ -249,6 +244,28 @@ class RuleSet:
         batch.forbidden = {k: v for k, v in forbidden.items() if v.any()}
         batch.mask = ~union
         return batch
+
+    def send_time(self, day: int, weekday: int, slots: NDArray[np.integer]) -> NDArray[np.float64]:
+        """When each slot's message goes out: the slot's time, moved past quiet days (same hour)."""
+        t = slot_send_time(self.space, np.full(len(slots), day), slots)
+        if not (self.config.quiet_hours_enabled and self.config.quiet_weekdays):
+            return t
+        quiet = np.zeros(7, dtype=bool)
+        quiet[list(self.config.quiet_weekdays)] = True
+        if quiet.all():
+            return t
+        for _ in range(7):
+            on_quiet = quiet[(weekday + np.floor(t).astype(np.int64) - day) % 7]
+            if not on_quiet.any():
+                break
+            t = t + on_quiet
+        return t
+
+    def normalise(self, batch: ContextBatch, decisions: DecisionBatch) -> DecisionBatch:
+        """Decisions with their no-effect parts canonical (see :meth:`ActionSpace.normalise`)."""
+        first_slot = np.argmax(batch.part_mask(SEND_SLOT), axis=1).astype(np.int64)
+        actions = self.space.normalise(batch.columns["kind"], decisions.actions, first_slot)
+        return DecisionBatch(actions, decisions.propensity)
 
     def check(self, batch: ContextBatch, decisions: DecisionBatch) -> None:
         """Refuse decisions that choose a masked option.
@@ -288,7 +305,7 @@ class RuleSet:
 
 
 def slot_send_time(space: ActionSpace, day: NDArray[np.integer], slot: NDArray[np.integer]) -> NDArray[np.float64]:
-    """Send time (days since the start) of each decision's slot."""
+    """Send time (days since the start) of each decision's slot, before any quiet-day shift."""
     offsets = np.array([s.day_offset for s in space.send_slots], dtype=np.float64)
     hours = np.array([s.hour for s in space.send_slots], dtype=np.float64)
-    return day.astype(np.float64) + offsets[slot] + hours[slot] / 24.0
+    return np.asarray(day, dtype=np.float64) + offsets[slot] + hours[slot] / 24.0

@@ -49,7 +49,7 @@ from regsim.eventlog import EventLog, EventType
 from regsim.history import ObservableHistory
 from regsim.population import HOUR_PROFILES, Population, draw_population, hour_availability
 from regsim.random import Purpose, Streams
-from regsim.rules import RuleSet, slot_send_time
+from regsim.rules import RuleSet
 
 __all__ = ["MessageKind", "World"]
 
@@ -229,7 +229,7 @@ class World:
         """
         if self.pending is None or self._answer is None:
             raise RuntimeError("no decision is pending; call next_decision() first")
-        decisions = DecisionBatch.from_decisions(decisions)
+        decisions = self.rules.normalise(self.pending, DecisionBatch.from_decisions(decisions))
         self.rules.check(self.pending, decisions)
         answer, self._answer, self.pending = self._answer, None, None
         answer.succeed(decisions)
@@ -251,6 +251,7 @@ class World:
                 batch = self._contexts(ids, kinds, installments, d)
                 if self.policy is not None:
                     decisions = DecisionBatch.from_decisions(self.policy.decide_batch(batch))
+                    decisions = self.rules.normalise(batch, decisions)
                     self.rules.check(batch, decisions)
                 else:
                     self.pending = batch
@@ -413,7 +414,7 @@ class World:
         n = len(ids)
         decision_ids = np.arange(self._next_decision_id, self._next_decision_id + n, dtype=np.int64)
         self._next_decision_id += n
-        send_time = slot_send_time(self.space, np.full(n, d), a[:, 1])
+        send_time = self.rules.send_time(d, int(self.calendar.weekday[d]), a[:, 1])
         contact = a[:, 0] > 0
         self.log.append(
             EventType.DECISION,
@@ -516,7 +517,7 @@ class World:
             self._cancel(drop, t)
         return ok
 
-    def _cancel(self, mids: NDArray[np.int64], t: float) -> None:
+    def _cancel(self, mids: NDArray[np.int64], t: float | NDArray[np.float64]) -> None:
         m = self.msgs
         m.state[mids] = _CANCELLED
         self.log.append(
@@ -529,8 +530,11 @@ class World:
             installment=m.installment[mids],
         )
 
-    def _cancel_pending(self, debtors: NDArray[np.int64], t: float, reminders_only: bool) -> None:
-        """Cancel pending messages of these debtors: reminders for paid installments, or all of them."""
+    def _cancel_pending(self, debtors: NDArray[np.int64], t: float | None, reminders_only: bool) -> None:
+        """Cancel pending messages of these debtors: reminders for paid installments, or all of them.
+
+        ``t`` is the time of the cancellation; ``None`` means each debtor's own payment time (``_time_of``).
+        """
         pool = self._pending_pool
         if not len(pool) or not len(debtors):
             return
@@ -541,7 +545,7 @@ class World:
         if reminders_only:
             hit = hit[(m.kind[hit] == MessageKind.REMINDER) & self.sched.is_paid(m.debtor[hit], m.installment[hit])]
         if len(hit):
-            self._cancel(hit, t)
+            self._cancel(hit, self._time_of[m.debtor[hit]] if t is None else t)
 
     def _send(self, mids: NDArray[np.int64], t: float) -> None:
         mids = mids[self._still_wanted(mids, t)]
@@ -777,8 +781,8 @@ class World:
             EventType.PAYMENT, times, self.gid[debtors], amount_eur=amounts, channel=0 if channel is None else channel
         )
         h.last_payment_time[debtors] = times
+        self._time_of[debtors] = times  # debtors are unique within one call
         if len(done.ids):
-            self._time_of[debtors] = times  # debtors are unique within one call
             t_done = self._time_of[done.ids]
             self.log.append(
                 EventType.INSTALLMENT_PAID,
@@ -798,11 +802,11 @@ class World:
         if len(complete):
             complete = np.unique(complete)
             self.status[complete] = ArrangementStatus.COMPLETED
-            self.end_time[complete] = times.max()
+            self.end_time[complete] = self._time_of[complete]
             self.thank[complete] = False
-            self.log.append(EventType.COMPLETED, times.max(), self.gid[complete])
-            self._cancel_pending(complete, float(times.max()), reminders_only=False)
-        self._cancel_pending(np.unique(debtors), float(times.max()), reminders_only=True)
+            self.log.append(EventType.COMPLETED, self._time_of[complete], self.gid[complete])
+            self._cancel_pending(complete, None, reminders_only=False)
+        self._cancel_pending(np.unique(debtors), None, reminders_only=True)
 
     # ======================================================================================================
     # Outputs

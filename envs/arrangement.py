@@ -1,0 +1,242 @@
+"""``regsim/Arrangement-v0``: one payment arrangement per episode, one step per decision point."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+from numpy.typing import NDArray
+
+from envs.rewards import REWARDS, RewardFn, outcome_from_chunks
+from envs.spaces import MaskedMultiDiscrete
+from regsim.arrangement import ArrangementStatus
+from regsim.config import DEBTOR_TYPES, WorldConfig, load_world_config
+from regsim.decision import ContextBatch, DecisionBatch
+from regsim.features import FEATURE_LAYOUT, FEATURE_VERSION, features
+from regsim.world import World
+
+__all__ = ["ArrangementEnv"]
+
+_ENDED = (ArrangementStatus.COMPLETED, ArrangementStatus.BROKEN, ArrangementStatus.REFERRED)
+_ID_RANGE = 2**31
+
+
+class ArrangementEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
+    """One payment arrangement of the simulated population, managed decision point by decision point.
+
+    ## Description
+
+    Each episode draws one debtor (hidden type, income schedule, channel affinities, debt) from the configured
+    population and follows their arrangement through the SimPy world of :mod:`regsim`, from the plan's
+    creation until it completes, breaks or is referred. Between two steps the world is advanced to the
+    arrangement's next decision point (a plan to set up, an installment about to fall due, a missed
+    installment and its follow-ups, a payment to acknowledge); the env adds no dynamics of its own.
+
+    ## Observation
+
+    A ``float32`` vector of observable features only, built by :func:`regsim.features.features` (the module
+    the server reuses), layout :data:`regsim.features.FEATURE_LAYOUT`, version
+    :data:`regsim.features.FEATURE_VERSION`: each entry's name, unit and range are documented there and the
+    ``Box`` bounds are those ranges.
+
+    ## Action
+
+    ``MultiDiscrete(nvec)`` over the decision's parts (channel, send-time slot, due-day option, deferral option,
+    reduction option) of :class:`regsim.decision.ActionSpace`. Parts that do not apply at a decision point, and
+    options that business rules forbid, are masked: :meth:`action_masks` returns the flat boolean mask that
+    sb3-contrib's ``MaskablePPO`` expects. A masked action is refused with
+    :class:`regsim.decision.RuleViolation` naming the rule, or, with ``invalid_action="fallback"``, each masked
+    part is replaced by its lowest allowed option (no contact / no change) and counted in
+    ``info["fallbacks"]``.
+
+    ## Reward
+
+    ``reward(outcome)`` of what the event log recorded for the arrangement during the step
+    (:class:`envs.rewards.StepOutcome`). Default ``"collected"``: euros collected minus contact costs minus
+    the creditor's breakdown cost, times 0.01; ``"completion"``: +1 on completion, -1 on breakdown;
+    ``"burden"``: the default minus 0.5 per contact and the debtor's collection costs. Ground truth (debtor
+    type, latent free cash, shock, the probability the debtor had of paying that day) is in ``info["truth"]``,
+    never in the observation.
+
+    ## Episode End
+
+    Terminated when the arrangement completes, breaks or is referred; truncated when the horizon
+    (``months``) is reached first. The final observation is the last decision point's.
+
+    ## Arguments
+
+    * ``config``: a :class:`regsim.config.WorldConfig`, a path to a population YAML, or ``None`` (default world).
+    * ``reward``: a name in :data:`envs.rewards.REWARDS` or a callable ``StepOutcome -> float``.
+    * ``months``: horizon of an episode in months of 30 days (default: the config's).
+    * ``world_seed``: the population's seed (default: the config's); debtors are drawn by the env's seed.
+    * ``invalid_action``: ``"raise"`` (default) or ``"fallback"``.
+    * ``reset(options={"arrangement_id": k})`` replays debtor ``k`` of the population (the same debtor as
+      arrangement ``k`` of a population run with that world seed).
+
+    ## Version History
+
+    * v0: initial version (feature layout ``features-1``).
+    """
+
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"], "render_fps": 1}
+
+    def __init__(
+        self,
+        *,
+        config: WorldConfig | str | Path | None = None,
+        reward: str | RewardFn = "collected",
+        months: int | None = None,
+        world_seed: int | None = None,
+        invalid_action: Literal["raise", "fallback"] = "raise",
+        render_mode: str | None = None,
+    ) -> None:
+        if isinstance(config, str | Path):
+            config = load_world_config(config)
+        self.config = config if config is not None else WorldConfig()
+        if isinstance(reward, str):
+            if reward not in REWARDS:
+                raise ValueError(f"reward: unknown reward {reward!r}; allowed: {sorted(REWARDS)} or a callable")
+            self.reward_fn: RewardFn = REWARDS[reward]
+        elif callable(reward):
+            self.reward_fn = reward
+        else:
+            raise TypeError(f"reward: expected a name in {sorted(REWARDS)} or a callable, got {type(reward)}")
+        if invalid_action not in ("raise", "fallback"):
+            raise ValueError(f"invalid_action: expected 'raise' or 'fallback', got {invalid_action!r}")
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode: expected one of {self.metadata['render_modes']}, got {render_mode!r}")
+        self.months = int(months if months is not None else self.config.simulation.months)
+        if self.months < 1:
+            raise ValueError(f"months: must be >= 1, got {self.months}")
+        self.world_seed = int(world_seed if world_seed is not None else self.config.simulation.seed)
+        self.invalid_action = invalid_action
+        self.render_mode = render_mode
+        probe = World(self.config, None, arrangements=1, months=1, seed=self.world_seed)
+        self.space = probe.space
+        self.action_space: MaskedMultiDiscrete = MaskedMultiDiscrete(np.array(self.space.nvec, dtype=np.int64))
+        low = np.array([f.low for f in FEATURE_LAYOUT], dtype=np.float32)
+        high = np.array([f.high for f in FEATURE_LAYOUT], dtype=np.float32)
+        self.observation_space = spaces.Box(low, high, dtype=np.float32)
+        self.feature_version = FEATURE_VERSION
+        self.world: World | None = None
+        self._batch: ContextBatch | None = None
+        self._obs = np.zeros(len(FEATURE_LAYOUT), dtype=np.float32)
+        self._cursor = 0
+        self._fallbacks = 0
+
+    # -- Gymnasium API ------------------------------------------------------------------------------------
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[NDArray[np.float32], dict[str, Any]]:
+        super().reset(seed=seed)
+        options = dict(options or {})
+        unknown = set(options) - {"arrangement_id"}
+        if unknown:
+            raise ValueError(f"options: unknown keys {sorted(unknown)}; allowed: ['arrangement_id']")
+        if "arrangement_id" in options:
+            debtor = int(options["arrangement_id"])
+            if not 0 <= debtor < _ID_RANGE:
+                raise ValueError(f"options.arrangement_id: must be in [0, {_ID_RANGE}), got {debtor}")
+        else:
+            debtor = int(self.np_random.integers(0, _ID_RANGE))
+        self.world = World(
+            self.config,
+            None,
+            arrangements=1,
+            months=self.months,
+            seed=self.world_seed,
+            first_id=debtor,
+            policy_name="env",
+            policy_version="0",
+        )
+        self._fallbacks = 0
+        self._cursor = 0
+        batch = self.world.next_decision()
+        if batch is None:  # pragma: no cover - every arrangement starts with PLAN_CREATED within the horizon
+            raise RuntimeError(f"arrangement {debtor} has no decision point within {self.months} months")
+        self._set_decision_point(batch)
+        self._cursor = self.world.log.n_chunks
+        return self._obs.copy(), self._info()
+
+    def step(self, action: NDArray[np.int64]) -> tuple[NDArray[np.float32], float, bool, bool, dict[str, Any]]:
+        if self.world is None or self._batch is None:
+            raise RuntimeError("call reset() before step()")
+        act = np.asarray(action, dtype=np.int64).reshape(1, -1)
+        if act.shape[1] != len(self.space.nvec):
+            raise ValueError(f"action: expected {len(self.space.nvec)} parts {self.space.nvec}, got {act.tolist()}")
+        if self.invalid_action == "fallback":
+            act, replaced = self._fallback(act)
+            self._fallbacks += int(replaced)
+        self.world.submit(DecisionBatch(act, np.full(1, np.nan)))
+        cursor_before = self._cursor
+        batch = self.world.next_decision()
+        self._cursor = self.world.log.n_chunks
+        outcome = outcome_from_chunks(
+            self.world.log.chunks_since(cursor_before), self.config.arrangements.breakdown_cost_eur
+        )
+        reward = float(self.reward_fn(outcome))
+        status = int(self.world.status[0])
+        terminated = status in _ENDED
+        truncated = batch is None and not terminated
+        if batch is not None:
+            self._set_decision_point(batch)
+        info = self._info()
+        info["outcome"] = outcome
+        return self._obs.copy(), reward, terminated, truncated, info
+
+    def action_masks(self) -> NDArray[np.bool_]:
+        """The rules' mask of the current decision point, flat over the parts (as ``MaskablePPO`` expects)."""
+        if self._batch is None:
+            return np.ones(self.space.mask_size, dtype=bool)
+        return self._batch.mask[0].copy()
+
+    def render(self) -> str | None:
+        if self.render_mode != "ansi" or self._batch is None or self.world is None:
+            return None
+        c = self._batch[0]
+        return (
+            f"day {c.day}: arrangement {c.arrangement_id} at {c.kind_name}, installment {c.installment}, "
+            f"{c.installments_paid}/{c.n_installments} paid, balance EUR {c.balance_eur:.2f}, "
+            f"overdue {c.overdue}"
+        )
+
+    # -- helpers ------------------------------------------------------------------------------------------
+    def _set_decision_point(self, batch: ContextBatch) -> None:
+        self._batch = batch
+        self._obs = features(batch)[0]
+        self.action_space.current_mask = batch.mask[0].copy()
+
+    def _fallback(self, act: NDArray[np.int64]) -> tuple[NDArray[np.int64], bool]:
+        assert self._batch is not None
+        out = act.copy()
+        replaced = False
+        for part, off in enumerate(self.space.offsets):
+            mask = self._batch.mask[0, off : off + self.space.nvec[part]]
+            option = int(out[0, part])
+            if not (0 <= option < len(mask)) or not mask[option]:
+                out[0, part] = int(np.argmax(mask))
+                replaced = True
+        return out, replaced
+
+    def _info(self) -> dict[str, Any]:
+        assert self.world is not None and self._batch is not None
+        w = self.world
+        row = np.zeros(1, dtype=np.int64)
+        day = int(self._batch.columns["day"][0])
+        p_pay, owed = w.payment_probability(row, day)
+        return {
+            "arrangement_id": int(w.gid[0]),
+            "decision_kind": int(self._batch.columns["kind"][0]),
+            "fallbacks": self._fallbacks,
+            "truth": {
+                "debtor_type": DEBTOR_TYPES[int(w.pop.type[0])],
+                "free_cash_eur": float(w.state.cash[0]),
+                "in_shock": bool(w.state.shock_until[0] > day),
+                "p_pay_today": float(p_pay[0]),
+                "owed_now_eur": float(owed[0]),
+                "disengaged": bool(w.state.disengaged[0]),
+            },
+        }

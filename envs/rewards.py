@@ -1,0 +1,95 @@
+"""Rewards for the Gymnasium envs: functions of what happened to the arrangement during one step.
+
+A reward function takes a :class:`StepOutcome` (what the event log recorded between two decision points) and
+returns a float. The env accepts one of the names in :data:`REWARDS` or any such callable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from regsim.eventlog import EventType
+
+__all__ = [
+    "REWARDS",
+    "RewardFn",
+    "StepOutcome",
+    "burden_reward",
+    "collected_reward",
+    "completion_reward",
+    "outcome_from_chunks",
+]
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    """What happened to one arrangement between two decision points (from the event log)."""
+
+    collected_eur: float = 0.0
+    contact_cost_eur: float = 0.0
+    contacts: int = 0
+    completed: bool = False
+    broken: bool = False
+    referred: bool = False
+    collection_costs_eur: float = 0.0
+    on_time_installments: int = 0
+    missed_installments: int = 0
+    breakdown_cost_eur: float = 0.0
+    """The creditor's cost of a breakdown (config), charged when ``broken``."""
+
+
+RewardFn = Callable[[StepOutcome], float]
+
+
+def outcome_from_chunks(chunks: list[tuple[EventType, int, dict[str, Any]]], breakdown_cost_eur: float) -> StepOutcome:
+    """Summarise event-log appends (see :meth:`regsim.eventlog.EventLog.chunks_since`) of one arrangement."""
+    collected = cost = collection = 0.0
+    contacts = on_time = missed = 0
+    completed = broken = referred = False
+    for event, n, cols in chunks:
+        if event == EventType.PAYMENT:
+            collected += float(np.sum(cols["amount_eur"]))
+        elif event == EventType.MESSAGE_SENT:
+            cost += float(np.sum(cols["amount_eur"]))
+            contacts += n
+        elif event == EventType.INSTALLMENT_PAID:
+            on_time += int(np.sum(np.asarray(cols["deferral_days"]) <= 0))
+        elif event == EventType.INSTALLMENT_MISSED:
+            missed += n
+        elif event == EventType.COMPLETED:
+            completed = True
+        elif event == EventType.BROKEN:
+            broken = True
+            collection += float(np.sum(cols.get("collection_costs_eur", 0.0)))
+        elif event == EventType.REFERRED:
+            referred = True
+    return StepOutcome(
+        collected, cost, contacts, completed, broken, referred, collection, on_time, missed, breakdown_cost_eur
+    )
+
+
+def collected_reward(outcome: StepOutcome, scale: float = 0.01) -> float:
+    """Default: euros collected minus contact costs minus the creditor's cost of a breakdown, times ``scale``."""
+    return scale * (outcome.collected_eur - outcome.contact_cost_eur - outcome.breakdown_cost_eur * outcome.broken)
+
+
+def completion_reward(outcome: StepOutcome) -> float:
+    """Completion only: +1 when the arrangement completes, -1 when it breaks, 0 otherwise."""
+    return float(outcome.completed) - float(outcome.broken)
+
+
+def burden_reward(outcome: StepOutcome, scale: float = 0.01, per_contact: float = 0.5) -> float:
+    """Collected reward minus the debtor's burden: ``per_contact`` per contact and the collection costs charged."""
+    return collected_reward(outcome, scale) - per_contact * outcome.contacts - scale * outcome.collection_costs_eur
+
+
+#: Named rewards accepted by the envs.
+REWARDS: dict[str, RewardFn] = {
+    "collected": collected_reward,
+    "completion": completion_reward,
+    "burden": burden_reward,
+}
