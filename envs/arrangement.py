@@ -151,6 +151,7 @@ class ArrangementEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
             first_id=debtor,
             policy_name="env",
             policy_version="0",
+            sample_queues=False,
         )
         self._fallbacks = 0
         self._cursor = 0

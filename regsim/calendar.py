@@ -7,11 +7,18 @@ plus a margin, so look-ups in the hot loop are array indexing.
 from __future__ import annotations
 
 import datetime as dt
+from functools import lru_cache
 
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["Calendar"]
+__all__ = ["Calendar", "calendar_for"]
+
+
+@lru_cache(maxsize=16)
+def calendar_for(start: dt.date, days: int) -> Calendar:
+    """A shared, cached calendar (calendars are read-only once built)."""
+    return Calendar(start, days)
 
 
 class Calendar:

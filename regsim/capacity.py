@@ -50,6 +50,7 @@ class SharedCapacity:
         connect: Called as ``connect(message_id, time)`` when a call connects.
         post: Called as ``post(message_ids, time)`` when letters are posted.
         wanted: Called as ``wanted(message_ids)``; False where a message was cancelled meanwhile.
+        sample_queues: Whether to record queue samples (see :attr:`samples`).
     """
 
     def __init__(
@@ -60,6 +61,7 @@ class SharedCapacity:
         connect: Callable[[int, float], None],
         post: Callable[[NDArray[np.int64], float], None],
         wanted: Callable[[NDArray[np.int64]], NDArray[np.bool_]],
+        sample_queues: bool = True,
     ) -> None:
         self.env = env
         self.config = config
@@ -73,7 +75,8 @@ class SharedCapacity:
         self.letters_queued = 0
         self.samples = QueueSample()
         env.process(self._print_room())
-        env.process(self._sampler())
+        if sample_queues:
+            env.process(self._sampler())
 
     # -- calls --------------------------------------------------------------------------------------------
     def call(self, message_id: int, collector: bool) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from enum import IntEnum
 from typing import Any, Protocol, overload, runtime_checkable
 
@@ -139,6 +140,13 @@ class ActionSpace:
             return tuple(f"{d} days" for d in self.deferral_days)
         return tuple(f"{r:.0%}" for r in self.reduction_fractions)
 
+    @cached_property
+    def applicable_table(self) -> NDArray[np.bool_]:
+        """:meth:`applicable`, computed once (read-only)."""
+        table = self.applicable()
+        table.flags.writeable = False
+        return table
+
     def applicable(self) -> NDArray[np.bool_]:
         """Which options apply at each decision kind, shape ``(len(DecisionKind), mask_size)``.
 
@@ -176,7 +184,7 @@ class ActionSpace:
         send slot of a decision without contact to ``first_slot`` (the first allowed slot): neither changes
         what happens, so a policy is not refused for them, and the log records what was applied.
         """
-        table = self.applicable()[np.asarray(kinds, dtype=np.int64)]
+        table = self.applicable_table[np.asarray(kinds, dtype=np.int64)]
         out = np.array(actions, dtype=np.int64, copy=True)
         for part in (DUE_DAY, DEFERRAL, REDUCTION):
             off, n = self.offsets[part], self.nvec[part]

@@ -35,7 +35,7 @@ from numpy.typing import NDArray
 
 from regsim import behaviour
 from regsim.arrangement import ArrangementStatus, Schedules
-from regsim.calendar import Calendar
+from regsim.calendar import calendar_for
 from regsim.capacity import SharedCapacity
 from regsim.config import CHANNELS, DEBTOR_TYPES, INCOME_SCHEDULES, WorldConfig
 from regsim.decision import (
@@ -126,6 +126,8 @@ class World:
         policy_name: Name logged for externally submitted decisions.
         policy_version: Version logged for externally submitted decisions.
         progress: Called with the number of days done after each simulated day.
+        sample_queues: Sample the shared resources' queues twice a day (off for one-arrangement worlds,
+            whose queues are trivially empty, to save time).
     """
 
     def __init__(
@@ -140,6 +142,7 @@ class World:
         policy_name: str = "external",
         policy_version: str = "0",
         progress: Callable[[int], None] | None = None,
+        sample_queues: bool = True,
     ) -> None:
         sim = config.simulation
         self.config = config
@@ -152,7 +155,7 @@ class World:
         self.first_id = int(first_id)
         self.progress = progress
         self.streams = Streams(self.seed)
-        self.calendar = Calendar(sim.start_date, self.days + _PLAN_MARGIN_DAYS)
+        self.calendar = calendar_for(sim.start_date, self.days + _PLAN_MARGIN_DAYS)
         self.space = ActionSpace.from_config(config.decisions)
         self.rules = RuleSet(config.rules, self.space)
         self.gid = np.arange(self.first_id, self.first_id + self.n, dtype=np.int64)
@@ -175,7 +178,9 @@ class World:
         self.last_letter_time = np.full(n, -np.inf)
         self.end_time = np.full(n, np.nan)
         self._time_of = np.zeros(n)
-        self._arrivals = pd.Series(np.arange(n)).groupby(self.pop.arrival_day).apply(np.asarray).to_dict()
+        order = np.argsort(self.pop.arrival_day, kind="stable")
+        days, starts = np.unique(self.pop.arrival_day[order], return_index=True)
+        self._arrivals = dict(zip(days.tolist(), np.split(order, starts[1:]), strict=True))
         self._channels = config.channels.ordered()
         self._cost = np.array([0.0, *(c.cost_eur for c in self._channels)])
         self._fatigue_weight = np.array([0.0, *(config.population.fatigue.weight[c] for c in CHANNELS)])
@@ -188,6 +193,7 @@ class World:
             connect=self._connect,
             post=self._post_letters,
             wanted=self._wanted,
+            sample_queues=sample_queues,
         )
         self._ready: simpy.Event | None = None
         self._answer: simpy.Event | None = None
