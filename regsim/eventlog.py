@@ -149,26 +149,29 @@ class EventLog:
         self._n += n
 
     def to_table(self) -> pa.Table:
-        """All events as an Arrow table in :data:`EVENT_SCHEMA`, sorted stably by time."""
+        """All events as an Arrow table in :data:`EVENT_SCHEMA`, sorted stably by time.
+
+        Columns are assembled one at a time (gathered from the chunks that set them, reordered, converted to
+        Arrow, and the NumPy copy dropped) to keep the peak memory near the size of the table itself.
+        """
         n = self._n
-        arrays: dict[str, Any] = {}
-        for name, (typ, fill, _) in _COLUMNS.items():
-            if pa.types.is_string(typ):
-                col = np.full(n, None, dtype=object)
-            else:
-                col = np.full(n, fill, dtype=_NUMPY_DTYPES[name])
-            pos = 0
-            for size, chunk in self._chunks:
-                if name in chunk:
-                    col[pos : pos + size] = chunk[name]
-                pos += size
-            arrays[name] = col
-        order = np.argsort(arrays["time"], kind="stable")
-        for name in arrays:
-            arrays[name] = arrays[name][order]
+        starts = np.cumsum([0] + [size for size, _ in self._chunks])
+        time = np.empty(n)
+        for k, (size, chunk) in enumerate(self._chunks):
+            time[starts[k] : starts[k] + size] = chunk["time"]
+        order = np.argsort(time, kind="stable")
+        time = time[order]
         fields = []
-        for name, (typ, _, _) in _COLUMNS.items():
-            col = arrays[name]
+        for name, (typ, fill, _) in _COLUMNS.items():
+            if name == "time":
+                fields.append(pa.array(time, typ))
+                continue
+            string = pa.types.is_string(typ)
+            col = np.full(n, None, dtype=object) if string else np.full(n, fill, dtype=_NUMPY_DTYPES[name])
+            for k, (size, chunk) in enumerate(self._chunks):
+                if name in chunk:
+                    col[starts[k] : starts[k] + size] = chunk[name]
+            col = col[order]
             if name == "event":
                 fields.append(pa.DictionaryArray.from_arrays(pa.array(col, pa.int8()), _EVENT_NAMES))
             elif name == "channel":
@@ -178,7 +181,8 @@ class EventLog:
                 fields.append(pa.DictionaryArray.from_arrays(idx, _KIND_NAMES))
             else:
                 fields.append(pa.array(col, typ))
-        seconds = np.round(arrays["time"] * 86400.0).astype("int64")
+            del col
+        seconds = np.round(time * 86400.0).astype("int64")
         epoch = int(dt.datetime.combine(self.start_date, dt.time()).replace(tzinfo=dt.UTC).timestamp())
         stamps = pa.array(seconds + epoch, pa.timestamp("s"))
         return pa.Table.from_arrays([stamps, *fields], schema=EVENT_SCHEMA)

@@ -80,8 +80,8 @@ def arrangement_outcomes(events: pa.Table) -> pd.DataFrame:
     # Installments that fell due, or were paid before they did (a prepaid last installment never falls due).
     inst = events.column("installment").to_numpy(zero_copy_only=False).astype(np.int64)
     settled = (codes == EventType.INSTALLMENT_DUE) | (codes == EventType.INSTALLMENT_PAID)
-    pairs = np.unique(np.stack([ids[settled], inst[settled]], axis=1), axis=0)
-    out["installments_due"] = pd.Series(pairs[:, 0]).value_counts().reindex(index, fill_value=0)
+    keys = np.unique(ids[settled] * 65_536 + inst[settled])  # installment < 2**16
+    out["installments_due"] = pd.Series(keys // 65_536).value_counts().reindex(index, fill_value=0)
     out["installments_on_time"] = count(EventType.INSTALLMENT_PAID, late <= 0)
     created_time = pd.Series(time[created_mask], index=ids[created_mask]).groupby(level=0).min()
     done = codes == EventType.COMPLETED

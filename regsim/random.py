@@ -78,6 +78,7 @@ class Streams:
         self.seed = int(seed)
         with np.errstate(over="ignore"):
             self._key = _mix(np.array([self.seed], dtype=np.uint64) + _GOLDEN)[0]
+            self._purpose_keys = {int(p): self._key ^ (np.uint64(int(p)) * _GOLDEN) for p in Purpose}
 
     def bits(
         self,
@@ -94,12 +95,12 @@ class Streams:
             day: Simulation day, broadcast against ``ids``.
             index: A further counter (e.g. message number), broadcast against ``ids``.
         """
+        # Wrapping on overflow is what the hash wants (0-d operands would otherwise warn).
         with np.errstate(over="ignore"):
             ids_u = np.asarray(ids).astype(np.uint64)
             day_u = np.asarray(day).astype(np.uint64)
             idx_u = np.asarray(index).astype(np.uint64)
-            z = self._key ^ (np.uint64(int(purpose)) * _GOLDEN)
-            z = _mix(z + ids_u * _GOLDEN)
+            z = _mix(self._purpose_keys[int(purpose)] + ids_u * _GOLDEN)
             z = _mix(z + day_u * _M1 + (idx_u << _S20) * _M2)
             return _mix(z + _GOLDEN)
 

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 from regsim.config import WorldConfig
 from regsim.decision import Policy
 from regsim.eventlog import write_events
-from regsim.metrics import kpis, kpis_by_segment
+from regsim.metrics import arrangement_outcomes, kpis, kpis_by_segment
 from regsim.world import World
 
 __all__ = ["SimulationResult", "simulate"]
@@ -77,11 +77,12 @@ def simulate(
     events = world.log.to_table()
     truth = world.ground_truth()
     segment = dict(zip(truth["arrangement_id"], truth["debtor_type"].astype(str), strict=True))
+    outcomes = arrangement_outcomes(events)
     return SimulationResult(
         events=events,
         ground_truth=truth,
         resources=world.resource_queues(),
-        kpis=kpis(events),
-        kpis_by_type=kpis_by_segment(events, segment),
+        kpis=kpis(outcomes),
+        kpis_by_type=kpis_by_segment(outcomes, segment),
         world=world,
     )
