@@ -40,6 +40,13 @@ class QueueSample:
     capacity: list[int] = field(default_factory=list)
 
 
+def _overlap(a: tuple[int, int], b: tuple[int, int]) -> tuple[float, float]:
+    start, end = max(a[0], b[0]), min(a[1], b[1])
+    if start >= end:
+        raise ValueError(f"working hours {list(a)} and allowed contact hours {list(b)} do not overlap")
+    return float(start), float(end)
+
+
 class SharedCapacity:
     """Collectors, robocall lines and the print room of a run.
 
@@ -51,6 +58,8 @@ class SharedCapacity:
         post: Called as ``post(message_ids, time)`` when letters are posted.
         wanted: Called as ``wanted(message_ids)``; False where a message was cancelled meanwhile.
         sample_queues: Whether to record queue samples (see :attr:`samples`).
+        quiet_hours: Hours (start, end) in which the rules allow contact.
+        quiet_weekdays: Weekdays (0=Monday) on which the rules allow no contact.
     """
 
     def __init__(
@@ -62,6 +71,8 @@ class SharedCapacity:
         post: Callable[[NDArray[np.int64], float], None],
         wanted: Callable[[NDArray[np.int64]], NDArray[np.bool_]],
         sample_queues: bool = True,
+        quiet_hours: tuple[int, int] = (0, 24),
+        quiet_weekdays: tuple[int, ...] = (),
     ) -> None:
         self.env = env
         self.config = config
@@ -69,6 +80,11 @@ class SharedCapacity:
         self._connect = connect
         self._post = post
         self._wanted = wanted
+        # Calls respect the working hours and the rules' quiet hours and days (both must allow a call).
+        self._collector_hours = _overlap(config.collector_hours, quiet_hours)
+        self._robocall_hours = _overlap(config.robocall_hours, quiet_hours)
+        self._collector_closed = frozenset((5, 6, *quiet_weekdays))
+        self._robocall_closed = frozenset(quiet_weekdays)
         self.collectors = simpy.Resource(env, capacity=config.collectors)
         self.robocall_lines = simpy.Resource(env, capacity=config.robocall_lines)
         self.letter_queue: deque[NDArray[np.int64]] = deque()
@@ -82,42 +98,64 @@ class SharedCapacity:
     def call(self, message_id: int, collector: bool) -> None:
         """Queue a call (a collector's if ``collector``, else a robocall)."""
         if collector:
-            c = self.config
             self.env.process(
-                self._call(self.collectors, c.collector_minutes_per_call, c.collector_hours, True, message_id)
+                self._call(
+                    self.collectors,
+                    self.config.collector_minutes_per_call,
+                    self._collector_hours,
+                    self._collector_closed,
+                    message_id,
+                )
             )
         else:
-            c = self.config
             self.env.process(
-                self._call(self.robocall_lines, c.robocall_minutes_per_call, c.robocall_hours, False, message_id)
+                self._call(
+                    self.robocall_lines,
+                    self.config.robocall_minutes_per_call,
+                    self._robocall_hours,
+                    self._robocall_closed,
+                    message_id,
+                )
             )
 
-    def _wait_for_open(self, now: float, hours: tuple[int, int], weekdays_only: bool, minutes: float) -> float:
-        """Days until the resource may start a call of ``minutes`` at or after ``now``."""
+    def _wait_for_open(self, now: float, hours: tuple[float, float], closed: frozenset[int], minutes: float) -> float:
+        """Days until a call of ``minutes`` may start within ``hours`` on a day not in ``closed`` (weekdays)."""
         day = int(now)
         start, end = hours[0] / 24.0, hours[1] / 24.0
         length = minutes / _MINUTES_PER_DAY
-        for k in range(8):
+        for k in range(15):
             d = day + k
-            if weekdays_only and d < self.calendar.days and self.calendar.weekday[d] >= 5:
+            if int(self.calendar.weekday[min(d, self.calendar.days - 1)]) in closed:
                 continue
             t = max(now, d + start)
             if t + length <= d + end:
                 return t - now
-        return (day + 8 + start) - now
+        raise RuntimeError(f"no opening for a call of {minutes} minutes within two weeks (hours {hours})")
 
     def _call(
-        self, resource: simpy.Resource, minutes: float, hours: tuple[int, int], weekdays_only: bool, message_id: int
+        self,
+        resource: simpy.Resource,
+        minutes: float,
+        hours: tuple[float, float],
+        closed: frozenset[int],
+        message_id: int,
     ) -> Generator[Any, Any, None]:
-        with resource.request() as request:
-            yield request
-            wait = self._wait_for_open(self.env.now, hours, weekdays_only, minutes)
+        # Wait for working time *before* taking a line or a collector, so nobody holds one overnight; if the
+        # queue only frees one after closing time, hand it back and wait for the next opening.
+        while True:
+            wait = self._wait_for_open(self.env.now, hours, closed, minutes)
             if wait > 0:
                 yield self.env.timeout(wait)
-            if not self._wanted(np.array([message_id], dtype=np.int64))[0]:
+            with resource.request() as request:
+                yield request
+                if self._wait_for_open(self.env.now, hours, closed, minutes) > 0:
+                    continue
+                if not self._wanted(np.array([message_id], dtype=np.int64))[0]:
+                    return
+                # The call connects (and is logged) when it starts; it then holds the resource.
+                self._connect(message_id, self.env.now)
+                yield self.env.timeout(minutes / _MINUTES_PER_DAY)
                 return
-            yield self.env.timeout(minutes / _MINUTES_PER_DAY)
-            self._connect(message_id, self.env.now)
 
     # -- letters ------------------------------------------------------------------------------------------
     def queue_letters(self, message_ids: NDArray[np.int64]) -> None:

@@ -195,7 +195,9 @@ def _default_types() -> dict[str, DebtorTypeConfig]:
             fatigue_sensitivity=0.35,
             shocks_per_year=2.5,
             habit_gain=0.03,
-            notice=ChannelNotice(email=0.25, sms=0.9, letter=0.8, robocall=0.5, collector=0.6),
+            # Assumption: debtors in recurring trouble often change or lose their mobile number (prepaid
+            # credit running out), while post still reaches them: the one type for which letters beat SMS.
+            notice=ChannelNotice(email=0.25, sms=0.45, letter=0.9, robocall=0.35, collector=0.6),
         ),
         "unwilling": t(
             share=0.10,
@@ -658,6 +660,8 @@ class RulesConfig(_Section):
     def _weekdays(cls, v: tuple[int, ...]) -> tuple[int, ...]:
         if any(not 0 <= d <= 6 for d in v):
             raise ValueError(f"weekdays must be in 0..6 (0=Monday), got {list(v)}")
+        if len(set(v)) == 7:
+            raise ValueError("at least one weekday must allow contact; all seven are quiet")
         return v
 
     @field_validator("max_deferral_days", "max_reduction")
@@ -699,6 +703,26 @@ class WorldConfig(_Section):
     capacity: CapacityConfig = Field(default_factory=CapacityConfig)
     rules: RulesConfig = Field(default_factory=RulesConfig)
     simulation: SimulationConfig = Field(default_factory=SimulationConfig)
+
+    @model_validator(mode="after")
+    def _calls_can_happen(self) -> WorldConfig:
+        rules, cap = self.rules, self.capacity
+        if rules.quiet_hours_enabled:
+            for name, (start, end) in (
+                ("collector_hours", cap.collector_hours),
+                ("robocall_hours", cap.robocall_hours),
+            ):
+                if max(start, rules.quiet_before_hour) >= min(end, rules.quiet_from_hour):
+                    raise ValueError(
+                        f"capacity.{name} {[start, end]} leave no time inside the allowed contact hours "
+                        f"[{rules.quiet_before_hour}, {rules.quiet_from_hour}) of rules"
+                    )
+        if rules.quiet_from_hour <= rules.quiet_before_hour:
+            raise ValueError(
+                f"rules.quiet_from_hour ({rules.quiet_from_hour}) must be after rules.quiet_before_hour "
+                f"({rules.quiet_before_hour})"
+            )
+        return self
 
     def with_overrides(self, **sections: dict[str, Any]) -> WorldConfig:
         """A copy with some fields replaced, validated like a loaded file.

@@ -68,9 +68,14 @@ CHANNEL, SEND_SLOT, DUE_DAY, DEFERRAL, REDUCTION = range(5)
 class RuleViolation(ValueError):  # noqa: N818  (the issue and the API name it so: "a rule violation")
     """A decision chose an option that a business rule masks; the message names the rule(s)."""
 
-    def __init__(self, message: str, rules: Sequence[str]) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, rules: Sequence[str] = ()) -> None:
+        # Both arguments go to ``args`` so that the error can be rebuilt from them (SimPy re-raises errors
+        # from inside a process as ``type(exc)(*exc.args)``; pickling does the same).
+        super().__init__(message, tuple(rules))
         self.rules = tuple(rules)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 @dataclass(frozen=True)
@@ -335,6 +340,20 @@ class ContextBatch(Sequence[Context]):
         return self.mask[:, off : off + n]
 
     @classmethod
+    def concat(cls, batches: Sequence[ContextBatch]) -> ContextBatch:
+        """Stack batches of the same action space into one."""
+        if not batches:
+            raise ValueError("concat needs at least one batch")
+        space = batches[0].space
+        names = sorted({name for b in batches for name in b.forbidden})
+        return cls(
+            space=space,
+            columns={k: np.concatenate([b.columns[k] for b in batches]) for k in batches[0].columns},
+            mask=np.concatenate([b.mask for b in batches]),
+            forbidden={n: np.concatenate([b.forbidden.get(n, np.zeros_like(b.mask)) for b in batches]) for n in names},
+        )
+
+    @classmethod
     def from_contexts(cls, contexts: Sequence[Context]) -> ContextBatch:
         """Stack single contexts (e.g. built by a server from its database) into a batch."""
         if not contexts:
@@ -453,8 +472,15 @@ class Policy(Protocol):
     the caller refuses a decision that breaks a rule with :class:`RuleViolation`.
     """
 
-    name: str
-    version: str
+    @property
+    def name(self) -> str:
+        """The policy's registered name (logged with every decision)."""
+        ...
+
+    @property
+    def version(self) -> str:
+        """The policy's version (logged with every decision)."""
+        ...
 
     def decide(self, context: Context) -> Decision:
         """The decision for one context."""

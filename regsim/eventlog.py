@@ -89,7 +89,7 @@ _COLUMNS: dict[str, tuple[pa.DataType, Any, str]] = {
 
 #: The Arrow schema of the event log (plus ``timestamp``, the calendar time of ``time``).
 EVENT_SCHEMA = pa.schema(
-    [pa.field("timestamp", pa.timestamp("s"))]
+    [pa.field("timestamp", pa.timestamp("ms"))]
     + [pa.field(name, typ, metadata={"description": desc}) for name, (typ, _, desc) in _COLUMNS.items()]
 )
 
@@ -179,12 +179,14 @@ class EventLog:
             elif name == "decision_kind":
                 idx = pa.array(col, pa.int8(), mask=col < 0)
                 fields.append(pa.DictionaryArray.from_arrays(idx, _KIND_NAMES))
+            elif pa.types.is_floating(typ):
+                fields.append(pa.array(col, typ, from_pandas=True))  # unset (NaN) is stored as null
             else:
                 fields.append(pa.array(col, typ))
             del col
-        seconds = np.round(time * 86400.0).astype("int64")
+        millis = np.round(time * 86_400_000.0).astype("int64")
         epoch = int(dt.datetime.combine(self.start_date, dt.time()).replace(tzinfo=dt.UTC).timestamp())
-        stamps = pa.array(seconds + epoch, pa.timestamp("s"))
+        stamps = pa.array(millis + epoch * 1000, pa.timestamp("ms"))
         return pa.Table.from_arrays([stamps, *fields], schema=EVENT_SCHEMA)
 
 

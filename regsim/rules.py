@@ -263,6 +263,8 @@ class RuleSet:
 
     def normalise(self, batch: ContextBatch, decisions: DecisionBatch) -> DecisionBatch:
         """Decisions with their no-effect parts canonical (see :meth:`ActionSpace.normalise`)."""
+        if len(decisions) != len(batch):
+            raise ValueError(f"{len(decisions)} decisions for {len(batch)} contexts")
         first_slot = np.argmax(batch.part_mask(SEND_SLOT), axis=1).astype(np.int64)
         actions = self.space.normalise(batch.columns["kind"], decisions.actions, first_slot)
         return DecisionBatch(actions, decisions.propensity)

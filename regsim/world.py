@@ -46,6 +46,7 @@ from regsim.decision import (
     Policy,
 )
 from regsim.eventlog import EventLog, EventType
+from regsim.feedback import OutcomeMatcher
 from regsim.history import ObservableHistory
 from regsim.population import HOUR_PROFILES, Population, draw_population, hour_availability
 from regsim.random import Purpose, Streams
@@ -70,6 +71,13 @@ _MESSAGE_KIND_OF = np.array(
     [MessageKind.CONFIRMATION, MessageKind.REMINDER, MessageKind.REMINDER, MessageKind.REMINDER, MessageKind.THANK_YOU]
 )
 _PENDING, _SENT, _CANCELLED = 0, 1, 2
+_FEEDBACK_EVENTS = (
+    EventType.PAYMENT,
+    EventType.MESSAGE_SENT,
+    EventType.COMPLETED,
+    EventType.BROKEN,
+    EventType.REFERRED,
+)
 
 
 class _Messages:
@@ -117,6 +125,11 @@ class World:
     Args:
         config: The world.
         policy: The policy to call at decision points; ``None`` to drive the world from outside with
+            :meth:`next_decision` and :meth:`submit`. A policy with a positive ``feedback_window_days``
+            attribute is an online learner: the world calls its ``update(feedback)`` every evening with the
+            decisions whose outcome window closed (see :mod:`regsim.feedback`; an optional
+            ``feedback_reward`` attribute maps outcomes to rewards), and with the rest, censored, at the end.
+            Other policies are never updated. The argument continues:
             :meth:`next_decision` and :meth:`submit`.
         arrangements: Number of arrangements (default: ``config.simulation.arrangements``).
         months: Horizon in months of 30 days (default: ``config.simulation.months``).
@@ -185,6 +198,11 @@ class World:
         self._cost = np.array([0.0, *(c.cost_eur for c in self._channels)])
         self._fatigue_weight = np.array([0.0, *(config.population.fatigue.weight[c] for c in CHANNELS)])
 
+        window = getattr(policy, "feedback_window_days", None) if policy is not None else None
+        self.matcher: OutcomeMatcher | None = (
+            OutcomeMatcher(float(window), getattr(policy, "feedback_reward", None)) if window else None
+        )
+        self._feedback_cursor = 0
         self.env = simpy.Environment()
         self.capacity = SharedCapacity(
             self.env,
@@ -194,6 +212,12 @@ class World:
             post=self._post_letters,
             wanted=self._wanted,
             sample_queues=sample_queues,
+            quiet_hours=(
+                (config.rules.quiet_before_hour, config.rules.quiet_from_hour)
+                if config.rules.quiet_hours_enabled
+                else (0, 24)
+            ),
+            quiet_weekdays=config.rules.quiet_weekdays if config.rules.quiet_hours_enabled else (),
         )
         self._ready: simpy.Event | None = None
         self._answer: simpy.Event | None = None
@@ -235,7 +259,10 @@ class World:
         """
         if self.pending is None or self._answer is None:
             raise RuntimeError("no decision is pending; call next_decision() first")
-        decisions = self.rules.normalise(self.pending, DecisionBatch.from_decisions(decisions))
+        decisions = DecisionBatch.from_decisions(decisions)
+        if len(decisions) != len(self.pending):
+            raise ValueError(f"{len(decisions)} decisions for {len(self.pending)} contexts (the pending batch)")
+        decisions = self.rules.normalise(self.pending, decisions)
         self.rules.check(self.pending, decisions)
         answer, self._answer, self.pending = self._answer, None, None
         answer.succeed(decisions)
@@ -265,12 +292,16 @@ class World:
                     assert self._ready is not None
                     self._ready.succeed(batch)
                     decisions = yield self._answer
-                self._apply(batch, decisions, d)
+                decision_ids = self._apply(batch, decisions, d)
+                if self.matcher is not None:
+                    self.matcher.add(decision_ids, float(d), batch, decisions.actions, decisions.propensity)
             self._draw_payments(d)
             yield self.env.timeout(d + 1 - 1e-6 - self.env.now)
             self._settle(np.flatnonzero(self.pay_time <= self.env.now), self.env.now)
+            self._feed_back(float(d + 1), final=False)
             if self.progress is not None:
                 self.progress(d + 1)
+        self._feed_back(float(self.env.now), final=True)
         self.done = True
         if self._ready is not None and not self._ready.triggered:
             self._ready.succeed(None)
@@ -412,7 +443,21 @@ class World:
         return self.rules.apply(batch)
 
     # -- applying decisions -------------------------------------------------------------------------------
-    def _apply(self, batch: ContextBatch, dec: DecisionBatch, d: int) -> None:
+    def _feed_back(self, now: float, final: bool) -> None:
+        """Give an online learner the outcomes of decisions whose window has closed (or, at the end, all)."""
+        if self.matcher is None or self.policy is None:
+            return
+        for event, _, cols in self.log.chunks_since(self._feedback_cursor):
+            if event in _FEEDBACK_EVENTS:
+                self.matcher.observe(
+                    event, cols["time"], cols["arrangement_id"], cols.get("amount_eur"), cols.get("decision_id")
+                )
+        self._feedback_cursor = self.log.n_chunks
+        feedback = self.matcher.flush(now) if final else self.matcher.mature(now)
+        if feedback is not None:
+            self.policy.update(feedback)
+
+    def _apply(self, batch: ContextBatch, dec: DecisionBatch, d: int) -> NDArray[np.int64]:
         cfg, s, h = self.config, self.sched, self.history
         ids = batch.columns["arrangement_id"] - self.first_id
         kinds = batch.columns["kind"].astype(np.int64)
@@ -499,6 +544,7 @@ class World:
             times = send_time[rows]
             for t in np.unique(times):
                 self._at(float(t), self._send, mids[times == t])
+        return decision_ids
 
     def _at(self, t: float, action: Callable[[NDArray[np.int64], float], None], mids: NDArray[np.int64]) -> None:
         """Call ``action(mids, t)`` at simulation time ``t`` (one SimPy timeout for the whole group)."""
