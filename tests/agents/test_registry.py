@@ -65,8 +65,11 @@ BAD_ARGUMENTS: list[tuple[str, dict[str, Any], tuple[str, ...]]] = [
 ]
 
 
-@pytest.mark.parametrize(("name", "kwargs", "fragments"), BAD_ARGUMENTS,
-                         ids=[f"{n}-{next(iter(k))}={next(iter(k.values()))!r}" for n, k, _ in BAD_ARGUMENTS])
+@pytest.mark.parametrize(
+    ("name", "kwargs", "fragments"),
+    BAD_ARGUMENTS,
+    ids=[f"{n}-{next(iter(k))}={next(iter(k.values()))!r}" for n, k, _ in BAD_ARGUMENTS],
+)
 def test_bad_argument_is_refused_naming_it(name: str, kwargs: dict[str, Any], fragments: tuple[str, ...]) -> None:
     with pytest.raises(ValueError) as info:
         agents.make(name, **kwargs)

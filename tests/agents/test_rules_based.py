@@ -58,7 +58,10 @@ def test_policy_drives_a_world_to_the_horizon(name: str) -> None:
 
 STRESS_CONFIGS: dict[str, dict[str, Any]] = {
     "default": {},
-    "every_slot_quiet": {"rules": {"quiet_from_hour": 9}, "capacity": {"collector_hours": [8, 9], "robocall_hours": [8, 9]}},
+    "every_slot_quiet": {
+        "rules": {"quiet_from_hour": 9},
+        "capacity": {"collector_hours": [8, 9], "robocall_hours": [8, 9]},
+    },
     "sundays_and_saturdays": {"rules": {"quiet_weekdays": [5, 6]}},
     "one_contact_a_week": {"rules": {"max_contacts_per_week": 1}},
     "no_history_caps": {"rules": {"history_caps_enabled": False}},
@@ -144,10 +147,16 @@ def test_static_dunning_announces_in_time() -> None:
 
 FALLBACKS = [
     ("pre_due_email_opted_out", {"kind": int(K.PRE_DUE), "opted_out": [True, False, False, False, False]}, SMS),
-    ("missed_sms_opted_out", {"kind": int(K.MISSED), "days_to_due": -1,
-                              "opted_out": [False, True, False, False, False]}, EMAIL),
-    ("follow_up_robocall_opted_out", {"kind": int(K.FOLLOW_UP), "days_to_due": -14,
-                                      "opted_out": [False, False, False, True, False]}, SMS),
+    (
+        "missed_sms_opted_out",
+        {"kind": int(K.MISSED), "days_to_due": -1, "opted_out": [False, True, False, False, False]},
+        EMAIL,
+    ),
+    (
+        "follow_up_robocall_opted_out",
+        {"kind": int(K.FOLLOW_UP), "days_to_due": -14, "opted_out": [False, False, False, True, False]},
+        SMS,
+    ),
     ("all_opted_out", {"kind": int(K.MISSED), "days_to_due": -1, "opted_out": [True] * 5}, NONE),
     ("contact_cap", {"kind": int(K.MISSED), "days_to_due": -1, "contacts_7d": 3}, NONE),
     ("paid_already", {"kind": int(K.PRE_DUE), "target_paid": True}, NONE),
@@ -169,9 +178,15 @@ def test_static_dunning_follows_its_ladder_in_a_real_run(world_batches: list[Con
         kind = batch.columns["kind"].astype(int)
         overdue = -batch.columns["days_to_due"].astype(int)
         want = np.select(
-            [kind == K.PLAN_CREATED, kind == K.PRE_DUE, kind == K.MISSED,
-             (kind == K.FOLLOW_UP) & (overdue < 14), kind == K.FOLLOW_UP],
-            [EMAIL, EMAIL, SMS, LETTER, ROBOCALL], default=NONE,
+            [
+                kind == K.PLAN_CREATED,
+                kind == K.PRE_DUE,
+                kind == K.MISSED,
+                (kind == K.FOLLOW_UP) & (overdue < 14),
+                kind == K.FOLLOW_UP,
+            ],
+            [EMAIL, EMAIL, SMS, LETTER, ROBOCALL],
+            default=NONE,
         )
         allowed = batch.part_mask(0)[np.arange(len(batch)), want]
         chosen = policy.decide_batch(batch).actions[:, 0]

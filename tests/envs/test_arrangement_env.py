@@ -103,13 +103,21 @@ def test_do_nothing_reproduces_the_silent_population_run() -> None:
     got, expected = kpis(episodes), population.kpis
     for name, value in expected.items():
         assert got[name] == pytest.approx(value, nan_ok=True), name
+
     # Payments, to the cent and the second, are the same too.
     def payments(table):
         codes = np.array(table.column("event").to_pylist())
         m = codes == EventType.PAYMENT.name.lower()
-        rows = sorted(zip(np.asarray(table.column("arrangement_id"))[m], np.asarray(table.column("time"))[m],
-                          np.asarray(table.column("amount_eur"))[m], strict=True))
+        rows = sorted(
+            zip(
+                np.asarray(table.column("arrangement_id"))[m],
+                np.asarray(table.column("time"))[m],
+                np.asarray(table.column("amount_eur"))[m],
+                strict=True,
+            )
+        )
         return rows
+
     assert payments(episodes) == payments(population.events)
 
 

@@ -62,15 +62,26 @@ def test_simulate_outputs_are_an_event_log_and_its_ground_truth(
 
 def test_simulate_is_reproducible(tmp_path: Path, simulated: tuple[subprocess.CompletedProcess[str], Path]) -> None:
     _, first = simulated
-    done = regsim("simulate", "--arrangements", "300", "--months", "3", "--seed", "1", "--out", str(tmp_path),
-                  "--quiet")
+    done = regsim(
+        "simulate", "--arrangements", "300", "--months", "3", "--seed", "1", "--out", str(tmp_path), "--quiet"
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads((tmp_path / "kpis.json").read_text()) == json.loads((first / "kpis.json").read_text())
 
 
 def test_bad_policy_exits_2_listing_the_policies(tmp_path: Path) -> None:
-    done = regsim("simulate", "--policy", "loud-dunning", "--arrangements", "10", "--months", "1", "--out",
-                  str(tmp_path / "x"), "--quiet")
+    done = regsim(
+        "simulate",
+        "--policy",
+        "loud-dunning",
+        "--arrangements",
+        "10",
+        "--months",
+        "1",
+        "--out",
+        str(tmp_path / "x"),
+        "--quiet",
+    )
     assert done.returncode == 2
     assert "loud-dunning" in done.stderr
     for name in ("silent", "static-dunning", "payday-aligned"):
@@ -84,24 +95,48 @@ def test_bad_population_file_exits_2_naming_the_field(tmp_path: Path) -> None:
     data["population"]["types"]["reliable"]["foo"] = 1
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(data), encoding="utf-8")
-    done = regsim("simulate", "--population", str(bad), "--arrangements", "10", "--months", "1", "--out",
-                  str(tmp_path / "x"), "--quiet")
+    done = regsim(
+        "simulate",
+        "--population",
+        str(bad),
+        "--arrangements",
+        "10",
+        "--months",
+        "1",
+        "--out",
+        str(tmp_path / "x"),
+        "--quiet",
+    )
     assert done.returncode == 2
     for fragment in ("rules.quiet_weekdays", "0..6", "population.types.reliable.foo", "allowed", str(bad)):
         assert fragment in done.stderr, done.stderr
 
 
 def test_unknown_population_name_exits_2(tmp_path: Path) -> None:
-    done = regsim("simulate", "--population", "atlantis", "--arrangements", "10", "--months", "1", "--out",
-                  str(tmp_path / "x"), "--quiet")
+    done = regsim(
+        "simulate",
+        "--population",
+        "atlantis",
+        "--arrangements",
+        "10",
+        "--months",
+        "1",
+        "--out",
+        str(tmp_path / "x"),
+        "--quiet",
+    )
     assert done.returncode == 2
     assert "not found" in done.stderr and "atlantis.yaml" in done.stderr
 
 
 @pytest.mark.parametrize(
     ("args", "fragment"),
-    [(["--months", "0"], "--months"), (["--arrangements", "-5"], "--arrangements"), (["--seed", "-1"], "--seed"),
-     (["--months", "three"], "--months")],
+    [
+        (["--months", "0"], "--months"),
+        (["--arrangements", "-5"], "--arrangements"),
+        (["--seed", "-1"], "--seed"),
+        (["--months", "three"], "--months"),
+    ],
     ids=["zero_months", "negative_arrangements", "negative_seed", "months_not_a_number"],
 )
 def test_bad_numbers_exit_2(args: list[str], fragment: str, tmp_path: Path) -> None:

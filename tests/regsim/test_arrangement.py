@@ -37,7 +37,7 @@ def assert_conserved(s: Schedules, rows: np.ndarray) -> None:
     for i in rows:
         assert s.balance[i] == pytest.approx(open_total(s, i), abs=0.011), i
         assert (s.amount[i, s.n[i] :] == 0).all()
-        assert (s.paid[i, : s.first_open[i]] == pytest.approx(s.amount[i, : s.first_open[i]]))
+        assert s.paid[i, : s.first_open[i]] == pytest.approx(s.amount[i, : s.first_open[i]])
 
 
 def test_create_equal_installments_last_absorbs_rounding() -> None:

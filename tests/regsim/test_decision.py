@@ -254,8 +254,26 @@ def test_registered_policies_satisfy_the_protocol() -> None:
 # ------------------------------------------------------------------------------------------------------------
 #: Fragments of the names of latent quantities (simulation-only facts about a debtor).
 LATENT_FRAGMENTS = (
-    "type", "cash", "shock", "attention", "willing", "notice", "boost", "annoy", "streak", "disengag", "pay_day",
-    "income", "hour_profile", "fatigue", "habit", "memory", "spend", "reminder_effect", "arrival", "liquid",
+    "type",
+    "cash",
+    "shock",
+    "attention",
+    "willing",
+    "notice",
+    "boost",
+    "annoy",
+    "streak",
+    "disengag",
+    "pay_day",
+    "income",
+    "hour_profile",
+    "fatigue",
+    "habit",
+    "memory",
+    "spend",
+    "reminder_effect",
+    "arrival",
+    "liquid",
 )
 #: Population fields that production does know (the arrangement's terms and the creditor's own records).
 OBSERVABLE_POPULATION_FIELDS = {"debt_eur", "n_installments", "prior_payments", "prior_late_share", "prior_pay_dom"}

@@ -24,10 +24,34 @@ START = dt.date(2026, 1, 5)
 REMINDER_KINDS = {"pre_due", "missed", "follow_up"}
 
 EXPECTED_COLUMNS = [
-    "timestamp", "time", "event", "arrangement_id", "installment", "amount_eur", "channel", "message_id",
-    "decision_id", "decision_kind", "a_channel", "a_send_slot", "a_due_day", "a_deferral", "a_reduction",
-    "propensity", "send_time", "masked_rules", "policy", "policy_version", "due_day", "n_installments",
-    "installment_eur", "deferral_days", "reduction", "prior_payments", "prior_late_share", "prior_pay_dom",
+    "timestamp",
+    "time",
+    "event",
+    "arrangement_id",
+    "installment",
+    "amount_eur",
+    "channel",
+    "message_id",
+    "decision_id",
+    "decision_kind",
+    "a_channel",
+    "a_send_slot",
+    "a_due_day",
+    "a_deferral",
+    "a_reduction",
+    "propensity",
+    "send_time",
+    "masked_rules",
+    "policy",
+    "policy_version",
+    "due_day",
+    "n_installments",
+    "installment_eur",
+    "deferral_days",
+    "reduction",
+    "prior_payments",
+    "prior_late_share",
+    "prior_pay_dom",
     "collection_costs_eur",
 ]
 
@@ -111,8 +135,23 @@ def test_run_log_has_the_schema(result: SimulationResult) -> None:
 def test_log_holds_no_ground_truth(result: SimulationResult) -> None:
     truth = set(result.ground_truth.columns) - {"arrangement_id"}
     assert not truth & set(EVENT_SCHEMA.names)
-    latent = ("type", "cash", "shock", "attention", "willing", "notice", "boost", "annoy", "streak", "disengag",
-              "pay_day", "income", "hour_profile", "free_cash", "liquid")
+    latent = (
+        "type",
+        "cash",
+        "shock",
+        "attention",
+        "willing",
+        "notice",
+        "boost",
+        "annoy",
+        "streak",
+        "disengag",
+        "pay_day",
+        "income",
+        "hour_profile",
+        "free_cash",
+        "liquid",
+    )
     for name in EVENT_SCHEMA.names:
         assert not [f for f in latent if f in name], name
     names = set(pa.compute.unique(result.events.column("event").combine_chunks().dictionary).to_pylist())
@@ -214,9 +253,11 @@ def test_decisions_carry_action_propensity_and_policy(events: pd.DataFrame, resu
 
 def test_every_message_has_its_decision(events: pd.DataFrame) -> None:
     decisions = events[events.event == "decision"].set_index("decision_id")
-    messages = events[events.event.isin(
-        ["message_sent", "message_delivered", "message_opened", "message_clicked", "message_cancelled"]
-    )]
+    messages = events[
+        events.event.isin(
+            ["message_sent", "message_delivered", "message_opened", "message_clicked", "message_cancelled"]
+        )
+    ]
     assert (messages.decision_id >= 0).all() and (messages.message_id >= 0).all()
     assert messages.decision_id.isin(decisions.index).all()
     matched = decisions.loc[messages.decision_id]
@@ -255,8 +296,10 @@ def test_no_reminder_after_payment_under_heavy_contact(preference: list[int]) ->
 
 @pytest.mark.parametrize(
     ("preference", "capacity"),
-    [([5], {"collector_minutes_per_call": 120.0, "collectors": 50}),
-     ([4], {"robocall_minutes_per_call": 120.0, "robocall_lines": 50})],
+    [
+        ([5], {"collector_minutes_per_call": 120.0, "collectors": 50}),
+        ([4], {"robocall_minutes_per_call": 120.0, "robocall_lines": 50}),
+    ],
     ids=["collector", "robocall"],
 )
 def test_no_call_reminder_after_payment(preference: list[int], capacity: dict[str, float]) -> None:
@@ -290,8 +333,7 @@ def test_default_capacity_contacts_respect_quiet_hours(events: pd.DataFrame, res
 
 
 def test_external_decisions_log_the_given_policy_name() -> None:
-    world = World(WorldConfig(), None, arrangements=20, months=1, seed=0, policy_name="my-bandit",
-                  policy_version="7")
+    world = World(WorldConfig(), None, arrangements=20, months=1, seed=0, policy_name="my-bandit", policy_version="7")
     while (batch := world.next_decision()) is not None:
         world.submit(agents.make("static-dunning").decide_batch(batch))
     frame = _frame(world.log.to_table())

@@ -15,8 +15,21 @@ REGSIM = REPO / "regsim"
 
 #: Top-level packages regsim must never import (directly or through its dependencies).
 FORBIDDEN = (
-    "gymnasium", "gym", "torch", "stable_baselines3", "sb3_contrib", "tensorboard", "fastapi", "uvicorn",
-    "starlette", "sqlalchemy", "alembic", "envs", "agents", "serving", "experiments",
+    "gymnasium",
+    "gym",
+    "torch",
+    "stable_baselines3",
+    "sb3_contrib",
+    "tensorboard",
+    "fastapi",
+    "uvicorn",
+    "starlette",
+    "sqlalchemy",
+    "alembic",
+    "envs",
+    "agents",
+    "serving",
+    "experiments",
 )
 
 _IMPORT_ALL = """

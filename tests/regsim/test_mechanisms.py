@@ -174,10 +174,17 @@ def test_1_due_day_just_after_payday_raises_on_time_payment() -> None:
     diff = (aligned["on_time_share"] - misaligned["on_time_share"])[m]
     p_on_time = _wilcoxon_greater(diff)
     n10, n01, p_done = _sign_test(aligned["completed"][m], misaligned["completed"][m])
-    _report("1 income timing", arrangements=int(m.sum()), on_time_aligned=float(aligned["on_time_share"][m].mean()),
-            on_time_misaligned=float(misaligned["on_time_share"][m].mean()), diff=float(diff.mean()),
-            p_on_time=p_on_time, completed_diff=float((aligned["completed"] - misaligned["completed"])[m].mean()),
-            discordant=f"{n10}/{n01}", p_completed=p_done)
+    _report(
+        "1 income timing",
+        arrangements=int(m.sum()),
+        on_time_aligned=float(aligned["on_time_share"][m].mean()),
+        on_time_misaligned=float(misaligned["on_time_share"][m].mean()),
+        diff=float(diff.mean()),
+        p_on_time=p_on_time,
+        completed_diff=float((aligned["completed"] - misaligned["completed"])[m].mean()),
+        discordant=f"{n10}/{n01}",
+        p_completed=p_done,
+    )
     assert diff.mean() > 0 and p_on_time < ALPHA
     assert n10 > n01 and p_done < ALPHA
 
@@ -205,9 +212,15 @@ def test_2_reminders_help_forgetful_debtors_and_barely_move_unwilling_ones() -> 
     p_more = float(stats.mannwhitneyu(forgetful, unwilling, alternative="greater").pvalue)
     forgetful_low = forgetful.mean() - _t_margin(forgetful)
     unwilling_high = unwilling.mean() + _t_margin(unwilling)
-    _report("2 attention", forgetful_rise=float(forgetful.mean()), p_forgetful=p_forgetful,
-            unwilling_rise=float(unwilling.mean()), unwilling_upper99=float(unwilling_high),
-            forgetful_lower99=float(forgetful_low), p_forgetful_gt_unwilling=p_more)
+    _report(
+        "2 attention",
+        forgetful_rise=float(forgetful.mean()),
+        p_forgetful=p_forgetful,
+        unwilling_rise=float(unwilling.mean()),
+        unwilling_upper99=float(unwilling_high),
+        forgetful_lower99=float(forgetful_low),
+        p_forgetful_gt_unwilling=p_more,
+    )
     assert forgetful.mean() > 0 and p_forgetful < ALPHA
     assert p_more < ALPHA
     assert unwilling_high < 0.25 * forgetful_low
@@ -229,8 +242,10 @@ def test_3_best_channel_differs_by_type() -> None:
     ALPHA Bonferroni-corrected over all (type, channel pair, direction) comparisons.
     """
     n, seed = 5000, 103
-    arms = {ch: _outcomes(_run(ScriptedPolicy(f"pre-due-{ch}", {K.PRE_DUE: ch}), n=n, months=12, seed=seed))
-            for ch in (EMAIL, SMS, LETTER)}
+    arms = {
+        ch: _outcomes(_run(ScriptedPolicy(f"pre-due-{ch}", {K.PRE_DUE: ch}), n=n, months=12, seed=seed))
+        for ch in (EMAIL, SMS, LETTER)
+    }
     types = arms[SMS]["debtor_type"]
     pairs = list(itertools.combinations(arms, 2))
     level = ALPHA / (len(pairs) * 2 * types.cat.categories.size)
@@ -242,8 +257,11 @@ def test_3_best_channel_differs_by_type() -> None:
                 wins.setdefault((x, y), set()).add(str(t))
             if d.mean() <= -0.01 and _wilcoxon_greater(-d) < level:
                 wins.setdefault((y, x), set()).add(str(t))
-        _report("3 channel by type", pair=f"{_CHANNEL_NAMES[x]}-{_CHANNEL_NAMES[y]}",
-                **{str(t): float(d.mean()) for t, d in diff.groupby(types, observed=True)})
+        _report(
+            "3 channel by type",
+            pair=f"{_CHANNEL_NAMES[x]}-{_CHANNEL_NAMES[y]}",
+            **{str(t): float(d.mean()) for t, d in diff.groupby(types, observed=True)},
+        )
     crossover = [(x, y) for (x, y) in wins if (y, x) in wins]
     assert crossover, f"no type prefers another channel than the others do; winners: {wins}"
 
@@ -263,8 +281,12 @@ def test_3_channel_effect_follows_the_debtors_own_notice_probabilities() -> None
     diff = letter["on_time_share"] - sms["on_time_share"]
     letter_leaning, sms_leaning = diff[quartile == 3], diff[quartile == 0]
     p = float(stats.mannwhitneyu(letter_leaning, sms_leaning, alternative="greater").pvalue)
-    _report("3 own notice", letter_minus_sms_letter_leaning=float(letter_leaning.mean()),
-            letter_minus_sms_sms_leaning=float(sms_leaning.mean()), p=p)
+    _report(
+        "3 own notice",
+        letter_minus_sms_letter_leaning=float(letter_leaning.mean()),
+        letter_minus_sms_sms_leaning=float(sms_leaning.mean()),
+        p=p,
+    )
     assert letter_leaning.mean() > sms_leaning.mean() and p < ALPHA
 
 
@@ -277,17 +299,24 @@ def test_3_best_call_hour_differs_by_daily_rhythm() -> None:
     """
     n, seed = 5000, 105
     config = DEFAULT.with_overrides(capacity={"robocall_lines": 1000})
-    morning = _outcomes(_run(ScriptedPolicy("call-9", {K.PRE_DUE: ROBOCALL}, hour=9), config, n=n, months=12,
-                             seed=seed))
-    evening = _outcomes(_run(ScriptedPolicy("call-19", {K.PRE_DUE: ROBOCALL}, hour=19), config, n=n, months=12,
-                             seed=seed))
+    morning = _outcomes(
+        _run(ScriptedPolicy("call-9", {K.PRE_DUE: ROBOCALL}, hour=9), config, n=n, months=12, seed=seed)
+    )
+    evening = _outcomes(
+        _run(ScriptedPolicy("call-19", {K.PRE_DUE: ROBOCALL}, hour=19), config, n=n, months=12, seed=seed)
+    )
     diff = evening["on_time_share"] - morning["on_time_share"]
     early_people = diff[morning["hour_profile"] == "early"]
     evening_people = diff[morning["hour_profile"] == "evening"]
     p_early = _wilcoxon_greater(-early_people)
     p_evening = _wilcoxon_greater(evening_people)
-    _report("3 call hour", early_19h_minus_9h=float(early_people.mean()), p_early=p_early,
-            evening_19h_minus_9h=float(evening_people.mean()), p_evening=p_evening)
+    _report(
+        "3 call hour",
+        early_19h_minus_9h=float(early_people.mean()),
+        p_early=p_early,
+        evening_19h_minus_9h=float(evening_people.mean()),
+        p_evening=p_evening,
+    )
     assert early_people.mean() < 0 and p_early < ALPHA
     assert evening_people.mean() > 0 and p_evening < ALPHA
 
@@ -318,11 +347,19 @@ def test_3_letter_effect_arrives_later_than_sms() -> None:
     both = (delay["sms"] <= 14) & (delay["letter"] <= 14)
     lag = (delay["letter"] - delay["sms"])[both]
     p_lag = _wilcoxon_greater(lag)
-    _report("3 letter delay", missed=len(start["none"]), paid_1d_sms=float(within["sms1"].mean()),
-            paid_1d_letter=float(within["letter1"].mean()), paid_1d_none=float(within["none1"].mean()),
-            p_sms_faster=p_fast, paid_5d_letter=float(within["letter5"].mean()),
-            paid_5d_none=float(within["none5"].mean()), p_letter_later=p_later,
-            mean_extra_days_letter=float(lag.mean()), p_lag=p_lag)
+    _report(
+        "3 letter delay",
+        missed=len(start["none"]),
+        paid_1d_sms=float(within["sms1"].mean()),
+        paid_1d_letter=float(within["letter1"].mean()),
+        paid_1d_none=float(within["none1"].mean()),
+        p_sms_faster=p_fast,
+        paid_5d_letter=float(within["letter5"].mean()),
+        paid_5d_none=float(within["none5"].mean()),
+        p_letter_later=p_later,
+        mean_extra_days_letter=float(lag.mean()),
+        p_lag=p_lag,
+    )
     assert n10 > n01 and p_fast < ALPHA
     assert within["letter1"].equals(within["none1"])
     assert l10 > l01 and p_later < ALPHA
@@ -341,8 +378,9 @@ def test_4_beyond_some_contact_frequency_completion_falls() -> None:
     falls below moderate (too much contact hurts). Heavy contact also disengages more debtors (sign test).
     """
     n, seed = 4000, 107
-    config = DEFAULT.with_overrides(rules={"contact_cap_enabled": False},
-                                    decisions={"follow_up_days": tuple(range(2, 31))})
+    config = DEFAULT.with_overrides(
+        rules={"contact_cap_enabled": False}, decisions={"follow_up_days": tuple(range(2, 31))}
+    )
     moderate_channels = {K.PRE_DUE: SMS, K.MISSED: SMS}
     arms = {
         "silent": ScriptedPolicy("silent"),
@@ -353,10 +391,15 @@ def test_4_beyond_some_contact_frequency_completion_falls() -> None:
     m10, m01, p_helps = _sign_test(out["moderate"]["completed"], out["silent"]["completed"])
     h10, h01, p_hurts = _sign_test(out["moderate"]["completed"], out["heavy"]["completed"])
     d10, d01, p_disengage = _sign_test(out["heavy"]["disengaged"], out["moderate"]["disengaged"])
-    _report("4 fatigue", **{f"completed_{k}": float(v["completed"].mean()) for k, v in out.items()},
-            **{f"contacts_{k}": float(v["contacts"].mean()) for k, v in out.items()},
-            p_moderate_gt_silent=p_helps, p_moderate_gt_heavy=p_hurts,
-            disengaged_heavy=float(out["heavy"]["disengaged"].mean()), p_disengage=p_disengage)
+    _report(
+        "4 fatigue",
+        **{f"completed_{k}": float(v["completed"].mean()) for k, v in out.items()},
+        **{f"contacts_{k}": float(v["contacts"].mean()) for k, v in out.items()},
+        p_moderate_gt_silent=p_helps,
+        p_moderate_gt_heavy=p_hurts,
+        disengaged_heavy=float(out["heavy"]["disengaged"].mean()),
+        p_disengage=p_disengage,
+    )
     assert out["heavy"]["contacts"].mean() > 2 * out["moderate"]["contacts"].mean()
     assert m10 > m01 and p_helps < ALPHA
     assert h10 > h01 and p_hurts < ALPHA
@@ -385,10 +428,17 @@ def test_5_deferral_rescues_shock_hit_debtors_more_than_reminders_do() -> None:
     s10, s01, p_rescue = _sign_test(defer["survived"][shocked], sms["survived"][shocked])
     diff = defer["survived"] - sms["survived"]
     p_more = float(stats.mannwhitneyu(diff[shocked], diff[~shocked], alternative="greater").pvalue)
-    _report("5 shocks", shocked=int(shocked.sum()), broken_defer_shocked=float(defer["broken"][shocked].mean()),
-            broken_sms_shocked=float(sms["broken"][shocked].mean()), discordant=f"{s10}/{s01}", p_rescue=p_rescue,
-            gain_shocked=float(diff[shocked].mean()), gain_not_shocked=float(diff[~shocked].mean()),
-            p_interaction=p_more)
+    _report(
+        "5 shocks",
+        shocked=int(shocked.sum()),
+        broken_defer_shocked=float(defer["broken"][shocked].mean()),
+        broken_sms_shocked=float(sms["broken"][shocked].mean()),
+        discordant=f"{s10}/{s01}",
+        p_rescue=p_rescue,
+        gain_shocked=float(diff[shocked].mean()),
+        gain_not_shocked=float(diff[~shocked].mean()),
+        p_interaction=p_more,
+    )
     assert s10 > s01 and p_rescue < ALPHA
     assert diff[shocked].mean() > diff[~shocked].mean() and p_more < ALPHA
 
@@ -417,12 +467,19 @@ def test_6_thank_you_after_payment_raises_later_on_time_payment() -> None:
 
     none_share, none_out = later_on_time(_run(ScriptedPolicy("no-thanks"), n=n, months=12, seed=seed))
     thanks_share, thanks_out = later_on_time(
-        _run(ScriptedPolicy("thanks", {K.PAYMENT_RECEIVED: SMS}), n=n, months=12, seed=seed))
+        _run(ScriptedPolicy("thanks", {K.PAYMENT_RECEIVED: SMS}), n=n, months=12, seed=seed)
+    )
     diff = thanks_share - none_share
     p_on_time = _wilcoxon_greater(diff)
     n10, n01, p_done = _sign_test(thanks_out["completed"], none_out["completed"])
-    _report("6 habit", later_on_time_none=float(none_share.mean()), later_on_time_thanks=float(thanks_share.mean()),
-            p_on_time=p_on_time, discordant=f"{n10}/{n01}", p_completed=p_done)
+    _report(
+        "6 habit",
+        later_on_time_none=float(none_share.mean()),
+        later_on_time_thanks=float(thanks_share.mean()),
+        p_on_time=p_on_time,
+        discordant=f"{n10}/{n01}",
+        p_completed=p_done,
+    )
     assert diff.mean() > 0 and p_on_time < ALPHA
     assert n10 > n01 and p_done < ALPHA
 
@@ -447,8 +504,9 @@ def test_7_hidden_types_differ_under_the_same_policy() -> None:
     rates = out.groupby("debtor_type", observed=True)["completed"].mean()
     table = pd.crosstab(out["debtor_type"], out["completed"])
     reliable, unwilling = table.loc["reliable"], table.loc["unwilling"]
-    p_fisher = float(stats.fisher_exact([[reliable[1], reliable[0]], [unwilling[1], unwilling[0]]],
-                                        alternative="greater").pvalue)
+    p_fisher = float(
+        stats.fisher_exact([[reliable[1], reliable[0]], [unwilling[1], unwilling[0]]], alternative="greater").pvalue
+    )
     p_chi2 = float(stats.chi2_contingency(table.to_numpy()).pvalue)
 
     reliable_params = DEFAULT.population.types["reliable"].model_dump(mode="python")
@@ -458,8 +516,15 @@ def test_7_hidden_types_differ_under_the_same_policy() -> None:
     u = (out["debtor_type"] == "unwilling").to_numpy()
     assert (cf["debtor_type"] == "unwilling").to_numpy().tolist() == u.tolist()
     c10, c01, p_paired = _sign_test(cf["completed"][u], out["completed"][u])
-    _report("7 types", **{f"completed_{t}": float(r) for t, r in rates.items()}, p_fisher=p_fisher, p_chi2=p_chi2,
-            unwilling_as_reliable=float(cf["completed"][u].mean()), discordant=f"{c10}/{c01}", p_paired=p_paired)
+    _report(
+        "7 types",
+        **{f"completed_{t}": float(r) for t, r in rates.items()},
+        p_fisher=p_fisher,
+        p_chi2=p_chi2,
+        unwilling_as_reliable=float(cf["completed"][u].mean()),
+        discordant=f"{c10}/{c01}",
+        p_paired=p_paired,
+    )
     assert rates["reliable"] - rates["unwilling"] >= 0.3 and p_fisher < ALPHA
     assert p_chi2 < ALPHA
     assert c10 > c01 and p_paired < ALPHA
@@ -482,8 +547,7 @@ def test_8_saturated_collectors_make_escalations_wait() -> None:
     first, queues, paid3 = {}, {}, {}
     for collectors in (1, 200):
         config = DEFAULT.with_overrides(capacity={"collectors": collectors})
-        result = _run(ScriptedPolicy(f"escalate-{collectors}", policy_channels), config, n=n, months=months,
-                      seed=seed)
+        result = _run(ScriptedPolicy(f"escalate-{collectors}", policy_channels), config, n=n, months=months, seed=seed)
         ev = _events(result)
         esc = _first_decision(ev, "missed", channel=COLLECTOR)
         sent = ev.loc[(ev["event"] == "message_sent") & (ev["channel"] == "collector"), ["decision_id", "time"]]
@@ -499,10 +563,19 @@ def test_8_saturated_collectors_make_escalations_wait() -> None:
     extra_wait = (few["wait"] - many["wait"])[both]
     p_wait = _wilcoxon_greater(extra_wait)
     n10, n01, p_paid = _sign_test(paid3[200], paid3[1])
-    _report("8 capacity", escalations=int(both.sum()), wait_1=float(few["wait"][both].mean()),
-            wait_200=float(many["wait"][both].mean()), p_wait=p_wait, max_queue_1=int(queues[1].max()),
-            mean_queue_1=float(queues[1].mean()), mean_queue_200=float(queues[200].mean()),
-            paid_3d_1=float(paid3[1].mean()), paid_3d_200=float(paid3[200].mean()), p_paid=p_paid)
+    _report(
+        "8 capacity",
+        escalations=int(both.sum()),
+        wait_1=float(few["wait"][both].mean()),
+        wait_200=float(many["wait"][both].mean()),
+        p_wait=p_wait,
+        max_queue_1=int(queues[1].max()),
+        mean_queue_1=float(queues[1].mean()),
+        mean_queue_200=float(queues[200].mean()),
+        paid_3d_1=float(paid3[1].mean()),
+        paid_3d_200=float(paid3[200].mean()),
+        p_paid=p_paid,
+    )
     assert extra_wait.mean() > 0 and p_wait < ALPHA
     assert queues[1].max() > 0 and queues[1].mean() > queues[200].mean()
     assert n10 > n01 and p_paid < ALPHA
@@ -525,8 +598,13 @@ def test_9_fewer_allowed_overdue_installments_break_more_arrangements() -> None:
         result = _run(StaticDunning(), config, n=n, months=12, seed=seed)
         out[k], events[k] = _outcomes(result), _events(result)
     n10, n01, p = _sign_test(out[2]["broken"], out[3]["broken"])
-    _report("9 breakdown", broken_2=float(out[2]["broken"].mean()), broken_3=float(out[3]["broken"].mean()),
-            discordant=f"{n10}/{n01}", p=p)
+    _report(
+        "9 breakdown",
+        broken_2=float(out[2]["broken"].mean()),
+        broken_3=float(out[3]["broken"].mean()),
+        discordant=f"{n10}/{n01}",
+        p=p,
+    )
     assert n10 > n01 and p < ALPHA
     for k, ev in events.items():
         broke = ev.loc[ev["event"] == "broken"].groupby("arrangement_id")["time"].min()

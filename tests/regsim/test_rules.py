@@ -74,9 +74,7 @@ assert set(DEFAULT_ROW) == set(CONTEXT_COLUMNS)
 def context_columns(rows: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
     """Columns of a batch of rows, each :data:`DEFAULT_ROW` with some values replaced."""
     full = [{**DEFAULT_ROW, "arrangement_id": i + 1, **row} for i, row in enumerate(rows)]
-    return {
-        name: np.asarray([r[name] for r in full], dtype=dtype) for name, (dtype, _, _) in CONTEXT_COLUMNS.items()
-    }
+    return {name: np.asarray([r[name] for r in full], dtype=dtype) for name, (dtype, _, _) in CONTEXT_COLUMNS.items()}
 
 
 def make_batch(rows: Sequence[Mapping[str, Any]], config: WorldConfig | None = None) -> tuple[ContextBatch, RuleSet]:
@@ -95,22 +93,24 @@ def random_rows(n: int, seed: int) -> list[dict[str, Any]]:
     for _ in range(n):
         due = int(rng.integers(0, 12))
         paid = int(rng.integers(0, 24))
-        rows.append({
-            "kind": int(rng.integers(0, len(K))),
-            "weekday": int(rng.integers(0, 7)),
-            "contacts_7d": int(rng.integers(0, 6)),
-            "opted_out": (rng.random(len(CHANNELS)) < 0.3).tolist(),
-            "target_paid": bool(rng.random() < 0.3),
-            "installments_due": due,
-            "on_time": int(rng.integers(0, due + 1)),
-            "deferrals": int(rng.integers(0, 5)),
-            "reductions": int(rng.integers(0, 4)),
-            "installments_paid": paid,
-            "n_installments": max(paid + 1, 3),
-            "installment_eur": float(rng.uniform(5.0, 300.0)),
-            "balance_eur": float(rng.uniform(0.0, 3000.0)),
-            "days_to_due": int(rng.integers(-20, 10)),
-        })
+        rows.append(
+            {
+                "kind": int(rng.integers(0, len(K))),
+                "weekday": int(rng.integers(0, 7)),
+                "contacts_7d": int(rng.integers(0, 6)),
+                "opted_out": (rng.random(len(CHANNELS)) < 0.3).tolist(),
+                "target_paid": bool(rng.random() < 0.3),
+                "installments_due": due,
+                "on_time": int(rng.integers(0, due + 1)),
+                "deferrals": int(rng.integers(0, 5)),
+                "reductions": int(rng.integers(0, 4)),
+                "installments_paid": paid,
+                "n_installments": max(paid + 1, 3),
+                "installment_eur": float(rng.uniform(5.0, 300.0)),
+                "balance_eur": float(rng.uniform(0.0, 3000.0)),
+                "days_to_due": int(rng.integers(-20, 10)),
+            }
+        )
     return rows
 
 
@@ -120,44 +120,143 @@ def random_rows(n: int, seed: int) -> list[dict[str, Any]]:
 # id, row overrides, decision (channel, slot, due_day, deferral, reduction), rule, config overrides that switch
 # the rule off (None: the rule cannot be switched off), config overrides that the case needs.
 VIOLATIONS: list[tuple[str, dict[str, Any], tuple[int, ...], str, dict[str, Any] | None, dict[str, Any]]] = [
-    ("contact_cap", {"contacts_7d": 3}, (SMS, 0, 0, 0, 0), "contact_cap",
-     {"rules": {"contact_cap_enabled": False}}, {}),
-    ("contact_cap_configured", {"contacts_7d": 1}, (EMAIL, 0, 0, 0, 0), "contact_cap",
-     {"rules": {"max_contacts_per_week": 2}}, {"rules": {"max_contacts_per_week": 1}}),
-    ("quiet_early_hour", {}, (SMS, 0, 0, 0, 0), "quiet_hours",
-     {"rules": {"quiet_hours_enabled": False}}, {"rules": {"quiet_before_hour": 10}}),
-    ("quiet_late_hour", {}, (SMS, 2, 0, 0, 0), "quiet_hours",
-     {"rules": {"quiet_hours_enabled": False}}, {"rules": {"quiet_from_hour": 19}}),
-    ("quiet_every_slot_masks_channels", {}, (EMAIL, 0, 0, 0, 0), "quiet_hours",
-     {"rules": {"quiet_hours_enabled": False}}, {"rules": {"quiet_from_hour": 9}, "capacity": {"collector_hours": [8, 9], "robocall_hours": [8, 9]}}),
-    ("opt_out_email", {"opted_out": [True, False, False, False, False]}, (EMAIL, 0, 0, 0, 0), "opt_out",
-     {"rules": {"opt_out_enabled": False}}, {}),
-    ("opt_out_robocall", {"kind": int(K.MISSED), "opted_out": [False, False, False, True, False]},
-     (ROBOCALL, 0, 0, 0, 0), "opt_out", {"rules": {"opt_out_enabled": False}}, {}),
-    ("paid_installment_pre_due", {"target_paid": True}, (SMS, 0, 0, 0, 0), "paid_installment",
-     {"rules": {"paid_installment_enabled": False}}, {}),
-    ("paid_installment_follow_up", {"kind": int(K.FOLLOW_UP), "target_paid": True}, (LETTER, 0, 0, 0, 0),
-     "paid_installment", {"rules": {"paid_installment_enabled": False}}, {}),
-    ("deferral_cap_late_payer", {"kind": int(K.MISSED), "installments_due": 4, "on_time": 1},
-     (NONE, 0, 0, 2, 0), "deferral_cap", {"rules": {"history_caps_enabled": False}}, {}),
-    ("deferral_cap_middle_tier", {"kind": int(K.MISSED), "installments_due": 4, "on_time": 2},
-     (NONE, 0, 0, 4, 0), "deferral_cap", {"rules": {"history_caps_enabled": False}}, {}),
-    ("deferral_cap_count", {"kind": int(K.PRE_DUE), "deferrals": 3}, (NONE, 0, 0, 1, 0), "deferral_cap",
-     {"rules": {"history_caps_enabled": False}}, {}),
-    ("reduction_cap_late_payer", {"kind": int(K.MISSED), "installments_due": 4, "on_time": 1},
-     (NONE, 0, 0, 0, 2), "reduction_cap", {"rules": {"history_caps_enabled": False}}, {}),
-    ("reduction_cap_count", {"kind": int(K.FOLLOW_UP), "reductions": 2}, (NONE, 0, 0, 0, 1), "reduction_cap",
-     {"rules": {"history_caps_enabled": False}}, {}),
-    ("reduction_cap_plan_length",
-     {"kind": int(K.MISSED), "installments_paid": 20, "n_installments": 24, "balance_eur": 400.0,
-      "installment_eur": 100.0},
-     (NONE, 0, 0, 0, 1), "reduction_cap", {"rules": {"history_caps_enabled": False}}, {}),
-    ("not_applicable_deferral_at_plan", {"kind": int(K.PLAN_CREATED)}, (NONE, 0, 0, 1, 0), "not_applicable",
-     None, {}),
+    (
+        "contact_cap",
+        {"contacts_7d": 3},
+        (SMS, 0, 0, 0, 0),
+        "contact_cap",
+        {"rules": {"contact_cap_enabled": False}},
+        {},
+    ),
+    (
+        "contact_cap_configured",
+        {"contacts_7d": 1},
+        (EMAIL, 0, 0, 0, 0),
+        "contact_cap",
+        {"rules": {"max_contacts_per_week": 2}},
+        {"rules": {"max_contacts_per_week": 1}},
+    ),
+    (
+        "quiet_early_hour",
+        {},
+        (SMS, 0, 0, 0, 0),
+        "quiet_hours",
+        {"rules": {"quiet_hours_enabled": False}},
+        {"rules": {"quiet_before_hour": 10}},
+    ),
+    (
+        "quiet_late_hour",
+        {},
+        (SMS, 2, 0, 0, 0),
+        "quiet_hours",
+        {"rules": {"quiet_hours_enabled": False}},
+        {"rules": {"quiet_from_hour": 19}},
+    ),
+    (
+        "quiet_every_slot_masks_channels",
+        {},
+        (EMAIL, 0, 0, 0, 0),
+        "quiet_hours",
+        {"rules": {"quiet_hours_enabled": False}},
+        {"rules": {"quiet_from_hour": 9}, "capacity": {"collector_hours": [8, 9], "robocall_hours": [8, 9]}},
+    ),
+    (
+        "opt_out_email",
+        {"opted_out": [True, False, False, False, False]},
+        (EMAIL, 0, 0, 0, 0),
+        "opt_out",
+        {"rules": {"opt_out_enabled": False}},
+        {},
+    ),
+    (
+        "opt_out_robocall",
+        {"kind": int(K.MISSED), "opted_out": [False, False, False, True, False]},
+        (ROBOCALL, 0, 0, 0, 0),
+        "opt_out",
+        {"rules": {"opt_out_enabled": False}},
+        {},
+    ),
+    (
+        "paid_installment_pre_due",
+        {"target_paid": True},
+        (SMS, 0, 0, 0, 0),
+        "paid_installment",
+        {"rules": {"paid_installment_enabled": False}},
+        {},
+    ),
+    (
+        "paid_installment_follow_up",
+        {"kind": int(K.FOLLOW_UP), "target_paid": True},
+        (LETTER, 0, 0, 0, 0),
+        "paid_installment",
+        {"rules": {"paid_installment_enabled": False}},
+        {},
+    ),
+    (
+        "deferral_cap_late_payer",
+        {"kind": int(K.MISSED), "installments_due": 4, "on_time": 1},
+        (NONE, 0, 0, 2, 0),
+        "deferral_cap",
+        {"rules": {"history_caps_enabled": False}},
+        {},
+    ),
+    (
+        "deferral_cap_middle_tier",
+        {"kind": int(K.MISSED), "installments_due": 4, "on_time": 2},
+        (NONE, 0, 0, 4, 0),
+        "deferral_cap",
+        {"rules": {"history_caps_enabled": False}},
+        {},
+    ),
+    (
+        "deferral_cap_count",
+        {"kind": int(K.PRE_DUE), "deferrals": 3},
+        (NONE, 0, 0, 1, 0),
+        "deferral_cap",
+        {"rules": {"history_caps_enabled": False}},
+        {},
+    ),
+    (
+        "reduction_cap_late_payer",
+        {"kind": int(K.MISSED), "installments_due": 4, "on_time": 1},
+        (NONE, 0, 0, 0, 2),
+        "reduction_cap",
+        {"rules": {"history_caps_enabled": False}},
+        {},
+    ),
+    (
+        "reduction_cap_count",
+        {"kind": int(K.FOLLOW_UP), "reductions": 2},
+        (NONE, 0, 0, 0, 1),
+        "reduction_cap",
+        {"rules": {"history_caps_enabled": False}},
+        {},
+    ),
+    (
+        "reduction_cap_plan_length",
+        {
+            "kind": int(K.MISSED),
+            "installments_paid": 20,
+            "n_installments": 24,
+            "balance_eur": 400.0,
+            "installment_eur": 100.0,
+        },
+        (NONE, 0, 0, 0, 1),
+        "reduction_cap",
+        {"rules": {"history_caps_enabled": False}},
+        {},
+    ),
+    ("not_applicable_deferral_at_plan", {"kind": int(K.PLAN_CREATED)}, (NONE, 0, 0, 1, 0), "not_applicable", None, {}),
     ("not_applicable_due_day_pre_due", {}, (NONE, 0, 3, 0, 0), "not_applicable", None, {}),
     ("not_applicable_reduction_pre_due", {}, (NONE, 0, 0, 0, 1), "not_applicable", None, {}),
-    ("not_applicable_deferral_thank_you", {"kind": int(K.PAYMENT_RECEIVED)}, (NONE, 0, 0, 1, 0),
-     "not_applicable", None, {}),
+    (
+        "not_applicable_deferral_thank_you",
+        {"kind": int(K.PAYMENT_RECEIVED)},
+        (NONE, 0, 0, 1, 0),
+        "not_applicable",
+        None,
+        {},
+    ),
     ("action_space_channel", {}, (6, 0, 0, 0, 0), "action_space", None, {}),
     ("action_space_negative_slot", {}, (NONE, -1, 0, 0, 0), "action_space", None, {}),
     ("action_space_reduction", {"kind": int(K.MISSED)}, (NONE, 0, 0, 0, 3), "action_space", None, {}),
@@ -275,8 +374,9 @@ def test_quiet_days_do_not_mask_but_move_the_send_time() -> None:
     np.testing.assert_allclose(wednesday, [2 + 9 / 24, 4 + 19 / 24])
     # Weekends off: Friday's day+1 and day+2 slots go to Monday.
     weekend = RuleSet(WorldConfig().with_overrides(rules={"quiet_weekdays": [5, 6]}).rules, space)
-    np.testing.assert_allclose(weekend.send_time(4, 4, np.array([slot[(1, 9)], slot[(2, 19)]])),
-                               [7 + 9 / 24, 7 + 19 / 24])
+    np.testing.assert_allclose(
+        weekend.send_time(4, 4, np.array([slot[(1, 9)], slot[(2, 19)]])), [7 + 9 / 24, 7 + 19 / 24]
+    )
     # Switched off: no move.
     off = RuleSet(WorldConfig().with_overrides(rules={"quiet_hours_enabled": False}).rules, space)
     np.testing.assert_allclose(off.send_time(6, 6, np.array([slot[(0, 9)]])), [6 + 9 / 24])
@@ -284,30 +384,41 @@ def test_quiet_days_do_not_mask_but_move_the_send_time() -> None:
 
 def test_every_day_quiet_is_refused_by_the_config() -> None:
     """Seven quiet days would leave no day to contact anyone: the config refuses it, naming the field."""
-    with pytest.raises(ConfigError, match="rules.quiet_weekdays"):
+    with pytest.raises(ConfigError, match=r"rules\.quiet_weekdays"):
         WorldConfig().with_overrides(rules={"quiet_weekdays": [0, 1, 2, 3, 4, 5, 6]})
 
 
 def test_normalise_sets_parts_without_effect_to_their_canonical_option() -> None:
-    batch, rules = make_batch([
-        {"kind": int(K.PLAN_CREATED)},
-        {"kind": int(K.PRE_DUE)},
-        {"kind": int(K.MISSED)},
-        {"kind": int(K.PAYMENT_RECEIVED)},
-    ], WorldConfig().with_overrides(rules={"quiet_before_hour": 10}))  # slot 0 (09:00) masked: first allowed is 1
-    raw = DecisionBatch(np.array([
-        [NONE, 5, 2, 1, 1],  # plan: the due day applies; deferral and reduction do not; no contact: slot 1
-        [SMS, 4, 3, 2, 1],  # pre-due: the deferral applies; due day and reduction do not
-        [EMAIL, 2, 1, 1, 1],  # missed: deferral and reduction apply; the due day does not
-        [NONE, 7, 1, 1, 2],  # thank-you: nothing but the channel applies
-    ]), np.full(4, 0.5))
+    batch, rules = make_batch(
+        [
+            {"kind": int(K.PLAN_CREATED)},
+            {"kind": int(K.PRE_DUE)},
+            {"kind": int(K.MISSED)},
+            {"kind": int(K.PAYMENT_RECEIVED)},
+        ],
+        WorldConfig().with_overrides(rules={"quiet_before_hour": 10}),
+    )  # slot 0 (09:00) masked: first allowed is 1
+    raw = DecisionBatch(
+        np.array(
+            [
+                [NONE, 5, 2, 1, 1],  # plan: the due day applies; deferral and reduction do not; no contact: slot 1
+                [SMS, 4, 3, 2, 1],  # pre-due: the deferral applies; due day and reduction do not
+                [EMAIL, 2, 1, 1, 1],  # missed: deferral and reduction apply; the due day does not
+                [NONE, 7, 1, 1, 2],  # thank-you: nothing but the channel applies
+            ]
+        ),
+        np.full(4, 0.5),
+    )
     norm = rules.normalise(batch, raw)
-    np.testing.assert_array_equal(norm.actions, [
-        [NONE, 1, 2, 0, 0],
-        [SMS, 4, 0, 2, 0],
-        [EMAIL, 2, 0, 1, 1],
-        [NONE, 1, 0, 0, 0],
-    ])
+    np.testing.assert_array_equal(
+        norm.actions,
+        [
+            [NONE, 1, 2, 0, 0],
+            [SMS, 4, 0, 2, 0],
+            [EMAIL, 2, 0, 1, 1],
+            [NONE, 1, 0, 0, 0],
+        ],
+    )
     np.testing.assert_array_equal(norm.propensity, raw.propensity)
     rules.check(batch, norm)
     with pytest.raises(RuleViolation, match="not_applicable"):
@@ -317,13 +428,23 @@ def test_normalise_sets_parts_without_effect_to_their_canonical_option() -> None
 def test_rule_names_in_order() -> None:
     _, rules = make_batch([{}])
     assert rules.names == (
-        "not_applicable", "contact_cap", "quiet_hours", "opt_out", "paid_installment", "deferral_cap",
+        "not_applicable",
+        "contact_cap",
+        "quiet_hours",
+        "opt_out",
+        "paid_installment",
+        "deferral_cap",
         "reduction_cap",
     )
-    off = WorldConfig().with_overrides(rules={
-        "contact_cap_enabled": False, "quiet_hours_enabled": False, "opt_out_enabled": False,
-        "paid_installment_enabled": False, "history_caps_enabled": False,
-    })
+    off = WorldConfig().with_overrides(
+        rules={
+            "contact_cap_enabled": False,
+            "quiet_hours_enabled": False,
+            "opt_out_enabled": False,
+            "paid_installment_enabled": False,
+            "history_caps_enabled": False,
+        }
+    )
     _, bare = make_batch([{}], off)
     assert bare.names == ("not_applicable",)
     assert bare.version == "rules-1"
@@ -355,7 +476,10 @@ def test_history_caps_follow_the_tiers() -> None:
 # ------------------------------------------------------------------------------------------------------------
 MASK_CONFIGS = {
     "default": {},
-    "every_slot_quiet": {"rules": {"quiet_from_hour": 9}, "capacity": {"collector_hours": [8, 9], "robocall_hours": [8, 9]}},
+    "every_slot_quiet": {
+        "rules": {"quiet_from_hour": 9},
+        "capacity": {"collector_hours": [8, 9], "robocall_hours": [8, 9]},
+    },
     "six_quiet_days": {"rules": {"quiet_weekdays": [0, 1, 2, 3, 4, 6]}},
     "no_contacts_at_all": {"rules": {"max_contacts_per_week": 0}},
     "no_deferrals_or_reductions": {"rules": {"max_deferrals": 0, "max_reductions": 0}},
