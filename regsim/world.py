@@ -47,6 +47,7 @@ from regsim.decision import (
 )
 from regsim.eventlog import EventLog, EventType
 from regsim.feedback import OutcomeMatcher
+from regsim.ground_truth import GroundTruthView
 from regsim.history import ObservableHistory
 from regsim.population import HOUR_PROFILES, Population, draw_population, hour_availability
 from regsim.random import Purpose, Streams
@@ -198,6 +199,9 @@ class World:
         self._cost = np.array([0.0, *(c.cost_eur for c in self._channels)])
         self._fatigue_weight = np.array([0.0, *(config.population.fatigue.weight[c] for c in CHANNELS)])
 
+        if policy is not None and getattr(policy, "requires_ground_truth", False):
+            # Simulation only: a policy that reads latent state gets it here and nowhere else.
+            policy.bind_ground_truth(GroundTruthView(self))  # type: ignore[attr-defined]
         window = getattr(policy, "feedback_window_days", None) if policy is not None else None
         self.matcher: OutcomeMatcher | None = (
             OutcomeMatcher(float(window), getattr(policy, "feedback_reward", None)) if window else None
