@@ -509,29 +509,13 @@ class World:
             days = np.array(cfg.decisions.deferral_options)[a[m, 3]]
             s.defer(ids[m], days)
             np.add.at(h.deferrals, ids[m], 1)
-            self.log.append(
-                EventType.DEFERRAL,
-                float(d),
-                self.gid[ids[m]],
-                deferral_days=days,
-                n_installments=s.n[ids[m]],
-                installment_eur=s.current_amount(ids[m]),
-                installment=s.first_open[ids[m]],
-            )
+            self._log_replan(EventType.DEFERRAL, float(d), ids[m], deferral_days=days)
         m = a[:, 4] > 0
         if m.any():
             frac = np.array(cfg.decisions.reduction_options)[a[m, 4]]
             s.reduce(ids[m], frac, d)
             np.add.at(h.reductions, ids[m], 1)
-            self.log.append(
-                EventType.REDUCTION,
-                float(d),
-                self.gid[ids[m]],
-                reduction=frac,
-                n_installments=s.n[ids[m]],
-                installment_eur=s.current_amount(ids[m]),
-                installment=s.first_open[ids[m]],
-            )
+            self._log_replan(EventType.REDUCTION, float(d), ids[m], reduction=frac)
         if contact.any():
             rows = np.flatnonzero(contact)
             hours = np.array([slot.hour for slot in self.space.send_slots])[a[rows, 1]]
@@ -549,6 +533,19 @@ class World:
             for t in np.unique(times):
                 self._at(float(t), self._send, mids[times == t])
         return decision_ids
+
+    def _log_replan(self, event: EventType, t: float, rows: NDArray[np.int64], **extra: Any) -> None:
+        """Log a re-plan with the plan as it stands afterwards (what replay needs to follow it)."""
+        s = self.sched
+        self.log.append(
+            event,
+            t,
+            self.gid[rows],
+            n_installments=s.n[rows],
+            installment_eur=s.current_amount(rows),
+            installment=s.first_open[rows],
+            **extra,
+        )
 
     def _at(self, t: float, action: Callable[[NDArray[np.int64], float], None], mids: NDArray[np.int64]) -> None:
         """Call ``action(mids, t)`` at simulation time ``t`` (one SimPy timeout for the whole group)."""
