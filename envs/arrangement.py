@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
@@ -81,7 +81,8 @@ class ArrangementEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
     * v0: initial version (feature layout ``features-1``).
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"], "render_fps": 1}
+    # Gymnasium declares ``metadata`` as an attribute, so it is not a ClassVar here.
+    metadata: dict[str, Any] = {"render_modes": ["ansi"], "render_fps": 1}  # noqa: RUF012
 
     def __init__(
         self,

@@ -638,7 +638,10 @@ class World:
         debtors = self.msgs.debtor[mids]
         self.last_letter_time[debtors] = t
         letter = self._channels[_LETTER - 1]
-        u = self.streams.uniform(Purpose.DELIVERY_DELAY, self.gid[debtors], int(t), mids % 1024)
+        # Keyed by the debtor, the posting day and the message's slot, never by global message numbers: the same
+        # letter takes the same time whatever else the population was sent (common random numbers).
+        key = self.msgs.channel[mids] * 32 + self.msgs.hour[mids]
+        u = self.streams.uniform(Purpose.DELIVERY_DELAY, self.gid[debtors], int(t), key)
         delay = letter.delay_days_min + np.floor(u * (letter.delay_days_max - letter.delay_days_min + 1))
         arrive = np.floor(t) + delay + _LETTER_READ_HOUR / 24.0
         for when in np.unique(arrive):
