@@ -197,6 +197,11 @@ class World:
         self._arrivals = dict(zip(days.tolist(), np.split(order, starts[1:]), strict=True))
         self._channels = config.channels.ordered()
         self._cost = np.array([0.0, *(c.cost_eur for c in self._channels)])
+        # Per-channel constants indexed by the channel option (0 = no contact), built once.
+        self._by_channel = {
+            attr: np.array([0.0, *(getattr(c, attr) for c in self._channels)])
+            for attr in ("read_delay_days", "open_tracking", "false_open", "impact", "link_pay_prob")
+        }
         self._fatigue_weight = np.array([0.0, *(config.population.fatigue.weight[c] for c in CHANNELS)])
 
         if policy is not None and getattr(policy, "requires_ground_truth", False):
@@ -676,12 +681,12 @@ class World:
                 decision_id=m.decision[mids[seen]],
                 installment=m.installment[mids[seen]],
             )
-        read_mean = np.array([0.0, *(c.read_delay_days for c in self._channels)])[ch]
+        read_mean = self._by_channel["read_delay_days"][ch]
         delay = read_mean * self.streams.exponential(Purpose.READ_DELAY, gid, day, key)
         when = t + delay
         # Open signals: tracked opens of noticed messages, and false opens (privacy pre-fetch, F6).
-        track = np.array([0.0, *(c.open_tracking for c in self._channels)])[ch]
-        false = np.array([0.0, *(c.false_open for c in self._channels)])[ch]
+        track = self._by_channel["open_tracking"][ch]
+        false = self._by_channel["false_open"][ch]
         u_open = self.streams.uniform(Purpose.OPEN_SIGNAL, gid, day, key)
         opened = np.where(noticed, u_open < track, u_open < false)
         if opened.any():
@@ -739,7 +744,7 @@ class World:
         if opt.any():
             self.history.opted_out[debtors[opt], ch[opt] - 1] = True
             self.log.append(EventType.OPT_OUT, t, gid[opt], channel=ch[opt], message_id=mids[opt])
-        impact = np.array([0.0, *(c.impact for c in self._channels)])[ch]
+        impact = self._by_channel["impact"][ch]
         reminder = kind == MessageKind.REMINDER
         np.add.at(st.boost, debtors[reminder], (self.pop.reminder_effect[debtors] * impact)[reminder])
         habit = self.config.population.habit
@@ -750,7 +755,7 @@ class World:
         # Paying at once through the message's payment link.
         linkable = ~thanks
         owed = self.sched.owed_now(debtors, day, self.config.arrangements.pay_window_days)
-        link_p = np.array([0.0, *(c.link_pay_prob for c in self._channels)])[ch]
+        link_p = self._by_channel["link_pay_prob"][ch]
         will = behaviour.effective_willingness(st, self.pop, debtors)
         able = (st.cash[debtors] >= owed - 0.005) & (owed > 0)
         u_link = self.streams.uniform(Purpose.LINK_PAY, gid, day, key)
