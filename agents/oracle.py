@@ -3,8 +3,8 @@
 It sees what no production policy can (hidden type, free cash, income days, shocks, per-channel and per-hour
 responsiveness) and plans one step ahead with it:
 
-* **Due day** (plan creation): for debtors paid monthly or on benefit dates, the first option just after the
-  pay day, so the due date's cue meets fresh money.
+* **Due day** (plan creation): for debtors paid monthly or on benefit dates whose money runs short, the first
+  option just after the pay day, so the due date's cue meets fresh money.
 * **Relief** (before a due date and after a miss), only under a breakdown threat: if a shock will outlast the
   due date by ``threat_days``, the smallest allowed deferral past its end (the largest otherwise, plus the
   largest allowed reduction when even that falls short). A debtor merely short of cash pays late at the next
@@ -49,19 +49,31 @@ class Oracle(BasePolicy):
         urgency_per_overdue: Extra weight of a payment per overdue installment (a breakdown is near).
         threat_days: Relief is given when a shock lasts this many days past the due date (a second miss and
             a breakdown would follow).
+        tight_cash_factor: The due day is aligned with payday only for debtors whose free cash per income is
+            below this many installments (money runs short before the next income).
     """
 
     name: ClassVar[str] = "oracle"
     version: ClassVar[str] = "1"
     requires_ground_truth: ClassVar[bool] = True
 
-    def __init__(self, *, thank_you: bool = True, urgency_per_overdue: float = 1.5, threat_days: int = 20) -> None:
+    def __init__(
+        self,
+        *,
+        thank_you: bool = True,
+        urgency_per_overdue: float = 1.5,
+        threat_days: int = 20,
+        tight_cash_factor: float = 2.0,
+    ) -> None:
         if urgency_per_overdue < 0:
             raise ValueError(f"urgency_per_overdue must be >= 0, got {urgency_per_overdue}")
         if threat_days < 0:
             raise ValueError(f"threat_days must be >= 0, got {threat_days}")
         self.thank_you = thank_you
         self.threat_days = threat_days
+        if tight_cash_factor < 0:
+            raise ValueError(f"tight_cash_factor must be >= 0, got {tight_cash_factor}")
+        self.tight_cash_factor = tight_cash_factor
         self.urgency_per_overdue = urgency_per_overdue
         self.truth: GroundTruthView | None = None
 
@@ -97,8 +109,10 @@ class Oracle(BasePolicy):
         ahead = (options[None, :] - target[:, None]) % 28
         best = 1 + np.argmin(ahead, axis=1)
         monthly = np.isin(t.income_schedule(ids), _MONTHLY_SCHEDULES)
+        # Only debtors whose money runs short benefit; moving a comfortable payer's plan only delays it.
+        tight = t.free_cash_per_income(ids) < self.tight_cash_factor * b.columns["installment_eur"]
         ok = b.part_mask(DUE_DAY)[np.arange(len(b)), best]
-        return np.where((kind == DecisionKind.PLAN_CREATED) & monthly & ok, best, 0)
+        return np.where((kind == DecisionKind.PLAN_CREATED) & monthly & tight & ok, best, 0)
 
     def _relief(
         self, b: ContextBatch, t: GroundTruthView, ids: NDArray[np.int64], kind: NDArray[np.int64], day: int

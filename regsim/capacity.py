@@ -1,13 +1,18 @@
 """Shared resources of the whole population (DOMAIN.md mechanism 8), with visible queues.
 
-* **Collectors** (``simpy.Resource``): a human call takes ``collector_minutes_per_call`` of one collector's
-  time, on weekdays within working hours. When escalations outrun the team, calls wait in the queue.
-* **Robocall lines** (``simpy.Resource``): a robocall holds a line for a few minutes, within calling hours.
-* **The print room** (a SimPy process over a FIFO queue): each working day at the posting hour it posts up
-  to ``letters_per_day`` letters, oldest first; the rest wait for the next working day.
+* **Collectors** and **robocall lines** are call centres: a SimPy process per centre serves its FIFO queue of
+  calls on the hour, up to its hourly capacity (``collectors * 60 / collector_minutes_per_call`` and
+  ``robocall_lines * 60 / robocall_minutes_per_call``), within working hours that the rules' quiet hours and
+  days also allow (collectors work weekdays only). When escalations outrun the team, calls wait in the queue,
+  hours or days. Calls connect in batches at the hour mark, which is the resolution at which debtors'
+  availability is modelled (an hour-of-day profile), so nothing behavioural is lost and a batch is one
+  vectorised step instead of one SimPy process per call.
+* **The print room** posts up to ``letters_per_day`` letters, oldest first, each working day at the posting
+  hour; the rest wait for the next working day.
 
-A queued message can still be cancelled (e.g. the debtor paid); the resource checks with the world before it
-spends time on it. Queue lengths are sampled every day at noon and at the end of the day.
+A queued message can still be cancelled (e.g. the debtor paid): every centre re-checks with the world, at the
+moment it would serve a message, whether the message is still wanted. Queue lengths are sampled every day at
+noon and at the end of the day.
 """
 
 from __future__ import annotations
@@ -25,8 +30,6 @@ from regsim.calendar import Calendar
 from regsim.config import CapacityConfig
 
 __all__ = ["QueueSample", "SharedCapacity"]
-
-_MINUTES_PER_DAY = 1440.0
 
 
 @dataclass
@@ -47,6 +50,77 @@ def _overlap(a: tuple[int, int], b: tuple[int, int]) -> tuple[float, float]:
     return float(start), float(end)
 
 
+class _CallCentre:
+    """A team (collectors) or a bank of lines (robocalls) serving a FIFO queue of calls on the hour."""
+
+    def __init__(
+        self,
+        env: simpy.Environment,
+        name: str,
+        servers: int,
+        minutes_per_call: float,
+        hours: tuple[float, float],
+        closed_weekdays: frozenset[int],
+        calendar: Calendar,
+        connect: Callable[[NDArray[np.int64], float], None],
+        wanted: Callable[[NDArray[np.int64]], NDArray[np.bool_]],
+    ) -> None:
+        self.env = env
+        self.name = name
+        self.per_hour = max(1, int(servers * 60.0 // minutes_per_call))
+        self.hours = hours
+        self.closed = closed_weekdays
+        self.calendar = calendar
+        self._connect = connect
+        self._wanted = wanted
+        self.queue: deque[NDArray[np.int64]] = deque()
+        self.queued = 0
+        self.served_this_hour = 0
+        self._running = False
+
+    def submit(self, message_ids: NDArray[np.int64]) -> None:
+        if not len(message_ids):
+            return
+        self.queue.append(message_ids)
+        self.queued += len(message_ids)
+        if not self._running:
+            self._running = True
+            self.env.process(self._serve())
+
+    def _next_opening(self, now: float) -> float:
+        """The first hour mark at or after ``now`` at which the centre works."""
+        hour = int(np.ceil(now * 24.0 - 1e-9))
+        for _ in range(24 * 15):
+            day, h = divmod(hour, 24)
+            weekday = int(self.calendar.weekday[min(day, self.calendar.days - 1)])
+            if weekday not in self.closed and self.hours[0] <= h < self.hours[1]:
+                return hour / 24.0
+            hour += 1
+        raise RuntimeError(f"{self.name}: no working hour within two weeks (hours {self.hours})")
+
+    def _serve(self) -> Generator[Any, Any, None]:
+        # Runs while calls wait; a call queued at an hour mark is served from that hour on.
+        while self.queue:
+            at = self._next_opening(self.env.now + 1e-9)
+            yield self.env.timeout(at - self.env.now)
+            budget, batch = self.per_hour, []
+            while budget > 0 and self.queue:
+                head = self.queue.popleft()
+                head = head[self._wanted(head)]
+                take, rest = head[:budget], head[budget:]
+                batch.append(take)
+                budget -= len(take)
+                if len(rest):
+                    self.queue.appendleft(rest)
+            self.queued = sum(len(q) for q in self.queue)
+            served = np.concatenate(batch) if batch else np.zeros(0, dtype=np.int64)
+            self.served_this_hour = len(served)
+            if len(served):
+                self._connect(served, float(self.env.now))
+        self.served_this_hour = 0
+        self._running = False
+
+
 class SharedCapacity:
     """Collectors, robocall lines and the print room of a run.
 
@@ -54,7 +128,7 @@ class SharedCapacity:
         env: The SimPy environment.
         config: The capacity section of the world config.
         calendar: The run's calendar (for working days).
-        connect: Called as ``connect(message_id, time)`` when a call connects.
+        connect: Called as ``connect(message_ids, time)`` when calls connect.
         post: Called as ``post(message_ids, time)`` when letters are posted.
         wanted: Called as ``wanted(message_ids)``; False where a message was cancelled meanwhile.
         sample_queues: Whether to record queue samples (see :attr:`samples`).
@@ -67,7 +141,7 @@ class SharedCapacity:
         env: simpy.Environment,
         config: CapacityConfig,
         calendar: Calendar,
-        connect: Callable[[int, float], None],
+        connect: Callable[[NDArray[np.int64], float], None],
         post: Callable[[NDArray[np.int64], float], None],
         wanted: Callable[[NDArray[np.int64]], NDArray[np.bool_]],
         sample_queues: bool = True,
@@ -81,12 +155,28 @@ class SharedCapacity:
         self._post = post
         self._wanted = wanted
         # Calls respect the working hours and the rules' quiet hours and days (both must allow a call).
-        self._collector_hours = _overlap(config.collector_hours, quiet_hours)
-        self._robocall_hours = _overlap(config.robocall_hours, quiet_hours)
-        self._collector_closed = frozenset((5, 6, *quiet_weekdays))
-        self._robocall_closed = frozenset(quiet_weekdays)
-        self.collectors = simpy.Resource(env, capacity=config.collectors)
-        self.robocall_lines = simpy.Resource(env, capacity=config.robocall_lines)
+        self.collectors = _CallCentre(
+            env,
+            "collectors",
+            config.collectors,
+            config.collector_minutes_per_call,
+            _overlap(config.collector_hours, quiet_hours),
+            frozenset((5, 6, *quiet_weekdays)),
+            calendar,
+            connect,
+            wanted,
+        )
+        self.robocall_lines = _CallCentre(
+            env,
+            "robocall_lines",
+            config.robocall_lines,
+            config.robocall_minutes_per_call,
+            _overlap(config.robocall_hours, quiet_hours),
+            frozenset(quiet_weekdays),
+            calendar,
+            connect,
+            wanted,
+        )
         self.letter_queue: deque[NDArray[np.int64]] = deque()
         self.letters_queued = 0
         self.samples = QueueSample()
@@ -95,67 +185,9 @@ class SharedCapacity:
             env.process(self._sampler())
 
     # -- calls --------------------------------------------------------------------------------------------
-    def call(self, message_id: int, collector: bool) -> None:
-        """Queue a call (a collector's if ``collector``, else a robocall)."""
-        if collector:
-            self.env.process(
-                self._call(
-                    self.collectors,
-                    self.config.collector_minutes_per_call,
-                    self._collector_hours,
-                    self._collector_closed,
-                    message_id,
-                )
-            )
-        else:
-            self.env.process(
-                self._call(
-                    self.robocall_lines,
-                    self.config.robocall_minutes_per_call,
-                    self._robocall_hours,
-                    self._robocall_closed,
-                    message_id,
-                )
-            )
-
-    def _wait_for_open(self, now: float, hours: tuple[float, float], closed: frozenset[int], minutes: float) -> float:
-        """Days until a call of ``minutes`` may start within ``hours`` on a day not in ``closed`` (weekdays)."""
-        day = int(now)
-        start, end = hours[0] / 24.0, hours[1] / 24.0
-        length = minutes / _MINUTES_PER_DAY
-        for k in range(15):
-            d = day + k
-            if int(self.calendar.weekday[min(d, self.calendar.days - 1)]) in closed:
-                continue
-            t = max(now, d + start)
-            if t + length <= d + end:
-                return t - now
-        raise RuntimeError(f"no opening for a call of {minutes} minutes within two weeks (hours {hours})")
-
-    def _call(
-        self,
-        resource: simpy.Resource,
-        minutes: float,
-        hours: tuple[float, float],
-        closed: frozenset[int],
-        message_id: int,
-    ) -> Generator[Any, Any, None]:
-        # Wait for working time *before* taking a line or a collector, so nobody holds one overnight; if the
-        # queue only frees one after closing time, hand it back and wait for the next opening.
-        while True:
-            wait = self._wait_for_open(self.env.now, hours, closed, minutes)
-            if wait > 0:
-                yield self.env.timeout(wait)
-            with resource.request() as request:
-                yield request
-                if self._wait_for_open(self.env.now, hours, closed, minutes) > 0:
-                    continue
-                if not self._wanted(np.array([message_id], dtype=np.int64))[0]:
-                    return
-                # The call connects (and is logged) when it starts; it then holds the resource.
-                self._connect(message_id, self.env.now)
-                yield self.env.timeout(minutes / _MINUTES_PER_DAY)
-                return
+    def call(self, message_ids: NDArray[np.int64], collector: bool) -> None:
+        """Queue calls (by collectors if ``collector``, else robocalls), oldest first."""
+        (self.collectors if collector else self.robocall_lines).submit(message_ids)
 
     # -- letters ------------------------------------------------------------------------------------------
     def queue_letters(self, message_ids: NDArray[np.int64]) -> None:
@@ -196,8 +228,13 @@ class SharedCapacity:
     def _sample(self) -> None:
         s = self.samples
         for name, queued, busy, cap in (
-            ("collectors", len(self.collectors.queue), self.collectors.count, self.collectors.capacity),
-            ("robocall_lines", len(self.robocall_lines.queue), self.robocall_lines.count, self.robocall_lines.capacity),
+            ("collectors", self.collectors.queued, self.collectors.served_this_hour, self.collectors.per_hour),
+            (
+                "robocall_lines",
+                self.robocall_lines.queued,
+                self.robocall_lines.served_this_hour,
+                self.robocall_lines.per_hour,
+            ),
             ("print_room", self.letters_queued, 0, self.config.letters_per_day),
         ):
             s.time.append(float(self.env.now))

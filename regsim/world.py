@@ -615,8 +615,8 @@ class World:
             self._mark_sent(direct, t)
             self._deliver(direct, t)
         self.capacity.queue_letters(mids[ch == _LETTER])
-        for mid in mids[(ch == _ROBOCALL) | (ch == _COLLECTOR)]:
-            self.capacity.call(int(mid), collector=bool(self.msgs.channel[mid] == _COLLECTOR))
+        self.capacity.call(mids[ch == _ROBOCALL], collector=False)
+        self.capacity.call(mids[ch == _COLLECTOR], collector=True)
 
     def _wanted(self, mids: NDArray[np.int64]) -> NDArray[np.bool_]:
         return self._still_wanted(mids, float(self.env.now))
@@ -652,8 +652,8 @@ class World:
         for when in np.unique(arrive):
             self._at(float(when), self._deliver, mids[arrive == when])
 
-    def _connect(self, mid: int, t: float) -> None:
-        mids = np.array([mid], dtype=np.int64)
+    def _connect(self, mids: NDArray[np.int64], t: float) -> None:
+        """Calls connect: they are made (and cost) whether or not the debtor answers."""
         self._mark_sent(mids, t)
         self._deliver(mids, t)
 
