@@ -5,20 +5,41 @@ Subcommands:
 * ``regsim simulate``: simulate a population under a registered policy and write the event log, ground truth
   and KPIs.
 * ``regsim policies``: list the registered policies and their arguments.
+* ``regsim evaluate``: run several policies on the same debtors and shocks, compare each with a baseline
+  (paired confidence intervals, per segment) and write ``evaluation.parquet`` and ``evaluation.json``.
+* ``regsim train``: train a deep-RL policy (``agents.train``) or a contextual bandit (online, on the
+  population simulator) and save it to a folder.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import platform
 import sys
 import time
 from collections.abc import Sequence
+from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
+if TYPE_CHECKING:
+    from regsim import WorldConfig
+
 DEFAULT_POPULATION = Path(__file__).resolve().parent.parent / "configs" / "population" / "default.yaml"
+
+#: ``regsim train`` names trained by ``agents.train.train_policy`` (Stable-Baselines3).
+DEEP_RL = ("ppo", "maskable-ppo", "dqn")
+#: ``regsim train`` names trained online on the population simulator (registered bandit policies).
+BANDITS = ("epsilon-greedy", "linucb", "linear-ts")
+#: A first guess of decisions per arrangement over a horizon of m months, ``a + b * m``, to size the first
+#: online-training run (the rule-based policies on the default world make 6 to 7.5 in 3 months and 14 to 18 in
+#: 12); the first run is sized for half the steps, later runs use the observed rate, so that training stops at
+#: most one run's worth past ``--steps``.
+_DECISIONS_PER_ARRANGEMENT = (3.5, 1.0)
 
 
 def _population_path(value: str) -> Path:
@@ -96,6 +117,172 @@ def _cmd_policies(args: argparse.Namespace) -> int:
     return 0
 
 
+def _provenance(args: argparse.Namespace, config: WorldConfig, **extra: Any) -> dict[str, Any]:
+    """What a run folder records about how it was made."""
+    versions = {}
+    for package in ("regsim", "numpy", "pandas", "scipy", "simpy", "stable-baselines3", "torch"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            continue
+    return {
+        "command": [Path(sys.argv[0]).name, *sys.argv[1:]],
+        "arguments": {k: v for k, v in vars(args).items() if k != "func"},
+        "python": platform.python_version(),
+        "versions": versions,
+        **extra,
+        "config": config.model_dump(mode="json"),
+    }
+
+
+def _seed_list(args: argparse.Namespace) -> list[int]:
+    if args.seed_list is not None:
+        return [int(s) for s in args.seed_list.split(",") if s.strip()]
+    return list(range(args.seeds))
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    import agents
+    from agents.evaluate import evaluate, resolve_policy
+    from regsim import ConfigError, load_world_config
+
+    names = [n.strip() for n in args.policies.split(",") if n.strip()]
+    try:
+        config = load_world_config(_population_path(args.population))
+        for name in dict.fromkeys([args.baseline, *names, *([args.oracle] if args.oracle else [])]):
+            resolve_policy(name, rules_version=config.rules.version)
+    except (ConfigError, agents.UnknownPolicyError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    months = args.months if args.months is not None else config.simulation.months
+    n = args.arrangements if args.arrangements is not None else config.simulation.arrangements
+    seeds = _seed_list(args)
+    runs = len(dict.fromkeys([args.baseline, *names, *([args.oracle] if args.oracle else [])])) * len(seeds)
+    print(
+        f"evaluating {runs} runs of {n:,} arrangements for {months} months (world {config.name!r}, seeds {seeds}, "
+        f"baseline {args.baseline!r})",
+        file=sys.stderr,
+    )
+    started = time.perf_counter()
+    result = evaluate(
+        names, config, n, seeds, months=months, baseline=args.baseline, oracle=args.oracle, progress=not args.quiet
+    )
+    elapsed = time.perf_counter() - started
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    result.to_parquet(out / "evaluation.parquet")
+    result.to_json(out / "evaluation.json")
+    provenance = _provenance(args, config, seeds=seeds, months=months, arrangements=n, elapsed_s=elapsed)
+    (out / "provenance.json").write_text(json.dumps(provenance, indent=2) + "\n", encoding="utf-8")
+    print(f"\n{result.table()}")
+    if args.segment != "all":
+        try:
+            print(f"\n{result.table(args.segment)}")
+        except KeyError as exc:
+            print(f"error: --segment: {exc.args[0]} (the results were written to {out})", file=sys.stderr)
+            return 2
+    print("\nintervals: paired t over arrangements pooled across seeds (means, per-seed totals); delta method (ratios)")
+    print(f"wrote {out}/evaluation.parquet, evaluation.json, provenance.json ({elapsed:.1f} s)")
+    return 0
+
+
+def _training_seed(seed: int, run: int) -> int:
+    """The world seed of online-training run ``run``: drawn from (seed, run) so that it never coincides with the
+    small seeds 0..K-1 that ``regsim evaluate`` uses."""
+    import numpy as np
+
+    return int(np.random.SeedSequence([seed, run, 0x545241494E]).generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
+def _train_bandit(args: argparse.Namespace, config: WorldConfig, out: Path) -> int:
+    import agents
+    from regsim import simulate
+    from regsim.eventlog import EventType, event_codes
+
+    spec = agents.available().get(args.policy)
+    if spec is None:
+        print(
+            f"error: the bandit {args.policy!r} is not registered in this installation (agents.bandits missing?); "
+            f"registered policies: {sorted(agents.available())}",
+            file=sys.stderr,
+        )
+        return 1
+    policy = agents.make(args.policy, **({"seed": args.seed} if "seed" in spec.arguments else {}))
+    if not callable(getattr(policy, "save", None)):
+        print(f"error: policy {args.policy!r} has no save(folder); it cannot be trained here", file=sys.stderr)
+        return 1
+    months = args.months
+    a, b = _DECISIONS_PER_ARRANGEMENT
+    rate = a + b * months  # decisions per arrangement, updated after each run
+    decisions = 0
+    runs: list[dict[str, int]] = []
+    # Online learning: the world calls policy.update(feedback) every evening, so successive runs (fresh
+    # populations) continue training the same policy object until `steps` decisions have been made.
+    with tqdm(total=args.steps, unit="decision", disable=args.quiet, file=sys.stderr) as bar:
+        while decisions < args.steps:
+            share = 0.5 if not runs else 1.0  # a first, smaller run measures the rate
+            n = max(50, math.ceil(share * (args.steps - decisions) / rate))
+            world_seed = _training_seed(args.seed, len(runs))
+            result = simulate(config, policy, arrangements=n, months=months, seed=world_seed)
+            made = int((event_codes(result.events) == EventType.DECISION).sum())
+            if made == 0:
+                print("error: the training run made no decisions", file=sys.stderr)
+                return 1
+            decisions += made
+            rate = made / n
+            runs.append({"seed": world_seed, "arrangements": n, "months": months, "decisions": made})
+            bar.update(min(made, args.steps - bar.n))
+    # The policy goes to out/policy (as agents.train lays out its artifacts); nothing else is written into that
+    # folder, whose files an artifact manifest may list and verify. The provenance goes beside it.
+    out.mkdir(parents=True, exist_ok=True)
+    folder = Path(policy.save(out / "policy"))  # type: ignore[attr-defined]
+    provenance = _provenance(args, config, decisions=decisions, runs=runs, policy_folder=str(folder))
+    (out / "train.json").write_text(json.dumps(provenance, indent=2) + "\n", encoding="utf-8")
+    print(f"trained {args.policy!r} online on {decisions:,} decisions in {len(runs)} run(s); wrote {folder}")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from regsim import ConfigError, load_world_config
+
+    allowed = (*DEEP_RL, *BANDITS)
+    if args.policy not in allowed:
+        print(f"error: --policy {args.policy!r} cannot be trained; allowed: {list(allowed)}", file=sys.stderr)
+        return 2
+    try:
+        config = load_world_config(_population_path(args.population))
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    if (out / "policy").exists():
+        print(f"error: --out {out}: {out / 'policy'} exists already; train into a new folder", file=sys.stderr)
+        return 2
+    if args.policy in BANDITS:
+        return _train_bandit(args, config, out)
+    try:
+        # Imported here: torch and Stable-Baselines3 are optional (the `rl` extra).
+        from agents.train import train_policy
+    except ImportError as exc:
+        print(
+            f"error: training {args.policy!r} needs agents.train and the rl extra "
+            f"(pip install -e '.[rl]'); import failed: {exc}",
+            file=sys.stderr,
+        )
+        return 1
+    folder = train_policy(
+        args.policy,
+        config=config,
+        steps=args.steps,
+        seed=args.seed,
+        out=out,
+        progress=not args.quiet,
+        tensorboard=not args.no_tensorboard,
+    )
+    print(f"trained {args.policy!r} for {args.steps:,} steps; wrote {folder}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``regsim`` command."""
     parser = argparse.ArgumentParser(prog="regsim", description=__doc__.splitlines()[0] if __doc__ else None)
@@ -118,6 +305,44 @@ def build_parser() -> argparse.ArgumentParser:
     pol = sub.add_parser("policies", help="list the registered policies")
     pol.add_argument("--json", action="store_true", help="as JSON")
     pol.set_defaults(func=_cmd_policies)
+
+    ev = sub.add_parser("evaluate", help="compare policies on the same debtors, paired, against a baseline")
+    ev.add_argument(
+        "--population",
+        default="default",
+        help="population config: a YAML file or a name under configs/population/ (default: default)",
+    )
+    ev.add_argument(
+        "--policies",
+        required=True,
+        help="comma-separated registered names or artifact folders (the baseline is added if missing)",
+    )
+    ev.add_argument("--baseline", default="static-dunning", help="policy to compare with (default: static-dunning)")
+    ev.add_argument("--oracle", default=None, help="upper-reference policy for the gap closed (default: none)")
+    ev.add_argument("--arrangements", type=int, default=None, help="arrangements per run (default: config)")
+    ev.add_argument("--months", type=int, default=None, help="horizon in months of 30 days (default: config)")
+    seeds = ev.add_mutually_exclusive_group()
+    seeds.add_argument("--seeds", type=int, default=5, help="number of seeds: runs use seeds 0..K-1 (default: 5)")
+    seeds.add_argument("--seed-list", default=None, help="explicit comma-separated seeds instead of --seeds")
+    ev.add_argument("--segment", default="all", help="also print the table of this segment (e.g. reliable, <500)")
+    ev.add_argument("--out", default="runs/evaluate", help="output folder (default: runs/evaluate)")
+    ev.add_argument("--quiet", action="store_true", help="no progress bar")
+    ev.set_defaults(func=_cmd_evaluate)
+
+    tr = sub.add_parser("train", help="train a deep-RL policy or a bandit and save it to a folder")
+    tr.add_argument("--policy", required=True, help=f"one of {', '.join((*DEEP_RL, *BANDITS))}")
+    tr.add_argument(
+        "--population",
+        default="default",
+        help="population config: a YAML file or a name under configs/population/ (default: default)",
+    )
+    tr.add_argument("--steps", type=int, required=True, help="decisions to train on (environment steps)")
+    tr.add_argument("--seed", type=int, default=0, help="training seed (default: 0)")
+    tr.add_argument("--months", type=int, default=12, help="horizon of each online bandit run (default: 12)")
+    tr.add_argument("--out", required=True, help="output folder; the trained policy goes to OUT/policy")
+    tr.add_argument("--no-tensorboard", action="store_true", help="no TensorBoard logs (deep RL)")
+    tr.add_argument("--quiet", action="store_true", help="no progress bar")
+    tr.set_defaults(func=_cmd_train)
     return parser
 
 
@@ -131,6 +356,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"--{name} must be >= 1, got {value}")
     if getattr(args, "seed", None) is not None and args.seed < 0:
         parser.error(f"--seed must be >= 0, got {args.seed}")
+    if getattr(args, "steps", None) is not None and args.steps < 1:
+        parser.error(f"--steps must be >= 1, got {args.steps}")
+    if args.command == "evaluate":
+        if args.seed_list is None and args.seeds < 1:
+            parser.error(f"--seeds must be >= 1, got {args.seeds}")
+        if args.seed_list is not None:
+            try:
+                listed = [int(s) for s in args.seed_list.split(",") if s.strip()]
+            except ValueError:
+                parser.error(f"--seed-list must be comma-separated integers >= 0, got {args.seed_list!r}")
+            if not listed or min(listed) < 0 or len(set(listed)) != len(listed):
+                parser.error(f"--seed-list must be distinct comma-separated integers >= 0, got {args.seed_list!r}")
+        names = [n.strip() for n in args.policies.split(",") if n.strip()]
+        if not names:
+            parser.error("--policies must name at least one policy")
+        if len(set(names)) != len(names):
+            parser.error(f"--policies names a policy more than once: {args.policies!r}")
     return int(args.func(args))
 
 
