@@ -1,0 +1,726 @@
+"""Stable-Baselines3 models (PPO, sb3-contrib's MaskablePPO, DQN) as policies of the decision contract.
+
+A trained SB3 model becomes a :class:`~regsim.decision.Policy` with :meth:`SB3Policy.from_model`; saved as an
+artifact (:mod:`agents.artifact`) with :meth:`SB3Policy.save`, it is loaded back with
+:func:`agents.artifact.load_policy` (kinds ``"sb3-ppo"``, ``"sb3-maskable-ppo"``, ``"sb3-dqn"``). Serving never
+touches SB3's ``model.save`` zip: the artifact holds the network's architecture and spaces (``network.json``)
+and a plain ``state_dict`` (``weights.pt``), read with ``torch.load(..., weights_only=True)`` into a freshly
+built network, so loading an artifact cannot execute code.
+
+Decisions (:meth:`SB3Policy.decide_batch`) are vectorised: ``features(contexts)`` (the module the env used in
+training), one forward pass of the network for the whole batch, then a choice per row in NumPy:
+
+* Actor-critic policies (PPO, MaskablePPO) output one logit per option of each of the five parts. The mask of
+  the context (``contexts.mask``) is applied to the logits (a masked option's logit is set to ``-inf``) and
+  each part's allowed options renormalised: for part ``j`` with logits ``z_j`` and allowed set ``A_j``,
+  ``pi_j(o) = exp(z_j[o]) / sum_{o' in A_j} exp(z_j[o'])`` for ``o`` in ``A_j`` and 0 otherwise. This is
+  exactly sb3-contrib's ``MaskableMultiCategorical``. In sampled mode each part is drawn independently and the
+  propensity of the action is ``prod_j pi_j(a_j)``; in deterministic mode each part takes its most probable
+  allowed option and the propensity is 1.
+* DQN outputs one Q-value per action of a *flattened* action space over some parts (see
+  :class:`FlatActions`); masked flat actions get ``Q = -inf``. Deterministic mode takes the greedy allowed
+  action; sampled mode is epsilon-greedy over the allowed flat actions, with propensity
+  ``1 - eps + eps / k`` for the greedy action and ``eps / k`` for any other (``k`` allowed flat actions).
+
+How masks relate to training:
+
+* **MaskablePPO** is trained with the env's ``action_masks()`` (the same product-form mask as
+  ``contexts.mask``), so training and serving sample from the same masked distribution.
+* **PPO** and **DQN** are not mask-aware: they are trained on ``invalid_action="fallback"``, where the env
+  replaces each masked part by its lowest allowed option (no contact / no change). A masked option therefore
+  had, in training, the consequences of that fallback, and the network may still prefer it. At decision time
+  the mask is applied to the logits / Q-values as above, so a masked option is *never chosen*; the decision
+  is the best *allowed* option by the network's own preferences. (This can differ from what SB3's
+  ``predict`` followed by the env's fallback would do: that maps a preferred masked option to the lowest
+  allowed one, which is rarely the best allowed one.)
+
+Exploration randomness comes from the policy's own generator, seeded by ``seed`` (independent of the world's
+streams), so the same seed and the same contexts give the same decisions.
+
+Threads: the networks are small MLPs, for which torch's intra-op threads only add synchronisation; on a busy
+machine a forward pass of 100 rows took 12-70 ms with two threads against 0.2 ms with one. Processes that
+decide (evaluation, the server) should call ``torch.set_num_threads(1)`` once at start-up; the policy does not
+change process-wide settings itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+from numpy.typing import NDArray
+from sb3_contrib import MaskablePPO
+from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
+from stable_baselines3 import DQN, PPO
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
+from stable_baselines3.common.torch_layers import FlattenExtractor
+from stable_baselines3.dqn.policies import DQNPolicy
+from torch import nn
+
+from agents.artifact import ArtifactError, register_loader, write_manifest
+from regsim.decision import PART_NAMES, ActionSpace, Context, ContextBatch, Decision, DecisionBatch, Feedback
+from regsim.features import FEATURE_LAYOUT, feature_names, features
+
+__all__ = [
+    "DEFAULT_DQN_PARTS",
+    "POLICIES",
+    "FlatActionWrapper",
+    "FlatActions",
+    "NetworkSpec",
+    "SB3DQNPolicy",
+    "SB3MaskablePPOPolicy",
+    "SB3PPOPolicy",
+    "SB3Policy",
+]
+
+#: Parts that DQN's flattened action chooses by default: the contact (channel x send slot, 6 x 9 = 54 actions
+#: in the default world). The re-planning parts keep their lowest allowed option (no change); pass all of
+#: :data:`regsim.decision.PART_NAMES` for the full product (6,480 actions in the default world).
+DEFAULT_DQN_PARTS: tuple[str, ...] = ("channel", "send_slot")
+
+#: Activation functions a network may use (torch.nn class names); anything else is refused when loading.
+ACTIVATIONS: tuple[str, ...] = ("Tanh", "ReLU", "ELU", "LeakyReLU", "GELU", "SiLU", "Sigmoid", "Identity")
+
+WEIGHTS = "weights.pt"
+NETWORK = "network.json"
+
+P = TypeVar("P", bound="SB3Policy")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Flattened actions for DQN
+# ----------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FlatActions:
+    """A ``Discrete`` action over the product of some parts of the five-part action, and back.
+
+    Flat index ``i`` is ``numpy.ravel_multi_index`` (C order) of the chosen parts' options, in
+    :data:`~regsim.decision.PART_NAMES` order. The parts not chosen take, in every row, their lowest allowed
+    option (option 0, "no change", wherever the rules allow it). Masks are product-form, so a flat action is
+    allowed iff each of its parts' options is: the flat mask is the outer product of the parts' masks.
+
+    Attributes:
+        nvec: Options per part, all five parts (:attr:`regsim.decision.ActionSpace.nvec`).
+        parts: Indices of the chosen parts, increasing.
+    """
+
+    nvec: tuple[int, ...]
+    parts: tuple[int, ...]
+
+    @classmethod
+    def from_names(cls, nvec: Sequence[int], names: Sequence[str]) -> FlatActions:
+        """The flattening of the parts named ``names`` (a subset of :data:`PART_NAMES`)."""
+        unknown = sorted(set(names) - set(PART_NAMES))
+        if unknown or not names:
+            raise ValueError(f"action_parts: unknown or no parts {unknown or list(names)}; allowed: {list(PART_NAMES)}")
+        if len(set(names)) != len(names):
+            raise ValueError(f"action_parts: a part is named twice in {list(names)}")
+        return cls(tuple(int(n) for n in nvec), tuple(sorted(PART_NAMES.index(n) for n in names)))
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Names of the chosen parts."""
+        return tuple(PART_NAMES[p] for p in self.parts)
+
+    @property
+    def size(self) -> int:
+        """Number of flat actions."""
+        return int(np.prod([self.nvec[p] for p in self.parts]))
+
+    def _part_mask(self, mask: NDArray[np.bool_], part: int) -> NDArray[np.bool_]:
+        off = int(sum(self.nvec[:part]))
+        return mask[:, off : off + self.nvec[part]]
+
+    def flat_mask(self, mask: NDArray[np.bool_]) -> NDArray[np.bool_]:
+        """Allowed flat actions, shape ``(B, size)``, from the flat per-option mask ``(B, sum(nvec))``."""
+        out = self._part_mask(mask, self.parts[0])
+        for p in self.parts[1:]:
+            pm = self._part_mask(mask, p)
+            out = (out[:, :, None] & pm[:, None, :]).reshape(len(mask), -1)
+        return out
+
+    def to_multi(self, index: NDArray[np.int64], mask: NDArray[np.bool_]) -> NDArray[np.int64]:
+        """Five-part actions, shape ``(B, 5)``, of flat indices ``(B,)`` under the rows' masks."""
+        b = len(index)
+        out = np.empty((b, len(self.nvec)), dtype=np.int64)
+        for p in range(len(self.nvec)):
+            if p not in self.parts:
+                out[:, p] = np.argmax(self._part_mask(mask, p), axis=1)
+        chosen = np.unravel_index(np.asarray(index, dtype=np.int64), tuple(self.nvec[p] for p in self.parts))
+        for p, options in zip(self.parts, chosen, strict=True):
+            out[:, p] = options
+        return out
+
+
+class FlatActionWrapper(gym.ActionWrapper[Any, np.int64, NDArray[np.int64]]):
+    """``regsim/Arrangement-v0`` with a ``Discrete`` action (for DQN), mapped back by :class:`FlatActions`.
+
+    ## Action
+
+    ``Discrete(prod(nvec[p] for p in parts))``: flat index of the chosen parts' options (C order); the other
+    parts take their lowest allowed option. Masked choices are handled by the wrapped env
+    (``invalid_action="fallback"`` replaces them by the lowest allowed option; ``"raise"`` refuses them).
+    :meth:`action_masks` gives the flat mask, for mask-aware learners and tests.
+
+    Args:
+        env: An :class:`envs.arrangement.ArrangementEnv`, possibly wrapped.
+        parts: Names of the parts to flatten (default :data:`DEFAULT_DQN_PARTS`).
+    """
+
+    def __init__(self, env: gym.Env[Any, Any], parts: Sequence[str] = DEFAULT_DQN_PARTS) -> None:
+        super().__init__(env)
+        space: ActionSpace = env.unwrapped.space  # type: ignore[attr-defined]
+        self.flat = FlatActions.from_names(space.nvec, parts)
+        self.action_parts = self.flat.names
+        self.action_space = spaces.Discrete(self.flat.size)
+
+    def _mask(self) -> NDArray[np.bool_]:
+        mask: NDArray[np.bool_] = self.env.get_wrapper_attr("action_masks")()
+        return mask[None, :]
+
+    def action(self, action: np.int64) -> NDArray[np.int64]:
+        return self.flat.to_multi(np.array([int(action)], dtype=np.int64), self._mask())[0]
+
+    def action_masks(self) -> NDArray[np.bool_]:
+        """Allowed flat actions at the current decision point."""
+        return self.flat.flat_mask(self._mask())[0]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# What is needed to rebuild a network
+# ----------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class NetworkSpec:
+    """Architecture and spaces of a policy network (``network.json``): everything needed to rebuild it.
+
+    Attributes:
+        algorithm: Key of :data:`POLICIES` (``"ppo"``, ``"maskable-ppo"``, ``"dqn"``).
+        feature_names: The observation's entries (:func:`regsim.features.feature_names` at training time).
+        obs_low: Lower bounds of the observation ``Box``.
+        obs_high: Upper bounds of the observation ``Box``.
+        nvec: Options per action part (all five parts).
+        option_labels: Labels of each part's options (:meth:`regsim.decision.ActionSpace.option_labels`), to
+            refuse contexts of another action space with the same sizes.
+        flat_parts: DQN only: the parts of the flattened action (see :class:`FlatActions`), else empty.
+        net_arch: SB3's ``net_arch`` (a list of layer sizes, or ``{"pi": [...], "vf": [...]}``).
+        activation_fn: Name of the ``torch.nn`` activation class (one of :data:`ACTIVATIONS`).
+        share_features_extractor: Actor-critic only: SB3's ``share_features_extractor``.
+    """
+
+    algorithm: str
+    feature_names: tuple[str, ...]
+    obs_low: tuple[float, ...]
+    obs_high: tuple[float, ...]
+    nvec: tuple[int, ...]
+    option_labels: tuple[tuple[str, ...], ...]
+    flat_parts: tuple[str, ...]
+    net_arch: Any
+    activation_fn: str
+    share_features_extractor: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        """The spec as JSON data."""
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], where: str = NETWORK) -> NetworkSpec:
+        """Validate JSON data as a spec.
+
+        Raises:
+            ArtifactError: A key is missing or unknown, or a value has the wrong shape (naming the key).
+        """
+        if not isinstance(data, dict):
+            raise ArtifactError(f"{where}: expected a JSON object")
+        names = set(cls.__dataclass_fields__)
+        unknown, missing = sorted(set(data) - names), sorted(names - set(data) - {"share_features_extractor"})
+        if unknown or missing:
+            raise ArtifactError(f"{where}: unknown key(s) {unknown}, missing key(s) {missing}")
+        try:
+            spec = cls(
+                algorithm=str(data["algorithm"]),
+                feature_names=tuple(str(x) for x in data["feature_names"]),
+                obs_low=tuple(float(x) for x in data["obs_low"]),
+                obs_high=tuple(float(x) for x in data["obs_high"]),
+                nvec=tuple(int(x) for x in data["nvec"]),
+                option_labels=tuple(tuple(str(x) for x in part) for part in data["option_labels"]),
+                flat_parts=tuple(str(x) for x in data["flat_parts"]),
+                net_arch=data["net_arch"],
+                activation_fn=str(data["activation_fn"]),
+                share_features_extractor=bool(data.get("share_features_extractor", True)),
+            )
+        except (TypeError, ValueError) as exc:
+            raise ArtifactError(f"{where}: malformed value: {exc}") from None
+        if spec.activation_fn not in ACTIVATIONS:
+            raise ArtifactError(f"{where}: activation_fn {spec.activation_fn!r} is not one of {list(ACTIVATIONS)}")
+        if not (len(spec.obs_low) == len(spec.obs_high) == len(spec.feature_names)):
+            raise ArtifactError(f"{where}: obs_low, obs_high and feature_names differ in length")
+        if len(spec.nvec) != len(PART_NAMES) or len(spec.option_labels) != len(PART_NAMES):
+            raise ArtifactError(f"{where}: nvec and option_labels need {len(PART_NAMES)} parts")
+        if [len(o) for o in spec.option_labels] != list(spec.nvec):
+            raise ArtifactError(f"{where}: option_labels do not match nvec {list(spec.nvec)}")
+        return spec
+
+
+def _labels(space: ActionSpace) -> tuple[tuple[str, ...], ...]:
+    return tuple(space.option_labels(p) for p in range(len(PART_NAMES)))
+
+
+def _zero_schedule(_: float) -> float:
+    return 0.0
+
+
+def weights_digest(network: nn.Module) -> str:
+    """SHA-256 over a network's parameter names and values (independent of the file format)."""
+    digest = hashlib.sha256()
+    for key, value in network.state_dict().items():
+        digest.update(key.encode())
+        digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The policies
+# ----------------------------------------------------------------------------------------------------------
+class SB3Policy:
+    """A trained SB3 network answering the decision contract (base of the three algorithm wrappers).
+
+    Use :meth:`from_model` (after training) or :func:`agents.artifact.load_policy` (an artifact).
+
+    Args:
+        network: The SB3 policy network (``model.policy``), used on the CPU in evaluation mode.
+        spec: Its architecture and spaces.
+        name: Name logged with every decision (default: the artifact kind).
+        version: Version logged with every decision (default: the first 12 hex digits of the weights'
+            SHA-256, so that two different networks never share a version).
+        deterministic: Most probable allowed action (propensity 1) or a draw from the policy's distribution.
+        seed: Seed of the policy's own exploration stream.
+
+    Raises:
+        ValueError: ``seed`` is negative.
+    """
+
+    algorithm: ClassVar[str]
+    kind: ClassVar[str]
+    model_class: ClassVar[type[BaseAlgorithm]]
+    network_class: ClassVar[type[BasePolicy]]
+    _stream_tag: ClassVar[int]
+
+    def __init__(
+        self,
+        network: BasePolicy,
+        spec: NetworkSpec,
+        *,
+        name: str | None = None,
+        version: str | None = None,
+        deterministic: bool = True,
+        seed: int = 0,
+    ) -> None:
+        if seed < 0:
+            raise ValueError(f"seed must be >= 0, got {seed}")
+        self.network = network.to("cpu")
+        self.network.set_training_mode(False)
+        self.spec = spec
+        self.name: str = name or self.kind
+        self.version: str = version or weights_digest(self.network)[:12]
+        self.deterministic = bool(deterministic)
+        self.seed = int(seed)
+        self.rng = np.random.default_rng(np.random.SeedSequence([self.seed, self._stream_tag]))
+        self._space_ok: ActionSpace | None = None
+
+    def __repr__(self) -> str:
+        mode = "deterministic" if self.deterministic else f"sampled, seed={self.seed}"
+        return f"{type(self).__name__}(name={self.name!r}, version={self.version!r}, {mode})"
+
+    # -- making -------------------------------------------------------------------------------------------
+    @classmethod
+    def _spec(cls, network: BasePolicy, space: ActionSpace, flat_parts: tuple[str, ...]) -> NetworkSpec:
+        params = network._get_constructor_parameters()
+        extractor = params.get("features_extractor_class", FlattenExtractor)
+        if extractor is not FlattenExtractor or params.get("features_extractor_kwargs"):
+            raise ValueError(f"only MlpPolicy networks (FlattenExtractor) are supported, got {extractor.__name__}")
+        activation = params["activation_fn"].__name__
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation_fn {activation!r} is not one of {list(ACTIVATIONS)}")
+        box = network.observation_space
+        if not isinstance(box, spaces.Box) or box.shape != (len(FEATURE_LAYOUT),):
+            raise ValueError(f"the network's observations must be the {len(FEATURE_LAYOUT)} features, got {box}")
+        net_arch = params["net_arch"]
+        return NetworkSpec(
+            algorithm=cls.algorithm,
+            feature_names=feature_names(),
+            obs_low=tuple(float(x) for x in box.low),
+            obs_high=tuple(float(x) for x in box.high),
+            nvec=tuple(int(n) for n in space.nvec),
+            option_labels=_labels(space),
+            flat_parts=flat_parts,
+            net_arch=json.loads(json.dumps(net_arch)),
+            activation_fn=activation,
+            share_features_extractor=bool(getattr(network, "share_features_extractor", True)),
+        )
+
+    @classmethod
+    def from_model(
+        cls: type[P],
+        model: BaseAlgorithm,
+        *,
+        space: ActionSpace,
+        action_parts: Sequence[str] | None = None,
+        name: str | None = None,
+        version: str | None = None,
+        deterministic: bool = True,
+        seed: int = 0,
+    ) -> P:
+        """Wrap a (trained) SB3 model of this class's algorithm.
+
+        Args:
+            model: The model; its ``policy`` network is shared, not copied.
+            space: The action space of the env it was trained on (``env.unwrapped.space``).
+            action_parts: DQN only: the parts its flattened action chooses (default :data:`DEFAULT_DQN_PARTS`).
+            name: See the class.
+            version: See the class.
+            deterministic: See the class.
+            seed: See the class.
+
+        Raises:
+            TypeError: The model is not of this class's algorithm.
+            ValueError: The network is not an MLP on the features, or its action space does not fit ``space``.
+        """
+        if type(model) is not cls.model_class:
+            raise TypeError(f"{cls.__name__} wraps {cls.model_class.__name__} models, got {type(model).__name__}")
+        spec = cls._spec(model.policy, space, cls._flat_parts(model, space, action_parts))
+        return cls(model.policy, spec, name=name, version=version, deterministic=deterministic, seed=seed)
+
+    @classmethod
+    def _flat_parts(
+        cls, model: BaseAlgorithm, space: ActionSpace, action_parts: Sequence[str] | None
+    ) -> tuple[str, ...]:
+        if action_parts is not None:
+            raise ValueError(f"action_parts applies to DQN only, not {cls.algorithm}")
+        nvec = getattr(model.action_space, "nvec", None)
+        if nvec is None or tuple(int(n) for n in nvec) != tuple(space.nvec):
+            raise ValueError(f"the model's action space {model.action_space} does not match nvec {space.nvec}")
+        return ()
+
+    @classmethod
+    def build_network(cls, spec: NetworkSpec) -> BasePolicy:
+        """A freshly initialised network of the spec's architecture (weights are loaded separately)."""
+        obs = spaces.Box(np.array(spec.obs_low, dtype=np.float32), np.array(spec.obs_high, dtype=np.float32))
+        activation = getattr(nn, spec.activation_fn)
+        return cls._build(spec, obs, activation)
+
+    @classmethod
+    def _build(cls, spec: NetworkSpec, obs: spaces.Box, activation: type[nn.Module]) -> BasePolicy:
+        return cls.network_class(
+            obs,
+            spaces.MultiDiscrete(np.array(spec.nvec, dtype=np.int64)),
+            _zero_schedule,
+            net_arch=spec.net_arch,
+            activation_fn=activation,
+            share_features_extractor=spec.share_features_extractor,
+        )
+
+    # -- artifacts ----------------------------------------------------------------------------------------
+    def save(self, folder: Path, *, rules_version: str, training: dict[str, Any], metrics: dict[str, Any]) -> Path:
+        """Write the policy as an artifact: ``network.json``, ``weights.pt`` and ``manifest.json``.
+
+        Args:
+            folder: A new or empty folder.
+            rules_version: The rule set the policy was trained under (``config.rules.version``).
+            training: The training configuration, recorded in the manifest.
+            metrics: Evaluation results, recorded in the manifest.
+
+        Returns:
+            The folder.
+
+        Raises:
+            ArtifactError: The folder exists and is not empty.
+        """
+        folder = Path(folder)
+        if folder.exists() and any(folder.iterdir()):
+            raise ArtifactError(f"{folder}: not empty; an artifact is written to a new folder")
+        folder.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().cpu().clone() for k, v in self.network.state_dict().items()}
+        torch.save(state, folder / WEIGHTS)
+        (folder / NETWORK).write_text(json.dumps(self.spec.to_json(), indent=2) + "\n", encoding="utf-8")
+        write_manifest(
+            folder,
+            kind=self.kind,
+            policy_name=self.name,
+            policy_version=self.version,
+            rules_version=rules_version,
+            training=training,
+            metrics=metrics,
+        )
+        return folder
+
+    @classmethod
+    def load(cls: type[P], folder: Path, manifest: dict[str, Any], *, deterministic: bool = True, seed: int = 0) -> P:
+        """Rebuild the policy from a verified artifact (the loader of :attr:`kind`; use ``load_policy``).
+
+        Raises:
+            ArtifactError: ``network.json`` is malformed, is for another algorithm or another feature layout,
+                or ``weights.pt`` is not a plain state dict of this architecture.
+        """
+        folder = Path(folder)
+        try:
+            data = json.loads((folder / NETWORK).read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ArtifactError(f"{folder}: cannot read {NETWORK}: {exc}") from None
+        spec = NetworkSpec.from_json(data, where=str(folder / NETWORK))
+        if spec.algorithm != cls.algorithm:
+            raise ArtifactError(f"{folder}: {NETWORK} is for {spec.algorithm!r}, not {cls.algorithm!r}")
+        if spec.feature_names != feature_names():
+            raise ArtifactError(
+                f"{folder}: the network's feature names differ from the running code's layout "
+                f"(same version, different entries: was FEATURE_VERSION bumped?)"
+            )
+        network = cls.build_network(spec)
+        try:
+            # weights_only=True: only tensors and plain containers are unpickled, never code.
+            state = torch.load(folder / WEIGHTS, map_location="cpu", weights_only=True)
+        except Exception as exc:  # torch raises UnpicklingError, RuntimeError or OSError here
+            raise ArtifactError(f"{folder}: {WEIGHTS} is not a plain state dict: {exc}") from None
+        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+            raise ArtifactError(f"{folder}: {WEIGHTS} is not a mapping of names to tensors")
+        try:
+            network.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            raise ArtifactError(f"{folder}: {WEIGHTS} does not fit the architecture of {NETWORK}: {exc}") from None
+        return cls(
+            network,
+            spec,
+            name=str(manifest["policy_name"]),
+            version=str(manifest["policy_version"]),
+            deterministic=deterministic,
+            seed=seed,
+        )
+
+    # -- deciding -----------------------------------------------------------------------------------------
+    def decide(self, context: Context) -> Decision:
+        """The decision for one context."""
+        return self.decide_batch(context.batch())[0]
+
+    def decide_batch(self, contexts: ContextBatch) -> DecisionBatch:
+        """Decisions for a batch: features, one forward pass, a masked choice per row (see the module).
+
+        Raises:
+            ValueError: The contexts' action space is not the one the network was trained on, or a row has a
+                part with no allowed option.
+        """
+        self._check_space(contexts.space)
+        n = len(contexts)
+        if n == 0:
+            return DecisionBatch(np.zeros((0, len(PART_NAMES)), dtype=np.int64), np.zeros(0))
+        mask = np.asarray(contexts.mask, dtype=bool)
+        scores = self.scores(features(contexts))
+        actions, propensity = self._choose(scores, mask)
+        return DecisionBatch(actions, propensity)
+
+    def scores(self, observations: NDArray[np.float32]) -> NDArray[np.float64]:
+        """The network's raw outputs (logits or Q-values) for feature rows ``(B, n_features)``, unmasked."""
+        obs = torch.from_numpy(np.ascontiguousarray(observations, dtype=np.float32))
+        with torch.inference_mode():
+            out = self._forward(obs)
+        return out.numpy().astype(np.float64)
+
+    def update(self, feedback: Feedback) -> None:
+        """Trained offline: feedback is ignored (retrain and deploy a new artifact instead)."""
+        del feedback
+
+    def _check_space(self, space: ActionSpace) -> None:
+        if space is self._space_ok:
+            return
+        if tuple(space.nvec) != self.spec.nvec or _labels(space) != self.spec.option_labels:
+            raise ValueError(
+                f"{self.name} {self.version} was trained on action options {self.spec.option_labels}, "
+                f"the contexts offer {_labels(space)}"
+            )
+        self._space_ok = space
+
+    def _forward(self, obs: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _choose(
+        self, scores: NDArray[np.float64], mask: NDArray[np.bool_]
+    ) -> tuple[NDArray[np.int64], NDArray[np.float64]]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+def _masked_softmax(z: NDArray[np.float64], allowed: NDArray[np.bool_]) -> NDArray[np.float64]:
+    """Softmax over the last axis restricted to ``allowed`` (0 elsewhere); every slice needs an allowed entry."""
+    z = np.where(allowed, z, -np.inf)
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def _draw(p: NDArray[np.float64], u: NDArray[np.float64]) -> NDArray[np.int64]:
+    """Inverse-CDF draws over the last axis of ``p`` with uniforms ``u`` (shape ``p.shape[:-1]``).
+
+    Never returns an index of probability 0: the first index whose cumulative sum exceeds ``u * total``.
+    """
+    cum = np.cumsum(p, axis=-1)
+    return np.argmax(cum > u[..., None] * cum[..., -1:], axis=-1).astype(np.int64)
+
+
+class _ActorCritic(SB3Policy):
+    """PPO and MaskablePPO: per-part masked categoricals over the action logits."""
+
+    def __init__(self, network: BasePolicy, spec: NetworkSpec, **kwargs: Any) -> None:
+        super().__init__(network, spec, **kwargs)
+        # Padded (part, option) -> flat index table, so that all parts are handled in one set of array ops.
+        nvec = np.array(spec.nvec)
+        width = int(nvec.max())
+        offsets = np.concatenate([[0], np.cumsum(nvec)[:-1]])
+        option = np.arange(width)[None, :]
+        self._valid = option < nvec[:, None]
+        self._index = np.where(self._valid, offsets[:, None] + option, 0)
+
+    def _forward(self, obs: torch.Tensor) -> torch.Tensor:
+        net: Any = self.network  # an ActorCriticPolicy; its submodules are untyped attributes
+        latent = net.mlp_extractor.forward_actor(net.pi_features_extractor(obs))
+        logits: torch.Tensor = net.action_net(latent)
+        return logits
+
+    def probabilities(self, contexts: ContextBatch) -> NDArray[np.float64]:
+        """Per-part masked option probabilities, shape ``(B, 5, max options)`` (0 for padding and masked)."""
+        scores = self.scores(features(contexts))
+        return _masked_softmax(scores[:, self._index], contexts.mask[:, self._index] & self._valid)
+
+    def _choose(
+        self, scores: NDArray[np.float64], mask: NDArray[np.bool_]
+    ) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+        allowed = mask[:, self._index] & self._valid
+        if not allowed.any(axis=2).all():
+            rows, parts = np.nonzero(~allowed.any(axis=2))
+            raise ValueError(f"row {rows[0]}: part {PART_NAMES[parts[0]]!r} has no allowed option")
+        n = len(scores)
+        if self.deterministic:
+            z = np.where(allowed, scores[:, self._index], -np.inf)
+            return np.argmax(z, axis=2).astype(np.int64), np.ones(n)
+        p = _masked_softmax(scores[:, self._index], allowed)
+        actions = _draw(p, self.rng.random((n, len(PART_NAMES))))
+        propensity = np.take_along_axis(p, actions[:, :, None], axis=2)[:, :, 0].prod(axis=1)
+        return actions, propensity
+
+
+class SB3PPOPolicy(_ActorCritic):
+    """PPO (trained without masks, on the env's fallback) with the mask applied to its logits when deciding."""
+
+    algorithm: ClassVar[str] = "ppo"
+    kind: ClassVar[str] = "sb3-ppo"
+    model_class: ClassVar[type[BaseAlgorithm]] = PPO
+    network_class: ClassVar[type[BasePolicy]] = ActorCriticPolicy
+    _stream_tag: ClassVar[int] = 0x50504F
+
+
+class SB3MaskablePPOPolicy(_ActorCritic):
+    """sb3-contrib's MaskablePPO: the masked per-part categoricals it was trained with."""
+
+    algorithm: ClassVar[str] = "maskable-ppo"
+    kind: ClassVar[str] = "sb3-maskable-ppo"
+    model_class: ClassVar[type[BaseAlgorithm]] = MaskablePPO
+    network_class: ClassVar[type[BasePolicy]] = MaskableActorCriticPolicy
+    _stream_tag: ClassVar[int] = 0x4D50504F
+
+
+class SB3DQNPolicy(SB3Policy):
+    """DQN over a flattened action (:class:`FlatActions`): greedy, or epsilon-greedy, among allowed actions.
+
+    Args:
+        network: See :class:`SB3Policy`.
+        spec: See :class:`SB3Policy`; ``spec.flat_parts`` names the flattened parts.
+        epsilon: Exploration probability in sampled mode (SB3's default final epsilon).
+        **kwargs: See :class:`SB3Policy`.
+    """
+
+    algorithm: ClassVar[str] = "dqn"
+    kind: ClassVar[str] = "sb3-dqn"
+    model_class: ClassVar[type[BaseAlgorithm]] = DQN
+    network_class: ClassVar[type[BasePolicy]] = DQNPolicy
+    _stream_tag: ClassVar[int] = 0x44514E
+
+    def __init__(self, network: BasePolicy, spec: NetworkSpec, *, epsilon: float = 0.05, **kwargs: Any) -> None:
+        if not 0.0 <= epsilon <= 1.0:
+            raise ValueError(f"epsilon must be in [0, 1], got {epsilon}")
+        super().__init__(network, spec, **kwargs)
+        self.epsilon = float(epsilon)
+        self.flat = FlatActions.from_names(spec.nvec, spec.flat_parts)
+
+    @classmethod
+    def _flat_parts(
+        cls, model: BaseAlgorithm, space: ActionSpace, action_parts: Sequence[str] | None
+    ) -> tuple[str, ...]:
+        flat = FlatActions.from_names(space.nvec, tuple(action_parts or DEFAULT_DQN_PARTS))
+        n = getattr(model.action_space, "n", None)
+        if n is None or int(n) != flat.size:
+            raise ValueError(
+                f"the model's action space {model.action_space} is not Discrete({flat.size}) of {flat.names}"
+            )
+        return flat.names
+
+    @classmethod
+    def _build(cls, spec: NetworkSpec, obs: spaces.Box, activation: type[nn.Module]) -> BasePolicy:
+        flat = FlatActions.from_names(spec.nvec, spec.flat_parts)
+        return DQNPolicy(
+            obs, spaces.Discrete(flat.size), _zero_schedule, net_arch=spec.net_arch, activation_fn=activation
+        )
+
+    @classmethod
+    def load(
+        cls,
+        folder: Path,
+        manifest: dict[str, Any],
+        *,
+        deterministic: bool = True,
+        seed: int = 0,
+        epsilon: float = 0.05,
+    ) -> SB3DQNPolicy:
+        """As :meth:`SB3Policy.load`, with the sampled mode's ``epsilon``."""
+        policy = super().load(folder, manifest, deterministic=deterministic, seed=seed)
+        if not 0.0 <= epsilon <= 1.0:
+            raise ValueError(f"epsilon must be in [0, 1], got {epsilon}")
+        policy.epsilon = float(epsilon)
+        return policy
+
+    def _forward(self, obs: torch.Tensor) -> torch.Tensor:
+        net: Any = self.network  # a DQNPolicy
+        q: torch.Tensor = net.q_net(obs)
+        return q
+
+    def _choose(
+        self, scores: NDArray[np.float64], mask: NDArray[np.bool_]
+    ) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+        allowed = self.flat.flat_mask(mask)
+        k = allowed.sum(axis=1)
+        if (k == 0).any():
+            raise ValueError(f"row {int(np.argmin(k))}: no allowed action among {self.flat.names}")
+        n = len(scores)
+        greedy = np.argmax(np.where(allowed, scores, -np.inf), axis=1).astype(np.int64)
+        if self.deterministic:
+            return self.flat.to_multi(greedy, mask), np.ones(n)
+        explore = self.rng.random(n) < self.epsilon
+        # The r-th allowed flat action, r uniform in [0, k): a vectorised draw over rows.
+        r = np.floor(self.rng.random(n) * k).astype(np.int64)
+        uniform = np.argmax(np.cumsum(allowed, axis=1) > r[:, None], axis=1).astype(np.int64)
+        index = np.where(explore, uniform, greedy)
+        propensity = np.where(index == greedy, 1.0 - self.epsilon + self.epsilon / k, self.epsilon / k)
+        return self.flat.to_multi(index, mask), propensity
+
+
+#: The wrapped algorithms by name (the ``algorithm`` argument of :func:`agents.train.train_policy`).
+POLICIES: dict[str, type[SB3Policy]] = {
+    cls.algorithm: cls for cls in (SB3PPOPolicy, SB3MaskablePPOPolicy, SB3DQNPolicy)
+}
+
+for _cls in POLICIES.values():
+    register_loader(_cls.kind)(_cls.load)
