@@ -242,26 +242,31 @@ def learn_on_population(
     config: WorldConfig,
     *,
     total_decisions: int,
-    arrangements_per_rollout: int = 2_000,
+    arrangements_per_rollout: int | None = None,
     months: int | None = None,
     seed: int = 0,
     reward: str | RewardFn = "collected",
+    first_id: int = 0,
     progress: Callable[[int, PopulationRollout], None] | None = None,
 ) -> MaskablePPO:
     """Train a MaskablePPO model on population rollouts until ``total_decisions`` transitions were used.
 
-    Rollout ``i`` simulates arrangements ``i * arrangements_per_rollout ...`` of the population of ``seed``, so
-    every rollout meets new debtors and the run is reproducible. The model's own hyperparameters (epochs,
+    Rollouts simulate consecutive arrangement ids from ``first_id`` on, of the population of ``seed``, so every
+    rollout meets new debtors and the run is reproducible. The model's own hyperparameters (epochs,
     batch size, clip range, learning rate schedule, ...) govern each update.
 
     Args:
         model: A MaskablePPO model built on an env with the world's spaces (e.g. ``envs.ArrangementEnv``).
         config: The world.
         total_decisions: Transitions to train on (the analogue of ``total_timesteps``).
-        arrangements_per_rollout: Episodes per rollout.
+        arrangements_per_rollout: Episodes per rollout; by default each rollout is sized to give about the
+            model's ``n_steps`` decisions (its hyperparameter for transitions per update), learning the number
+            of decisions an arrangement makes from the rollouts so far.
         months: Horizon of a rollout (default: the config's).
         seed: Population seed.
         reward: Reward name or callable (as for the env).
+        first_id: Id of the first debtor of the first rollout (e.g. far above an evaluation's ids, so training
+            and evaluation never meet the same debtors).
         progress: Called after each update with the decisions used so far and the rollout.
     """
     months = int(months if months is not None else config.simulation.months)
@@ -273,16 +278,21 @@ def learn_on_population(
         progress_bar=False,
     )
     iteration = 0
+    next_id = first_id
+    per_arrangement = 15.0  # decisions per arrangement, refined from the rollouts
     while model.num_timesteps < total_decisions:
+        size = arrangements_per_rollout or max(4, int(np.ceil(model.n_steps * model.n_envs / per_arrangement)))
         rollout = collect_rollout(
             model,
             config,
-            arrangements=arrangements_per_rollout,
+            arrangements=size,
             months=months,
             seed=seed,
-            first_id=iteration * arrangements_per_rollout,
+            first_id=next_id,
             reward=reward,
         )
+        next_id += size
+        per_arrangement = max(1.0, len(rollout) / size)
         model.rollout_buffer = _fill_buffer(model, rollout)
         model.num_timesteps += len(rollout)
         model._update_current_progress_remaining(model.num_timesteps, total_decisions)

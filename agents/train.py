@@ -27,10 +27,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from sb3_contrib import MaskablePPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.monitor import Monitor
 from tqdm.auto import tqdm
 
+from agents.population_rollouts import PopulationRollout, learn_on_population
 from agents.sb3 import DEFAULT_DQN_PARTS, POLICIES, FlatActionWrapper
 from envs.arrangement import ArrangementEnv
 from regsim.config import WorldConfig
@@ -126,6 +128,10 @@ def _merge(defaults: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any
     return out
 
 
+#: Population rollouts train on debtors with ids from here on: far above any evaluation's arrangement ids.
+TRAINING_FIRST_ID = 1_000_000_000
+
+
 def train_policy(
     algorithm: str,
     *,
@@ -139,6 +145,8 @@ def train_policy(
     tensorboard: bool = True,
     action_parts: Sequence[str] | None = None,
     eval_arrangements: int = 500,
+    rollouts: str = "population",
+    arrangements_per_rollout: int | None = None,
 ) -> Path:
     """Train an SB3 policy on ``regsim/Arrangement-v0`` and write it as an artifact.
 
@@ -160,6 +168,11 @@ def train_policy(
         action_parts: DQN only: the parts of the flattened action (default :data:`agents.sb3.DEFAULT_DQN_PARTS`).
         eval_arrangements: Arrangements in the evaluation run (the world's seed, the env's horizon); its KPIs
             go to the manifest's ``metrics["eval"]``. 0 skips it.
+        rollouts: MaskablePPO only: ``"population"`` (default) collects each rollout from a whole-population
+            run (:mod:`agents.population_rollouts`: the env's MDP, tens of times faster, debtors with ids from
+            :data:`TRAINING_FIRST_ID` on, so never those of an evaluation); ``"env"`` steps
+            ``regsim/Arrangement-v0``. PPO and DQN always step the env.
+        arrangements_per_rollout: Episodes per population rollout (default: about ``n_steps`` decisions each).
 
     Returns:
         The artifact folder ``out/policy``.
@@ -181,6 +194,11 @@ def train_policy(
     bad = sorted(set(env_kwargs) - set(_ENV_KWARGS))
     if bad:
         raise ValueError(f"env_kwargs: not allowed {bad}; allowed: {list(_ENV_KWARGS)}")
+    if rollouts not in ("population", "env"):
+        raise ValueError(f"rollouts: expected 'population' or 'env', got {rollouts!r}")
+    population = algorithm == "maskable-ppo" and rollouts == "population"
+    if arrangements_per_rollout is not None and arrangements_per_rollout < 1:
+        raise ValueError(f"arrangements_per_rollout: must be >= 1, got {arrangements_per_rollout}")
     if action_parts is not None and algorithm != "dqn":
         raise ValueError(f"action_parts: applies to dqn only, not {algorithm!r}")
     parts = tuple(action_parts or DEFAULT_DQN_PARTS)
@@ -218,12 +236,34 @@ def train_policy(
         rich = importlib.util.find_spec("rich") is not None
         callback = TqdmProgress(steps) if progress and not rich else None
         start = time.perf_counter()
-        model.learn(total_timesteps=steps, callback=callback, tb_log_name=algorithm, progress_bar=progress and rich)
+        rollout_returns: list[float] = []
+        if population:
+            bar = tqdm(total=steps, unit="decision", disable=not progress, desc="maskable-ppo (population)")
+
+            def advance(done: int, rollout: PopulationRollout) -> None:
+                rollout_returns.append(float(rollout.episode_returns.mean()))
+                bar.update(min(done, steps) - bar.n)
+
+            assert isinstance(model, MaskablePPO)
+            learn_on_population(
+                model,
+                config,
+                total_decisions=steps,
+                arrangements_per_rollout=arrangements_per_rollout,
+                months=base.months,
+                seed=base.world_seed,
+                reward=env_kwargs.get("reward", "collected"),
+                first_id=TRAINING_FIRST_ID,
+                progress=advance,
+            )
+            bar.close()
+        else:
+            model.learn(total_timesteps=steps, callback=callback, tb_log_name=algorithm, progress_bar=progress and rich)
         seconds = time.perf_counter() - start
         model.save(out / "checkpoint.zip")
 
         policy = cls.from_model(model, space=base.space, action_parts=parts if algorithm == "dqn" else None)
-        returns = np.asarray(monitor.get_episode_rewards(), dtype=np.float64)
+        returns = np.asarray(rollout_returns if population else monitor.get_episode_rewards(), dtype=np.float64)
         metrics: dict[str, Any] = {
             "trained_steps": int(model.num_timesteps),
             "train_seconds": seconds,
@@ -244,6 +284,8 @@ def train_policy(
         "sb3_class": cls.model_class.__name__,
         "steps": steps,
         "seed": seed,
+        "rollouts": "population" if population else "env",
+        "arrangements_per_rollout": arrangements_per_rollout if population else None,
         "env_kwargs": {**env_kwargs, "invalid_action": base.invalid_action},
         "algo_kwargs": kwargs,
         "action_parts": list(parts) if algorithm == "dqn" else None,

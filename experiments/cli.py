@@ -235,7 +235,12 @@ def _train_bandit(args: argparse.Namespace, config: WorldConfig, out: Path) -> i
     # The policy goes to out/policy (as agents.train lays out its artifacts); nothing else is written into that
     # folder, whose files an artifact manifest may list and verify. The provenance goes beside it.
     out.mkdir(parents=True, exist_ok=True)
-    folder = Path(policy.save(out / "policy"))  # type: ignore[attr-defined]
+    folder = Path(
+        policy.save(  # type: ignore[attr-defined]
+            out / "policy", rules_version=config.rules.version,
+            training={"policy": args.policy, "decisions": decisions, "runs": runs, "seed": args.seed},
+        )
+    )
     provenance = _provenance(args, config, decisions=decisions, runs=runs, policy_folder=str(folder))
     (out / "train.json").write_text(json.dumps(provenance, indent=2) + "\n", encoding="utf-8")
     print(f"trained {args.policy!r} online on {decisions:,} decisions in {len(runs)} run(s); wrote {folder}")

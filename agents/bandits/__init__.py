@@ -18,7 +18,7 @@ algebra each, written here against the decision contract and tested against a pr
 Importing this package registers the three policies (see :mod:`agents.registry`).
 """
 
-from agents.bandits.base import BanditConfig, LinearBandit, load_bandit
+from agents.bandits.base import BanditConfig, LinearBandit, load_bandit, register_artifact_loaders
 from agents.bandits.epsilon_greedy import EpsilonGreedy, EpsilonGreedyConfig
 from agents.bandits.heads import Head, build_heads
 from agents.bandits.linear import RidgeArms
@@ -39,3 +39,5 @@ __all__ = [
     "build_heads",
     "load_bandit",
 ]
+
+register_artifact_loaders()

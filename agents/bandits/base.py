@@ -33,6 +33,7 @@ policy that decides bit for bit as the saved one would have.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from collections.abc import Callable
@@ -298,8 +299,25 @@ class LinearBandit(BasePolicy):
         self.learned = int(_scalar(state["learned"]))
         self.dropped = int(_scalar(state["dropped"]))
 
-    def save(self, folder: Path) -> Path:
-        """Write ``state.npz`` (arrays, no pickle) and ``config.json`` into ``folder``; returns ``folder``."""
+    def save(
+        self,
+        folder: Path,
+        *,
+        rules_version: str | None = None,
+        training: dict[str, Any] | None = None,
+        metrics: dict[str, Any] | None = None,
+    ) -> Path:
+        """Write ``state.npz`` (arrays, no pickle), ``config.json`` and an artifact ``manifest.json``.
+
+        The manifest (kind ``bandit-<name>``, see :mod:`agents.artifact`) records the feature and rule-set
+        versions and the sha256 of both files, so :func:`agents.artifact.load_policy` verifies and loads it.
+
+        Args:
+            folder: The artifact folder (created if needed).
+            rules_version: Version of the rule set the bandit learned under (default: the default world's).
+            training: How it was trained (recorded).
+            metrics: Its measured results (recorded).
+        """
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         arrays = {k: np.asarray(v) for k, v in self.state_dict().items()}
@@ -312,6 +330,19 @@ class LinearBandit(BasePolicy):
             "design": list(design_names(self.config.feature_set)),
         }
         (folder / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        from agents.artifact import write_manifest
+        from regsim.config import RulesConfig
+
+        (folder / "manifest.json").unlink(missing_ok=True)
+        write_manifest(
+            folder,
+            kind=f"bandit-{self.name}",
+            policy_name=self.name,
+            policy_version=self.version,
+            rules_version=rules_version if rules_version is not None else RulesConfig().version,
+            training=training or {},
+            metrics=metrics or {},
+        )
         return folder
 
     @classmethod
@@ -349,6 +380,20 @@ class LinearBandit(BasePolicy):
 def load_bandit(folder: Path) -> LinearBandit:
     """The bandit saved in ``folder``, whichever it is."""
     return LinearBandit.load(folder)
+
+
+def register_artifact_loaders() -> None:
+    """Register the loaders of the ``bandit-<name>`` artifact kinds (idempotent)."""
+    from agents.artifact import register_loader
+
+    def loader(folder: Path, manifest: dict[str, Any], **kwargs: Any) -> LinearBandit:
+        if kwargs:
+            raise TypeError(f"a bandit artifact takes no loading options; got {sorted(kwargs)}")
+        return LinearBandit.load(folder)
+
+    for name in ("epsilon-greedy", "linucb", "linear-ts"):
+        with contextlib.suppress(ValueError):  # registered already (the module was imported twice)
+            register_loader(f"bandit-{name}")(loader)
 
 
 def masked_argmax(scores: NDArray[np.float64], available: NDArray[np.bool_]) -> NDArray[np.int64]:

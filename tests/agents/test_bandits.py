@@ -394,7 +394,7 @@ def test_state_dict_round_trip_is_exact(name: str) -> None:
 def test_save_and_load_give_identical_decisions(name: str, tmp_path: Path) -> None:
     original = trained(name)
     folder = original.save(tmp_path / name)
-    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "state.npz"]
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "manifest.json", "state.npz"]
     meta = json.loads((folder / "config.json").read_text())
     assert meta["policy"] == name and meta["config"]["seed"] == 0 and meta["design"][0] == "bias"
     with np.load(folder / "state.npz", allow_pickle=False) as data:

@@ -210,7 +210,9 @@ def test_every_algorithm_learns_the_dominant_channel(algorithm: str, tmp_path: P
     folder = train_policy(
         algorithm,
         config=config,
-        steps=1024,
+        # MaskablePPO trains on population rollouts, whose decisions are cheap; plan creations (one per
+        # episode) are the rarest states and need the larger budget.
+        steps=2048 if algorithm == "maskable-ppo" else 1024,
         seed=0,
         out=tmp_path,
         env_kwargs={"reward": contacts_minus_cost},
@@ -266,7 +268,8 @@ def test_training_leaves_provenance_logs_and_metrics(tiny_runs: list[Path]) -> N
     assert set(manifest["files"]) == {"network.json", "weights.pt"}
     assert all(manifest["packages"][p] for p in ("torch", "stable_baselines3", "sb3_contrib", "numpy", "gymnasium"))
     metrics = manifest["metrics"]
-    assert metrics["trained_steps"] == 128 and metrics["eval"]["arrangements"] == 50
+    # Population rollouts end on whole episodes, so training uses at least the budget.
+    assert metrics["trained_steps"] >= 128 and metrics["eval"]["arrangements"] == 50
     assert 0.0 <= metrics["eval"]["completion_rate"] <= 1.0
     assert list((folder.parent / "tb").rglob("events.out.tfevents.*"))
     assert not (tiny_runs[1].parent / "tb").exists()

@@ -245,7 +245,9 @@ def test_decision_batch_shapes() -> None:
 
 
 def test_registered_policies_satisfy_the_protocol() -> None:
-    for name in agents.available():
+    for name, spec in agents.available().items():
+        if "required" in spec.arguments.values():  # e.g. ``artifact`` needs a path to a trained policy
+            continue
         assert isinstance(agents.make(name), Policy), name
 
 
