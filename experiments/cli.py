@@ -147,6 +147,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from regsim import ConfigError, load_world_config
 
     names = [n.strip() for n in args.policies.split(",") if n.strip()]
+    if any(Path(n).is_dir() for n in names):
+        # Trained networks decide on small batches; one thread avoids oversubscribing the cores (measured:
+        # a 100-row forward pass 0.2 ms with one thread, 12-70 ms with two on a busy 2-core machine).
+        import torch
+
+        torch.set_num_threads(1)
     try:
         config = load_world_config(_population_path(args.population))
         for name in dict.fromkeys([args.baseline, *names, *([args.oracle] if args.oracle else [])]):
