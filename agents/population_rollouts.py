@@ -60,6 +60,8 @@ class _Recorder(BasePolicy):
         self.parts.append(
             {
                 "arrangement_id": contexts.columns["arrangement_id"].astype(np.int64),
+                "day": contexts.columns["day"].astype(np.float64),
+                "balance": contexts.columns["balance_eur"].astype(np.float64),
                 "obs": obs,
                 "actions": a,
                 "values": values.cpu().numpy().reshape(-1),
@@ -93,9 +95,17 @@ class PopulationRollout:
 
 
 def _decision_rewards(
-    events: pa.Table, n_decisions: int, reward: RewardFn, breakdown_cost_eur: float
+    events: pa.Table,
+    n_decisions: int,
+    reward: RewardFn,
+    breakdown_cost_eur: float,
+    days: NDArray[np.float64],
+    balance: NDArray[np.float64],
 ) -> tuple[NDArray[np.float64], NDArray[np.int64], NDArray[np.bool_]]:
-    """Per decision (in log order): reward of what followed it, its arrangement, and whether it ended there."""
+    """Per decision (in log order): reward of what followed it, its arrangement, and whether it ended there.
+
+    ``days`` and ``balance`` are given per decision in the same order (arrangement, then time).
+    """
     codes = event_codes(events)
     arr = events.column("arrangement_id").to_numpy()
     amount = np.nan_to_num(events.column("amount_eur").to_numpy(zero_copy_only=False))
@@ -142,6 +152,8 @@ def _decision_rewards(
                     int(on_time[k]),
                     int(missed[k]),
                     breakdown_cost_eur,
+                    float(days[k]),
+                    float(balance[k]),
                 )
             )
             for k in range(n)
@@ -182,13 +194,20 @@ def collect_rollout(
     cat = {k: np.concatenate([p[k] for p in recorder.parts]) for k in recorder.parts[0]} if recorder.parts else {}
     n = len(cat.get("actions", []))
     events = world.log.to_table()
-    rewards, log_arr, ended = _decision_rewards(events, n, reward_fn, config.arrangements.breakdown_cost_eur)
     # Recorder rows are in world order (day by day); the log's decisions in arrangement order. Both orders are
     # by time within an arrangement, so a stable sort of the recorder rows by arrangement aligns them.
     order = np.argsort(cat["arrangement_id"], kind="stable")
-    if not np.array_equal(cat["arrangement_id"][order], log_arr):
+    arr = cat["arrangement_id"][order]
+    day = cat["day"][order]
+    # A step lasts until the arrangement's next decision, or its end (or the horizon) for its last one.
+    end = world.end_time[arr - world.first_id]
+    end = np.where(np.isfinite(end), end, float(world.days))
+    next_day = np.where(np.r_[arr[1:] == arr[:-1], False], np.r_[day[1:], 0.0], end)
+    rewards, log_arr, ended = _decision_rewards(
+        events, n, reward_fn, config.arrangements.breakdown_cost_eur, next_day - day, cat["balance"][order]
+    )
+    if not np.array_equal(arr, log_arr):
         raise RuntimeError("recorder and log disagree on the decisions' arrangements")
-    arr = log_arr
     last = np.r_[arr[1:] != arr[:-1], True]
     starts = np.r_[True, arr[1:] != arr[:-1]]
     terminated = last & ended

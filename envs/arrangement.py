@@ -24,6 +24,12 @@ _ENDED = (ArrangementStatus.COMPLETED, ArrangementStatus.BROKEN, ArrangementStat
 _ID_RANGE = 2**31
 
 
+def step_end(world: World, row: int) -> float:
+    """When the last step of an arrangement ends: its end (completed, broken, referred) or the horizon."""
+    end = float(world.end_time[row])
+    return end if np.isfinite(end) else float(world.days)
+
+
 class ArrangementEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
     """One payment arrangement of the simulated population, managed decision point by decision point.
 
@@ -57,7 +63,8 @@ class ArrangementEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
     ``reward(outcome)`` of what the event log recorded for the arrangement during the step
     (:class:`envs.rewards.StepOutcome`). Default ``"collected"``: euros collected minus contact costs minus
     the creditor's breakdown cost, times 0.01; ``"completion"``: +1 on completion, -1 on breakdown;
-    ``"burden"``: the default minus 0.5 per contact and the debtor's collection costs. Ground truth (debtor
+    ``"burden"``: the default minus 0.5 per contact and the debtor's collection costs; ``"holding"``: the
+    default minus the creditor's cost of waiting (the balance x 10% a year x the step's days). Ground truth (debtor
     type, latent free cash, shock, the probability the debtor had of paying that day) is in ``info["truth"]``,
     never in the observation.
 
@@ -172,16 +179,22 @@ class ArrangementEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         if self.invalid_action == "fallback":
             act, replaced = self._fallback(act)
             self._fallbacks += int(replaced)
+        day0 = float(self._batch.columns["day"][0])
+        balance0 = float(self._batch.columns["balance_eur"][0])
         self.world.submit(DecisionBatch(act, np.full(1, np.nan)))
         cursor_before = self._cursor
         batch = self.world.next_decision()
         self._cursor = self.world.log.n_chunks
-        outcome = outcome_from_chunks(
-            self.world.log.chunks_since(cursor_before), self.config.arrangements.breakdown_cost_eur
-        )
-        reward = float(self.reward_fn(outcome))
         status = int(self.world.status[0])
         terminated = status in _ENDED
+        day1 = float(batch.columns["day"][0]) if batch is not None else step_end(self.world, 0)
+        outcome = outcome_from_chunks(
+            self.world.log.chunks_since(cursor_before),
+            self.config.arrangements.breakdown_cost_eur,
+            days=day1 - day0,
+            balance_eur=balance0,
+        )
+        reward = float(self.reward_fn(outcome))
         truncated = batch is None and not terminated
         if batch is not None:
             self._set_decision_point(batch)

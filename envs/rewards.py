@@ -40,12 +40,21 @@ class StepOutcome:
     missed_installments: int = 0
     breakdown_cost_eur: float = 0.0
     """The creditor's cost of a breakdown (config), charged when ``broken``."""
+    days: float = 0.0
+    """Days from the decision to the next decision point (or to the arrangement's end, or the horizon)."""
+    balance_eur: float = 0.0
+    """What the debtor still owed at the decision."""
 
 
 RewardFn = Callable[[StepOutcome], float]
 
 
-def outcome_from_chunks(chunks: list[tuple[EventType, int, dict[str, Any]]], breakdown_cost_eur: float) -> StepOutcome:
+def outcome_from_chunks(
+    chunks: list[tuple[EventType, int, dict[str, Any]]],
+    breakdown_cost_eur: float,
+    days: float = 0.0,
+    balance_eur: float = 0.0,
+) -> StepOutcome:
     """Summarise event-log appends (see :meth:`regsim.eventlog.EventLog.chunks_since`) of one arrangement."""
     collected = cost = collection = 0.0
     contacts = on_time = missed = 0
@@ -68,7 +77,18 @@ def outcome_from_chunks(chunks: list[tuple[EventType, int, dict[str, Any]]], bre
         elif event == EventType.REFERRED:
             referred = True
     return StepOutcome(
-        collected, cost, contacts, completed, broken, referred, collection, on_time, missed, breakdown_cost_eur
+        collected,
+        cost,
+        contacts,
+        completed,
+        broken,
+        referred,
+        collection,
+        on_time,
+        missed,
+        breakdown_cost_eur,
+        days,
+        balance_eur,
     )
 
 
@@ -87,9 +107,22 @@ def burden_reward(outcome: StepOutcome, scale: float = 0.01, per_contact: float 
     return collected_reward(outcome, scale) - per_contact * outcome.contacts - scale * outcome.collection_costs_eur
 
 
+def holding_reward(outcome: StepOutcome, scale: float = 0.01, annual_rate: float = 0.10) -> float:
+    """The default reward minus the creditor's cost of waiting: ``balance * annual_rate / 365 * days``.
+
+    The default reward puts no price on time, so deferring a payment is free to a learner while a breakdown is
+    dear; a learner then defers everything and completes little within any horizon. Charging the outstanding
+    balance for the days it stays outstanding (10% a year by default: cost of capital and administration; an
+    assumption) gives every deferral its price.
+    """
+    waiting = outcome.balance_eur * annual_rate / 365.0 * outcome.days
+    return collected_reward(outcome, scale) - scale * waiting
+
+
 #: Named rewards accepted by the envs.
 REWARDS: dict[str, RewardFn] = {
     "collected": collected_reward,
     "completion": completion_reward,
     "burden": burden_reward,
+    "holding": holding_reward,
 }

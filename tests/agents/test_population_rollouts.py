@@ -29,8 +29,8 @@ def _model(config: WorldConfig) -> MaskablePPO:
 def test_each_rollout_episode_equals_the_env_episode_with_the_same_actions() -> None:
     config = _uncoupled_world()
     model = _model(config)
-    rollout = collect_rollout(model, config, arrangements=20, months=12, seed=3, first_id=100)
-    env = envs.ArrangementEnv(config=config, months=12, world_seed=3)
+    rollout = collect_rollout(model, config, arrangements=20, months=12, seed=3, first_id=100, reward="holding")
+    env = envs.ArrangementEnv(config=config, months=12, world_seed=3, reward="holding")
     starts = np.flatnonzero(rollout.episode_starts)
     for episode, start in enumerate(starts):
         obs, _ = env.reset(options={"arrangement_id": 100 + episode})
