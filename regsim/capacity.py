@@ -77,6 +77,7 @@ class _CallCentre:
         self.queued = 0
         self.served_this_hour = 0
         self._running = False
+        self._next_hour = 0.0
 
     def submit(self, message_ids: NDArray[np.int64]) -> None:
         if not len(message_ids):
@@ -101,8 +102,10 @@ class _CallCentre:
     def _serve(self) -> Generator[Any, Any, None]:
         # Runs while calls wait; a call queued at an hour mark is served from that hour on.
         while self.queue:
-            at = self._next_opening(self.env.now + 1e-9)
+            # A call queued on an hour mark is served in that hour; each hour is served once.
+            at = self._next_opening(max(self.env.now, self._next_hour))
             yield self.env.timeout(at - self.env.now)
+            self._next_hour = at + 1.0 / 24.0
             budget, batch = self.per_hour, []
             while budget > 0 and self.queue:
                 head = self.queue.popleft()
