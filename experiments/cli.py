@@ -243,7 +243,8 @@ def _train_bandit(args: argparse.Namespace, config: WorldConfig, out: Path) -> i
     out.mkdir(parents=True, exist_ok=True)
     folder = Path(
         policy.save(  # type: ignore[attr-defined]
-            out / "policy", rules_version=config.rules.version,
+            out / "policy",
+            rules_version=config.rules.version,
             training={"policy": args.policy, "decisions": decisions, "runs": runs, "seed": args.seed},
         )
     )
