@@ -99,7 +99,9 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         "contacts_per_arrangement",
         "collected_eur_per_arrangement",
     ]
-    print(result.kpis_by_type[cols].to_string(float_format=lambda x: f"{x:,.3f}"))
+    table = result.kpis_by_type[cols].copy()
+    table["arrangements"] = table["arrangements"].astype(int)
+    print(table.to_string(float_format=lambda x: f"{x:,.3f}"))
     print(f"\nwrote {out}/events.parquet, ground_truth.parquet, resources.parquet, kpis.json")
     return 0
 
