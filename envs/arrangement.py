@@ -64,7 +64,10 @@ class ArrangementEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
     (:class:`envs.rewards.StepOutcome`). Default ``"collected"``: euros collected minus contact costs minus
     the creditor's breakdown cost, times 0.01; ``"completion"``: +1 on completion, -1 on breakdown;
     ``"burden"``: the default minus 0.5 per contact and the debtor's collection costs; ``"holding"``: the
-    default minus the creditor's cost of waiting (the balance x 10% a year x the step's days). Ground truth (debtor
+    default minus the creditor's cost of waiting (the balance x 10% a year x the step's days);
+    ``"completion_value"``: euros, contact costs, a bonus for a completed plan and a strong waiting charge
+    (:func:`envs.rewards.completion_value_reward`, the reward with which MaskablePPO beat static dunning on
+    completion). Ground truth (debtor
     type, latent free cash, shock, the probability the debtor had of paying that day) is in ``info["truth"]``,
     never in the observation.
 

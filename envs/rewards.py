@@ -21,6 +21,8 @@ __all__ = [
     "burden_reward",
     "collected_reward",
     "completion_reward",
+    "completion_value_reward",
+    "holding_reward",
     "outcome_from_chunks",
 ]
 
@@ -119,10 +121,31 @@ def holding_reward(outcome: StepOutcome, scale: float = 0.01, annual_rate: float
     return collected_reward(outcome, scale) - scale * waiting
 
 
+def completion_value_reward(
+    outcome: StepOutcome,
+    scale: float = 0.01,
+    completion_bonus: float = 3.0,
+    annual_rate: float = 1.0,
+    cost_weight: float = 1.0,
+) -> float:
+    """What the KPIs value: euros, contact costs (weighted), a completed arrangement, and time.
+
+    ``scale * (collected - cost_weight * contact_cost - breakdown_cost * broken)`` plus ``completion_bonus`` when
+    the arrangement completes, minus the waiting charge ``scale * balance * annual_rate / 365 * days``. The
+    bonus (3.0 = EUR 300 at the default scale) makes finishing a plan worth more than merely avoiding its
+    breakdown, and the waiting charge (100% a year by default: a strong preference for finishing soon) makes
+    deferrals and reductions cost what they delay; both are assumptions to tune with the creditor.
+    """
+    money = outcome.collected_eur - cost_weight * outcome.contact_cost_eur - outcome.breakdown_cost_eur * outcome.broken
+    waiting = outcome.balance_eur * annual_rate / 365.0 * outcome.days
+    return scale * (money - waiting) + completion_bonus * outcome.completed
+
+
 #: Named rewards accepted by the envs.
 REWARDS: dict[str, RewardFn] = {
     "collected": collected_reward,
     "completion": completion_reward,
     "burden": burden_reward,
     "holding": holding_reward,
+    "completion_value": completion_value_reward,
 }
