@@ -284,15 +284,29 @@ def _cmd_train(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    folder = train_policy(
-        args.policy,
-        config=config,
-        steps=args.steps,
-        seed=args.seed,
-        out=out,
-        progress=not args.quiet,
-        tensorboard=not args.no_tensorboard,
-    )
+    try:
+        algo_kwargs = json.loads(args.algo_kwargs) if args.algo_kwargs else None
+    except json.JSONDecodeError as exc:
+        print(f"error: --algo-kwargs is not JSON: {exc}", file=sys.stderr)
+        return 2
+    if algo_kwargs is not None and not isinstance(algo_kwargs, dict):
+        print("error: --algo-kwargs must be a JSON object of SB3 constructor arguments", file=sys.stderr)
+        return 2
+    try:
+        folder = train_policy(
+            args.policy,
+            config=config,
+            steps=args.steps,
+            seed=args.seed,
+            out=out,
+            env_kwargs={"reward": args.reward},
+            algo_kwargs=algo_kwargs,
+            progress=not args.quiet,
+            tensorboard=not args.no_tensorboard,
+        )
+    except (ValueError, FileExistsError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(f"trained {args.policy!r} for {args.steps:,} steps; wrote {folder}")
     return 0
 
@@ -354,6 +368,14 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--seed", type=int, default=0, help="training seed (default: 0)")
     tr.add_argument("--months", type=int, default=12, help="horizon of each online bandit run (default: 12)")
     tr.add_argument("--out", required=True, help="output folder; the trained policy goes to OUT/policy")
+    tr.add_argument(
+        "--reward", default="collected", help="deep RL: reward name, one of envs.rewards.REWARDS (default: collected)"
+    )
+    tr.add_argument(
+        "--algo-kwargs",
+        default=None,
+        help='deep RL: SB3 constructor arguments as JSON, e.g. \'{"n_steps": 8192, "batch_size": 512}\'',
+    )
     tr.add_argument("--no-tensorboard", action="store_true", help="no TensorBoard logs (deep RL)")
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
     tr.set_defaults(func=_cmd_train)

@@ -167,3 +167,36 @@ def test_simulate_and_policies_still_work(tmp_path: Path) -> None:
     assert regsim("policies").returncode == 0
     done = regsim("simulate", "--arrangements", "20", "--months", "1", "--out", str(tmp_path), "--quiet")
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        (["--reward", "nope"], "reward"),
+        (["--algo-kwargs", "{not json"], "--algo-kwargs"),
+        (["--algo-kwargs", "[1, 2]"], "JSON object"),
+    ],
+)
+def test_train_refuses_a_bad_reward_or_algo_kwargs(tmp_path: Path, extra: list[str], needle: str) -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "experiments.cli",
+            "train",
+            "--policy",
+            "maskable-ppo",
+            "--steps",
+            "10",
+            "--out",
+            str(tmp_path / "t"),
+            "--quiet",
+            "--no-tensorboard",
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert needle in proc.stderr
