@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import Any, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -825,6 +825,3 @@ def load_world_config(path: str | Path) -> WorldConfig:
     except yaml.YAMLError as exc:
         raise ConfigError(f"{p}: not valid YAML: {exc}") from None
     return parse_world_config(data, source=str(p))
-
-
-ChannelName = Literal["email", "sms", "letter", "robocall", "collector"]

@@ -317,9 +317,8 @@ class World:
 
     # -- liquidity, shocks, decay -------------------------------------------------------------------------
     def _liquidity(self, d: int) -> None:
-        started, _ = behaviour.advance_day(
-            self.state, self.pop, self.config.population, self.streams, self.gid, d, self.calendar
-        )
+        """Every debtor's morning (income, spending, shocks, decay); then referrals and disengagement."""
+        behaviour.advance_day(self.state, self.pop, self.config.population, self.streams, self.gid, d, self.calendar)
         # A debtor in a shock with overdue installments may turn to debt counselling.
         active = np.flatnonzero(self.status == ArrangementStatus.ACTIVE)
         if len(active):
@@ -331,7 +330,6 @@ class World:
                 self.state, self.config.population.fatigue, self.streams, self.gid, active, d
             )
             self.state.disengaged[disengage] = True
-        del started
 
     # -- due dates, misses, breakdowns --------------------------------------------------------------------
     def _book_due_dates(self, d: int) -> None:
