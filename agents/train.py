@@ -42,27 +42,20 @@ __all__ = ["DEFAULT_ALGO_KWARGS", "TqdmProgress", "deterministic_torch", "train_
 
 #: Hyperparameters used unless ``algo_kwargs`` overrides them (``policy_kwargs`` is merged key by key).
 #: Episodes of the default world are short (about 17 decisions), so PPO's rollouts span ~30 episodes.
+_PPO_KWARGS: dict[str, Any] = {
+    "n_steps": 512,
+    "batch_size": 128,
+    "n_epochs": 10,
+    "learning_rate": 3e-4,
+    "gamma": 0.99,
+    "gae_lambda": 0.95,
+    "ent_coef": 0.01,
+    "policy_kwargs": {"net_arch": [64, 64]},
+}
 DEFAULT_ALGO_KWARGS: dict[str, dict[str, Any]] = {
-    "ppo": {
-        "n_steps": 512,
-        "batch_size": 128,
-        "n_epochs": 10,
-        "learning_rate": 3e-4,
-        "gamma": 0.99,
-        "gae_lambda": 0.95,
-        "ent_coef": 0.01,
-        "policy_kwargs": {"net_arch": [64, 64]},
-    },
-    "maskable-ppo": {
-        "n_steps": 512,
-        "batch_size": 128,
-        "n_epochs": 10,
-        "learning_rate": 3e-4,
-        "gamma": 0.99,
-        "gae_lambda": 0.95,
-        "ent_coef": 0.01,
-        "policy_kwargs": {"net_arch": [64, 64]},
-    },
+    # PPO and MaskablePPO share their defaults, so the two differ only in the masking.
+    "ppo": _PPO_KWARGS,
+    "maskable-ppo": _PPO_KWARGS,
     "dqn": {
         "learning_rate": 1e-3,
         "buffer_size": 50_000,
@@ -119,7 +112,8 @@ def deterministic_torch(seed: int) -> Iterator[None]:
 
 
 def _merge(defaults: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    out = dict(defaults)
+    # Nested dicts are copied too: the defaults are shared and SB3 keeps (and may extend) what it is given.
+    out = {key: dict(value) if isinstance(value, dict) else value for key, value in defaults.items()}
     for key, value in overrides.items():
         if key == "policy_kwargs" and isinstance(value, dict):
             out[key] = {**out.get(key, {}), **value}

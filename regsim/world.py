@@ -573,18 +573,33 @@ class World:
             self._cancel(drop, t)
         return ok
 
-    def _cancel(self, mids: NDArray[np.int64], t: float | NDArray[np.float64]) -> None:
+    def _log_messages(
+        self,
+        event: EventType,
+        mids: NDArray[np.int64],
+        t: float | NDArray[np.float64],
+        counter: NDArray[np.int64] | None = None,
+        **extra: Any,
+    ) -> None:
+        """Log a message event with the message's columns, and count it in an observable counter if given."""
         m = self.msgs
-        m.state[mids] = _CANCELLED
+        debtors, ch = m.debtor[mids], m.channel[mids]
+        if counter is not None:
+            np.add.at(counter, (debtors, ch - 1), 1)
         self.log.append(
-            EventType.MESSAGE_CANCELLED,
+            event,
             t,
-            self.gid[m.debtor[mids]],
+            self.gid[debtors],
             message_id=mids,
-            channel=m.channel[mids],
+            channel=ch,
             decision_id=m.decision[mids],
             installment=m.installment[mids],
+            **extra,
         )
+
+    def _cancel(self, mids: NDArray[np.int64], t: float | NDArray[np.float64]) -> None:
+        self.msgs.state[mids] = _CANCELLED
+        self._log_messages(EventType.MESSAGE_CANCELLED, mids, t)
 
     def _cancel_pending(self, debtors: NDArray[np.int64], t: float | None, reminders_only: bool) -> None:
         """Cancel pending messages of these debtors: reminders for paid installments, or all of them.
@@ -620,20 +635,9 @@ class World:
         return self._still_wanted(mids, float(self.env.now))
 
     def _mark_sent(self, mids: NDArray[np.int64], t: float) -> None:
-        m = self.msgs
-        m.state[mids] = _SENT
-        ch = m.channel[mids]
-        debtors = m.debtor[mids]
-        np.add.at(self.history.sent, (debtors, ch - 1), 1)
-        self.log.append(
-            EventType.MESSAGE_SENT,
-            t,
-            self.gid[debtors],
-            message_id=mids,
-            channel=ch,
-            decision_id=m.decision[mids],
-            installment=m.installment[mids],
-            amount_eur=self._cost[ch],
+        self.msgs.state[mids] = _SENT
+        self._log_messages(
+            EventType.MESSAGE_SENT, mids, t, self.history.sent, amount_eur=self._cost[self.msgs.channel[mids]]
         )
 
     def _post_letters(self, mids: NDArray[np.int64], t: float) -> None:
@@ -669,16 +673,7 @@ class World:
         # Observable delivery: SMS and email receipts, answered calls; a letter's delivery is not observed.
         seen = ((ch == _EMAIL) | (ch == _SMS)) | (calls & noticed)
         if seen.any():
-            np.add.at(self.history.delivered, (debtors[seen], ch[seen] - 1), 1)
-            self.log.append(
-                EventType.MESSAGE_DELIVERED,
-                t,
-                gid[seen],
-                message_id=mids[seen],
-                channel=ch[seen],
-                decision_id=m.decision[mids[seen]],
-                installment=m.installment[mids[seen]],
-            )
+            self._log_messages(EventType.MESSAGE_DELIVERED, mids[seen], t, self.history.delivered)
         read_mean = self._by_channel["read_delay_days"][ch]
         delay = read_mean * self.streams.exponential(Purpose.READ_DELAY, gid, day, key)
         when = t + delay
@@ -706,18 +701,7 @@ class World:
 
     def _opened(self, mids: NDArray[np.int64], t: float) -> None:
         """An 'opened' signal reaches the creditor (observable; noisy for email, F6)."""
-        m = self.msgs
-        debtors, ch = m.debtor[mids], m.channel[mids]
-        np.add.at(self.history.opened, (debtors, ch - 1), 1)
-        self.log.append(
-            EventType.MESSAGE_OPENED,
-            t,
-            self.gid[debtors],
-            message_id=mids,
-            channel=ch,
-            decision_id=m.decision[mids],
-            installment=m.installment[mids],
-        )
+        self._log_messages(EventType.MESSAGE_OPENED, mids, t, self.history.opened)
 
     def _noticed(self, mids: NDArray[np.int64], t: float) -> None:
         """The debtor takes in a message: fatigue, memory, motivation, opt-outs and paying by link."""
@@ -763,16 +747,7 @@ class World:
             # At most one link payment per debtor at one moment.
             _, first = np.unique(debtors[rows], return_index=True)
             rows = rows[first]
-            np.add.at(self.history.clicked, (debtors[rows], ch[rows] - 1), 1)
-            self.log.append(
-                EventType.MESSAGE_CLICKED,
-                t,
-                gid[rows],
-                message_id=mids[rows],
-                channel=ch[rows],
-                decision_id=m.decision[mids[rows]],
-                installment=m.installment[mids[rows]],
-            )
+            self._log_messages(EventType.MESSAGE_CLICKED, mids[rows], t, self.history.clicked)
             self._pay(debtors[rows], owed[rows], t, channel=ch[rows])
 
     # ======================================================================================================
