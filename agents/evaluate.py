@@ -623,6 +623,7 @@ def evaluate(
     segments: Mapping[str, Segmenter] | None = None,
     level: float = 0.95,
     progress: bool = False,
+    on_result: Callable[[str, int, SimulationResult], None] | None = None,
 ) -> Evaluation:
     """Run every policy on the same debtors and shocks and compare each with the baseline, paired.
 
@@ -654,6 +655,8 @@ def evaluate(
             for the whole population only).
         level: Confidence level of the intervals.
         progress: Show a progress bar over the policy x seed runs (on stderr).
+        on_result: Called as ``on_result(report_name, seed, result)`` after each run, before the result is
+            dropped: the hook for keeping more of a run than its outcomes (event-log summaries, queue samples).
 
     Returns:
         The :class:`Evaluation`.
@@ -689,6 +692,8 @@ def evaluate(
                 bar.set_description(f"seed {seed} {name}")
                 result = simulate(population, factories[name](), arrangements=n_arrangements, months=months, seed=seed)
                 o = arrangement_outcomes(result.events)
+                if on_result is not None:
+                    on_result(name, seed, result)
                 if index is None:
                     index = o.index
                     for seg, segmenter in segmenters.items():

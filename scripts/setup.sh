@@ -8,9 +8,18 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-if ! .venv/bin/python -c "import regsim, torch, gymnasium, sb3_contrib, pytest" >/dev/null 2>&1; then
+if ! .venv/bin/python -c "import regsim, torch, gymnasium, sb3_contrib, pytest, ray, matplotlib, nbclient, fastapi, psycopg, schemathesis" >/dev/null 2>&1; then
   .venv/bin/python -m pip install --quiet --upgrade pip
   .venv/bin/python -m pip install --quiet "torch==2.13.0"
-  .venv/bin/python -m pip install --quiet -e ".[rl,serve,dev]"
+  .venv/bin/python -m pip install --quiet -e ".[rl,serve,experiments,dev]"
+fi
+# The server's tests run against a real PostgreSQL server that the test fixture starts (initdb + pg_ctl).
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1; then
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get install -y -q postgresql >/dev/null 2>&1 || { $SUDO apt-get update -q >/dev/null && $SUDO apt-get install -y -q postgresql >/dev/null; }
+  else
+    echo "warning: PostgreSQL server binaries not found and apt-get unavailable; the PostgreSQL tests will be skipped" >&2
+  fi
 fi
 echo "regsim is set up in .venv" >&2
