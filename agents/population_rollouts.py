@@ -17,9 +17,10 @@ instead of most of it (see ``benchmarks/bench_env.py``).
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 import pyarrow as pa
@@ -36,7 +37,14 @@ from regsim.eventlog import EventType, event_codes
 from regsim.features import features
 from regsim.world import World
 
-__all__ = ["PopulationRollout", "collect_rollout", "learn_on_population"]
+__all__ = [
+    "PopulationProgress",
+    "PopulationRollout",
+    "collect_rollout",
+    "global_rng_state",
+    "learn_on_population",
+    "set_global_rng_state",
+]
 
 
 class _Recorder(BasePolicy):
@@ -253,7 +261,49 @@ def _fill_buffer(model: MaskablePPO, rollout: PopulationRollout) -> MaskableRoll
     buffer.action_masks[:, 0] = rollout.masks
     buffer.pos, buffer.full = n, True
     buffer.compute_returns_and_advantage(last_values=th.zeros(1), dones=np.ones(1))
+    if n > 1 and model.batch_size is not None and n % model.batch_size == 1:
+        # Rollouts here have any length, and a last minibatch of one transition would normalise its advantage
+        # by a standard deviation of NaN (ddof 1) and poison the weights: that transition sits out the update
+        # (its advantage was computed above with the others; only the minibatch sampling skips it).
+        buffer.buffer_size = n - 1
     return buffer
+
+
+@dataclass
+class PopulationProgress:
+    """Where :func:`learn_on_population` stands between two updates (with the model, all it needs to go on).
+
+    Attributes:
+        iteration: Updates done.
+        next_id: Id of the first debtor of the next rollout.
+        per_arrangement: Decisions per arrangement observed in the last rollout (sizes the next one).
+    """
+
+    iteration: int = 0
+    next_id: int = 0
+    per_arrangement: float = 15.0
+
+
+def global_rng_state() -> dict[str, Any]:
+    """The generators Stable-Baselines3 draws from outside the model: torch's, NumPy's legacy global one (minibatch
+    shuffling in ``RolloutBuffer.get``) and Python's ``random``, as plain JSON-able values."""
+    # The legacy global generator is SB3's, not ours: saving and restoring it is the point here.
+    np_state = cast(tuple[Any, ...], np.random.get_state(legacy=True))  # noqa: NPY002
+    return {
+        "torch": th.get_rng_state().numpy().tolist(),
+        "numpy": [np_state[0], np.asarray(np_state[1]).tolist(), *(x for x in np_state[2:])],
+        "python": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
+    }
+
+
+def set_global_rng_state(state: dict[str, Any]) -> None:
+    """Restore what :func:`global_rng_state` returned."""
+    th.set_rng_state(th.tensor(state["torch"], dtype=th.uint8))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    legacy = (name, np.asarray(keys, dtype=np.uint32), int(pos), int(has_gauss), float(cached))
+    np.random.set_state(legacy)  # noqa: NPY002
+    version, internal, gauss = state["python"]
+    random.setstate((int(version), tuple(int(x) for x in internal), gauss))
 
 
 def learn_on_population(
@@ -267,12 +317,19 @@ def learn_on_population(
     reward: str | RewardFn = "collected",
     first_id: int = 0,
     progress: Callable[[int, PopulationRollout], None] | None = None,
+    resume: tuple[PopulationProgress, dict[str, Any]] | None = None,
+    on_update: Callable[[PopulationProgress], None] | None = None,
 ) -> MaskablePPO:
     """Train a MaskablePPO model on population rollouts until ``total_decisions`` transitions were used.
 
     Rollouts simulate consecutive arrangement ids from ``first_id`` on, of the population of ``seed``, so every
     rollout meets new debtors and the run is reproducible. The model's own hyperparameters (epochs,
     batch size, clip range, learning rate schedule, ...) govern each update.
+
+    Resuming. After every update the training depends only on the model (weights, optimizer state,
+    ``num_timesteps``, ``_n_updates``), the :class:`PopulationProgress` and the global generators
+    (:func:`global_rng_state`); ``on_update`` is called there, so a checkpoint written by it and passed back as
+    ``resume`` (on a model with those restored) continues exactly as the uninterrupted training would have.
 
     Args:
         model: A MaskablePPO model built on an env with the world's spaces (e.g. ``envs.ArrangementEnv``).
@@ -287,41 +344,48 @@ def learn_on_population(
         first_id: Id of the first debtor of the first rollout (e.g. far above an evaluation's ids, so training
             and evaluation never meet the same debtors).
         progress: Called after each update with the decisions used so far and the rollout.
+        resume: The progress and global generator states at a checkpoint (the model restored to it by the
+            caller); None starts afresh.
+        on_update: Called after each update (after ``progress``) with the progress so far.
     """
     months = int(months if months is not None else config.simulation.months)
     model._setup_learn(
         total_decisions,
         callback=None,
-        reset_num_timesteps=True,
+        reset_num_timesteps=resume is None,
         tb_log_name="MaskablePPO-population",
         progress_bar=False,
     )
-    iteration = 0
-    next_id = first_id
-    per_arrangement = 15.0  # decisions per arrangement, refined from the rollouts
+    state = PopulationProgress(next_id=first_id)
+    if resume is not None:
+        state = PopulationProgress(**vars(resume[0]))
+        set_global_rng_state(resume[1])
     while model.num_timesteps < total_decisions:
-        size = arrangements_per_rollout or max(4, int(np.ceil(model.n_steps * model.n_envs / per_arrangement)))
+        size = arrangements_per_rollout or max(4, int(np.ceil(model.n_steps * model.n_envs / state.per_arrangement)))
         rollout = collect_rollout(
             model,
             config,
             arrangements=size,
             months=months,
             seed=seed,
-            first_id=next_id,
+            first_id=state.next_id,
             reward=reward,
         )
-        next_id += size
-        per_arrangement = max(1.0, len(rollout) / size)
+        state.next_id += size
+        state.per_arrangement = max(1.0, len(rollout) / size)
         model.rollout_buffer = _fill_buffer(model, rollout)
         model.num_timesteps += len(rollout)
         model._update_current_progress_remaining(model.num_timesteps, total_decisions)
         model.logger.record("rollout/ep_rew_mean", float(np.mean(rollout.episode_returns)))
         model.logger.record("rollout/ep_len_mean", float(np.mean(rollout.episode_lengths)))
+        model.logger.record("rollout/reward_per_decision", float(np.mean(rollout.rewards)))
         model.logger.record("rollout/ended_share", float(rollout.terminated.sum() / max(rollout.last.sum(), 1)))
-        model.logger.record("time/iterations", iteration)
+        model.logger.record("time/iterations", state.iteration)
         model.train()
         model.logger.dump(step=model.num_timesteps)
-        iteration += 1
+        state.iteration += 1
         if progress is not None:
             progress(model.num_timesteps, rollout)
+        if on_update is not None:
+            on_update(PopulationProgress(**vars(state)))
     return model

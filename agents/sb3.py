@@ -532,6 +532,38 @@ class SB3Policy:
             out = self._forward(obs)
         return out.numpy().astype(np.float64)
 
+    def greedy_actions(self, contexts: ContextBatch, observations: NDArray[np.floating]) -> NDArray[np.int64]:
+        """Deterministic actions (the most probable / greedy allowed one) for given feature rows.
+
+        For measuring what drives the network's choices (permutation importance,
+        ``experiments.analysis.feature_importance``): the contexts supply the masks, the ``observations`` the
+        network's input, so ``greedy_actions(c, regsim.features.features(c))`` equals ``decide_batch(c).actions``
+        of the deterministic mode, whatever mode the policy is in. Draws nothing from the exploration stream.
+
+        Args:
+            contexts: The decision contexts, ``B`` rows.
+            observations: Feature rows in the layout of :func:`regsim.features.features`, shape ``(B, n)``.
+
+        Returns:
+            Actions, shape ``(B, 5)``.
+        """
+        self._check_space(contexts.space)
+        if np.shape(observations) != (len(contexts), len(self.spec.feature_names)):
+            raise ValueError(
+                f"observations must have shape {(len(contexts), len(self.spec.feature_names))}, "
+                f"got {np.shape(observations)}"
+            )
+        if len(contexts) == 0:
+            return np.zeros((0, len(PART_NAMES)), dtype=np.int64)
+        mode = self.deterministic
+        self.deterministic = True  # _choose reads the mode; restored below, so the policy is left as it was
+        try:
+            scores = self.scores(np.asarray(observations, dtype=np.float32))
+            actions, _ = self._choose(scores, np.asarray(contexts.mask, dtype=bool))
+        finally:
+            self.deterministic = mode
+        return actions
+
     def update(self, feedback: Feedback) -> None:
         """Trained offline: feedback is ignored (retrain and deploy a new artifact instead)."""
         del feedback

@@ -9,6 +9,8 @@ Layout of ``out``::
     out/policy/          the artifact (manifest.json, network.json, weights.pt): load with agents.artifact.load_policy
     out/tb/<algorithm>_1 TensorBoard logs (when tensorboard=True)
     out/checkpoint.zip   SB3's own save, to resume training only (never loaded for serving: it unpickles code)
+    out/learning_curve.parquet   (step, metric, value) rows: reward per decision, episode return, check-run KPIs
+    <checkpoint_dir>/    resumable checkpoints, when asked for (see train_policy's checkpoint_dir)
 
 Reproducibility: the same seed, config and arguments give identical weights and decisions. ``seed`` seeds
 SB3 (Python, NumPy and torch generators, the env's debtor draws, the action space); training runs with one
@@ -18,7 +20,9 @@ settings are restored afterwards.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
+import json
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -32,13 +36,20 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.monitor import Monitor
 from tqdm.auto import tqdm
 
-from agents.population_rollouts import PopulationRollout, learn_on_population
+from agents.online import latest_checkpoint, write_checkpoint_folder, write_curve
+from agents.population_rollouts import PopulationProgress, PopulationRollout, global_rng_state, learn_on_population
 from agents.sb3 import DEFAULT_DQN_PARTS, POLICIES, FlatActionWrapper
 from envs.arrangement import ArrangementEnv
+from envs.rewards import REWARDS
 from regsim.config import WorldConfig
 from regsim.simulate import simulate
 
-__all__ = ["DEFAULT_ALGO_KWARGS", "TqdmProgress", "deterministic_torch", "train_policy"]
+__all__ = [
+    "DEFAULT_ALGO_KWARGS",
+    "TqdmProgress",
+    "deterministic_torch",
+    "train_policy",
+]
 
 #: Hyperparameters used unless ``algo_kwargs`` overrides them (``policy_kwargs`` is merged key by key).
 #: Episodes of the default world are short (about 17 decisions), so PPO's rollouts span ~30 episodes.
@@ -122,6 +133,89 @@ def _merge(defaults: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any
     return out
 
 
+def _episode_curve(returns: Sequence[float], lengths: Sequence[int], window: int) -> list[tuple[int, str, float]]:
+    """Curve rows from completed episodes, grouped into windows of about ``window`` steps (the last one partial)."""
+    rows: list[tuple[int, str, float]] = []
+    done, reward_sum, steps_in, episodes = 0, 0.0, 0, []
+    for ret, length in zip(returns, lengths, strict=True):
+        done += int(length)
+        reward_sum += float(ret)
+        steps_in += int(length)
+        episodes.append(float(ret))
+        if steps_in >= window:
+            rows += [
+                (done, "reward_per_decision", reward_sum / steps_in),
+                (done, "rollout/ep_rew_mean", float(np.mean(episodes))),
+            ]
+            reward_sum, steps_in, episodes = 0.0, 0, []
+    if steps_in:
+        rows += [
+            (done, "reward_per_decision", reward_sum / steps_in),
+            (done, "rollout/ep_rew_mean", float(np.mean(episodes))),
+        ]
+    return rows
+
+
+_CKPT_PREFIX = "mppo-"
+_MODEL, _PROGRESS, _RNG = "model.zip", "progress.json", "rng.json"
+
+
+def _checkpoint(
+    model: MaskablePPO,
+    folder: Path,
+    state: PopulationProgress,
+    identity: dict[str, Any],
+    curve: list[tuple[int, str, float]],
+    returns: list[float],
+) -> Path:
+    """Write a checkpoint of population training after an update, atomically, to ``folder/mppo-<decisions>``.
+
+    It holds SB3's save of the model (weights and optimizer state; ``num_timesteps`` and ``_n_updates`` are
+    also in ``progress.json``), the :class:`PopulationProgress`, the curve and returns so far, and the global
+    generators (``rng.json``), which is everything :func:`agents.population_rollouts.learn_on_population`
+    needs to continue exactly.
+    """
+
+    def write(tmp: Path) -> None:
+        model.save(tmp / _MODEL)
+        progress = {
+            "identity": identity,
+            "num_timesteps": int(model.num_timesteps),
+            "n_updates": int(model._n_updates),
+            "state": vars(state),
+            "curve": [list(r) for r in curve],
+            "returns": returns,
+        }
+        (tmp / _PROGRESS).write_text(json.dumps(progress) + "\n", encoding="utf-8")
+        (tmp / _RNG).write_text(json.dumps(global_rng_state()) + "\n", encoding="utf-8")
+
+    return write_checkpoint_folder(folder, f"{_CKPT_PREFIX}{int(model.num_timesteps)}", write)
+
+
+def _resume(
+    model: MaskablePPO,
+    folder: Path | None,
+    identity: dict[str, Any],
+    curve: list[tuple[int, str, float]],
+    returns: list[float],
+) -> tuple[PopulationProgress, dict[str, Any]] | None:
+    """Restore ``model`` (and fill ``curve`` and ``returns``) from the newest checkpoint in ``folder``, if any."""
+    latest = latest_checkpoint(Path(folder), _CKPT_PREFIX) if folder is not None else None
+    if latest is None:
+        return None
+    progress = json.loads((latest / _PROGRESS).read_text(encoding="utf-8"))
+    if progress["identity"] != identity:
+        raise ValueError(f"checkpoint {latest} is of another training: {progress['identity']} != {identity}")
+    # set_parameters loads the policy's weights and its optimizer's state; the counters are set by hand.
+    model.set_parameters(str(latest / _MODEL), exact_match=True, device="cpu")
+    model.num_timesteps = int(progress["num_timesteps"])
+    model._n_updates = int(progress["n_updates"])
+    curve.extend((int(s), str(m), float(v)) for s, m, v in progress["curve"])
+    returns.extend(float(r) for r in progress["returns"])
+    rng = json.loads((latest / _RNG).read_text(encoding="utf-8"))
+    return PopulationProgress(**progress["state"]), rng
+
+
 #: Population rollouts train on debtors with ids from here on: far above any evaluation's arrangement ids.
 TRAINING_FIRST_ID = 1_000_000_000
 
@@ -141,6 +235,10 @@ def train_policy(
     eval_arrangements: int = 500,
     rollouts: str = "population",
     arrangements_per_rollout: int | None = None,
+    reward_kwargs: dict[str, float] | None = None,
+    tensorboard_dir: Path | None = None,
+    checkpoint_dir: Path | None = None,
+    checkpoint_every: int | None = None,
 ) -> Path:
     """Train an SB3 policy on ``regsim/Arrangement-v0`` and write it as an artifact.
 
@@ -167,6 +265,21 @@ def train_policy(
             :data:`TRAINING_FIRST_ID` on, so never those of an evaluation); ``"env"`` steps
             ``regsim/Arrangement-v0``. PPO and DQN always step the env.
         arrangements_per_rollout: Episodes per population rollout (default: about ``n_steps`` decisions each).
+        reward_kwargs: Keyword arguments of the named reward function (``env_kwargs["reward"]``), e.g.
+            ``{"cost_weight": 5.0}``; recorded in the manifest.
+        tensorboard_dir: Where TensorBoard logs go (default ``out/tb``).
+        checkpoint_dir: Where resumable checkpoints go (None: none). MaskablePPO on population rollouts writes
+            one after an update whenever ``checkpoint_every`` decisions were used since the last one, and after
+            the last update; when the folder holds one already, training resumes from the newest and ends
+            exactly where an uninterrupted training would have (see :func:`_checkpoint`). PPO and DQN step an
+            env whose open episodes cannot be saved: they write their final model there and, resumed,
+            train again from the start (same seed, same result).
+        checkpoint_every: Decisions between checkpoints (default: after the last update only).
+
+    Also writes ``out/learning_curve.parquet``: columns ``step`` (int64, decisions trained on so far),
+    ``metric`` (string) and ``value`` (float64), with ``reward_per_decision`` (mean step reward) and
+    ``rollout/ep_rew_mean`` per rollout (population) or per window of ``n_steps`` (PPO) / 1,000 (DQN) steps
+    of completed episodes, and ``eval/<kpi>`` of the check run.
 
     Returns:
         The artifact folder ``out/policy``.
@@ -191,6 +304,8 @@ def train_policy(
     if rollouts not in ("population", "env"):
         raise ValueError(f"rollouts: expected 'population' or 'env', got {rollouts!r}")
     population = algorithm == "maskable-ppo" and rollouts == "population"
+    if checkpoint_every is not None and checkpoint_every < 1:
+        raise ValueError(f"checkpoint_every: must be >= 1, got {checkpoint_every}")
     if arrangements_per_rollout is not None and arrangements_per_rollout < 1:
         raise ValueError(f"arrangements_per_rollout: must be >= 1, got {arrangements_per_rollout}")
     if action_parts is not None and algorithm != "dqn":
@@ -209,6 +324,13 @@ def train_policy(
         raise FileExistsError(f"{folder} exists; train into a new out folder")
     out.mkdir(parents=True, exist_ok=True)
     cls = POLICIES[algorithm]
+    reward_name = env_kwargs.get("reward", "collected")
+    if reward_kwargs:
+        if not isinstance(reward_name, str) or reward_name not in REWARDS:
+            raise ValueError(f"reward_kwargs: need a reward name in {sorted(REWARDS)}, got {reward_name!r}")
+        env_kwargs["reward"] = functools.partial(REWARDS[reward_name], **reward_kwargs)
+    tb_dir = Path(tensorboard_dir) if tensorboard_dir is not None else out / "tb"
+    curve: list[tuple[int, str, float]] = []
 
     with deterministic_torch(seed):
         base = ArrangementEnv(
@@ -224,7 +346,7 @@ def train_policy(
             seed=seed,
             device="cpu",
             verbose=0,
-            tensorboard_log=str(out / "tb") if tensorboard else None,
+            tensorboard_log=str(tb_dir) if tensorboard else None,
             **kwargs,
         )
         rich = importlib.util.find_spec("rich") is not None
@@ -232,13 +354,39 @@ def train_policy(
         start = time.perf_counter()
         rollout_returns: list[float] = []
         if population:
-            bar = tqdm(total=steps, unit="decision", disable=not progress, desc="maskable-ppo (population)")
+            assert isinstance(model, MaskablePPO)
+            identity = {
+                "steps": steps,
+                "seed": seed,
+                "algo_kwargs": repr(kwargs),
+                "reward": reward_name if isinstance(reward_name, str) else repr(reward_name),
+                "reward_kwargs": dict(reward_kwargs or {}),
+                "months": base.months,
+                "world_seed": base.world_seed,
+                "arrangements_per_rollout": arrangements_per_rollout,
+            }
+            resume = _resume(model, checkpoint_dir, identity, curve, rollout_returns)
+            bar = tqdm(
+                total=steps,
+                initial=min(model.num_timesteps, steps),
+                unit="decision",
+                disable=not progress,
+                desc=f"{algorithm} (population)",
+            )
+            last_saved = [model.num_timesteps]
 
             def advance(done: int, rollout: PopulationRollout) -> None:
                 rollout_returns.append(float(rollout.episode_returns.mean()))
+                curve.append((done, "reward_per_decision", float(rollout.rewards.mean())))
+                curve.append((done, "rollout/ep_rew_mean", rollout_returns[-1]))
                 bar.update(min(done, steps) - bar.n)
 
-            assert isinstance(model, MaskablePPO)
+            def save(state: PopulationProgress) -> None:
+                due = checkpoint_every is not None and model.num_timesteps - last_saved[0] >= checkpoint_every
+                if checkpoint_dir is not None and (due or model.num_timesteps >= steps):
+                    _checkpoint(model, Path(checkpoint_dir), state, identity, curve, rollout_returns)
+                    last_saved[0] = model.num_timesteps
+
             learn_on_population(
                 model,
                 config,
@@ -249,10 +397,17 @@ def train_policy(
                 reward=env_kwargs.get("reward", "collected"),
                 first_id=TRAINING_FIRST_ID,
                 progress=advance,
+                resume=resume,
+                on_update=save,
             )
             bar.close()
         else:
             model.learn(total_timesteps=steps, callback=callback, tb_log_name=algorithm, progress_bar=progress and rich)
+            window = int(kwargs["n_steps"]) if "n_steps" in kwargs else 1000
+            curve.extend(_episode_curve(monitor.get_episode_rewards(), monitor.get_episode_lengths(), window))
+            if checkpoint_dir is not None:
+                Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)
+                model.save(Path(checkpoint_dir) / "final.zip")
         seconds = time.perf_counter() - start
         model.save(out / "checkpoint.zip")
 
@@ -272,6 +427,8 @@ def train_policy(
                 "seed": base.world_seed,
                 **result.kpis,
             }
+            curve.extend((int(model.num_timesteps), f"eval/{k}", float(v)) for k, v in result.kpis.items())
+    write_curve(curve, out / "learning_curve.parquet")
     training = {
         "env_id": "regsim/Arrangement-v0",
         "algorithm": algorithm,
@@ -280,7 +437,8 @@ def train_policy(
         "seed": seed,
         "rollouts": "population" if population else "env",
         "arrangements_per_rollout": arrangements_per_rollout if population else None,
-        "env_kwargs": {**env_kwargs, "invalid_action": base.invalid_action},
+        "env_kwargs": {**env_kwargs, "reward": reward_name, "invalid_action": base.invalid_action},
+        "reward_kwargs": dict(reward_kwargs or {}),
         "algo_kwargs": kwargs,
         "action_parts": list(parts) if algorithm == "dqn" else None,
         "torch_threads": 1,

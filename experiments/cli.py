@@ -9,13 +9,17 @@ Subcommands:
   (paired confidence intervals, per segment) and write ``evaluation.parquet`` and ``evaluation.json``.
 * ``regsim train``: train a deep-RL policy (``agents.train``) or a contextual bandit (online, on the
   population simulator) and save it to a folder.
+* ``regsim run CONFIG``: an experiment from a config file (``configs/experiments/``): train its agents,
+  evaluate them paired against the baseline, write a run folder with provenance and ``report.html``
+  (:mod:`experiments.runner`); a config with a ``sweep`` section runs its trials in parallel, locally or on
+  Ray (:mod:`experiments.sweep`); ``--resume RUN_DIR`` finishes a run that was stopped.
+* ``regsim report RUN_DIR``: (re)write a run folder's ``report.html``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import platform
 import sys
 import time
@@ -35,11 +39,6 @@ DEFAULT_POPULATION = Path(__file__).resolve().parent.parent / "configs" / "popul
 DEEP_RL = ("ppo", "maskable-ppo", "dqn")
 #: ``regsim train`` names trained online on the population simulator (registered bandit policies).
 BANDITS = ("epsilon-greedy", "linucb", "linear-ts")
-#: A first guess of decisions per arrangement over a horizon of m months, ``a + b * m``, to size the first
-#: online-training run (the rule-based policies on the default world make 6 to 7.5 in 3 months and 14 to 18 in
-#: 12); the first run is sized for half the steps, later runs use the observed rate, so that training stops at
-#: most one run's worth past ``--steps``.
-_DECISIONS_PER_ARRANGEMENT = (3.5, 1.0)
 
 
 def _population_path(value: str) -> Path:
@@ -194,18 +193,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _training_seed(seed: int, run: int) -> int:
-    """The world seed of online-training run ``run``: drawn from (seed, run) so that it never coincides with the
-    small seeds 0..K-1 that ``regsim evaluate`` uses."""
-    import numpy as np
-
-    return int(np.random.SeedSequence([seed, run, 0x545241494E]).generate_state(1, np.uint64)[0] >> np.uint64(1))
-
-
 def _train_bandit(args: argparse.Namespace, config: WorldConfig, out: Path) -> int:
     import agents
-    from regsim import simulate
-    from regsim.eventlog import EventType, event_codes
+    from agents.online import train_online
 
     spec = agents.available().get(args.policy)
     if spec is None:
@@ -215,36 +205,35 @@ def _train_bandit(args: argparse.Namespace, config: WorldConfig, out: Path) -> i
             file=sys.stderr,
         )
         return 1
-    policy = agents.make(args.policy, **({"seed": args.seed} if "seed" in spec.arguments else {}))
+    policy: Any = agents.make(args.policy, **({"seed": args.seed} if "seed" in spec.arguments else {}))
     if not callable(getattr(policy, "save", None)):
         print(f"error: policy {args.policy!r} has no save(folder); it cannot be trained here", file=sys.stderr)
         return 1
-    months = args.months
-    a, b = _DECISIONS_PER_ARRANGEMENT
-    rate = a + b * months  # decisions per arrangement, updated after each run
-    decisions = 0
-    runs: list[dict[str, int]] = []
-    # Online learning: the world calls policy.update(feedback) every evening, so successive runs (fresh
-    # populations) continue training the same policy object until `steps` decisions have been made.
+    # Online learning (agents.online): successive population runs continue training the same policy object
+    # until `steps` decisions have been made.
     with tqdm(total=args.steps, unit="decision", disable=args.quiet, file=sys.stderr) as bar:
-        while decisions < args.steps:
-            share = 0.5 if not runs else 1.0  # a first, smaller run measures the rate
-            n = max(50, math.ceil(share * (args.steps - decisions) / rate))
-            world_seed = _training_seed(args.seed, len(runs))
-            result = simulate(config, policy, arrangements=n, months=months, seed=world_seed)
-            made = int((event_codes(result.events) == EventType.DECISION).sum())
-            if made == 0:
-                print("error: the training run made no decisions", file=sys.stderr)
-                return 1
-            decisions += made
-            rate = made / n
-            runs.append({"seed": world_seed, "arrangements": n, "months": months, "decisions": made})
-            bar.update(min(made, args.steps - bar.n))
+        try:
+            training = train_online(
+                policy,
+                config,
+                steps=args.steps,
+                seed=args.seed,
+                months=args.months,
+                progress=lambda done: bar.update(min(done, args.steps) - bar.n),
+            )
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+    runs = [
+        {"seed": r.seed, "arrangements": r.arrangements, "months": r.months, "decisions": r.decisions}
+        for r in training.runs
+    ]
+    decisions = training.decisions
     # The policy goes to out/policy (as agents.train lays out its artifacts); nothing else is written into that
     # folder, whose files an artifact manifest may list and verify. The provenance goes beside it.
     out.mkdir(parents=True, exist_ok=True)
     folder = Path(
-        policy.save(  # type: ignore[attr-defined]
+        policy.save(
             out / "policy",
             rules_version=config.rules.version,
             training={"policy": args.policy, "decisions": decisions, "runs": runs, "seed": args.seed},
@@ -308,6 +297,69 @@ def _cmd_train(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"trained {args.policy!r} for {args.steps:,} steps; wrote {folder}")
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from experiments.config import ExperimentConfigError, load_experiment_config
+    from experiments.provenance import RunRecord
+    from experiments.runner import execute, read_run_config, start_run
+
+    try:
+        if args.resume is not None:
+            if args.config is not None or args.set:
+                print("error: --resume RUN_DIR reads the config from RUN_DIR; give no CONFIG or --set", file=sys.stderr)
+                return 2
+            run_dir = Path(args.resume)
+            config = read_run_config(run_dir)
+            if not (run_dir / "run.json").is_file():
+                print(f"error: --resume {run_dir}: no run.json there", file=sys.stderr)
+                return 2
+            record = RunRecord.resume(run_dir / "run.json")
+        else:
+            if args.config is None:
+                print(
+                    "error: give CONFIG (a YAML file under configs/experiments/) or --resume RUN_DIR", file=sys.stderr
+                )
+                return 2
+            config = load_experiment_config(args.config, args.set)
+            run_dir = Path(args.out) if args.out else Path("runs") / config.name
+            record = start_run(config, run_dir, config_path=str(args.config))
+    except (ExperimentConfigError, FileExistsError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if config.sweep is not None:
+        from experiments.sweep import run_sweep
+
+        table, html = run_sweep(
+            config,
+            run_dir,
+            record,
+            executor=args.executor,
+            workers=args.workers,
+            ray_address=args.ray_address,
+            quiet=args.quiet,
+        )
+        kpis = ("completion_rate", "collected_eur_per_arrangement")
+        shown = table[table["kpi"].isin(kpis) & (table["policy"] != config.evaluation.baseline)]
+        print(f"sweep {config.name}: {table['trial'].nunique()} trials; difference to {config.evaluation.baseline!r}:")
+        print(shown.to_string(index=False, float_format=lambda x: f"{x:.4f}"))
+        print(f"\nwrote {run_dir}/sweep.parquet" + (f"\nreport: {html}" if html else ""))
+        return 0
+    outcome = execute(config, run_dir, record, quiet=args.quiet)
+    print(outcome.table)
+    print(f"\nrun folder: {run_dir}" + (f"\nreport: {outcome.report}" if outcome.report else ""))
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    run_dir = Path(args.run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        print(f"error: {run_dir} is not a run folder (no config.yaml)", file=sys.stderr)
+        return 2
+    from experiments.report import write_report
+
+    print(f"report: {write_report(run_dir)}")
     return 0
 
 
@@ -379,6 +431,40 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--no-tensorboard", action="store_true", help="no TensorBoard logs (deep RL)")
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
     tr.set_defaults(func=_cmd_train)
+
+    run = sub.add_parser(
+        "run",
+        help="run an experiment config: train, evaluate, write a run folder and report",
+        description="Run an experiment config (configs/experiments/*.yaml). --set KEY=VALUE overrides a field "
+        "by its dotted path (VALUE parsed as YAML); agents are addressed by name, e.g. "
+        "--set agents.mppo.train.steps=2048 (or by position, agents.0.train.steps).",
+    )
+    run.add_argument("config", nargs="?", default=None, help="experiment YAML (omit with --resume)")
+    run.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field (repeatable)"
+    )
+    run.add_argument("--out", default=None, help="run folder (default: runs/<config name>); must not hold a run")
+    run.add_argument("--resume", default=None, metavar="RUN_DIR", help="finish a stopped run from its checkpoints")
+    run.add_argument(
+        "--executor", choices=("local", "ray"), default="local", help="sweeps: local processes or Ray tasks"
+    )
+    run.add_argument("--workers", type=int, default=None, help="sweeps: parallel trials (default: the cores)")
+    run.add_argument(
+        "--ray-address", default=None, help="sweeps: Ray cluster address (default: $RAY_ADDRESS, else a local one)"
+    )
+    run.add_argument("--quiet", action="store_true", help="no progress bars; only warnings on stderr")
+    run.set_defaults(func=_cmd_run)
+
+    rep = sub.add_parser("report", help="(re)write the report.html of a run folder")
+    rep.add_argument("run_dir", help="a run folder written by `regsim run`")
+    rep.set_defaults(func=_cmd_report)
+
+    try:
+        from serving.cli import register as _register_serving
+    except ImportError:
+        pass  # the server's extra is not installed: no `regsim serve` / `regsim export-log`
+    else:
+        _register_serving(sub)
     return parser
 
 
@@ -394,6 +480,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--seed must be >= 0, got {args.seed}")
     if getattr(args, "steps", None) is not None and args.steps < 1:
         parser.error(f"--steps must be >= 1, got {args.steps}")
+    if getattr(args, "workers", None) is not None and args.workers < 1:
+        parser.error(f"--workers must be >= 1, got {args.workers}")
     if args.command == "evaluate":
         if args.seed_list is None and args.seeds < 1:
             parser.error(f"--seeds must be >= 1, got {args.seeds}")

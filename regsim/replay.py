@@ -119,6 +119,52 @@ class LogReplay:
         batch = ContextBatch(self.space, columns, np.ones((len(rows_out), self.space.mask_size), dtype=bool))
         return self.rules.apply(batch)
 
+    def contexts_at(
+        self,
+        arrangement_ids: Sequence[int],
+        kinds: Sequence[int],
+        installments: Sequence[int],
+        days: Sequence[int],
+    ) -> ContextBatch:
+        """Contexts of new decision points, built exactly as :meth:`feed` builds a logged decision's.
+
+        Each arrangement is first caught up to its decision day (the world's morning bookkeeping), then its
+        context is taken from the replayed plan and history and the rules are applied. Nothing is recorded: the
+        caller logs the decision (and feeds it) once it is taken. This is how the server decides for a
+        live arrangement with the same code that replays a simulated one.
+
+        Args:
+            arrangement_ids: Tracked arrangements (one row each; an id may repeat).
+            kinds: :class:`~regsim.decision.DecisionKind` of each decision point.
+            installments: The installment each decision is about (-1 if none).
+            days: The decision day of each row (days since the calendar's start).
+
+        Raises:
+            KeyError: An arrangement is not tracked by this replay.
+        """
+        ids = [int(a) for a in arrangement_ids]
+        unknown = sorted({a for a in ids if a not in self.row})
+        if unknown:
+            raise KeyError(f"arrangements {unknown} are not tracked by this replay")
+        rows = np.array([self.row[a] for a in ids], dtype=np.int64)
+        kind_arr = np.asarray(kinds, dtype=np.int64)
+        inst_arr = np.asarray(installments, dtype=np.int64)
+        day_arr = np.asarray(days, dtype=np.int64)
+        for row, day in zip(rows.tolist(), day_arr.tolist(), strict=True):
+            self.catch_up(row, day)
+        parts: list[tuple[NDArray[np.int64], dict[str, NDArray[Any]]]] = []
+        for day in np.unique(day_arr).tolist():
+            at = np.flatnonzero(day_arr == day)
+            cols = self.history.context_columns(
+                rows[at], kind_arr[at], inst_arr[at], int(day), self.sched, self.calendar
+            )
+            cols["arrangement_id"] = self.ids[rows[at]]
+            parts.append((at, cols))
+        order = np.argsort(np.concatenate([at for at, _ in parts]), kind="stable")
+        columns = {k: np.concatenate([c[k] for _, c in parts])[order] for k in parts[0][1]}
+        batch = ContextBatch(self.space, columns, np.ones((len(rows), self.space.mask_size), dtype=bool))
+        return self.rules.apply(batch)
+
     def _apply(
         self,
         e: int,

@@ -50,7 +50,7 @@ from agents.bandits.linear import RidgeArms
 from agents.base import BasePolicy
 from regsim.config import SendSlot
 from regsim.decision import PART_NAMES, ActionSpace, ContextBatch, DecisionBatch, Feedback
-from regsim.features import FEATURE_VERSION
+from regsim.features import FEATURE_VERSION, feature_names
 
 __all__ = ["BanditConfig", "CensoredHandling", "LinearBandit", "load_bandit"]
 
@@ -171,19 +171,40 @@ class LinearBandit(BasePolicy):
         Draws nothing from the exploration stream; ties go to the lowest arm index.
         """
 
-        def greedy(
-            arms: RidgeArms, X: NDArray[np.float64], available: NDArray[np.bool_]
-        ) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
-            return masked_argmax(arms.mean(X), available), np.ones(X.shape[0])
+        return self._decide(contexts, _greedy, count=False)
 
-        return self._decide(contexts, greedy, count=False)
+    def greedy_actions(self, contexts: ContextBatch, observations: NDArray[np.floating]) -> NDArray[np.int64]:
+        """The greedy actions of :meth:`exploit`, with given feature rows in place of the contexts' own.
 
-    def _decide(self, contexts: ContextBatch, choose: Chooser, count: bool = True) -> DecisionBatch:
+        For measuring what drives the bandit's choices (permutation importance,
+        ``experiments.analysis.feature_importance``): the contexts supply the masks and decision kinds, the
+        ``observations`` the features, so ``greedy_actions(c, regsim.features.features(c))`` equals
+        ``exploit(c).actions``. Draws nothing and counts no decisions.
+
+        Args:
+            contexts: The decision contexts, ``B`` rows.
+            observations: Feature rows in the layout of :func:`regsim.features.features`, shape ``(B, n)``.
+
+        Returns:
+            Actions, shape ``(B, 5)``.
+        """
+        obs = np.asarray(observations, dtype=np.float64)
+        if obs.shape != (len(contexts), len(feature_names())):
+            raise ValueError(f"observations must have shape {(len(contexts), len(feature_names()))}, got {obs.shape}")
+        X = np.empty((len(contexts), self.dim), dtype=np.float64)
+        X[:, 0] = 1.0  # the bias column of agents.bandits.design
+        X[:, 1:] = obs[:, design_columns(self.config.feature_set)]
+        return self._decide(contexts, _greedy, count=False, X=X).actions
+
+    def _decide(
+        self, contexts: ContextBatch, choose: Chooser, count: bool = True, X: NDArray[np.float64] | None = None
+    ) -> DecisionBatch:
         n = len(contexts)
         if n == 0:
             return DecisionBatch(np.zeros((0, len(PART_NAMES)), dtype=np.int64), np.zeros(0))
         self._ensure_space(contexts.space)
-        X = design_matrix(contexts, self.config.feature_set)
+        if X is None:
+            X = design_matrix(contexts, self.config.feature_set)
         kinds = np.asarray(contexts.columns["kind"], dtype=np.intp)
         mask = contexts.mask
         first = first_allowed_options(mask, contexts.space)
@@ -399,6 +420,13 @@ def register_artifact_loaders() -> None:
 def masked_argmax(scores: NDArray[np.float64], available: NDArray[np.bool_]) -> NDArray[np.int64]:
     """Per row, the available column of highest score (the lowest index among ties)."""
     return np.argmax(np.where(available, scores, -np.inf), axis=1).astype(np.int64)
+
+
+def _greedy(
+    arms: RidgeArms, X: NDArray[np.float64], available: NDArray[np.bool_]
+) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+    """The :data:`Chooser` of :meth:`LinearBandit.exploit`: the available arm of highest estimate, probability 1."""
+    return masked_argmax(arms.mean(X), available), np.ones(X.shape[0])
 
 
 def _scalar(value: Any) -> Any:

@@ -1,0 +1,292 @@
+"""Online training of a learning policy (a contextual bandit) on the population simulator, with checkpoints.
+
+An online learner learns while it decides: the world calls ``policy.update(feedback)`` every evening with the
+decisions whose outcome window has closed. :func:`train_online` runs successive whole-population simulations
+(fresh debtors each time, each run seeded by ``(seed, run index)`` through :func:`training_seed`) with the same
+policy object until ``steps`` decisions have been made. The first run is sized for half the budget from a
+guessed rate of decisions per arrangement; later runs use the observed rate, so that training stops at most one
+run's worth past ``steps``.
+
+Checkpoints. The policy's whole state changes only inside a run, and a run depends only on the policy's state
+and the run's seed, so the boundary between two runs is a point from which training continues identically:
+a checkpoint there holds the policy's :meth:`state_dict` (statistics, counters, the exploration generator's
+state; written with ``numpy.savez``, no pickle) and the list of runs made so far (their seeds, sizes and
+decisions, which fix the next run's size and seed). Checkpoints are written atomically (a temporary folder
+renamed into place) to ``checkpoint_dir/online-<decisions>/`` whenever at least ``checkpoint_every`` decisions
+were made since the last one; :func:`train_online` resumes from the newest complete one it finds there.
+
+Test hook: with the environment variable ``REGSIM_KILL_AFTER_CHECKPOINTS=N`` the process kills itself with
+SIGKILL right after writing its N-th checkpoint (counted over the process, all agents together), to test
+``regsim run --resume`` against a real crash. It is read only by :func:`checkpoint_written`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import signal
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from regsim.config import WorldConfig
+from regsim.decision import Policy
+from regsim.eventlog import EventType, event_codes
+from regsim.simulate import SimulationResult, simulate
+
+__all__ = [
+    "CURVE_COLUMNS",
+    "DECISIONS_PER_ARRANGEMENT",
+    "KILL_AFTER_CHECKPOINTS",
+    "OnlineRun",
+    "OnlineTraining",
+    "StatefulPolicy",
+    "checkpoint_written",
+    "latest_checkpoint",
+    "read_curve",
+    "train_online",
+    "training_seed",
+    "write_checkpoint_folder",
+    "write_curve",
+]
+
+#: A first guess of decisions per arrangement over a horizon of m months, ``a + b * m``, to size the first
+#: online run (the rule-based policies on the default world make 6 to 7.5 in 3 months and 14 to 18 in 12).
+DECISIONS_PER_ARRANGEMENT = (3.5, 1.0)
+
+#: The test-only environment variable (see the module docstring).
+KILL_AFTER_CHECKPOINTS = "REGSIM_KILL_AFTER_CHECKPOINTS"
+_written = 0
+
+_PREFIX = "online-"
+_STATE, _META = "state.npz", "training.json"
+
+
+class StatefulPolicy(Policy, Protocol):
+    """A policy whose learning state can be read and restored (as :class:`agents.bandits.LinearBandit`'s)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything that changes as the policy decides and learns."""
+        ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+        ...
+
+
+@dataclass(frozen=True)
+class OnlineRun:
+    """One online population run: its world seed, size, horizon, and what happened in it."""
+
+    seed: int
+    arrangements: int
+    months: int
+    decisions: int
+    reward_per_decision: float
+    """Net value of the run per decision, x0.01: (collected - contact cost - breakdown cost) / decisions / 100,
+    the quantity the bandits' default feedback reward (``regsim.feedback.collected_minus_cost``) credits."""
+    completion_rate: float
+    collected_eur_per_arrangement: float
+
+
+@dataclass
+class OnlineTraining:
+    """Progress of an online training: the runs so far (all that is needed besides the policy's state)."""
+
+    steps: int
+    seed: int
+    months: int
+    runs: list[OnlineRun] = field(default_factory=list)
+
+    @property
+    def decisions(self) -> int:
+        """Decisions made so far."""
+        return sum(r.decisions for r in self.runs)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-able dict (read back by :meth:`from_json`)."""
+        return {"steps": self.steps, "seed": self.seed, "months": self.months, "runs": [asdict(r) for r in self.runs]}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> OnlineTraining:
+        """Read what :meth:`to_json` wrote."""
+        return cls(int(data["steps"]), int(data["seed"]), int(data["months"]), [OnlineRun(**r) for r in data["runs"]])
+
+
+#: Columns of a learning curve (``learning_curve.parquet``): one row per (step, metric).
+CURVE_COLUMNS = ("step", "metric", "value")
+_CURVE_SCHEMA = pa.schema([("step", pa.int64()), ("metric", pa.string()), ("value", pa.float64())])
+
+
+def write_curve(rows: Sequence[tuple[int, str, float]], path: Path) -> Path:
+    """Write learning-curve rows ``(step, metric, value)`` to Parquet (columns :data:`CURVE_COLUMNS`: ``step``
+    int64, decisions trained on so far; ``metric`` string; ``value`` float64), in the order given."""
+    steps, metrics, values = (list(c) for c in zip(*rows, strict=True)) if rows else ([], [], [])
+    table = pa.Table.from_arrays(
+        [pa.array(steps, pa.int64()), pa.array(metrics, pa.string()), pa.array(values, pa.float64())],
+        schema=_CURVE_SCHEMA,
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path)
+    return path
+
+
+def read_curve(path: Path) -> pd.DataFrame:
+    """A learning curve written by :func:`write_curve`."""
+    return pq.read_table(path).to_pandas()
+
+
+def training_seed(seed: int, run: int) -> int:
+    """The world seed of online run ``run``: drawn from (seed, run) so that it never coincides with the small
+    seeds 0..K-1 that ``regsim evaluate`` uses."""
+    return int(np.random.SeedSequence([seed, run, 0x545241494E]).generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
+def checkpoint_written() -> None:
+    """Count a written checkpoint; kill the process when the test hook says so (see the module docstring)."""
+    global _written
+    _written += 1
+    limit = os.environ.get(KILL_AFTER_CHECKPOINTS)
+    if limit and _written >= int(limit):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def latest_checkpoint(folder: Path, prefix: str = _PREFIX) -> Path | None:
+    """The complete checkpoint of most decisions in ``folder`` (``<prefix><decisions>``), or None."""
+    if not folder.is_dir():
+        return None
+    found = [(int(p.name[len(prefix) :]), p) for p in folder.glob(f"{prefix}*") if p.name[len(prefix) :].isdigit()]
+    return max(found)[1] if found else None
+
+
+def write_checkpoint_folder(folder: Path, name: str, write: Callable[[Path], None]) -> Path:
+    """Write a checkpoint folder atomically: ``write(tmp)`` fills a temporary folder, renamed to ``folder/name``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=folder, prefix=f".{name}."))
+    try:
+        write(tmp)
+        target = folder / name
+        if target.exists():  # a checkpoint of the same progress (a resumed run repeating it): identical content
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    checkpoint_written()
+    return target
+
+
+def _save(folder: Path, policy: StatefulPolicy, training: OnlineTraining) -> Path:
+    def write(tmp: Path) -> None:
+        arrays = {k: np.asarray(v) for k, v in policy.state_dict().items()}
+        np.savez(tmp / _STATE, allow_pickle=False, **arrays)
+        (tmp / _META).write_text(json.dumps(training.to_json(), indent=2) + "\n", encoding="utf-8")
+
+    return write_checkpoint_folder(folder, f"{_PREFIX}{training.decisions}", write)
+
+
+def _load(path: Path, policy: StatefulPolicy) -> OnlineTraining:
+    with np.load(path / _STATE, allow_pickle=False) as data:
+        policy.load_state_dict({k: data[k] for k in data.files})
+    return OnlineTraining.from_json(json.loads((path / _META).read_text(encoding="utf-8")))
+
+
+def _summarise(result: SimulationResult, config: WorldConfig, seed: int, n: int, months: int) -> OnlineRun:
+    made = int((event_codes(result.events) == EventType.DECISION).sum())
+    k = result.kpis
+    broken = k["breakdown_rate"] * n
+    net = k["collected_eur"] - k["contact_cost_eur"] - config.arrangements.breakdown_cost_eur * broken
+    return OnlineRun(
+        seed=seed,
+        arrangements=n,
+        months=months,
+        decisions=made,
+        reward_per_decision=0.01 * net / made if made else math.nan,
+        completion_rate=float(k["completion_rate"]),
+        collected_eur_per_arrangement=float(k["collected_eur_per_arrangement"]),
+    )
+
+
+def train_online(
+    policy: StatefulPolicy,
+    config: WorldConfig,
+    *,
+    steps: int,
+    seed: int,
+    months: int,
+    checkpoint_dir: Path | None = None,
+    checkpoint_every: int | None = None,
+    progress: Callable[[int], object] | None = None,
+) -> OnlineTraining:
+    """Train ``policy`` online on successive population runs until ``steps`` decisions were made.
+
+    Args:
+        policy: The learner (updated in place); it must learn through ``update`` (positive
+            ``feedback_window_days``) and expose ``state_dict``/``load_state_dict``.
+        config: The world.
+        steps: Decisions to train on (> 0).
+        seed: Seeds the runs' worlds (run k uses :func:`training_seed` ``(seed, k)``); the policy's own
+            exploration seed is its own argument.
+        months: Horizon of each run.
+        checkpoint_dir: Where checkpoints go; when it holds one, training resumes from the newest (its
+            ``steps``, ``seed`` and ``months`` must match). None: no checkpoints.
+        checkpoint_every: Write a checkpoint after a run once this many decisions were made since the last one
+            (and after the last run). None: after the last run only.
+        progress: Called with the decisions made so far after each run.
+
+    Returns:
+        The runs made (including those restored from a checkpoint).
+
+    Raises:
+        ValueError: Bad arguments, a checkpoint of another training, or a run without decisions.
+    """
+    if steps < 1:
+        raise ValueError(f"steps: must be >= 1, got {steps}")
+    if months < 1:
+        raise ValueError(f"months: must be >= 1, got {months}")
+    if checkpoint_every is not None and checkpoint_every < 1:
+        raise ValueError(f"checkpoint_every: must be >= 1, got {checkpoint_every}")
+    if not getattr(policy, "feedback_window_days", None):
+        raise ValueError(f"policy {getattr(policy, 'name', policy)!r} does not learn online (no feedback window)")
+    training = OnlineTraining(steps, seed, months)
+    latest = latest_checkpoint(checkpoint_dir) if checkpoint_dir is not None else None
+    if latest is not None:
+        restored = _load(latest, policy)
+        if (restored.steps, restored.seed, restored.months) != (steps, seed, months):
+            raise ValueError(
+                f"checkpoint {latest} is of another training (steps, seed, months) = "
+                f"{(restored.steps, restored.seed, restored.months)}, not {(steps, seed, months)}"
+            )
+        training = restored
+    a, b = DECISIONS_PER_ARRANGEMENT
+    rate = training.runs[-1].decisions / training.runs[-1].arrangements if training.runs else a + b * months
+    since = 0
+    if progress is not None and training.runs:
+        progress(training.decisions)
+    while training.decisions < steps:
+        share = 0.5 if not training.runs else 1.0  # a first, smaller run measures the rate
+        n = max(50, math.ceil(share * (steps - training.decisions) / rate))
+        world_seed = training_seed(seed, len(training.runs))
+        result = simulate(config, policy, arrangements=n, months=months, seed=world_seed)
+        run = _summarise(result, config, world_seed, n, months)
+        if run.decisions == 0:
+            raise ValueError(f"online run {len(training.runs)} (seed {world_seed}, {n} arrangements) made no decisions")
+        training.runs.append(run)
+        rate = run.decisions / n
+        since += run.decisions
+        if progress is not None:
+            progress(training.decisions)
+        done = training.decisions >= steps
+        if checkpoint_dir is not None and (done or (checkpoint_every is not None and since >= checkpoint_every)):
+            _save(checkpoint_dir, policy, training)
+            since = 0
+    return training

@@ -1,0 +1,422 @@
+"""The FastAPI application: ``create_app(settings)`` builds it; everything it needs is built in its lifespan.
+
+Run for real with uvicorn (one worker)::
+
+    REGSIM_POLICY=runs/bandit/policy REGSIM_STORE=sqlite:///regsim.db REGSIM_TOKENS=change-me-please \\
+        uvicorn --factory serving.app:app_from_env --workers 1
+
+Routes (all under bearer-token auth except ``/healthz`` and ``/readyz``): ``POST /v1/arrangements``,
+``GET /v1/arrangements/{arrangement_id}``, ``POST /v1/decisions``, ``POST /v1/decisions/batch``,
+``POST /v1/events``, ``GET /metrics``, ``GET /docs``, ``GET /openapi.json``.
+
+Writes run one at a time (a process lock) in one database transaction each; the response is sent only after
+the commit returned, so an acknowledged decision is in the store.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Body, Depends, FastAPI, Header, Path, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+import agents
+from regsim.config import load_world_config
+from regsim.replay import LogReplay
+from serving import db, schemas
+from serving.auth import require_token
+from serving.idempotency import IdempotencyConflictError, StoredResponse, lookup, remember, request_hash
+from serving.metrics import Metrics
+from serving.online import OnlineLearner, is_online
+from serving.policies import PolicyRunner, load
+from serving.service import ConflictError, DecisionService, InvalidFieldError, NotFoundError
+from serving.settings import ServerSettings
+
+__all__ = ["app_from_env", "create_app"]
+
+log = logging.getLogger("regsim.serving")
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": schemas.ErrorOut, "description": "The body is not parseable JSON."},
+    401: {"model": schemas.ErrorOut, "description": "Missing or invalid bearer token."},
+    404: {"model": schemas.ErrorOut, "description": "Unknown arrangement or message."},
+    409: {"model": schemas.ErrorOut, "description": "Conflicts with the arrangement's state or an Idempotency-Key."},
+    413: {"model": schemas.ErrorOut, "description": "Request body larger than REGSIM_MAX_BODY_BYTES."},
+}
+_READ_ERRORS: dict[int | str, dict[str, Any]] = {k: v for k, v in _ERRORS.items() if k in (401, 404)}
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        pattern=r"^[\x21-\x7e]+$",
+        description="Makes the POST safe to retry: a replay with the same key and body returns the first response.",
+    ),
+]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Middleware (pure ASGI: no per-request task overhead)
+# ----------------------------------------------------------------------------------------------------------
+class BodyLimit:
+    """Refuse request bodies larger than ``limit`` bytes with 413 (by Content-Length, or while reading)."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def _too_large(self, send: Send, size: str) -> None:
+        body = json.dumps(
+            {"detail": f"request body of {size} bytes exceeds the limit of {self.limit} bytes (REGSIM_MAX_BODY_BYTES)"}
+        ).encode()
+        await send({"type": "http.response.start", "status": 413, "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": body})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD"):
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                try:
+                    if int(value) > self.limit:
+                        await self._too_large(send, value.decode())
+                        return
+                except ValueError:
+                    pass
+        # Read the body up to the limit (a chunked body has no Content-Length), then hand it on.
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.limit:
+                await self._too_large(send, f"more than {self.limit}")
+                return
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        sent = False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+class RequestMetrics:
+    """Count requests and time them, by route template (never by raw path: ids would explode the labels)."""
+
+    def __init__(self, app: ASGIApp, metrics: Callable[[], Metrics | None]) -> None:
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_and_record(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_record)
+        finally:
+            m = self.metrics()
+            if m is not None:
+                route = scope.get("route")
+                template = getattr(route, "path", None) or "unmatched"
+                m.requests.labels(scope["method"], template, str(status)).inc()
+                m.latency.labels(scope["method"], template).observe(time.perf_counter() - started)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The app
+# ----------------------------------------------------------------------------------------------------------
+class _State:
+    """What the lifespan builds."""
+
+    def __init__(self, settings: ServerSettings) -> None:
+        self.settings = settings
+        self.config = load_world_config(settings.population)
+        rules_version = self.config.rules.version
+        self.engine = db.make_engine(settings.store)
+        self.revision = db.upgrade_to_head(self.engine)
+        active = load(settings.policy, rules_version)
+        fallback = agents.make(settings.fallback_policy)
+        shadow = load(settings.shadow_policy, rules_version).policy if settings.shadow_policy else None
+        space_rules = LogReplay(self.config, [], 1).rules
+        self.metrics = Metrics()
+        self.runner = PolicyRunner(active.policy, fallback, shadow, space_rules, settings.decision_budget_ms / 1000.0)
+        self.online: OnlineLearner | None = None
+        if is_online(active.policy):
+            self.online = OnlineLearner(active.policy, active.origin, self.config, self.config.simulation.start_date)
+            with self.engine.connect() as conn:
+                restored = self.online.restore(conn)
+            log.info("online policy %s: state %s", active.policy.name, "restored" if restored else "from its artifact")
+        self.service = DecisionService(self.config, self.runner, self.metrics, self.online, settings.max_batch)
+        self.lock = threading.Lock()
+
+    def close(self) -> None:
+        self.runner.close()
+        self.engine.dispose()
+
+
+def _state(request: Request) -> _State:
+    state: _State = request.app.state.regsim
+    return state
+
+
+def _write(
+    request: Request,
+    key: str | None,
+    payload: BaseModel | list[BaseModel],
+    effect: Callable[[sa.Connection], tuple[BaseModel, int]],
+) -> Response:
+    """Run a POST's effect in one transaction with its idempotency key; answer after the commit."""
+    st = _state(request)
+    method, path = request.method, request.url.path
+    dumped = (
+        [p.model_dump(mode="json") for p in payload] if isinstance(payload, list) else payload.model_dump(mode="json")
+    )
+    digest = request_hash(method, path, dumped)
+    with st.lock, st.engine.begin() as conn:
+        if key is not None:
+            stored = lookup(conn, key, method, path, digest)
+            if stored is not None:
+                return Response(stored.body, stored.status_code, media_type="application/json")
+        model, status = effect(conn)
+        body = model.model_dump_json()
+        if key is not None:
+            remember(conn, key, method, path, digest, StoredResponse(status, body))
+    # The transaction has committed here: only now is the answer sent.
+    return Response(body, status, media_type="application/json")
+
+
+def _build_router() -> APIRouter:
+    router = APIRouter(prefix="/v1", dependencies=[Depends(require_token)])
+
+    @router.post(
+        "/arrangements",
+        response_model=schemas.ArrangementOut,
+        status_code=201,
+        responses={200: {"model": schemas.ArrangementOut, "description": "Already registered (updated)."}, **_ERRORS},
+        summary="Register an arrangement or update its opt-outs",
+    )
+    def post_arrangement(
+        request: Request, body: schemas.ArrangementIn, idempotency_key: IdempotencyKey = None
+    ) -> Response:
+        def effect(conn: sa.Connection) -> tuple[BaseModel, int]:
+            out, created = _state(request).service.register(conn, body)
+            return out, 201 if created else 200
+
+        return _write(request, idempotency_key, body, effect)
+
+    @router.get(
+        "/arrangements/{arrangement_id}",
+        response_model=schemas.Overview,
+        responses=_READ_ERRORS,
+        summary="The call-centre overview of an arrangement",
+    )
+    def get_arrangement(
+        request: Request, arrangement_id: Annotated[int, Path(ge=0, le=schemas.MAX_ID)]
+    ) -> schemas.Overview:
+        st = _state(request)
+        with st.engine.connect() as conn:
+            return st.service.overview(conn, arrangement_id)
+
+    @router.post(
+        "/decisions",
+        response_model=schemas.DecisionOut,
+        status_code=200,
+        responses=_ERRORS,
+        summary="The decision at one decision point",
+    )
+    def post_decision(request: Request, body: schemas.DecisionIn, idempotency_key: IdempotencyKey = None) -> Response:
+        def effect(conn: sa.Connection) -> tuple[BaseModel, int]:
+            return _state(request).service.decide(conn, [body])[0], 200
+
+        return _write(request, idempotency_key, body, effect)
+
+    @router.post(
+        "/decisions/batch",
+        response_model=schemas.BatchDecisionOut,
+        status_code=200,
+        responses=_ERRORS,
+        summary="Decisions at many decision points, computed as one batch",
+    )
+    def post_decisions(
+        request: Request, body: schemas.BatchDecisionIn, idempotency_key: IdempotencyKey = None
+    ) -> Response:
+        def effect(conn: sa.Connection) -> tuple[BaseModel, int]:
+            return schemas.BatchDecisionOut(decisions=_state(request).service.decide(conn, body.decisions)), 200
+
+        return _write(request, idempotency_key, body, effect)
+
+    @router.post(
+        "/events",
+        response_model=schemas.EventOut,
+        status_code=200,
+        responses=_ERRORS,
+        summary="Record what happened (payment, message event, missed installment, opt-out, breakdown, referral)",
+    )
+    def post_event(
+        request: Request, body: Annotated[schemas.EventIn, Body()], idempotency_key: IdempotencyKey = None
+    ) -> Response:
+        def effect(conn: sa.Connection) -> tuple[BaseModel, int]:
+            return _state(request).service.record(conn, body), 200
+
+        return _write(request, idempotency_key, body, effect)
+
+    return router
+
+
+def create_app(settings: ServerSettings) -> FastAPI:
+    """The server's app for some settings; the policy, store and learner are built when it starts.
+
+    Start-up fails with a clear error (naming the file or the versions) when the artifact does not verify,
+    and with the field when a setting is invalid.
+    """
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state = _State(settings)
+        app.state.regsim = state
+        log.info(
+            "serving %s %s on %s (schema %s)",
+            state.runner.active.name,
+            state.runner.active.version,
+            sa.make_url(db.normalise_url(settings.store)).render_as_string(hide_password=True),
+            state.revision,
+        )
+        try:
+            yield
+        finally:
+            state.close()
+
+    app = FastAPI(
+        title="regsim policy server",
+        version="1",
+        summary="Decisions for payment arrangements, with status sync, a real database and a safe roll-out.",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.state.settings = settings
+    app.include_router(_build_router())
+
+    @app.get("/healthz", response_model=schemas.Health, summary="Liveness (no auth)")
+    def healthz() -> schemas.Health:
+        return schemas.Health(status="ok")
+
+    @app.get(
+        "/readyz",
+        response_model=schemas.Health,
+        responses={503: {"model": schemas.ErrorOut, "description": "Not ready."}},
+        summary="Readiness: policy loaded, store reachable (no auth)",
+    )
+    def readyz(request: Request) -> Response:
+        st: _State | None = getattr(request.app.state, "regsim", None)
+        if st is None:
+            return JSONResponse({"detail": "starting"}, status_code=503)
+        try:
+            with st.engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+        except sa.exc.SQLAlchemyError as exc:
+            return JSONResponse({"detail": f"store unreachable: {type(exc).__name__}"}, status_code=503)
+        health = schemas.Health(
+            status="ready",
+            policy=st.runner.active.name,
+            policy_version=st.runner.active.version,
+            schema_revision=st.revision,
+        )
+        return JSONResponse(health.model_dump())
+
+    protected = [Depends(require_token)]
+
+    @app.get(
+        "/metrics",
+        dependencies=protected,
+        response_class=Response,
+        responses={200: {"content": {"text/plain": {}}}, 401: _ERRORS[401]},
+        summary="Prometheus metrics",
+    )
+    def metrics(request: Request) -> Response:
+        return Response(generate_latest(_state(request).metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/openapi.json", dependencies=protected, include_in_schema=False)
+    def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", dependencies=protected, include_in_schema=False)
+    def docs() -> HTMLResponse:
+        # The spec is inlined, since the browser's own fetch of /openapi.json would carry no token.
+        page = bytes(get_swagger_ui_html(openapi_url="/openapi.json", title=app.title).body).decode()
+        page = page.replace("url: '/openapi.json'", f"spec: {json.dumps(app.openapi())}")
+        return HTMLResponse(page)
+
+    @app.exception_handler(NotFoundError)
+    async def not_found(_: Request, exc: NotFoundError) -> JSONResponse:
+        return JSONResponse({"detail": exc.detail}, status_code=404)
+
+    @app.exception_handler(ConflictError)
+    async def conflict(_: Request, exc: ConflictError) -> JSONResponse:
+        return JSONResponse({"detail": exc.detail}, status_code=409)
+
+    @app.exception_handler(IdempotencyConflictError)
+    async def key_conflict(_: Request, exc: IdempotencyConflictError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=409)
+
+    @app.exception_handler(InvalidFieldError)
+    async def invalid(request: Request, exc: InvalidFieldError) -> JSONResponse:
+        error = {"type": "value_error", "loc": list(exc.loc), "msg": exc.detail, "input": exc.value}
+        return JSONResponse({"detail": [error]}, status_code=422)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        # Every message starts with the field's path, so a client sees which field at a glance.
+        errors = []
+        for e in exc.errors():
+            loc = [str(p) for p in e.get("loc", ())]
+            field = ".".join(p for p in loc if p != "body") or "body"
+            errors.append(
+                {
+                    "type": e.get("type", "value_error"),
+                    "loc": list(e.get("loc", ())),
+                    "msg": f"{field}: {e.get('msg', '')}",
+                }
+            )
+        return JSONResponse({"detail": errors}, status_code=422)
+
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(RequestMetrics, metrics=lambda: getattr(getattr(app.state, "regsim", None), "metrics", None))
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """The app configured from ``REGSIM_*`` environment variables (for ``uvicorn --factory``)."""
+    return create_app(ServerSettings())

@@ -1,0 +1,118 @@
+"""``regsim serve`` and ``regsim export-log``: :func:`register` adds them to the ``regsim`` command line.
+
+Until they are wired into ``experiments/cli.py``, run ``python -m serving.cli serve ...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = ["export_log", "main", "register"]
+
+
+def export_log(store: str, out: Path, population: str | None = None) -> Path:
+    """Write the store's event log as ``OUT/events.parquet`` (the simulator's schema, sorted by time).
+
+    The file reads with :func:`regsim.eventlog.read_events`, and :func:`regsim.metrics.kpis` runs on it
+    unchanged. Events are sorted stably by time, as a simulated log is (the store keeps them in commit order;
+    events of one arrangement are committed in time order except the installments falling due, which the
+    server books when it next sees the arrangement).
+
+    Args:
+        store: The store's URL.
+        out: Output folder (created).
+        population: World config whose calendar start is the epoch (default: the default world).
+    """
+    import pyarrow as pa
+
+    from regsim.config import load_world_config
+    from regsim.eventlog import EVENT_SCHEMA, write_events
+    from serving import db
+    from serving.settings import DEFAULT_POPULATION
+    from serving.store import iter_event_tables
+
+    config = load_world_config(population or DEFAULT_POPULATION)
+    engine = db.make_engine(store)
+    try:
+        if db.current_revision(engine) is None:
+            raise ValueError(f"store: {store} holds no regsim schema (no Alembic revision)")
+        with engine.connect() as conn:
+            tables = list(iter_event_tables(conn, config.simulation.start_date))
+    finally:
+        engine.dispose()
+    table = pa.concat_tables(tables) if tables else EVENT_SCHEMA.empty_table()
+    if len(table):
+        table = table.take(pa.array(_stable_time_order(table)))
+    out.mkdir(parents=True, exist_ok=True)
+    return write_events(table, out / "events.parquet")
+
+
+def _stable_time_order(table: object) -> list[int]:
+    import numpy as np
+
+    time = table.column("time").to_numpy()  # type: ignore[attr-defined]
+    return np.argsort(time, kind="stable").tolist()
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from serving.app import create_app
+    from serving.settings import ServerSettings
+
+    overrides: dict[str, object] = {"policy": args.policy}
+    for name in ("store", "host", "port", "population"):
+        value = getattr(args, name)
+        if value is not None:
+            overrides[name] = value
+    try:
+        settings = ServerSettings(**overrides)  # type: ignore[arg-type]  # the rest from REGSIM_* variables
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, workers=1, log_level="info")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    try:
+        path = export_log(args.store, Path(args.out), args.population)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {path}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``serve`` and ``export-log`` to a ``regsim`` argument parser's subcommands."""
+    sv = subparsers.add_parser("serve", help="serve a policy over HTTP (settings also from REGSIM_* variables)")
+    sv.add_argument("--policy", required=True, help="policy artifact folder (or a registered policy name)")
+    sv.add_argument(
+        "--store", default=os.environ.get("REGSIM_STORE"), help="store URL (sqlite:///FILE or postgresql://...)"
+    )
+    sv.add_argument("--host", default=None, help="interface (default 127.0.0.1)")
+    sv.add_argument("--port", type=int, default=None, help="TCP port (default 8000)")
+    sv.add_argument("--population", default=None, help="world config YAML (rules, options, calendar)")
+    sv.set_defaults(func=_cmd_serve)
+    ex = subparsers.add_parser("export-log", help="write a server's event log as Parquet (events.parquet)")
+    ex.add_argument("--store", required=True, help="store URL")
+    ex.add_argument("--out", required=True, help="output folder")
+    ex.add_argument("--population", default=None, help="world config YAML giving the epoch (default: default world)")
+    ex.set_defaults(func=_cmd_export)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m serving.cli serve|export-log ...``."""
+    parser = argparse.ArgumentParser(prog="regsim")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

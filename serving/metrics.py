@@ -1,0 +1,70 @@
+"""Prometheus metrics of one app (a registry per app, so that apps in one process never share counters)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+__all__ = ["Metrics"]
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class Metrics:
+    """The server's counters and histograms, registered in their own registry."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "regsim_http_requests",
+            "HTTP requests by method, route template and status code.",
+            ("method", "route", "status"),
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "regsim_http_request_duration_seconds",
+            "Time to answer an HTTP request, by method and route template (seconds).",
+            ("method", "route"),
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.decisions = Counter(
+            "regsim_decisions",
+            "Committed decisions by decision point kind, channel chosen and deciding policy.",
+            ("kind", "channel", "policy"),
+            registry=self.registry,
+        )
+        self.policy_latency = Histogram(
+            "regsim_policy_decide_seconds",
+            "Time of one decide_batch call of the active policy, including the fallback (seconds).",
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.fallbacks = Counter(
+            "regsim_fallbacks",
+            "Decisions answered by the rule-based fallback, by reason (error, timeout, rule_violation).",
+            ("reason",),
+            registry=self.registry,
+        )
+        self.shadow = Counter(
+            "regsim_shadow_decisions",
+            "Decisions of the shadow policy, by outcome (agree, disagree, error).",
+            ("outcome",),
+            registry=self.registry,
+        )
+        self.cancelled = Counter(
+            "regsim_cancelled_reminders",
+            "Pending messages cancelled, by cause (payment, completed, broken, referred).",
+            ("cause",),
+            registry=self.registry,
+        )
+        self.events = Counter(
+            "regsim_events",
+            "Events recorded through POST /v1/events, by type.",
+            ("type",),
+            registry=self.registry,
+        )
+        self.updates = Counter(
+            "regsim_online_updates",
+            "Updates of the online policy from matured rewards.",
+            registry=self.registry,
+        )

@@ -1,0 +1,238 @@
+"""Online learning in the server: rewards matured from the event log feed the active policy, whose state is
+kept in the store.
+
+A policy with a positive ``feedback_window_days`` (the contextual bandits) learns online, as in the
+simulator: :class:`regsim.feedback.OutcomeMatcher` pairs its decisions with the payments, message costs and
+endings logged after them, and the policy's ``update(feedback)`` is called at every **day boundary**, with the
+decisions whose window has closed, exactly when the world calls it (each evening: events of the day
+observed, then ``mature(day + 1)``). The server's clock is the latest time it has been given; a request at
+a later day first runs the boundaries in between, one by one, so an HTTP replay of a simulated run updates
+the policy with the same batches in the same order.
+
+Persistence. After every decision and every update, the policy's ``state_dict()`` (plain arrays, written
+with ``numpy.savez``, no pickle) and the clock go into ``policy_state`` in the same transaction. The
+matcher's pending decisions are not stored: they follow from the log. On start-up :meth:`OnlineLearner.restore`
+loads the state and rebuilds the matcher: decisions before the last boundary ``D`` are added with their
+contexts rebuilt by :func:`regsim.replay.contexts_from_log`, the log's events before ``D`` are observed,
+``mature(D)`` drops what was already learned, and the events from ``D`` on wait for the next boundary.
+Events given to the server more than a day after their time (out of order across arrangements) are
+observed at the next boundary.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import math
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import sqlalchemy as sa
+
+from regsim.config import WorldConfig
+from regsim.decision import ContextBatch, Policy
+from regsim.eventlog import EventType, event_codes
+from regsim.feedback import OutcomeMatcher
+from regsim.replay import contexts_from_log
+from serving import db
+from serving.store import load_events
+
+__all__ = ["OnlineLearner", "is_online"]
+
+_FEEDBACK = (EventType.PAYMENT, EventType.MESSAGE_SENT, EventType.COMPLETED, EventType.BROKEN, EventType.REFERRED)
+_CLOCK_KEY = "__server_day"
+_SLOT = "active"
+
+
+def is_online(policy: Policy) -> bool:
+    """Whether a policy learns online (a positive ``feedback_window_days``, as the world decides)."""
+    window = getattr(policy, "feedback_window_days", None)
+    return window is not None and float(window) > 0 and hasattr(policy, "state_dict")
+
+
+class OnlineLearner:
+    """The matcher, the clock and the persisted state of an online policy.
+
+    Args:
+        policy: The active policy (an online learner with ``state_dict``/``load_state_dict``).
+        origin: Where the policy came from (a persisted state of another origin is not restored).
+        config: The world config (for rebuilding contexts on restore).
+        epoch: The calendar date of time 0.
+    """
+
+    def __init__(self, policy: Any, origin: str, config: WorldConfig, epoch: dt.date) -> None:
+        self.policy = policy
+        self.origin = origin
+        self.config = config
+        self.epoch = epoch
+        self.matcher = OutcomeMatcher(float(policy.feedback_window_days), getattr(policy, "feedback_reward", None))
+        self.day = -1  # the last day boundary processed (-1: none yet)
+        self._buffer: list[tuple[EventType, float, int, float, int]] = []
+        self.updates = 0
+        self._saved = False
+
+    # -- the clock ------------------------------------------------------------------------------------------
+    def advance(self, time: float) -> bool:
+        """Run every day boundary up to ``floor(time)``; True if the policy learned something."""
+        target = math.floor(time)
+        learned = False
+        if self.day < 0:
+            self.day = target
+            return False
+        while self.day < target:
+            self.day += 1
+            self._observe_before(float(self.day))
+            feedback = self.matcher.mature(float(self.day))
+            if feedback is not None:
+                self.policy.update(feedback)
+                self.updates += 1
+                learned = True
+        return learned
+
+    def _observe_before(self, boundary: float) -> None:
+        now = [e for e in self._buffer if e[1] < boundary]
+        if not now:
+            return
+        self._buffer = [e for e in self._buffer if e[1] >= boundary]
+        for event, t, arr, amount, decision in now:
+            self.matcher.observe(
+                event, np.array([t]), np.array([arr], dtype=np.int64), np.array([amount]), np.array([decision])
+            )
+
+    # -- what the server tells it ---------------------------------------------------------------------------
+    def add_decisions(
+        self,
+        decision_ids: list[int],
+        time: float,
+        contexts: ContextBatch,
+        actions: np.ndarray[Any, Any],
+        propensity: np.ndarray[Any, Any],
+    ) -> None:
+        """Register committed decisions (taken at ``time``) for feedback."""
+        self.matcher.add(np.asarray(decision_ids, dtype=np.int64), float(time), contexts, actions, propensity)
+
+    def add_events(self, rows: list[dict[str, Any]]) -> None:
+        """Queue logged events (store rows) for the next boundary; only the kinds that carry outcomes are kept."""
+        for r in rows:
+            event = EventType[str(r["event"]).upper()]
+            if event in _FEEDBACK:
+                amount = r.get("amount_eur")
+                self._buffer.append(
+                    (
+                        event,
+                        float(r["time"]),
+                        int(r["arrangement_id"]),
+                        float("nan") if amount is None else float(amount),
+                        int(r.get("decision_id", -1) if r.get("decision_id") is not None else -1),
+                    )
+                )
+
+    # -- persistence ----------------------------------------------------------------------------------------
+    def _blobs(self) -> tuple[bytes, bytes]:
+        """The state as two ``.npz`` blobs: the learned statistics (arrays) and the rest (scalars, clock)."""
+        state = self.policy.state_dict()
+        big = {k: np.asarray(v) for k, v in state.items() if np.ndim(v) > 0}
+        small = {k: np.asarray(v) for k, v in state.items() if np.ndim(v) == 0}
+        small[_CLOCK_KEY] = np.asarray(self.day)
+        out = []
+        for arrays in (big, small):
+            buf = io.BytesIO()
+            np.savez(buf, allow_pickle=False, **arrays)
+            out.append(buf.getvalue())
+        return out[0], out[1]
+
+    def save(self, conn: sa.Connection, learned: bool) -> None:
+        """Write the state into ``policy_state`` (inside the caller's transaction).
+
+        The learned statistics (megabytes for the bandits) change only when the policy learns, so they are
+        written only then (``learned``) or the first time; the counters, the exploration generator and the
+        clock are written every time.
+        """
+        big, small = self._blobs()
+        slots = [(_SLOT + ".small", small)]
+        if learned or not self._saved:
+            slots.append((_SLOT, big))
+        for slot, blob in slots:
+            values = {
+                "policy": self.policy.name,
+                "policy_version": self.policy.version,
+                "origin": self.origin,
+                "state": blob,
+                "updated_at": dt.datetime.now(dt.UTC),
+            }
+            done = conn.execute(sa.update(db.policy_state).where(db.policy_state.c.slot == slot).values(**values))
+            if done.rowcount == 0:
+                conn.execute(sa.insert(db.policy_state).values(slot=slot, **values))
+        self._saved = True
+
+    def restore(self, conn: sa.Connection) -> bool:
+        """Load the persisted state (if it is this policy's, from the same origin) and rebuild the matcher.
+
+        Returns:
+            True if a state was restored; False for a fresh store or another policy (which then starts from
+            its artifact).
+        """
+        mine = (self.policy.name, self.policy.version, self.origin)
+        state: dict[str, Any] = {}
+        for slot in (_SLOT, _SLOT + ".small"):
+            row = conn.execute(sa.select(db.policy_state).where(db.policy_state.c.slot == slot)).first()
+            if row is None or (row.policy, row.policy_version, row.origin) != mine:
+                return False
+            with np.load(io.BytesIO(row.state), allow_pickle=False) as data:
+                state.update({k: data[k] for k in data.files})
+        self.day = int(state.pop(_CLOCK_KEY))
+        self.policy.load_state_dict(state)
+        self._rebuild(conn)
+        self._saved = True
+        return True
+
+    def _rebuild(self, conn: sa.Connection) -> None:
+        boundary = float(self.day)
+        window = self.matcher.window_days
+        pending = conn.execute(
+            sa.select(db.events.c.arrangement_id)
+            .where(db.events.c.event == "decision", db.events.c.time + window > boundary)
+            .distinct()
+        ).scalars()
+        ids = sorted(int(a) for a in pending)
+        if not ids or self.day < 0:
+            return
+        log = load_events(conn, ids, self.epoch)
+        contexts = contexts_from_log(log, self.config)
+        if contexts is None:
+            return
+        codes = event_codes(log)
+        decision_rows = np.flatnonzero(codes == EventType.DECISION)
+        time = log.column("time").to_numpy()
+        decision_id = log.column("decision_id").to_numpy()
+        propensity = log.column("propensity").to_numpy(zero_copy_only=False)
+        actions = np.stack(
+            [log.column(c).to_numpy() for c in ("a_channel", "a_send_slot", "a_due_day", "a_deferral", "a_reduction")],
+            axis=1,
+        ).astype(np.int64)
+        for k, e in enumerate(decision_rows.tolist()):
+            if time[e] + window > boundary:
+                one = slice(e, e + 1)
+                self.matcher.add(
+                    decision_id[one], float(time[e]), contexts.take(np.array([k])), actions[one], propensity[one]
+                )
+        early = pc.less(log.column("time"), pa.scalar(boundary)).to_numpy(zero_copy_only=False)
+        rows = log.to_pylist()
+        for e, r in enumerate(rows):
+            if int(codes[e]) not in _FEEDBACK:
+                continue
+            if early[e]:
+                amount = np.nan if r["amount_eur"] is None else float(r["amount_eur"])
+                self.matcher.observe(
+                    EventType(int(codes[e])),
+                    np.array([float(r["time"])]),
+                    np.array([int(r["arrangement_id"])], dtype=np.int64),
+                    np.array([amount]),
+                    np.array([int(r["decision_id"])], dtype=np.int64),
+                )
+            else:
+                self.add_events([r])
+        # What matured by the last boundary was learned before the restart.
+        self.matcher.mature(boundary)

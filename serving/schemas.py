@@ -1,0 +1,332 @@
+"""The API's request and response models (pydantic v2).
+
+Times: every request carries ``time``, in days since the server's epoch (the calendar start of the world
+config, ``simulation.start_date``; fractions are hours, as in the event log), or ``at``, a timestamp
+(UTC if naive), which is turned into ``time``. Responses give both.
+
+Privacy: an arrangement is known by a pseudonymous integer id; the schema has no field for names,
+addresses, account numbers or free text, and unknown fields are refused (422), so none can slip in.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from regsim.config import CHANNELS
+
+__all__ = [
+    "Action",
+    "ArrangementIn",
+    "ArrangementOut",
+    "BatchDecisionIn",
+    "BatchDecisionOut",
+    "CancelledReminder",
+    "ContactRecord",
+    "DecisionIn",
+    "DecisionOut",
+    "DecisionSummary",
+    "ErrorOut",
+    "EventIn",
+    "EventOut",
+    "Health",
+    "InstallmentOut",
+    "MaskedOption",
+    "NextAction",
+    "Overview",
+]
+
+Channel = Literal["email", "sms", "letter", "robocall", "collector"]
+assert tuple(Channel.__args__) == CHANNELS  # type: ignore[attr-defined]  # the literal mirrors the config
+DecisionKindName = Literal["plan_created", "pre_due", "missed", "follow_up", "payment_received"]
+Status = Literal["offered", "active", "completed", "broken", "referred"]
+
+#: Largest arrangement id (ids are stored as signed 64-bit integers).
+MAX_ID = 2**62
+#: Latest accepted time, in days since the epoch (about 270 years).
+MAX_TIME_DAYS = 100_000.0
+
+ArrangementId = Annotated[int, Field(ge=0, le=MAX_ID, description="Pseudonymous arrangement id.")]
+TimeDays = Annotated[
+    float,
+    Field(ge=0.0, le=MAX_TIME_DAYS, allow_inf_nan=False, description="Days since the epoch (fractions: hours)."),
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _Timed(_Strict):
+    """A request that happens at a time: ``time`` (days since the epoch) or ``at`` (a timestamp), not both."""
+
+    time: TimeDays | None = None
+    at: dt.datetime | None = Field(None, description="When, as a timestamp (UTC if naive); instead of `time`.")
+
+    @model_validator(mode="after")
+    def _one_time(self) -> _Timed:
+        if (self.time is None) == (self.at is None):
+            raise ValueError("give exactly one of 'time' (days since the epoch) and 'at' (a timestamp)")
+        return self
+
+
+class ErrorOut(BaseModel):
+    """An error: what went wrong, naming the field or the limit."""
+
+    detail: str
+
+
+class Health(BaseModel):
+    """Liveness or readiness."""
+
+    status: Literal["ok", "ready"]
+    policy: str | None = None
+    policy_version: str | None = None
+    schema_revision: str | None = None
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Arrangements
+# ----------------------------------------------------------------------------------------------------------
+class ArrangementIn(_Timed):
+    """Register an arrangement (or update its channel opt-outs): the plan as agreed and the prior history.
+
+    The plan is ``n_installments`` equal installments of ``debt_eur`` (the last absorbs the rounding) on day
+    ``due_day`` of the month, the first at least the world's ``min_days_to_first_due`` after ``time``. The plan
+    changes afterwards only through decisions (due day, deferral, reduction).
+    """
+
+    arrangement_id: ArrangementId
+    debt_eur: float = Field(gt=0.0, le=10_000_000.0, allow_inf_nan=False, description="Debt agreed (EUR).")
+    n_installments: int = Field(ge=1, le=120, description="Installments in the plan.")
+    due_day: int = Field(ge=1, le=28, description="Day of the month installments fall due.")
+    prior_payments: int = Field(0, ge=0, le=10_000, description="Payments to the creditor before the arrangement.")
+    prior_late_share: float = Field(
+        0.0, ge=0.0, le=1.0, allow_inf_nan=False, description="Share of those payments that were late."
+    )
+    prior_pay_dom: int | None = Field(
+        None, ge=1, le=31, description="Most frequent day of the month of those payments (null if none)."
+    )
+    opted_out: list[Channel] = Field(
+        default_factory=list, max_length=len(CHANNELS), description="Channels the debtor opted out of."
+    )
+
+
+class InstallmentOut(BaseModel):
+    """One installment of the current plan."""
+
+    index: int
+    due_time: int = Field(description="Due day, in days since the epoch.")
+    due_date: dt.date
+    amount_eur: float
+    paid_eur: float
+    status: Literal["paid", "open", "overdue"]
+
+
+class ArrangementOut(BaseModel):
+    """An arrangement as registered, with its plan."""
+
+    arrangement_id: int
+    created: bool = Field(description="True if this request registered it; false for an update or a replay.")
+    status: Status
+    opted_out: list[Channel]
+    installments: list[InstallmentOut]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Decisions
+# ----------------------------------------------------------------------------------------------------------
+class DecisionIn(_Timed):
+    """Ask for the decision at one decision point of one arrangement.
+
+    ``installment`` defaults to the one the decision point is about: 0 at plan creation, the next to fall due
+    before it (pre-due), the oldest open one (missed, follow-up), the one just paid (payment received).
+    """
+
+    arrangement_id: ArrangementId
+    kind: DecisionKindName
+    installment: int | None = Field(None, ge=0, le=1_000, description="Installment index the decision is about.")
+
+
+class BatchDecisionIn(_Strict):
+    """Many decision points, decided as one batch by the policy (in order)."""
+
+    decisions: list[DecisionIn] = Field(min_length=1, description="The decision points (at most REGSIM_MAX_BATCH).")
+
+
+class Action(BaseModel):
+    """The action, by meaning."""
+
+    channel: Literal["none", "email", "sms", "letter", "robocall", "collector"]
+    send_slot: str = Field(description="Send-slot option, e.g. 'day+1 09:00' (meaningless without contact).")
+    due_day: int | None = Field(description="New due day of the month (plan creation), null to keep it.")
+    deferral_days: int
+    reduction: float = Field(description="Fraction by which installments are reduced.")
+    indices: list[int] = Field(description="The five option indices (channel, slot, due day, deferral, reduction).")
+
+
+class MaskedOption(BaseModel):
+    """An option the rules masked, and the rules that masked it."""
+
+    part: Literal["channel", "send_slot", "due_day", "deferral", "reduction"]
+    option: str
+    rules: list[str]
+
+
+class DecisionOut(BaseModel):
+    """A committed decision: the action, why other options were masked, who decided, and what to send when."""
+
+    decision_id: int
+    arrangement_id: int
+    kind: DecisionKindName
+    installment: int
+    time: float
+    at: dt.datetime
+    action: Action
+    message_id: int | None = Field(description="The planned message (null: no contact).")
+    send_time: float | None = Field(description="When to send it, days since the epoch (null: no contact).")
+    send_at: dt.datetime | None
+    masked_rules: list[str] = Field(description="Business rules that masked options here (applicability excluded).")
+    masked: list[MaskedOption]
+    policy: str
+    policy_version: str
+    propensity: float = Field(description="Probability the deciding policy gave this action.")
+    fallback: bool = Field(description="True if the rule-based fallback answered instead of the active policy.")
+
+
+class BatchDecisionOut(BaseModel):
+    """Decisions of a batch, in request order."""
+
+    decisions: list[DecisionOut]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Events
+# ----------------------------------------------------------------------------------------------------------
+class _EventBase(_Timed):
+    arrangement_id: ArrangementId
+
+
+class PaymentEvent(_EventBase):
+    """A payment; it pays installments oldest first and cancels pending reminders of those it completes."""
+
+    type: Literal["payment"]
+    amount_eur: float = Field(gt=0.0, le=10_000_000.0, allow_inf_nan=False, description="Amount paid (EUR).")
+    channel: Channel | None = Field(None, description="The message whose payment link was used, by channel.")
+
+
+class MessageEvent(_EventBase):
+    """What happened to a message the server planned (by its ``message_id``)."""
+
+    type: Literal["message_sent", "message_delivered", "message_opened", "message_clicked"]
+    message_id: int = Field(ge=1, le=MAX_ID)
+    cost_eur: float | None = Field(
+        None, ge=0.0, le=10_000.0, allow_inf_nan=False, description="Cost of a sent message (default: the channel's)."
+    )
+
+
+class MissedEvent(_EventBase):
+    """An installment was not paid by its due date (plus grace)."""
+
+    type: Literal["installment_missed"]
+    installment: int = Field(ge=0, le=1_000)
+
+
+class OptOutEvent(_EventBase):
+    """The debtor opted out of a channel."""
+
+    type: Literal["opt_out"]
+    channel: Channel
+    message_id: int | None = Field(None, ge=1, le=MAX_ID, description="The message that prompted it, if any.")
+
+
+class EndEvent(_EventBase):
+    """The arrangement broke down (back to collection) or was referred to debt counselling."""
+
+    type: Literal["broken", "referred"]
+    collection_costs_eur: float | None = Field(None, ge=0.0, le=10_000_000.0, allow_inf_nan=False)
+
+
+EventIn = Annotated[PaymentEvent | MessageEvent | MissedEvent | OptOutEvent | EndEvent, Field(discriminator="type")]
+
+
+class CancelledReminder(BaseModel):
+    """A pending message cancelled by an event."""
+
+    message_id: int
+    decision_id: int
+    installment: int
+    channel: Channel
+    send_time: float
+
+
+class EventOut(BaseModel):
+    """A recorded event and its consequences."""
+
+    arrangement_id: int
+    type: str
+    time: float
+    at: dt.datetime
+    status: Status = Field(description="The arrangement's status after the event.")
+    installments_paid: list[int] = Field(description="Installments a payment completed.")
+    cancelled: list[CancelledReminder] = Field(description="Pending messages this event cancelled.")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Overview
+# ----------------------------------------------------------------------------------------------------------
+class DecisionSummary(BaseModel):
+    """A past decision, briefly."""
+
+    decision_id: int
+    time: float
+    kind: DecisionKindName
+    installment: int
+    channel: str
+    deferral_days: int
+    reduction: float
+    policy: str
+    policy_version: str
+    propensity: float
+    masked_rules: list[str]
+
+
+class NextAction(BaseModel):
+    """The next planned message and the decision that planned it (why)."""
+
+    message_id: int
+    channel: Channel
+    purpose: Literal["reminder", "confirmation", "thank_you"]
+    installment: int
+    send_time: float
+    send_at: dt.datetime
+    decided_by: DecisionSummary
+
+
+class ContactRecord(BaseModel):
+    """A message event of the contact history."""
+
+    time: float
+    at: dt.datetime
+    event: str
+    channel: str
+    message_id: int | None
+    decision_id: int | None
+
+
+class Overview(BaseModel):
+    """The call-centre screen of one arrangement."""
+
+    arrangement_id: int
+    status: Status
+    debt_eur: float
+    balance_eur: float
+    installments_paid: int
+    installments_open: int
+    installments: list[InstallmentOut]
+    opted_out: list[Channel]
+    next_action: NextAction | None
+    last_decision: DecisionSummary | None
+    contact_history: list[ContactRecord]

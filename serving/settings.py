@@ -1,0 +1,78 @@
+"""The server's settings: one pydantic-settings class, read from ``REGSIM_*`` environment variables."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+__all__ = ["DEFAULT_POPULATION", "ServerSettings"]
+
+#: The default world (rules, decision options, calendar start): ``configs/population/default.yaml``.
+DEFAULT_POPULATION = Path(__file__).resolve().parent.parent / "configs" / "population" / "default.yaml"
+
+
+class ServerSettings(BaseSettings):
+    """Everything the server is configured with; each field is also the env variable ``REGSIM_<FIELD>``.
+
+    Example: ``REGSIM_POLICY=runs/bandit/policy REGSIM_STORE=sqlite:///regsim.db REGSIM_TOKENS=s3cret``.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="REGSIM_", extra="forbid", frozen=True)
+
+    policy: str = Field(
+        description="The active policy: an artifact folder (verified at start-up) or a registered policy name."
+    )
+    store: str = Field(
+        "sqlite:///regsim-serve.db",
+        description="SQLAlchemy URL of the store: sqlite:///FILE (WAL, created on start) or postgresql://...",
+    )
+    tokens: Annotated[tuple[str, ...], NoDecode] = Field(
+        (),
+        description="Bearer tokens accepted on every route but /healthz and /readyz (comma-separated or a JSON "
+        "list). At least one is required.",
+    )
+    shadow_policy: str | None = Field(
+        None, description="A policy (artifact folder or name) deciding beside the active one: logged, never returned."
+    )
+    fallback_policy: str = Field(
+        "static-dunning",
+        description="The rule-based policy that answers when the active one fails or exceeds its time budget.",
+    )
+    decision_budget_ms: float = Field(
+        250.0, gt=0, description="Time budget of one call of the active policy (milliseconds, > 0)."
+    )
+    max_body_bytes: int = Field(1_048_576, gt=0, description="Largest accepted request body (bytes, > 0).")
+    max_batch: int = Field(10_000, gt=0, description="Most decision points in one batch request (> 0).")
+    population: str = Field(
+        str(DEFAULT_POPULATION),
+        description="World config giving the rules, decision options and calendar (a YAML path); its rules "
+        "version must equal the artifact's.",
+    )
+    host: str = Field("127.0.0.1", description="Interface to listen on.")
+    port: int = Field(8000, ge=0, le=65535, description="TCP port to listen on.")
+
+    @field_validator("tokens", mode="before")
+    @classmethod
+    def _split_tokens(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                parsed = json.loads(text)
+                if not isinstance(parsed, list) or not all(isinstance(t, str) for t in parsed):
+                    raise ValueError("tokens: a JSON value must be a list of strings")
+                return tuple(parsed)
+            return tuple(t.strip() for t in text.split(",") if t.strip())
+        return value
+
+    @field_validator("tokens")
+    @classmethod
+    def _tokens_present(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("tokens: at least one bearer token is required (REGSIM_TOKENS)")
+        if any(len(t) < 8 for t in value):
+            raise ValueError("tokens: every token must have at least 8 characters")
+        return value

@@ -1,0 +1,149 @@
+"""Reading and writing the store: events in the event-log schema, arrangements, messages, ids, policy state.
+
+Every function takes an open :class:`sqlalchemy.Connection`; the caller owns the transaction, so that a
+request's effects (events, messages, its idempotency key, the learner's state) commit together or not at all.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import sqlalchemy as sa
+
+from regsim.config import CHANNELS
+from regsim.decision import DecisionKind
+from regsim.eventlog import EVENT_SCHEMA, EventType
+from serving import db
+
+__all__ = [
+    "EVENT_DEFAULTS",
+    "event_row",
+    "events_table",
+    "insert_events",
+    "iter_event_tables",
+    "load_events",
+    "next_ids",
+]
+
+_EVENT_NAMES = tuple(e.name.lower() for e in EventType)
+_CHANNEL_NAMES = ("none", *CHANNELS)
+_KIND_NAMES = tuple(k.name.lower() for k in DecisionKind)
+_DICTIONARIES = {"event": _EVENT_NAMES, "channel": _CHANNEL_NAMES, "decision_kind": _KIND_NAMES}
+
+#: Value stored for a column an event does not set: -1 for integers and "none" for the channel, as the
+#: simulator's log has them; NULL for floats and strings (NaN and null in the log).
+EVENT_DEFAULTS: dict[str, Any] = {}
+for _field in EVENT_SCHEMA:
+    if _field.name in ("timestamp",):
+        continue
+    if _field.name == "channel":
+        EVENT_DEFAULTS[_field.name] = "none"
+    elif pa.types.is_integer(_field.type):
+        EVENT_DEFAULTS[_field.name] = -1
+    else:
+        EVENT_DEFAULTS[_field.name] = None
+assert list(EVENT_DEFAULTS) == list(db.EVENT_COLUMNS), "serving.db.events must mirror regsim.eventlog.EVENT_SCHEMA"
+
+
+def event_row(event: EventType, time: float, arrangement_id: int, **columns: Any) -> dict[str, Any]:
+    """A full ``events`` row: the given columns, the rest at their defaults.
+
+    Raises:
+        KeyError: A column is not one of the event-log schema's.
+    """
+    unknown = set(columns) - set(EVENT_DEFAULTS)
+    if unknown:
+        raise KeyError(f"unknown event columns {sorted(unknown)}")
+    row = dict(EVENT_DEFAULTS)
+    row.update(columns)
+    row["event"] = event.name.lower()
+    row["time"] = float(time)
+    row["arrangement_id"] = int(arrangement_id)
+    return row
+
+
+def insert_events(conn: sa.Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Append events (in the given order, which is their log order)."""
+    if rows:
+        conn.execute(db.events.insert(), [dict(r) for r in rows])
+
+
+def next_ids(conn: sa.Connection, counter: str, n: int) -> list[int]:
+    """``n`` fresh ids from a counter (``"decision"`` or ``"message"``), inside the caller's transaction."""
+    if n <= 0:
+        return []
+    stmt = (
+        sa.update(db.counters)
+        .where(db.counters.c.name == counter)
+        .values(value=db.counters.c.value + n)
+        .returning(db.counters.c.value)
+    )
+    last = int(conn.execute(stmt).scalar_one())
+    return list(range(last - n + 1, last + 1))
+
+
+def events_table(rows: Sequence[Mapping[str, Any]] | Sequence[sa.RowMapping], epoch: dt.date) -> pa.Table:
+    """Event rows (as stored) as an Arrow table in :data:`regsim.eventlog.EVENT_SCHEMA`, in the given order.
+
+    Dictionary columns use the simulator's full dictionaries and ``timestamp`` is computed from ``time`` and
+    the epoch exactly as :meth:`regsim.eventlog.EventLog.to_table` does, so an export reads like a simulated log.
+    """
+    n = len(rows)
+    arrays: list[pa.Array] = []
+    time = np.array([r["time"] for r in rows], dtype=np.float64)
+    millis = np.round(time * 86_400_000.0).astype("int64")
+    start = int(dt.datetime.combine(epoch, dt.time()).replace(tzinfo=dt.UTC).timestamp())
+    arrays.append(pa.array(millis + start * 1000, pa.timestamp("ms")))
+    for field in EVENT_SCHEMA:
+        name = field.name
+        if name == "timestamp":
+            continue
+        values = [r[name] for r in rows]
+        if name in _DICTIONARIES:
+            names = _DICTIONARIES[name]
+            lookup = {v: k for k, v in enumerate(names)}
+            idx = pa.array([None if v is None else lookup[v] for v in values], pa.int8())
+            arrays.append(pa.DictionaryArray.from_arrays(idx, list(names)))
+        elif pa.types.is_floating(field.type):
+            arrays.append(pa.array([None if v is None or v != v else float(v) for v in values], field.type))
+        else:
+            arrays.append(pa.array(values, field.type))
+    assert all(len(a) == n for a in arrays)
+    return pa.Table.from_arrays(arrays, schema=EVENT_SCHEMA)
+
+
+_EVENT_SELECT = [db.events.c[name] for name in db.EVENT_COLUMNS]
+
+
+def load_events(conn: sa.Connection, arrangement_ids: Sequence[int], epoch: dt.date) -> pa.Table:
+    """All events of some arrangements, in log order, as an Arrow table in the event-log schema."""
+    ids = sorted({int(a) for a in arrangement_ids})
+    rows: list[Any] = []
+    # Chunked IN lists keep every statement within the databases' parameter limits.
+    for k in range(0, len(ids), 500):
+        chunk = ids[k : k + 500]
+        stmt = sa.select(db.events.c.seq, *_EVENT_SELECT).where(db.events.c.arrangement_id.in_(chunk))
+        rows.extend(r._mapping for r in conn.execute(stmt))
+    rows.sort(key=lambda r: r["seq"])
+    return events_table(rows, epoch)
+
+
+def iter_event_tables(conn: sa.Connection, epoch: dt.date, chunk_rows: int = 100_000) -> Iterator[pa.Table]:
+    """The whole event log in log order, as Arrow tables of at most ``chunk_rows`` events."""
+    last = 0
+    while True:
+        stmt = (
+            sa.select(db.events.c.seq, *_EVENT_SELECT)
+            .where(db.events.c.seq > last)
+            .order_by(db.events.c.seq)
+            .limit(chunk_rows)
+        )
+        rows = [r._mapping for r in conn.execute(stmt)]
+        if not rows:
+            return
+        last = int(rows[-1]["seq"])
+        yield events_table(rows, epoch)
