@@ -384,18 +384,19 @@ def execute(
             evaluation = _evaluate(config, world, seeds, run_dir, policies, not quiet)
             _feature_importance(config, world, seeds, run_dir, artifacts)
             record.seeds = seeds.seeds
-            record.write()
-            html: Path | None = None
-            if config.outputs.report if report is None else report:
-                from experiments.report import write_report
-
-                html = write_report(run_dir)
-                log.info("report: %s", html)
         except BaseException:
             log.exception("run failed")
             record.seeds = seeds.seeds
             record.finish("failed")
             raise
+        # The run's results are complete here: run.json says so before the report is drawn, so the report shows
+        # a finished run (a failing report leaves the results standing and is raised as it is).
         record.finish("finished")
         log.info("finished in %.1f s", record.wall_seconds or 0.0)
+        html: Path | None = None
+        if config.outputs.report if report is None else report:
+            from experiments.report import write_report
+
+            html = write_report(run_dir)
+            log.info("report: %s", html)
     return RunOutcome(run_dir, evaluation.table(), html)
