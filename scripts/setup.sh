@@ -13,13 +13,18 @@ if ! .venv/bin/python -c "import regsim, torch, gymnasium, sb3_contrib, pytest, 
   .venv/bin/python -m pip install --quiet "torch==2.13.0"
   .venv/bin/python -m pip install --quiet -e ".[rl,serve,experiments,dev]"
 fi
-# The server's tests run against a real PostgreSQL server that the test fixture starts (initdb + pg_ctl).
-if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
+# System packages: PostgreSQL's server binaries (the server's tests start a real, throwaway PostgreSQL with
+# initdb + pg_ctl) and wrk (the server benchmark's load generator; it falls back to Python clients without it).
+missing=()
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || missing+=(postgresql)
+command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+if [ ${#missing[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null 2>&1; then
     SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-    $SUDO apt-get install -y -q postgresql >/dev/null 2>&1 || { $SUDO apt-get update -q >/dev/null && $SUDO apt-get install -y -q postgresql >/dev/null; }
+    $SUDO apt-get install -y -q "${missing[@]}" >/dev/null 2>&1 \
+      || { $SUDO apt-get update -q >/dev/null && $SUDO apt-get install -y -q "${missing[@]}" >/dev/null; }
   else
-    echo "warning: PostgreSQL server binaries not found and apt-get unavailable; the PostgreSQL tests will be skipped" >&2
+    echo "warning: ${missing[*]} not installed and apt-get unavailable; the PostgreSQL tests will be skipped" >&2
   fi
 fi
 echo "regsim is set up in .venv" >&2
