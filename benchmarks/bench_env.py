@@ -1,8 +1,9 @@
-"""Benchmark of ``regsim/Arrangement-v0``: env steps per second, and the env's share of a training run.
+"""Benchmark of ``regsim/Arrangement-v0`` and ``regsim/ArrangementVec-v0``: steps/s and the env's share of training.
 
 Run from the repository root (one core)::
 
-    python -m benchmarks.bench_env [--seconds 20] [--train-steps 8192]
+    python -m benchmarks.bench_env [--seconds 20] [--train-steps 8192] [--vec-envs 64 256 1024 4096] \
+        [--vec-seconds 20] [--vec-train-envs 64 1024] [--vec-train-steps 65536]
 
 1. Steps per second of a single env under random *masked* actions (``env.action_space.sample()`` draws among
    the allowed options), episodes reset as they end.
@@ -10,6 +11,14 @@ Run from the repository root (one core)::
    the share of the run's wall time spent inside the env.
 3. The same algorithm trained on population rollouts (:mod:`agents.population_rollouts`): the share of the
    wall time spent simulating (rollout time minus the policy's forward passes).
+4. The vector env ``regsim/ArrangementVec-v0`` for each ``--vec-envs`` N: env steps per second summed over the
+   slots under random masked actions (the ratio to step 1, measured in the same run, is what to compare across
+   machines), and the env's share of a ``MaskablePPO`` run on the SB3 adapter (:mod:`envs.sb3_vec`) for each
+   ``--vec-train-envs`` N.
+
+Steps per second are given per second of wall time and per second of this process's CPU time
+(``time.process_time``): on a machine shared with other work the wall-clock rate understates what one core
+does, the CPU rate does not.
 
 Targets (issue 4): >= 10,000 steps/s; < 25% of training time inside the env. Results go to
 ``benchmarks/results/env.json``.
@@ -57,7 +66,7 @@ class TimedEnv(gym.Wrapper[Any, Any, Any, Any]):
         return out
 
     def action_masks(self) -> np.ndarray:
-        return self.env.unwrapped.action_masks()  # type: ignore[attr-defined, no-any-return]
+        return self.env.unwrapped.action_masks()  # type: ignore[attr-defined]
 
 
 def random_masked_steps(seconds: float) -> dict[str, float]:
@@ -65,19 +74,21 @@ def random_masked_steps(seconds: float) -> dict[str, float]:
     env.action_space.seed(0)
     env.reset(seed=0)
     steps = episodes = 0
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     while time.perf_counter() - start < seconds:
         *_, terminated, truncated, _ = env.step(env.action_space.sample())
         steps += 1
         if terminated or truncated:
             env.reset()
             episodes += 1
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     return {
         "steps": steps,
         "episodes": episodes,
         "seconds": elapsed,
+        "cpu_seconds": cpu,
         "steps_per_second": steps / elapsed,
+        "cpu_steps_per_second": steps / cpu,
         "steps_per_episode": steps / max(episodes, 1),
     }
 
@@ -151,6 +162,83 @@ def population_training_share(decisions: int, arrangements: int) -> dict[str, fl
     }
 
 
+def random_masked_masks(masks: np.ndarray, offsets: tuple[int, ...], nvec: tuple[int, ...], rng: Any) -> np.ndarray:
+    """A uniformly random allowed option per part and slot, vectorised over the slots."""
+    actions = np.zeros((len(masks), len(nvec)), dtype=np.int64)
+    for part, (off, n) in enumerate(zip(offsets, nvec, strict=True)):
+        allowed = masks[:, off : off + n]
+        actions[:, part] = np.argmax(rng.random(allowed.shape) * allowed, axis=1)
+    return actions
+
+
+def vector_random_masked_steps(num_envs: int, seconds: float) -> dict[str, float]:
+    """Steps per second summed over the slots of the vector env (reset time reported apart)."""
+    vec = envs.ArrangementVecEnv(num_envs)
+    rng = np.random.default_rng(0)
+    t = time.perf_counter()
+    vec.reset(seed=0)
+    reset_seconds = time.perf_counter() - t
+    offsets, nvec = tuple(vec.space.offsets), tuple(vec.space.nvec)
+    vector_steps = episodes = 0
+    start, cpu = time.perf_counter(), time.process_time()
+    while vector_steps == 0 or time.perf_counter() - start < seconds:
+        *_, terminated, truncated, _ = vec.step(random_masked_masks(vec.action_masks(), offsets, nvec, rng))
+        vector_steps += 1
+        episodes += int(np.sum(terminated | truncated))
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
+    return {
+        "num_envs": num_envs,
+        "vector_steps": vector_steps,
+        "steps": vector_steps * num_envs,
+        "episodes": episodes,
+        "seconds": elapsed,
+        "cpu_seconds": cpu,
+        "reset_seconds": reset_seconds,
+        "steps_per_second": vector_steps * num_envs / elapsed,
+        "cpu_steps_per_second": vector_steps * num_envs / cpu,
+    }
+
+
+def vector_training_share(train_steps: int, num_envs: int) -> dict[str, float]:
+    """MaskablePPO on the SB3 adapter of the vector env: share of the wall time inside the env."""
+    import torch
+    from sb3_contrib import MaskablePPO
+
+    from envs.sb3_vec import ArrangementSB3VecEnv
+
+    torch.set_num_threads(1)
+    vec = ArrangementSB3VecEnv(num_envs)
+    timer = {"env": 0.0}
+    reset, step_wait = vec.reset, vec.step_wait
+
+    def timed_reset() -> Any:
+        t = time.perf_counter()
+        out = reset()
+        timer["env"] += time.perf_counter() - t
+        return out
+
+    def timed_step_wait() -> Any:
+        t = time.perf_counter()
+        out = step_wait()
+        timer["env"] += time.perf_counter() - t
+        return out
+
+    vec.reset, vec.step_wait = timed_reset, timed_step_wait  # type: ignore[method-assign]
+    n_steps = max(1, 1024 // num_envs)  # the same 1,024 steps per rollout as the single-env run
+    model = MaskablePPO("MlpPolicy", vec, n_steps=n_steps, batch_size=256, n_epochs=4, seed=0, verbose=0, device="cpu")
+    start = time.perf_counter()
+    model.learn(total_timesteps=train_steps)
+    total = time.perf_counter() - start
+    return {
+        "num_envs": num_envs,
+        "train_steps": float(model.num_timesteps),
+        "seconds": total,
+        "env_seconds": timer["env"],
+        "env_share": timer["env"] / total,
+        "learner_steps_per_second": model.num_timesteps / (total - timer["env"]),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--seconds", type=float, default=20.0, help="duration of the random-action run")
@@ -159,14 +247,28 @@ def main() -> None:
         "--population-decisions", type=int, default=60_000, help="decisions for the population-rollout training run"
     )
     parser.add_argument("--population-arrangements", type=int, default=2_000, help="arrangements per rollout")
+    parser.add_argument("--vec-envs", type=int, nargs="*", default=[64, 256, 1024, 4096], help="vector env sizes N")
+    parser.add_argument("--vec-seconds", type=float, default=20.0, help="duration of each vector-env run")
+    parser.add_argument(
+        "--vec-train-envs", type=int, nargs="*", default=[64, 1024], help="slots of the vector-env training runs"
+    )
+    parser.add_argument(
+        "--vec-train-steps",
+        type=int,
+        default=65_536,
+        help="MaskablePPO steps of each vector-env training run (many per slot, so that the first reset is amortised)",
+    )
     args = parser.parse_args()
     rand = random_masked_steps(args.seconds)
     train = training_share(args.train_steps)
     population = population_training_share(args.population_decisions, args.population_arrangements)
+    vector = [vector_random_masked_steps(n, args.vec_seconds) for n in args.vec_envs]
+    vector_train = [vector_training_share(args.vec_train_steps, n) for n in args.vec_train_envs]
     print("regsim/Arrangement-v0 on one core")
     print(
-        f"  random masked actions   {rand['steps_per_second']:>10,.0f} steps/s   target >= 10,000   "
-        f"ratio {rand['steps_per_second'] / 10_000:.3f}  ({rand['steps_per_episode']:.1f} steps/episode)"
+        f"  random masked actions   {rand['steps_per_second']:>10,.0f} steps/s "
+        f"({rand['cpu_steps_per_second']:,.0f} per CPU second)   target >= 10,000   "
+        f"({rand['steps_per_episode']:.1f} steps/episode)"
     )
     print(
         f"  MaskablePPO, {train['train_steps']:,} steps  {train['seconds']:>6.1f} s total, "
@@ -178,6 +280,20 @@ def main() -> None:
         f"{population['seconds']:.1f} s total, simulator {population['simulator_share']:.0%} of it "
         f"({population['simulated_decisions_per_second']:,.0f} decisions/s simulated)"
     )
+    print("regsim/ArrangementVec-v0 on one core (steps summed over the slots)")
+    for v in vector:
+        v["ratio_to_single"] = v["steps_per_second"] / rand["steps_per_second"]
+        v["cpu_ratio_to_single"] = v["cpu_steps_per_second"] / rand["cpu_steps_per_second"]
+        print(
+            f"  N = {v['num_envs']:>5}  random masked actions {v['steps_per_second']:>10,.0f} steps/s "
+            f"({v['cpu_steps_per_second']:,.0f} per CPU second)   x{v['ratio_to_single']:.0f} Arrangement-v0 "
+            f"(x{v['cpu_ratio_to_single']:.0f} in CPU time)   target >= 10,000"
+        )
+    for t in vector_train:
+        print(
+            f"  MaskablePPO on the SB3 adapter, N = {t['num_envs']}, {t['train_steps']:,.0f} steps  "
+            f"{t['seconds']:>6.1f} s total, {t['env_seconds']:.1f} s in env = {t['env_share']:.0%}   target < 25%"
+        )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(
         json.dumps(
@@ -185,6 +301,8 @@ def main() -> None:
                 "random_masked": rand,
                 "maskable_ppo": train,
                 "population_rollouts": population,
+                "vector_random_masked": vector,
+                "vector_maskable_ppo": vector_train,
                 "targets": {"steps_per_second": 10_000, "env_share": 0.25},
             },
             indent=2,

@@ -6,11 +6,22 @@ import gymnasium as gym
 
 from envs.arrangement import ArrangementEnv
 from envs.rewards import REWARDS, StepOutcome
+from envs.vector import ArrangementVecEnv
 
-__all__ = ["ENV_IDS", "REWARDS", "ArrangementEnv", "StepOutcome"]
+__all__ = ["ENV_IDS", "REWARDS", "VECTOR_ENV_IDS", "ArrangementEnv", "ArrangementVecEnv", "StepOutcome"]
 
-#: Every env id this package registers.
+#: Every single-env id this package registers.
 ENV_IDS: tuple[str, ...] = ("regsim/Arrangement-v0",)
+#: Every vector-env id this package registers (``gymnasium.make_vec`` only).
+VECTOR_ENV_IDS: tuple[str, ...] = ("regsim/ArrangementVec-v0",)
 
+# ``make_vec("regsim/Arrangement-v0", num_envs=n)`` builds the vector env (its ``vector_entry_point``) unless a
+# ``vectorization_mode`` of "sync" or "async" asks for Gymnasium's generic wrappers of the single env.
 if "regsim/Arrangement-v0" not in gym.registry:
-    gym.register(id="regsim/Arrangement-v0", entry_point="envs.arrangement:ArrangementEnv")
+    gym.register(
+        id="regsim/Arrangement-v0",
+        entry_point="envs.arrangement:ArrangementEnv",
+        vector_entry_point="envs.vector:ArrangementVecEnv",
+    )
+if "regsim/ArrangementVec-v0" not in gym.registry:
+    gym.register(id="regsim/ArrangementVec-v0", vector_entry_point="envs.vector:ArrangementVecEnv")

@@ -14,14 +14,36 @@ from envs.rewards import REWARDS, RewardFn, outcome_from_chunks
 from envs.spaces import MaskedMultiDiscrete
 from regsim.arrangement import ArrangementStatus
 from regsim.config import DEBTOR_TYPES, WorldConfig, load_world_config
-from regsim.decision import ContextBatch, DecisionBatch
+from regsim.decision import ActionSpace, ContextBatch, DecisionBatch
 from regsim.features import FEATURE_LAYOUT, FEATURE_VERSION, features
 from regsim.world import World
 
-__all__ = ["ArrangementEnv"]
+__all__ = ["ArrangementEnv", "fallback_actions", "step_end"]
 
 _ENDED = (ArrangementStatus.COMPLETED, ArrangementStatus.BROKEN, ArrangementStatus.REFERRED)
 _ID_RANGE = 2**31
+
+
+def fallback_actions(
+    space: ActionSpace, masks: NDArray[np.bool_], actions: NDArray[np.int64]
+) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
+    """Each masked (or out-of-range) part replaced by its lowest allowed option; and which rows changed.
+
+    Args:
+        space: The action space.
+        masks: Flat masks, one row per decision point.
+        actions: Actions, one row per decision point.
+    """
+    out = np.array(actions, dtype=np.int64, copy=True)
+    replaced = np.zeros(len(out), dtype=bool)
+    for part, (off, size) in enumerate(zip(space.offsets, space.nvec, strict=True)):
+        mask = masks[:, off : off + size]
+        option = out[:, part]
+        inside = (option >= 0) & (option < size)
+        bad = ~inside | ~mask[np.arange(len(out)), np.clip(option, 0, size - 1)]
+        out[bad, part] = np.argmax(mask[bad], axis=1)
+        replaced |= bad
+    return out, replaced
 
 
 def step_end(world: World, row: int) -> float:
@@ -88,7 +110,12 @@ class ArrangementEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
 
     ## Version History
 
-    * v0: initial version (feature layout ``features-1``).
+    * v0: initial version (feature layout ``features-1``). Since the vector env (``regsim/ArrangementVec-v0``),
+      the episode's world has dedicated resources (``World(dedicated_capacity=True)``): its print room wakes
+      only while letters wait (the same working days and hour), and a served call or posted letter takes
+      effect as the next event at that moment rather than inside the service step. Episodes differ from
+      before only where two events of the arrangement fall on the very same moment (e.g. a letter queued at
+      the posting hour, which no send slot of the default config is).
     """
 
     # Gymnasium declares ``metadata`` as an attribute, so it is not a ClassVar here.
@@ -163,6 +190,7 @@ class ArrangementEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
             policy_name="env",
             policy_version="0",
             sample_queues=False,
+            dedicated_capacity=True,
         )
         self._fallbacks = 0
         self._cursor = 0
@@ -229,15 +257,8 @@ class ArrangementEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
 
     def _fallback(self, act: NDArray[np.int64]) -> tuple[NDArray[np.int64], bool]:
         assert self._batch is not None
-        out = act.copy()
-        replaced = False
-        for part, off in enumerate(self.space.offsets):
-            mask = self._batch.mask[0, off : off + self.space.nvec[part]]
-            option = int(out[0, part])
-            if not (0 <= option < len(mask)) or not mask[option]:
-                out[0, part] = int(np.argmax(mask))
-                replaced = True
-        return out, replaced
+        out, replaced = fallback_actions(self.space, self._batch.mask, act)
+        return out, bool(replaced[0])
 
     def _info(self) -> dict[str, Any]:
         assert self.world is not None and self._batch is not None

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -62,6 +63,11 @@ class PaidInstallments:
 
 def _cat(parts: list[NDArray[np.int64]]) -> NDArray[np.int64]:
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+
+def _at(day: Any, positions: NDArray[np.bool_]) -> Any:
+    """A shared day as it is; per-row days (aligned with the rows) at ``positions``."""
+    return day if np.ndim(day) == 0 else day[positions]
 
 
 def _round_cents(x: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -112,7 +118,7 @@ class Schedules:
         """Whether the given installments are paid in full."""
         return (installment >= 0) & (installment < self.first_open[ids])
 
-    def owed_now(self, ids: NDArray[np.integer], day: int, window: int) -> NDArray[np.float64]:
+    def owed_now(self, ids: NDArray[np.integer], day: int | NDArray[np.int64], window: int) -> NDArray[np.float64]:
         """What a debtor paying today would pay: open installments due by ``day + window``, oldest first."""
         owed = np.zeros(len(ids))
         fo, n = self.first_open[ids], self.n[ids]
@@ -132,7 +138,7 @@ class Schedules:
     def create(
         self,
         ids: NDArray[np.integer],
-        day: int,
+        day: int | NDArray[np.int64],
         n_installments: NDArray[np.integer],
         debt: NDArray[np.float64],
         due_dom: NDArray[np.integer] | int,
@@ -162,7 +168,11 @@ class Schedules:
         )
 
     def set_due_day(
-        self, ids: NDArray[np.integer], due_dom: NDArray[np.integer], day: int, min_days_to_first_due: int
+        self,
+        ids: NDArray[np.integer],
+        due_dom: NDArray[np.integer],
+        day: int | NDArray[np.int64],
+        min_days_to_first_due: int,
     ) -> None:
         """Move all open installments to a new day of the month (first at least the minimum days away)."""
         self._set_dates(
@@ -170,7 +180,12 @@ class Schedules:
         )
 
     def _set_dates(
-        self, ids: NDArray[np.integer], dom: NDArray[np.int64], day: int, min_days: int, first: NDArray[np.int64]
+        self,
+        ids: NDArray[np.integer],
+        dom: NDArray[np.int64],
+        day: int | NDArray[np.int64],
+        min_days: int,
+        first: NDArray[np.int64],
     ) -> None:
         earliest = day + min_days
         m = self.calendar.month_of(earliest)
@@ -189,7 +204,7 @@ class Schedules:
         self.due[ids] = self.due[ids] + np.where(shift, np.asarray(days, dtype=np.int32)[:, None], 0)
         self.miss_ptr[ids] = self.first_open[ids]
 
-    def reduce(self, ids: NDArray[np.integer], fraction: NDArray[np.float64], day: int) -> None:
+    def reduce(self, ids: NDArray[np.integer], fraction: NDArray[np.float64], day: int | NDArray[np.int64]) -> None:
         """Re-spread the open balance over smaller installments (see the module docstring)."""
         if len(ids) == 0:
             return
@@ -228,27 +243,39 @@ class Schedules:
         self.came_due[ids] = np.minimum(self.came_due[ids], fo)
 
     # -- the calendar moving on ----------------------------------------------------------------------------
-    def advance_due(self, ids: NDArray[np.int64], day: int) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
-        """Book installments whose due date has come (once each); returns their (rows, installments)."""
+    def advance_due(
+        self, ids: NDArray[np.int64], day: int | NDArray[np.int64]
+    ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+        """Book installments whose due date has come (once each); returns their (rows, installments).
+
+        ``day`` is the day, or each row's own day aligned with ``ids`` (rows with their own clocks).
+        """
         out_ids, out_j = [], []
         rows = ids
         while len(rows):
             j = np.minimum(self.came_due[rows], self.capacity - 1)
-            rows = rows[(self.came_due[rows] < self.n[rows]) & (self.due[rows, j] <= day)]
+            keep = (self.came_due[rows] < self.n[rows]) & (self.due[rows, j] <= day)
+            rows, day = rows[keep], _at(day, keep)
             if len(rows):
                 out_ids.append(rows)
                 out_j.append(self.came_due[rows].copy())
                 self.came_due[rows] += 1
         return _cat(out_ids), _cat(out_j)
 
-    def advance_missed(self, ids: NDArray[np.int64], day: int) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
-        """Test installments whose due date + grace has passed; returns the unpaid ones (rows, installments)."""
+    def advance_missed(
+        self, ids: NDArray[np.int64], day: int | NDArray[np.int64]
+    ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+        """Test installments whose due date + grace has passed; returns the unpaid ones (rows, installments).
+
+        ``day`` is the day, or each row's own day aligned with ``ids``.
+        """
         out_ids, out_j = [], []
         rows = ids
         while len(rows):
             j = np.minimum(self.miss_ptr[rows], self.capacity - 1)
             passed = self.due[rows, j].astype(np.int64) + self.grace_days + 1 <= day
-            rows = rows[(self.miss_ptr[rows] < self.n[rows]) & passed]
+            keep = (self.miss_ptr[rows] < self.n[rows]) & passed
+            rows, day = rows[keep], _at(day, keep)
             if len(rows):
                 unpaid = rows[self.miss_ptr[rows] >= self.first_open[rows]]
                 out_ids.append(unpaid)
@@ -257,10 +284,13 @@ class Schedules:
         return _cat(out_ids), _cat(out_j)
 
     # -- payments -----------------------------------------------------------------------------------------
-    def pay(self, ids: NDArray[np.integer], amounts: NDArray[np.float64], day: int) -> PaidInstallments:
+    def pay(
+        self, ids: NDArray[np.integer], amounts: NDArray[np.float64], day: int | NDArray[np.int64]
+    ) -> PaidInstallments:
         """Apply payments oldest installment first; return the installments they completed.
 
-        Overpayment beyond the balance is not accepted (callers never pay more than :meth:`owed_now`).
+        Overpayment beyond the balance is not accepted (callers never pay more than :meth:`owed_now`). ``day``
+        is the day of payment, or each payment's own day aligned with ``ids``.
         """
         rows = np.asarray(ids, dtype=np.int64)
         left = np.asarray(amounts, dtype=np.float64).copy()
@@ -270,7 +300,7 @@ class Schedules:
             live = (left > _EPS) & (self.first_open[rows] < self.n[rows])
             if not live.any():
                 break
-            r, remaining = rows[live], left[live]
+            r, remaining, day_r = rows[live], left[live], _at(day, live)
             j = self.first_open[r]
             need = self.amount[r, j] - self.paid[r, j]
             p = np.minimum(remaining, need)
@@ -279,7 +309,7 @@ class Schedules:
             full = p >= need - _EPS
             done_ids.append(r[full])
             done_j.append(j[full])
-            done_late.append(day - self.due[r[full], j[full]].astype(np.int64))
+            done_late.append(_at(day_r, full) - self.due[r[full], j[full]].astype(np.int64))
             self.first_open[r[full]] += 1
             left[live] = np.where(full, left[live], 0.0)
         self.miss_ptr[rows] = np.maximum(self.miss_ptr[rows], self.first_open[rows])

@@ -22,6 +22,7 @@ through their link, and shared capacity and breakdown (mechanisms 8, 9) live in 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -34,6 +35,7 @@ from regsim.random import Purpose, Streams
 __all__ = [
     "DebtorState",
     "advance_day",
+    "at",
     "disengagement",
     "effective_willingness",
     "pay_intent_probability",
@@ -86,38 +88,62 @@ def advance_day(
     config: PopulationConfig,
     streams: Streams,
     gid: NDArray[np.int64],
-    day: int,
+    day: int | NDArray[np.int64],
     calendar: Calendar,
+    rows: NDArray[np.int64] | None = None,
 ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
-    """One morning for every debtor: spending, shocks, income, and decay of memory and annoyance.
+    """One morning for every debtor (or for ``rows``): spending, shocks, income, decay of memory and annoyance.
+
+    Args:
+        state: The debtors' latent state, updated in place.
+        pop: The population.
+        config: The population section of the world config.
+        streams: The run's random streams.
+        gid: Every row's arrangement id.
+        day: The day, or, when rows keep their own clocks, each of ``rows``' own day (aligned with ``rows``).
+        calendar: The run's calendar.
+        rows: The rows whose morning it is (sorted); ``None`` for every row.
 
     Returns:
         Rows whose shock started today, and rows paid today.
     """
-    state.cash *= np.exp(-pop.spend_rate)
-    state.boost *= np.exp(-1.0 / pop.memory_days)
-    state.annoyance *= np.exp(-1.0 / config.fatigue.decay_days)
+    # A slice keeps the whole-population case in place; a subset does the same arithmetic element by element.
+    r: slice | NDArray[np.int64] = slice(None) if rows is None else rows
+    idx = np.arange(len(pop)) if rows is None else rows
+    state.cash[r] *= np.exp(-pop.spend_rate[r])
+    state.boost[r] *= np.exp(-1.0 / pop.memory_days[r])
+    state.annoyance[r] *= np.exp(-1.0 / config.fatigue.decay_days)
 
-    in_shock = state.shock_until > day
-    start = ~in_shock & (streams.uniform(Purpose.SHOCK_START, gid, day) < pop.shock_rate)
-    started = np.flatnonzero(start)
+    in_shock = state.shock_until[r] > day
+    start = ~in_shock & (streams.uniform(Purpose.SHOCK_START, gid[r], day) < pop.shock_rate[r])
+    started_at = np.flatnonzero(start)
+    started = idx[started_at]
     if len(started):
+        day_s = at(day, started_at)
         length = np.ceil(
-            config.shocks.mean_duration_days * streams.exponential(Purpose.SHOCK_LENGTH, gid[started], day)
+            config.shocks.mean_duration_days * streams.exponential(Purpose.SHOCK_LENGTH, gid[started], day_s)
         )
-        state.shock_until[started] = day + length.astype(np.int64)
+        state.shock_until[started] = day_s + length.astype(np.int64)
         state.cash[started] = 0.0  # the unexpected expense or lost income eats the buffer
         state.shocks[started] += 1
-    in_shock = state.shock_until > day
-    state.shock_days += in_shock
+    in_shock = state.shock_until[r] > day
+    state.shock_days[r] += in_shock
 
-    rows = np.arange(len(pop))
-    paid = rows[pop.income_today(day, calendar, rows)]
+    paid_at = np.flatnonzero(pop.income_today(day, calendar, idx))
+    paid = idx[paid_at]
     if len(paid):
-        noise = np.maximum(0.0, 1.0 + config.income.income_noise * streams.normal(Purpose.INCOME_NOISE, gid[paid], day))
-        factor = np.where(in_shock[paid], config.shocks.income_factor, 1.0)
+        day_p = at(day, paid_at)
+        noise = np.maximum(
+            0.0, 1.0 + config.income.income_noise * streams.normal(Purpose.INCOME_NOISE, gid[paid], day_p)
+        )
+        factor = np.where(in_shock[paid_at], config.shocks.income_factor, 1.0)
         state.cash[paid] += pop.income_per_pay[paid] * pop.free_cash_share[paid] * noise * factor
     return started, paid
+
+
+def at(value: Any, positions: NDArray[np.integer] | NDArray[np.bool_]) -> Any:
+    """A day or time of some of the rows: a shared one as it is; per-row ones (one clock per row) at ``positions``."""
+    return value if np.ndim(value) == 0 else np.asarray(value)[positions]
 
 
 def due_cue(days_to_due: NDArray[np.integer], window: int, overdue_attention: float) -> NDArray[np.float64]:
@@ -156,15 +182,19 @@ def disengagement(
     streams: Streams,
     gid: NDArray[np.int64],
     rows: NDArray[np.int64],
-    day: int,
+    day: int | NDArray[np.int64],
 ) -> NDArray[np.int64]:
-    """Rows (among ``rows``) that disengage today: annoyance above the threshold makes it likelier."""
+    """Rows (among ``rows``) that disengage today: annoyance above the threshold makes it likelier.
+
+    ``day`` is the day, or each row's own day (aligned with ``rows``).
+    """
     excess = np.maximum(0.0, state.annoyance[rows] - config.disengage_threshold)
     candidates = rows[(excess > 0) & ~state.disengaged[rows]]
     if not len(candidates):
         return candidates
     p = config.disengage_per_day * excess[(excess > 0) & ~state.disengaged[rows]]
-    return candidates[streams.uniform(Purpose.DISENGAGE, gid[candidates], day) < p]
+    day_c = at(day, (excess > 0) & ~state.disengaged[rows])
+    return candidates[streams.uniform(Purpose.DISENGAGE, gid[candidates], day_c) < p]
 
 
 # Statutory collection costs for consumers in the Netherlands (F8): (band upper bound, rate).

@@ -29,7 +29,7 @@ from numpy.typing import NDArray
 from regsim.calendar import Calendar
 from regsim.config import CapacityConfig
 
-__all__ = ["QueueSample", "SharedCapacity"]
+__all__ = ["DedicatedCapacity", "QueueSample", "SharedCapacity", "next_opening"]
 
 
 @dataclass
@@ -48,6 +48,23 @@ def _overlap(a: tuple[int, int], b: tuple[int, int]) -> tuple[float, float]:
     if start >= end:
         raise ValueError(f"working hours {list(a)} and allowed contact hours {list(b)} do not overlap")
     return float(start), float(end)
+
+
+def next_opening(
+    now: NDArray[np.float64], hours: tuple[float, float], closed: frozenset[int], calendar: Calendar, name: str
+) -> NDArray[np.float64]:
+    """For each time, the first hour mark at or after it within working ``hours`` on a day not ``closed``."""
+    hour = np.ceil(np.asarray(now, dtype=np.float64) * 24.0 - 1e-9).astype(np.int64)
+    closed_day = np.isin(np.arange(7), list(closed))
+    found = np.zeros(len(hour), dtype=bool)
+    for _ in range(24 * 15):
+        day, h = np.divmod(hour, 24)
+        weekday = calendar.weekday[np.minimum(day, calendar.days - 1)]
+        found = ~closed_day[weekday] & (hours[0] <= h) & (h < hours[1])
+        if found.all():
+            return hour / 24.0
+        hour = np.where(found, hour, hour + 1)
+    raise RuntimeError(f"{name}: no working hour within two weeks (hours {hours})")
 
 
 class _CallCentre:
@@ -90,14 +107,7 @@ class _CallCentre:
 
     def _next_opening(self, now: float) -> float:
         """The first hour mark at or after ``now`` at which the centre works."""
-        hour = int(np.ceil(now * 24.0 - 1e-9))
-        for _ in range(24 * 15):
-            day, h = divmod(hour, 24)
-            weekday = int(self.calendar.weekday[min(day, self.calendar.days - 1)])
-            if weekday not in self.closed and self.hours[0] <= h < self.hours[1]:
-                return hour / 24.0
-            hour += 1
-        raise RuntimeError(f"{self.name}: no working hour within two weeks (hours {self.hours})")
+        return float(next_opening(np.array([now]), self.hours, self.closed, self.calendar, self.name)[0])
 
     def _serve(self) -> Generator[Any, Any, None]:
         # Runs while calls wait; a call queued at an hour mark is served from that hour on.
@@ -124,6 +134,54 @@ class _CallCentre:
         self._running = False
 
 
+class DedicatedCapacity:
+    """One arrangement's own collectors, robocall lines and print room: the same hours, no queue.
+
+    What a one-arrangement world (``regsim/Arrangement-v0``) and each row of a
+    :class:`regsim.vector_world.VectorWorld` have: a lone debtor never waits behind another, so a call connects at
+    the next hour at which its centre works (:class:`SharedCapacity`'s hours and days, quiet hours included), and
+    a letter goes out at the next posting (a working day at the posting hour); the world re-checks at that
+    moment that the message is still wanted. Capacity limits do not bind a lone debtor and are not modelled.
+
+    Args:
+        config: The capacity section of the world config.
+        calendar: The run's calendar.
+        quiet_hours: Hours (start, end) in which the rules allow contact.
+        quiet_weekdays: Weekdays (0=Monday) on which the rules allow no contact.
+    """
+
+    def __init__(
+        self,
+        config: CapacityConfig,
+        calendar: Calendar,
+        quiet_hours: tuple[int, int] = (0, 24),
+        quiet_weekdays: tuple[int, ...] = (),
+    ) -> None:
+        self.config = config
+        self.calendar = calendar
+        self._collectors = (_overlap(config.collector_hours, quiet_hours), frozenset((5, 6, *quiet_weekdays)))
+        self._robocalls = (_overlap(config.robocall_hours, quiet_hours), frozenset(quiet_weekdays))
+
+    def call_times(self, now: NDArray[np.float64], collector: bool) -> NDArray[np.float64]:
+        """When calls placed at ``now`` connect (the next working hour of the collectors or robocall lines)."""
+        hours, closed = self._collectors if collector else self._robocalls
+        name = "collectors" if collector else "robocall_lines"
+        return next_opening(now, hours, closed, self.calendar, name)
+
+    def post_times(self, now: NDArray[np.float64]) -> NDArray[np.float64]:
+        """When letters queued at ``now`` are posted: the first posting hour at or after it on a working day."""
+        post_at = self.config.letter_post_hour / 24.0
+        now = np.asarray(now, dtype=np.float64)
+        day = np.floor(now).astype(np.int64)
+        day = np.where(day + post_at >= now, day, day + 1)
+        for _ in range(7):
+            weekend = (day < self.calendar.days) & (self.calendar.weekday[np.minimum(day, self.calendar.days - 1)] >= 5)
+            if not weekend.any():
+                break
+            day = day + weekend
+        return np.asarray(day + post_at, dtype=np.float64)
+
+
 class SharedCapacity:
     """Collectors, robocall lines and the print room of a run.
 
@@ -137,6 +195,7 @@ class SharedCapacity:
         sample_queues: Whether to record queue samples (see :attr:`samples`).
         quiet_hours: Hours (start, end) in which the rules allow contact.
         quiet_weekdays: Weekdays (0=Monday) on which the rules allow no contact.
+        print_room: Whether to run the print room (a world with :class:`DedicatedCapacity` has no use for it).
     """
 
     def __init__(
@@ -150,6 +209,7 @@ class SharedCapacity:
         sample_queues: bool = True,
         quiet_hours: tuple[int, int] = (0, 24),
         quiet_weekdays: tuple[int, ...] = (),
+        print_room: bool = True,
     ) -> None:
         self.env = env
         self.config = config
@@ -183,7 +243,8 @@ class SharedCapacity:
         self.letter_queue: deque[NDArray[np.int64]] = deque()
         self.letters_queued = 0
         self.samples = QueueSample()
-        env.process(self._print_room())
+        if print_room:
+            env.process(self._print_room())
         if sample_queues:
             env.process(self._sampler())
 

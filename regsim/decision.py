@@ -112,7 +112,7 @@ class ActionSpace:
         """Names of the channel options; index 0 is ``"none"``."""
         return ("none", *CHANNELS)
 
-    @property
+    @cached_property  # the space is frozen; the rules ask for it at every batch
     def nvec(self) -> tuple[int, ...]:
         """Number of options per part, as for ``gymnasium.spaces.MultiDiscrete``."""
         return (
@@ -123,12 +123,12 @@ class ActionSpace:
             len(self.reduction_fractions),
         )
 
-    @property
+    @cached_property
     def offsets(self) -> tuple[int, ...]:
         """Start of each part in the flat mask."""
         return tuple(int(x) for x in np.concatenate([[0], np.cumsum(self.nvec)[:-1]]))
 
-    @property
+    @cached_property
     def mask_size(self) -> int:
         """Length of the flat mask (the sum of :attr:`nvec`)."""
         return int(sum(self.nvec))

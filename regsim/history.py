@@ -59,22 +59,31 @@ class ObservableHistory:
         self.contact_times[ids_s, slot] = times_s
         np.add.at(self.contact_ptr, ids_s, 1)
 
-    def contacts_within(self, ids: NDArray[np.integer], now: float, days: float = 7.0) -> NDArray[np.int64]:
-        """Contacts planned or made in the ``days`` before ``now`` (and any planned after it)."""
-        return (self.contact_times[ids] > now - days).sum(axis=1)
+    def contacts_within(
+        self, ids: NDArray[np.integer], now: float | NDArray[np.float64], days: float = 7.0
+    ) -> NDArray[np.int64]:
+        """Contacts planned or made in the ``days`` before ``now`` (and any planned after it).
+
+        ``now`` is a time, or each arrangement's own time aligned with ``ids``.
+        """
+        since = now - days if np.ndim(now) == 0 else (np.asarray(now) - days)[:, None]
+        return (self.contact_times[ids] > since).sum(axis=1)
 
     def context_columns(
         self,
         ids: NDArray[np.int64],
         kinds: NDArray[np.integer],
         installments: NDArray[np.integer],
-        day: int,
+        day: int | NDArray[np.int64],
         schedules: Schedules,
         calendar: Calendar,
     ) -> dict[str, NDArray[Any]]:
-        """Columns of a context batch (see :data:`regsim.decision.CONTEXT_COLUMNS`) for a decision day."""
+        """Columns of a context batch (see :data:`regsim.decision.CONTEXT_COLUMNS`) for a decision day.
+
+        ``day`` is the day, or each arrangement's own day aligned with ``ids`` (arrangements with own clocks).
+        """
         s = schedules
-        now = float(day)
+        now = float(day) if np.ndim(day) == 0 else np.asarray(day, dtype=np.float64)
         target = np.where(installments >= 0, installments, np.minimum(s.first_open[ids], s.n[ids] - 1))
         target_c = np.clip(target, 0, s.capacity - 1)
         last_pay = self.last_payment_time[ids]

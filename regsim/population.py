@@ -110,9 +110,11 @@ class Population:
         """The sub-population of the given rows."""
         return Population(**{f.name: getattr(self, f.name)[rows] for f in fields(self)})
 
-    def income_today(self, day: int, calendar: Calendar, ids: NDArray[np.integer]) -> NDArray[np.bool_]:
-        """Whether each debtor in ``ids`` is paid today."""
-        dom = int(calendar.day_of_month[day])
+    def income_today(
+        self, day: int | NDArray[np.int64], calendar: Calendar, ids: NDArray[np.integer]
+    ) -> NDArray[np.bool_]:
+        """Whether each debtor in ``ids`` is paid today (``day``: the day, or each debtor's own, aligned)."""
+        dom = int(calendar.day_of_month[day]) if np.ndim(day) == 0 else calendar.day_of_month[day].astype(np.int64)
         sched = self.schedule[ids]
         pay = self.pay_day[ids].astype(np.int64)
         monthly = (sched == 0) | (sched == 3)

@@ -245,8 +245,13 @@ class RuleSet:
         batch.mask = ~union
         return batch
 
-    def send_time(self, day: int, weekday: int, slots: NDArray[np.integer]) -> NDArray[np.float64]:
-        """When each slot's message goes out: the slot's time, moved past quiet days (same hour)."""
+    def send_time(
+        self, day: int | NDArray[np.int64], weekday: int | NDArray[np.int64], slots: NDArray[np.integer]
+    ) -> NDArray[np.float64]:
+        """When each slot's message goes out: the slot's time, moved past quiet days (same hour).
+
+        ``day`` and ``weekday`` are the decision's, or each decision's own (aligned with ``slots``).
+        """
         t = slot_send_time(self.space, np.full(len(slots), day), slots)
         if not (self.config.quiet_hours_enabled and self.config.quiet_weekdays):
             return t

@@ -18,6 +18,8 @@ paid (unless the letter was already in the post).
 
 The world runs either with a :class:`~regsim.decision.Policy` (``run()``) or driven from outside, one batch
 of decision points at a time (``next_decision()`` / ``submit()``), which is how the Gymnasium adapter steps.
+A one-arrangement world (``dedicated_capacity=True``) gives its debtor their own collectors, robocall lines
+and print room; :class:`regsim.vector_world.VectorWorld` runs many such worlds as rows with their own clocks.
 
 The behaviour equations are in :mod:`regsim.behaviour`.
 """
@@ -35,8 +37,9 @@ from numpy.typing import NDArray
 
 from regsim import behaviour
 from regsim.arrangement import ArrangementStatus, Schedules
+from regsim.behaviour import at
 from regsim.calendar import calendar_for
-from regsim.capacity import SharedCapacity
+from regsim.capacity import DedicatedCapacity, SharedCapacity
 from regsim.config import CHANNELS, DEBTOR_TYPES, INCOME_SCHEDULES, WorldConfig
 from regsim.decision import (
     ActionSpace,
@@ -56,6 +59,8 @@ from regsim.rules import RuleSet
 __all__ = ["MessageKind", "World"]
 
 _EMAIL, _SMS, _LETTER, _ROBOCALL, _COLLECTOR = range(1, 6)
+Time = float | NDArray[np.float64]
+"""A moment (days since the start), or one per element when rows keep their own clocks."""
 _LETTER_READ_HOUR = 18.0
 _PLAN_MARGIN_DAYS = 3 * 366
 
@@ -142,6 +147,10 @@ class World:
         progress: Called with the number of days done after each simulated day.
         sample_queues: Sample the shared resources' queues twice a day (off for one-arrangement worlds,
             whose queues are trivially empty, to save time).
+        dedicated_capacity: Each arrangement has its own collectors, robocall lines and print room
+            (:class:`regsim.capacity.DedicatedCapacity`: the same hours, no queue), as a lone debtor does in a
+            one-arrangement world and in each row of :class:`regsim.vector_world.VectorWorld`. By default the
+            population shares them (:class:`regsim.capacity.SharedCapacity`, with queues).
     """
 
     def __init__(
@@ -157,6 +166,7 @@ class World:
         policy_version: str = "0",
         progress: Callable[[int], None] | None = None,
         sample_queues: bool = True,
+        dedicated_capacity: bool = False,
     ) -> None:
         sim = config.simulation
         self.config = config
@@ -181,6 +191,7 @@ class World:
         self.msgs = _Messages()
         self._pending_pool = np.zeros(0, dtype=np.int64)
         self._next_decision_id = 0
+        self._day = 0  # today, shared by every row (subclasses may give rows their own clocks: _day_of)
 
         n = self.n
         self.status = np.zeros(n, dtype=np.int8)
@@ -213,6 +224,12 @@ class World:
         )
         self._feedback_cursor = 0
         self.env = simpy.Environment()
+        quiet_hours = (
+            (config.rules.quiet_before_hour, config.rules.quiet_from_hour)
+            if config.rules.quiet_hours_enabled
+            else (0, 24)
+        )
+        quiet_weekdays = config.rules.quiet_weekdays if config.rules.quiet_hours_enabled else ()
         self.capacity = SharedCapacity(
             self.env,
             config.capacity,
@@ -220,13 +237,15 @@ class World:
             connect=self._connect,
             post=self._post_letters,
             wanted=self._wanted,
-            sample_queues=sample_queues,
-            quiet_hours=(
-                (config.rules.quiet_before_hour, config.rules.quiet_from_hour)
-                if config.rules.quiet_hours_enabled
-                else (0, 24)
-            ),
-            quiet_weekdays=config.rules.quiet_weekdays if config.rules.quiet_hours_enabled else (),
+            sample_queues=sample_queues and not dedicated_capacity,
+            quiet_hours=quiet_hours,
+            quiet_weekdays=quiet_weekdays,
+            print_room=not dedicated_capacity,
+        )
+        self.dedicated: DedicatedCapacity | None = (
+            DedicatedCapacity(config.capacity, self.calendar, quiet_hours, quiet_weekdays)
+            if dedicated_capacity
+            else None
         )
         self._ready: simpy.Event | None = None
         self._answer: simpy.Event | None = None
@@ -286,11 +305,12 @@ class World:
                 break  # every arrangement has ended: nothing more can happen
             if self.env.now < d:
                 yield self.env.timeout(d - self.env.now)
-            self._liquidity(d)
-            self._book_due_dates(d)
-            ids, kinds, installments = self._decision_points(d)
+            self._day = d
+            self._liquidity()
+            self._book_due_dates()
+            ids, kinds, installments = self._decision_points()
             if len(ids):
-                batch = self._contexts(ids, kinds, installments, d)
+                batch = self._contexts(ids, kinds, installments)
                 if self.policy is not None:
                     decisions = DecisionBatch.from_decisions(self.policy.decide_batch(batch))
                     decisions = self.rules.normalise(batch, decisions)
@@ -301,10 +321,10 @@ class World:
                     assert self._ready is not None
                     self._ready.succeed(batch)
                     decisions = yield self._answer
-                decision_ids = self._apply(batch, decisions, d)
+                decision_ids = self._apply(batch, decisions)
                 if self.matcher is not None:
                     self.matcher.add(decision_ids, float(d), batch, decisions.actions, decisions.propensity)
-            self._draw_payments(d)
+            self._draw_payments()
             yield self.env.timeout(d + 1 - 1e-6 - self.env.now)
             self._settle(np.flatnonzero(self.pay_time <= self.env.now), self.env.now)
             self._feed_back(float(d + 1), final=False)
@@ -315,44 +335,85 @@ class World:
         if self._ready is not None and not self._ready.triggered:
             self._ready.succeed(None)
 
+    # -- the clock and the rows a day step covers -----------------------------------------------------------
+    # The day methods below take ``rows`` (the rows whose day it is, sorted; ``None``: every row) and read
+    # each row's day through ``_day_of``. Here every row shares ``self._day``; a world whose rows keep their
+    # own clocks (:class:`regsim.vector_world.VectorWorld`) overrides these hooks, and how events are
+    # scheduled (``_at``) and logged (``_log``), never the dynamics.
+    def _day_of(self, ids: NDArray[np.int64] | None) -> int | NDArray[np.int64]:
+        """Today for these rows: the shared day (or each row's own day, aligned with ``ids``)."""
+        return self._day
+
+    def _time_at(self, ids: NDArray[np.int64]) -> float | NDArray[np.float64]:
+        """The start of today for these rows, as a time."""
+        return float(self._day)
+
+    def _rows_with(self, status: ArrangementStatus, rows: NDArray[np.int64] | None) -> NDArray[np.int64]:
+        """The rows (among ``rows``; all if ``None``) whose arrangement has this status."""
+        if rows is None:
+            return np.flatnonzero(self.status == status)
+        return rows[self.status[rows] == status]
+
+    def _arrivals_on(self, rows: NDArray[np.int64] | None) -> NDArray[np.int64] | None:
+        """The rows whose arrangement arrives today (``None`` if none)."""
+        return self._arrivals.get(self._day)
+
+    def _payment_day(self, times: NDArray[np.float64]) -> int | NDArray[np.int64]:
+        """The day of payments made at ``times`` (one moment of the shared clock: one day)."""
+        return int(times.min())
+
+    def _rows_of(self, batch: ContextBatch) -> NDArray[np.int64]:
+        """The rows of a batch of decision points."""
+        return batch.columns["arrangement_id"] - self.first_id
+
     # -- liquidity, shocks, decay -------------------------------------------------------------------------
-    def _liquidity(self, d: int) -> None:
+    def _liquidity(self, rows: NDArray[np.int64] | None = None) -> None:
         """Every debtor's morning (income, spending, shocks, decay); then referrals and disengagement."""
-        behaviour.advance_day(self.state, self.pop, self.config.population, self.streams, self.gid, d, self.calendar)
+        behaviour.advance_day(
+            self.state,
+            self.pop,
+            self.config.population,
+            self.streams,
+            self.gid,
+            self._day_of(rows),
+            self.calendar,
+            rows=rows,
+        )
         # A debtor in a shock with overdue installments may turn to debt counselling.
-        active = np.flatnonzero(self.status == ArrangementStatus.ACTIVE)
+        active = self._rows_with(ArrangementStatus.ACTIVE, rows)
         if len(active):
+            d = self._day_of(active)
             shocked = active[(self.state.shock_until[active] > d) & (self.sched.overdue(active) > 0)]
-            u = self.streams.uniform(Purpose.REFERRAL, self.gid[shocked], d)
+            u = self.streams.uniform(Purpose.REFERRAL, self.gid[shocked], self._day_of(shocked))
             refer = shocked[u < self.config.population.shocks.referral_per_day]
-            self._end(refer, float(d), ArrangementStatus.REFERRED, EventType.REFERRED)
+            self._end(refer, self._time_at(refer), ArrangementStatus.REFERRED, EventType.REFERRED)
             disengage = behaviour.disengagement(
                 self.state, self.config.population.fatigue, self.streams, self.gid, active, d
             )
             self.state.disengaged[disengage] = True
 
     # -- due dates, misses, breakdowns --------------------------------------------------------------------
-    def _book_due_dates(self, d: int) -> None:
+    def _book_due_dates(self, rows: NDArray[np.int64] | None = None) -> None:
         s = self.sched
-        arrivals = self._arrivals.get(d)
+        arrivals = self._arrivals_on(rows)
         if arrivals is not None:
-            self._create(arrivals, d)
-        active = np.flatnonzero(self.status == ArrangementStatus.ACTIVE)
+            self._create(arrivals)
+        active = self._rows_with(ArrangementStatus.ACTIVE, rows)
         self._missed_today = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
         if not len(active):
             return
-        due_ids, due_j = s.advance_due(active, d)
+        due_ids, due_j = s.advance_due(active, self._day_of(active))
         if len(due_ids):
-            self.log.append(
+            self._log(
                 EventType.INSTALLMENT_DUE,
-                float(d),
-                self.gid[due_ids],
+                self._time_at(due_ids),
+                due_ids,
                 installment=due_j,
                 amount_eur=s.amount[due_ids, due_j],
             )
-        ids, inst = s.advance_missed(active, d)
+        ids, inst = s.advance_missed(active, self._day_of(active))
         if len(ids):
-            self.log.append(EventType.INSTALLMENT_MISSED, float(d), self.gid[ids], installment=inst)
+            self._log(EventType.INSTALLMENT_MISSED, self._time_at(ids), ids, installment=inst)
             np.add.at(self.history.missed, ids, 1)
             self.state.streak[ids] = 0.0
             # One decision per arrangement: the oldest missed installment.
@@ -361,10 +422,11 @@ class World:
             first = np.r_[True, ids[1:] != ids[:-1]]
             self._missed_today = (ids[first], inst[first])
         broken = active[s.overdue(active) >= self.config.arrangements.breakdown_after_missed]
-        self._end(broken, float(d), ArrangementStatus.BROKEN, EventType.BROKEN)
+        self._end(broken, self._time_at(broken), ArrangementStatus.BROKEN, EventType.BROKEN)
 
-    def _create(self, ids: NDArray[np.int64], d: int) -> None:
+    def _create(self, ids: NDArray[np.int64]) -> None:
         arr, pop, h = self.config.arrangements, self.pop, self.history
+        d = self._day_of(ids)
         self.sched.create(
             ids, d, pop.n_installments[ids], pop.debt_eur[ids], arr.default_due_day, arr.min_days_to_first_due
         )
@@ -374,10 +436,10 @@ class World:
         h.prior_payments[ids] = pop.prior_payments[ids]
         h.prior_late_share[ids] = pop.prior_late_share[ids]
         h.prior_pay_dom[ids] = pop.prior_pay_dom[ids]
-        self.log.append(
+        self._log(
             EventType.ARRANGEMENT_CREATED,
-            float(d),
-            self.gid[ids],
+            self._time_at(ids),
+            ids,
             amount_eur=pop.debt_eur[ids],
             n_installments=self.sched.n[ids],
             installment_eur=self.sched.amount[ids, 0],
@@ -387,7 +449,9 @@ class World:
             prior_pay_dom=pop.prior_pay_dom[ids],
         )
 
-    def _end(self, ids: NDArray[np.int64], t: float, status: ArrangementStatus, event: EventType) -> None:
+    def _end(
+        self, ids: NDArray[np.int64], t: float | NDArray[np.float64], status: ArrangementStatus, event: EventType
+    ) -> None:
         if not len(ids):
             return
         self.status[ids] = status
@@ -401,14 +465,16 @@ class World:
             extra["collection_costs_eur"] = np.where(
                 warned, behaviour.statutory_collection_costs(self.sched.balance[ids]), 0.0
             )
-        self.log.append(event, t, self.gid[ids], **extra)
+        self._log(event, t, ids, **extra)
         self._cancel_pending(ids, t, reminders_only=False)
 
     # -- decision points ----------------------------------------------------------------------------------
-    def _decision_points(self, d: int) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
+    def _decision_points(
+        self, rows: NDArray[np.int64] | None = None
+    ) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
         s, cfg = self.sched, self.config.decisions
-        new = np.flatnonzero(self.status == ArrangementStatus.OFFERED)
-        active = np.flatnonzero(self.status == ArrangementStatus.ACTIVE)
+        new = self._rows_with(ArrangementStatus.OFFERED, rows)
+        active = self._rows_with(ArrangementStatus.ACTIVE, rows)
         taken = np.zeros(self.n, dtype=bool)
         parts: list[tuple[NDArray[np.int64], int, NDArray[np.int64]]] = []
 
@@ -423,6 +489,7 @@ class World:
         live = self.status[m_ids] == ArrangementStatus.ACTIVE
         add(m_ids[live], DecisionKind.MISSED, m_inst[live])
         if len(active):
+            d = self._day_of(active)
             since_due = d - s.open_due(active)
             follow = active[(s.overdue(active) > 0) & np.isin(since_due, cfg.follow_up_days)]
             add(follow, DecisionKind.FOLLOW_UP, s.first_open[follow])
@@ -433,16 +500,17 @@ class World:
             add(pre, DecisionKind.PRE_DUE, s.came_due[pre])
             thanks = active[self.thank[active]]
             add(thanks, DecisionKind.PAYMENT_RECEIVED, self.thank_installment[thanks])
-        self.thank[:] = False
+        if rows is None:
+            self.thank[:] = False
+        else:
+            self.thank[rows] = False
         ids = np.concatenate([p[0] for p in parts])
         kinds = np.concatenate([np.full(len(p[0]), p[1], dtype=np.int64) for p in parts])
         inst = np.concatenate([p[2] for p in parts]).astype(np.int64)
         return ids, kinds, inst
 
-    def _contexts(
-        self, ids: NDArray[np.int64], kinds: NDArray[np.int64], inst: NDArray[np.int64], d: int
-    ) -> ContextBatch:
-        columns = self.history.context_columns(ids, kinds, inst, d, self.sched, self.calendar)
+    def _contexts(self, ids: NDArray[np.int64], kinds: NDArray[np.int64], inst: NDArray[np.int64]) -> ContextBatch:
+        columns = self.history.context_columns(ids, kinds, inst, self._day_of(ids), self.sched, self.calendar)
         columns["arrangement_id"] = self.gid[ids]
         batch = ContextBatch(
             space=self.space, columns=columns, mask=np.ones((len(ids), self.space.mask_size), dtype=bool)
@@ -464,20 +532,23 @@ class World:
         if feedback is not None:
             self.policy.update(feedback)
 
-    def _apply(self, batch: ContextBatch, dec: DecisionBatch, d: int) -> NDArray[np.int64]:
+    def _apply(self, batch: ContextBatch, dec: DecisionBatch) -> NDArray[np.int64]:
         cfg, s, h = self.config, self.sched, self.history
-        ids = batch.columns["arrangement_id"] - self.first_id
+        ids = self._rows_of(batch)
+        d = self._day_of(ids)
+        t0 = self._time_at(ids)
         kinds = batch.columns["kind"].astype(np.int64)
         a = dec.actions
         n = len(ids)
         decision_ids = np.arange(self._next_decision_id, self._next_decision_id + n, dtype=np.int64)
         self._next_decision_id += n
-        send_time = self.rules.send_time(d, int(self.calendar.weekday[d]), a[:, 1])
+        weekday = self.calendar.weekday[d]
+        send_time = self.rules.send_time(d, int(weekday) if np.ndim(d) == 0 else weekday.astype(np.int64), a[:, 1])
         contact = a[:, 0] > 0
-        self.log.append(
+        self._log(
             EventType.DECISION,
-            float(d),
-            self.gid[ids],
+            t0,
+            ids,
             decision_id=decision_ids,
             decision_kind=kinds,
             installment=batch.columns["installment"],
@@ -498,11 +569,11 @@ class World:
         m = a[:, 2] > 0
         if m.any():
             dom = np.array(cfg.decisions.due_day_options)[a[m, 2] - 1]
-            s.set_due_day(ids[m], dom, d, cfg.arrangements.min_days_to_first_due)
-            self.log.append(
+            s.set_due_day(ids[m], dom, at(d, m), cfg.arrangements.min_days_to_first_due)
+            self._log(
                 EventType.DUE_DAY_SET,
-                float(d),
-                self.gid[ids[m]],
+                at(t0, m),
+                ids[m],
                 due_day=dom,
                 n_installments=s.n[ids[m]],
                 installment_eur=s.current_amount(ids[m]),
@@ -512,13 +583,13 @@ class World:
             days = np.array(cfg.decisions.deferral_options)[a[m, 3]]
             s.defer(ids[m], days)
             np.add.at(h.deferrals, ids[m], 1)
-            self._log_replan(EventType.DEFERRAL, float(d), ids[m], deferral_days=days)
+            self._log_replan(EventType.DEFERRAL, at(t0, m), ids[m], deferral_days=days)
         m = a[:, 4] > 0
         if m.any():
             frac = np.array(cfg.decisions.reduction_options)[a[m, 4]]
-            s.reduce(ids[m], frac, d)
+            s.reduce(ids[m], frac, at(d, m))
             np.add.at(h.reductions, ids[m], 1)
-            self._log_replan(EventType.REDUCTION, float(d), ids[m], reduction=frac)
+            self._log_replan(EventType.REDUCTION, at(t0, m), ids[m], reduction=frac)
         if contact.any():
             rows = np.flatnonzero(contact)
             hours = np.array([slot.hour for slot in self.space.send_slots])[a[rows, 1]]
@@ -537,20 +608,26 @@ class World:
                 self._at(float(t), self._send, mids[times == t])
         return decision_ids
 
-    def _log_replan(self, event: EventType, t: float, rows: NDArray[np.int64], **extra: Any) -> None:
+    def _log(self, event: EventType, t: float | NDArray[np.float64], rows: NDArray[np.int64], **columns: Any) -> None:
+        """Log events of these rows (the one place the world writes to its event log)."""
+        self.log.append(event, t, self.gid[rows], **columns)
+
+    def _log_replan(
+        self, event: EventType, t: float | NDArray[np.float64], rows: NDArray[np.int64], **extra: Any
+    ) -> None:
         """Log a re-plan with the plan as it stands afterwards (what replay needs to follow it)."""
         s = self.sched
-        self.log.append(
+        self._log(
             event,
             t,
-            self.gid[rows],
+            rows,
             n_installments=s.n[rows],
             installment_eur=s.current_amount(rows),
             installment=s.first_open[rows],
             **extra,
         )
 
-    def _at(self, t: float, action: Callable[[NDArray[np.int64], float], None], mids: NDArray[np.int64]) -> None:
+    def _at(self, t: float, action: Callable[[NDArray[np.int64], Time], None], mids: NDArray[np.int64]) -> None:
         """Call ``action(mids, t)`` at simulation time ``t`` (one SimPy timeout for the whole group)."""
         event = self.env.timeout(max(0.0, t - self.env.now), value=mids)
         event.callbacks.append(lambda e: action(e.value, float(self.env.now)))
@@ -558,7 +635,7 @@ class World:
     # ======================================================================================================
     # Messages
     # ======================================================================================================
-    def _still_wanted(self, mids: NDArray[np.int64], t: float) -> NDArray[np.bool_]:
+    def _still_wanted(self, mids: NDArray[np.int64], t: Time) -> NDArray[np.bool_]:
         """Settle earlier payments of these debtors, cancel what is no longer wanted, return what is."""
         m = self.msgs
         debtors = m.debtor[mids]
@@ -568,9 +645,9 @@ class World:
         reminder = m.kind[mids] == MessageKind.REMINDER
         paid = self.sched.is_paid(debtors, m.installment[mids])
         ok = pending & active & ~(reminder & paid)
-        drop = mids[pending & ~ok]
-        if len(drop):
-            self._cancel(drop, t)
+        dropped = pending & ~ok
+        if dropped.any():
+            self._cancel(mids[dropped], at(t, dropped))
         return ok
 
     def _log_messages(
@@ -586,10 +663,10 @@ class World:
         debtors, ch = m.debtor[mids], m.channel[mids]
         if counter is not None:
             np.add.at(counter, (debtors, ch - 1), 1)
-        self.log.append(
+        self._log(
             event,
             t,
-            self.gid[debtors],
+            debtors,
             message_id=mids,
             channel=ch,
             decision_id=m.decision[mids],
@@ -601,10 +678,13 @@ class World:
         self.msgs.state[mids] = _CANCELLED
         self._log_messages(EventType.MESSAGE_CANCELLED, mids, t)
 
-    def _cancel_pending(self, debtors: NDArray[np.int64], t: float | None, reminders_only: bool) -> None:
+    def _cancel_pending(
+        self, debtors: NDArray[np.int64], t: float | NDArray[np.float64] | None, reminders_only: bool
+    ) -> None:
         """Cancel pending messages of these debtors: reminders for paid installments, or all of them.
 
-        ``t`` is the time of the cancellation; ``None`` means each debtor's own payment time (``_time_of``).
+        ``t`` is the time of the cancellation (or each debtor's, aligned with ``debtors``); ``None`` means each
+        debtor's own payment time (``_time_of``).
         """
         pool = self._pending_pool
         if not len(pool) or not len(debtors):
@@ -616,31 +696,71 @@ class World:
         if reminders_only:
             hit = hit[(m.kind[hit] == MessageKind.REMINDER) & self.sched.is_paid(m.debtor[hit], m.installment[hit])]
         if len(hit):
-            self._cancel(hit, self._time_of[m.debtor[hit]] if t is None else t)
+            if t is None:
+                when: float | NDArray[np.float64] = self._time_of[m.debtor[hit]]
+            elif np.ndim(t) == 0:
+                when = t
+            else:  # each debtor's own time (rows with their own clocks)
+                order = np.argsort(debtors, kind="stable")
+                when = np.asarray(t)[order[np.searchsorted(debtors[order], m.debtor[hit])]]
+            self._cancel(hit, when)
 
-    def _send(self, mids: NDArray[np.int64], t: float) -> None:
-        mids = mids[self._still_wanted(mids, t)]
+    # Message events take their time ``t`` as one moment, or (rows with their own clocks) one per message.
+    def _send(self, mids: NDArray[np.int64], t: Time) -> None:
+        ok = self._still_wanted(mids, t)
+        mids, t = mids[ok], at(t, ok)
         if not len(mids):
             return
         ch = self.msgs.channel[mids]
-        direct = mids[(ch == _EMAIL) | (ch == _SMS)]
+        is_direct = (ch == _EMAIL) | (ch == _SMS)
+        direct = mids[is_direct]
         if len(direct):
-            self._mark_sent(direct, t)
-            self._deliver(direct, t)
-        self.capacity.queue_letters(mids[ch == _LETTER])
-        self.capacity.call(mids[ch == _ROBOCALL], collector=False)
-        self.capacity.call(mids[ch == _COLLECTOR], collector=True)
+            self._mark_sent(direct, at(t, is_direct))
+            self._deliver(direct, at(t, is_direct))
+        self._hand_over(mids, ch, t)
+
+    def _hand_over(self, mids: NDArray[np.int64], ch: NDArray[np.int64], t: Time) -> None:
+        """Letters to the print room, calls to the robocall lines or the collectors."""
+        if self.dedicated is None:
+            self.capacity.queue_letters(mids[ch == _LETTER])
+            self.capacity.call(mids[ch == _ROBOCALL], collector=False)
+            self.capacity.call(mids[ch == _COLLECTOR], collector=True)
+            return
+        # Dedicated resources: each message goes out at its own next opening, re-checked then.
+        routes = ((_LETTER, self._post_wanted), (_ROBOCALL, self._connect_wanted), (_COLLECTOR, self._connect_wanted))
+        for channel, action in routes:
+            chosen = ch == channel
+            if not chosen.any():
+                continue
+            now = np.broadcast_to(np.asarray(t, dtype=np.float64), mids.shape)[chosen]
+            if channel == _LETTER:
+                when = self.dedicated.post_times(now)
+            else:
+                when = self.dedicated.call_times(now, collector=channel == _COLLECTOR)
+            group = mids[chosen]
+            for w in np.unique(when):
+                self._at(float(w), action, group[when == w])
+
+    def _post_wanted(self, mids: NDArray[np.int64], t: Time) -> None:
+        ok = self._still_wanted(mids, t)
+        if ok.any():
+            self._post_letters(mids[ok], at(t, ok))
+
+    def _connect_wanted(self, mids: NDArray[np.int64], t: Time) -> None:
+        ok = self._still_wanted(mids, t)
+        if ok.any():
+            self._connect(mids[ok], at(t, ok))
 
     def _wanted(self, mids: NDArray[np.int64]) -> NDArray[np.bool_]:
         return self._still_wanted(mids, float(self.env.now))
 
-    def _mark_sent(self, mids: NDArray[np.int64], t: float) -> None:
+    def _mark_sent(self, mids: NDArray[np.int64], t: Time) -> None:
         self.msgs.state[mids] = _SENT
         self._log_messages(
             EventType.MESSAGE_SENT, mids, t, self.history.sent, amount_eur=self._cost[self.msgs.channel[mids]]
         )
 
-    def _post_letters(self, mids: NDArray[np.int64], t: float) -> None:
+    def _post_letters(self, mids: NDArray[np.int64], t: Time) -> None:
         self._mark_sent(mids, t)
         debtors = self.msgs.debtor[mids]
         self.last_letter_time[debtors] = t
@@ -648,22 +768,22 @@ class World:
         # Keyed by the debtor, the posting day and the message's slot, never by global message numbers: the same
         # letter takes the same time whatever else the population was sent (common random numbers).
         key = self.msgs.channel[mids] * 32 + self.msgs.hour[mids]
-        u = self.streams.uniform(Purpose.DELIVERY_DELAY, self.gid[debtors], int(t), key)
+        u = self.streams.uniform(Purpose.DELIVERY_DELAY, self.gid[debtors], _whole_day(t), key)
         delay = letter.delay_days_min + np.floor(u * (letter.delay_days_max - letter.delay_days_min + 1))
         arrive = np.floor(t) + delay + _LETTER_READ_HOUR / 24.0
         for when in np.unique(arrive):
             self._at(float(when), self._deliver, mids[arrive == when])
 
-    def _connect(self, mids: NDArray[np.int64], t: float) -> None:
+    def _connect(self, mids: NDArray[np.int64], t: Time) -> None:
         """Calls connect: they are made (and cost) whether or not the debtor answers."""
         self._mark_sent(mids, t)
         self._deliver(mids, t)
 
-    def _deliver(self, mids: NDArray[np.int64], t: float) -> None:
+    def _deliver(self, mids: NDArray[np.int64], t: Time) -> None:
         """A message reaches the debtor: draw whether (and when) it is noticed and log what is observable."""
         m, pop = self.msgs, self.pop
         debtors, ch = m.debtor[mids], m.channel[mids]
-        gid, day = self.gid[debtors], int(t)
+        gid, day = self.gid[debtors], _whole_day(t)
         key = ch * 32 + m.hour[mids]
         hour = np.full(len(mids), (t - day) * 24.0)
         p = pop.notice[debtors, ch - 1] * hour_availability(pop.hour_profile[debtors], hour, ch)
@@ -685,13 +805,13 @@ class World:
         if opened.any():
             o = np.flatnonzero(opened)
             # The signal arrives when the message is read (a false open: within the hour), on the hour.
-            open_time = np.ceil(np.where(noticed[o], when[o], t + 1.0 / 24.0) * 24.0) / 24.0
+            open_time = np.ceil(np.where(noticed[o], when[o], at(t, o) + 1.0 / 24.0) * 24.0) / 24.0
             for w in np.unique(open_time):
                 self._at(float(w), self._opened, mids[o][open_time == w])
         self.state.noticed_messages[debtors[noticed]] += 1
         now_rows = noticed & (delay <= 0)
         if now_rows.any():
-            self._noticed(mids[now_rows], t)
+            self._noticed(mids[now_rows], at(t, now_rows))
         later = noticed & (delay > 0)
         if later.any():
             rounded = np.ceil(when[later] * 24.0) / 24.0
@@ -699,21 +819,21 @@ class World:
             for w in np.unique(rounded):
                 self._at(float(w), self._noticed, group_ids[rounded == w])
 
-    def _opened(self, mids: NDArray[np.int64], t: float) -> None:
+    def _opened(self, mids: NDArray[np.int64], t: Time) -> None:
         """An 'opened' signal reaches the creditor (observable; noisy for email, F6)."""
         self._log_messages(EventType.MESSAGE_OPENED, mids, t, self.history.opened)
 
-    def _noticed(self, mids: NDArray[np.int64], t: float) -> None:
+    def _noticed(self, mids: NDArray[np.int64], t: Time) -> None:
         """The debtor takes in a message: fatigue, memory, motivation, opt-outs and paying by link."""
         m = self.msgs
         debtors = m.debtor[mids]
         alive = self.status[debtors] == ArrangementStatus.ACTIVE
-        mids, debtors = mids[alive], debtors[alive]
+        mids, debtors, t = mids[alive], debtors[alive], at(t, alive)
         if not len(mids):
             return
         self._settle(np.unique(debtors[self.pay_time[debtors] <= t]), t)
         ch, kind = m.channel[mids], m.kind[mids]
-        gid, day = self.gid[debtors], int(t)
+        gid, day = self.gid[debtors], _whole_day(t)
         key = ch * 32 + m.hour[mids]
         fat = self.config.population.fatigue
         st = self.state
@@ -725,7 +845,7 @@ class World:
         opt = can_opt & annoyed & (u_opt < fat.opt_out_per_contact) & ~self.history.opted_out[debtors, ch - 1]
         if opt.any():
             self.history.opted_out[debtors[opt], ch[opt] - 1] = True
-            self.log.append(EventType.OPT_OUT, t, gid[opt], channel=ch[opt], message_id=mids[opt])
+            self._log(EventType.OPT_OUT, at(t, opt), debtors[opt], channel=ch[opt], message_id=mids[opt])
         impact = self._by_channel["impact"][ch]
         reminder = kind == MessageKind.REMINDER
         np.add.at(st.boost, debtors[reminder], (self.pop.reminder_effect[debtors] * impact)[reminder])
@@ -747,29 +867,35 @@ class World:
             # At most one link payment per debtor at one moment.
             _, first = np.unique(debtors[rows], return_index=True)
             rows = rows[first]
-            self._log_messages(EventType.MESSAGE_CLICKED, mids[rows], t, self.history.clicked)
-            self._pay(debtors[rows], owed[rows], t, channel=ch[rows])
+            self._log_messages(EventType.MESSAGE_CLICKED, mids[rows], at(t, rows), self.history.clicked)
+            self._pay(debtors[rows], owed[rows], at(t, rows), channel=ch[rows])
 
     # ======================================================================================================
     # Payments
     # ======================================================================================================
-    def _draw_payments(self, d: int) -> None:
-        active = np.flatnonzero(self.status == ArrangementStatus.ACTIVE)
+    def _draw_payments(self, among: NDArray[np.int64] | None = None) -> None:
+        active = self._rows_with(ArrangementStatus.ACTIVE, among)
         if not len(active):
             return
         arr = self.config.arrangements
-        p, owed = self.payment_probability(active, d)
+        p, owed = self.payment_probability(active, self._day_of(active))
         rows = active[owed > 0]
         p = p[owed > 0]
+        d = self._day_of(rows)
         gid = self.gid[rows]
         go = self.streams.uniform(Purpose.ATTEND, gid, d) < p
         partial = self.streams.uniform(Purpose.PARTIAL, gid, d) < arr.partial_payment_prob
         hour = 7.0 + 16.0 * self.streams.uniform(Purpose.PAY_HOUR, gid, d)
-        self.pay_time[rows[go]] = d + hour[go] / 24.0
+        self.pay_time[rows[go]] = at(d, go) + hour[go] / 24.0
         self.pay_partial[rows[go]] = partial[go]
 
-    def payment_probability(self, ids: NDArray[np.int64], d: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-        """Latent: P(the debtor sets out to pay today) and what they owe now (ground truth, oracle, info)."""
+    def payment_probability(
+        self, ids: NDArray[np.int64], d: int | NDArray[np.int64]
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """Latent: P(the debtor sets out to pay on day ``d``) and what they owe then (ground truth, oracle, info).
+
+        ``d`` is a day, or each debtor's own day aligned with ``ids``.
+        """
         arr = self.config.arrangements
         owed = self.sched.owed_now(ids, d, arr.pay_window_days)
         days_to_due = self.sched.open_due(ids) - d
@@ -778,7 +904,7 @@ class World:
         p_effective = p * np.where(able, 1.0, arr.partial_payment_prob * (self.state.cash[ids] >= 10.0))
         return p_effective, owed
 
-    def _settle(self, debtors: NDArray[np.int64], t: float) -> None:
+    def _settle(self, debtors: NDArray[np.int64], t: Time) -> None:
         """Carry out today's planned payments of these debtors whose hour has come."""
         if not len(debtors):
             return
@@ -788,7 +914,7 @@ class World:
         debtors, when = debtors[alive], when[alive]
         if not len(debtors):
             return
-        owed = self.sched.owed_now(debtors, int(when.min()), self.config.arrangements.pay_window_days)
+        owed = self.sched.owed_now(debtors, self._payment_day(when), self.config.arrangements.pay_window_days)
         cash = self.state.cash[debtors]
         full = cash >= owed - 0.005
         partial_amount = np.where(self.pay_partial[debtors] & (cash >= 10.0), np.floor(np.minimum(cash, owed)), 0.0)
@@ -807,21 +933,19 @@ class World:
         if not len(debtors):
             return
         times = np.broadcast_to(np.asarray(t, dtype=np.float64), debtors.shape)
-        day = int(times.min())
+        day = self._payment_day(times)
         self.state.cash[debtors] -= amounts
         h, s = self.history, self.sched
         done = s.pay(debtors, amounts, day)
-        self.log.append(
-            EventType.PAYMENT, times, self.gid[debtors], amount_eur=amounts, channel=0 if channel is None else channel
-        )
+        self._log(EventType.PAYMENT, times, debtors, amount_eur=amounts, channel=0 if channel is None else channel)
         h.last_payment_time[debtors] = times
         self._time_of[debtors] = times  # debtors are unique within one call
         if len(done.ids):
             t_done = self._time_of[done.ids]
-            self.log.append(
+            self._log(
                 EventType.INSTALLMENT_PAID,
                 t_done,
-                self.gid[done.ids],
+                done.ids,
                 installment=done.installment,
                 deferral_days=done.days_late,
                 amount_eur=s.amount[done.ids, done.installment],
@@ -838,7 +962,7 @@ class World:
             self.status[complete] = ArrangementStatus.COMPLETED
             self.end_time[complete] = self._time_of[complete]
             self.thank[complete] = False
-            self.log.append(EventType.COMPLETED, self._time_of[complete], self.gid[complete])
+            self._log(EventType.COMPLETED, self._time_of[complete], complete)
             self._cancel_pending(complete, None, reminders_only=False)
         self._cancel_pending(np.unique(debtors), None, reminders_only=True)
 
@@ -876,6 +1000,11 @@ class World:
         return pd.DataFrame(
             {"time": s.time, "resource": s.resource, "queued": s.queued, "busy": s.busy, "capacity": s.capacity}
         )
+
+
+def _whole_day(t: Time) -> int | NDArray[np.int64]:
+    """The day a time falls on (times are never negative), one or per element."""
+    return int(t) if np.ndim(t) == 0 else np.floor(t).astype(np.int64)
 
 
 def _categorical(codes: NDArray[np.integer], names: tuple[str, ...]) -> pd.Categorical[str]:

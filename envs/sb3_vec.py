@@ -1,0 +1,92 @@
+"""Stable-Baselines3 adapter of ``regsim/ArrangementVec-v0``: a ``VecEnv`` that ``MaskablePPO`` trains on.
+
+SB3 vector envs reset a finished slot in the same step and return the final observation in
+``info["terminal_observation"]`` (``info["TimeLimit.truncated"]`` when the horizon cut the episode), so the
+adapter runs :class:`envs.vector.ArrangementVecEnv` with ``AutoresetMode.SAME_STEP``. ``MaskablePPO`` reads the
+masks through ``env_method("action_masks")`` (sb3-contrib's ``get_action_masks``), answered for all slots at
+once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AutoresetMode
+from numpy.typing import NDArray
+from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvObs, VecEnvStepReturn
+
+from envs.vector import ArrangementVecEnv
+
+__all__ = ["ArrangementSB3VecEnv"]
+
+
+class ArrangementSB3VecEnv(VecEnv):
+    """``num_envs`` independent arrangements as an SB3 ``VecEnv`` with action masks.
+
+    Args:
+        num_envs: Number of slots.
+        **kwargs: Arguments of :class:`envs.vector.ArrangementVecEnv` (``config``, ``reward``, ``months``,
+            ``world_seed``, ``invalid_action``).
+    """
+
+    def __init__(self, num_envs: int = 16, **kwargs: Any) -> None:
+        self.venv = ArrangementVecEnv(num_envs, autoreset_mode=AutoresetMode.SAME_STEP, **kwargs)
+        super().__init__(num_envs, self.venv.single_observation_space, self.venv.single_action_space)
+        self._actions: NDArray[np.int64] | None = None
+
+    def reset(self) -> VecEnvObs:
+        seeds = [None if s is None else int(s) for s in self._seeds]
+        seed: list[int | None] | None = None if all(s is None for s in seeds) else seeds
+        obs, _ = self.venv.reset(seed=seed)
+        self._reset_seeds()
+        self._reset_options()
+        return obs
+
+    def step_async(self, actions: np.ndarray) -> None:
+        self._actions = np.asarray(actions, dtype=np.int64).reshape(self.num_envs, -1)
+
+    def step_wait(self) -> VecEnvStepReturn:
+        if self._actions is None:
+            raise RuntimeError("step_wait() without step_async()")
+        obs, rewards, terminated, truncated, info = self.venv.step(self._actions)
+        self._actions = None
+        dones = terminated | truncated
+        infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
+        final = info.get("_final_obs", np.zeros(self.num_envs, dtype=bool))
+        for i in np.flatnonzero(dones):
+            infos[i]["TimeLimit.truncated"] = bool(truncated[i] and not terminated[i])
+            if final[i]:
+                infos[i]["terminal_observation"] = info["final_obs"][i]
+        return obs, rewards.astype(np.float32), dones, infos
+
+    def close(self) -> None:
+        self.venv.close()
+
+    def action_masks(self) -> NDArray[np.bool_]:
+        """The slots' masks, ``(num_envs, sum(nvec))``."""
+        return self.venv.action_masks()
+
+    # -- VecEnv attribute plumbing: every slot is the same kind of env, described by the vector env ------------
+    def env_method(
+        self, method_name: str, *method_args: Any, indices: VecEnvIndices = None, **kwargs: Any
+    ) -> list[Any]:
+        idx = list(self._get_indices(indices))
+        if method_name == "action_masks":
+            masks = self.venv.action_masks()
+            return [masks[i] for i in idx]
+        raise AttributeError(f"env_method({method_name!r}): the slots offer only 'action_masks'")
+
+    def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
+        value = getattr(self.venv, attr_name)
+        return [value for _ in self._get_indices(indices)]
+
+    def has_attr(self, attr_name: str) -> bool:
+        return attr_name == "action_masks" or hasattr(self.venv, attr_name)
+
+    def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
+        raise AttributeError(f"set_attr({attr_name!r}): the slots' attributes are read-only")
+
+    def env_is_wrapped(self, wrapper_class: type[gym.Wrapper], indices: VecEnvIndices = None) -> list[bool]:
+        return [False for _ in self._get_indices(indices)]

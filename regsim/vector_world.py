@@ -1,0 +1,370 @@
+"""Many one-arrangement worlds simulated as one: rows with their own clocks (the vector env's engine).
+
+A :class:`VectorWorld` holds ``n`` rows, each an independent arrangement that behaves exactly as the lone
+arrangement of a one-arrangement :class:`~regsim.world.World` (what ``regsim/Arrangement-v0`` runs) with the
+same debtor. The dynamics are the world's own: the day methods of :class:`~regsim.world.World` run on a subset
+of rows, each row reading its own day (the ``_day_of`` hook), and every random draw is keyed by that local day.
+What differs is only the clock:
+
+* **Days.** Each row has a local day. A *tick* gives every running row its next day at once (one vectorised
+  call of each day method over the rows, whatever their local days). A row that reaches a decision point
+  freezes there (its clock stops) until its decision is submitted; the others go on.
+* **Events within a day** (messages sent, delivered, noticed, opened; calls connected; letters posted) are
+  kept per row on the row's local time, in SimPy's order (time, then creation), exactly as the
+  one-arrangement world's SimPy environment holds them. The day process is not a SimPy process here: the
+  world emulates its timeouts (morning at ``d``, evening at ``d + 1 - 1e-6``) with the same float arithmetic,
+  and runs a row's pending events up to each of those moments in that order (the emulated timeout takes its
+  place in the creation order at the moment the day process would have created it). The events of many rows
+  run together, one vectorised call per kind and round; rows without pending events cost nothing.
+* **Shared resources.** Rows are independent episodes: each row has its own collectors, robocall lines and
+  print room (:class:`regsim.capacity.DedicatedCapacity`, as a one-arrangement world has), so a lone debtor
+  never queues behind another slot.
+
+Only what the Gymnasium adapter needs is kept per step: the events that make up a step's outcome
+(:data:`OUTCOME_EVENTS`, tagged with their rows), not the full event log.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections.abc import Callable
+from dataclasses import fields
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from regsim.arrangement import ArrangementStatus, Schedules
+from regsim.behaviour import DebtorState
+from regsim.config import WorldConfig
+from regsim.decision import ContextBatch, DecisionBatch
+from regsim.eventlog import EventType
+from regsim.history import ObservableHistory
+from regsim.population import Population, draw_population
+from regsim.world import Time, World
+
+__all__ = ["OUTCOME_EVENTS", "Phase", "VectorWorld"]
+
+#: Events that enter a step's outcome (:class:`envs.rewards.StepOutcome`); the only ones kept.
+OUTCOME_EVENTS = frozenset(
+    {
+        EventType.PAYMENT,
+        EventType.MESSAGE_SENT,
+        EventType.INSTALLMENT_PAID,
+        EventType.INSTALLMENT_MISSED,
+        EventType.COMPLETED,
+        EventType.BROKEN,
+        EventType.REFERRED,
+    }
+)
+_ENDED = np.array(
+    [
+        s in (ArrangementStatus.COMPLETED, ArrangementStatus.BROKEN, ArrangementStatus.REFERRED)
+        for s in ArrangementStatus
+    ]
+)
+Action = Callable[[NDArray[np.int64], Time], None]
+_COMPACT_MIN = 1 << 16  # messages kept before the store is first compacted
+
+
+class Phase:
+    """Where a row is in its episode."""
+
+    RUNNING = 0
+    """Before the morning of its local day."""
+    DECIDING = 1
+    """Frozen at a decision point, waiting for :meth:`VectorWorld.answer`."""
+    DONE = 2
+    """The arrangement ended or reached the horizon (the episode is over)."""
+
+
+class VectorWorld(World):
+    """``n`` independent arrangements, each with its own clock, simulated together.
+
+    Args:
+        config: The world.
+        n: Number of rows (slots).
+        months: Horizon of each arrangement in months of 30 days (default: the config's).
+        seed: The population's seed (default: the config's); a row with arrangement id ``k`` is debtor ``k`` of
+            that population.
+    """
+
+    def __init__(self, config: WorldConfig, n: int, *, months: int | None = None, seed: int | None = None) -> None:
+        super().__init__(
+            config,
+            None,
+            arrangements=n,
+            months=months,
+            seed=seed,
+            policy_name="env",
+            policy_version="0",
+            sample_queues=False,
+            dedicated_capacity=True,
+        )
+        self.local_day = np.zeros(n, dtype=np.int64)
+        self.clock = np.zeros(n)  # each row's emulated day-process time (morning or evening of its local day)
+        self.phase = np.full(n, Phase.DONE, dtype=np.int8)
+        self._next_event = np.full(n, np.inf)  # time of each row's next pending event (inf: none)
+        # Each row's pending events, a heap of (time, creation number, messages, action): SimPy's order for
+        # timeouts (time, then creation), kept per row; and each row's "now" while its events run.
+        self._queues: list[list[tuple[float, int, NDArray[np.int64], Action]]] = [[] for _ in range(n)]
+        self._now = [0.0] * n
+        self._created = itertools.count()
+        self._in_events = False
+        self._compact_at = _COMPACT_MIN
+        self._apply_rows = np.zeros(0, dtype=np.int64)
+        #: Decision points of the frozen rows: (rows, their contexts), one entry per tick in which rows froze.
+        self.frozen: list[tuple[NDArray[np.int64], ContextBatch]] = []
+        #: Outcome events since the last :meth:`take_outcome_events`: (event, rows, columns).
+        self.outcome_events: list[tuple[EventType, NDArray[np.int64], dict[str, Any]]] = []
+
+    # ======================================================================================================
+    # Episodes
+    # ======================================================================================================
+    def reset_rows(self, rows: NDArray[np.int64], arrangement_ids: NDArray[np.int64]) -> None:
+        """Start new arrangements (debtors ``arrangement_ids`` of the population) in these rows, at day 0."""
+        rows = np.asarray(rows, dtype=np.int64)
+        gid = np.asarray(arrangement_ids, dtype=np.int64)
+        if not len(rows):
+            return
+        if self.frozen and (self.phase[rows] == Phase.DECIDING).any():  # forget their decision points
+            gone = np.zeros(self.n, dtype=bool)
+            gone[rows] = True
+            kept = []
+            for group, batch in self.frozen:
+                stay = ~gone[group]
+                if stay.all():
+                    kept.append((group, batch))
+                elif stay.any():
+                    kept.append((group[stay], batch.take(np.flatnonzero(stay))))
+            self.frozen = kept
+        self.gid[rows] = gid
+        pop = draw_population(self.config, gid, self.streams)
+        for f in fields(Population):
+            getattr(self.pop, f.name)[rows] = getattr(pop, f.name)
+        state = DebtorState.initial(pop, self.streams, gid)
+        for f in fields(DebtorState):
+            getattr(self.state, f.name)[rows] = getattr(state, f.name)
+        fresh = Schedules(len(rows), self.sched.capacity, self.calendar, self.sched.grace_days)
+        for name in ("due", "amount", "paid", "n", "first_open", "came_due", "miss_ptr", "due_dom", "balance"):
+            getattr(self.sched, name)[rows] = getattr(fresh, name)
+        history = ObservableHistory(len(rows))
+        for name, value in vars(history).items():
+            getattr(self.history, name)[rows] = value
+        self.status[rows] = ArrangementStatus.PENDING
+        self.pay_time[rows] = np.inf
+        self.pay_partial[rows] = False
+        self.thank[rows] = False
+        self.thank_installment[rows] = -1
+        self.last_letter_time[rows] = -np.inf
+        self.end_time[rows] = np.nan
+        self._time_of[rows] = 0.0
+        # Messages of the rows' previous arrangements die with them (their events are dropped below).
+        pool = self._pending_pool
+        self._pending_pool = pool[~np.isin(self.msgs.debtor[pool], rows)]
+        self.local_day[rows] = 0
+        self.clock[rows] = 0.0
+        self.phase[rows] = Phase.RUNNING
+        self._next_event[rows] = np.inf
+        for r in rows.tolist():  # events of the rows' previous arrangements are dropped with them
+            self._queues[r] = []
+            self._now[r] = 0.0
+        if self.msgs.n >= self._compact_at:
+            self._compact_messages()
+
+    def _compact_messages(self) -> None:
+        """Forget the messages no pending event or cancellation can reach (the store would grow forever)."""
+        m = self.msgs
+        parts = [self._pending_pool, *(mids for queue in self._queues for _, _, mids, _ in queue)]
+        live = np.unique(np.concatenate(parts))
+        new_id = np.full(m.n, -1, dtype=np.int64)
+        new_id[live] = np.arange(len(live))
+        for name in ("debtor", "channel", "kind", "installment", "decision", "hour", "state"):
+            column = getattr(m, name)
+            column[: len(live)] = column[live]
+        m.n = len(live)
+        self._pending_pool = new_id[self._pending_pool]
+        for queue in self._queues:  # the same order: only the message numbers change
+            queue[:] = [(when, made, new_id[mids], action) for when, made, mids, action in queue]
+        self._compact_at = max(_COMPACT_MIN, 4 * len(live))
+
+    # ======================================================================================================
+    # Driving the rows
+    # ======================================================================================================
+    def advance(self) -> None:
+        """Run every running row to its next decision point (it freezes) or to its episode's end."""
+        running = np.flatnonzero(self.phase == Phase.RUNNING)
+        while len(running):
+            going = self._morning(running)
+            self._draw_payments(going)
+            self._evening(going)
+            running = going[self.phase[going] == Phase.RUNNING]
+        if len(self.frozen) > 1:  # one batch of all waiting decision points, rather than one per tick
+            self.frozen = [
+                (np.concatenate([g for g, _ in self.frozen]), ContextBatch.concat([b for _, b in self.frozen]))
+            ]
+
+    def next_decision(self) -> ContextBatch | None:
+        """Not for a vector world: its rows are driven with :meth:`advance` and :meth:`answer`."""
+        raise RuntimeError("a VectorWorld is driven with advance() and answer()")
+
+    def answer(self, rows: NDArray[np.int64], actions: NDArray[np.int64]) -> None:
+        """Answer the decision points of these frozen rows (one action per row) and let them go on.
+
+        The rules are checked for every row before anything is applied.
+
+        Raises:
+            RuleViolation: A decision breaks a rule; nothing is applied and the rows stay frozen.
+        """
+        rows = np.asarray(rows, dtype=np.int64)
+        if np.any(self.phase[rows] != Phase.DECIDING):
+            raise RuntimeError("answer(): every row must be frozen at a decision point")
+        position = np.full(self.n, -1, dtype=np.int64)
+        position[rows] = np.arange(len(rows))
+        todo: list[tuple[NDArray[np.int64], ContextBatch, DecisionBatch]] = []
+        keep: list[tuple[NDArray[np.int64], ContextBatch]] = []
+        for group, batch in self.frozen:
+            at = position[group]
+            chosen = at >= 0
+            if not chosen.all():
+                if chosen.any():
+                    keep.append((group[~chosen], batch.take(np.flatnonzero(~chosen))))
+                    group, batch = group[chosen], batch.take(np.flatnonzero(chosen))
+                else:
+                    keep.append((group, batch))
+                    continue
+            decisions = DecisionBatch(actions[at[chosen]], np.full(len(group), np.nan))
+            decisions = self.rules.normalise(batch, decisions)
+            self.rules.check(batch, decisions)
+            todo.append((group, batch, decisions))
+        self.frozen = keep
+        for group, batch, decisions in todo:
+            self._apply_rows = group
+            self._apply(batch, decisions)
+        self._draw_payments(rows)
+        self._evening(rows)
+
+    def take_outcome_events(self) -> list[tuple[EventType, NDArray[np.int64], dict[str, Any]]]:
+        """The outcome events logged since the last call (and forget them)."""
+        out, self.outcome_events = self.outcome_events, []
+        return out
+
+    # -- one day of a set of rows -----------------------------------------------------------------------------
+    def _morning(self, rows: NDArray[np.int64]) -> NDArray[np.int64]:
+        """The morning of these running rows; freezes those with a decision point, returns the others."""
+        clock, day = self.clock[rows], self.local_day[rows]
+        # The day process sleeps until the morning only when it is not already there (day 0 starts at once).
+        wake = np.where(clock < day, clock + (day - clock), clock)
+        self._run_events(rows, wake)
+        self.clock[rows] = wake
+        self._liquidity(rows)
+        self._book_due_dates(rows)
+        ids, kinds, installments = self._decision_points(rows)
+        if not len(ids):
+            return rows
+        # A decision point: what was due at this moment runs before the world waits for the answer.
+        self._run_events(ids, self.clock[ids])
+        order = np.argsort(ids, kind="stable")
+        ids, kinds, installments = ids[order], kinds[order], installments[order]
+        self.frozen.append((ids, self._contexts(ids, kinds, installments)))
+        self.phase[ids] = Phase.DECIDING
+        return rows[self.phase[rows] == Phase.RUNNING]
+
+    def _evening(self, rows: NDArray[np.int64]) -> None:
+        """The rest of these rows' day: its events, the evening's payments, then the next day or the end."""
+        if not len(rows):
+            return
+        clock, day = self.clock[rows], self.local_day[rows]
+        evening = clock + (day + 1 - 1e-6 - clock)
+        self._run_events(rows, evening)
+        self.clock[rows] = evening
+        due = self.pay_time[rows] <= evening
+        self._settle(rows[due], evening[due])
+        ended = _ENDED[self.status[rows]] | (day + 1 >= self.days)
+        self.phase[rows[ended]] = Phase.DONE
+        self.phase[rows[~ended]] = Phase.RUNNING
+        self.local_day[rows[~ended]] += 1
+
+    def _run_events(self, rows: NDArray[np.int64], until: NDArray[np.float64]) -> None:
+        """Run each row's pending events that come before the day process's next moment ``until``.
+
+        In the one-arrangement world the day process sleeps on a SimPy timeout created at that moment, so
+        events already pending come first, ties included, and events created later come after: the bound
+        takes the next creation number. Events run in rounds: each round takes the next event of every row
+        that has one (a row's events keep their order), and runs the events of all rows in the round as one
+        call per kind (messages sent, delivered, noticed, opened, calls connected, letters posted), with
+        each message's own time.
+        """
+        due = self._next_event[rows] <= until
+        if not due.any():
+            return
+        self._in_events = True
+        try:
+            todo = [
+                (r, self._queues[r], (t, next(self._created)))
+                for r, t in zip(rows[due].tolist(), until[due].tolist(), strict=True)
+            ]
+            while todo:
+                calls: dict[Action, list[tuple[NDArray[np.int64], float]]] = {}
+                left = []
+                for item in todo:
+                    r, queue, bound = item
+                    if not queue or queue[0][:2] >= bound:
+                        self._now[r] = bound[0]  # the day process resumes at its own moment
+                        self._next_event[r] = queue[0][0] if queue else np.inf
+                        continue
+                    when, _, mids, action = heapq.heappop(queue)
+                    self._now[r] = when
+                    calls.setdefault(action, []).append((mids, when))
+                    left.append(item)
+                for action, parts in calls.items():
+                    if len(parts) == 1:
+                        action(parts[0][0], np.full(len(parts[0][0]), parts[0][1]))
+                    else:
+                        mids = np.concatenate([m for m, _ in parts])
+                        action(mids, np.concatenate([np.full(len(m), when) for m, when in parts]))
+                todo = left
+        finally:
+            self._in_events = False
+
+    # ======================================================================================================
+    # The clock hooks of World
+    # ======================================================================================================
+    def _day_of(self, ids: NDArray[np.int64] | None) -> int | NDArray[np.int64]:
+        if ids is None:
+            raise RuntimeError("a vector world has no shared day")
+        return self.local_day[ids]
+
+    def _time_at(self, ids: NDArray[np.int64]) -> float | NDArray[np.float64]:
+        return self.local_day[ids].astype(np.float64)
+
+    def _arrivals_on(self, rows: NDArray[np.int64] | None) -> NDArray[np.int64] | None:
+        assert rows is not None
+        arriving = rows[self.pop.arrival_day[rows] == self.local_day[rows]]
+        return arriving if len(arriving) else None
+
+    def _payment_day(self, times: NDArray[np.float64]) -> int | NDArray[np.int64]:
+        return np.floor(times).astype(np.int64)
+
+    def _rows_of(self, batch: ContextBatch) -> NDArray[np.int64]:
+        return self._apply_rows
+
+    def _at(self, t: float, action: Action, mids: NDArray[np.int64]) -> None:
+        """Call ``action(mids, t)`` at local time ``t`` of each message's row (one event per row)."""
+        rows = self.msgs.debtor[mids]
+        first = int(rows[0]) if len(rows) else 0
+        each = [first] if len(rows) and (rows == first).all() else np.unique(rows).tolist()
+        for r in each:
+            # Decisions are applied at the row's morning; events are created at the time of the event running.
+            now = self._now[r] if self._in_events else float(self.clock[r])
+            when = now + max(0.0, t - now)  # SimPy's arithmetic for a timeout
+            heapq.heappush(
+                self._queues[r], (when, next(self._created), mids if len(each) == 1 else mids[rows == r], action)
+            )
+            if not self._in_events:  # (a row's events in progress update this when they are done)
+                self._next_event[r] = self._queues[r][0][0]
+
+    def _log(self, event: EventType, t: float | NDArray[np.float64], rows: NDArray[np.int64], **columns: Any) -> None:
+        if event in OUTCOME_EVENTS and len(rows):
+            self.outcome_events.append((event, np.asarray(rows), columns))

@@ -1,0 +1,218 @@
+"""``regsim/ArrangementVec-v0`` and its SB3 adapter: slot i is ``Arrangement-v0``, step for step."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.vector import AutoresetMode, SyncVectorEnv
+
+import envs
+from envs.arrangement import ArrangementEnv
+from envs.sb3_vec import ArrangementSB3VecEnv
+from envs.vector import ArrangementVecEnv
+
+MONTHS = 6  # short episodes keep the tests fast; autoresets happen within a few dozen steps
+
+
+def _masked_actions(masks: np.ndarray, space: Any, rng: np.random.Generator) -> np.ndarray:
+    """One random allowed option per part and slot."""
+    return np.array(
+        [
+            [rng.choice(np.flatnonzero(m[o : o + n])) for o, n in zip(space.offsets, space.nvec, strict=True)]
+            for m in masks
+        ],
+        dtype=np.int64,
+    )
+
+
+def _assert_infos_equal(a: dict[str, Any], b: dict[str, Any]) -> None:
+    assert sorted(a) == sorted(b)
+    for key in a:
+        if isinstance(a[key], dict):
+            _assert_infos_equal(a[key], b[key])
+        elif a[key].dtype == object:  # final observations, step outcomes
+            for x, y in zip(a[key], b[key], strict=True):
+                assert np.array_equal(x, y) if isinstance(x, np.ndarray) else x == y, key
+        else:
+            assert np.array_equal(a[key], b[key]), key
+
+
+def _run(vec: gym.vector.VectorEnv, masks_of: Any, space: Any, steps: int, seed: int) -> list[tuple]:
+    rng = np.random.default_rng(seed)
+    obs, info = vec.reset(seed=seed)
+    out: list[tuple] = [(obs, info)]
+    for _ in range(steps):
+        out.append(vec.step(_masked_actions(masks_of(), space, rng)))
+    return out
+
+
+@pytest.mark.parametrize("mode", [AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP])
+def test_slots_equal_a_sync_vector_env_of_arrangement_v0(mode: AutoresetMode) -> None:
+    """Observations, rewards, terminations, truncations and infos (ground truth) agree through autoresets."""
+    n = 3
+    vec = ArrangementVecEnv(n, months=MONTHS, autoreset_mode=mode)
+    ref = SyncVectorEnv([lambda: ArrangementEnv(months=MONTHS) for _ in range(n)], autoreset_mode=mode)
+
+    def ref_masks() -> np.ndarray:
+        return np.stack([e.action_masks() for e in ref.envs])  # type: ignore[attr-defined]
+
+    got = _run(vec, vec.action_masks, vec.space, steps=60, seed=5)
+    expected = _run(ref, ref_masks, vec.space, steps=60, seed=5)
+    ended = 0
+    for g, e in zip(got, expected, strict=True):
+        assert len(g) == len(e)
+        for x, y in zip(g[:-1], e[:-1], strict=True):
+            np.testing.assert_array_equal(x, y)
+        _assert_infos_equal(g[-1], e[-1])
+        if len(g) == 5:
+            ended += int(np.sum(g[2] | g[3]))
+    assert ended >= 2  # the comparison went through autoresets
+
+
+def test_slot_i_replays_arrangement_k_like_the_single_env() -> None:
+    ids = [3, 17, 40]
+    vec = ArrangementVecEnv(len(ids), months=MONTHS)
+    obs, info = vec.reset(options={"arrangement_ids": ids})
+    rng = np.random.default_rng(0)
+    singles = [ArrangementEnv(months=MONTHS) for _ in ids]
+    for i, (env, k) in enumerate(zip(singles, ids, strict=True)):
+        o, inf = env.reset(options={"arrangement_id": k})
+        np.testing.assert_array_equal(obs[i], o)
+        assert info["arrangement_id"][i] == k == inf["arrangement_id"]
+    alive = np.ones(len(ids), dtype=bool)
+    while alive.any():
+        actions = _masked_actions(vec.action_masks(), vec.space, rng)
+        obs, reward, terminated, truncated, info = vec.step(actions)
+        for i in np.flatnonzero(alive):
+            o, r, te, tr, inf = singles[i].step(actions[i])
+            np.testing.assert_array_equal(obs[i], o)
+            assert (reward[i], terminated[i], truncated[i]) == (r, te, tr)
+            assert {k: v[i] for k, v in info["truth"].items() if not k.startswith("_")} == inf["truth"]
+            assert info["outcome"][i] == inf["outcome"]
+            alive[i] = not (te or tr)
+
+
+def test_same_seed_same_trajectories_and_spaces_hold() -> None:
+    a = ArrangementVecEnv(4, months=MONTHS)
+    b = ArrangementVecEnv(4, months=MONTHS)
+    ra = _run(a, a.action_masks, a.space, steps=25, seed=11)
+    rb = _run(b, b.action_masks, b.space, steps=25, seed=11)
+    for x, y in zip(ra, rb, strict=True):
+        for u, v in zip(x[:-1], y[:-1], strict=True):
+            np.testing.assert_array_equal(u, v)
+        _assert_infos_equal(x[-1], y[-1])
+    # Vector-env conformance (what gymnasium's env checker asks of a single env, batched).
+    obs, _ = a.reset(seed=1)
+    assert a.observation_space.contains(obs) and obs.dtype == np.float32
+    assert a.metadata["autoreset_mode"] == AutoresetMode.NEXT_STEP
+    masks = a.action_masks()
+    assert masks.shape == (4, int(np.sum(a.space.nvec))) and masks.dtype == bool
+    actions = _masked_actions(masks, a.space, np.random.default_rng(1))
+    assert a.action_space.contains(actions)
+    obs, reward, terminated, truncated, _ = a.step(actions)
+    assert a.observation_space.contains(obs)
+    assert reward.shape == terminated.shape == truncated.shape == (4,)
+    assert reward.dtype == np.float64 and terminated.dtype == truncated.dtype == np.bool_
+    obs2, _ = a.reset(seed=1)
+    obs3, _ = b.reset(seed=1)
+    np.testing.assert_array_equal(obs2, obs3)
+    c = ArrangementVecEnv(4, months=MONTHS)
+    assert not np.array_equal(c.reset(seed=2)[0], obs2)
+
+
+def test_make_vec_builds_the_vector_env() -> None:
+    for env_id in ("regsim/ArrangementVec-v0", *envs.ENV_IDS):
+        vec = gym.make_vec(env_id, num_envs=2, months=MONTHS)
+        assert isinstance(vec, ArrangementVecEnv) and vec.num_envs == 2
+        obs, _ = vec.reset(seed=10)
+        single = ArrangementEnv(months=MONTHS)
+        for i in range(2):
+            np.testing.assert_array_equal(obs[i], single.reset(seed=10 + i)[0])
+    assert envs.VECTOR_ENV_IDS == ("regsim/ArrangementVec-v0",)
+
+
+@pytest.mark.parametrize("bad", [{"num_envs": 0}, {"autoreset_mode": AutoresetMode.DISABLED}])
+def test_bad_arguments_name_the_field(bad: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        ArrangementVecEnv(**bad)
+
+
+def test_sb3_adapter_resets_in_the_same_step_and_gives_masks() -> None:
+    from sb3_contrib.common.maskable.utils import get_action_masks, is_masking_supported
+
+    vec = ArrangementSB3VecEnv(3, months=MONTHS)
+    assert is_masking_supported(vec)
+    vec.seed(20)
+    obs = vec.reset()
+    single = ArrangementEnv(months=MONTHS)
+    for i in range(3):
+        np.testing.assert_array_equal(obs[i], single.reset(seed=20 + i)[0])
+    rng = np.random.default_rng(0)
+    finished = 0
+    for _ in range(80):
+        masks = get_action_masks(vec)
+        assert masks.shape == (3, int(np.sum(vec.venv.space.nvec)))
+        obs, _, dones, infos = vec.step(_masked_actions(masks, vec.venv.space, rng))
+        for i in np.flatnonzero(dones):
+            assert infos[i]["terminal_observation"].shape == obs[i].shape
+            assert "TimeLimit.truncated" in infos[i]
+            finished += 1
+    assert finished >= 2
+
+
+def test_maskable_ppo_learns_on_the_sb3_adapter() -> None:
+    from sb3_contrib import MaskablePPO
+
+    vec = ArrangementSB3VecEnv(8, months=MONTHS)
+    model = MaskablePPO("MlpPolicy", vec, n_steps=128, batch_size=256, n_epochs=2, seed=0, verbose=0, device="cpu")
+    model.learn(total_timesteps=2_048)
+    assert model.num_timesteps >= 2_048
+    obs = vec.reset()
+    action, _ = model.predict(obs, action_masks=vec.action_masks(), deterministic=True)
+    vec.step(action)  # a masked prediction is never refused
+
+
+def test_compacting_the_message_store_changes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Forgotten messages are dropped at (almost) every restart here; the slots still follow ``Arrangement-v0``."""
+    import regsim.vector_world
+
+    monkeypatch.setattr(regsim.vector_world, "_COMPACT_MIN", 0)
+    n = 4
+    vec = ArrangementVecEnv(n, months=MONTHS)
+    ref = SyncVectorEnv([lambda: ArrangementEnv(months=MONTHS) for _ in range(n)])
+    rng_a, rng_b = np.random.default_rng(3), np.random.default_rng(3)
+    vec.reset(seed=30)
+    ref.reset(seed=30)
+    ended = 0
+    for _ in range(80):
+        a = _masked_actions(vec.action_masks(), vec.space, rng_a)
+        b = _masked_actions(np.stack([e.action_masks() for e in ref.envs]), vec.space, rng_b)  # type: ignore[attr-defined]
+        got, expected = vec.step(a), ref.step(b)
+        for x, y in zip(got[:-1], expected[:-1], strict=True):
+            np.testing.assert_array_equal(x, y)
+        ended += int(np.sum(got[2] | got[3]))
+    assert ended >= 2 and vec.world.msgs.n < 200
+
+
+def test_a_masked_action_is_refused_and_changes_nothing() -> None:
+    from regsim import WorldConfig
+    from regsim.decision import RuleViolation
+
+    slots = [{"day_offset": 0, "hour": 10}, {"day_offset": 0, "hour": 22}]  # 22:00 is a quiet hour
+    config = WorldConfig().with_overrides(decisions={"send_slots": slots})
+    vec, fresh = ArrangementVecEnv(2, config=config), ArrangementVecEnv(2, config=config)
+    vec.reset(seed=0)
+    fresh.reset(seed=0)
+    night_sms = np.array([[0, 0, 0, 0, 0], [2, 1, 0, 0, 0]])
+    with pytest.raises(RuleViolation, match="quiet_hours"):
+        vec.step(night_sms)
+    valid = np.zeros((2, 5), dtype=np.int64)
+    for x, y in zip(vec.step(valid)[:-1], fresh.step(valid)[:-1], strict=True):
+        np.testing.assert_array_equal(x, y)
+    fallback = ArrangementVecEnv(2, config=config, invalid_action="fallback")
+    fallback.reset(seed=0)
+    *_, info = fallback.step(night_sms)
+    assert info["fallbacks"].tolist() == [0, 1]
