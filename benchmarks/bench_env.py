@@ -3,7 +3,7 @@
 Run from the repository root (one core)::
 
     python -m benchmarks.bench_env [--seconds 20] [--train-steps 8192] [--vec-envs 64 256 1024 4096] \
-        [--vec-seconds 20] [--vec-train-envs 64 1024] [--vec-train-steps 65536]
+        [--vec-seconds 20] [--vec-train-envs 1024 4096] [--vec-n-steps 16] [--vec-train-steps 65536]
 
 1. Steps per second of a single env under random *masked* actions (``env.action_space.sample()`` draws among
    the allowed options), episodes reset as they end.
@@ -199,8 +199,13 @@ def vector_random_masked_steps(num_envs: int, seconds: float) -> dict[str, float
     }
 
 
-def vector_training_share(train_steps: int, num_envs: int) -> dict[str, float]:
-    """MaskablePPO on the SB3 adapter of the vector env: share of the wall time inside the env."""
+def vector_training_share(train_steps: int, num_envs: int, n_steps: int) -> dict[str, float]:
+    """MaskablePPO on the SB3 adapter of the vector env: share of the wall time inside the env.
+
+    The learner is the single-env run's (default network, minibatches of 256, 4 epochs) with ``n_steps`` steps
+    per slot and rollout: enough for the advantage estimates to look ahead within an episode (a rollout of one
+    step per slot, which a fixed rollout of 1,024 samples would give at N = 1,024, bootstraps every sample).
+    """
     import torch
     from sb3_contrib import MaskablePPO
 
@@ -224,13 +229,13 @@ def vector_training_share(train_steps: int, num_envs: int) -> dict[str, float]:
         return out
 
     vec.reset, vec.step_wait = timed_reset, timed_step_wait  # type: ignore[method-assign]
-    n_steps = max(1, 1024 // num_envs)  # the same 1,024 steps per rollout as the single-env run
     model = MaskablePPO("MlpPolicy", vec, n_steps=n_steps, batch_size=256, n_epochs=4, seed=0, verbose=0, device="cpu")
     start = time.perf_counter()
     model.learn(total_timesteps=train_steps)
     total = time.perf_counter() - start
     return {
         "num_envs": num_envs,
+        "n_steps": n_steps,
         "train_steps": float(model.num_timesteps),
         "seconds": total,
         "env_seconds": timer["env"],
@@ -250,8 +255,9 @@ def main() -> None:
     parser.add_argument("--vec-envs", type=int, nargs="*", default=[64, 256, 1024, 4096], help="vector env sizes N")
     parser.add_argument("--vec-seconds", type=float, default=20.0, help="duration of each vector-env run")
     parser.add_argument(
-        "--vec-train-envs", type=int, nargs="*", default=[64, 1024], help="slots of the vector-env training runs"
+        "--vec-train-envs", type=int, nargs="*", default=[1024, 4096], help="slots of the vector-env training runs"
     )
+    parser.add_argument("--vec-n-steps", type=int, default=16, help="steps per slot and rollout of those runs")
     parser.add_argument(
         "--vec-train-steps",
         type=int,
@@ -263,7 +269,7 @@ def main() -> None:
     train = training_share(args.train_steps)
     population = population_training_share(args.population_decisions, args.population_arrangements)
     vector = [vector_random_masked_steps(n, args.vec_seconds) for n in args.vec_envs]
-    vector_train = [vector_training_share(args.vec_train_steps, n) for n in args.vec_train_envs]
+    vector_train = [vector_training_share(args.vec_train_steps, n, args.vec_n_steps) for n in args.vec_train_envs]
     print("regsim/Arrangement-v0 on one core")
     print(
         f"  random masked actions   {rand['steps_per_second']:>10,.0f} steps/s "
@@ -291,7 +297,8 @@ def main() -> None:
         )
     for t in vector_train:
         print(
-            f"  MaskablePPO on the SB3 adapter, N = {t['num_envs']}, {t['train_steps']:,.0f} steps  "
+            f"  MaskablePPO on the SB3 adapter, N = {t['num_envs']} x {t['n_steps']} steps per rollout, "
+            f"{t['train_steps']:,.0f} steps  "
             f"{t['seconds']:>6.1f} s total, {t['env_seconds']:.1f} s in env = {t['env_share']:.0%}   target < 25%"
         )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

@@ -21,6 +21,7 @@ through their link, and shared capacity and breakdown (mechanisms 8, 9) live in 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +36,7 @@ from regsim.random import Purpose, Streams
 __all__ = [
     "DebtorState",
     "advance_day",
+    "advance_days",
     "at",
     "disengagement",
     "effective_willingness",
@@ -110,34 +112,133 @@ def advance_day(
     # A slice keeps the whole-population case in place; a subset does the same arithmetic element by element.
     r: slice | NDArray[np.int64] = slice(None) if rows is None else rows
     idx = np.arange(len(pop)) if rows is None else rows
-    state.cash[r] *= np.exp(-pop.spend_rate[r])
-    state.boost[r] *= np.exp(-1.0 / pop.memory_days[r])
+    return _morning(
+        state,
+        pop,
+        config,
+        r,
+        idx,
+        day,
+        decay=(np.exp(-pop.spend_rate[r]), np.exp(-1.0 / pop.memory_days[r])),
+        u_start=streams.uniform(Purpose.SHOCK_START, gid[r], day),
+        length=lambda at_: streams.exponential(Purpose.SHOCK_LENGTH, gid[idx[at_]], at(day, at_)),
+        paid_at=np.flatnonzero(pop.income_today(day, calendar, idx)),
+        noise=lambda at_: streams.normal(Purpose.INCOME_NOISE, gid[idx[at_]], at(day, at_)),
+    )
+
+
+def advance_days(
+    state: DebtorState,
+    pop: Population,
+    config: PopulationConfig,
+    streams: Streams,
+    gid: NDArray[np.int64],
+    first_day: NDArray[np.int64],
+    count: NDArray[np.int64],
+    calendar: Calendar,
+    rows: NDArray[np.int64],
+) -> None:
+    """Consecutive mornings of each row: days ``first_day[i], ..., first_day[i] + count[i] - 1`` of ``rows[i]``.
+
+    The same as calling :func:`advance_day` once per day on the rows whose days they are (bit for bit: the
+    same arithmetic in the same order, and every draw a pure function of the row and its day), but the draws
+    of all the days are made at once, so that a run of days costs a few array operations per day rather than
+    a full :func:`advance_day`. For rows that keep their own clocks (:class:`regsim.vector_world.VectorWorld`).
+
+    Args:
+        state: The debtors' latent state, updated in place.
+        pop: The population.
+        config: The population section of the world config.
+        streams: The run's random streams.
+        gid: Every row's arrangement id.
+        first_day: Each row's first day (aligned with ``rows``).
+        count: Each row's number of days (aligned with ``rows``; 0 for none).
+        calendar: The run's calendar.
+        rows: The rows (sorted, unique).
+    """
+    count = np.asarray(count, dtype=np.int64)
+    if not len(rows) or count.max(initial=0) <= 0:
+        return
+    # One entry per (row, day), grouped by day number j and in row order within a group: group j holds the
+    # rows with more than j days, as advance_day(rows=those rows) would see them on their j-th day.
+    pos = np.repeat(np.arange(len(rows)), count)
+    j = np.arange(len(pos)) - np.repeat(np.cumsum(count) - count, count)
+    order = np.argsort(j, kind="stable")
+    pos, j = pos[order], j[order]
+    bounds = np.searchsorted(j, np.arange(int(count.max()) + 1))
+    prow, pday = rows[pos], first_day[pos] + j
+    u_all = streams.uniform(Purpose.SHOCK_START, gid[prow], pday)
+    # Shock lengths and income noise are drawn for every (row, day) that might need them, so that the loop
+    # below only reads them (a draw depends on nothing but its row and day, so extra draws change nothing).
+    maybe = np.flatnonzero(u_all < pop.shock_rate[prow])
+    length_all = np.zeros(len(pos))
+    length_all[maybe] = streams.exponential(Purpose.SHOCK_LENGTH, gid[prow[maybe]], pday[maybe])
+    paid_all = pop.income_today(pday, calendar, prow)
+    paid_pairs = np.flatnonzero(paid_all)
+    noise_all = np.zeros(len(pos))
+    noise_all[paid_pairs] = streams.normal(Purpose.INCOME_NOISE, gid[prow[paid_pairs]], pday[paid_pairs])
+    decay = (np.exp(-pop.spend_rate[rows]), np.exp(-1.0 / pop.memory_days[rows]))
+    for k in range(len(bounds) - 1):
+        block = slice(bounds[k], bounds[k + 1])
+        r, p, d = prow[block], pos[block], pday[block]
+        _morning(
+            state,
+            pop,
+            config,
+            r,
+            r,
+            d,
+            decay=(decay[0][p], decay[1][p]),
+            u_start=u_all[block],
+            length=length_all[block].__getitem__,
+            paid_at=np.flatnonzero(paid_all[block]),
+            noise=noise_all[block].__getitem__,
+        )
+
+
+def _morning(
+    state: DebtorState,
+    pop: Population,
+    config: PopulationConfig,
+    r: slice | NDArray[np.int64],
+    idx: NDArray[np.int64],
+    day: int | NDArray[np.int64],
+    *,
+    decay: tuple[NDArray[np.float64], NDArray[np.float64]],
+    u_start: NDArray[np.float64],
+    length: Callable[[NDArray[np.int64]], NDArray[np.float64]],
+    paid_at: NDArray[np.int64],
+    noise: Callable[[NDArray[np.int64]], NDArray[np.float64]],
+) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """The arithmetic of one morning of rows ``r`` (``idx``: their numbers), given their draws.
+
+    ``decay``: the daily cash and memory factors of the rows; ``u_start``: their shock-start uniforms;
+    ``length(at)`` and ``noise(at)``: the exponential shock lengths and normal income noise of the rows at
+    positions ``at`` (drawn only for the rows that need them); ``paid_at``: the positions of the rows paid
+    today.
+    """
+    state.cash[r] *= decay[0]
+    state.boost[r] *= decay[1]
     state.annoyance[r] *= np.exp(-1.0 / config.fatigue.decay_days)
 
     in_shock = state.shock_until[r] > day
-    start = ~in_shock & (streams.uniform(Purpose.SHOCK_START, gid[r], day) < pop.shock_rate[r])
+    start = ~in_shock & (u_start < pop.shock_rate[r])
     started_at = np.flatnonzero(start)
     started = idx[started_at]
     if len(started):
         day_s = at(day, started_at)
-        length = np.ceil(
-            config.shocks.mean_duration_days * streams.exponential(Purpose.SHOCK_LENGTH, gid[started], day_s)
-        )
-        state.shock_until[started] = day_s + length.astype(np.int64)
+        shock_length = np.ceil(config.shocks.mean_duration_days * length(started_at))
+        state.shock_until[started] = day_s + shock_length.astype(np.int64)
         state.cash[started] = 0.0  # the unexpected expense or lost income eats the buffer
         state.shocks[started] += 1
     in_shock = state.shock_until[r] > day
     state.shock_days[r] += in_shock
 
-    paid_at = np.flatnonzero(pop.income_today(day, calendar, idx))
     paid = idx[paid_at]
     if len(paid):
-        day_p = at(day, paid_at)
-        noise = np.maximum(
-            0.0, 1.0 + config.income.income_noise * streams.normal(Purpose.INCOME_NOISE, gid[paid], day_p)
-        )
         factor = np.where(in_shock[paid_at], config.shocks.income_factor, 1.0)
-        state.cash[paid] += pop.income_per_pay[paid] * pop.free_cash_share[paid] * noise * factor
+        noise_factor = np.maximum(0.0, 1.0 + config.income.income_noise * noise(paid_at))
+        state.cash[paid] += pop.income_per_pay[paid] * pop.free_cash_share[paid] * noise_factor * factor
     return started, paid
 
 

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from regsim import behaviour
 from regsim.arrangement import ArrangementStatus, Schedules
 from regsim.behaviour import DebtorState
 from regsim.config import WorldConfig
@@ -66,6 +67,23 @@ _ENDED = np.array(
 )
 Action = Callable[[NDArray[np.int64], Time], None]
 _COMPACT_MIN = 1 << 16  # messages kept before the store is first compacted
+_FAR = np.iinfo(np.int64).max // 4  # a day no row reaches (no installment left to fall due or be missed)
+
+
+def _evening_after(
+    clock: NDArray[np.float64], first: NDArray[np.int64], last: NDArray[np.int64]
+) -> NDArray[np.float64]:
+    """The day process's clock at the evening of day ``last`` after full days ``first..last`` from ``clock``.
+
+    Each day the emulated process wakes at ``clock + (day - clock)`` (when not already there) and ends the day at
+    ``wake + (day + 1 - 1e-6 - wake)``, as :meth:`VectorWorld._morning` and :meth:`VectorWorld._evening` compute
+    them. From a previous evening ``e`` (just under ``day``) both differences are exact (Sterbenz), so the wake
+    is exactly ``day`` and the evening exactly ``day + 1 - 1e-6``: the clock after a run of days depends on the
+    clock before it only through the first day (a test checks the identity over every day of a horizon).
+    """
+    prev = np.where(last > first, last - 1 + 1 - 1e-6, clock)  # the evening before ``last``
+    wake = np.where(prev < last, prev + (last - prev), prev)
+    return wake + (last + 1 - 1e-6 - wake)
 
 
 class Phase:
@@ -196,6 +214,7 @@ class VectorWorld(World):
         """Run every running row to its next decision point (it freezes) or to its episode's end."""
         running = np.flatnonzero(self.phase == Phase.RUNNING)
         while len(running):
+            self._skip_quiet_days(running)
             going = self._morning(running)
             self._draw_payments(going)
             self._evening(going)
@@ -249,6 +268,73 @@ class VectorWorld(World):
         """The outcome events logged since the last call (and forget them)."""
         out, self.outcome_events = self.outcome_events, []
         return out
+
+    # -- quiet days ----------------------------------------------------------------------------------------------
+    def _quiet_days(self, rows: NDArray[np.int64]) -> NDArray[np.int64]:
+        """How many days, from each row's local day on, are *quiet*: days whose only effect is the morning's
+        liquidity (:meth:`_liquidity`), whatever the draws.
+
+        A day is quiet for a row when it has nothing else to do that day: an arrangement not yet arrived (before
+        its arrival day), or an active one with nothing overdue, no installment falling due or missed, no pre-due
+        decision point, nothing owed within the pay window (so no payment is drawn), no thank-you pending, no
+        payment planned and annoyance at or below the disengagement threshold (it only decays on a quiet day, so
+        no disengagement is drawn); and not the horizon's last day. Pending events are checked day by day in
+        :meth:`_skip_quiet_days` (with the emulated clock). The bounds are each row's first day that is not
+        quiet; every one is exact or early, so a quiet day is never misjudged.
+        """
+        s, cfg = self.sched, self.config
+        day = self.local_day[rows]
+        status = self.status[rows]
+        first = np.full(len(rows), self.days - 1, dtype=np.int64)  # the last day always runs in full
+        pending = status == ArrangementStatus.PENDING
+        first[pending] = np.minimum(first[pending], self.pop.arrival_day[rows[pending]])
+        active = status == ArrangementStatus.ACTIVE
+        a = rows[active]
+        if len(a):
+            last = s.capacity - 1
+            n = s.n[a]
+            came, missed = s.came_due[a], s.miss_ptr[a]
+            due_next = np.where(came < n, s.due[a, np.minimum(came, last)], _FAR).astype(np.int64)
+            miss_next = np.where(missed < n, s.due[a, np.minimum(missed, last)], _FAR).astype(np.int64)
+            bound = np.minimum.reduce(
+                [
+                    s.open_due(a) - cfg.arrangements.pay_window_days,  # something owed: a payment is drawn
+                    due_next - max(cfg.decisions.pre_due_days, 0),  # pre-due decision point, or falling due
+                    miss_next + s.grace_days + 1,  # missed
+                ]
+            )
+            busy = (
+                (s.overdue(a) > 0)
+                | self.thank[a]
+                | ((self.state.annoyance[a] > cfg.population.fatigue.disengage_threshold) & ~self.state.disengaged[a])
+            )
+            first[active] = np.where(busy, day[active], np.minimum(first[active], bound))
+        first = np.where(pending | active, first, day)  # offered: its decision point is today
+        first = np.where(np.isfinite(self.pay_time[rows]), day, first)
+        return np.maximum(first - day, 0)
+
+    def _skip_quiet_days(self, rows: NDArray[np.int64]) -> None:
+        """Run the quiet days (:meth:`_quiet_days`) of these running rows at once: only their mornings' liquidity.
+
+        The liquidity is :func:`regsim.behaviour.advance_days` (the draws of all the days at once); referrals
+        and disengagement, the rest of :meth:`_liquidity`, cannot happen on a quiet day. A row stops at least a
+        day before the day on which its next pending event would run, so no event is skipped. The day
+        process's clock ends where the emulation of :meth:`_morning` and :meth:`_evening` would leave it: the
+        evening of the last quiet day (:func:`_evening_after`).
+        """
+        left = self._quiet_days(rows)
+        # An event at time t runs on day floor(t) at the earliest (the day before's evening bound is below t).
+        left = np.minimum(left, np.floor(self._next_event[rows] - 1.0) - self.local_day[rows]).astype(np.int64)
+        quiet = left > 0
+        if not quiet.any():
+            return
+        sub, left = rows[quiet], left[quiet]
+        first = self.local_day[sub]
+        behaviour.advance_days(
+            self.state, self.pop, self.config.population, self.streams, self.gid, first, left, self.calendar, sub
+        )
+        self.clock[sub] = _evening_after(self.clock[sub], first, first + left - 1)
+        self.local_day[sub] = first + left
 
     # -- one day of a set of rows -----------------------------------------------------------------------------
     def _morning(self, rows: NDArray[np.int64]) -> NDArray[np.int64]:

@@ -216,3 +216,78 @@ def test_a_masked_action_is_refused_and_changes_nothing() -> None:
     fallback.reset(seed=0)
     *_, info = fallback.step(night_sms)
     assert info["fallbacks"].tolist() == [0, 1]
+
+
+def test_a_run_of_mornings_at_once_equals_one_morning_at_a_time() -> None:
+    """``advance_days`` is ``advance_day`` repeated, bit for bit (shocks and paydays included)."""
+    from dataclasses import fields
+
+    from regsim import WorldConfig
+    from regsim.behaviour import DebtorState, advance_day, advance_days
+    from regsim.calendar import calendar_for
+    from regsim.population import draw_population
+    from regsim.random import Streams
+
+    config = WorldConfig()
+    streams, calendar = Streams(4), calendar_for(config.simulation.start_date, 400)
+    gid = np.arange(300, dtype=np.int64)
+    pop = draw_population(config, gid, streams)
+    rng = np.random.default_rng(0)
+    rows = np.sort(rng.choice(300, size=200, replace=False))
+    first, count = rng.integers(0, 200, size=200), rng.integers(0, 60, size=200)
+    at_once, one_by_one = DebtorState.initial(pop, streams, gid), DebtorState.initial(pop, streams, gid)
+    advance_days(at_once, pop, config.population, streams, gid, first, count, calendar, rows)
+    for k in range(int(count.max())):
+        going = count > k
+        advance_day(one_by_one, pop, config.population, streams, gid, first[going] + k, calendar, rows[going])
+    for f in fields(DebtorState):
+        np.testing.assert_array_equal(getattr(at_once, f.name), getattr(one_by_one, f.name), err_msg=f.name)
+    assert at_once.shocks.sum() > 0 and not np.array_equal(at_once.cash, DebtorState.initial(pop, streams, gid).cash)
+
+
+def test_the_clock_after_a_run_of_days_equals_the_day_by_day_emulation() -> None:
+    """``_evening_after`` gives the clock that ``_morning``/``_evening`` leave, for every run within a long horizon."""
+    from regsim.vector_world import _evening_after
+
+    horizon = 30 * 24 + 3 * 366
+    evening = np.zeros(horizon)  # the emulated day process's clock at each day's evening, from day 0
+    clock = 0.0
+    for d in range(horizon):
+        wake = clock + (d - clock) if clock < d else clock
+        clock = wake + (d + 1 - 1e-6 - wake)
+        evening[d] = clock
+    for length in (1, 2, 6, 41):
+        first = np.arange(horizon - length + 1)
+        last = first + length - 1
+        before = np.where(first > 0, evening[np.maximum(first - 1, 0)], 0.0)
+        np.testing.assert_array_equal(_evening_after(before, first, last), evening[last])
+
+
+def test_skipping_quiet_days_changes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The engine with quiet days run at once equals the engine that runs every day in full, state included."""
+    from regsim.vector_world import VectorWorld
+
+    n, steps = 24, 40
+    fast = ArrangementVecEnv(n, months=MONTHS)
+    skipped = [0]
+    quiet_days = VectorWorld._quiet_days
+
+    def counting(self: VectorWorld, rows: np.ndarray) -> np.ndarray:
+        out = quiet_days(self, rows)
+        skipped[0] += int(out.sum())
+        return out
+
+    monkeypatch.setattr(VectorWorld, "_quiet_days", counting)
+    got = _run(fast, fast.action_masks, fast.space, steps=steps, seed=7)
+    monkeypatch.setattr(VectorWorld, "_quiet_days", lambda self, rows: np.zeros(len(rows), dtype=np.int64))
+    slow = ArrangementVecEnv(n, months=MONTHS)
+    expected = _run(slow, slow.action_masks, slow.space, steps=steps, seed=7)
+    for g, e in zip(got, expected, strict=True):
+        for x, y in zip(g[:-1], e[:-1], strict=True):
+            np.testing.assert_array_equal(x, y)
+        _assert_infos_equal(g[-1], e[-1])
+    for name in ("cash", "boost", "annoyance", "streak", "shock_until", "shocks", "shock_days"):
+        np.testing.assert_array_equal(getattr(fast.world.state, name), getattr(slow.world.state, name), err_msg=name)
+    np.testing.assert_array_equal(fast.world.clock, slow.world.clock)
+    np.testing.assert_array_equal(fast.world.local_day, slow.world.local_day)
+    assert skipped[0] > 10 * n  # most days between decision points are quiet
