@@ -9,15 +9,18 @@ Routes (all under bearer-token auth except ``/healthz`` and ``/readyz``): ``POST
 ``GET /v1/arrangements/{arrangement_id}``, ``POST /v1/decisions``, ``POST /v1/decisions/batch``,
 ``POST /v1/events``, ``GET /metrics``, ``GET /docs``, ``GET /openapi.json``.
 
-Writes run one at a time (a process lock) in one database transaction each; the response is sent only after
-the commit returned, so an acknowledged decision is in the store.
+Writes go through one writer (:mod:`serving.writer`): requests that arrive together share one transaction
+(group commit), and each response is sent only after the commit of its transaction returned, so an
+acknowledged decision is in the store. Replayed state is kept in a write-through cache (:mod:`serving.cache`);
+one server process writes a store (:mod:`serving.lease`: a newer process takes over, the older one answers
+503).
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
-import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -37,12 +40,15 @@ from regsim.config import load_world_config
 from regsim.replay import LogReplay
 from serving import db, schemas
 from serving.auth import require_token
-from serving.idempotency import IdempotencyConflictError, StoredResponse, lookup, remember, request_hash
+from serving.cache import ReplayCache
+from serving.idempotency import IdempotencyConflictError, request_hash
+from serving.lease import LeaseLostError, WriterLease
 from serving.metrics import Metrics
 from serving.online import OnlineLearner, is_online
 from serving.policies import PolicyRunner, load
 from serving.service import ConflictError, DecisionService, InvalidFieldError, NotFoundError
 from serving.settings import ServerSettings
+from serving.writer import OpKind, WriteOp, Writer
 
 __all__ = ["app_from_env", "create_app"]
 
@@ -54,6 +60,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": schemas.ErrorOut, "description": "Unknown arrangement or message."},
     409: {"model": schemas.ErrorOut, "description": "Conflicts with the arrangement's state or an Idempotency-Key."},
     413: {"model": schemas.ErrorOut, "description": "Request body larger than REGSIM_MAX_BODY_BYTES."},
+    503: {"model": schemas.ErrorOut, "description": "Another server process has taken over the store."},
 }
 _READ_ERRORS: dict[int | str, dict[str, Any]] = {k: v for k, v in _ERRORS.items() if k in (401, 404)}
 
@@ -96,7 +103,10 @@ class BodyLimit:
                         await self._too_large(send, value.decode())
                         return
                 except ValueError:
-                    pass
+                    break
+                # Within the limit: the server reads exactly Content-Length bytes, no need to count them.
+                await self.app(scope, receive, send)
+                return
         # Read the body up to the limit (a chunked body has no Content-Length), then hand it on.
         chunks, size, more = [], 0, True
         while more:
@@ -128,6 +138,7 @@ class RequestMetrics:
 
     def __init__(self, app: ASGIApp, metrics: Callable[[], Metrics | None]) -> None:
         self.app, self.metrics = app, metrics
+        self._children: dict[tuple[Metrics, str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -149,8 +160,17 @@ class RequestMetrics:
             if m is not None:
                 route = scope.get("route")
                 template = getattr(route, "path", None) or "unmatched"
-                m.requests.labels(scope["method"], template, str(status)).inc()
-                m.latency.labels(scope["method"], template).observe(time.perf_counter() - started)
+                key = (m, scope["method"], template, status)
+                children = self._children.get(key)
+                if children is None:
+                    # Label look-ups cost more than the observation itself: once per route and status.
+                    children = (
+                        m.requests.labels(scope["method"], template, str(status)),
+                        m.latency.labels(scope["method"], template),
+                    )
+                    self._children[key] = children
+                children[0].inc()
+                children[1].observe(time.perf_counter() - started)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -178,7 +198,9 @@ class _State:
                 restored = self.online.restore(conn)
             log.info("online policy %s: state %s", active.policy.name, "restored" if restored else "from its artifact")
         self.service = DecisionService(self.config, self.runner, self.metrics, self.online, settings.max_batch)
-        self.lock = threading.Lock()
+        self.cache = ReplayCache(self.config)
+        self.lease = WriterLease(self.engine)
+        self.writer = Writer(self.engine, self.service, self.cache, self.lease, self.metrics)
 
     def close(self) -> None:
         self.runner.close()
@@ -190,30 +212,15 @@ def _state(request: Request) -> _State:
     return state
 
 
-def _write(
-    request: Request,
-    key: str | None,
-    payload: BaseModel | list[BaseModel],
-    effect: Callable[[sa.Connection], tuple[BaseModel, int]],
-) -> Response:
-    """Run a POST's effect in one transaction with its idempotency key; answer after the commit."""
-    st = _state(request)
-    method, path = request.method, request.url.path
-    dumped = (
-        [p.model_dump(mode="json") for p in payload] if isinstance(payload, list) else payload.model_dump(mode="json")
-    )
-    digest = request_hash(method, path, dumped)
-    with st.lock, st.engine.begin() as conn:
-        if key is not None:
-            stored = lookup(conn, key, method, path, digest)
-            if stored is not None:
-                return Response(stored.body, stored.status_code, media_type="application/json")
-        model, status = effect(conn)
-        body = model.model_dump_json()
-        if key is not None:
-            remember(conn, key, method, path, digest, StoredResponse(status, body))
+async def _write(request: Request, kind: OpKind, key: str | None, body: BaseModel) -> Response:
+    """Queue a POST's effect for the writer (with its idempotency key); answer once its group has committed."""
+    digest, path = "", request.scope["path"]
+    if key is not None:
+        digest = request_hash(request.method, path, body.model_dump(mode="json"))
+    op = WriteOp(kind, body, key, request.method, path, digest)
+    outcome = await _state(request).writer.submit(op)
     # The transaction has committed here: only now is the answer sent.
-    return Response(body, status, media_type="application/json")
+    return Response(outcome.body, outcome.status_code, media_type="application/json")
 
 
 def _build_router() -> APIRouter:
@@ -226,14 +233,10 @@ def _build_router() -> APIRouter:
         responses={200: {"model": schemas.ArrangementOut, "description": "Already registered (updated)."}, **_ERRORS},
         summary="Register an arrangement or update its opt-outs",
     )
-    def post_arrangement(
+    async def post_arrangement(
         request: Request, body: schemas.ArrangementIn, idempotency_key: IdempotencyKey = None
     ) -> Response:
-        def effect(conn: sa.Connection) -> tuple[BaseModel, int]:
-            out, created = _state(request).service.register(conn, body)
-            return out, 201 if created else 200
-
-        return _write(request, idempotency_key, body, effect)
+        return await _write(request, "register", idempotency_key, body)
 
     @router.get(
         "/arrangements/{arrangement_id}",
@@ -255,11 +258,10 @@ def _build_router() -> APIRouter:
         responses=_ERRORS,
         summary="The decision at one decision point",
     )
-    def post_decision(request: Request, body: schemas.DecisionIn, idempotency_key: IdempotencyKey = None) -> Response:
-        def effect(conn: sa.Connection) -> tuple[BaseModel, int]:
-            return _state(request).service.decide(conn, [body])[0], 200
-
-        return _write(request, idempotency_key, body, effect)
+    async def post_decision(
+        request: Request, body: schemas.DecisionIn, idempotency_key: IdempotencyKey = None
+    ) -> Response:
+        return await _write(request, "decide", idempotency_key, body)
 
     @router.post(
         "/decisions/batch",
@@ -268,13 +270,10 @@ def _build_router() -> APIRouter:
         responses=_ERRORS,
         summary="Decisions at many decision points, computed as one batch",
     )
-    def post_decisions(
+    async def post_decisions(
         request: Request, body: schemas.BatchDecisionIn, idempotency_key: IdempotencyKey = None
     ) -> Response:
-        def effect(conn: sa.Connection) -> tuple[BaseModel, int]:
-            return schemas.BatchDecisionOut(decisions=_state(request).service.decide(conn, body.decisions)), 200
-
-        return _write(request, idempotency_key, body, effect)
+        return await _write(request, "batch", idempotency_key, body)
 
     @router.post(
         "/events",
@@ -283,13 +282,10 @@ def _build_router() -> APIRouter:
         responses=_ERRORS,
         summary="Record what happened (payment, message event, missed installment, opt-out, breakdown, referral)",
     )
-    def post_event(
+    async def post_event(
         request: Request, body: Annotated[schemas.EventIn, Body()], idempotency_key: IdempotencyKey = None
     ) -> Response:
-        def effect(conn: sa.Connection) -> tuple[BaseModel, int]:
-            return _state(request).service.record(conn, body), 200
-
-        return _write(request, idempotency_key, body, effect)
+        return await _write(request, "event", idempotency_key, body)
 
     return router
 
@@ -305,6 +301,9 @@ def create_app(settings: ServerSettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state = _State(settings)
         app.state.regsim = state
+        state.writer.start()
+        # What start-up built lives as long as the process: keep it out of the cyclic collector's full passes.
+        gc.freeze()
         log.info(
             "serving %s %s on %s (schema %s)",
             state.runner.active.name,
@@ -315,6 +314,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         try:
             yield
         finally:
+            await state.writer.stop()
             state.close()
 
     app = FastAPI(
@@ -390,6 +390,10 @@ def create_app(settings: ServerSettings) -> FastAPI:
     @app.exception_handler(IdempotencyConflictError)
     async def key_conflict(_: Request, exc: IdempotencyConflictError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=409)
+
+    @app.exception_handler(LeaseLostError)
+    async def lease_lost(_: Request, exc: LeaseLostError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=503)
 
     @app.exception_handler(InvalidFieldError)
     async def invalid(request: Request, exc: InvalidFieldError) -> JSONResponse:

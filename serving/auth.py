@@ -31,10 +31,13 @@ def token_matches(given: str, tokens: tuple[str, ...]) -> bool:
     return ok
 
 
-def require_token(
+async def require_token(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> None:
-    """A FastAPI dependency: refuse the request with 401 unless it carries a valid bearer token."""
+    """A FastAPI dependency: refuse the request with 401 unless it carries a valid bearer token.
+
+    Async (it does not block), so FastAPI runs it on the event loop rather than in a worker thread.
+    """
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise UNAUTHORIZED
     if not token_matches(credentials.credentials, request.app.state.settings.tokens):

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 
 from serving import db
 
-__all__ = ["IdempotencyConflictError", "StoredResponse", "lookup", "remember", "request_hash"]
+__all__ = ["IdempotencyConflictError", "StoredResponse", "lookup", "lookup_many", "remember", "request_hash"]
 
 
 class IdempotencyConflictError(Exception):
@@ -54,6 +54,30 @@ def lookup(conn: sa.Connection, key: str, method: str, path: str, digest: str) -
             "different body); use a new key for a new request"
         )
     return StoredResponse(int(row.status_code), str(row.response_body))
+
+
+def lookup_many(
+    conn: sa.Connection, requests: list[tuple[str, str, str, str]]
+) -> dict[str, StoredResponse | IdempotencyConflictError]:
+    """:func:`lookup` for many requests ``(key, method, path, digest)`` in one query; new keys are left out.
+
+    A key used before with another request maps to its :class:`IdempotencyConflictError` (not raised, so the
+    other requests of a group are answered).
+    """
+    wanted = {key: (method.upper(), path, digest) for key, method, path, digest in requests}
+    out: dict[str, StoredResponse | IdempotencyConflictError] = {}
+    keys = list(wanted)
+    for k in range(0, len(keys), 500):
+        stmt = sa.select(db.idempotency_keys).where(db.idempotency_keys.c.key.in_(keys[k : k + 500]))
+        for row in conn.execute(stmt):
+            if (row.method, row.path, row.request_hash) != wanted[row.key]:
+                out[row.key] = IdempotencyConflictError(
+                    f"Idempotency-Key {row.key!r} was already used for another request ({row.method} {row.path} "
+                    "with a different body); use a new key for a new request"
+                )
+            else:
+                out[row.key] = StoredResponse(int(row.status_code), str(row.response_body))
+    return out
 
 
 def remember(conn: sa.Connection, key: str, method: str, path: str, digest: str, response: StoredResponse) -> None:

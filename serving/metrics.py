@@ -68,3 +68,9 @@ class Metrics:
             "Updates of the online policy from matured rewards.",
             registry=self.registry,
         )
+        self.write_group = Histogram(
+            "regsim_write_group_requests",
+            "Write requests committed together in one transaction (group commit).",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 1024),
+            registry=self.registry,
+        )

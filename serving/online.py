@@ -130,17 +130,21 @@ class OnlineLearner:
                 )
 
     # -- persistence ----------------------------------------------------------------------------------------
-    def _blobs(self) -> tuple[bytes, bytes]:
-        """The state as two ``.npz`` blobs: the learned statistics (arrays) and the rest (scalars, clock)."""
+    def _blobs(self, with_big: bool) -> tuple[bytes | None, bytes]:
+        """The state as ``.npz`` blobs: the learned statistics (arrays; only ``with_big``) and the rest."""
         state = self.policy.state_dict()
-        big = {k: np.asarray(v) for k, v in state.items() if np.ndim(v) > 0}
         small = {k: np.asarray(v) for k, v in state.items() if np.ndim(v) == 0}
         small[_CLOCK_KEY] = np.asarray(self.day)
-        out = []
+        big = {k: np.asarray(v) for k, v in state.items() if np.ndim(v) > 0} if with_big else None
+        out: list[bytes | None] = []
         for arrays in (big, small):
+            if arrays is None:
+                out.append(None)
+                continue
             buf = io.BytesIO()
             np.savez(buf, allow_pickle=False, **arrays)
             out.append(buf.getvalue())
+        assert out[1] is not None
         return out[0], out[1]
 
     def save(self, conn: sa.Connection, learned: bool) -> None:
@@ -150,9 +154,9 @@ class OnlineLearner:
         written only then (``learned``) or the first time; the counters, the exploration generator and the
         clock are written every time.
         """
-        big, small = self._blobs()
+        big, small = self._blobs(with_big=learned or not self._saved)
         slots = [(_SLOT + ".small", small)]
-        if learned or not self._saved:
+        if big is not None:
             slots.append((_SLOT, big))
         for slot, blob in slots:
             values = {
@@ -166,6 +170,10 @@ class OnlineLearner:
             if done.rowcount == 0:
                 conn.execute(sa.insert(db.policy_state).values(slot=slot, **values))
         self._saved = True
+
+    def forget_saved(self) -> None:
+        """The last :meth:`save` was rolled back: the next one writes everything again."""
+        self._saved = False
 
     def restore(self, conn: sa.Connection) -> bool:
         """Load the persisted state (if it is this policy's, from the same origin) and rebuild the matcher.

@@ -14,7 +14,11 @@ completion, breakdown and referral cancel every pending message. What production
 message events (by the ``message_id`` the decision returned), opt-outs, breakdowns and referrals; a reported
 missed installment is checked against the plan.
 
-All methods must be called under the app's write lock (one writer at a time).
+Every write method works on a :class:`serving.cache.Workspace` (the replayed state of the arrangements of the
+transaction, from the write-through cache) and must be called from the app's single writer
+(:mod:`serving.writer`), which commits and then hands the workspace back to the cache. Single decisions that
+arrive together are decided as one batch by :meth:`DecisionService.decide_each` (one context build, one policy
+call, bulk inserts), each accepted or refused on its own.
 """
 
 from __future__ import annotations
@@ -22,9 +26,10 @@ from __future__ import annotations
 import datetime as dt
 import math
 import time as _time
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, cast
 
 import numpy as np
 import pyarrow as pa
@@ -36,10 +41,11 @@ from regsim.decision import PART_NAMES, ContextBatch, DecisionKind
 from regsim.eventlog import EventType
 from regsim.replay import LogReplay
 from serving import db, schemas
+from serving.cache import ArrangementInfo, Workspace, load_workspace
 from serving.metrics import Metrics
 from serving.online import OnlineLearner
 from serving.policies import PolicyRunner
-from serving.store import event_row, events_table, insert_events, load_events, next_ids
+from serving.store import event_row, execute_many, insert_events, load_events, next_ids
 
 __all__ = ["ConflictError", "DecisionService", "InvalidFieldError", "NotFoundError", "ServiceError", "message_purpose"]
 
@@ -82,11 +88,24 @@ def message_purpose(kind: DecisionKind) -> str:
 
 
 @dataclass
-class _Replay:
-    """The replayed state of some arrangements, and the store rows behind it."""
+class _Point:
+    """A validated decision point: the request, its time, kind and installment, and the bookings before it."""
 
-    replay: LogReplay
-    rows: dict[int, sa.Row[Any]]
+    index: int
+    req: schemas.DecisionIn
+    time: float
+    kind: DecisionKind
+    installment: int
+    booked: list[dict[str, Any]] = field(default_factory=list)
+
+
+#: Bulk "the arrangement's latest event" update (executemany): the bind names must differ from the columns'.
+_TOUCH = (
+    sa.update(db.arrangements)
+    .where(db.arrangements.c.arrangement_id == sa.bindparam("b_id"), db.arrangements.c.last_time <= sa.bindparam("b_t"))
+    .values(last_time=sa.bindparam("b_t"), status=sa.bindparam("b_status"))
+)
+_INSERT_MESSAGES = sa.insert(db.messages)
 
 
 class DecisionService:
@@ -117,6 +136,35 @@ class DecisionService:
         self._epoch_dt = dt.datetime.combine(self.epoch, dt.time(), tzinfo=dt.UTC)
         self._capacity = max(config.rules.max_total_installments, config.arrangements.max_installments)
         self._channel_cost = [0.0, *(c.cost_eur for c in config.channels.ordered())]
+        # The online learner's state to write at the end of the transaction: ``dirty`` (anything changed) and
+        # ``learned`` (the policy updated: its large statistics too). Cleared only once a save has committed.
+        self.dirty = False
+        self.learned = False
+        self._saving = False  # a save is in the open transaction
+        # Shares its calendar, action space and rules with the replays built for reads.
+        self.template = LogReplay(config, [], int(schemas.MAX_TIME_DAYS) + 1)
+        self._responses = _Responses(self.template.space)
+
+    # ======================================================================================================
+    # The online learner's state (one save per transaction)
+    # ======================================================================================================
+    def save_online(self, conn: sa.Connection) -> None:
+        """Write the online learner's state if the transaction's requests changed it (inside the transaction)."""
+        if self.online is not None and self.dirty:
+            self.online.save(conn, self.learned)
+            self._saving = True
+
+    def committed(self) -> None:
+        """The transaction that :meth:`save_online` wrote into has committed: the state is in the store."""
+        if self._saving:
+            self.dirty = self.learned = False
+            self._saving = False
+
+    def rolled_back(self) -> None:
+        """The transaction was rolled back: what :meth:`save_online` wrote is not stored; write it all again."""
+        if self._saving and self.online is not None:
+            self.online.forget_saved()
+        self._saving = False
 
     # ======================================================================================================
     # Time
@@ -139,44 +187,37 @@ class DecisionService:
         return self._epoch_dt + dt.timedelta(days=float(t))
 
     # ======================================================================================================
-    # Replay
+    # Replay state
     # ======================================================================================================
-    def _arrangements(self, conn: sa.Connection, ids: Sequence[int]) -> dict[int, sa.Row[Any]]:
-        wanted = sorted({int(a) for a in ids})
-        rows: dict[int, sa.Row[Any]] = {}
-        for k in range(0, len(wanted), 500):
-            stmt = sa.select(db.arrangements).where(db.arrangements.c.arrangement_id.in_(wanted[k : k + 500]))
-            rows.update({int(r.arrangement_id): r for r in conn.execute(stmt)})
-        missing = [a for a in wanted if a not in rows]
-        if missing:
-            raise NotFoundError(f"arrangement {missing[0]} is not registered (POST /v1/arrangements first)")
-        return rows
+    def load(self, conn: sa.Connection, ids: Sequence[int], template: LogReplay) -> Workspace:
+        """The state of some arrangements rebuilt from the store alone (for reads; writes use the cache)."""
+        return load_workspace(conn, self.config, ids, template)
 
-    def _replay(self, conn: sa.Connection, ids: Sequence[int], until: float) -> _Replay:
-        rows = self._arrangements(conn, ids)
-        log = load_events(conn, list(rows), self.epoch)
-        horizon = max(int(until), int(max(r.last_time for r in rows.values()))) + 1
-        replay = LogReplay(self.config, list(rows), horizon)
-        replay.feed(log)
-        return _Replay(replay, rows)
+    @staticmethod
+    def _info(ws: Workspace, arrangement_id: int) -> ArrangementInfo:
+        info = ws.info.get(arrangement_id)
+        if info is None:
+            raise NotFoundError(f"arrangement {arrangement_id} is not registered (POST /v1/arrangements first)")
+        return info
 
-    def _feed(self, state: _Replay, new_rows: list[dict[str, Any]]) -> None:
-        if new_rows:
-            state.replay.feed(events_table(new_rows, self.epoch))
-
-    def _book(self, state: _Replay, arrangement_id: int, t: float) -> list[dict[str, Any]]:
+    def _book(self, ws: Workspace, arrangement_id: int, t: float) -> list[dict[str, Any]]:
         """The world's morning bookkeeping up to ``t``: installments that fell due or were missed, logged.
 
         Mirrors ``Schedules.advance_due``/``advance_missed`` as :meth:`LogReplay.catch_up` runs them, and
         feeds the rows back (the replay counts misses from the log).
         """
-        rp = state.replay
+        rp = ws.replay
         row = rp.row[arrangement_id]
+        if rp.booked_day[row] >= math.floor(t):
+            return []  # booked up to that day already
         s = rp.sched
         due0, miss0 = int(s.came_due[row]), int(s.miss_ptr[row])
         rp.catch_up(row, math.floor(t))
+        due1, miss1 = int(s.came_due[row]), int(s.miss_ptr[row])
+        if due1 == due0 and miss1 == miss0:
+            return []
         out: list[tuple[float, int, dict[str, Any]]] = []
-        for j in range(due0, int(s.came_due[row])):
+        for j in range(due0, due1):
             out.append(
                 (
                     float(s.due[row, j]),
@@ -190,23 +231,23 @@ class DecisionService:
                     ),
                 )
             )
-        for j in range(max(miss0, int(s.first_open[row])), int(s.miss_ptr[row])):
+        for j in range(max(miss0, int(s.first_open[row])), miss1):
             when = float(int(s.due[row, j]) + s.grace_days + 1)
             out.append((when, 1, event_row(EventType.INSTALLMENT_MISSED, when, arrangement_id, installment=j)))
         out.sort(key=lambda x: (x[0], x[1]))
         rows = [r for _, _, r in out]
-        self._feed(state, rows)
+        rp.feed_records(rows)
         return rows
 
-    def _check_time(self, row: sa.Row[Any], t: float, field: str = "time") -> None:
-        if t < float(row.last_time):
+    def _check_time(self, info: ArrangementInfo, t: float, field: str = "time") -> None:
+        if t < info.last_time:
             raise ConflictError(
-                f"{field}: {t} is before the latest event of arrangement {row.arrangement_id} "
-                f"({row.last_time}); events of an arrangement must arrive in time order"
+                f"{field}: {t} is before the latest event of arrangement {info.arrangement_id} "
+                f"({info.last_time}); events of an arrangement must arrive in time order"
             )
 
-    def _plan(self, state: _Replay, arrangement_id: int, day: int) -> list[schemas.InstallmentOut]:
-        rp = state.replay
+    def _plan(self, ws: Workspace, arrangement_id: int) -> list[schemas.InstallmentOut]:
+        rp = ws.replay
         row, s = rp.row[arrangement_id], rp.sched
         out = []
         for j in range(int(s.n[row])):
@@ -223,27 +264,32 @@ class DecisionService:
                     status="paid" if paid else "overdue" if overdue else "open",
                 )
             )
-        del day
         return out
 
-    def _opted_out(self, state: _Replay, arrangement_id: int) -> list[str]:
-        flags = state.replay.history.opted_out[state.replay.row[arrangement_id]]
+    def _opted_out(self, ws: Workspace, arrangement_id: int) -> list[str]:
+        flags = ws.replay.history.opted_out[ws.replay.row[arrangement_id]]
         return [c for c, f in zip(CHANNELS, flags.tolist(), strict=True) if f]
 
-    def _touch(self, conn: sa.Connection, arrangement_id: int, t: float, status: str | None = None) -> None:
-        values: dict[str, Any] = {"last_time": t}
+    @staticmethod
+    def _moved(info: ArrangementInfo, t: float, status: str | None = None) -> dict[str, Any] | None:
+        """Advance an arrangement's latest event time (and status) as the store's conditional update does."""
+        if t < info.last_time or (t == info.last_time and status in (None, info.status)):
+            return None  # the row would not change: no write
+        info.last_time = t
         if status is not None:
-            values["status"] = status
-        conn.execute(
-            sa.update(db.arrangements)
-            .where(db.arrangements.c.arrangement_id == arrangement_id, db.arrangements.c.last_time <= t)
-            .values(**values)
-        )
+            info.status = status
+        return {"b_id": info.arrangement_id, "b_t": t, "b_status": info.status}
+
+    def _touch(self, conn: sa.Connection, touched: list[dict[str, Any] | None]) -> None:
+        params = [p for p in touched if p is not None]
+        execute_many(conn, _TOUCH, params)
 
     # ======================================================================================================
     # Arrangements
     # ======================================================================================================
-    def register(self, conn: sa.Connection, req: schemas.ArrangementIn) -> tuple[schemas.ArrangementOut, bool]:
+    def register(
+        self, conn: sa.Connection, ws: Workspace, req: schemas.ArrangementIn
+    ) -> tuple[schemas.ArrangementOut, bool]:
         """Register an arrangement, or add opt-outs to a registered one; returns the response and "created"."""
         t = self.time_of(req)
         if req.n_installments > self._capacity:
@@ -255,22 +301,21 @@ class DecisionService:
             )
         aid = req.arrangement_id
         prior_dom = -1 if req.prior_pay_dom is None else req.prior_pay_dom
-        existing = conn.execute(sa.select(db.arrangements).where(db.arrangements.c.arrangement_id == aid)).first()
+        existing = ws.info.get(aid)
         if existing is None:
-            conn.execute(
-                sa.insert(db.arrangements).values(
-                    arrangement_id=aid,
-                    debt_eur=req.debt_eur,
-                    n_installments=req.n_installments,
-                    due_day=req.due_day,
-                    created_time=t,
-                    prior_payments=req.prior_payments,
-                    prior_late_share=req.prior_late_share,
-                    prior_pay_dom=prior_dom,
-                    status="offered",
-                    last_time=t,
-                )
+            info = ArrangementInfo(
+                arrangement_id=aid,
+                debt_eur=req.debt_eur,
+                n_installments=req.n_installments,
+                due_day=req.due_day,
+                created_time=t,
+                prior_payments=req.prior_payments,
+                prior_late_share=req.prior_late_share,
+                prior_pay_dom=prior_dom,
+                status="offered",
+                last_time=t,
             )
+            conn.execute(sa.insert(db.arrangements).values(**vars(info)))
             created = event_row(
                 EventType.ARRANGEMENT_CREATED,
                 t,
@@ -282,30 +327,30 @@ class DecisionService:
                 prior_late_share=req.prior_late_share,
                 prior_pay_dom=prior_dom,
             )
-            state = _Replay(LogReplay(self.config, [aid], int(t) + 1), {})
-            self._feed(state, [created])
-            created["installment_eur"] = float(state.replay.sched.amount[0, 0])
+            ws.replay.feed_records([created])
+            created["installment_eur"] = float(ws.replay.sched.amount[ws.replay.row[aid], 0])
             rows = [created]
             rows += [event_row(EventType.OPT_OUT, t, aid, channel=c) for c in dict.fromkeys(req.opted_out)]
-            self._feed(state, rows[1:])
+            ws.replay.feed_records(rows[1:])
             insert_events(conn, rows)
+            ws.info[aid] = info
             return (
                 schemas.ArrangementOut(
                     arrangement_id=aid,
                     created=True,
                     status="offered",
-                    opted_out=self._opted_out(state, aid),
-                    installments=self._plan(state, aid, int(t)),
+                    opted_out=self._opted_out(ws, aid),
+                    installments=self._plan(ws, aid),
                 ),
                 True,
             )
         agreed = {
-            "debt_eur": float(existing.debt_eur),
-            "n_installments": int(existing.n_installments),
-            "due_day": int(existing.due_day),
-            "prior_payments": int(existing.prior_payments),
-            "prior_late_share": float(existing.prior_late_share),
-            "prior_pay_dom": int(existing.prior_pay_dom),
+            "debt_eur": existing.debt_eur,
+            "n_installments": existing.n_installments,
+            "due_day": existing.due_day,
+            "prior_payments": existing.prior_payments,
+            "prior_late_share": existing.prior_late_share,
+            "prior_pay_dom": existing.prior_pay_dom,
         }
         given = {
             "debt_eur": req.debt_eur,
@@ -321,22 +366,21 @@ class DecisionService:
                 f"arrangement {aid} is registered with {changed[0]}={agreed[changed[0]]!r}, not {given[changed[0]]!r}; "
                 "the plan changes only through decisions, an update may only add opt-outs"
             )
-        state = self._replay(conn, [aid], t)
-        new = [c for c in dict.fromkeys(req.opted_out) if c not in self._opted_out(state, aid)]
+        new = [c for c in dict.fromkeys(req.opted_out) if c not in self._opted_out(ws, aid)]
         if new:
             self._check_time(existing, t)
-            rows = self._book(state, aid, t) if existing.status == "active" else []
-            rows += [event_row(EventType.OPT_OUT, t, aid, channel=c) for c in new]
-            self._feed(state, rows)
-            insert_events(conn, rows)
-            self._touch(conn, aid, t)
+            rows = self._book(ws, aid, t) if existing.status == "active" else []
+            opt = [event_row(EventType.OPT_OUT, t, aid, channel=c) for c in new]
+            ws.replay.feed_records(opt)
+            insert_events(conn, rows + opt)
+            self._touch(conn, [self._moved(existing, t)])
         return (
             schemas.ArrangementOut(
                 arrangement_id=aid,
                 created=False,
                 status=existing.status,
-                opted_out=self._opted_out(state, aid),
-                installments=self._plan(state, aid, int(t)),
+                opted_out=self._opted_out(ws, aid),
+                installments=self._plan(ws, aid),
             ),
             False,
         )
@@ -344,8 +388,8 @@ class DecisionService:
     # ======================================================================================================
     # Decisions
     # ======================================================================================================
-    def _default_installment(self, state: _Replay, aid: int, kind: DecisionKind) -> int:
-        s, row = state.replay.sched, state.replay.row[aid]
+    def _default_installment(self, ws: Workspace, aid: int, kind: DecisionKind) -> int:
+        s, row = ws.replay.sched, ws.replay.row[aid]
         if kind == DecisionKind.PLAN_CREATED:
             return 0
         if kind == DecisionKind.PRE_DUE:
@@ -354,8 +398,26 @@ class DecisionService:
             return max(int(s.first_open[row]) - 1, 0)
         return int(s.first_open[row])
 
-    def decide(self, conn: sa.Connection, reqs: Sequence[schemas.DecisionIn]) -> list[schemas.DecisionOut]:
-        """Decide a batch of decision points with one policy call, and log everything (uncommitted)."""
+    def _point(self, ws: Workspace, i: int, r: schemas.DecisionIn, single: bool) -> _Point:
+        """Validate a decision point and book what time implies before it (changes ``ws``)."""
+        t = self.time_of(r)
+        info = self._info(ws, r.arrangement_id)
+        kind = DecisionKind[r.kind.upper()]
+        self._check_time(info, t)
+        want = "offered" if kind == DecisionKind.PLAN_CREATED else "active"
+        if info.status != want:
+            raise ConflictError(
+                f"arrangement {r.arrangement_id} is {info.status}: a {r.kind} decision needs an {want} arrangement"
+            )
+        booked = self._book(ws, r.arrangement_id, t)
+        n = int(ws.replay.sched.n[ws.replay.row[r.arrangement_id]])
+        inst = self._default_installment(ws, r.arrangement_id, kind) if r.installment is None else r.installment
+        if not 0 <= inst < n:
+            loc: tuple[str | int, ...] = ("body", "installment") if single else ("body", "decisions", i)
+            raise InvalidFieldError(loc, f"installment: {inst} is not an installment of the plan (0..{n - 1})", inst)
+        return _Point(i, r, t, kind, inst, booked)
+
+    def _check_batch(self, reqs: Sequence[schemas.DecisionIn]) -> None:
         if len(reqs) > self.max_batch:
             raise InvalidFieldError(
                 ("body", "decisions"), f"decisions: at most {self.max_batch} per batch (REGSIM_MAX_BATCH)", len(reqs)
@@ -370,120 +432,148 @@ class DecisionService:
                     r.arrangement_id,
                 )
             seen[r.arrangement_id] = i
-        times = [self.time_of(r) for r in reqs]
-        ids = [r.arrangement_id for r in reqs]
-        state = self._replay(conn, ids, max(times))
-        kinds: list[DecisionKind] = []
-        installments: list[int] = []
-        booked: list[dict[str, Any]] = []
-        for i, (r, t) in enumerate(zip(reqs, times, strict=True)):
-            row = state.rows[r.arrangement_id]
-            kind = DecisionKind[r.kind.upper()]
-            self._check_time(row, t)
-            want = "offered" if kind == DecisionKind.PLAN_CREATED else "active"
-            if row.status != want:
-                raise ConflictError(
-                    f"arrangement {r.arrangement_id} is {row.status}: a {r.kind} decision needs an {want} arrangement"
-                )
-            booked += self._book(state, r.arrangement_id, t)
-            n = int(state.replay.sched.n[state.replay.row[r.arrangement_id]])
-            inst = self._default_installment(state, r.arrangement_id, kind) if r.installment is None else r.installment
-            if not 0 <= inst < n:
-                loc: tuple[str | int, ...] = ("body", "installment") if len(reqs) == 1 else ("body", "decisions", i)
-                raise InvalidFieldError(
-                    loc, f"installment: {inst} is not an installment of the plan (0..{n - 1})", inst
-                )
-            kinds.append(kind)
-            installments.append(inst)
-        batch = state.replay.contexts_at(ids, [int(k) for k in kinds], installments, [math.floor(t) for t in times])
+
+    def decide(
+        self, conn: sa.Connection, ws: Workspace, reqs: Sequence[schemas.DecisionIn]
+    ) -> list[schemas.DecisionOut]:
+        """Decide a batch of decision points with one policy call, and log everything (uncommitted).
+
+        The batch is all or nothing: the first invalid point refuses it (``ws`` may then be changed; the caller
+        restores it).
+        """
+        self._check_batch(reqs)
+        points = [self._point(ws, i, r, single=len(reqs) == 1) for i, r in enumerate(reqs)]
+        return self._decide_points(conn, ws, points)
+
+    def decide_each(
+        self, conn: sa.Connection, ws: Workspace, reqs: Sequence[schemas.DecisionIn]
+    ) -> list[schemas.DecisionOut | ServiceError]:
+        """Decide single decision points of distinct arrangements as one batch, each accepted or refused alone.
+
+        This is how concurrent ``POST /v1/decisions`` requests share one context build, one policy call and
+        one set of inserts; a refused point leaves ``ws`` as it was and gets its error.
+        """
+        points: list[_Point] = []
+        errors: dict[int, ServiceError] = {}
+        snap = ws.snapshot(r.arrangement_id for r in reqs)
+        for i, r in enumerate(reqs):
+            try:
+                points.append(self._point(ws, i, r, single=True))
+            except ServiceError as exc:
+                ws.restore(snap.snapshot([r.arrangement_id]))
+                errors[i] = exc
+        decided = iter(self._decide_points(conn, ws, points) if points else [])
+        return [errors[i] if i in errors else next(decided) for i in range(len(reqs))]
+
+    def _decide_points(self, conn: sa.Connection, ws: Workspace, points: list[_Point]) -> list[schemas.DecisionOut]:
+        n = len(points)
+        rp = ws.replay
+        ids = [p.req.arrangement_id for p in points]
+        times = [p.time for p in points]
+        days = [math.floor(t) for t in times]
+        batch = rp.contexts_at(ids, [int(p.kind) for p in points], [p.installment for p in points], days)
 
         learned = self.online is not None and self.online.advance(max(times))
         if learned:
             self.metrics.updates.inc()
+            self.learned = True
         started = _time.perf_counter()
         result = self.runner.decide(batch)
         self.metrics.policy_latency.observe(_time.perf_counter() - started)
         shadow = self.runner.decide_shadow(batch)
 
         acts, prop = result.decisions.actions, result.decisions.propensity
-        decision_ids = next_ids(conn, "decision", len(reqs))
+        decision_ids = next_ids(conn, "decision", n)
         contact = acts[:, 0] > 0
         message_ids = iter(next_ids(conn, "message", int(contact.sum())))
-        rules = self.runner.rules
-        cal = state.replay.calendar
-        send = np.full(len(reqs), np.nan)
-        for i, t in enumerate(times):
-            if contact[i]:
-                d = math.floor(t)
-                send[i] = float(rules.send_time(d, int(cal.weekday[d]), acts[i : i + 1, 1])[0])
-        masked_names = _masked_rule_names(batch)
-        rows: list[dict[str, Any]] = list(booked)
+        send = self._send_times(rp, days, acts, contact)
+        masked, masked_names = self._responses.masked(batch)
+        rows: list[dict[str, Any]] = [r for p in points for r in p.booked]
+        messages: list[dict[str, Any]] = []
+        touched: list[dict[str, Any] | None] = []
         out: list[schemas.DecisionOut] = []
-        space = batch.space
-        for i, (r, t) in enumerate(zip(reqs, times, strict=True)):
-            aid, kind = r.arrangement_id, kinds[i]
+        policy, version, fallback = result.policy, result.version, result.fallback_reason is not None
+        acts_list, prop_list, send_list = acts.tolist(), prop.tolist(), send.tolist()
+        decided: list[dict[str, Any]] = []
+        replanned: list[int] = []
+        for i, p in enumerate(points):
+            aid, kind, t, a = p.req.arrangement_id, p.kind, p.time, acts_list[i]
+            sent = send_list[i] if contact[i] else None
             decision = event_row(
                 EventType.DECISION,
                 t,
                 aid,
                 decision_id=decision_ids[i],
                 decision_kind=kind.name.lower(),
-                installment=installments[i],
-                a_channel=int(acts[i, 0]),
-                a_send_slot=int(acts[i, 1]),
-                a_due_day=int(acts[i, 2]),
-                a_deferral=int(acts[i, 3]),
-                a_reduction=int(acts[i, 4]),
-                propensity=float(prop[i]),
-                send_time=None if not contact[i] else float(send[i]),
+                installment=p.installment,
+                a_channel=a[0],
+                a_send_slot=a[1],
+                a_due_day=a[2],
+                a_deferral=a[3],
+                a_reduction=a[4],
+                propensity=prop_list[i],
+                send_time=sent,
                 masked_rules=masked_names[i],
-                policy=result.policy,
-                policy_version=result.version,
+                policy=policy,
+                policy_version=version,
             )
-            self._feed(state, [decision])
-            rows.append(decision)
-            rows += self._replans(state, aid, t, acts[i])
+            decided.append(decision)
+            if a[2] > 0 or a[3] > 0 or a[4] > 0:
+                replanned.append(i)
             message_id = None
-            if contact[i]:
+            if sent is not None:
                 message_id = next(message_ids)
-                conn.execute(
-                    sa.insert(db.messages).values(
-                        message_id=message_id,
-                        arrangement_id=aid,
-                        decision_id=decision_ids[i],
-                        installment=installments[i],
-                        channel=_CHANNEL_NAMES[int(acts[i, 0])],
-                        purpose=message_purpose(kind),
-                        send_time=float(send[i]),
-                        state="pending",
-                        state_time=None,
-                    )
+                messages.append(
+                    {
+                        "message_id": message_id,
+                        "arrangement_id": aid,
+                        "decision_id": decision_ids[i],
+                        "installment": p.installment,
+                        "channel": _CHANNEL_NAMES[a[0]],
+                        "purpose": message_purpose(kind),
+                        "send_time": sent,
+                        "state": "pending",
+                        "state_time": None,
+                    }
                 )
-            self._touch(conn, aid, t, "active" if kind == DecisionKind.PLAN_CREATED else None)
+            info = ws.info[aid]
+            assert info is not None
+            touched.append(self._moved(info, t, "active" if kind == DecisionKind.PLAN_CREATED else None))
             out.append(
                 schemas.DecisionOut(
                     decision_id=decision_ids[i],
                     arrangement_id=aid,
-                    kind=r.kind,
-                    installment=installments[i],
+                    kind=p.req.kind,
+                    installment=p.installment,
                     time=t,
                     at=self.at_of(t),
-                    action=_action(space, acts[i]),
+                    action=self._responses.action(a),
                     message_id=message_id,
-                    send_time=None if message_id is None else float(send[i]),
-                    send_at=None if message_id is None else self.at_of(float(send[i])),
+                    send_time=sent,
+                    send_at=None if sent is None else self.at_of(sent),
                     masked_rules=[m for m in masked_names[i].split(",") if m],
-                    masked=_masked(batch, i),
-                    policy=result.policy,
-                    policy_version=result.version,
-                    propensity=float(prop[i]),
-                    fallback=result.fallback_reason is not None,
+                    masked=masked[i],
+                    policy=policy,
+                    policy_version=version,
+                    propensity=prop_list[i],
+                    fallback=fallback,
                 )
             )
-            self.metrics.decisions.labels(r.kind, _CHANNEL_NAMES[int(acts[i, 0])], result.policy).inc()
+        # Arrangements are distinct within a batch: the decisions are fed together, then the re-plans they
+        # imply, one kind after the other (each logged with the plan as it stands after it).
+        rp.feed_records(decided)
+        replans = self._replans(ws, [(i, ids[i], times[i], acts_list[i]) for i in replanned])
+        for i in range(n):
+            rows.append(decided[i])
+            rows += replans.get(i, [])
+        counts = Counter((p.req.kind, _CHANNEL_NAMES[acts_list[i][0]]) for i, p in enumerate(points))
+        for (kind_name, channel), k in counts.items():
+            self.metrics.decisions.labels(kind_name, channel, policy).inc(k)
         insert_events(conn, rows)
+        execute_many(conn, _INSERT_MESSAGES, messages)
+        self._touch(conn, touched)
         if result.fallback_reason is not None:
-            self.metrics.fallbacks.labels(result.fallback_reason).inc(len(reqs))
+            self.metrics.fallbacks.labels(result.fallback_reason).inc(n)
             conn.execute(
                 sa.insert(db.fallbacks),
                 [
@@ -495,7 +585,7 @@ class DecisionService:
                         "reason": result.fallback_reason,
                         "detail": result.detail,
                     }
-                    for i in range(len(reqs))
+                    for i in range(n)
                 ],
             )
         if shadow is not None:
@@ -504,31 +594,57 @@ class DecisionService:
             # All decisions of a batch share the batch's latest day (the world decides one day at a time).
             self.online.add_decisions(decision_ids, float(math.floor(max(times))), batch, acts, prop)
             self.online.add_events(rows)
-            self.online.save(conn, learned)
+            self.dirty = True
         return out
 
-    def _replans(self, state: _Replay, aid: int, t: float, action: np.ndarray[Any, Any]) -> list[dict[str, Any]]:
-        """The re-plan events a decision implies, each logged with the plan as it stands after it."""
+    def _send_times(
+        self, rp: LogReplay, days: list[int], acts: np.ndarray[Any, Any], contact: np.ndarray[Any, Any]
+    ) -> np.ndarray[Any, Any]:
+        """When each contacting decision's message goes out (NaN without contact), per decision day at once."""
+        send = np.full(len(days), np.nan)
+        if not contact.any():
+            return send
+        day_arr = np.asarray(days, dtype=np.int64)
+        for d in np.unique(day_arr[contact]).tolist():
+            at = np.flatnonzero(contact & (day_arr == d))
+            send[at] = self.runner.rules.send_time(d, int(rp.calendar.weekday[d]), acts[at, 1])
+        return send
+
+    def _replans(
+        self, ws: Workspace, decided: list[tuple[int, int, float, list[int]]]
+    ) -> dict[int, list[dict[str, Any]]]:
+        """The re-plan events of decisions ``(key, arrangement, time, action)`` of distinct arrangements, by key.
+
+        Each arrangement's re-plans come in the world's order (due day, deferral, reduction), each logged with
+        the plan as it stands after it; one kind is applied to all arrangements at once.
+        """
         cfg = self.config.decisions
-        rp = state.replay
-        row, s = rp.row[aid], rp.sched
-        rows: list[dict[str, Any]] = []
-        steps: list[tuple[EventType, dict[str, Any]]] = []
-        if action[2] > 0:
-            steps.append((EventType.DUE_DAY_SET, {"due_day": int(cfg.due_day_options[int(action[2]) - 1])}))
-        if action[3] > 0:
-            steps.append((EventType.DEFERRAL, {"deferral_days": int(cfg.deferral_options[int(action[3])])}))
-        if action[4] > 0:
-            steps.append((EventType.REDUCTION, {"reduction": float(cfg.reduction_options[int(action[4])])}))
-        for event, cols in steps:
-            r = event_row(event, t, aid, **cols)
-            self._feed(state, [r])
-            r["n_installments"] = int(s.n[row])
-            r["installment_eur"] = float(s.current_amount(np.array([row]))[0])
-            if event != EventType.DUE_DAY_SET:
-                r["installment"] = int(s.first_open[row])
-            rows.append(r)
-        return rows
+        rp = ws.replay
+        s = rp.sched
+        out: dict[int, list[dict[str, Any]]] = {}
+        steps: tuple[tuple[int, EventType, str, Callable[[int], Any]], ...] = (
+            (2, EventType.DUE_DAY_SET, "due_day", lambda k: int(cfg.due_day_options[k - 1])),
+            (3, EventType.DEFERRAL, "deferral_days", lambda k: int(cfg.deferral_options[k])),
+            (4, EventType.REDUCTION, "reduction", lambda k: float(cfg.reduction_options[k])),
+        )
+        for part, event, column, value in steps:
+            chosen = [(key, aid, t, a) for key, aid, t, a in decided if a[part] > 0]
+            if not chosen:
+                continue
+            events = [event_row(event, t, aid, **{column: value(a[part])}) for _, aid, t, a in chosen]
+            rp.feed_records(events)
+            rows = np.array([rp.row[aid] for _, aid, _, _ in chosen], dtype=np.int64)
+            n_inst = s.n[rows].tolist()
+            amount = s.current_amount(rows).tolist()
+            first = s.first_open[rows].tolist()
+            for k, (key, _, _, _) in enumerate(chosen):
+                r = events[k]
+                r["n_installments"] = n_inst[k]
+                r["installment_eur"] = amount[k]
+                if event != EventType.DUE_DAY_SET:
+                    r["installment"] = first[k]
+                out.setdefault(key, []).append(r)
+        return out
 
     def _log_shadow(
         self,
@@ -565,16 +681,16 @@ class DecisionService:
     # ======================================================================================================
     # Events
     # ======================================================================================================
-    def record(self, conn: sa.Connection, ev: Any) -> schemas.EventOut:
-        """Record an event reported by production, with its consequences (uncommitted)."""
+    def record(self, conn: sa.Connection, ws: Workspace, ev: Any) -> schemas.EventOut:
+        """Record an event reported by production, with its consequences (uncommitted; changes ``ws``)."""
         t = self.time_of(ev)
         aid = ev.arrangement_id
-        state = self._replay(conn, [aid], t)
-        arr = state.rows[aid]
+        arr = self._info(ws, aid)
         self._check_time(arr, t)
-        status = str(arr.status)
-        rows: list[dict[str, Any]] = self._book(state, aid, t) if status == "active" else []
-        rp = state.replay
+        status = arr.status
+        rows: list[dict[str, Any]] = self._book(ws, aid, t) if status == "active" else []
+        fed = {id(r) for r in rows}
+        rp = ws.replay
         row, s = rp.row[aid], rp.sched
         paid: list[int] = []
         cancelled: list[schemas.CancelledReminder] = []
@@ -592,7 +708,7 @@ class DecisionService:
             first0 = int(s.first_open[row])
             channel = "none" if ev.channel is None else ev.channel
             pay = event_row(EventType.PAYMENT, t, aid, amount_eur=ev.amount_eur, channel=channel)
-            self._feed(state, [pay])
+            rp.feed_records([pay])
             rows.append(pay)
             day = math.floor(t)
             for j in range(first0, int(s.first_open[row])):
@@ -606,7 +722,8 @@ class DecisionService:
                 )
                 paid.append(j)
                 rows.append(done)
-            self._feed(state, rows[-len(paid) :] if paid else [])
+            rp.feed_records(rows[-len(paid) :] if paid else [])
+            fed.update(id(r) for r in rows)
             if int(s.first_open[row]) >= int(s.n[row]):
                 status = "completed"
                 rows.append(event_row(EventType.COMPLETED, t, aid))
@@ -682,15 +799,17 @@ class DecisionService:
             rows.append(event_row(EventType[kind.upper()], t, aid, **extra))
             status = kind
             cancelled += self._cancel(conn, aid, t, rows, paid_below=None, cause=kind)
+        # The rows not fed yet (message counters, opt-outs, endings, cancellations) update the cached replay.
+        rp.feed_records([r for r in rows if id(r) not in fed])
         insert_events(conn, rows)
-        self._touch(conn, aid, t, status)
+        self._touch(conn, [self._moved(arr, t, status)])
         self.metrics.events.labels(kind).inc()
         if self.online is not None:
-            learned = self.online.advance(t)
-            if learned:
+            if self.online.advance(t):
                 self.metrics.updates.inc()
+                self.learned = True
             self.online.add_events(rows)
-            self.online.save(conn, learned)
+            self.dirty = True
         return schemas.EventOut(
             arrangement_id=aid,
             type=kind,
@@ -751,9 +870,9 @@ class DecisionService:
     # Overview
     # ======================================================================================================
     def overview(self, conn: sa.Connection, aid: int) -> schemas.Overview:
-        """The call-centre overview of one arrangement (read only)."""
-        state = self._replay(conn, [aid], 0)
-        arr = state.rows[aid]
+        """The call-centre overview of one arrangement, read from the store (read only, any thread)."""
+        state = self.load(conn, [aid], self.template)
+        arr = self._info(state, aid)
         rp = state.replay
         row, s = rp.row[aid], rp.sched
         log = load_events(conn, [aid], self.epoch)
@@ -799,7 +918,7 @@ class DecisionService:
             balance_eur=float(s.balance[row]),
             installments_paid=paid,
             installments_open=int(s.n[row]) - paid,
-            installments=self._plan(state, aid, 0),
+            installments=self._plan(state, aid),
             opted_out=self._opted_out(state, aid),
             next_action=next_action,
             last_decision=max(decisions.values(), key=lambda d: d.decision_id) if decisions else None,
@@ -807,38 +926,75 @@ class DecisionService:
         )
 
 
-def _action(space: Any, a: np.ndarray[Any, Any]) -> schemas.Action:
-    return schemas.Action(
-        channel=_CHANNEL_NAMES[int(a[0])],
-        send_slot=space.option_labels(1)[int(a[1])],
-        due_day=None if int(a[2]) == 0 else int(space.due_day_options[int(a[2]) - 1]),
-        deferral_days=int(space.deferral_days[int(a[3])]),
-        reduction=float(space.reduction_fractions[int(a[4])]),
-        indices=[int(x) for x in a],
-    )
+class _Responses:
+    """Parts of decision responses, built once per distinct value (they are only serialised, never changed).
 
+    A batch of a thousand decisions repeats a handful of actions and masking patterns; building each
+    pydantic object once keeps the per-decision cost of a response to a dictionary look-up.
+    """
 
-def _masked(batch: ContextBatch, i: int) -> list[schemas.MaskedOption]:
-    ctx = batch[i]
-    out = []
-    for (part, option), rules in sorted(ctx.masked_by.items()):
-        shown = [r for r in rules if r != "not_applicable"]
-        if shown:
-            out.append(
-                schemas.MaskedOption(
-                    part=PART_NAMES[part],
-                    option=batch.space.option_labels(part)[option],
-                    rules=shown,
-                )
+    def __init__(self, space: Any) -> None:
+        self.space = space
+        labels = [space.option_labels(part) for part in range(len(PART_NAMES))]
+        # flat mask index -> (part name, option label)
+        self.options = [(PART_NAMES[part], label) for part in range(len(PART_NAMES)) for label in labels[part]]
+        self.slots = labels[1]
+        self.due_days = [int(d) for d in space.due_day_options]
+        self.deferrals = [int(d) for d in space.deferral_days]
+        self.reductions = [float(r) for r in space.reduction_fractions]
+        self._actions: dict[tuple[int, ...], schemas.Action] = {}
+        self._masked: dict[tuple[tuple[int, tuple[str, ...]], ...], tuple[list[schemas.MaskedOption], str]] = {}
+
+    def action(self, a: Sequence[int]) -> schemas.Action:
+        key = tuple(a)
+        out = self._actions.get(key)
+        if out is None:
+            # model_construct skips validation: the names come from the same tuples the Literals list.
+            out = schemas.Action.model_construct(
+                channel=cast(Any, _CHANNEL_NAMES[a[0]]),
+                send_slot=self.slots[a[1]],
+                due_day=None if a[2] == 0 else self.due_days[a[2] - 1],
+                deferral_days=self.deferrals[a[3]],
+                reduction=self.reductions[a[4]],
+                indices=list(key),
             )
-    return out
+            self._actions[key] = out
+        return out
 
+    def masked(self, batch: ContextBatch) -> tuple[list[list[schemas.MaskedOption]], list[str]]:
+        """Per row, the options the rules masked and the rules that masked anything (applicability excluded).
 
-def _masked_rule_names(batch: ContextBatch) -> list[str]:
-    """Per row, the comma-separated rules that masked something (applicability excluded), as the world logs."""
-    names = [n for n in batch.forbidden if n != "not_applicable"]
-    hit = {n: np.asarray(batch.forbidden[n].any(axis=1), dtype=bool) for n in names}
-    return [",".join(n for n in names if hit[n][i]) for i in range(len(batch))]
+        The options are those of ``sorted(batch[i].masked_by.items())``, with their rules in rule order; the rule
+        names are comma-separated in rule order, as the world logs them. No :class:`Context` is built per row.
+        """
+        names = [n for n in batch.forbidden if n != "not_applicable"]
+        if not names:
+            return [[] for _ in range(len(batch))], [""] * len(batch)
+        # Rows sharing a masking pattern (the options each rule forbids) share the answer, so Python only walks
+        # the distinct patterns.
+        bits = np.concatenate([np.asarray(batch.forbidden[n], dtype=bool) for n in names], axis=1)
+        packed = np.packbits(bits, axis=1)
+        first: dict[bytes, int] = {}
+        which = [first.setdefault(packed[i].tobytes(), i) for i in range(len(batch))]
+        width = bits.shape[1] // len(names)
+        answers: dict[int, tuple[list[schemas.MaskedOption], str]] = {}
+        for i in first.values():
+            hit: dict[int, list[str]] = {}
+            for k, name in enumerate(names):
+                for j in np.flatnonzero(bits[i, k * width : (k + 1) * width]).tolist():
+                    hit.setdefault(j, []).append(name)
+            key = tuple((j, tuple(hit[j])) for j in sorted(hit))
+            cached = self._masked.get(key)
+            if cached is None:
+                options = [
+                    schemas.MaskedOption(part=cast(Any, self.options[j][0]), option=self.options[j][1], rules=list(r))
+                    for j, r in key
+                ]
+                used = {r for _, rules in key for r in rules}
+                cached = (options, ",".join(n for n in names if n in used))
+                self._masked[key] = cached
+            answers[i] = cached
+        return [answers[i][0] for i in which], [answers[i][1] for i in which]
 
 
 def _decision_summaries(log: pa.Table, space: Any) -> list[schemas.DecisionSummary]:

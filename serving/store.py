@@ -7,12 +7,14 @@ request's effects (events, messages, its idempotency key, the learner's state) c
 from __future__ import annotations
 
 import datetime as dt
+import operator
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import sqlalchemy as sa
+from sqlalchemy.sql.dml import UpdateBase
 
 from regsim.config import CHANNELS
 from regsim.decision import DecisionKind
@@ -23,6 +25,7 @@ __all__ = [
     "EVENT_DEFAULTS",
     "event_row",
     "events_table",
+    "execute_many",
     "insert_events",
     "iter_event_tables",
     "load_events",
@@ -49,18 +52,21 @@ for _field in EVENT_SCHEMA:
 assert list(EVENT_DEFAULTS) == list(db.EVENT_COLUMNS), "serving.db.events must mirror regsim.eventlog.EVENT_SCHEMA"
 
 
+_EVENT_KEYS = frozenset(EVENT_DEFAULTS)
+_EVENT_NAME = {e: e.name.lower() for e in EventType}
+
+
 def event_row(event: EventType, time: float, arrangement_id: int, **columns: Any) -> dict[str, Any]:
     """A full ``events`` row: the given columns, the rest at their defaults.
 
     Raises:
         KeyError: A column is not one of the event-log schema's.
     """
-    unknown = set(columns) - set(EVENT_DEFAULTS)
-    if unknown:
-        raise KeyError(f"unknown event columns {sorted(unknown)}")
+    if not columns.keys() <= _EVENT_KEYS:
+        raise KeyError(f"unknown event columns {sorted(set(columns) - _EVENT_KEYS)}")
     row = dict(EVENT_DEFAULTS)
     row.update(columns)
-    row["event"] = event.name.lower()
+    row["event"] = _EVENT_NAME[event]
     row["time"] = float(time)
     row["arrangement_id"] = int(arrangement_id)
     return row
@@ -68,21 +74,60 @@ def event_row(event: EventType, time: float, arrangement_id: int, **columns: Any
 
 def insert_events(conn: sa.Connection, rows: Sequence[Mapping[str, Any]]) -> None:
     """Append events (in the given order, which is their log order)."""
-    if rows:
-        conn.execute(db.events.insert(), [dict(r) for r in rows])
+    execute_many(conn, _INSERT_EVENTS, rows)
+
+
+_INSERT_EVENTS = db.events.insert()
+# (dialect, id of the statement) -> (the statement, kept alive so that its id stays unique; SQL; parameter
+# order for positional paramstyles; parameter names)
+_COMPILED: dict[tuple[str, int], tuple[UpdateBase, str, tuple[str, ...] | None, tuple[str, ...]]] = {}
+
+
+def execute_many(conn: sa.Connection, stmt: UpdateBase, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Run a statement once per row through the driver's ``executemany``, compiled once per dialect.
+
+    SQLAlchemy builds the parameters of every row itself, which costs more than SQLite's insert of it; this
+    sends the rows' values straight to the driver, in the statement's parameter order. The statement must
+    take exactly the rows' keys as parameters and need no type conversion of them (plain numbers, strings
+    and ``None``, as event, message and arrangement rows are). Give it statements built once (module
+    constants): the compiled form is kept per statement.
+    """
+    if not rows:
+        return
+    key = (conn.dialect.name, id(stmt))
+    compiled = _COMPILED.get(key)
+    if compiled is None:
+        keys = list(rows[0]) if isinstance(stmt, sa.Insert) else None
+        c = stmt.compile(dialect=conn.dialect, column_keys=keys)
+        positions = tuple(c.positiontup) if c.positiontup is not None else None
+        compiled = (stmt, c.string, positions, tuple(c.params))
+        _COMPILED[key] = compiled
+    _, sql, positions, names = compiled
+    if positions is not None:
+        if len(positions) == 1:
+            params: list[Any] = [(r[positions[0]],) for r in rows]
+        else:
+            values = operator.itemgetter(*positions)
+            params = [values(r) for r in rows]
+    else:
+        params = [{k: r[k] for k in names} for r in rows]
+    conn.exec_driver_sql(sql, params)
+
+
+#: Built once: constructing a statement costs more than running it on SQLite.
+_NEXT_IDS = (
+    sa.update(db.counters)
+    .where(db.counters.c.name == sa.bindparam("b_name"))
+    .values(value=db.counters.c.value + sa.bindparam("b_n"))
+    .returning(db.counters.c.value)
+)
 
 
 def next_ids(conn: sa.Connection, counter: str, n: int) -> list[int]:
     """``n`` fresh ids from a counter (``"decision"`` or ``"message"``), inside the caller's transaction."""
     if n <= 0:
         return []
-    stmt = (
-        sa.update(db.counters)
-        .where(db.counters.c.name == counter)
-        .values(value=db.counters.c.value + n)
-        .returning(db.counters.c.value)
-    )
-    last = int(conn.execute(stmt).scalar_one())
+    last = int(conn.execute(_NEXT_IDS, {"b_name": counter, "b_n": n}).scalar_one())
     return list(range(last - n + 1, last + 1))
 
 

@@ -1,0 +1,164 @@
+"""The write-through replay cache: each arrangement's replayed state, kept in memory between requests.
+
+Rebuilding an arrangement's context means replaying all of its events (:class:`regsim.replay.LogReplay`).
+Doing that from the store on every request is correct but costs a query and a replay per request, growing with
+the arrangement's history. The cache keeps the replayed state (plan, observable history, bookkeeping day) and
+the ``arrangements`` row of every arrangement the server has touched:
+
+* **The store stays the source of truth.** An arrangement the cache does not hold is loaded from the store
+  (its row and its events, replayed by the same code) the first time a request needs it, so a fresh process,
+  a restart after a crash and a warm cache give the same state.
+* **Write-through, after the commit.** A request works on a :class:`Workspace`, an independent copy of the
+  arrangements it touches; the cache takes the workspace's state only once the transaction has committed
+  (:meth:`ReplayCache.commit`). A failed or rolled-back request leaves the cache as it was.
+* **One writer process per store.** The cache is only right if no other process writes the store; the server
+  takes a lease on the store at start-up (:mod:`serving.lease`) and refuses to write once another process has
+  taken it over.
+
+Memory grows with the number of arrangements touched (about 1 KB each); nothing is evicted.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from regsim.config import WorldConfig
+from regsim.replay import LogReplay
+from serving import db, schemas
+from serving.store import load_events
+
+__all__ = ["ArrangementInfo", "ReplayCache", "Workspace", "load_workspace"]
+
+
+@dataclass
+class ArrangementInfo:
+    """An ``arrangements`` row: the plan as agreed, the prior history, the status and the latest event time."""
+
+    arrangement_id: int
+    debt_eur: float
+    n_installments: int
+    due_day: int
+    created_time: float
+    prior_payments: int
+    prior_late_share: float
+    prior_pay_dom: int
+    status: str
+    last_time: float
+
+    def clone(self) -> ArrangementInfo:
+        """An independent copy (cheaper than :func:`copy.copy`; a workspace takes one per arrangement)."""
+        out = object.__new__(ArrangementInfo)
+        out.__dict__.update(self.__dict__)
+        return out
+
+    @classmethod
+    def from_row(cls, row: sa.Row[object]) -> ArrangementInfo:
+        """From a row of :data:`serving.db.arrangements`."""
+        m = row._mapping
+        return cls(
+            arrangement_id=int(m["arrangement_id"]),
+            debt_eur=float(m["debt_eur"]),
+            n_installments=int(m["n_installments"]),
+            due_day=int(m["due_day"]),
+            created_time=float(m["created_time"]),
+            prior_payments=int(m["prior_payments"]),
+            prior_late_share=float(m["prior_late_share"]),
+            prior_pay_dom=int(m["prior_pay_dom"]),
+            status=str(m["status"]),
+            last_time=float(m["last_time"]),
+        )
+
+
+@dataclass
+class Workspace:
+    """The state of the arrangements one transaction touches: a replay and their rows (``None``: unregistered).
+
+    A workspace is a copy: what a request changes in it reaches the cache only through
+    :meth:`ReplayCache.commit`.
+    """
+
+    replay: LogReplay
+    info: dict[int, ArrangementInfo | None]
+
+    def snapshot(self, ids: Iterable[int]) -> Workspace:
+        """A copy of some arrangements' state, to :meth:`restore` if a request on them is refused midway."""
+        wanted = list(dict.fromkeys(int(a) for a in ids))
+        return Workspace(self.replay.subset(wanted), {a: _clone(self.info[a]) for a in wanted})
+
+    def restore(self, snap: Workspace) -> None:
+        """Put back the state a :meth:`snapshot` took."""
+        self.replay.merge(snap.replay)
+        self.info.update(snap.info)
+
+
+def _clone(info: ArrangementInfo | None) -> ArrangementInfo | None:
+    return None if info is None else info.clone()
+
+
+def _horizon_days() -> int:
+    # The calendar covers every time a request may carry, so one calendar serves every arrangement.
+    return int(schemas.MAX_TIME_DAYS) + 1
+
+
+def load_workspace(conn: sa.Connection, config: WorldConfig, ids: Sequence[int], template: LogReplay) -> Workspace:
+    """The state of some arrangements rebuilt from the store alone (rows and events, replayed in log order)."""
+    wanted = sorted({int(a) for a in ids})
+    info: dict[int, ArrangementInfo | None] = dict.fromkeys(wanted)
+    for k in range(0, len(wanted), 500):
+        stmt = sa.select(db.arrangements).where(db.arrangements.c.arrangement_id.in_(wanted[k : k + 500]))
+        for row in conn.execute(stmt):
+            info[int(row.arrangement_id)] = ArrangementInfo.from_row(row)
+    replay = template.blank(wanted)
+    known = [a for a, i in info.items() if i is not None]
+    if known:
+        replay.feed(load_events(conn, known, config.simulation.start_date))
+    return Workspace(replay, info)
+
+
+class ReplayCache:
+    """Replayed state of every arrangement the server has touched (see the module docstring).
+
+    Args:
+        config: The world config (rules, decision options, calendar start).
+    """
+
+    def __init__(self, config: WorldConfig) -> None:
+        self.config = config
+        self.epoch: dt.date = config.simulation.start_date
+        self.replay = LogReplay(config, [], _horizon_days())
+        self.info: dict[int, ArrangementInfo | None] = {}
+
+    def __len__(self) -> int:
+        return len(self.info)
+
+    def workspace(self, conn: sa.Connection, ids: Iterable[int]) -> Workspace:
+        """A copy of some arrangements' state; those not cached yet are loaded from the store first.
+
+        Unregistered arrangements are in the workspace with ``info`` ``None`` (a registration fills them in).
+        """
+        wanted = list(dict.fromkeys(int(a) for a in ids))
+        missing = [a for a in wanted if a not in self.info]
+        ws = Workspace(self.replay.subset(wanted), {a: _clone(self.info.get(a)) for a in wanted})
+        if missing:
+            loaded = load_workspace(conn, self.config, missing, self.replay)
+            ws.replay.merge(loaded.replay)
+            ws.info.update(loaded.info)
+        return ws
+
+    def commit(self, ws: Workspace) -> None:
+        """Take a workspace's state (call only after its transaction committed)."""
+        registered = {a: i for a, i in ws.info.items() if i is not None}
+        if not registered:
+            return
+        keep = ws.replay if len(registered) == len(ws.info) else ws.replay.subset(list(registered))
+        self.replay.merge(keep)
+        self.info.update(registered)
+
+    def clear(self) -> None:
+        """Forget everything (the next request reloads from the store)."""
+        self.replay = LogReplay(self.config, [], _horizon_days())
+        self.info.clear()

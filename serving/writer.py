@@ -1,0 +1,290 @@
+"""The single writer: every POST's effect runs here, requests that arrive together share one transaction.
+
+Group commit. Requests are queued by the event loop; one writer task takes everything queued (up to a limit)
+and runs it as one transaction on a dedicated thread, while the event loop goes on reading and validating the
+next requests, which form the next group. Each request is answered only after the transaction holding its
+effect has committed, so "acknowledged = committed" holds as before; what the group shares is the commit
+(one fsync on SQLite with ``synchronous=FULL``, one WAL flush on PostgreSQL), the lease check, the idempotency
+look-up and the online learner's save. Consecutive single decisions of distinct arrangements on the same day
+are decided as one batch (:meth:`serving.service.DecisionService.decide_each`): one context build, one policy
+call, bulk inserts.
+
+Isolation inside a group. A request the service refuses (404, 409, 422) is refused before it writes anything,
+and the replayed state it touched is restored, so it does not affect the others. Any other failure rolls the
+transaction back and the group's requests are retried one transaction each, so a single bad request fails
+alone. The replay cache (:mod:`serving.cache`) takes the group's state only after the commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import concurrent.futures
+import contextlib
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel
+from sqlalchemy.engine import Connection, Engine
+
+from serving import schemas
+from serving.cache import ReplayCache, Workspace
+from serving.idempotency import IdempotencyConflictError, StoredResponse, lookup_many, remember
+from serving.lease import LeaseLostError, WriterLease
+from serving.metrics import Metrics
+from serving.service import DecisionService, ServiceError
+
+__all__ = ["Outcome", "WriteOp", "Writer"]
+
+log = logging.getLogger("regsim.serving")
+
+OpKind = Literal["register", "decide", "batch", "event"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A committed answer: HTTP status and JSON body."""
+
+    status_code: int
+    body: str
+
+
+@dataclass
+class WriteOp:
+    """One POST's effect, queued for the writer.
+
+    Attributes:
+        kind: ``register`` (arrangement), ``decide`` (one decision point), ``batch`` (decision points) or
+            ``event``.
+        body: The validated request body.
+        key: Its ``Idempotency-Key`` (or ``None``).
+        method: HTTP method (for the idempotency record).
+        path: Request path (for the idempotency record).
+        digest: Hash of the request (:func:`serving.idempotency.request_hash`; only with a key).
+    """
+
+    kind: OpKind
+    body: Any
+    key: str | None = None
+    method: str = "POST"
+    path: str = ""
+    digest: str = ""
+    future: asyncio.Future[Outcome] | None = field(default=None, repr=False)
+
+    def arrangement_ids(self) -> list[int]:
+        """The arrangements this request touches."""
+        if self.kind == "batch":
+            return [int(d.arrangement_id) for d in self.body.decisions]
+        return [int(self.body.arrangement_id)]
+
+
+Result = Outcome | Exception
+
+
+class Writer:
+    """Runs write requests in groups, one transaction per group, on one thread.
+
+    Args:
+        engine: The store.
+        service: The decision service.
+        cache: The replay cache (takes each group's state after its commit).
+        lease: This process's lease on the store.
+        metrics: The app's metrics.
+        max_group: Most decision points (a single request counts one) in one group.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        service: DecisionService,
+        cache: ReplayCache,
+        lease: WriterLease,
+        metrics: Metrics,
+        max_group: int = 2_000,
+    ) -> None:
+        self.engine, self.service, self.cache, self.lease, self.metrics = engine, service, cache, lease, metrics
+        self.max_group = max_group
+        self._queue: collections.deque[WriteOp] = collections.deque()
+        self._wake: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="regsim-writer")
+
+    # -- the event loop's side ------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the writer task on the running event loop."""
+        self._wake = asyncio.Event()
+        self._task = asyncio.get_running_loop().create_task(self._loop(), name="regsim-writer")
+
+    async def stop(self) -> None:
+        """Finish the queued requests, then stop."""
+        if self._task is not None:
+            while self._queue:
+                await asyncio.sleep(0.01)
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self._thread.shutdown(wait=True)
+
+    async def submit(self, op: WriteOp) -> Outcome:
+        """Queue a request; return its answer once its transaction has committed (or raise its error)."""
+        assert self._wake is not None, "Writer.start() was not called"
+        op.future = asyncio.get_running_loop().create_future()
+        self._queue.append(op)
+        self._wake.set()
+        return await op.future
+
+    async def _loop(self) -> None:
+        assert self._wake is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._queue:
+                self._wake.clear()
+                await self._wake.wait()
+            group = self._take()
+            self.metrics.write_group.observe(len(group))
+            try:
+                results = await loop.run_in_executor(self._thread, self._run, group)
+            except Exception as exc:  # the writer must survive anything; each request gets the error
+                log.exception("write group failed")
+                results = [exc] * len(group)
+            for op, res in zip(group, results, strict=True):
+                assert op.future is not None
+                if op.future.done():  # the client went away; its effect (if any) is committed all the same
+                    continue
+                if isinstance(res, Exception):
+                    op.future.set_exception(res)
+                else:
+                    op.future.set_result(res)
+
+    def _take(self) -> list[WriteOp]:
+        """The next group: queued requests in order, up to ``max_group`` points, no key twice."""
+        group: list[WriteOp] = []
+        keys: set[str] = set()
+        size = 0
+        while self._queue:
+            op = self._queue[0]
+            n = len(op.body.decisions) if op.kind == "batch" else 1
+            if group and (size + n > self.max_group or (op.key is not None and op.key in keys)):
+                break
+            self._queue.popleft()
+            group.append(op)
+            size += n
+            if op.key is not None:
+                keys.add(op.key)
+        return group
+
+    # -- the writer thread's side ---------------------------------------------------------------------------
+    def _run(self, group: list[WriteOp]) -> list[Result]:
+        try:
+            return self._transaction(group)
+        except LeaseLostError as exc:
+            return [exc] * len(group)
+        except Exception as exc:
+            if len(group) == 1:
+                return [exc]
+            log.warning("write group of %d failed (%s: %s); retrying one by one", len(group), type(exc).__name__, exc)
+        out: list[Result] = []
+        for op in group:
+            try:
+                out += self._transaction([op])
+            except Exception as exc:  # this request's own failure
+                out.append(exc)
+        return out
+
+    def _transaction(self, group: list[WriteOp]) -> list[Result]:
+        results: list[Result | None] = [None] * len(group)
+        keep = True
+        try:
+            with self.engine.begin() as conn:
+                self.lease.confirm(conn)
+                ws = self.cache.workspace(conn, [a for op in group for a in op.arrangement_ids()])
+                keyed = [(op.key, op.method, op.path, op.digest) for op in group if op.key is not None]
+                stored = lookup_many(conn, keyed) if keyed else {}
+                run: list[int] = []
+                run_ids: set[int] = set()
+                run_day: list[int | None] = [None]
+                touched: set[int] = set()  # arrangements the group's earlier requests worked on
+
+                def flush() -> None:
+                    if run:
+                        decided = self.service.decide_each(conn, ws, [group[i].body for i in run])
+                        for i, res in zip(run, decided, strict=True):
+                            results[i] = res if isinstance(res, Exception) else Outcome(200, res.model_dump_json())
+                        run.clear()
+                        run_ids.clear()
+
+                for i, op in enumerate(group):
+                    if op.key is not None and op.key in stored:
+                        results[i] = _replayed(stored[op.key])
+                    elif op.kind == "decide":
+                        # A run: distinct arrangements (one point each per batch), one decision day.
+                        day = self._day(op.body)
+                        if run and (op.body.arrangement_id in run_ids or day != run_day[0]):
+                            flush()
+                        run.append(i)
+                        run_ids.add(op.body.arrangement_id)
+                        touched.add(op.body.arrangement_id)
+                        run_day[0] = day
+                    else:
+                        # In arrival order: the decisions before this request are taken first.
+                        flush()
+                        ids = op.arrangement_ids()
+                        fresh = touched.isdisjoint(ids)
+                        touched.update(ids)
+                        results[i] = self._one(conn, ws, op, alone=len(group) == 1, fresh=fresh)
+                        # A refused request alone in its group left its changes in the workspace: drop it.
+                        keep = not (len(group) == 1 and isinstance(results[i], ServiceError))
+                flush()
+                for i, op in enumerate(group):
+                    res = results[i]
+                    if op.key is not None and isinstance(res, Outcome) and op.key not in stored:
+                        remember(conn, op.key, op.method, op.path, op.digest, StoredResponse(res.status_code, res.body))
+                self.service.save_online(conn)
+        except BaseException:
+            self.service.rolled_back()
+            raise
+        # Committed: only now may the cache and the learner's save flags move on.
+        if keep:
+            self.cache.commit(ws)
+        self.service.committed()
+        assert all(r is not None for r in results)
+        return [r for r in results if r is not None]
+
+    def _one(self, conn: Connection, ws: Workspace, op: WriteOp, alone: bool, fresh: bool) -> Result:
+        """A registration, an event or a batch of decisions: all or nothing, refused without side effects.
+
+        A refused request's changes to the workspace are undone: alone in its group, the workspace is dropped;
+        on arrangements no earlier request of the group touched (``fresh``), their state is taken again from
+        the cache (or the store); otherwise from a copy taken before.
+        """
+        snap = ws.snapshot(op.arrangement_ids()) if not (alone or fresh) else None
+        try:
+            model: BaseModel
+            if op.kind == "register":
+                model, created = self.service.register(conn, ws, op.body)
+                return Outcome(201 if created else 200, model.model_dump_json())
+            if op.kind == "event":
+                model = self.service.record(conn, ws, op.body)
+                return Outcome(200, model.model_dump_json())
+            model = schemas.BatchDecisionOut(decisions=self.service.decide(conn, ws, op.body.decisions))
+            return Outcome(200, model.model_dump_json())
+        except ServiceError as exc:
+            if snap is not None:
+                ws.restore(snap)
+            elif not alone:
+                ws.restore(self.cache.workspace(conn, op.arrangement_ids()))
+            return exc
+
+    def _day(self, body: schemas.DecisionIn) -> int | None:
+        try:
+            return math.floor(self.service.time_of(body))
+        except ServiceError:
+            return None  # decide_each refuses it with its own error
+
+
+def _replayed(stored: StoredResponse | IdempotencyConflictError) -> Result:
+    if isinstance(stored, IdempotencyConflictError):
+        return stored
+    return Outcome(stored.status_code, stored.body)

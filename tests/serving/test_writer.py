@@ -1,0 +1,291 @@
+"""The fast write path: write-through replay cache, group commit, bulk replay, and the writer lease.
+
+* The cache is only an optimisation: a server whose cache is emptied before every request (so every request
+  rebuilds its state from the store), and a server restarted midway, answer exactly as a warm one does.
+* Group commit: requests processed in one transaction are each accepted or refused on their own, every
+  accepted one is in the store, and a refused one leaves no trace in the store or the cache. Concurrent
+  clients all get their answers, and every acknowledged decision is in the store.
+* ``LogReplay.feed_records`` (store rows, bulk where it can) rebuilds the same state as ``LogReplay.feed``.
+* A second server on the same store takes the lease; the first one then refuses writes with 503.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+
+import agents
+from regsim import simulate
+from regsim.config import load_world_config
+from regsim.replay import LogReplay
+from serving import db, schemas
+from serving.app import create_app
+from serving.service import ConflictError, InvalidFieldError, NotFoundError
+from serving.settings import DEFAULT_POPULATION
+from serving.writer import Outcome, WriteOp
+from tests.serving.conftest import AUTH, make_settings, replay_through_api
+
+
+class _ColdClient:
+    """A test client whose server forgets its replay cache before every request."""
+
+    def __init__(self, client: TestClient) -> None:
+        self.client = client
+
+    def post(self, *args: Any, **kwargs: Any) -> Any:
+        self.client.app.state.regsim.cache.clear()  # type: ignore[attr-defined]
+        return self.client.post(*args, **kwargs)
+
+
+def _replay(store: str, events: Any, cold: bool) -> list[dict[str, Any]]:
+    with TestClient(create_app(make_settings(store)), headers=AUTH) as client:
+        pairs = replay_through_api(_ColdClient(client) if cold else client, events)  # type: ignore[arg-type]
+    return [served for _, served in pairs]
+
+
+def test_a_cold_cache_gives_the_same_answers_as_a_warm_one(tmp_path: Path) -> None:
+    config = load_world_config(DEFAULT_POPULATION)
+    result = simulate(config, agents.make("static-dunning"), arrangements=6, months=3, seed=5)
+    warm = _replay(f"sqlite:///{tmp_path / 'warm.db'}", result.events, cold=False)
+    cold = _replay(f"sqlite:///{tmp_path / 'cold.db'}", result.events, cold=True)
+    assert warm, "the run made no decisions"
+    assert cold == warm
+
+
+def _register_and_plan(client: TestClient, ids: list[int]) -> None:
+    for aid in ids:
+        body = {
+            "arrangement_id": aid,
+            "time": 0.0,
+            "debt_eur": 900.0 + aid,
+            "n_installments": 3 + aid % 5,
+            "due_day": 5,
+        }
+        assert client.post("/v1/arrangements", json=body).status_code == 201
+    asks = [{"arrangement_id": a, "kind": "plan_created", "time": 0.0} for a in ids]
+    assert client.post("/v1/decisions/batch", json={"decisions": asks}).status_code == 200
+
+
+def _script(client: TestClient, ids: list[int], days: list[float]) -> list[Any]:
+    out = []
+    for day in days:
+        for aid in ids:
+            out.append(
+                client.post("/v1/decisions", json={"arrangement_id": aid, "kind": "pre_due", "time": day}).json()
+            )
+        payment = {"type": "payment", "arrangement_id": ids[0], "time": day + 0.5, "amount_eur": 50.0}
+        out.append(client.post("/v1/events", json=payment).json())
+    return out
+
+
+def test_a_restarted_server_answers_as_one_that_kept_running(store_url: str, tmp_path: Path) -> None:
+    ids = [1, 2, 3]
+    other = f"sqlite:///{tmp_path / 'running.db'}"
+    with TestClient(create_app(make_settings(other)), headers=AUTH) as client:
+        _register_and_plan(client, ids)
+        kept = _script(client, ids, [2.0, 9.0, 40.0])
+    with TestClient(create_app(make_settings(store_url)), headers=AUTH) as client:
+        _register_and_plan(client, ids)
+        restarted = _script(client, ids, [2.0])
+    with TestClient(create_app(make_settings(store_url)), headers=AUTH) as client:
+        restarted += _script(client, ids, [9.0, 40.0])
+    assert restarted == kept
+
+
+def test_a_group_accepts_and_refuses_each_request_on_its_own(tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path / 'store.db'}"
+    app = create_app(make_settings(store))
+    with TestClient(app, headers=AUTH) as client:
+        _register_and_plan(client, [1, 2, 3])
+        st = app.state.regsim
+        before = st.cache.replay.subset([1, 2, 3])
+        decide = schemas.DecisionIn.model_validate
+        group = [
+            WriteOp("decide", decide({"arrangement_id": 1, "kind": "pre_due", "time": 3.0})),
+            WriteOp("decide", decide({"arrangement_id": 99, "kind": "pre_due", "time": 3.0})),  # not registered
+            WriteOp("decide", decide({"arrangement_id": 2, "kind": "pre_due", "time": 80.0, "installment": 50})),
+            WriteOp("decide", decide({"arrangement_id": 1, "kind": "pre_due", "time": 3.5})),  # same arrangement
+            WriteOp("decide", decide({"arrangement_id": 3, "kind": "plan_created", "time": 3.0})),  # not offered
+            WriteOp("decide", decide({"arrangement_id": 3, "kind": "pre_due", "time": 4.0})),
+        ]
+        results = st.writer._run(group)
+        assert [type(r) for r in results] == [
+            Outcome,
+            NotFoundError,
+            InvalidFieldError,
+            Outcome,
+            ConflictError,
+            Outcome,
+        ]
+        # The refused point of arrangement 2 booked its installments (day 80) in the workspace: not kept.
+        after = st.cache.replay.subset([2])
+        for name in ("came_due", "miss_ptr", "booked_day"):
+            owner = after if name == "booked_day" else after.sched
+            ref = before if name == "booked_day" else before.sched
+            assert np.array_equal(getattr(owner, name)[[0]], getattr(ref, name)[[1]]), name
+        decided = [r.body for r in results if isinstance(r, Outcome)]
+        ids = [int(b.split('"decision_id":')[1].split(",")[0]) for b in decided]
+        with st.engine.connect() as conn:
+            stored = conn.execute(
+                sa.select(db.events.c.decision_id, db.events.c.arrangement_id).where(db.events.c.decision_id.in_(ids))
+            ).all()
+            booked_for_2 = conn.execute(
+                sa.select(sa.func.count())
+                .select_from(db.events)
+                .where(db.events.c.arrangement_id == 2, db.events.c.event == "installment_due")
+            ).scalar_one()
+        assert sorted(a for _, a in stored) == [1, 1, 3]
+        assert booked_for_2 == 0
+        # What the group left in the cache is what the store gives a cold start.
+        overview = client.get("/v1/arrangements/2").json()
+        st.cache.clear()
+        assert client.get("/v1/arrangements/2").json() == overview
+        again = client.post("/v1/decisions", json={"arrangement_id": 2, "kind": "pre_due", "time": 5.0})
+        assert again.status_code == 200, again.text
+
+
+def test_concurrent_decisions_are_all_acknowledged_and_all_stored(store_url: str) -> None:
+    app = create_app(make_settings(store_url))
+    ids = list(range(1, 25))
+    answers: list[dict[str, Any]] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+    with TestClient(app, headers=AUTH) as client:
+        _register_and_plan(client, ids)
+
+        def post(aid: int) -> None:
+            for k in range(3):
+                body = {"arrangement_id": aid, "kind": "pre_due", "time": 3.0 + k}
+                r = client.post("/v1/decisions", json=body, headers={"Idempotency-Key": f"c-{aid}-{k}"})
+                with lock:
+                    (answers.append(r.json()) if r.status_code == 200 else errors.append(r.text))
+
+        threads = [threading.Thread(target=post, args=(a,)) for a in ids]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        st = app.state.regsim
+        with st.engine.connect() as conn:
+            stored = dict(
+                conn.execute(
+                    sa.select(db.events.c.decision_id, db.events.c.arrangement_id).where(
+                        db.events.c.event == "decision"
+                    )
+                ).all()
+            )
+        groups = st.metrics.registry.get_sample_value("regsim_write_group_requests_sum")
+    assert not errors, errors[:3]
+    assert len(answers) == 3 * len(ids)
+    assert len({a["decision_id"] for a in answers}) == len(answers)
+    assert all(stored.get(a["decision_id"]) == a["arrangement_id"] for a in answers)
+    assert groups is not None and groups >= len(answers)
+
+
+def test_feed_records_rebuilds_the_state_feed_builds() -> None:
+    config = load_world_config(DEFAULT_POPULATION)
+    result = simulate(config, agents.make("payday-aligned"), arrangements=30, months=4, seed=3)
+    events = result.events
+    ids = np.unique(events.column("arrangement_id").to_numpy()).tolist()
+    horizon = int(max(events.column("time").to_pylist())) + 1
+    by_table = LogReplay(config, ids, horizon)
+    by_table.feed(events)
+    by_rows = LogReplay(config, ids, horizon)
+    by_rows.feed_records(events.to_pylist())
+    for (owner_a, name), (owner_b, _) in zip(by_table._state(), by_rows._state(), strict=True):
+        assert np.array_equal(getattr(owner_a, name), getattr(owner_b, name), equal_nan=True), name
+
+
+def test_a_second_server_takes_the_store_over(tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path / 'store.db'}"
+    body = {"arrangement_id": 1, "time": 0.0, "debt_eur": 900.0, "n_installments": 3, "due_day": 5}
+    with TestClient(create_app(make_settings(store)), headers=AUTH) as first:
+        assert first.post("/v1/arrangements", json=body).status_code == 201
+        with TestClient(create_app(make_settings(store)), headers=AUTH) as second:
+            refused = first.post("/v1/decisions", json={"arrangement_id": 1, "kind": "plan_created", "time": 0.0})
+            assert refused.status_code == 503
+            assert "another server process" in refused.json()["detail"]
+            taken = second.post("/v1/decisions", json={"arrangement_id": 1, "kind": "plan_created", "time": 0.0})
+            assert taken.status_code == 200, taken.text
+
+
+def _after_refusal(store: str, refusal: dict[str, Any] | None) -> tuple[Any, Any]:
+    app = create_app(make_settings(store))
+    with TestClient(app, headers=AUTH) as client:
+        _register_and_plan(client, [1])
+        if refusal is not None:
+            path, body, status = refusal["path"], refusal["body"], refusal["status"]
+            assert client.post(path, json=body).status_code == status
+        ask = {"arrangement_id": 1, "kind": "pre_due", "time": 1.0}
+        decision = client.post("/v1/decisions", json=ask).json()
+        return decision, client.get("/v1/arrangements/1").json()
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        {
+            "path": "/v1/arrangements",
+            "body": {"arrangement_id": 1, "time": 0.0, "debt_eur": 1.0, "n_installments": 3, "due_day": 5},
+            "status": 409,
+        },
+        # Late enough to book installments before it is refused for its amount: nothing may stay booked.
+        {
+            "path": "/v1/events",
+            "body": {"type": "payment", "arrangement_id": 1, "time": 200.0, "amount_eur": 1e6},
+            "status": 422,
+        },
+    ],
+    ids=["register", "event"],
+)
+def test_a_refused_request_alone_leaves_no_trace(tmp_path: Path, refusal: dict[str, Any]) -> None:
+    expected = _after_refusal(f"sqlite:///{tmp_path / 'plain.db'}", None)
+    assert _after_refusal(f"sqlite:///{tmp_path / 'refused.db'}", refusal) == expected
+
+
+def test_masked_options_are_those_of_each_context() -> None:
+    from regsim.decision import PART_NAMES
+    from regsim.replay import contexts_from_log
+    from serving.service import _Responses
+
+    config = load_world_config(DEFAULT_POPULATION)
+    result = simulate(config, agents.make("static-dunning"), arrangements=20, months=3, seed=2)
+    batch = contexts_from_log(result.events, config)
+    assert batch is not None
+    got, names = _Responses(batch.space).masked(batch)
+    for i in range(len(batch)):
+        hit = [n for n, f in batch.forbidden.items() if n != "not_applicable" and f[i].any()]
+        assert names[i] == ",".join(hit)
+        want = []
+        for (part, option), rules in sorted(batch[i].masked_by.items()):
+            shown = [r for r in rules if r != "not_applicable"]
+            if shown:
+                want.append((PART_NAMES[part], batch.space.option_labels(part)[option], shown))
+        assert [(m.part, m.option, m.rules) for m in got[i]] == want
+    assert any(got), "no option was masked in the run"
+
+
+@pytest.mark.parametrize("first", [1, 2], ids=["other-arrangement", "same-arrangement"])
+def test_a_refused_batch_in_a_group_is_undone(tmp_path: Path, first: int) -> None:
+    app = create_app(make_settings(f"sqlite:///{tmp_path / 'store.db'}"))
+    with TestClient(app, headers=AUTH) as client:
+        _register_and_plan(client, [1, 2])
+        st = app.state.regsim
+        batch = schemas.BatchDecisionIn.model_validate
+        ok = batch({"decisions": [{"arrangement_id": first, "kind": "pre_due", "time": 3.0}]})
+        # Books arrangement 2's installments up to day 80, then is refused for its installment.
+        bad = batch({"decisions": [{"arrangement_id": 2, "kind": "pre_due", "time": 80.0, "installment": 50}]})
+        results = st.writer._run([WriteOp("batch", ok), WriteOp("batch", bad)])
+        assert [type(r) for r in results] == [Outcome, InvalidFieldError]
+        cached = st.cache.replay.subset([2])
+        st.cache.clear()
+        with st.engine.connect() as conn:
+            rebuilt = st.cache.workspace(conn, [2]).replay
+        for (owner_a, name), (owner_b, _) in zip(cached._state(), rebuilt._state(), strict=True):
+            assert np.array_equal(getattr(owner_a, name), getattr(owner_b, name), equal_nan=True), name
