@@ -10,7 +10,7 @@ import numpy as np
 from gymnasium import spaces
 from numpy.typing import NDArray
 
-from envs.rewards import REWARDS, RewardFn, outcome_from_chunks
+from envs.rewards import RewardFn, outcome_from_chunks, resolve_reward
 from envs.spaces import MaskedMultiDiscrete
 from regsim.arrangement import ArrangementStatus
 from regsim.config import DEBTOR_TYPES, WorldConfig, load_world_config
@@ -134,14 +134,7 @@ class ArrangementEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         if isinstance(config, str | Path):
             config = load_world_config(config)
         self.config = config if config is not None else WorldConfig()
-        if isinstance(reward, str):
-            if reward not in REWARDS:
-                raise ValueError(f"reward: unknown reward {reward!r}; allowed: {sorted(REWARDS)} or a callable")
-            self.reward_fn: RewardFn = REWARDS[reward]
-        elif callable(reward):
-            self.reward_fn = reward
-        else:
-            raise TypeError(f"reward: expected a name in {sorted(REWARDS)} or a callable, got {type(reward)}")
+        self.reward_fn: RewardFn = resolve_reward(reward)
         if invalid_action not in ("raise", "fallback"):
             raise ValueError(f"invalid_action: expected 'raise' or 'fallback', got {invalid_action!r}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:

@@ -24,6 +24,7 @@ __all__ = [
     "completion_value_reward",
     "holding_reward",
     "outcome_from_chunks",
+    "resolve_reward",
 ]
 
 
@@ -152,3 +153,19 @@ REWARDS: dict[str, RewardFn] = {
     "holding": holding_reward,
     "completion_value": completion_value_reward,
 }
+
+
+def resolve_reward(reward: str | RewardFn) -> RewardFn:
+    """The reward function an env was given: a name in :data:`REWARDS` or a callable.
+
+    Raises:
+        ValueError: An unknown name (the message lists the allowed ones).
+        TypeError: Neither a name nor a callable.
+    """
+    if isinstance(reward, str):
+        if reward not in REWARDS:
+            raise ValueError(f"reward: unknown reward {reward!r}; allowed: {sorted(REWARDS)} or a callable")
+        return REWARDS[reward]
+    if callable(reward):
+        return reward
+    raise TypeError(f"reward: expected a name in {sorted(REWARDS)} or a callable, got {type(reward)}")

@@ -21,7 +21,7 @@ from gymnasium.vector.utils import batch_space
 from numpy.typing import NDArray
 
 from envs.arrangement import fallback_actions
-from envs.rewards import REWARDS, RewardFn, StepOutcome
+from envs.rewards import RewardFn, StepOutcome, resolve_reward
 from envs.spaces import MaskedMultiDiscrete
 from regsim.arrangement import ArrangementStatus
 from regsim.config import DEBTOR_TYPES, WorldConfig, load_world_config
@@ -106,14 +106,7 @@ class ArrangementVecEnv(VectorEnv[NDArray[np.float32], NDArray[np.int64], NDArra
         if isinstance(config, str | Path):
             config = load_world_config(config)
         self.config = config if config is not None else WorldConfig()
-        if isinstance(reward, str):
-            if reward not in REWARDS:
-                raise ValueError(f"reward: unknown reward {reward!r}; allowed: {sorted(REWARDS)} or a callable")
-            self.reward_fn: RewardFn = REWARDS[reward]
-        elif callable(reward):
-            self.reward_fn = reward
-        else:
-            raise TypeError(f"reward: expected a name in {sorted(REWARDS)} or a callable, got {type(reward)}")
+        self.reward_fn: RewardFn = resolve_reward(reward)
         if invalid_action not in ("raise", "fallback"):
             raise ValueError(f"invalid_action: expected 'raise' or 'fallback', got {invalid_action!r}")
         months = int(months if months is not None else self.config.simulation.months)

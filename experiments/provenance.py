@@ -228,19 +228,13 @@ class RunRecord:
             seeds=dict(data.get("seeds", {})),
             command=list(data.get("command", [])),
             started=str(data.get("started") or _now()),
+            resumed=list(data.get("resumed", [])),
         )
 
     @classmethod
     def resume(cls, path: Path) -> RunRecord:
         """The record of an earlier run, marked running again: its command and start kept, this process's command
         line and start time appended to ``resumed``."""
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return cls(
-            path=path,
-            config_path=str(data.get("config_path", "")),
-            seed=int(data["seed"]),
-            seeds=dict(data.get("seeds", {})),
-            command=list(data.get("command", [])),
-            started=str(data.get("started") or _now()),
-            resumed=[*data.get("resumed", []), {"at": _now(), "command": [Path(sys.argv[0]).name, *sys.argv[1:]]}],
-        )
+        record = cls.load(path)
+        record.resumed.append({"at": _now(), "command": [Path(sys.argv[0]).name, *sys.argv[1:]]})
+        return record
