@@ -169,8 +169,12 @@ class DecisionService:
     # ======================================================================================================
     # Time
     # ======================================================================================================
-    def time_of(self, req: schemas._Timed) -> float:
-        """A request's time in days since the epoch (``at`` converted; naive timestamps are UTC)."""
+    def time_of(self, req: schemas._Timed, where: tuple[str | int, ...] = ("body",)) -> float:
+        """A request's time in days since the epoch (``at`` converted; naive timestamps are UTC).
+
+        ``where`` is the location of the request in the body (``("body", "decisions", i)`` in a batch), so that
+        an error names the field where it stands.
+        """
         if req.time is not None:
             return float(req.time)
         assert req.at is not None
@@ -178,7 +182,9 @@ class DecisionService:
         t = (at - self._epoch_dt).total_seconds() / 86_400.0
         if not 0.0 <= t <= schemas.MAX_TIME_DAYS:
             raise InvalidFieldError(
-                ("body", "at"), f"at: {req.at.isoformat()} is before the epoch {self.epoch} or too late"
+                (*where, "at"),
+                f"at: {req.at.isoformat()} is before the epoch {self.epoch} or too late",
+                req.at.isoformat(),
             )
         return t
 
@@ -400,7 +406,8 @@ class DecisionService:
 
     def _point(self, ws: Workspace, i: int, r: schemas.DecisionIn, single: bool) -> _Point:
         """Validate a decision point and book what time implies before it (changes ``ws``)."""
-        t = self.time_of(r)
+        where: tuple[str | int, ...] = ("body",) if single else ("body", "decisions", i)
+        t = self.time_of(r, where)
         info = self._info(ws, r.arrangement_id)
         kind = DecisionKind[r.kind.upper()]
         self._check_time(info, t)
@@ -413,8 +420,9 @@ class DecisionService:
         n = int(ws.replay.sched.n[ws.replay.row[r.arrangement_id]])
         inst = self._default_installment(ws, r.arrangement_id, kind) if r.installment is None else r.installment
         if not 0 <= inst < n:
-            loc: tuple[str | int, ...] = ("body", "installment") if single else ("body", "decisions", i)
-            raise InvalidFieldError(loc, f"installment: {inst} is not an installment of the plan (0..{n - 1})", inst)
+            raise InvalidFieldError(
+                (*where, "installment"), f"installment: {inst} is not an installment of the plan (0..{n - 1})", inst
+            )
         return _Point(i, r, t, kind, inst, booked)
 
     def _check_batch(self, reqs: Sequence[schemas.DecisionIn]) -> None:
@@ -442,7 +450,7 @@ class DecisionService:
         restores it).
         """
         self._check_batch(reqs)
-        points = [self._point(ws, i, r, single=len(reqs) == 1) for i, r in enumerate(reqs)]
+        points = [self._point(ws, i, r, single=False) for i, r in enumerate(reqs)]
         return self._decide_points(conn, ws, points)
 
     def decide_each(

@@ -139,6 +139,19 @@ def test_a_decision_needs_a_registered_arrangement_and_a_known_kind(api: TestCli
     assert r.status_code == 422 and "kind" in r.json()["detail"][0]["msg"]
 
 
+def test_a_batch_error_names_the_item_and_its_field(api: TestClient) -> None:
+    _register_and_plan(api)
+    for item, field, value in (
+        ({"arrangement_id": 7, "kind": "pre_due", "time": 22.0, "installment": 9}, "installment", 9),
+        ({"arrangement_id": 7, "kind": "pre_due", "at": "2020-01-01T00:00:00Z"}, "at", "2020-01-01T00:00:00+00:00"),
+    ):
+        r = api.post("/v1/decisions/batch", json={"decisions": [item]})
+        assert r.status_code == 422, r.text
+        (error,) = r.json()["detail"]
+        assert error["loc"] == ["body", "decisions", 0, field]
+        assert error["input"] == value
+
+
 # -- export --------------------------------------------------------------------------------------------------
 def test_export_log_reads_as_an_event_log_and_gives_kpis(api: TestClient, store_url: str, tmp_path: Path) -> None:
     _register_and_plan(api)
