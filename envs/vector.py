@@ -10,6 +10,7 @@ world's own; this module only translates between the Gymnasium API and the world
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any, Literal
 
@@ -33,6 +34,14 @@ __all__ = ["ArrangementVecEnv"]
 
 _ID_RANGE = 2**31
 _ENDED = (ArrangementStatus.COMPLETED, ArrangementStatus.BROKEN, ArrangementStatus.REFERRED)
+_PAYMENT, _SENT, _PAID, _MISSED = (
+    EventType.PAYMENT,
+    EventType.MESSAGE_SENT,
+    EventType.INSTALLMENT_PAID,
+    EventType.INSTALLMENT_MISSED,
+)
+_COMPLETED, _BROKEN, _REFERRED = EventType.COMPLETED, EventType.BROKEN, EventType.REFERRED
+_NONE = np.zeros(0, dtype=np.int64)
 
 
 class ArrangementVecEnv(VectorEnv[NDArray[np.float32], NDArray[np.int64], NDArray[Any]]):
@@ -206,15 +215,16 @@ class ArrangementVecEnv(VectorEnv[NDArray[np.float32], NDArray[np.int64], NDArra
         terminated[stepping] = np.isin(w.status[rows], _ENDED) & done
         truncated[stepping] = done & ~terminated[stepping]
         self._read_decision_points(np.concatenate([stepping[~done], restart]))
-        all_outcomes: list[StepOutcome | None] = [None] * n
-        for i, o in zip(stepping.tolist(), outcomes, strict=True):
-            all_outcomes[i] = o
-        infos = self._infos(np.arange(n), outcomes=all_outcomes)
+        all_outcomes = np.full(n, None, dtype=object)
+        all_outcomes[stepping] = outcomes
+        stepped = np.zeros(n, dtype=bool)
+        stepped[stepping] = True
+        infos = self._infos(np.arange(n), outcomes=(all_outcomes, stepped))
         ended = terminated | truncated
         if self.autoreset_mode == AutoresetMode.SAME_STEP and ended.any():
             finished = np.flatnonzero(ended)
             final_obs = np.full(n, None, dtype=object)
-            final_info = self._infos(finished, outcomes=all_outcomes)
+            final_info = self._infos(finished, outcomes=(all_outcomes, stepped))
             for i in finished.tolist():
                 final_obs[i] = self._obs[i].copy()
             self._swap(finished)
@@ -311,50 +321,50 @@ class ArrangementVecEnv(VectorEnv[NDArray[np.float32], NDArray[np.int64], NDArra
     ) -> list[StepOutcome]:
         """What the world recorded in these rows during the step (as ``outcome_from_chunks``), row by row."""
         n = 2 * self.num_envs
-        collected, cost, collection = np.zeros(n), np.zeros(n), np.zeros(n)
-        contacts, on_time, missed = np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n, np.int64)
-        completed, broken, referred = np.zeros(n, bool), np.zeros(n, bool), np.zeros(n, bool)
-        for event, r, cols in events:
-            # One append's sum per slot, added in the order of appends: the single env's arithmetic.
-            if event == EventType.PAYMENT:
-                collected += np.bincount(r, weights=np.broadcast_to(cols["amount_eur"], r.shape), minlength=n)
-            elif event == EventType.MESSAGE_SENT:
-                cost += np.bincount(r, weights=np.broadcast_to(cols["amount_eur"], r.shape), minlength=n)
-                contacts += np.bincount(r, minlength=n)
-            elif event == EventType.INSTALLMENT_PAID:
-                on_time += np.bincount(r[np.asarray(cols["deferral_days"]) <= 0], minlength=n)
-            elif event == EventType.INSTALLMENT_MISSED:
-                missed += np.bincount(r, minlength=n)
-            elif event == EventType.COMPLETED:
-                completed[r] = True
-            elif event == EventType.BROKEN:
-                broken[r] = True
+        parts: dict[str, list[tuple[NDArray[np.int64], Any]]] = {k: [] for k in ("pay", "sent", "broken")}
+        flags: dict[str, list[NDArray[np.int64]]] = {k: [] for k in ("on_time", "missed", "completed", "referred")}
+        brk: list[NDArray[np.int64]] = []
+        for event, r, cols in events:  # gathered by kind; summed below in one go per kind
+            if event is _PAYMENT:
+                parts["pay"].append((r, cols["amount_eur"]))
+            elif event is _SENT:
+                parts["sent"].append((r, cols["amount_eur"]))
+            elif event is _PAID:
+                flags["on_time"].append(r[np.asarray(cols["deferral_days"]) <= 0])
+            elif event is _MISSED:
+                flags["missed"].append(r)
+            elif event is _COMPLETED:
+                flags["completed"].append(r)
+            elif event is _BROKEN:
+                brk.append(r)
                 if "collection_costs_eur" in cols:
-                    w = np.broadcast_to(cols["collection_costs_eur"], r.shape)
-                    collection += np.bincount(r, weights=w, minlength=n)
-            elif event == EventType.REFERRED:
-                referred[r] = True
-        breakdown = self.config.arrangements.breakdown_cost_eur
-        return [
-            StepOutcome(
-                float(collected[i]),
-                float(cost[i]),
-                int(contacts[i]),
-                bool(completed[i]),
-                bool(broken[i]),
-                bool(referred[i]),
-                float(collection[i]),
-                int(on_time[i]),
-                int(missed[i]),
-                breakdown,
-                float(days[k]),
-                float(balance[k]),
-            )
-            for k, i in enumerate(rows.tolist())
+                    parts["broken"].append((r, cols["collection_costs_eur"]))
+            elif event is _REFERRED:
+                flags["referred"].append(r)
+        collected, cost, collection = (_sum_by_append(parts[k], n) for k in ("pay", "sent", "broken"))
+        contacts = np.bincount(np.concatenate([r for r, _ in parts["sent"]] or [_NONE]), minlength=n)
+        on_time, missed = (np.bincount(np.concatenate(flags[k] or [_NONE]), minlength=n) for k in ("on_time", "missed"))
+        completed, broken, referred = (
+            np.bincount(np.concatenate(v or [_NONE]), minlength=n) > 0
+            for v in (flags["completed"], brk, flags["referred"])
+        )
+        # Python scalars column by column (``tolist``), then one outcome per row: the fields in declaration order.
+        columns = [
+            column[rows].tolist()
+            for column in (collected, cost, contacts, completed, broken, referred, collection, on_time, missed)
         ]
+        breakdown = itertools.repeat(self.config.arrangements.breakdown_cost_eur, len(rows))
+        days_, balance_ = np.asarray(days, dtype=np.float64).tolist(), np.asarray(balance, dtype=np.float64).tolist()
+        return list(map(StepOutcome, *columns, breakdown, days_, balance_))
 
-    def _infos(self, slots: NDArray[np.int64], outcomes: list[StepOutcome | None] | None) -> dict[str, Any]:
-        """The infos of these slots, stacked as ``SyncVectorEnv`` stacks ``Arrangement-v0``'s."""
+    def _infos(
+        self, slots: NDArray[np.int64], outcomes: tuple[NDArray[np.object_], NDArray[np.bool_]] | None
+    ) -> dict[str, Any]:
+        """The infos of these slots, stacked as ``SyncVectorEnv`` stacks ``Arrangement-v0``'s.
+
+        ``outcomes``: after a step, each slot's :class:`StepOutcome` (``None`` where it did not step) and which
+        slots stepped.
+        """
         w, n = self.world, self.num_envs
         rows = self._row[slots]
         day = self._day[slots]
@@ -386,10 +396,9 @@ class ArrangementVecEnv(VectorEnv[NDArray[np.float32], NDArray[np.int64], NDArra
         }
         info.update({f"_{k}": present.copy() for k in list(info)})
         if outcomes is not None:
-            stepped = np.array([outcomes[i] is not None for i in range(n)]) & present
+            stepped = outcomes[1] & present
             out = np.full(n, None, dtype=object)
-            for i in np.flatnonzero(stepped).tolist():
-                out[i] = outcomes[i]
+            out[stepped] = outcomes[0][stepped]
             if stepped.any():
                 info["outcome"], info["_outcome"] = out, stepped
         return info
@@ -407,3 +416,17 @@ class ArrangementVecEnv(VectorEnv[NDArray[np.float32], NDArray[np.int64], NDArra
             infos["outcome"][slots] = None
             infos["_outcome"][slots] = False
         return infos
+
+
+def _sum_by_append(parts: list[tuple[NDArray[np.int64], Any]], n: int) -> NDArray[np.float64]:
+    """Per row (``< n``), the amounts of these appends (rows, amounts): each append's sum per row, then those
+    sums added in the order of the appends, from 0.0 (the single env's arithmetic, bit for bit)."""
+    if not parts:
+        return np.zeros(n)
+    rows = np.concatenate([r for r, _ in parts])
+    amounts = np.concatenate([np.broadcast_to(np.asarray(a, dtype=np.float64), r.shape) for r, a in parts])
+    append = np.repeat(np.arange(len(parts), dtype=np.int64), [len(r) for r, _ in parts])
+    # One key per (append, row), ascending in append order; bincount adds in input order within each key.
+    keys, which = np.unique(append * n + rows, return_inverse=True)
+    sums = np.bincount(which, weights=amounts)
+    return np.asarray(np.bincount(keys % n, weights=sums, minlength=n), dtype=np.float64)

@@ -10,8 +10,9 @@ What differs is only the clock:
   call of each day method over the rows, whatever their local days). A row that reaches a decision point
   freezes there (its clock stops) until its decision is submitted; the others go on.
 * **Events within a day** (messages sent, delivered, noticed, opened; calls connected; letters posted) are
-  kept per row on the row's local time, in SimPy's order (time, then creation), exactly as the
-  one-arrangement world's SimPy environment holds them. The day process is not a SimPy process here: the
+  kept on each row's local time, in SimPy's order (time, then creation), exactly as the one-arrangement
+  world's SimPy environment holds them: one queue of columns for all rows (:class:`_EventQueue`, one entry per
+  message of an event). The day process is not a SimPy process here: the
   world emulates its timeouts (morning at ``d``, evening at ``d + 1 - 1e-6``) with the same float arithmetic,
   and runs a row's pending events up to each of those moments in that order (the emulated timeout takes its
   place in the creation order at the moment the day process would have created it). The events of many rows
@@ -26,8 +27,6 @@ Only what the Gymnasium adapter needs is kept per step: the events that make up 
 
 from __future__ import annotations
 
-import heapq
-import itertools
 from collections.abc import Callable
 from dataclasses import fields
 from typing import Any
@@ -124,11 +123,9 @@ class VectorWorld(World):
         self.clock = np.zeros(n)  # each row's emulated day-process time (morning or evening of its local day)
         self.phase = np.full(n, Phase.DONE, dtype=np.int8)
         self._next_event = np.full(n, np.inf)  # time of each row's next pending event (inf: none)
-        # Each row's pending events, a heap of (time, creation number, messages, action): SimPy's order for
-        # timeouts (time, then creation), kept per row; and each row's "now" while its events run.
-        self._queues: list[list[tuple[float, int, NDArray[np.int64], Action]]] = [[] for _ in range(n)]
-        self._now = [0.0] * n
-        self._created = itertools.count()
+        # The pending events of all rows, and each row's "now" while its events run.
+        self._queue = _EventQueue()
+        self._now = np.zeros(n)
         self._in_events = False
         self._compact_at = _COMPACT_MIN
         self._apply_rows = np.zeros(0, dtype=np.int64)
@@ -185,17 +182,17 @@ class VectorWorld(World):
         self.clock[rows] = 0.0
         self.phase[rows] = Phase.RUNNING
         self._next_event[rows] = np.inf
-        for r in rows.tolist():  # events of the rows' previous arrangements are dropped with them
-            self._queues[r] = []
-            self._now[r] = 0.0
+        self._now[rows] = 0.0
+        gone = np.zeros(self.n, dtype=bool)
+        gone[rows] = True
+        self._queue.drop_rows(gone)  # events of the rows' previous arrangements are dropped with them
         if self.msgs.n >= self._compact_at:
             self._compact_messages()
 
     def _compact_messages(self) -> None:
         """Forget the messages no pending event or cancellation can reach (the store would grow forever)."""
         m = self.msgs
-        parts = [self._pending_pool, *(mids for queue in self._queues for _, _, mids, _ in queue)]
-        live = np.unique(np.concatenate(parts))
+        live = np.unique(np.concatenate([self._pending_pool, self._queue.messages()]))
         new_id = np.full(m.n, -1, dtype=np.int64)
         new_id[live] = np.arange(len(live))
         for name in ("debtor", "channel", "kind", "installment", "decision", "hour", "state"):
@@ -203,8 +200,7 @@ class VectorWorld(World):
             column[: len(live)] = column[live]
         m.n = len(live)
         self._pending_pool = new_id[self._pending_pool]
-        for queue in self._queues:  # the same order: only the message numbers change
-            queue[:] = [(when, made, new_id[mids], action) for when, made, mids, action in queue]
+        self._queue.renumber(new_id)  # the same order: only the message numbers change
         self._compact_at = max(_COMPACT_MIN, 4 * len(live))
 
     # ======================================================================================================
@@ -385,32 +381,54 @@ class VectorWorld(World):
         due = self._next_event[rows] <= until
         if not due.any():
             return
+        rows, until = rows[due], until[due]
+        q = self._queue
+        bound_made = q.new_numbers(1)  # the day process's timeout is created now
+        bound = np.full(self.n, -np.inf)
+        bound[rows] = until
+        # Rows in a round go in the order given (so do their messages in each call), as the heaps did.
+        rank = np.zeros(self.n, dtype=np.int64)
+        rank[rows] = np.arange(len(rows))
+        active = np.zeros(self.n, dtype=bool)
+        active[rows] = True
+        left = len(rows)
         self._in_events = True
         try:
-            todo = [
-                (r, self._queues[r], (t, next(self._created)))
-                for r, t in zip(rows[due].tolist(), until[due].tolist(), strict=True)
-            ]
-            while todo:
-                calls: dict[Action, list[tuple[NDArray[np.int64], float]]] = {}
-                left = []
-                for item in todo:
-                    r, queue, bound = item
-                    if not queue or queue[0][:2] >= bound:
-                        self._now[r] = bound[0]  # the day process resumes at its own moment
-                        self._next_event[r] = queue[0][0] if queue else np.inf
-                        continue
-                    when, _, mids, action = heapq.heappop(queue)
-                    self._now[r] = when
-                    calls.setdefault(action, []).append((mids, when))
-                    left.append(item)
-                for action, parts in calls.items():
-                    if len(parts) == 1:
-                        action(parts[0][0], np.full(len(parts[0][0]), parts[0][1]))
-                    else:
-                        mids = np.concatenate([m for m, _ in parts])
-                        action(mids, np.concatenate([np.full(len(m), when) for m, when in parts]))
-                todo = left
+            while left:
+                heads = q.heads(active, rank)
+                if heads is None:  # no active row has an event left
+                    done = np.flatnonzero(active)
+                    self._now[done] = bound[done]
+                    self._next_event[done] = np.inf
+                    break
+                hrow, htime, hmade, entries, group = heads
+                limit = bound[hrow]
+                ready = (htime < limit) | ((htime == limit) & (hmade < bound_made))
+                # Rows done: no event left, or the next one comes after the bound (the day process resumes).
+                finished = hrow[~ready]
+                self._next_event[finished] = htime[~ready]
+                active[finished] = False
+                empty = active.copy()
+                empty[hrow] = False
+                done = np.flatnonzero(empty)
+                self._next_event[done] = np.inf
+                active[done] = False
+                stopped = np.concatenate([finished, done])
+                self._now[stopped] = bound[stopped]
+                left -= len(stopped)
+                if not ready.any():
+                    break
+                # Each ready row runs its next event: the entries with its head's time and creation number.
+                take = ready[group] & (q.time[entries] == htime[group]) & (q.made[entries] == hmade[group])
+                chosen = entries[take]
+                mids, times, kinds = q.mid[chosen], q.time[chosen], q.kind[chosen]
+                q.remove(chosen)
+                self._now[hrow[ready]] = htime[ready]
+                first_kinds = kinds[np.r_[True, group[take][1:] != group[take][:-1]]]
+                _, at = np.unique(first_kinds, return_index=True)
+                for kind in first_kinds[np.sort(at)].tolist():  # actions in order of their first row
+                    mine = kinds == kind
+                    q.actions[kind](mids[mine], times[mine])
         finally:
             self._in_events = False
 
@@ -438,19 +456,127 @@ class VectorWorld(World):
 
     def _at(self, t: float, action: Action, mids: NDArray[np.int64]) -> None:
         """Call ``action(mids, t)`` at local time ``t`` of each message's row (one event per row)."""
+        self._at_each(np.full(len(mids), t), action, mids)
+
+    def _at_each(self, times: NDArray[np.float64], action: Action, mids: NDArray[np.int64]) -> None:
+        """Call ``action`` on each message at local time ``times[i]`` of its row: one event per row and distinct
+        time, created in increasing order of time (as :meth:`World._at_each` creates them)."""
+        if not len(mids):
+            return
         rows = self.msgs.debtor[mids]
-        first = int(rows[0]) if len(rows) else 0
-        each = [first] if len(rows) and (rows == first).all() else np.unique(rows).tolist()
-        for r in each:
-            # Decisions are applied at the row's morning; events are created at the time of the event running.
-            now = self._now[r] if self._in_events else float(self.clock[r])
-            when = now + max(0.0, t - now)  # SimPy's arithmetic for a timeout
-            heapq.heappush(
-                self._queues[r], (when, next(self._created), mids if len(each) == 1 else mids[rows == r], action)
-            )
-            if not self._in_events:  # (a row's events in progress update this when they are done)
-                self._next_event[r] = self._queues[r][0][0]
+        # Decisions are applied at the row's morning; events are created at the time of the event running.
+        now = self._now[rows] if self._in_events else self.clock[rows]
+        when = now + np.maximum(0.0, times - now)  # SimPy's arithmetic for a timeout
+        distinct, which = np.unique(times, return_inverse=True)
+        made = self._queue.new_numbers(len(distinct)) + which
+        self._queue.push(when, made, rows, mids, action)
+        if not self._in_events:  # (a row's events in progress update this when they are done)
+            np.minimum.at(self._next_event, rows, when)
 
     def _log(self, event: EventType, t: float | NDArray[np.float64], rows: NDArray[np.int64], **columns: Any) -> None:
         if event in OUTCOME_EVENTS and len(rows):
             self.outcome_events.append((event, np.asarray(rows), columns))
+
+
+class _EventQueue:
+    """Pending events of all rows as columns, one entry per message of an event.
+
+    An event is the entries of one row with the same time and creation number; a row's events run in SimPy's
+    order (time, then creation), and an event's messages in the order they were scheduled. New entries are
+    buffered and joined to the columns when the queue is next read (scheduling costs a list append).
+    """
+
+    def __init__(self) -> None:
+        self.time = np.zeros(0)
+        self.made = np.zeros(0, dtype=np.int64)
+        self.row = np.zeros(0, dtype=np.int64)
+        self.mid = np.zeros(0, dtype=np.int64)
+        self.kind = np.zeros(0, dtype=np.int64)
+        #: The actions, indexed by :attr:`kind`.
+        self.actions: list[Action] = []
+        self._kind_of: dict[Action, int] = {}
+        self._made = 0
+        self._new: list[tuple[NDArray[np.float64], NDArray[np.int64], NDArray[np.int64], NDArray[np.int64], int]] = []
+
+    def new_numbers(self, k: int) -> int:
+        """Reserve ``k`` consecutive creation numbers; returns the first."""
+        first = self._made
+        self._made += k
+        return first
+
+    def push(
+        self,
+        when: NDArray[np.float64],
+        made: NDArray[np.int64],
+        rows: NDArray[np.int64],
+        mids: NDArray[np.int64],
+        action: Action,
+    ) -> None:
+        """Schedule ``action`` on each message ``mids[i]`` of row ``rows[i]`` at ``when[i]``."""
+        kind = self._kind_of.get(action)
+        if kind is None:
+            kind = self._kind_of[action] = len(self.actions)
+            self.actions.append(action)
+        self._new.append((when, made, rows, mids, kind))
+
+    def _join(self) -> None:
+        if not self._new:
+            return
+        new, self._new = self._new, []
+        self.time = np.concatenate([self.time, *(p[0] for p in new)])
+        self.made = np.concatenate([self.made, *(p[1] for p in new)])
+        self.row = np.concatenate([self.row, *(p[2] for p in new)])
+        self.mid = np.concatenate([self.mid, *(p[3] for p in new)])
+        kinds = np.repeat([p[4] for p in new], [len(p[3]) for p in new])
+        self.kind = np.concatenate([self.kind, kinds.astype(np.int64)])
+
+    def heads(
+        self, active: NDArray[np.bool_], rank: NDArray[np.int64]
+    ) -> tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]] | None:
+        """The next event of each ``active`` row that has one, rows ordered by ``rank``.
+
+        Returns:
+            ``None`` when no active row has an event, else ``(rows, times, creation numbers, entries, group)``:
+            per row its next event's time and creation number; ``entries`` the positions of all the active
+            rows' entries, sorted by (rank, time, creation, scheduling order); ``group[i]`` the index of the
+            row of ``entries[i]`` in ``rows``.
+        """
+        self._join()
+        entries = np.flatnonzero(active[self.row])
+        if not len(entries):
+            return None
+        rank_of = rank[self.row[entries]]
+        # A stable sort keeps the scheduling order among an event's messages.
+        entries = entries[np.lexsort((self.made[entries], self.time[entries], rank_of))]
+        rows = self.row[entries]
+        head = np.empty(len(entries), dtype=bool)
+        head[0] = True
+        np.not_equal(rows[1:], rows[:-1], out=head[1:])
+        group = np.cumsum(head) - 1
+        first = entries[head]
+        return self.row[first], self.time[first], self.made[first], entries, group
+
+    def remove(self, positions: NDArray[np.int64]) -> None:
+        """Forget the entries at these positions (their events ran)."""
+        keep = np.ones(len(self.time), dtype=bool)
+        keep[positions] = False
+        self._keep(keep)
+
+    def drop_rows(self, gone: NDArray[np.bool_]) -> None:
+        """Forget every event of the rows marked in ``gone``."""
+        self._join()
+        self._keep(~gone[self.row])
+
+    def _keep(self, keep: NDArray[np.bool_]) -> None:
+        self.time, self.made, self.row = self.time[keep], self.made[keep], self.row[keep]
+        self.mid, self.kind = self.mid[keep], self.kind[keep]
+
+    def messages(self) -> NDArray[np.int64]:
+        """The messages of all pending events."""
+        self._join()
+        return self.mid
+
+    def renumber(self, new_id: NDArray[np.int64]) -> None:
+        """Renumber the messages (``new_id[old]``), after the message store was compacted."""
+        self._join()
+        self.mid = new_id[self.mid]

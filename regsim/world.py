@@ -604,8 +604,7 @@ class World:
             h.add_contacts(ids[rows], send_time[rows])
             self._pending_pool = np.concatenate([self._pending_pool, mids])
             times = send_time[rows]
-            for t in np.unique(times):
-                self._at(float(t), self._send, mids[times == t])
+            self._at_each(times, self._send, mids)
         return decision_ids
 
     def _log(self, event: EventType, t: float | NDArray[np.float64], rows: NDArray[np.int64], **columns: Any) -> None:
@@ -631,6 +630,14 @@ class World:
         """Call ``action(mids, t)`` at simulation time ``t`` (one SimPy timeout for the whole group)."""
         event = self.env.timeout(max(0.0, t - self.env.now), value=mids)
         event.callbacks.append(lambda e: action(e.value, float(self.env.now)))
+
+    def _at_each(
+        self, times: NDArray[np.float64], action: Callable[[NDArray[np.int64], Time], None], mids: NDArray[np.int64]
+    ) -> None:
+        """Call ``action`` on each message at its own time ``times[i]``: one :meth:`_at` per distinct time, in
+        increasing order of time (the order in which their events are created)."""
+        for t in np.unique(times):
+            self._at(float(t), action, mids[times == t])
 
     # ======================================================================================================
     # Messages
@@ -737,9 +744,7 @@ class World:
                 when = self.dedicated.post_times(now)
             else:
                 when = self.dedicated.call_times(now, collector=channel == _COLLECTOR)
-            group = mids[chosen]
-            for w in np.unique(when):
-                self._at(float(w), action, group[when == w])
+            self._at_each(when, action, mids[chosen])
 
     def _post_wanted(self, mids: NDArray[np.int64], t: Time) -> None:
         ok = self._still_wanted(mids, t)
@@ -771,8 +776,7 @@ class World:
         u = self.streams.uniform(Purpose.DELIVERY_DELAY, self.gid[debtors], _whole_day(t), key)
         delay = letter.delay_days_min + np.floor(u * (letter.delay_days_max - letter.delay_days_min + 1))
         arrive = np.floor(t) + delay + _LETTER_READ_HOUR / 24.0
-        for when in np.unique(arrive):
-            self._at(float(when), self._deliver, mids[arrive == when])
+        self._at_each(arrive, self._deliver, mids)
 
     def _connect(self, mids: NDArray[np.int64], t: Time) -> None:
         """Calls connect: they are made (and cost) whether or not the debtor answers."""
@@ -806,8 +810,7 @@ class World:
             o = np.flatnonzero(opened)
             # The signal arrives when the message is read (a false open: within the hour), on the hour.
             open_time = np.ceil(np.where(noticed[o], when[o], at(t, o) + 1.0 / 24.0) * 24.0) / 24.0
-            for w in np.unique(open_time):
-                self._at(float(w), self._opened, mids[o][open_time == w])
+            self._at_each(open_time, self._opened, mids[o])
         self.state.noticed_messages[debtors[noticed]] += 1
         now_rows = noticed & (delay <= 0)
         if now_rows.any():
@@ -815,9 +818,7 @@ class World:
         later = noticed & (delay > 0)
         if later.any():
             rounded = np.ceil(when[later] * 24.0) / 24.0
-            group_ids = mids[later]
-            for w in np.unique(rounded):
-                self._at(float(w), self._noticed, group_ids[rounded == w])
+            self._at_each(rounded, self._noticed, mids[later])
 
     def _opened(self, mids: NDArray[np.int64], t: Time) -> None:
         """An 'opened' signal reaches the creditor (observable; noisy for email, F6)."""

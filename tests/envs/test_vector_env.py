@@ -291,3 +291,40 @@ def test_skipping_quiet_days_changes_nothing(monkeypatch: pytest.MonkeyPatch) ->
     np.testing.assert_array_equal(fast.world.clock, slow.world.clock)
     np.testing.assert_array_equal(fast.world.local_day, slow.world.local_day)
     assert skipped[0] > 10 * n  # most days between decision points are quiet
+
+
+def test_sums_by_append_match_the_single_envs_running_sums() -> None:
+    from envs.vector import _sum_by_append
+
+    rng = np.random.default_rng(3)
+    n = 7
+    parts = [(rng.integers(0, n, size=k), rng.lognormal(3.0, 2.0, size=k)) for k in rng.integers(1, 6, size=60)]
+    parts.append((np.array([2, 2, 5]), 1.5))  # a scalar amount, broadcast over its rows
+    expected = np.zeros(n)
+    for r, a in parts:  # the per-append arithmetic the vector env reproduces
+        expected += np.bincount(r, weights=np.broadcast_to(a, r.shape), minlength=n)
+    np.testing.assert_array_equal(_sum_by_append(parts, n), expected)
+    np.testing.assert_array_equal(_sum_by_append([], n), np.zeros(n))
+
+
+def test_event_queue_pops_each_rows_events_by_time_then_creation() -> None:
+    from regsim.vector_world import _EventQueue
+
+    calls: list[tuple[str, list[int]]] = []
+    q = _EventQueue()
+
+    def a(m: Any, t: Any) -> None:
+        calls.append(("a", m.tolist()))
+
+    q.push(np.array([2.0, 1.0, 2.0]), np.full(3, q.new_numbers(1)), np.array([0, 0, 1]), np.array([10, 11, 12]), a)
+    q.push(np.array([1.0, 1.0]), np.full(2, q.new_numbers(1)), np.array([0, 0]), np.array([13, 14]), a)
+    active = np.ones(2, dtype=bool)
+    order = []
+    while (heads := q.heads(active, np.array([1, 0]))) is not None:
+        rows, times, made, entries, group = heads
+        first = rows[0], times[0], made[0]
+        take = (group == 0) & (q.time[entries] == first[1]) & (q.made[entries] == first[2])
+        order.append((int(first[0]), q.mid[entries[take]].tolist()))
+        q.remove(entries[take])
+    # Row 1 ranks first; row 0: time 1.0 (created first: 11; then 13, 14 as scheduled), then time 2.0.
+    assert order == [(1, [12]), (0, [11]), (0, [13, 14]), (0, [10])]
