@@ -41,14 +41,15 @@ from regsim.replay import LogReplay
 from serving import db, schemas
 from serving.auth import require_token
 from serving.cache import ReplayCache
-from serving.idempotency import IdempotencyConflictError, request_hash
-from serving.lease import LeaseLostError, WriterLease
+from serving.errors import HANDLED, error_response
+from serving.fastpath import DecisionFastPath
+from serving.lease import WriterLease
 from serving.metrics import Metrics
 from serving.online import OnlineLearner, is_online
 from serving.policies import PolicyRunner, load
-from serving.service import ConflictError, DecisionService, InvalidFieldError, NotFoundError
+from serving.service import DecisionService
 from serving.settings import ServerSettings
-from serving.writer import OpKind, WriteOp, Writer
+from serving.writer import OpKind, Writer
 
 __all__ = ["app_from_env", "create_app"]
 
@@ -214,11 +215,7 @@ def _state(request: Request) -> _State:
 
 async def _write(request: Request, kind: OpKind, key: str | None, body: BaseModel) -> Response:
     """Queue a POST's effect for the writer (with its idempotency key); answer once its group has committed."""
-    digest, path = "", request.scope["path"]
-    if key is not None:
-        digest = request_hash(request.method, path, body.model_dump(mode="json"))
-    op = WriteOp(kind, body, key, request.method, path, digest)
-    outcome = await _state(request).writer.submit(op)
+    outcome = await _state(request).writer.write(kind, body, key, request.method, request.scope["path"])
     # The transaction has committed here: only now is the answer sent.
     return Response(outcome.body, outcome.status_code, media_type="application/json")
 
@@ -379,26 +376,13 @@ def create_app(settings: ServerSettings) -> FastAPI:
         page = page.replace("url: '/openapi.json'", f"spec: {json.dumps(app.openapi())}")
         return HTMLResponse(page)
 
-    @app.exception_handler(NotFoundError)
-    async def not_found(_: Request, exc: NotFoundError) -> JSONResponse:
-        return JSONResponse({"detail": exc.detail}, status_code=404)
+    async def refused(_: Request, exc: Exception) -> JSONResponse:
+        response = error_response(exc)
+        assert response is not None, f"no answer for {type(exc).__name__}"
+        return response
 
-    @app.exception_handler(ConflictError)
-    async def conflict(_: Request, exc: ConflictError) -> JSONResponse:
-        return JSONResponse({"detail": exc.detail}, status_code=409)
-
-    @app.exception_handler(IdempotencyConflictError)
-    async def key_conflict(_: Request, exc: IdempotencyConflictError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=409)
-
-    @app.exception_handler(LeaseLostError)
-    async def lease_lost(_: Request, exc: LeaseLostError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=503)
-
-    @app.exception_handler(InvalidFieldError)
-    async def invalid(request: Request, exc: InvalidFieldError) -> JSONResponse:
-        error = {"type": "value_error", "loc": list(exc.loc), "msg": exc.detail, "input": exc.value}
-        return JSONResponse({"detail": [error]}, status_code=422)
+    for handled in HANDLED:
+        app.add_exception_handler(handled, refused)
 
     @app.exception_handler(RequestValidationError)
     async def validation(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -416,6 +400,12 @@ def create_app(settings: ServerSettings) -> FastAPI:
             )
         return JSONResponse({"detail": errors}, status_code=422)
 
+    # Innermost: the fast path answers POST /v1/decisions behind the body limit and inside the request metrics.
+    app.add_middleware(
+        DecisionFastPath,
+        tokens=settings.tokens,
+        writer=lambda: getattr(getattr(app.state, "regsim", None), "writer", None),
+    )
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(RequestMetrics, metrics=lambda: getattr(getattr(app.state, "regsim", None), "metrics", None))
     return app

@@ -31,7 +31,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from serving import schemas
 from serving.cache import ReplayCache, Workspace
-from serving.idempotency import IdempotencyConflictError, StoredResponse, lookup_many, remember
+from serving.idempotency import IdempotencyConflictError, StoredResponse, lookup_many, remember, request_hash
 from serving.lease import LeaseLostError, WriterLease
 from serving.metrics import Metrics
 from serving.service import DecisionService, ServiceError
@@ -126,6 +126,11 @@ class Writer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         self._thread.shutdown(wait=True)
+
+    async def write(self, kind: OpKind, body: BaseModel, key: str | None, method: str, path: str) -> Outcome:
+        """Queue a validated POST (with its ``Idempotency-Key``, hashed here); its answer once committed."""
+        digest = request_hash(method, path, body.model_dump(mode="json")) if key is not None else ""
+        return await self.submit(WriteOp(kind, body, key, method, path, digest))
 
     async def submit(self, op: WriteOp) -> Outcome:
         """Queue a request; return its answer once its transaction has committed (or raise its error)."""

@@ -100,6 +100,7 @@ def test_auth_refuses_missing_and_wrong_tokens(store_url: str, headers: dict[str
             ("get", "/metrics"),
             ("get", "/openapi.json"),
             ("post", "/v1/events"),
+            ("post", "/v1/decisions"),  # the fast path's route: it hands refusals to the framework
         ]:
             r = getattr(client, method)(path, headers=headers, **({"json": {}} if method == "post" else {}))
             assert r.status_code == 401, (path, r.status_code)
@@ -107,6 +108,53 @@ def test_auth_refuses_missing_and_wrong_tokens(store_url: str, headers: dict[str
         assert client.get("/healthz").status_code == 200
         assert client.get("/readyz").json()["status"] == "ready"
         assert client.get("/openapi.json", headers=AUTH).status_code == 200
+
+
+# -- the fast path of POST /v1/decisions ---------------------------------------------------------------------
+def test_the_decision_fast_path_answers_as_the_framework_does(api: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same requests, answered by the fast path and by the FastAPI route (a ``+json`` type skips the fast
+    path), give the same status and body (ids aside), and the fast path did answer the first ones."""
+    import serving.fastpath
+
+    seen: list[bytes] = []
+    validated = serving.fastpath._validated
+    monkeypatch.setattr(serving.fastpath, "_validated", lambda raw: seen.append(raw) or validated(raw))
+    for aid in (7, 8):
+        assert api.post("/v1/arrangements", json={**PLAN, "arrangement_id": aid}).status_code == 201
+
+    def both(ask: dict[str, Any], aid: int = 7, other: int = 8) -> tuple[Any, Any]:
+        fast_headers = {"Content-Type": "application/json"}
+        fast = api.post("/v1/decisions", content=json.dumps({**ask, "arrangement_id": aid}), headers=fast_headers)
+        slow_headers = {"Content-Type": "application/vnd.regsim+json"}
+        slow = api.post("/v1/decisions", content=json.dumps({**ask, "arrangement_id": other}), headers=slow_headers)
+        assert fast.status_code == slow.status_code, (fast.text, slow.text)
+        assert fast.headers["content-type"] == slow.headers["content-type"] == "application/json"
+        return fast.json(), slow.json()
+
+    n = len(seen)
+    fast, slow = both({"kind": "plan_created", "time": 0.0})
+    assert len(seen) == n + 1  # the first went through the fast path, the second did not
+    ids = ("decision_id", "arrangement_id", "message_id")
+    assert {k: v for k, v in fast.items() if k not in ids} == {k: v for k, v in slow.items() if k not in ids}
+    # Refusals: the service's (404, 409, 422 naming the field) and the framework's own (422 on validation).
+    for ask, status in [
+        ({"kind": "pre_due", "time": 5.0, "installment": 9}, 422),
+        ({"kind": "plan_created", "time": 6.0}, 409),
+        ({"kind": "lunch", "time": 6.0}, 422),
+    ]:
+        fast, slow = both(ask)
+        assert fast == {**slow, **({"detail": fast["detail"]} if status == 409 else {})}, (fast, slow)
+        assert api.post("/v1/decisions", json={**ask, "arrangement_id": 7}).status_code == status
+    fast, slow = both({"kind": "pre_due", "time": 6.0}, aid=99, other=99)
+    assert fast == slow and "99" in fast["detail"]
+    # Off the fast path: a body without a content type, a malformed key, a repeated key header.
+    body = json.dumps({"arrangement_id": 7, "kind": "pre_due", "time": 7.0})
+    r = api.post("/v1/decisions", content=body, headers={"Content-Type": ""})
+    assert r.status_code == 422
+    headers = {"Content-Type": "application/json", "Idempotency-Key": "a b"}
+    assert api.post("/v1/decisions", content=body, headers=headers).status_code == 422
+    # Request metrics count the fast path's answers under the route's template.
+    assert 'method="POST",route="/v1/decisions",status="200"' in api.get("/metrics").text
 
 
 # -- limits and validation -----------------------------------------------------------------------------------
