@@ -42,7 +42,7 @@ from serving import db, schemas
 from serving.auth import require_token
 from serving.cache import ReplayCache
 from serving.errors import HANDLED, error_response
-from serving.fastpath import DecisionFastPath
+from serving.fastpath import DecisionFastPath, replay_body
 from serving.lease import WriterLease
 from serving.metrics import Metrics
 from serving.online import OnlineLearner, is_online
@@ -121,17 +121,7 @@ class BodyLimit:
                 return
             chunks.append(chunk)
             more = message.get("more_body", False)
-        body = b"".join(chunks)
-        sent = False
-
-        async def replay() -> Message:
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replay_body(b"".join(chunks), receive), send)
 
 
 class RequestMetrics:

@@ -33,7 +33,7 @@ from serving.auth import token_matches
 from serving.errors import error_response
 from serving.writer import Writer
 
-__all__ = ["DecisionFastPath", "FastPathRoute"]
+__all__ = ["DecisionFastPath", "FastPathRoute", "replay_body"]
 
 _PATH = "/v1/decisions"
 #: The ``Idempotency-Key`` header's constraints, as the route declares them (1..255 visible ASCII characters).
@@ -89,7 +89,7 @@ class DecisionFastPath:
         raw = b"".join(chunks)
         body = _validated(raw)
         if body is None:
-            await self.app(scope, _replay(raw, receive), send)
+            await self.app(scope, replay_body(raw, receive), send)
             return
         scope["route"] = _ROUTE
         try:
@@ -149,7 +149,7 @@ def _validated(raw: bytes) -> schemas.DecisionIn | None:
         return None
 
 
-def _replay(body: bytes, receive: Receive) -> Receive:
+def replay_body(body: bytes, receive: Receive) -> Receive:
     """A ``receive`` that hands over the body read already, then defers to the real one."""
     sent = False
 

@@ -27,11 +27,12 @@ import os
 import pwd
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
 from types import TracebackType
+
+from benchmarks.server_process import free_port
 
 __all__ = ["PostgresServer", "PostgresServerError", "find_bin_dir", "postgres_available"]
 
@@ -94,13 +95,6 @@ def postgres_available() -> str | None:
     except ImportError:
         return "the psycopg driver is not installed (pip install 'psycopg[binary]')"
     return None
-
-
-def _free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free now (the OS picks it; a race with another process is retried)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class PostgresServer:
@@ -227,7 +221,7 @@ class PostgresServer:
                 timeout=120,
             )
             for _ in range(attempts):
-                self.port = _free_port()
+                self.port = free_port()
                 options = [f"-p {self.port}", f"-k {self.socket_dir}"]
                 options += [f"-c {name}={value}" for name, value in self.settings.items()]
                 try:
