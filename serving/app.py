@@ -191,7 +191,15 @@ class _State:
         self.service = DecisionService(self.config, self.runner, self.metrics, self.online, settings.max_batch)
         self.cache = ReplayCache(self.config)
         self.lease = WriterLease(self.engine)
-        self.writer = Writer(self.engine, self.service, self.cache, self.lease, self.metrics)
+        self.writer = Writer(
+            self.engine,
+            self.service,
+            self.cache,
+            self.lease,
+            self.metrics,
+            linger_rounds=settings.group_linger_rounds,
+            linger_max_s=settings.group_linger_max_ms / 1000.0,
+        )
 
     def close(self) -> None:
         self.runner.close()

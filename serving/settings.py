@@ -47,6 +47,16 @@ class ServerSettings(BaseSettings):
     )
     max_body_bytes: int = Field(1_048_576, gt=0, description="Largest accepted request body (bytes, > 0).")
     max_batch: int = Field(10_000, gt=0, description="Most decision points in one batch request (> 0).")
+    group_linger_rounds: int = Field(
+        6,
+        ge=0,
+        description="Group commit: before taking the next group, the writer lets the event loop run until this "
+        "many rounds in a row queue no new request (0: take what is queued at once). Larger groups share one "
+        "transaction, context build and policy call; like PostgreSQL's commit_delay.",
+    )
+    group_linger_max_ms: float = Field(
+        2.0, ge=0, description="Longest a group waits for more requests (milliseconds, >= 0)."
+    )
     population: str = Field(
         str(DEFAULT_POPULATION),
         description="World config giving the rules, decision options and calendar (a YAML path); its rules "

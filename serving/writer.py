@@ -13,6 +13,16 @@ Isolation inside a group. A request the service refuses (404, 409, 422) is refus
 and the replayed state it touched is restored, so it does not affect the others. Any other failure rolls the
 transaction back and the group's requests are retried one transaction each, so a single bad request fails
 alone. The replay cache (:mod:`serving.cache`) takes the group's state only after the commit.
+
+Lingering. Much of a group's cost is fixed (the transaction, the lease check, one context build, one policy
+call, one insert per table), so larger groups mean fewer fixed costs per request. Closed-loop clients send
+their next request as soon as their answer arrives; taking the next group the moment the previous one commits
+would catch only the requests that happened to be parsed by then, and split the clients into two alternating
+halves. So, before taking a group, the writer lets the event loop run (read the sockets that are ready, run
+the handlers of the requests read) until ``linger_rounds`` rounds in a row queue nothing new, the group is full
+or ``linger_max_s`` has passed: the analogue of PostgreSQL's ``commit_delay``. Idle rounds cost a few
+microseconds each, so a lone request waits next to nothing; under load (benchmarks/bench_server.py, 32
+clients) groups grow from ~12 to ~22 requests and throughput by about a third.
 """
 
 from __future__ import annotations
@@ -93,6 +103,8 @@ class Writer:
         lease: This process's lease on the store.
         metrics: The app's metrics.
         max_group: Most decision points (a single request counts one) in one group.
+        linger_rounds: Rounds of the event loop without a new request before a group is taken (0: at once).
+        linger_max_s: Longest wait for more requests before a group is taken (seconds).
     """
 
     def __init__(
@@ -103,9 +115,12 @@ class Writer:
         lease: WriterLease,
         metrics: Metrics,
         max_group: int = 2_000,
+        linger_rounds: int = 0,
+        linger_max_s: float = 0.002,
     ) -> None:
         self.engine, self.service, self.cache, self.lease, self.metrics = engine, service, cache, lease, metrics
         self.max_group = max_group
+        self.linger_rounds, self.linger_max_s = linger_rounds, linger_max_s
         self._queue: collections.deque[WriteOp] = collections.deque()
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
@@ -147,6 +162,7 @@ class Writer:
             if not self._queue:
                 self._wake.clear()
                 await self._wake.wait()
+            await self._linger()
             group = self._take()
             self.metrics.write_group.observe(len(group))
             try:
@@ -162,6 +178,20 @@ class Writer:
                     op.future.set_exception(res)
                 else:
                     op.future.set_result(res)
+
+    async def _linger(self) -> None:
+        """Let the event loop queue the requests already on their way, then return (see the module doc)."""
+        if self.linger_rounds <= 0:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.linger_max_s
+        quiet, queued = 0, len(self._queue)
+        while quiet < self.linger_rounds and len(self._queue) < self.max_group and loop.time() < deadline:
+            await asyncio.sleep(0)  # one round of the event loop: ready sockets read, ready handlers run
+            if len(self._queue) == queued:
+                quiet += 1
+            else:
+                quiet, queued = 0, len(self._queue)
 
     def _take(self) -> list[WriteOp]:
         """The next group: queued requests in order, up to ``max_group`` points, no key twice."""

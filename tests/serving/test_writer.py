@@ -289,3 +289,68 @@ def test_a_refused_batch_in_a_group_is_undone(tmp_path: Path, first: int) -> Non
             rebuilt = st.cache.workspace(conn, [2]).replay
         for (owner_a, name), (owner_b, _) in zip(cached._state(), rebuilt._state(), strict=True):
             assert np.array_equal(getattr(owner_a, name), getattr(owner_b, name), equal_nan=True), name
+
+
+def _lingering_writer(rounds: int, max_s: float = 1.0, max_group: int = 2_000) -> Any:
+    from serving.writer import Writer
+
+    # _linger only looks at the queue and the event loop: the store, service and cache are not needed.
+    return Writer(None, None, None, None, None, max_group=max_group, linger_rounds=rounds, linger_max_s=max_s)  # type: ignore[arg-type]
+
+
+async def _arrive(writer: Any, after_rounds: int, aid: int) -> None:
+    """Queue a decision request after ``after_rounds`` rounds of the event loop (a request still being read)."""
+    import asyncio
+
+    for _ in range(after_rounds):
+        await asyncio.sleep(0)
+    writer._queue.append(WriteOp("decide", schemas.DecisionIn(arrangement_id=aid, kind="pre_due", time=3.0)))
+
+
+@pytest.mark.parametrize("rounds", [0, 3, 6])
+def test_the_writer_lingers_until_the_loop_queues_nothing_new(rounds: int) -> None:
+    import asyncio
+
+    async def scenario() -> list[int]:
+        writer = _lingering_writer(rounds)
+        # Requests on their way: each arrives 2 rounds after the one before; the last one after a pause of 5.
+        arrivals = [0, 2, 4, 6, 11]
+        tasks = [asyncio.create_task(_arrive(writer, r, aid)) for aid, r in enumerate(arrivals, start=1)]
+        await asyncio.sleep(0)  # the first request is queued: the writer wakes up
+        await writer._linger()
+        taken = [op.body.arrangement_id for op in writer._take()]
+        await asyncio.gather(*tasks)
+        return taken
+
+    taken = asyncio.run(scenario())
+    if rounds == 0:
+        assert taken == [1]  # no lingering: only what was queued
+    elif rounds == 3:
+        assert taken == [1, 2, 3, 4]  # gaps of 2 rounds are waited for, the pause of 5 is not
+    else:
+        assert taken == [1, 2, 3, 4, 5]
+
+
+def test_lingering_stops_when_the_group_is_full_or_the_time_is_up() -> None:
+    import asyncio
+    import time
+
+    async def stream(writer: Any, n: int) -> None:
+        for aid in range(2, n + 2):
+            await _arrive(writer, 1, aid)
+
+    async def scenario(max_s: float, max_group: int) -> tuple[int, float]:
+        writer = _lingering_writer(rounds=4, max_s=max_s, max_group=max_group)
+        await _arrive(writer, 0, 1)
+        feeder = asyncio.create_task(stream(writer, 100_000))
+        started = time.perf_counter()
+        await writer._linger()
+        waited = time.perf_counter() - started
+        size = len(writer._queue)
+        feeder.cancel()
+        return size, waited
+
+    size, _ = asyncio.run(scenario(max_s=60.0, max_group=50))
+    assert size == 50  # a full group is taken at once
+    size, waited = asyncio.run(scenario(max_s=0.05, max_group=10**9))
+    assert 1 < size < 100_000 and waited < 5.0  # a steady stream does not keep the group waiting
