@@ -264,6 +264,7 @@ def main() -> None:
         default=65_536,
         help="MaskablePPO steps of each vector-env training run (many per slot, so that the first reset is amortised)",
     )
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where to write the results (JSON)")
     args = parser.parse_args()
     rand = random_masked_steps(args.seconds)
     train = training_share(args.train_steps)
@@ -301,8 +302,9 @@ def main() -> None:
             f"{t['train_steps']:,.0f} steps  "
             f"{t['seconds']:>6.1f} s total, {t['env_seconds']:.1f} s in env = {t['env_share']:.0%}   target < 25%"
         )
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(
+    out: Path = args.out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(
         json.dumps(
             {
                 "random_masked": rand,
@@ -316,7 +318,7 @@ def main() -> None:
         )
         + "\n"
     )
-    print(f"wrote {RESULTS}")
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

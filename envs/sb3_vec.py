@@ -32,7 +32,8 @@ class ArrangementSB3VecEnv(VecEnv):
     """
 
     def __init__(self, num_envs: int = 16, **kwargs: Any) -> None:
-        self.venv = ArrangementVecEnv(num_envs, autoreset_mode=AutoresetMode.SAME_STEP, **kwargs)
+        # SB3 reads only the final observations from a step's info: the vector env builds nothing else.
+        self.venv = ArrangementVecEnv(num_envs, autoreset_mode=AutoresetMode.SAME_STEP, full_info=False, **kwargs)
         super().__init__(num_envs, self.venv.single_observation_space, self.venv.single_action_space)
         self._actions: NDArray[np.int64] | None = None
 

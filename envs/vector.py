@@ -11,6 +11,8 @@ world's own; this module only translates between the Gymnasium API and the world
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,7 +24,16 @@ from gymnasium.vector.utils import batch_space
 from numpy.typing import NDArray
 
 from envs.arrangement import fallback_actions
-from envs.rewards import RewardFn, StepOutcome, resolve_reward
+from envs.rewards import (
+    RewardFn,
+    StepOutcome,
+    burden_reward,
+    collected_reward,
+    completion_reward,
+    completion_value_reward,
+    holding_reward,
+    resolve_reward,
+)
 from envs.spaces import MaskedMultiDiscrete
 from regsim.arrangement import ArrangementStatus
 from regsim.config import DEBTOR_TYPES, WorldConfig, load_world_config
@@ -85,7 +96,10 @@ class ArrangementVecEnv(VectorEnv[NDArray[np.float32], NDArray[np.int64], NDArra
     ## Arguments
 
     ``num_envs`` and the arguments of :class:`envs.arrangement.ArrangementEnv` (``config``, ``reward``,
-    ``months``, ``world_seed``, ``invalid_action``), plus ``autoreset_mode``. ``reset(options=...)`` takes
+    ``months``, ``world_seed``, ``invalid_action``), plus ``autoreset_mode`` and ``full_info`` (default
+    ``True``; ``False``: a step's info holds only ``final_obs`` / ``_final_obs``, for adapters that drop the
+    rest, such as :class:`envs.sb3_vec.ArrangementSB3VecEnv`: observations, rewards, terminations and
+    truncations are the same, the per-slot infos are not built). ``reset(options=...)`` takes
     ``{"arrangement_ids": [k_0, ..., k_{n-1}]}`` to replay given debtors. The full event log of the slots is not
     kept (only what makes up the steps' outcomes).
 
@@ -106,6 +120,7 @@ class ArrangementVecEnv(VectorEnv[NDArray[np.float32], NDArray[np.int64], NDArra
         world_seed: int | None = None,
         invalid_action: Literal["raise", "fallback"] = "raise",
         autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
+        full_info: bool = True,
     ) -> None:
         if int(num_envs) < 1:
             raise ValueError(f"num_envs: must be >= 1, got {num_envs}")
@@ -126,6 +141,7 @@ class ArrangementVecEnv(VectorEnv[NDArray[np.float32], NDArray[np.int64], NDArra
         self.metadata = {"autoreset_mode": mode}
         self.render_mode = None
         self.invalid_action = invalid_action
+        self.full_info = bool(full_info)
         self.feature_version = FEATURE_VERSION
         seed = int(world_seed if world_seed is not None else self.config.simulation.seed)
         # Rows [0, n) and [n, 2n): each slot's current arrangement and its next one (see "Engine").
@@ -207,20 +223,39 @@ class ArrangementVecEnv(VectorEnv[NDArray[np.float32], NDArray[np.int64], NDArra
         w.advance()
         done = w.phase[rows] == Phase.DONE
         day1 = np.where(done, self._step_end(rows), w.local_day[rows]).astype(np.float64)
-        outcomes = self._outcomes(rows, w.take_outcome_events(), day1 - day0, balance0)
+        columns = self._outcome_columns(rows, w.take_outcome_events(), day1 - day0, balance0)
         rewards = np.zeros(n, dtype=np.float64)
         terminated = np.zeros(n, dtype=bool)
         truncated = np.zeros(n, dtype=bool)
-        rewards[stepping] = [float(self.reward_fn(o)) for o in outcomes]
+        columnar = _COLUMNAR_REWARDS.get(self.reward_fn)
+        outcomes = self._outcomes(columns) if self.full_info or columnar is None else []
+        if columnar is not None:
+            rewards[stepping] = columnar(columns)
+        else:
+            rewards[stepping] = [float(self.reward_fn(o)) for o in outcomes]
         terminated[stepping] = np.isin(w.status[rows], _ENDED) & done
         truncated[stepping] = done & ~terminated[stepping]
         self._read_decision_points(np.concatenate([stepping[~done], restart]))
+        ended = terminated | truncated
+        if not self.full_info:
+            infos: dict[str, Any] = {}
+            if self.autoreset_mode == AutoresetMode.SAME_STEP and ended.any():
+                finished = np.flatnonzero(ended)
+                final_obs = np.full(n, None, dtype=object)
+                for i in finished.tolist():
+                    final_obs[i] = self._obs[i].copy()
+                self._swap(finished)
+                self._read_decision_points(finished)
+                infos["final_obs"], infos["_final_obs"] = final_obs, ended.copy()
+                self._ended[:] = False
+            else:
+                self._ended = ended
+            return self._obs.copy(), rewards, terminated, truncated, infos
         all_outcomes = np.full(n, None, dtype=object)
         all_outcomes[stepping] = outcomes
         stepped = np.zeros(n, dtype=bool)
         stepped[stepping] = True
         infos = self._infos(np.arange(n), outcomes=(all_outcomes, stepped))
-        ended = terminated | truncated
         if self.autoreset_mode == AutoresetMode.SAME_STEP and ended.any():
             finished = np.flatnonzero(ended)
             final_obs = np.full(n, None, dtype=object)
@@ -312,14 +347,14 @@ class ArrangementVecEnv(VectorEnv[NDArray[np.float32], NDArray[np.int64], NDArra
         end = self.world.end_time[rows]
         return np.where(np.isfinite(end), end, float(self.world.days))
 
-    def _outcomes(
+    def _outcome_columns(
         self,
         rows: NDArray[np.int64],
         events: list[tuple[EventType, NDArray[np.int64], dict[str, Any]]],
         days: NDArray[np.float64],
         balance: NDArray[np.float64],
-    ) -> list[StepOutcome]:
-        """What the world recorded in these rows during the step (as ``outcome_from_chunks``), row by row."""
+    ) -> _OutcomeColumns:
+        """What the world recorded in these rows during the step (as ``outcome_from_chunks``), as columns."""
         n = 2 * self.num_envs
         parts: dict[str, list[tuple[NDArray[np.int64], Any]]] = {k: [] for k in ("pay", "sent", "broken")}
         flags: dict[str, list[NDArray[np.int64]]] = {k: [] for k in ("on_time", "missed", "completed", "referred")}
@@ -348,14 +383,42 @@ class ArrangementVecEnv(VectorEnv[NDArray[np.float32], NDArray[np.int64], NDArra
             np.bincount(np.concatenate(v or [_NONE]), minlength=n) > 0
             for v in (flags["completed"], brk, flags["referred"])
         )
+        return _OutcomeColumns(
+            collected_eur=collected[rows],
+            contact_cost_eur=cost[rows],
+            contacts=contacts[rows],
+            completed=completed[rows],
+            broken=broken[rows],
+            referred=referred[rows],
+            collection_costs_eur=collection[rows],
+            on_time_installments=on_time[rows],
+            missed_installments=missed[rows],
+            breakdown_cost_eur=float(self.config.arrangements.breakdown_cost_eur),
+            days=np.asarray(days, dtype=np.float64),
+            balance_eur=np.asarray(balance, dtype=np.float64),
+        )
+
+    @staticmethod
+    def _outcomes(columns: _OutcomeColumns) -> list[StepOutcome]:
+        """One :class:`StepOutcome` per row of the columns."""
         # Python scalars column by column (``tolist``), then one outcome per row: the fields in declaration order.
-        columns = [
-            column[rows].tolist()
-            for column in (collected, cost, contacts, completed, broken, referred, collection, on_time, missed)
+        c = columns
+        values = [
+            v.tolist()
+            for v in (
+                c.collected_eur,
+                c.contact_cost_eur,
+                c.contacts,
+                c.completed,
+                c.broken,
+                c.referred,
+                c.collection_costs_eur,
+                c.on_time_installments,
+                c.missed_installments,
+            )
         ]
-        breakdown = itertools.repeat(self.config.arrangements.breakdown_cost_eur, len(rows))
-        days_, balance_ = np.asarray(days, dtype=np.float64).tolist(), np.asarray(balance, dtype=np.float64).tolist()
-        return list(map(StepOutcome, *columns, breakdown, days_, balance_))
+        breakdown = itertools.repeat(c.breakdown_cost_eur, len(c.days))
+        return list(map(StepOutcome, *values, breakdown, c.days.tolist(), c.balance_eur.tolist()))
 
     def _infos(
         self, slots: NDArray[np.int64], outcomes: tuple[NDArray[np.object_], NDArray[np.bool_]] | None
@@ -430,3 +493,51 @@ def _sum_by_append(parts: list[tuple[NDArray[np.int64], Any]], n: int) -> NDArra
     keys, which = np.unique(append * n + rows, return_inverse=True)
     sums = np.bincount(which, weights=amounts)
     return np.asarray(np.bincount(keys % n, weights=sums, minlength=n), dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class _OutcomeColumns:
+    """The :class:`StepOutcome` fields of many rows as arrays (``breakdown_cost_eur``: one value for all)."""
+
+    collected_eur: NDArray[np.float64]
+    contact_cost_eur: NDArray[np.float64]
+    contacts: NDArray[np.int64]
+    completed: NDArray[np.bool_]
+    broken: NDArray[np.bool_]
+    referred: NDArray[np.bool_]
+    collection_costs_eur: NDArray[np.float64]
+    on_time_installments: NDArray[np.int64]
+    missed_installments: NDArray[np.int64]
+    breakdown_cost_eur: float
+    days: NDArray[np.float64]
+    balance_eur: NDArray[np.float64]
+
+
+def _elementwise(reward: RewardFn) -> Callable[[_OutcomeColumns], NDArray[np.float64]]:
+    """A named reward that is plain arithmetic of the outcome's fields, evaluated on columns of them at once.
+
+    Element by element, NumPy's float64 arithmetic is Python's (IEEE double, the same operations in the same
+    order; a bool field counts as 0.0 or 1.0 in both), so each row's reward is the per-outcome one bit for
+    bit (a test checks every named reward).
+    """
+
+    def columnar(columns: _OutcomeColumns) -> NDArray[np.float64]:
+        out = reward(columns)  # type: ignore[arg-type]
+        return np.broadcast_to(np.asarray(out, dtype=np.float64), columns.days.shape)
+
+    return columnar
+
+
+def _completion_columns(columns: _OutcomeColumns) -> NDArray[np.float64]:
+    """:func:`envs.rewards.completion_reward` on columns (its ``float()`` casts take one outcome only)."""
+    return np.asarray(columns.completed, dtype=np.float64) - np.asarray(columns.broken, dtype=np.float64)
+
+
+#: The named rewards evaluated on outcome columns (any other reward is called once per outcome).
+_COLUMNAR_REWARDS: dict[RewardFn, Callable[[_OutcomeColumns], NDArray[np.float64]]] = {
+    collected_reward: _elementwise(collected_reward),
+    burden_reward: _elementwise(burden_reward),
+    holding_reward: _elementwise(holding_reward),
+    completion_value_reward: _elementwise(completion_value_reward),
+    completion_reward: _completion_columns,
+}

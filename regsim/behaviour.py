@@ -22,7 +22,7 @@ through their link, and shared capacity and breakdown (mechanisms 8, 9) live in 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -41,10 +41,13 @@ __all__ = [
     "disengagement",
     "effective_willingness",
     "pay_intent_probability",
+    "pay_intent_upper_bound",
     "statutory_collection_costs",
 ]
 
 _DISENGAGED_WILLINGNESS = 0.25
+#: The state a morning changes (:func:`_morning`).
+_MORNING_FIELDS = ("cash", "boost", "annoyance", "shock_until", "shocks", "shock_days")
 
 
 @dataclass
@@ -159,13 +162,19 @@ def advance_days(
     count = np.asarray(count, dtype=np.int64)
     if not len(rows) or count.max(initial=0) <= 0:
         return
-    # One entry per (row, day), grouped by day number j and in row order within a group: group j holds the
+    # The rows in decreasing order of their number of days, so that the rows with more than j days are a prefix
+    # (0..m_j) of them: the loop below then works on a compact copy of their state through slices (views)
+    # rather than gathering and scattering every day. The arithmetic is element by element, so the order of
+    # the rows changes nothing.
+    by_count = np.argsort(-count, kind="stable")
+    rows, first_day, count = rows[by_count], np.asarray(first_day)[by_count], count[by_count]
+    # One entry per (row, day), grouped by day number j and in that row order within a group: group j holds the
     # rows with more than j days, as advance_day(rows=those rows) would see them on their j-th day.
     pos = np.repeat(np.arange(len(rows)), count)
     j = np.arange(len(pos)) - np.repeat(np.cumsum(count) - count, count)
     order = np.argsort(j, kind="stable")
     pos, j = pos[order], j[order]
-    bounds = np.searchsorted(j, np.arange(int(count.max()) + 1))
+    bounds = np.searchsorted(j, np.arange(int(count[0]) + 1))
     prow, pday = rows[pos], first_day[pos] + j
     u_all = streams.uniform(Purpose.SHOCK_START, gid[prow], pday)
     # Shock lengths and income noise are drawn for every (row, day) that might need them, so that the loop
@@ -178,22 +187,27 @@ def advance_days(
     noise_all = np.zeros(len(pos))
     noise_all[paid_pairs] = streams.normal(Purpose.INCOME_NOISE, gid[prow[paid_pairs]], pday[paid_pairs])
     decay = (np.exp(-pop.spend_rate[rows]), np.exp(-1.0 / pop.memory_days[rows]))
+    local = DebtorState(**{f.name: getattr(state, f.name)[rows] for f in fields(DebtorState)})
+    local_pop = Population(**{f.name: getattr(pop, f.name)[rows] for f in fields(Population)})
+    positions = np.arange(len(rows))
     for k in range(len(bounds) - 1):
         block = slice(bounds[k], bounds[k + 1])
-        r, p, d = prow[block], pos[block], pday[block]
+        m = bounds[k + 1] - bounds[k]
         _morning(
-            state,
-            pop,
+            local,
+            local_pop,
             config,
-            r,
-            r,
-            d,
-            decay=(decay[0][p], decay[1][p]),
+            slice(0, m),
+            positions[:m],
+            pday[block],
+            decay=(decay[0][:m], decay[1][:m]),
             u_start=u_all[block],
             length=length_all[block].__getitem__,
             paid_at=np.flatnonzero(paid_all[block]),
             noise=noise_all[block].__getitem__,
         )
+    for name in _MORNING_FIELDS:
+        getattr(state, name)[rows] = getattr(local, name)
 
 
 def _morning(
@@ -274,6 +288,30 @@ def pay_intent_probability(
     hazard = pop.attention[ids] * cue + state.boost[ids] + habit
     fatigue = np.exp(-pop.fatigue_sensitivity[ids] * state.annoyance[ids])
     attend = 1.0 - np.exp(-hazard * fatigue)
+    return attend * pop.willingness[ids] * np.where(state.disengaged[ids], _DISENGAGED_WILLINGNESS, 1.0)
+
+
+def pay_intent_upper_bound(
+    state: DebtorState,
+    pop: Population,
+    config: PopulationConfig,
+    arrangements: ArrangementConfig,
+    ids: NDArray[np.int64],
+    days_to_due: NDArray[np.integer],
+) -> NDArray[np.float64]:
+    """An upper bound of :func:`pay_intent_probability` on the coming days of a quiet stretch.
+
+    Valid on any later day on which, until then, the state changed only by mornings (:func:`advance_day`) and
+    the streak and disengagement stayed as they are: memory (boost) and annoyance only decay then, so the bound
+    takes today's boost and no fatigue; the due-date cue is the day's own (``days_to_due``). The arithmetic is
+    :func:`pay_intent_probability`'s with those operands, so the bound holds in floating point too (each
+    operation is monotone in the operands that grow); callers add a margin for ``exp``'s last bit.
+    ``ids`` and ``days_to_due`` broadcast (e.g. ``(k, 1)`` rows against ``(k, days)``).
+    """
+    cue = due_cue(days_to_due, arrangements.pay_window_days, arrangements.overdue_attention)
+    habit = pop.habit_gain[ids] * np.minimum(state.streak[ids], config.habit.max_streak)
+    hazard = pop.attention[ids] * cue + state.boost[ids] + habit
+    attend = 1.0 - np.exp(-hazard)
     return attend * pop.willingness[ids] * np.where(state.disengaged[ids], _DISENGAGED_WILLINGNESS, 1.0)
 
 

@@ -50,6 +50,22 @@ def collected_minus_cost(
     return scale * (outcomes.paid_eur - outcomes.cost_eur - breakdown_cost_eur * outcomes.broken)
 
 
+#: The pending decisions' columns: name -> (dtype, shape of one row).
+_COLUMNS: dict[str, tuple[type, tuple[int, ...]]] = {
+    "_ids": (np.int64, ()),
+    "_arr": (np.int64, ()),
+    "_time": (np.float64, ()),
+    "_paid": (np.float64, ()),
+    "_cost": (np.float64, ()),
+    "_completed": (np.bool_, ()),
+    "_broken": (np.bool_, ()),
+    "_ended": (np.bool_, ()),
+    "_actions": (np.int64, (5,)),
+    "_propensity": (np.float64, ()),
+}
+_INITIAL_CAPACITY = 64
+
+
 class OutcomeMatcher:
     """Pending decisions and their accumulating outcomes.
 
@@ -58,26 +74,40 @@ class OutcomeMatcher:
         reward: Maps matured outcomes to rewards (default :func:`collected_minus_cost`).
     """
 
+    # Views of the pending rows (see ``_buffers``); written in place by ``observe``.
+    _ids: NDArray[np.int64]
+    _arr: NDArray[np.int64]
+    _time: NDArray[np.float64]
+    _paid: NDArray[np.float64]
+    _cost: NDArray[np.float64]
+    _completed: NDArray[np.bool_]
+    _broken: NDArray[np.bool_]
+    _ended: NDArray[np.bool_]
+    _actions: NDArray[np.int64]
+    _propensity: NDArray[np.float64]
+
     def __init__(self, window_days: float, reward: RewardOfOutcomes | None = None) -> None:
         if not window_days > 0:
             raise ValueError(f"window_days must be > 0, got {window_days}")
         self.window_days = float(window_days)
         self.reward = reward if reward is not None else collected_minus_cost
-        self._ids = np.zeros(0, dtype=np.int64)
-        self._arr = np.zeros(0, dtype=np.int64)
-        self._time = np.zeros(0)
-        self._paid = np.zeros(0)
-        self._cost = np.zeros(0)
-        self._completed = np.zeros(0, dtype=bool)
-        self._broken = np.zeros(0, dtype=bool)
-        self._ended = np.zeros(0, dtype=bool)
-        self._actions = np.zeros((0, 5), dtype=np.int64)
-        self._propensity = np.zeros(0)
+        # Columns of the pending decisions: views of the first ``len(self)`` rows of buffers that grow
+        # geometrically, so that adding a batch costs its own size, not the size of everything pending.
+        self._buffers: dict[str, NDArray[np.generic]] = {
+            name: np.zeros((_INITIAL_CAPACITY, *shape), dtype=dtype) for name, (dtype, shape) in _COLUMNS.items()
+        }
+        self._n = 0
+        self._view()
         self._contexts: list[ContextBatch] = []
         self._context_rows: list[NDArray[np.int64]] = []
 
+    def _view(self) -> None:
+        n = self._n
+        for name, buffer in self._buffers.items():
+            setattr(self, name, buffer[:n])
+
     def __len__(self) -> int:
-        return len(self._ids)
+        return self._n
 
     def add(
         self,
@@ -91,17 +121,24 @@ class OutcomeMatcher:
         n = len(decision_ids)
         if n == 0:
             return
-        start = len(self._ids)
-        self._ids = np.concatenate([self._ids, decision_ids])
-        self._arr = np.concatenate([self._arr, contexts.columns["arrangement_id"].astype(np.int64)])
-        self._time = np.concatenate([self._time, np.full(n, float(time))])
-        self._paid = np.concatenate([self._paid, np.zeros(n)])
-        self._cost = np.concatenate([self._cost, np.zeros(n)])
-        self._completed = np.concatenate([self._completed, np.zeros(n, dtype=bool)])
-        self._broken = np.concatenate([self._broken, np.zeros(n, dtype=bool)])
-        self._ended = np.concatenate([self._ended, np.zeros(n, dtype=bool)])
-        self._actions = np.concatenate([self._actions, np.asarray(actions, dtype=np.int64)])
-        self._propensity = np.concatenate([self._propensity, np.asarray(propensity, dtype=np.float64)])
+        start = self._n
+        end = start + n
+        if end > len(self._buffers["_ids"]):
+            capacity = max(end, 2 * len(self._buffers["_ids"]))
+            for name, buffer in self._buffers.items():
+                grown = np.zeros((capacity, *buffer.shape[1:]), dtype=buffer.dtype)
+                grown[:start] = buffer[:start]
+                self._buffers[name] = grown
+        b = self._buffers
+        b["_ids"][start:end] = decision_ids
+        b["_arr"][start:end] = contexts.columns["arrangement_id"]
+        b["_time"][start:end] = float(time)
+        b["_actions"][start:end] = actions
+        b["_propensity"][start:end] = propensity
+        for name in ("_paid", "_cost", "_completed", "_broken", "_ended"):
+            b[name][start:end] = 0
+        self._n = end
+        self._view()
         self._contexts.append(contexts)
         self._context_rows.append(np.arange(start, start + n))
 
@@ -194,19 +231,11 @@ class OutcomeMatcher:
         old_index = np.flatnonzero(keep)
         new_of_old = np.full(len(keep), -1, dtype=np.int64)
         new_of_old[old_index] = np.arange(len(old_index))
-        for name in (
-            "_ids",
-            "_arr",
-            "_time",
-            "_paid",
-            "_cost",
-            "_completed",
-            "_broken",
-            "_ended",
-            "_actions",
-            "_propensity",
-        ):
-            setattr(self, name, getattr(self, name)[keep])
+        m = len(old_index)
+        for buffer in self._buffers.values():
+            buffer[:m] = buffer[: self._n][keep]
+        self._n = m
+        self._view()
         contexts, rows = [], []
         for batch, r in zip(self._contexts, self._context_rows, strict=True):
             alive = keep[r]

@@ -60,9 +60,41 @@ class Purpose(IntEnum):
 
 
 def _mix(z: NDArray[np.uint64]) -> NDArray[np.uint64]:
-    z = (z ^ (z >> _S30)) * _M1
-    z = (z ^ (z >> _S27)) * _M2
-    return z ^ (z >> _S31)
+    """The SplitMix64 finaliser, in place (``z`` must be a fresh array the caller owns); returns ``z``."""
+    z ^= z >> _S30
+    z *= _M1
+    z ^= z >> _S27
+    z *= _M2
+    z ^= z >> _S31
+    return z
+
+
+def _as_u64(x: NDArray[np.integer] | int) -> NDArray[np.uint64]:
+    """Integers as uint64 words, wrapping negatives (two's complement, as ``astype`` does)."""
+    a = np.asarray(x)
+    return a.view(np.uint64) if a.dtype == np.int64 else a.astype(np.uint64)
+
+
+def _tail(day: NDArray[np.integer] | int, index: NDArray[np.integer] | int) -> NDArray[np.uint64] | np.uint64:
+    """The day-and-index term of the second round, ``day * M1 + (index << 20) * M2`` modulo 2**64.
+
+    Scalars are combined in Python integers (exact, then reduced), arrays with wrapping uint64 arithmetic: the
+    same words either way. An index of 0 adds nothing, so it costs nothing.
+    """
+    if np.ndim(day) == 0 and np.ndim(index) == 0:
+        return np.uint64((int(day) * int(_M1) + ((int(index) << 20) % 2**64) * int(_M2)) % 2**64)
+    term = _as_u64(day) * _M1
+    if np.ndim(index) or int(index):
+        term = term + (_as_u64(index) << _S20) * _M2
+    return term
+
+
+def _to_unit(b: NDArray[np.uint64]) -> NDArray[np.float64]:
+    """The top 53 bits as a float in the open interval (0, 1)."""
+    u = (b >> _S11).astype(np.float64)
+    u += 0.5
+    u *= _TO_UNIT
+    return u
 
 
 class Streams:
@@ -95,14 +127,48 @@ class Streams:
             day: Simulation day, broadcast against ``ids``.
             index: A further counter (e.g. message number), broadcast against ``ids``.
         """
+        return self._bits(np.array([self._purpose_keys[int(purpose)]]), ids, day, index)[0]
+
+    def _bits(
+        self,
+        keys: NDArray[np.uint64],
+        ids: NDArray[np.integer] | int,
+        day: NDArray[np.integer] | int,
+        index: NDArray[np.integer] | int,
+    ) -> NDArray[np.uint64]:
+        """:meth:`bits` for several purpose keys at once: shape ``(len(keys), *broadcast shape)``.
+
+        The hash of each word is the same sequence of wrapping uint64 operations as one purpose at a time
+        (additions modulo 2**64 may be grouped in any order), so every draw is the same bit for bit.
+        """
         # Wrapping on overflow is what the hash wants (0-d operands would otherwise warn).
         with np.errstate(over="ignore"):
-            ids_u = np.asarray(ids).astype(np.uint64)
-            day_u = np.asarray(day).astype(np.uint64)
-            idx_u = np.asarray(index).astype(np.uint64)
-            z = _mix(self._purpose_keys[int(purpose)] + ids_u * _GOLDEN)
-            z = _mix(z + day_u * _M1 + (idx_u << _S20) * _M2)
-            return _mix(z + _GOLDEN)
+            base = _as_u64(ids) * _GOLDEN
+            tail = _tail(day, index)
+            shape = np.broadcast_shapes(np.shape(base), np.shape(tail))
+            z = keys.reshape((len(keys),) + (1,) * len(shape)) + base
+            if z.shape[1:] != shape:
+                z = np.broadcast_to(z, (len(keys), *shape)).copy()
+            z = _mix(z)
+            z += tail
+            z = _mix(z)
+            z += _GOLDEN
+            return _mix(z)
+
+    def uniforms(
+        self,
+        purposes: tuple[Purpose, ...],
+        ids: NDArray[np.integer] | int,
+        day: NDArray[np.integer] | int = 0,
+        index: NDArray[np.integer] | int = 0,
+    ) -> NDArray[np.float64]:
+        """Uniform draws of several purposes for the same keys, one row per purpose (shape ``(P, ...)``).
+
+        Row ``k`` equals ``uniform(purposes[k], ids, day, index)`` bit for bit; hashing them together only
+        saves the per-call work.
+        """
+        keys = np.array([self._purpose_keys[int(p)] for p in purposes], dtype=np.uint64)
+        return _to_unit(self._bits(keys, ids, day, index))
 
     def uniform(
         self,
@@ -112,8 +178,7 @@ class Streams:
         index: NDArray[np.integer] | int = 0,
     ) -> NDArray[np.float64]:
         """Uniform draws in the open interval (0, 1); see :meth:`bits` for the arguments."""
-        b = self.bits(purpose, ids, day, index)
-        return ((b >> _S11).astype(np.float64) + 0.5) * _TO_UNIT
+        return _to_unit(self.bits(purpose, ids, day, index))
 
     def normal(
         self,

@@ -42,6 +42,7 @@ from regsim.decision import ContextBatch, DecisionBatch
 from regsim.eventlog import EventType
 from regsim.history import ObservableHistory
 from regsim.population import Population, draw_population
+from regsim.random import Purpose
 from regsim.world import Time, World
 
 __all__ = ["OUTCOME_EVENTS", "Phase", "VectorWorld"]
@@ -67,6 +68,8 @@ _ENDED = np.array(
 Action = Callable[[NDArray[np.int64], Time], None]
 _COMPACT_MIN = 1 << 16  # messages kept before the store is first compacted
 _FAR = np.iinfo(np.int64).max // 4  # a day no row reaches (no installment left to fall due or be missed)
+_LOOK_AHEAD = 16  # most days of a pay window looked at at once for draws that cannot succeed
+_DRAW_MARGIN = 1e-9  # a uniform this close below the bound of the payment probability counts as a payment
 
 
 def _evening_after(
@@ -271,10 +274,12 @@ class VectorWorld(World):
         liquidity (:meth:`_liquidity`), whatever the draws.
 
         A day is quiet for a row when it has nothing else to do that day: an arrangement not yet arrived (before
-        its arrival day), or an active one with nothing overdue, no installment falling due or missed, no pre-due
-        decision point, nothing owed within the pay window (so no payment is drawn), no thank-you pending, no
-        payment planned and annoyance at or below the disengagement threshold (it only decays on a quiet day, so
-        no disengagement is drawn); and not the horizon's last day. Pending events are checked day by day in
+        its arrival day), or an active one with no installment falling due or missed, no pre-due or follow-up
+        decision point, no payment set out for (outside the pay window no payment is drawn; inside it, or while
+        something is overdue, a day whose draw cannot succeed: :meth:`_first_eventful_day`), no referral drawn
+        (overdue and in a shock, or a shock that may start), no thank-you pending, no payment planned and
+        annoyance at or below the disengagement threshold (it only decays on a quiet day, so no disengagement
+        is drawn); and not the horizon's last day. Pending events are checked day by day in
         :meth:`_skip_quiet_days` (with the emulated clock). The bounds are each row's first day that is not
         quiet; every one is exact or early, so a quiet day is never misjudged.
         """
@@ -290,24 +295,79 @@ class VectorWorld(World):
             last = s.capacity - 1
             n = s.n[a]
             came, missed = s.came_due[a], s.miss_ptr[a]
+            d = day[active]
             due_next = np.where(came < n, s.due[a, np.minimum(came, last)], _FAR).astype(np.int64)
             miss_next = np.where(missed < n, s.due[a, np.minimum(missed, last)], _FAR).astype(np.int64)
+            pre_due = due_next - max(cfg.decisions.pre_due_days, 0)
             bound = np.minimum.reduce(
                 [
-                    s.open_due(a) - cfg.arrangements.pay_window_days,  # something owed: a payment is drawn
-                    due_next - max(cfg.decisions.pre_due_days, 0),  # pre-due decision point, or falling due
+                    first[active],
+                    np.where(pre_due >= d, pre_due, due_next),  # pre-due decision point (once past: falling due)
                     miss_next + s.grace_days + 1,  # missed
                 ]
             )
+            overdue = s.overdue(a) > 0
             busy = (
-                (s.overdue(a) > 0)
-                | self.thank[a]
+                self.thank[a]
                 | ((self.state.annoyance[a] > cfg.population.fatigue.disengage_threshold) & ~self.state.disengaged[a])
+                | (overdue & (self.state.shock_until[a] > d))  # a referral is drawn each day of the shock
             )
-            first[active] = np.where(busy, day[active], np.minimum(first[active], bound))
+            open_due = s.open_due(a)
+            if overdue.any():  # follow-up decision points of the oldest overdue installment
+                follow = open_due[:, None] + np.asarray(cfg.decisions.follow_up_days, dtype=np.int64)[None, :]
+                follow_next = np.where(follow >= d[:, None], follow, _FAR).min(axis=1, initial=_FAR)
+                bound = np.where(overdue, np.minimum(bound, follow_next), bound)
+            # Something owed from the pay window on: a payment is drawn each day, and may succeed; an overdue
+            # row may also be referred from the day a shock starts.
+            window = np.maximum(open_due - cfg.arrangements.pay_window_days, d)
+            drawn = ~busy & (window < bound)
+            if drawn.any():
+                bound[drawn] = self._first_eventful_day(
+                    a[drawn], window[drawn], bound[drawn], open_due[drawn], overdue[drawn]
+                )
+            first[active] = np.where(busy, d, bound)
         first = np.where(pending | active, first, day)  # offered: its decision point is today
         first = np.where(np.isfinite(self.pay_time[rows]), day, first)
         return np.maximum(first - day, 0)
+
+    def _first_eventful_day(
+        self,
+        rows: NDArray[np.int64],
+        start: NDArray[np.int64],
+        end: NDArray[np.int64],
+        open_due: NDArray[np.int64],
+        overdue: NDArray[np.bool_],
+    ) -> NDArray[np.int64]:
+        """Each row's first day in ``[start, end)`` on which its draws might do something (``end`` if none).
+
+        For active rows with nothing else to do until ``end`` (see :meth:`_quiet_days`), owing something from
+        ``start`` on. The day's payment draw (:meth:`~regsim.world.World._draw_payments`) sets out to pay when
+        its uniform is below the payment probability, which on such days is at most
+        :func:`regsim.behaviour.pay_intent_upper_bound`: a day whose uniform is at or above that bound (with a
+        margin for rounding) draws no payment. An ``overdue`` row (not in a shock) is drawn a referral only once
+        a shock has started, which may happen on a day whose shock-start uniform is below the shock rate. The
+        uniforms are the draws' own (keyed by row and day), so nothing is drawn differently. At most
+        :data:`_LOOK_AHEAD` days are looked at (the day after is then taken as eventful: early, never late).
+        """
+        span = np.minimum(end - start, _LOOK_AHEAD)
+        offsets = np.arange(int(span.max()))
+        days = start[:, None] + offsets[None, :]
+        gid = self.gid[rows][:, None]
+        u = self.streams.uniform(Purpose.ATTEND, gid, days)
+        bound = behaviour.pay_intent_upper_bound(
+            self.state,
+            self.pop,
+            self.config.population,
+            self.config.arrangements,
+            rows[:, None],
+            open_due[:, None] - days,
+        )
+        eventful = u < bound + _DRAW_MARGIN
+        if overdue.any():
+            shock = self.streams.uniform(Purpose.SHOCK_START, gid, days) < self.pop.shock_rate[rows][:, None]
+            eventful |= overdue[:, None] & shock
+        eventful &= offsets[None, :] < span[:, None]
+        return np.where(eventful.any(axis=1), start + np.argmax(eventful, axis=1), start + span)
 
     def _skip_quiet_days(self, rows: NDArray[np.int64]) -> None:
         """Run the quiet days (:meth:`_quiet_days`) of these running rows at once: only their mornings' liquidity.

@@ -77,6 +77,10 @@ _MESSAGE_KIND_OF = np.array(
     [MessageKind.CONFIRMATION, MessageKind.REMINDER, MessageKind.REMINDER, MessageKind.REMINDER, MessageKind.THANK_YOU]
 )
 _PENDING, _SENT, _CANCELLED = 0, 1, 2
+# Draws made together (same keys), each a pure function of its purpose and keys as ever.
+_DELIVERY_DRAWS = (Purpose.NOTICE, Purpose.READ_DELAY, Purpose.OPEN_SIGNAL)
+_NOTICE_DRAWS = (Purpose.OPT_OUT, Purpose.LINK_PAY)
+_PAYMENT_DRAWS = (Purpose.ATTEND, Purpose.PARTIAL, Purpose.PAY_HOUR)
 _FEEDBACK_EVENTS = (
     EventType.PAYMENT,
     EventType.MESSAGE_SENT,
@@ -792,19 +796,20 @@ class World:
         hour = np.full(len(mids), (t - day) * 24.0)
         p = pop.notice[debtors, ch - 1] * hour_availability(pop.hour_profile[debtors], hour, ch)
         p = p * np.where(self.state.disengaged[debtors], 0.5, 1.0)
-        noticed = self.streams.uniform(Purpose.NOTICE, gid, day, key) < p
+        # The three draws of a delivery share their keys: hashed together (the same draws as one by one).
+        u_notice, u_read, u_open = self.streams.uniforms(_DELIVERY_DRAWS, gid, day, key)
+        noticed = u_notice < p
         calls = (ch == _ROBOCALL) | (ch == _COLLECTOR)
         # Observable delivery: SMS and email receipts, answered calls; a letter's delivery is not observed.
         seen = ((ch == _EMAIL) | (ch == _SMS)) | (calls & noticed)
         if seen.any():
             self._log_messages(EventType.MESSAGE_DELIVERED, mids[seen], t, self.history.delivered)
         read_mean = self._by_channel["read_delay_days"][ch]
-        delay = read_mean * self.streams.exponential(Purpose.READ_DELAY, gid, day, key)
+        delay = read_mean * -np.log(u_read)  # Streams.exponential
         when = t + delay
         # Open signals: tracked opens of noticed messages, and false opens (privacy pre-fetch, F6).
         track = self._by_channel["open_tracking"][ch]
         false = self._by_channel["false_open"][ch]
-        u_open = self.streams.uniform(Purpose.OPEN_SIGNAL, gid, day, key)
         opened = np.where(noticed, u_open < track, u_open < false)
         if opened.any():
             o = np.flatnonzero(opened)
@@ -842,7 +847,7 @@ class World:
         # Annoyed debtors opt out of the channel that keeps reaching them (observable).
         can_opt = (ch == _EMAIL) | (ch == _SMS) | (ch == _ROBOCALL)
         annoyed = st.annoyance[debtors] > fat.disengage_threshold
-        u_opt = self.streams.uniform(Purpose.OPT_OUT, gid, day, key)
+        u_opt, u_link = self.streams.uniforms(_NOTICE_DRAWS, gid, day, key)
         opt = can_opt & annoyed & (u_opt < fat.opt_out_per_contact) & ~self.history.opted_out[debtors, ch - 1]
         if opt.any():
             self.history.opted_out[debtors[opt], ch[opt] - 1] = True
@@ -861,7 +866,6 @@ class World:
         link_p = self._by_channel["link_pay_prob"][ch]
         will = behaviour.effective_willingness(st, self.pop, debtors)
         able = (st.cash[debtors] >= owed - 0.005) & (owed > 0)
-        u_link = self.streams.uniform(Purpose.LINK_PAY, gid, day, key)
         pay = linkable & able & (u_link < link_p * will)
         if pay.any():
             rows = np.flatnonzero(pay)
@@ -884,9 +888,10 @@ class World:
         p = p[owed > 0]
         d = self._day_of(rows)
         gid = self.gid[rows]
-        go = self.streams.uniform(Purpose.ATTEND, gid, d) < p
-        partial = self.streams.uniform(Purpose.PARTIAL, gid, d) < arr.partial_payment_prob
-        hour = 7.0 + 16.0 * self.streams.uniform(Purpose.PAY_HOUR, gid, d)
+        u_go, u_partial, u_hour = self.streams.uniforms(_PAYMENT_DRAWS, gid, d)
+        go = u_go < p
+        partial = u_partial < arr.partial_payment_prob
+        hour = 7.0 + 16.0 * u_hour
         self.pay_time[rows[go]] = at(d, go) + hour[go] / 24.0
         self.pay_partial[rows[go]] = partial[go]
 

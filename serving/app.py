@@ -22,7 +22,7 @@ import gc
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
@@ -44,14 +44,14 @@ from serving.cache import ReplayCache
 from serving.errors import HANDLED, error_response
 from serving.fastpath import DecisionFastPath, replay_body
 from serving.lease import WriterLease
-from serving.metrics import Metrics
+from serving.metrics import Metrics, RequestRecorder
 from serving.online import OnlineLearner, is_online
 from serving.policies import PolicyRunner, load
 from serving.service import DecisionService
 from serving.settings import ServerSettings
 from serving.writer import OpKind, Writer
 
-__all__ = ["app_from_env", "create_app"]
+__all__ = ["ServerApp", "app_from_env", "create_app"]
 
 log = logging.getLogger("regsim.serving")
 
@@ -127,9 +127,8 @@ class BodyLimit:
 class RequestMetrics:
     """Count requests and time them, by route template (never by raw path: ids would explode the labels)."""
 
-    def __init__(self, app: ASGIApp, metrics: Callable[[], Metrics | None]) -> None:
-        self.app, self.metrics = app, metrics
-        self._children: dict[tuple[Metrics, str, str, int], tuple[Any, Any]] = {}
+    def __init__(self, app: ASGIApp, recorder: RequestRecorder) -> None:
+        self.app, self.recorder = app, recorder
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -147,21 +146,32 @@ class RequestMetrics:
         try:
             await self.app(scope, receive, send_and_record)
         finally:
-            m = self.metrics()
-            if m is not None:
-                route = scope.get("route")
-                template = getattr(route, "path", None) or "unmatched"
-                key = (m, scope["method"], template, status)
-                children = self._children.get(key)
-                if children is None:
-                    # Label look-ups cost more than the observation itself: once per route and status.
-                    children = (
-                        m.requests.labels(scope["method"], template, str(status)),
-                        m.latency.labels(scope["method"], template),
-                    )
-                    self._children[key] = children
-                children[0].inc()
-                children[1].observe(time.perf_counter() - started)
+            template = getattr(scope.get("route"), "path", None) or "unmatched"
+            self.recorder.record(scope["method"], template, status, time.perf_counter() - started)
+
+
+class ServerApp(FastAPI):
+    """The FastAPI app with :class:`serving.fastpath.DecisionFastPath` in front of its whole middleware stack.
+
+    The fast path answers the common ``POST /v1/decisions`` itself (the framework's layers cost as much as the
+    fast path's own work) and hands everything else to the framework unchanged.
+    """
+
+    def __init__(self, settings: ServerSettings, recorder: RequestRecorder, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.front = DecisionFastPath(
+            self._framework,
+            tokens=settings.tokens,
+            writer=lambda: getattr(getattr(self.state, "regsim", None), "writer", None),
+            max_body_bytes=settings.max_body_bytes,
+            recorder=recorder,
+        )
+
+    async def _framework(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await super().__call__(scope, receive, send)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.front(scope, receive, send)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -285,7 +295,7 @@ def _build_router() -> APIRouter:
     return router
 
 
-def create_app(settings: ServerSettings) -> FastAPI:
+def create_app(settings: ServerSettings) -> ServerApp:
     """The server's app for some settings; the policy, store and learner are built when it starts.
 
     Start-up fails with a clear error (naming the file or the versions) when the artifact does not verify,
@@ -312,7 +322,10 @@ def create_app(settings: ServerSettings) -> FastAPI:
             await state.writer.stop()
             state.close()
 
-    app = FastAPI(
+    recorder = RequestRecorder(lambda: getattr(getattr(app.state, "regsim", None), "metrics", None))
+    app = ServerApp(
+        settings,
+        recorder,
         title="regsim policy server",
         version="1",
         summary="Decisions for payment arrangements, with status sync, a real database and a safe roll-out.",
@@ -398,17 +411,11 @@ def create_app(settings: ServerSettings) -> FastAPI:
             )
         return JSONResponse({"detail": errors}, status_code=422)
 
-    # Innermost: the fast path answers POST /v1/decisions behind the body limit and inside the request metrics.
-    app.add_middleware(
-        DecisionFastPath,
-        tokens=settings.tokens,
-        writer=lambda: getattr(getattr(app.state, "regsim", None), "writer", None),
-    )
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
-    app.add_middleware(RequestMetrics, metrics=lambda: getattr(getattr(app.state, "regsim", None), "metrics", None))
+    app.add_middleware(RequestMetrics, recorder=recorder)
     return app
 
 
-def app_from_env() -> FastAPI:
+def app_from_env() -> ServerApp:
     """The app configured from ``REGSIM_*`` environment variables (for ``uvicorn --factory``)."""
     return create_app(ServerSettings())

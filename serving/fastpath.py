@@ -1,27 +1,33 @@
 """A plain-ASGI fast path for the hottest route, ``POST /v1/decisions``, in front of the FastAPI app.
 
-Under load the server's core spends most of its time in the web framework rather than in the decision:
-routing through the included router, solving the dependencies (bearer token, ``Idempotency-Key`` header),
-the exception-handling layers and the response class. This middleware answers the common case of that route
-itself, with the same code the route runs:
+Under load the server's core spends much of its time in the web framework rather than in the decision: the
+middleware layers (error handling, exception telemetry, body limits, request metrics, each wrapping ``send``),
+routing through the included router, solving the dependencies (bearer token, ``Idempotency-Key`` header) and
+the response class. This front answers the common case of that route itself, before any of those layers, with
+the same code the route runs:
 
 * the bearer token is checked by :func:`serving.auth.token_matches`;
 * the body is parsed with :func:`json.loads` and validated by :class:`serving.schemas.DecisionIn` in Python
   mode, as FastAPI validates a body parameter;
 * the effect goes through the same :meth:`serving.writer.Writer.write` (acknowledged = committed, the same
   idempotency record), and refusals are answered by :func:`serving.errors.error_response`, the mapping the
-  app's exception handlers use.
+  app's exception handlers use;
+* the answer is counted and timed by the same :class:`serving.metrics.RequestRecorder` as the app's request
+  metrics, under the route's template.
 
 Anything off the common path (another route or method, a missing or wrong token, an ``Idempotency-Key`` that
-is not a single well-formed header, a body that is not JSON or does not validate, a content type other than
-JSON, a server still starting) is handed to the FastAPI app unchanged, with the body already read replayed to
-it, so every error answer stays the framework's own.
+is not a single well-formed header, a body without a ``Content-Length`` within the body limit, a body that is
+not JSON or does not validate, a content type other than JSON, a server still starting) is handed to the
+FastAPI app unchanged, with the body already read replayed to it, so every error answer stays the framework's
+own.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -31,23 +37,18 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from serving import schemas
 from serving.auth import token_matches
 from serving.errors import error_response
+from serving.metrics import RequestRecorder
 from serving.writer import Writer
 
-__all__ = ["DecisionFastPath", "FastPathRoute", "replay_body"]
+__all__ = ["DecisionFastPath", "replay_body"]
+
+log = logging.getLogger("regsim.serving")
 
 _PATH = "/v1/decisions"
 #: The ``Idempotency-Key`` header's constraints, as the route declares them (1..255 visible ASCII characters).
 _KEY = re.compile(r"[\x21-\x7e]{1,255}")
 _JSON_HEADERS = [(b"content-type", b"application/json")]
-
-
-class FastPathRoute:
-    """What the fast path puts in ``scope["route"]``, so request metrics label it with the route's template."""
-
-    path = _PATH
-
-
-_ROUTE = FastPathRoute()
+_TEXT_HEADERS = [(b"content-type", b"text/plain; charset=utf-8")]
 
 
 class DecisionFastPath:
@@ -57,10 +58,20 @@ class DecisionFastPath:
         app: The app to hand every other request to.
         tokens: The accepted bearer tokens.
         writer: The running writer, or ``None`` while the app is starting (then nothing is answered here).
+        max_body_bytes: The app's body limit: a larger (or unannounced) body is the app's to refuse.
+        recorder: Counts and times the answers given here.
     """
 
-    def __init__(self, app: ASGIApp, tokens: tuple[str, ...], writer: Callable[[], Writer | None]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        tokens: tuple[str, ...],
+        writer: Callable[[], Writer | None],
+        max_body_bytes: int,
+        recorder: RequestRecorder,
+    ) -> None:
         self.app, self.tokens, self.writer = app, tokens, writer
+        self.max_body_bytes, self.recorder = max_body_bytes, recorder
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -76,7 +87,8 @@ class DecisionFastPath:
         if not ours:
             await self.app(scope, receive, send)
             return
-        # Read the body (the body-limit middleware in front has already refused oversized ones).
+        started = time.perf_counter()
+        # Read the body (its announced length is within the limit: the server reads no more than that).
         chunks: list[bytes] = []
         more = True
         while more:
@@ -91,31 +103,45 @@ class DecisionFastPath:
         if body is None:
             await self.app(scope, replay_body(raw, receive), send)
             return
-        scope["route"] = _ROUTE
         try:
             outcome = await writer.write("decide", body, key, "POST", _PATH)
         except Exception as exc:
             response = error_response(exc)
             if response is None:
-                raise  # a 500, as from the route
+                # What the framework's error middleware does with an unexpected error: log it, answer 500.
+                log.exception("POST %s failed", _PATH)
+                await self._answer(send, 500, b"Internal Server Error", _TEXT_HEADERS, started)
+                return
             await response(scope, receive, send)
+            self.recorder.record("POST", _PATH, response.status_code, time.perf_counter() - started)
             return
-        payload = outcome.body.encode("utf-8")
-        headers = [(b"content-length", str(len(payload)).encode("latin-1")), *_JSON_HEADERS]
-        await send({"type": "http.response.start", "status": outcome.status_code, "headers": headers})
+        await self._answer(send, outcome.status_code, outcome.body.encode("utf-8"), _JSON_HEADERS, started)
+
+    async def _answer(
+        self, send: Send, status: int, payload: bytes, headers: list[tuple[bytes, bytes]], started: float
+    ) -> None:
+        length = [(b"content-length", str(len(payload)).encode("latin-1"))]
+        await send({"type": "http.response.start", "status": status, "headers": length + headers})
         await send({"type": "http.response.body", "body": payload})
+        self.recorder.record("POST", _PATH, status, time.perf_counter() - started)
 
     def _headers(self, scope: Scope) -> tuple[bool, str | None]:
         """Whether the fast path may answer (by the headers), and the ``Idempotency-Key`` (``None`` without one).
 
-        Not when the token is missing or wrong, a header the route reads is repeated, the key is malformed
-        or the content type is not exactly JSON (FastAPI refuses a body without one).
+        Not when the token is missing or wrong, a header the route reads is repeated, the key is malformed,
+        the content type is not exactly JSON (FastAPI refuses a body without one) or the body's length is not
+        announced within the limit.
         """
         auth: bytes | None = None
         key: bytes | None = None
         json_body = False
+        length: bytes | None = None
         for name, value in scope["headers"]:
-            if name == b"authorization":
+            if name == b"content-length":
+                if length is not None:
+                    return False, None
+                length = value
+            elif name == b"authorization":
                 if auth is not None:
                     return False, None
                 auth = value
@@ -129,7 +155,7 @@ class DecisionFastPath:
                 json_body = value.split(b";", 1)[0].strip().lower() == b"application/json"
                 if not json_body:
                     return False, None
-        if auth is None or not json_body:
+        if auth is None or not json_body or length is None or not _within(length, self.max_body_bytes):
             return False, None
         scheme, _, credentials = auth.decode("latin-1").partition(" ")
         if scheme.lower() != "bearer" or not credentials or not token_matches(credentials, self.tokens):
@@ -138,6 +164,10 @@ class DecisionFastPath:
             return True, None
         text = key.decode("latin-1")
         return (True, text) if _KEY.fullmatch(text) else (False, None)
+
+
+def _within(length: bytes, limit: int) -> bool:
+    return length.isdigit() and int(length) <= limit
 
 
 def _validated(raw: bytes) -> schemas.DecisionIn | None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-__all__ = ["Metrics"]
+__all__ = ["Metrics", "RequestRecorder"]
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -74,3 +77,29 @@ class Metrics:
             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 1024),
             registry=self.registry,
         )
+
+
+class RequestRecorder:
+    """Counts and times answered HTTP requests by method, route template and status.
+
+    Args:
+        metrics: The app's metrics, or ``None`` while the app is starting (nothing is recorded then).
+    """
+
+    def __init__(self, metrics: Callable[[], Metrics | None]) -> None:
+        self.metrics = metrics
+        self._children: dict[tuple[Metrics, str, str, int], tuple[Any, Any]] = {}
+
+    def record(self, method: str, template: str, status: int, seconds: float) -> None:
+        """One answered request (``template`` is the route's, never the raw path: ids would explode labels)."""
+        m = self.metrics()
+        if m is None:
+            return
+        key = (m, method, template, status)
+        children = self._children.get(key)
+        if children is None:
+            # Label look-ups cost more than the observation itself: once per route and status.
+            children = (m.requests.labels(method, template, str(status)), m.latency.labels(method, template))
+            self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)

@@ -151,7 +151,8 @@ class OnlineLearner:
         The scalars are a JSON object of ``[dtype, value]``: it keeps every value exactly (floats by their
         shortest repr, NaN included) and costs far less than an ``.npz`` archive on every transaction.
         """
-        state = self.policy.state_dict()
+        # Without the statistics unless they are wanted: copying them costs more than the rest of the save.
+        state = self.policy.state_dict(arrays=with_big)
         small = {k: np.asarray(v) for k, v in state.items() if np.ndim(v) == 0}
         small[_CLOCK_KEY] = np.asarray(self.day)
         scalars = json.dumps({k: [v.dtype.str, v.item()] for k, v in small.items()}, separators=(",", ":"))

@@ -454,21 +454,38 @@ class DecisionService:
         return self._decide_points(conn, ws, points)
 
     def decide_each(
-        self, conn: sa.Connection, ws: Workspace, reqs: Sequence[schemas.DecisionIn]
+        self,
+        conn: sa.Connection,
+        ws: Workspace,
+        reqs: Sequence[schemas.DecisionIn],
+        restore: Callable[[int], None] | None = None,
     ) -> list[schemas.DecisionOut | ServiceError]:
         """Decide single decision points of distinct arrangements as one batch, each accepted or refused alone.
 
         This is how concurrent ``POST /v1/decisions`` requests share one context build, one policy call and
         one set of inserts; a refused point leaves ``ws`` as it was and gets its error.
+
+        Args:
+            conn: The transaction.
+            ws: The workspace holding the arrangements.
+            reqs: The decision points (distinct arrangements).
+            restore: Puts an arrangement's state in ``ws`` back as it was before this call (after a refusal).
+                Without it, a copy of every arrangement's state is taken first (refusals are rare, so a caller
+                that can restore from elsewhere saves that copy).
         """
         points: list[_Point] = []
         errors: dict[int, ServiceError] = {}
-        snap = ws.snapshot(r.arrangement_id for r in reqs)
+        if restore is None:
+            snap = ws.snapshot(r.arrangement_id for r in reqs)
+
+            def restore(aid: int) -> None:
+                ws.restore(snap.snapshot([aid]))
+
         for i, r in enumerate(reqs):
             try:
                 points.append(self._point(ws, i, r, single=True))
             except ServiceError as exc:
-                ws.restore(snap.snapshot([r.arrangement_id]))
+                restore(r.arrangement_id)
                 errors[i] = exc
         decided = iter(self._decide_points(conn, ws, points) if points else [])
         return [errors[i] if i in errors else next(decided) for i in range(len(reqs))]

@@ -33,6 +33,7 @@ import concurrent.futures
 import contextlib
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -241,14 +242,17 @@ class Writer:
                 run_ids: set[int] = set()
                 run_day: list[int | None] = [None]
                 touched: set[int] = set()  # arrangements the group's earlier requests worked on
+                reworked: set[int] = set()  # those of the run's arrangements among them
 
                 def flush() -> None:
                     if run:
-                        decided = self.service.decide_each(conn, ws, [group[i].body for i in run])
+                        restore = self._restorer(conn, ws, reworked)
+                        decided = self.service.decide_each(conn, ws, [group[i].body for i in run], restore)
                         for i, res in zip(run, decided, strict=True):
                             results[i] = res if isinstance(res, Exception) else Outcome(200, res.model_dump_json())
                         run.clear()
                         run_ids.clear()
+                        reworked.clear()
 
                 for i, op in enumerate(group):
                     if op.key is not None and op.key in stored:
@@ -260,6 +264,8 @@ class Writer:
                             flush()
                         run.append(i)
                         run_ids.add(op.body.arrangement_id)
+                        if op.body.arrangement_id in touched:
+                            reworked.add(op.body.arrangement_id)
                         touched.add(op.body.arrangement_id)
                         run_day[0] = day
                     else:
@@ -286,6 +292,19 @@ class Writer:
         self.service.committed()
         assert all(r is not None for r in results)
         return [r for r in results if r is not None]
+
+    def _restorer(self, conn: Connection, ws: Workspace, reworked: set[int]) -> Callable[[int], None]:
+        """How to undo a refused decision point: from the cache, which holds every arrangement as it was before
+        the group, or, for the few that earlier requests of the group worked on, from a copy taken now."""
+        snap = ws.snapshot(reworked) if reworked else None
+
+        def restore(aid: int) -> None:
+            if snap is not None and aid in snap.info:
+                ws.restore(snap.snapshot([aid]))
+            else:
+                ws.restore(self.cache.workspace(conn, [aid]))
+
+        return restore
 
     def _one(self, conn: Connection, ws: Workspace, op: WriteOp, alone: bool, fresh: bool) -> Result:
         """A registration, an event or a batch of decisions: all or nothing, refused without side effects.

@@ -34,6 +34,7 @@ policy that decides bit for bit as the saved one would have.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 from collections.abc import Callable
@@ -281,23 +282,28 @@ class LinearBandit(BasePolicy):
     # ------------------------------------------------------------------------------------------------------
     # State, saving and loading
     # ------------------------------------------------------------------------------------------------------
-    def state_dict(self) -> dict[str, StateValue]:
+    def state_dict(self, arrays: bool = True) -> dict[str, StateValue]:
         """Everything that changes as the bandit decides and learns, as arrays and scalars (copies).
 
         Keys: ``policy`` (name), ``space`` (the action space as JSON, "" before the first batch), ``rng``
         (the exploration generator's ``bit_generator.state`` as JSON), the counters ``decisions``,
-        ``learned``, ``dropped``, and ``{head}.{A,b,n,A_inv,theta}`` per head.
+        ``learned``, ``dropped``, and ``{head}.{A,b,n,A_inv,theta,reward_sum}`` per head.
+
+        Args:
+            arrays: Include the statistics with a dimension (``A``, ``b``, ...). Without them the state is what
+                changes on every decision (counters, generator, scalar sums): what a server saves per
+                transaction while the statistics, which change only when the bandit learns, stay as saved.
         """
         state: dict[str, StateValue] = {
             "policy": self.name,
-            "space": "" if self.space is None else json.dumps(_space_to_json(self.space)),
+            "space": "" if self.space is None else _space_json(self.space),
             "rng": json.dumps(self.rng.bit_generator.state),
             "decisions": self.decisions,
             "learned": self.learned,
             "dropped": self.dropped,
         }
         for name, arms in self.arms.items():
-            state.update(arms.state_dict(name))
+            state.update(arms.state_dict(name, arrays))
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -431,6 +437,12 @@ def _greedy(
 
 def _scalar(value: Any) -> Any:
     return value.item() if isinstance(value, np.ndarray) else value
+
+
+@functools.lru_cache(maxsize=8)
+def _space_json(space: ActionSpace) -> str:
+    # A server saves the state on every transaction; the space, hashable and immutable, is the same each time.
+    return json.dumps(_space_to_json(space))
 
 
 def _space_to_json(space: ActionSpace) -> dict[str, Any]:

@@ -109,9 +109,10 @@ class RidgeArms:
         self.theta = np.einsum("kij,kj->ki", self.A_inv, rhs)
         self._stacked = None
 
-    def state_dict(self, prefix: str) -> dict[str, NDArray[np.float64] | NDArray[np.int64]]:
-        """The statistics as arrays named ``f"{prefix}.{key}"`` (copies)."""
-        return {f"{prefix}.{key}": getattr(self, key).copy() for key in self.STATE_KEYS}
+    def state_dict(self, prefix: str, arrays: bool = True) -> dict[str, NDArray[np.float64] | NDArray[np.int64]]:
+        """The statistics named ``f"{prefix}.{key}"`` (copies); without ``arrays`` only the 0-d ones."""
+        keys = self.STATE_KEYS if arrays else tuple(k for k in self.STATE_KEYS if np.ndim(getattr(self, k)) == 0)
+        return {f"{prefix}.{key}": getattr(self, key).copy() for key in keys}
 
     def load_state_dict(self, state: dict[str, NDArray[np.float64] | NDArray[np.int64]], prefix: str) -> None:
         """Restore the statistics saved by :meth:`state_dict` under ``prefix``.

@@ -328,3 +328,82 @@ def test_event_queue_pops_each_rows_events_by_time_then_creation() -> None:
         q.remove(entries[take])
     # Row 1 ranks first; row 0: time 1.0 (created first: 11; then 13, 14 as scheduled), then time 2.0.
     assert order == [(1, [12]), (0, [11]), (0, [13, 14]), (0, [10])]
+
+
+def test_skipping_draws_that_cannot_succeed_changes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pay-window and overdue days skipped by their draws (``_first_eventful_day``): the same as every day in full."""
+    from regsim.vector_world import VectorWorld
+
+    n, steps = 64, 50
+    looked = [0, 0]
+    eventful_day = VectorWorld._first_eventful_day
+
+    def counting(self: VectorWorld, rows: np.ndarray, start: np.ndarray, *args: Any) -> np.ndarray:
+        out = eventful_day(self, rows, start, *args)
+        looked[0] += int((out > start).sum())  # rows that skipped at least one day with a draw
+        looked[1] += int(args[-1][out > start].sum())  # of them overdue
+        return out
+
+    monkeypatch.setattr(VectorWorld, "_first_eventful_day", counting)
+    fast = ArrangementVecEnv(n, months=MONTHS, reward="completion_value")
+    got = _run(fast, fast.action_masks, fast.space, steps=steps, seed=11)
+    monkeypatch.setattr(VectorWorld, "_quiet_days", lambda self, rows: np.zeros(len(rows), dtype=np.int64))
+    slow = ArrangementVecEnv(n, months=MONTHS, reward="completion_value")
+    expected = _run(slow, slow.action_masks, slow.space, steps=steps, seed=11)
+    for g, e in zip(got, expected, strict=True):
+        for x, y in zip(g[:-1], e[:-1], strict=True):
+            np.testing.assert_array_equal(x, y)
+        _assert_infos_equal(g[-1], e[-1])
+    for name in ("cash", "boost", "annoyance", "streak", "shock_until", "shocks", "shock_days", "disengaged"):
+        np.testing.assert_array_equal(getattr(fast.world.state, name), getattr(slow.world.state, name), err_msg=name)
+    np.testing.assert_array_equal(fast.world.clock, slow.world.clock)
+    assert looked[0] > n and looked[1] > 0  # draws were skipped, overdue rows among them
+
+
+@pytest.mark.parametrize("reward", ["collected", "completion", "burden", "holding", "completion_value"])
+def test_rewards_on_outcome_columns_equal_the_per_outcome_rewards(reward: str) -> None:
+    """Every named reward evaluated on columns gives each outcome's reward bit for bit."""
+    from envs.rewards import resolve_reward
+    from envs.vector import _COLUMNAR_REWARDS, _OutcomeColumns
+
+    rng = np.random.default_rng(1)
+    k = 500
+    columns = _OutcomeColumns(
+        collected_eur=np.round(rng.exponential(80.0, k) * (rng.random(k) < 0.4), 2),
+        contact_cost_eur=rng.choice([0.0, 0.01, 0.05, 0.9, 2.5, 0.06], k),
+        contacts=rng.integers(0, 3, k),
+        completed=rng.random(k) < 0.1,
+        broken=rng.random(k) < 0.1,
+        referred=rng.random(k) < 0.05,
+        collection_costs_eur=np.round(rng.exponential(60.0, k) * (rng.random(k) < 0.1), 2),
+        on_time_installments=rng.integers(0, 2, k),
+        missed_installments=rng.integers(0, 2, k),
+        breakdown_cost_eur=150.0,
+        days=rng.integers(0, 40, k) + np.where(rng.random(k) < 0.1, rng.random(k), 0.0),
+        balance_eur=np.round(rng.exponential(700.0, k), 2),
+    )
+    fn = resolve_reward(reward)
+    per_outcome = [fn(o) for o in ArrangementVecEnv._outcomes(columns)]
+    np.testing.assert_array_equal(_COLUMNAR_REWARDS[fn](columns), np.array(per_outcome, dtype=np.float64))
+
+
+def test_lean_infos_keep_observations_rewards_and_final_observations() -> None:
+    """``full_info=False`` (the SB3 adapter's) changes only the infos, and keeps the final observations."""
+    n = 6
+    full = ArrangementVecEnv(n, months=MONTHS, autoreset_mode=AutoresetMode.SAME_STEP, reward="holding")
+    lean = ArrangementVecEnv(
+        n, months=MONTHS, autoreset_mode=AutoresetMode.SAME_STEP, reward="holding", full_info=False
+    )
+    got = _run(lean, lean.action_masks, lean.space, steps=60, seed=2)
+    expected = _run(full, full.action_masks, full.space, steps=60, seed=2)
+    finals = 0
+    for g, e in zip(got[1:], expected[1:], strict=True):
+        for x, y in zip(g[:-1], e[:-1], strict=True):
+            np.testing.assert_array_equal(x, y)
+        assert set(g[-1]) <= {"final_obs", "_final_obs"}
+        if "final_obs" in e[-1]:
+            np.testing.assert_array_equal(g[-1]["_final_obs"], e[-1]["_final_obs"])
+            for i in np.flatnonzero(e[-1]["_final_obs"]):
+                np.testing.assert_array_equal(g[-1]["final_obs"][i], e[-1]["final_obs"][i])
+                finals += 1
+    assert finals >= 2

@@ -348,3 +348,27 @@ def test_debtors_differing_only_in_latent_state_give_identical_first_contexts() 
         assert a.masked_by == b.masked_by
     # The whole first day's batch, too.
     _assert_batches_equal(batches_a[0], batches_b[0])
+
+
+def test_draws_hashed_together_equal_draws_one_by_one() -> None:
+    """``Streams.uniforms`` gives each purpose's ``uniform`` bit for bit (scalars, arrays, broadcasting)."""
+    from regsim.random import Purpose, Streams
+
+    streams = Streams(99)
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, 2**40, 300)
+    days = rng.integers(0, 900, 300)
+    index = rng.integers(0, 200, 300)
+    purposes = (Purpose.NOTICE, Purpose.READ_DELAY, Purpose.OPEN_SIGNAL)
+    for args in (
+        (ids, 0, 0),
+        (ids, 12, 0),
+        (ids, days, index),
+        (ids, days.astype(np.int32), 3),
+        (7, days, 0),
+        (ids[:, None], days[:20][None, :], 0),
+        (5, 3, 1),
+    ):
+        together = streams.uniforms(purposes, *args)
+        for k, purpose in enumerate(purposes):
+            np.testing.assert_array_equal(together[k], streams.uniform(purpose, *args))

@@ -163,6 +163,10 @@ def test_a_too_large_body_is_refused_with_413_naming_the_limit(store_url: str) -
         big = {"decisions": [{"arrangement_id": k, "kind": "pre_due", "time": 1.0} for k in range(100)]}
         r = client.post("/v1/decisions/batch", json=big)
         assert r.status_code == 413 and "2000 bytes" in r.json()["detail"]
+        # The fast path of POST /v1/decisions leaves an oversized body to the same refusal.
+        one = {"arrangement_id": 1, "kind": "pre_due", "time": 1.0, "pad": "x" * 3000}
+        r = client.post("/v1/decisions", json=one)
+        assert r.status_code == 413 and "2000 bytes" in r.json()["detail"]
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,115 @@
+"""The outcome matcher against a decision-by-decision reference, over many batches and releases.
+
+The matcher keeps its pending decisions in buffers that grow geometrically and are compacted when decisions
+mature; whatever the sizes of the batches, what it hands out must be what a plain per-decision bookkeeping of
+the same events gives.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from regsim.config import load_world_config
+from regsim.decision import ActionSpace, ContextBatch
+from regsim.eventlog import EventType
+from regsim.feedback import DecisionOutcomes, OutcomeMatcher
+from serving.settings import DEFAULT_POPULATION
+
+WINDOW = 10.0
+
+
+@dataclass
+class _Pending:
+    arrangement: int
+    time: float
+    paid: float = 0.0
+    cost: float = 0.0
+    completed: bool = False
+    broken: bool = False
+    ended: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _batch(space: ActionSpace, arrangements: np.ndarray) -> ContextBatch:
+    n = len(arrangements)
+    return ContextBatch(
+        space=space,
+        columns={"arrangement_id": arrangements.astype(np.int64), "debt_eur": 100.0 + arrangements},
+        mask=np.ones((n, space.mask_size), dtype=bool),
+    )
+
+
+def test_the_matcher_hands_out_what_per_decision_bookkeeping_gives() -> None:
+    space = ActionSpace.from_config(load_world_config(DEFAULT_POPULATION).decisions)
+    released: list[DecisionOutcomes] = []
+
+    def record(outcomes: DecisionOutcomes) -> np.ndarray:
+        released.append(outcomes)
+        return outcomes.paid_eur - outcomes.cost_eur
+
+    matcher = OutcomeMatcher(WINDOW, reward=record)
+    rng = np.random.default_rng(3)
+    reference: dict[int, _Pending] = {}
+    next_id = 1
+    seen: dict[int, tuple[float, float, bool, bool]] = {}
+
+    def check(feedback: Any) -> None:
+        if feedback is None:
+            return
+        outcomes = released[-1]
+        for k, d in enumerate(feedback.decision_ids.tolist()):
+            p = reference.pop(d)
+            got = (outcomes.paid_eur[k], outcomes.cost_eur[k], bool(outcomes.completed[k]), bool(outcomes.broken[k]))
+            assert got == (p.paid, p.cost, p.completed, p.broken), d
+            assert feedback.contexts.columns["arrangement_id"][k] == p.arrangement
+            assert feedback.rewards[k] == p.paid - p.cost
+            seen[d] = got
+
+    for step in range(400):
+        day = float(step // 8)
+        # A batch of decisions, 1 to 40 (crossing the buffers' capacities many times).
+        n = int(rng.integers(1, 41))
+        arrangements = rng.integers(0, 60, size=n)
+        ids = np.arange(next_id, next_id + n, dtype=np.int64)
+        next_id += n
+        actions = rng.integers(0, 3, size=(n, 5))
+        matcher.add(ids, day, _batch(space, arrangements), actions, np.full(n, 0.5))
+        for d, a in zip(ids.tolist(), arrangements.tolist(), strict=True):
+            reference[d] = _Pending(int(a), day)
+        # Payments of some arrangements later that day.
+        payers = rng.integers(0, 60, size=5)
+        amounts = np.round(rng.uniform(5, 50, size=5), 2)
+        t = day + 0.5
+        matcher.observe(EventType.PAYMENT, np.full(5, t), payers, amounts)
+        for a, amount in zip(payers.tolist(), amounts.tolist(), strict=True):
+            for p in reference.values():
+                if p.arrangement == a and p.time <= t < p.time + WINDOW and not p.ended:
+                    p.paid += amount
+        # The cost of the messages of a few pending decisions.
+        if reference:
+            pending = np.array(sorted(reference), dtype=np.int64)
+            sent = rng.choice(pending, size=min(3, len(pending)), replace=False)
+            costs = np.full(len(sent), 0.85)
+            owners = np.array([reference[d].arrangement for d in sent.tolist()], dtype=np.int64)
+            matcher.observe(EventType.MESSAGE_SENT, np.full(len(sent), t), owners, costs, sent)
+            for d in sent.tolist():
+                reference[d].cost += 0.85
+        # Now and then an arrangement ends.
+        if step % 13 == 0:
+            a = int(rng.integers(0, 60))
+            kind = EventType.BROKEN if step % 2 else EventType.COMPLETED
+            matcher.observe(kind, np.array([t]), np.array([a], dtype=np.int64))
+            for p in reference.values():
+                if p.arrangement == a and p.time <= t < p.time + WINDOW and not p.ended:
+                    p.ended = True
+                    p.completed |= kind == EventType.COMPLETED
+                    p.broken |= kind == EventType.BROKEN
+        if step % 8 == 7:
+            check(matcher.mature(day + 1.0))
+            assert len(matcher) == len(reference)
+    check(matcher.flush(60.0))
+    assert len(matcher) == 0 and not reference
+    assert len(seen) == next_id - 1
