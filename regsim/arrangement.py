@@ -122,16 +122,20 @@ class Schedules:
         """What a debtor paying today would pay: open installments due by ``day + window``, oldest first."""
         owed = np.zeros(len(ids))
         fo, n = self.first_open[ids], self.n[ids]
+        last_day = day + window
+        # Flat positions into the (row, installment) tables: one gather each rather than a 2-D fancy index.
+        row_start = np.asarray(ids, dtype=np.int64) * self.capacity
+        due, amount, paid = self.due.ravel(), self.amount.ravel(), self.paid.ravel()
         for k in range(self.capacity):
             j = fo + k
             inside = j < n
             if not inside.any():
                 break
-            jc = np.minimum(j, self.capacity - 1)
-            take = inside & (self.due[ids, jc] <= day + window)
+            at = row_start + np.minimum(j, self.capacity - 1)
+            take = inside & (due[at] <= last_day)
             if not take.any():
                 break
-            owed += np.where(take, self.amount[ids, jc] - self.paid[ids, jc], 0.0)
+            owed += np.where(take, amount[at] - paid[at], 0.0)
         return _round_cents(owed)
 
     # -- plan changes -------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ through their link, and shared capacity and breakdown (mechanisms 8, 9) live in 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -46,8 +46,7 @@ __all__ = [
 ]
 
 _DISENGAGED_WILLINGNESS = 0.25
-#: The state a morning changes (:func:`_morning`).
-_MORNING_FIELDS = ("cash", "boost", "annoyance", "shock_until", "shocks", "shock_days")
+_NO_DRAWS = np.zeros(0)
 
 
 @dataclass
@@ -144,9 +143,11 @@ def advance_days(
     """Consecutive mornings of each row: days ``first_day[i], ..., first_day[i] + count[i] - 1`` of ``rows[i]``.
 
     The same as calling :func:`advance_day` once per day on the rows whose days they are (bit for bit: the
-    same arithmetic in the same order, and every draw a pure function of the row and its day), but the draws
-    of all the days are made at once, so that a run of days costs a few array operations per day rather than
-    a full :func:`advance_day`. For rows that keep their own clocks (:class:`regsim.vector_world.VectorWorld`).
+    same arithmetic in the same order for every element, and every draw a pure function of the row and its
+    day), but the draws of all the days are made at once and a day costs a few array operations: the decays
+    of the rows still running, then the rare shock starts and the paydays, each on just the rows they concern.
+    The shock days are counted per shock rather than per day (shocks never overlap: one starts only outside
+    a shock). For rows that keep their own clocks (:class:`regsim.vector_world.VectorWorld`).
 
     Args:
         state: The debtors' latent state, updated in place.
@@ -168,46 +169,58 @@ def advance_days(
     # the rows changes nothing.
     by_count = np.argsort(-count, kind="stable")
     rows, first_day, count = rows[by_count], np.asarray(first_day)[by_count], count[by_count]
-    # One entry per (row, day), grouped by day number j and in that row order within a group: group j holds the
-    # rows with more than j days, as advance_day(rows=those rows) would see them on their j-th day.
-    pos = np.repeat(np.arange(len(rows)), count)
-    j = np.arange(len(pos)) - np.repeat(np.cumsum(count) - count, count)
-    order = np.argsort(j, kind="stable")
-    pos, j = pos[order], j[order]
-    bounds = np.searchsorted(j, np.arange(int(count[0]) + 1))
+    # One entry per (row, day), grouped by day number j: group j holds the rows with more than j days (the first
+    # ``size[j]`` rows), in row order.
+    days = int(count[0])
+    size = np.searchsorted(-count, -np.arange(days), side="left")
+    bounds = np.zeros(days + 1, dtype=np.int64)
+    np.cumsum(size, out=bounds[1:])
+    pos = np.arange(bounds[-1]) - np.repeat(bounds[:-1], size)
+    j = np.repeat(np.arange(days), size)
     prow, pday = rows[pos], first_day[pos] + j
+    # Shock starts are possible only where the day's uniform is below the rate (and no shock is on then);
+    # income arrives on paydays. Both are a few pairs: their draws are made here, their days found by search.
     u_all = streams.uniform(Purpose.SHOCK_START, gid[prow], pday)
-    # Shock lengths and income noise are drawn for every (row, day) that might need them, so that the loop
-    # below only reads them (a draw depends on nothing but its row and day, so extra draws change nothing).
     maybe = np.flatnonzero(u_all < pop.shock_rate[prow])
-    length_all = np.zeros(len(pos))
-    length_all[maybe] = streams.exponential(Purpose.SHOCK_LENGTH, gid[prow[maybe]], pday[maybe])
-    paid_all = pop.income_today(pday, calendar, prow)
-    paid_pairs = np.flatnonzero(paid_all)
-    noise_all = np.zeros(len(pos))
-    noise_all[paid_pairs] = streams.normal(Purpose.INCOME_NOISE, gid[prow[paid_pairs]], pday[paid_pairs])
-    decay = (np.exp(-pop.spend_rate[rows]), np.exp(-1.0 / pop.memory_days[rows]))
-    local = DebtorState(**{f.name: getattr(state, f.name)[rows] for f in fields(DebtorState)})
-    local_pop = Population(**{f.name: getattr(pop, f.name)[rows] for f in fields(Population)})
-    positions = np.arange(len(rows))
-    for k in range(len(bounds) - 1):
-        block = slice(bounds[k], bounds[k + 1])
-        m = bounds[k + 1] - bounds[k]
-        _morning(
-            local,
-            local_pop,
-            config,
-            slice(0, m),
-            positions[:m],
-            pday[block],
-            decay=(decay[0][:m], decay[1][:m]),
-            u_start=u_all[block],
-            length=length_all[block].__getitem__,
-            paid_at=np.flatnonzero(paid_all[block]),
-            noise=noise_all[block].__getitem__,
-        )
-    for name in _MORNING_FIELDS:
-        getattr(state, name)[rows] = getattr(local, name)
+    length = streams.exponential(Purpose.SHOCK_LENGTH, gid[prow[maybe]], pday[maybe]) if len(maybe) else _NO_DRAWS
+    paid = np.flatnonzero(pop.income_today(pday, calendar, prow))
+    noise = streams.normal(Purpose.INCOME_NOISE, gid[prow[paid]], pday[paid]) if len(paid) else _NO_DRAWS
+    noise_factor = np.maximum(0.0, 1.0 + config.income.income_noise * noise)
+    income = pop.income_per_pay[prow[paid]] * pop.free_cash_share[prow[paid]] * noise_factor
+    # Python integers for the loop's bookkeeping (cheaper than NumPy scalars, one day at a time).
+    maybe_at, paid_at = np.searchsorted(maybe, bounds).tolist(), np.searchsorted(paid, bounds).tolist()
+    block = size.tolist()
+    shocks = config.shocks
+    cash, boost, annoyance = state.cash[rows], state.boost[rows], state.annoyance[rows]
+    shock_until = state.shock_until[rows]
+    cash_decay, memory_decay = np.exp(-pop.spend_rate[rows]), np.exp(-1.0 / pop.memory_days[rows])
+    annoyance_decay = np.exp(-1.0 / config.fatigue.decay_days)
+    end = first_day + count
+    # The days of the shock already on, within the stretch (each new shock adds its own below).
+    shock_days = np.minimum(np.maximum(shock_until - first_day, 0), count)
+    started = np.zeros(len(rows), dtype=np.int64)
+    for k, m in enumerate(block):
+        cash[:m] *= cash_decay[:m]
+        boost[:m] *= memory_decay[:m]
+        annoyance[:m] *= annoyance_decay
+        if maybe_at[k + 1] > maybe_at[k]:
+            s = slice(maybe_at[k], maybe_at[k + 1])
+            p, d = pos[maybe[s]], pday[maybe[s]]
+            go = shock_until[p] <= d
+            if go.any():
+                p, d = p[go], d[go]
+                shock_until[p] = d + np.ceil(shocks.mean_duration_days * length[s][go]).astype(np.int64)
+                cash[p] = 0.0  # the unexpected expense or lost income eats the buffer
+                started[p] += 1
+                shock_days[p] += np.maximum(np.minimum(shock_until[p], end[p]) - d, 0)
+        if paid_at[k + 1] > paid_at[k]:
+            s = slice(paid_at[k], paid_at[k + 1])
+            p, d = pos[paid[s]], pday[paid[s]]
+            cash[p] += income[s] * np.where(shock_until[p] > d, shocks.income_factor, 1.0)
+    state.cash[rows], state.boost[rows], state.annoyance[rows] = cash, boost, annoyance
+    state.shock_until[rows] = shock_until
+    state.shocks[rows] += started
+    state.shock_days[rows] += shock_days
 
 
 def _morning(
@@ -264,7 +277,7 @@ def at(value: Any, positions: NDArray[np.integer] | NDArray[np.bool_]) -> Any:
 def due_cue(days_to_due: NDArray[np.integer], window: int, overdue_attention: float) -> NDArray[np.float64]:
     """Salience of the due date: 0 before the pay window, rising to 1 on the due day, then constant."""
     d = np.asarray(days_to_due, dtype=np.float64)
-    ramp = np.clip(1.0 - d / (window + 1.0), 0.0, 1.0)
+    ramp = np.minimum(np.maximum(1.0 - d / (window + 1.0), 0.0), 1.0)  # np.clip's values, at less overhead
     return np.where(d <= 0, overdue_attention * (d < 0) + 1.0 * (d == 0), ramp)
 
 

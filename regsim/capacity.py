@@ -50,6 +50,9 @@ def _overlap(a: tuple[int, int], b: tuple[int, int]) -> tuple[float, float]:
     return float(start), float(end)
 
 
+_SEARCH_HOURS = 24 * 15  # how far ahead an opening is looked for
+
+
 def next_opening(
     now: NDArray[np.float64], hours: tuple[float, float], closed: frozenset[int], calendar: Calendar, name: str
 ) -> NDArray[np.float64]:
@@ -57,7 +60,7 @@ def next_opening(
     hour = np.ceil(np.asarray(now, dtype=np.float64) * 24.0 - 1e-9).astype(np.int64)
     closed_day = np.isin(np.arange(7), list(closed))
     found = np.zeros(len(hour), dtype=bool)
-    for _ in range(24 * 15):
+    for _ in range(_SEARCH_HOURS):
         day, h = np.divmod(hour, 24)
         weekday = calendar.weekday[np.minimum(day, calendar.days - 1)]
         found = ~closed_day[weekday] & (hours[0] <= h) & (h < hours[1])
@@ -65,6 +68,23 @@ def next_opening(
             return hour / 24.0
         hour = np.where(found, hour, hour + 1)
     raise RuntimeError(f"{name}: no working hour within two weeks (hours {hours})")
+
+
+def _opening_table(hours: tuple[float, float], closed: frozenset[int], calendar: Calendar) -> NDArray[np.int64]:
+    """For every hour mark of the calendar (and the search window past its end), the first opening at or after it.
+
+    Hour marks are judged as :func:`next_opening` judges them (days past the calendar take its last weekday); a
+    mark with no opening up to the table's end gets one past the search window, so a lookup can tell.
+    """
+    size = calendar.days * 24 + _SEARCH_HOURS
+    hour = np.arange(size)
+    day, h = np.divmod(hour, 24)
+    closed_day = np.isin(np.arange(7), list(closed))
+    weekday = calendar.weekday[np.minimum(day, calendar.days - 1)]
+    works = ~closed_day[weekday] & (hours[0] <= h) & (h < hours[1])
+    # The next working mark of each mark: a running minimum from the end.
+    table = np.where(works, hour, size + _SEARCH_HOURS)
+    return np.minimum.accumulate(table[::-1])[::-1].astype(np.int64)
 
 
 class _CallCentre:
@@ -161,12 +181,26 @@ class DedicatedCapacity:
         self.calendar = calendar
         self._collectors = (_overlap(config.collector_hours, quiet_hours), frozenset((5, 6, *quiet_weekdays)))
         self._robocalls = (_overlap(config.robocall_hours, quiet_hours), frozenset(quiet_weekdays))
+        self._tables: dict[bool, NDArray[np.int64]] = {}
 
     def call_times(self, now: NDArray[np.float64], collector: bool) -> NDArray[np.float64]:
-        """When calls placed at ``now`` connect (the next working hour of the collectors or robocall lines)."""
+        """When calls placed at ``now`` connect (the next working hour of the collectors or robocall lines).
+
+        The same as :func:`next_opening`, looked up in a table of each hour's next opening over the calendar.
+        """
         hours, closed = self._collectors if collector else self._robocalls
         name = "collectors" if collector else "robocall_lines"
-        return next_opening(now, hours, closed, self.calendar, name)
+        table = self._tables.get(collector)
+        if table is None:
+            table = self._tables[collector] = _opening_table(hours, closed, self.calendar)
+        hour = np.ceil(np.asarray(now, dtype=np.float64) * 24.0 - 1e-9).astype(np.int64)
+        inside = (hour >= 0) & (hour < self.calendar.days * 24)
+        if not inside.all():  # past the calendar (never in a run): the search itself
+            return next_opening(now, hours, closed, self.calendar, name)
+        opening = table[hour]
+        if (opening - hour >= _SEARCH_HOURS).any():
+            raise RuntimeError(f"{name}: no working hour within two weeks (hours {hours})")
+        return opening / 24.0
 
     def post_times(self, now: NDArray[np.float64]) -> NDArray[np.float64]:
         """When letters queued at ``now`` are posted: the first posting hour at or after it on a working day."""

@@ -58,6 +58,8 @@ def _availability_table() -> NDArray[np.float64]:
 
 
 _AVAILABILITY = _availability_table()
+# Channel option indexes (0 = no contact) of the channels whose notice depends on the hour.
+_SMS, _ROBOCALL, _COLLECTOR = (1 + CHANNELS.index(c) for c in ("sms", "robocall", "collector"))
 
 
 def hour_availability(
@@ -68,11 +70,10 @@ def hour_availability(
     Calls (robocall, collector) need the debtor free at that hour; an SMS is read at once when free and
     otherwise mostly a little later; email and letters are read when the debtor gets to them.
     """
-    h = np.clip(np.asarray(hour, dtype=np.int64), 0, 23)
+    h = np.minimum(np.maximum(np.asarray(hour, dtype=np.int64), 0), 23)
     avail = _AVAILABILITY[np.asarray(profile, dtype=np.int64), h]
     ch = np.asarray(channel)
-    sms, robocall, collector = (1 + CHANNELS.index(c) for c in ("sms", "robocall", "collector"))
-    return np.where((ch == robocall) | (ch == collector), avail, np.where(ch == sms, 0.8 + 0.2 * avail, 1.0))
+    return np.where((ch == _ROBOCALL) | (ch == _COLLECTOR), avail, np.where(ch == _SMS, 0.8 + 0.2 * avail, 1.0))
 
 
 @dataclass

@@ -89,6 +89,11 @@ def _tail(day: NDArray[np.integer] | int, index: NDArray[np.integer] | int) -> N
     return term
 
 
+def _fits(x: NDArray[np.integer] | int, ids: NDArray[np.integer]) -> bool:
+    """Whether ``ids`` are int64 and ``x`` is one value for them all or one per id: nothing to broadcast."""
+    return ids.dtype == np.int64 and (np.ndim(x) == 0 or (isinstance(x, np.ndarray) and x.shape == ids.shape))
+
+
 def _to_unit(b: NDArray[np.uint64]) -> NDArray[np.float64]:
     """The top 53 bits as a float in the open interval (0, 1)."""
     u = (b >> _S11).astype(np.float64)
@@ -111,6 +116,10 @@ class Streams:
         with np.errstate(over="ignore"):
             self._key = _mix(np.array([self.seed], dtype=np.uint64) + _GOLDEN)[0]
             self._purpose_keys = {int(p): self._key ^ (np.uint64(int(p)) * _GOLDEN) for p in Purpose}
+        # The keys as the arrays _bits takes, built once (per purpose, and per tuple of purposes when asked).
+        self._key_arrays: dict[object, NDArray[np.uint64]] = {
+            p: np.array([k], dtype=np.uint64) for p, k in self._purpose_keys.items()
+        }
 
     def bits(
         self,
@@ -127,7 +136,7 @@ class Streams:
             day: Simulation day, broadcast against ``ids``.
             index: A further counter (e.g. message number), broadcast against ``ids``.
         """
-        return self._bits(np.array([self._purpose_keys[int(purpose)]]), ids, day, index)[0]
+        return self._bits(self._key_arrays[int(purpose)], ids, day, index)[0]
 
     def _bits(
         self,
@@ -143,6 +152,14 @@ class Streams:
         """
         # Wrapping on overflow is what the hash wants (0-d operands would otherwise warn).
         with np.errstate(over="ignore"):
+            if isinstance(ids, np.ndarray) and ids.ndim == 1 and _fits(day, ids) and _fits(index, ids):
+                # The common case (a vector of ids, days and indexes alike or shared): no broadcasting to work out.
+                z = keys[:, None] + ids.view(np.uint64) * _GOLDEN
+                z = _mix(z)
+                z += _tail(day, index)
+                z = _mix(z)
+                z += _GOLDEN
+                return _mix(z)
             base = _as_u64(ids) * _GOLDEN
             tail = _tail(day, index)
             shape = np.broadcast_shapes(np.shape(base), np.shape(tail))
@@ -167,7 +184,10 @@ class Streams:
         Row ``k`` equals ``uniform(purposes[k], ids, day, index)`` bit for bit; hashing them together only
         saves the per-call work.
         """
-        keys = np.array([self._purpose_keys[int(p)] for p in purposes], dtype=np.uint64)
+        keys = self._key_arrays.get(purposes)
+        if keys is None:
+            keys = np.array([self._purpose_keys[int(p)] for p in purposes], dtype=np.uint64)
+            self._key_arrays[purposes] = keys
         return _to_unit(self._bits(keys, ids, day, index))
 
     def uniform(

@@ -69,6 +69,7 @@ Action = Callable[[NDArray[np.int64], Time], None]
 _COMPACT_MIN = 1 << 16  # messages kept before the store is first compacted
 _FAR = np.iinfo(np.int64).max // 4  # a day no row reaches (no installment left to fall due or be missed)
 _LOOK_AHEAD = 16  # most days of a pay window looked at at once for draws that cannot succeed
+_LOOK_STAGES = (4, _LOOK_AHEAD)  # days looked at first, then for the rows with no eventful day among them
 _DRAW_MARGIN = 1e-9  # a uniform this close below the bound of the payment probability counts as a payment
 
 
@@ -132,8 +133,10 @@ class VectorWorld(World):
         self._in_events = False
         self._compact_at = _COMPACT_MIN
         self._apply_rows = np.zeros(0, dtype=np.int64)
-        #: Decision points of the frozen rows: (rows, their contexts), one entry per tick in which rows froze.
+        #: Decision points of the frozen rows: (rows, their contexts), one entry per batch (merged after advance()).
         self.frozen: list[tuple[NDArray[np.int64], ContextBatch]] = []
+        # Decision points reached during :meth:`advance` (rows, kinds, installments), before their contexts.
+        self._freezing: list[tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]] = []
         #: Outcome events since the last :meth:`take_outcome_events`: (event, rows, columns).
         self.outcome_events: list[tuple[EventType, NDArray[np.int64], dict[str, Any]]] = []
 
@@ -218,6 +221,10 @@ class VectorWorld(World):
             self._draw_payments(going)
             self._evening(going)
             running = going[self.phase[going] == Phase.RUNNING]
+        if self._freezing:  # a frozen row's state stays as it froze: its contexts are built now, in one batch
+            ids, kinds, installments = (np.concatenate(part) for part in zip(*self._freezing, strict=True))
+            self._freezing = []
+            self.frozen.append((ids, self._contexts(ids, kinds, installments)))
         if len(self.frozen) > 1:  # one batch of all waiting decision points, rather than one per tick
             self.frozen = [
                 (np.concatenate([g for g, _ in self.frozen]), ContextBatch.concat([b for _, b in self.frozen]))
@@ -350,24 +357,40 @@ class VectorWorld(World):
         :data:`_LOOK_AHEAD` days are looked at (the day after is then taken as eventful: early, never late).
         """
         span = np.minimum(end - start, _LOOK_AHEAD)
-        offsets = np.arange(int(span.max()))
-        days = start[:, None] + offsets[None, :]
-        gid = self.gid[rows][:, None]
-        u = self.streams.uniform(Purpose.ATTEND, gid, days)
-        bound = behaviour.pay_intent_upper_bound(
-            self.state,
-            self.pop,
-            self.config.population,
-            self.config.arrangements,
-            rows[:, None],
-            open_due[:, None] - days,
-        )
-        eventful = u < bound + _DRAW_MARGIN
-        if overdue.any():
-            shock = self.streams.uniform(Purpose.SHOCK_START, gid, days) < self.pop.shock_rate[rows][:, None]
-            eventful |= overdue[:, None] & shock
-        eventful &= offsets[None, :] < span[:, None]
-        return np.where(eventful.any(axis=1), start + np.argmax(eventful, axis=1), start + span)
+        first = start + span
+        # Most rows meet an eventful day early: the first few days are looked at for all of them, the rest only
+        # for the rows that had none (the draws of a day are the same whenever they are made).
+        todo, lo = np.arange(len(rows)), 0
+        for hi in _LOOK_STAGES:
+            hi = min(hi, int(span[todo].max()))
+            if hi <= lo:
+                break
+            r, d0 = rows[todo], start[todo]
+            offsets = np.arange(lo, hi)
+            days = d0[:, None] + offsets[None, :]
+            gid = self.gid[r][:, None]
+            u = self.streams.uniform(Purpose.ATTEND, gid, days)
+            bound = behaviour.pay_intent_upper_bound(
+                self.state,
+                self.pop,
+                self.config.population,
+                self.config.arrangements,
+                r[:, None],
+                open_due[todo][:, None] - days,
+            )
+            eventful = u < bound + _DRAW_MARGIN
+            late = overdue[todo]
+            if late.any():
+                shock = self.streams.uniform(Purpose.SHOCK_START, gid, days) < self.pop.shock_rate[r][:, None]
+                eventful |= late[:, None] & shock
+            eventful &= offsets[None, :] < span[todo][:, None]
+            found = eventful.any(axis=1)
+            first[todo[found]] = d0[found] + lo + np.argmax(eventful[found], axis=1)
+            todo = todo[~found & (span[todo] > hi)]
+            if not len(todo):
+                break
+            lo = hi
+        return first
 
     def _skip_quiet_days(self, rows: NDArray[np.int64]) -> None:
         """Run the quiet days (:meth:`_quiet_days`) of these running rows at once: only their mornings' liquidity.
@@ -408,8 +431,7 @@ class VectorWorld(World):
         # A decision point: what was due at this moment runs before the world waits for the answer.
         self._run_events(ids, self.clock[ids])
         order = np.argsort(ids, kind="stable")
-        ids, kinds, installments = ids[order], kinds[order], installments[order]
-        self.frozen.append((ids, self._contexts(ids, kinds, installments)))
+        self._freezing.append((ids[order], kinds[order], installments[order]))
         self.phase[ids] = Phase.DECIDING
         return rows[self.phase[rows] == Phase.RUNNING]
 
@@ -485,8 +507,7 @@ class VectorWorld(World):
                 q.remove(chosen)
                 self._now[hrow[ready]] = htime[ready]
                 first_kinds = kinds[np.r_[True, group[take][1:] != group[take][:-1]]]
-                _, at = np.unique(first_kinds, return_index=True)
-                for kind in first_kinds[np.sort(at)].tolist():  # actions in order of their first row
+                for kind in dict.fromkeys(first_kinds.tolist()):  # actions in order of their first row
                     mine = kinds == kind
                     q.actions[kind](mids[mine], times[mine])
         finally:
@@ -527,11 +548,17 @@ class VectorWorld(World):
         # Decisions are applied at the row's morning; events are created at the time of the event running.
         now = self._now[rows] if self._in_events else self.clock[rows]
         when = now + np.maximum(0.0, times - now)  # SimPy's arithmetic for a timeout
-        distinct, which = np.unique(times, return_inverse=True)
-        made = self._queue.new_numbers(len(distinct)) + which
+        if len(times) == 1:  # (often: one message's next event)
+            made = np.array([self._queue.new_numbers(1)], dtype=np.int64)
+        else:
+            distinct, which = np.unique(times, return_inverse=True)
+            made = self._queue.new_numbers(len(distinct)) + which
         self._queue.push(when, made, rows, mids, action)
         if not self._in_events:  # (a row's events in progress update this when they are done)
             np.minimum.at(self._next_event, rows, when)
+
+    def _keeps(self, event: EventType) -> bool:
+        return event in OUTCOME_EVENTS
 
     def _log(self, event: EventType, t: float | NDArray[np.float64], rows: NDArray[np.int64], **columns: Any) -> None:
         if event in OUTCOME_EVENTS and len(rows):

@@ -495,7 +495,8 @@ class World:
         if len(active):
             d = self._day_of(active)
             since_due = d - s.open_due(active)
-            follow = active[(s.overdue(active) > 0) & np.isin(since_due, cfg.follow_up_days)]
+            follow_up = (since_due[:, None] == np.asarray(cfg.follow_up_days, dtype=np.int64)[None, :]).any(axis=1)
+            follow = active[(s.overdue(active) > 0) & follow_up]
             add(follow, DecisionKind.FOLLOW_UP, s.first_open[follow])
             j = np.minimum(s.came_due[active], s.capacity - 1)
             soon = (s.came_due[active] < s.n[active]) & (s.due[active, j] - d == cfg.pre_due_days)
@@ -549,24 +550,25 @@ class World:
         weekday = self.calendar.weekday[d]
         send_time = self.rules.send_time(d, int(weekday) if np.ndim(d) == 0 else weekday.astype(np.int64), a[:, 1])
         contact = a[:, 0] > 0
-        self._log(
-            EventType.DECISION,
-            t0,
-            ids,
-            decision_id=decision_ids,
-            decision_kind=kinds,
-            installment=batch.columns["installment"],
-            a_channel=a[:, 0],
-            a_send_slot=a[:, 1],
-            a_due_day=a[:, 2],
-            a_deferral=a[:, 3],
-            a_reduction=a[:, 4],
-            propensity=dec.propensity,
-            send_time=np.where(contact, send_time, np.nan),
-            masked_rules=_masked_rule_names(batch),
-            policy=self.policy_name,
-            policy_version=self.policy_version,
-        )
+        if self._keeps(EventType.DECISION):  # its columns take some building: only when the event is kept
+            self._log(
+                EventType.DECISION,
+                t0,
+                ids,
+                decision_id=decision_ids,
+                decision_kind=kinds,
+                installment=batch.columns["installment"],
+                a_channel=a[:, 0],
+                a_send_slot=a[:, 1],
+                a_due_day=a[:, 2],
+                a_deferral=a[:, 3],
+                a_reduction=a[:, 4],
+                propensity=dec.propensity,
+                send_time=np.where(contact, send_time, np.nan),
+                masked_rules=_masked_rule_names(batch),
+                policy=self.policy_name,
+                policy_version=self.policy_version,
+            )
         created = kinds == DecisionKind.PLAN_CREATED
         self.status[ids[created]] = ArrangementStatus.ACTIVE
 
@@ -611,6 +613,10 @@ class World:
             self._at_each(times, self._send, mids)
         return decision_ids
 
+    def _keeps(self, event: EventType) -> bool:
+        """Whether :meth:`_log` keeps events of this type (a world that keeps only some overrides both)."""
+        return True
+
     def _log(self, event: EventType, t: float | NDArray[np.float64], rows: NDArray[np.int64], **columns: Any) -> None:
         """Log events of these rows (the one place the world writes to its event log)."""
         self.log.append(event, t, self.gid[rows], **columns)
@@ -650,7 +656,9 @@ class World:
         """Settle earlier payments of these debtors, cancel what is no longer wanted, return what is."""
         m = self.msgs
         debtors = m.debtor[mids]
-        self._settle(np.unique(debtors[self.pay_time[debtors] <= t]), t)
+        due = self.pay_time[debtors] <= t
+        if due.any():
+            self._settle(np.unique(debtors[due]), t)
         pending = m.state[mids] == _PENDING
         active = self.status[debtors] == ArrangementStatus.ACTIVE
         reminder = m.kind[mids] == MessageKind.REMINDER
@@ -669,11 +677,13 @@ class World:
         counter: NDArray[np.int64] | None = None,
         **extra: Any,
     ) -> None:
-        """Log a message event with the message's columns, and count it in an observable counter if given."""
+        """Log a message event with the message's columns (if kept), and count it in an observable counter if given."""
         m = self.msgs
         debtors, ch = m.debtor[mids], m.channel[mids]
         if counter is not None:
             np.add.at(counter, (debtors, ch - 1), 1)
+        if not self._keeps(event):
+            return
         self._log(
             event,
             t,
@@ -703,7 +713,9 @@ class World:
         m = self.msgs
         pool = pool[m.state[pool] == _PENDING]
         self._pending_pool = pool
-        hit = pool[np.isin(m.debtor[pool], debtors)]
+        chosen = np.zeros(self.n, dtype=bool)  # a mask over the rows: cheaper than np.isin on small sets
+        chosen[debtors] = True
+        hit = pool[chosen[m.debtor[pool]]]
         if reminders_only:
             hit = hit[(m.kind[hit] == MessageKind.REMINDER) & self.sched.is_paid(m.debtor[hit], m.installment[hit])]
         if len(hit):
@@ -837,7 +849,9 @@ class World:
         mids, debtors, t = mids[alive], debtors[alive], at(t, alive)
         if not len(mids):
             return
-        self._settle(np.unique(debtors[self.pay_time[debtors] <= t]), t)
+        due = self.pay_time[debtors] <= t
+        if due.any():
+            self._settle(np.unique(debtors[due]), t)
         ch, kind = m.channel[mids], m.kind[mids]
         gid, day = self.gid[debtors], _whole_day(t)
         key = ch * 32 + m.hour[mids]
@@ -862,27 +876,32 @@ class World:
         st.streak[debtors[thanks]] += habit.thank_you_bonus
         # Paying at once through the message's payment link.
         linkable = ~thanks
-        owed = self.sched.owed_now(debtors, day, self.config.arrangements.pay_window_days)
         link_p = self._by_channel["link_pay_prob"][ch]
         will = behaviour.effective_willingness(st, self.pop, debtors)
-        able = (st.cash[debtors] >= owed - 0.005) & (owed > 0)
-        pay = linkable & able & (u_link < link_p * will)
-        if pay.any():
-            rows = np.flatnonzero(pay)
-            # At most one link payment per debtor at one moment.
-            _, first = np.unique(debtors[rows], return_index=True)
-            rows = rows[first]
+        # What is owed is looked up only for the messages whose link draw succeeds (few do).
+        rows = np.flatnonzero(linkable & (u_link < link_p * will))
+        if len(rows):
+            owed = self.sched.owed_now(debtors[rows], at(day, rows), self.config.arrangements.pay_window_days)
+            able = (st.cash[debtors[rows]] >= owed - 0.005) & (owed > 0)
+            rows, owed = rows[able], owed[able]
+        if len(rows):
+            if len(rows) > 1:  # at most one link payment per debtor at one moment
+                _, first = np.unique(debtors[rows], return_index=True)
+                rows, owed = rows[first], owed[first]
             self._log_messages(EventType.MESSAGE_CLICKED, mids[rows], at(t, rows), self.history.clicked)
-            self._pay(debtors[rows], owed[rows], at(t, rows), channel=ch[rows])
+            self._pay(debtors[rows], owed, at(t, rows), channel=ch[rows])
 
     # ======================================================================================================
     # Payments
     # ======================================================================================================
     def _draw_payments(self, among: NDArray[np.int64] | None = None) -> None:
         active = self._rows_with(ArrangementStatus.ACTIVE, among)
+        arr = self.config.arrangements
+        # Only a row whose oldest open installment is due within the pay window owes something today (the open
+        # installments fall due in order): the others are left out before the costlier probability.
+        active = active[self.sched.open_due(active) <= self._day_of(active) + arr.pay_window_days]
         if not len(active):
             return
-        arr = self.config.arrangements
         p, owed = self.payment_probability(active, self._day_of(active))
         rows = active[owed > 0]
         p = p[owed > 0]
@@ -970,7 +989,7 @@ class World:
             self.thank[complete] = False
             self._log(EventType.COMPLETED, self._time_of[complete], complete)
             self._cancel_pending(complete, None, reminders_only=False)
-        self._cancel_pending(np.unique(debtors), None, reminders_only=True)
+        self._cancel_pending(debtors, None, reminders_only=True)  # (debtors are unique here)
 
     # ======================================================================================================
     # Outputs

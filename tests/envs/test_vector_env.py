@@ -218,12 +218,26 @@ def test_a_masked_action_is_refused_and_changes_nothing() -> None:
     assert info["fallbacks"].tolist() == [0, 1]
 
 
-def test_a_run_of_mornings_at_once_equals_one_morning_at_a_time() -> None:
-    """``advance_days`` is ``advance_day`` repeated, bit for bit (shocks and paydays included)."""
+def _mornings_both_ways(at_once: Any, one_by_one: Any, pop: Any, config: Any, *args: Any) -> None:
+    """Run the same stretches of mornings with ``advance_days`` and day by day with ``advance_day``; compare."""
     from dataclasses import fields
 
-    from regsim import WorldConfig
     from regsim.behaviour import DebtorState, advance_day, advance_days
+
+    streams, gid, first, count, calendar, rows = args
+    advance_days(at_once, pop, config.population, streams, gid, first, count, calendar, rows)
+    for k in range(int(count.max())):
+        going = count > k
+        advance_day(one_by_one, pop, config.population, streams, gid, first[going] + k, calendar, rows[going])
+    for f in fields(DebtorState):
+        np.testing.assert_array_equal(getattr(at_once, f.name), getattr(one_by_one, f.name), err_msg=f.name)
+
+
+def test_a_run_of_mornings_at_once_equals_one_morning_at_a_time() -> None:
+    """``advance_days`` is ``advance_day`` repeated, bit for bit (shocks and paydays included)."""
+
+    from regsim import WorldConfig
+    from regsim.behaviour import DebtorState
     from regsim.calendar import calendar_for
     from regsim.population import draw_population
     from regsim.random import Streams
@@ -236,13 +250,36 @@ def test_a_run_of_mornings_at_once_equals_one_morning_at_a_time() -> None:
     rows = np.sort(rng.choice(300, size=200, replace=False))
     first, count = rng.integers(0, 200, size=200), rng.integers(0, 60, size=200)
     at_once, one_by_one = DebtorState.initial(pop, streams, gid), DebtorState.initial(pop, streams, gid)
-    advance_days(at_once, pop, config.population, streams, gid, first, count, calendar, rows)
-    for k in range(int(count.max())):
-        going = count > k
-        advance_day(one_by_one, pop, config.population, streams, gid, first[going] + k, calendar, rows[going])
-    for f in fields(DebtorState):
-        np.testing.assert_array_equal(getattr(at_once, f.name), getattr(one_by_one, f.name), err_msg=f.name)
+    _mornings_both_ways(at_once, one_by_one, pop, config, streams, gid, first, count, calendar, rows)
     assert at_once.shocks.sum() > 0 and not np.array_equal(at_once.cash, DebtorState.initial(pop, streams, gid).cash)
+
+
+def test_a_run_of_mornings_at_once_equals_one_morning_at_a_time_through_many_shocks() -> None:
+    """``advance_days`` == ``advance_day`` repeated when shocks are on at the start and start again and again."""
+    from dataclasses import replace
+
+    from regsim import WorldConfig
+    from regsim.behaviour import DebtorState
+    from regsim.calendar import calendar_for
+    from regsim.population import draw_population
+    from regsim.random import Streams
+
+    config = WorldConfig()
+    streams, calendar = Streams(9), calendar_for(config.simulation.start_date, 500)
+    gid = np.arange(400, dtype=np.int64)
+    pop = draw_population(config, gid, streams)
+    pop = replace(pop, shock_rate=np.full(400, 0.08))  # shocks every few weeks, some of them short
+    rng = np.random.default_rng(1)
+    rows = np.sort(rng.choice(400, size=300, replace=False))
+    first, count = rng.integers(0, 200, size=300), rng.integers(0, 120, size=300)
+    states = [DebtorState.initial(pop, streams, gid) for _ in range(2)]
+    for state in states:  # a shock on (or just over) at the start of some stretches
+        state.shock_until[:] = np.arange(400) % 250
+        state.annoyance[:] = np.linspace(0.0, 3.0, 400)
+        state.boost[:] = np.linspace(0.5, 0.0, 400)
+    at_once, one_by_one = states
+    _mornings_both_ways(at_once, one_by_one, pop, config, streams, gid, first, count, calendar, rows)
+    assert (at_once.shocks >= 2).sum() > 10 and at_once.shock_days.sum() > 0
 
 
 def test_the_clock_after_a_run_of_days_equals_the_day_by_day_emulation() -> None:

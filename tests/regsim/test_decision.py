@@ -372,3 +372,21 @@ def test_draws_hashed_together_equal_draws_one_by_one() -> None:
         together = streams.uniforms(purposes, *args)
         for k, purpose in enumerate(purposes):
             np.testing.assert_array_equal(together[k], streams.uniform(purpose, *args))
+
+
+def test_draws_of_vectors_equal_the_broadcast_draws() -> None:
+    """The vector fast path of ``Streams._bits`` gives the draws of the general (broadcasting) path bit for bit."""
+    from regsim.random import Purpose, Streams
+
+    def column(x: np.ndarray | int) -> np.ndarray | int:
+        return x[:, None] if isinstance(x, np.ndarray) else x
+
+    streams = Streams(7)
+    rng = np.random.default_rng(1)
+    ids = rng.integers(0, 2**40, 200)
+    days = rng.integers(0, 900, 200)
+    index = rng.integers(0, 200, 200)
+    for day, idx in ((days, index), (days, 0), (days, 5), (11, index), (11, 0), (days.astype(np.int32), 0)):
+        fast = streams.uniform(Purpose.ATTEND, ids, day, idx)
+        general = streams.uniform(Purpose.ATTEND, ids[:, None], column(day), column(idx))[:, 0]
+        np.testing.assert_array_equal(fast, general)
