@@ -11,14 +11,24 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 
 from serving import db
+from serving.store import execute_many
 
-__all__ = ["IdempotencyConflictError", "StoredResponse", "lookup", "lookup_many", "remember", "request_hash"]
+__all__ = [
+    "IdempotencyConflictError",
+    "StoredResponse",
+    "lookup",
+    "lookup_many",
+    "remember",
+    "remember_many",
+    "request_hash",
+]
 
 
 class IdempotencyConflictError(Exception):
@@ -56,6 +66,10 @@ def lookup(conn: sa.Connection, key: str, method: str, path: str, digest: str) -
     return StoredResponse(int(row.status_code), str(row.response_body))
 
 
+#: Built once (an expanding IN list): building a statement costs more than running it on SQLite.
+_SELECT_KEYS = sa.select(db.idempotency_keys).where(db.idempotency_keys.c.key.in_(sa.bindparam("keys", expanding=True)))
+
+
 def lookup_many(
     conn: sa.Connection, requests: list[tuple[str, str, str, str]]
 ) -> dict[str, StoredResponse | IdempotencyConflictError]:
@@ -68,8 +82,7 @@ def lookup_many(
     out: dict[str, StoredResponse | IdempotencyConflictError] = {}
     keys = list(wanted)
     for k in range(0, len(keys), 500):
-        stmt = sa.select(db.idempotency_keys).where(db.idempotency_keys.c.key.in_(keys[k : k + 500]))
-        for row in conn.execute(stmt):
+        for row in conn.execute(_SELECT_KEYS, {"keys": keys[k : k + 500]}):
             if (row.method, row.path, row.request_hash) != wanted[row.key]:
                 out[row.key] = IdempotencyConflictError(
                     f"Idempotency-Key {row.key!r} was already used for another request ({row.method} {row.path} "
@@ -82,14 +95,34 @@ def lookup_many(
 
 def remember(conn: sa.Connection, key: str, method: str, path: str, digest: str, response: StoredResponse) -> None:
     """Record a key's first response (inside the transaction of the request's effect)."""
-    conn.execute(
-        sa.insert(db.idempotency_keys).values(
-            key=key,
-            method=method.upper(),
-            path=path,
-            request_hash=digest,
-            status_code=response.status_code,
-            response_body=response.body,
-            created_at=dt.datetime.now(dt.UTC),
-        )
-    )
+    remember_many(conn, [(key, method, path, digest, response)])
+
+
+_INSERT_KEYS = db.idempotency_keys.insert()
+
+
+def remember_many(conn: sa.Connection, entries: Sequence[tuple[str, str, str, str, StoredResponse]]) -> None:
+    """Record the first responses of many keys ``(key, method, path, digest, response)`` in one statement."""
+    if not entries:
+        return
+    # Rows go straight to the driver (execute_many): the timestamp is converted as the column type would.
+    now: Any = dt.datetime.now(dt.UTC)
+    convert = _CREATED_AT.type.bind_processor(conn.dialect)
+    if convert is not None:
+        now = convert(now)
+    rows = [
+        {
+            "key": key,
+            "method": method.upper(),
+            "path": path,
+            "request_hash": digest,
+            "status_code": response.status_code,
+            "response_body": response.body,
+            "created_at": now,
+        }
+        for key, method, path, digest, response in entries
+    ]
+    execute_many(conn, _INSERT_KEYS, rows)
+
+
+_CREATED_AT = db.idempotency_keys.c.created_at

@@ -42,7 +42,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from serving import schemas
 from serving.cache import ReplayCache, Workspace
-from serving.idempotency import IdempotencyConflictError, StoredResponse, lookup_many, remember, request_hash
+from serving.idempotency import IdempotencyConflictError, StoredResponse, lookup_many, remember_many, request_hash
 from serving.lease import LeaseLostError, WriterLease
 from serving.metrics import Metrics
 from serving.service import DecisionService, ServiceError
@@ -278,10 +278,14 @@ class Writer:
                         # A refused request alone in its group left its changes in the workspace: drop it.
                         keep = not (len(group) == 1 and isinstance(results[i], ServiceError))
                 flush()
-                for i, op in enumerate(group):
-                    res = results[i]
-                    if op.key is not None and isinstance(res, Outcome) and op.key not in stored:
-                        remember(conn, op.key, op.method, op.path, op.digest, StoredResponse(res.status_code, res.body))
+                remember_many(
+                    conn,
+                    [
+                        (op.key, op.method, op.path, op.digest, StoredResponse(res.status_code, res.body))
+                        for op, res in zip(group, results, strict=True)
+                        if op.key is not None and isinstance(res, Outcome) and op.key not in stored
+                    ],
+                )
                 self.service.save_online(conn)
         except BaseException:
             self.service.rolled_back()
