@@ -12,11 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from regsim.config import load_world_config
+from regsim import WorldConfig
 from regsim.decision import ActionSpace, ContextBatch
 from regsim.eventlog import EventType
 from regsim.feedback import DecisionOutcomes, OutcomeMatcher
-from serving.settings import DEFAULT_POPULATION
 
 WINDOW = 10.0
 
@@ -43,7 +42,7 @@ def _batch(space: ActionSpace, arrangements: np.ndarray) -> ContextBatch:
 
 
 def test_the_matcher_hands_out_what_per_decision_bookkeeping_gives() -> None:
-    space = ActionSpace.from_config(load_world_config(DEFAULT_POPULATION).decisions)
+    space = ActionSpace.from_config(WorldConfig().decisions)
     released: list[DecisionOutcomes] = []
 
     def record(outcomes: DecisionOutcomes) -> np.ndarray:
