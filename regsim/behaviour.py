@@ -296,12 +296,8 @@ def pay_intent_probability(
     days_to_due: NDArray[np.integer],
 ) -> NDArray[np.float64]:
     """P(the debtor sets out to pay today), before checking whether the money is there (module docstring)."""
-    cue = due_cue(days_to_due, arrangements.pay_window_days, arrangements.overdue_attention)
-    habit = pop.habit_gain[ids] * np.minimum(state.streak[ids], config.habit.max_streak)
-    hazard = pop.attention[ids] * cue + state.boost[ids] + habit
     fatigue = np.exp(-pop.fatigue_sensitivity[ids] * state.annoyance[ids])
-    attend = 1.0 - np.exp(-hazard * fatigue)
-    return attend * pop.willingness[ids] * np.where(state.disengaged[ids], _DISENGAGED_WILLINGNESS, 1.0)
+    return _pay_intent(state, pop, config, arrangements, ids, days_to_due, fatigue)
 
 
 def pay_intent_upper_bound(
@@ -321,10 +317,22 @@ def pay_intent_upper_bound(
     operation is monotone in the operands that grow); callers add a margin for ``exp``'s last bit.
     ``ids`` and ``days_to_due`` broadcast (e.g. ``(k, 1)`` rows against ``(k, days)``).
     """
+    return _pay_intent(state, pop, config, arrangements, ids, days_to_due, 1.0)  # (x * 1.0 is x exactly)
+
+
+def _pay_intent(
+    state: DebtorState,
+    pop: Population,
+    config: PopulationConfig,
+    arrangements: ArrangementConfig,
+    ids: NDArray[np.int64],
+    days_to_due: NDArray[np.integer],
+    fatigue: NDArray[np.float64] | float,
+) -> NDArray[np.float64]:
     cue = due_cue(days_to_due, arrangements.pay_window_days, arrangements.overdue_attention)
     habit = pop.habit_gain[ids] * np.minimum(state.streak[ids], config.habit.max_streak)
     hazard = pop.attention[ids] * cue + state.boost[ids] + habit
-    attend = 1.0 - np.exp(-hazard)
+    attend = 1.0 - np.exp(-hazard * fatigue)
     return attend * pop.willingness[ids] * np.where(state.disengaged[ids], _DISENGAGED_WILLINGNESS, 1.0)
 
 
