@@ -24,6 +24,21 @@ _ENDED = (ArrangementStatus.COMPLETED, ArrangementStatus.BROKEN, ArrangementStat
 _ID_RANGE = 2**31
 
 
+def env_arguments(
+    config: WorldConfig | str | Path | None, reward: str | RewardFn, invalid_action: str
+) -> tuple[WorldConfig, RewardFn]:
+    """The world config and reward function of an env's arguments (single and vector alike), checked.
+
+    Raises:
+        ValueError: ``invalid_action`` is not ``"raise"`` or ``"fallback"``, or the reward is unknown.
+    """
+    if isinstance(config, str | Path):
+        config = load_world_config(config)
+    if invalid_action not in ("raise", "fallback"):
+        raise ValueError(f"invalid_action: expected 'raise' or 'fallback', got {invalid_action!r}")
+    return (config if config is not None else WorldConfig()), resolve_reward(reward)
+
+
 def fallback_actions(
     space: ActionSpace, masks: NDArray[np.bool_], actions: NDArray[np.int64]
 ) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
@@ -131,12 +146,7 @@ class ArrangementEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         invalid_action: Literal["raise", "fallback"] = "raise",
         render_mode: str | None = None,
     ) -> None:
-        if isinstance(config, str | Path):
-            config = load_world_config(config)
-        self.config = config if config is not None else WorldConfig()
-        self.reward_fn: RewardFn = resolve_reward(reward)
-        if invalid_action not in ("raise", "fallback"):
-            raise ValueError(f"invalid_action: expected 'raise' or 'fallback', got {invalid_action!r}")
+        self.config, self.reward_fn = env_arguments(config, reward, invalid_action)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode: expected one of {self.metadata['render_modes']}, got {render_mode!r}")
         self.months = int(months if months is not None else self.config.simulation.months)

@@ -23,7 +23,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 from numpy.typing import NDArray
 
-from envs.arrangement import fallback_actions
+from envs.arrangement import env_arguments, fallback_actions
 from envs.rewards import (
     RewardFn,
     StepOutcome,
@@ -32,11 +32,10 @@ from envs.rewards import (
     completion_reward,
     completion_value_reward,
     holding_reward,
-    resolve_reward,
 )
 from envs.spaces import MaskedMultiDiscrete
 from regsim.arrangement import ArrangementStatus
-from regsim.config import DEBTOR_TYPES, WorldConfig, load_world_config
+from regsim.config import DEBTOR_TYPES, WorldConfig
 from regsim.eventlog import EventType
 from regsim.features import FEATURE_LAYOUT, FEATURE_VERSION, features
 from regsim.vector_world import Phase, VectorWorld
@@ -127,12 +126,7 @@ class ArrangementVecEnv(VectorEnv[NDArray[np.float32], NDArray[np.int64], NDArra
         mode = AutoresetMode(autoreset_mode)
         if mode not in (AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP):
             raise ValueError(f"autoreset_mode: expected NEXT_STEP or SAME_STEP, got {mode}")
-        if isinstance(config, str | Path):
-            config = load_world_config(config)
-        self.config = config if config is not None else WorldConfig()
-        self.reward_fn: RewardFn = resolve_reward(reward)
-        if invalid_action not in ("raise", "fallback"):
-            raise ValueError(f"invalid_action: expected 'raise' or 'fallback', got {invalid_action!r}")
+        self.config, self.reward_fn = env_arguments(config, reward, invalid_action)
         months = int(months if months is not None else self.config.simulation.months)
         if months < 1:
             raise ValueError(f"months: must be >= 1, got {months}")
