@@ -1,6 +1,7 @@
-"""Training SB3 policies on ``regsim/Arrangement-v0`` and writing them as artifacts.
+"""Training SB3 policies on the MDP of ``regsim/Arrangement-v0`` and writing them as artifacts.
 
-:func:`train_policy` is the one entry point: build the env, train (seeded, on one CPU thread), wrap the
+:func:`train_policy` is the one entry point: build the env (by default PPO and MaskablePPO step ``n_envs`` slots
+of ``regsim/ArrangementVec-v0``; see its ``rollouts``), train (seeded, on one CPU thread), wrap the
 trained network as a :class:`~regsim.decision.Policy` (:mod:`agents.sb3`), evaluate it briefly by simulating
 a population with it (the same path evaluation and serving use), and write the artifact folder.
 
@@ -13,7 +14,8 @@ Layout of ``out``::
     <checkpoint_dir>/    resumable checkpoints, when asked for (see train_policy's checkpoint_dir)
 
 Reproducibility: the same seed, config and arguments give identical weights and decisions. ``seed`` seeds
-SB3 (Python, NumPy and torch generators, the env's debtor draws, the action space); training runs with one
+SB3 (Python, NumPy and torch generators, the env's debtor draws, slot ``i`` of a vector env with ``seed + i``,
+the action space); training runs with one
 torch thread, ``torch.use_deterministic_algorithms(True)`` and ``device="cpu"``, and the previous torch
 settings are restored afterwards.
 """
@@ -39,13 +41,17 @@ from tqdm.auto import tqdm
 from agents.online import latest_checkpoint, write_checkpoint_folder, write_curve
 from agents.population_rollouts import PopulationProgress, PopulationRollout, global_rng_state, learn_on_population
 from agents.sb3 import DEFAULT_DQN_PARTS, POLICIES, FlatActionWrapper
+from agents.vector_training import learn_on_vector
 from envs.arrangement import ArrangementEnv
 from envs.rewards import REWARDS
+from envs.sb3_vec import ArrangementSB3VecEnv
 from regsim.config import WorldConfig
 from regsim.simulate import simulate
 
 __all__ = [
     "DEFAULT_ALGO_KWARGS",
+    "DEFAULT_N_ENVS",
+    "ROLLOUTS",
     "TqdmProgress",
     "deterministic_torch",
     "train_policy",
@@ -81,6 +87,16 @@ DEFAULT_ALGO_KWARGS: dict[str, dict[str, Any]] = {
         "policy_kwargs": {"net_arch": [64, 64]},
     },
 }
+
+#: Where PPO and MaskablePPO collect their rollouts (``rollouts`` of :func:`train_policy`); DQN steps the env.
+ROLLOUTS = ("vector", "population", "env")
+
+#: Slots of ``regsim/ArrangementVec-v0`` that vector rollouts step together. The vector env's cost per
+#: transition falls with the number of slots (a fixed cost per vector step is shared): see benchmarks/bench_env.py.
+DEFAULT_N_ENVS = 1024
+
+#: PPO's ``n_steps`` on vector rollouts (per slot, as in SB3): 8 x 1,024 slots = 8,192 transitions per update.
+VECTOR_N_STEPS = 8
 
 # ArrangementEnv arguments the caller may set; config and invalid_action are set here.
 _ENV_KWARGS = ("reward", "months", "world_seed")
@@ -233,14 +249,15 @@ def train_policy(
     tensorboard: bool = True,
     action_parts: Sequence[str] | None = None,
     eval_arrangements: int = 500,
-    rollouts: str = "population",
+    rollouts: str | None = None,
+    n_envs: int | None = None,
     arrangements_per_rollout: int | None = None,
     reward_kwargs: dict[str, float] | None = None,
     tensorboard_dir: Path | None = None,
     checkpoint_dir: Path | None = None,
     checkpoint_every: int | None = None,
 ) -> Path:
-    """Train an SB3 policy on ``regsim/Arrangement-v0`` and write it as an artifact.
+    """Train an SB3 policy on ``regsim/Arrangement-v0``'s MDP and write it as an artifact.
 
     Args:
         algorithm: ``"ppo"``, ``"maskable-ppo"`` or ``"dqn"`` (the keys of :data:`agents.sb3.POLICIES`).
@@ -260,26 +277,30 @@ def train_policy(
         action_parts: DQN only: the parts of the flattened action (default :data:`agents.sb3.DEFAULT_DQN_PARTS`).
         eval_arrangements: Arrangements in the evaluation run (the world's seed, the env's horizon); its KPIs
             go to the manifest's ``metrics["eval"]``. 0 skips it.
-        rollouts: MaskablePPO only: ``"population"`` (default) collects each rollout from a whole-population
-            run (:mod:`agents.population_rollouts`: the env's MDP, tens of times faster, debtors with ids from
-            :data:`TRAINING_FIRST_ID` on, so never those of an evaluation); ``"env"`` steps
-            ``regsim/Arrangement-v0``. PPO and DQN always step the env.
+        rollouts: Where the transitions come from (one of :data:`ROLLOUTS`). ``"vector"`` (default for PPO
+            and MaskablePPO): ``n_envs`` slots of ``regsim/ArrangementVec-v0`` stepped together through
+            :class:`envs.sb3_vec.ArrangementSB3VecEnv` (:mod:`agents.vector_training`; ``n_steps`` is per
+            slot, default :data:`VECTOR_N_STEPS`). ``"population"`` (MaskablePPO only): each rollout is a
+            whole-population run (:mod:`agents.population_rollouts`: the same MDP, except that the debtors
+            share collectors, lines and the print room; debtors with ids from :data:`TRAINING_FIRST_ID` on).
+            ``"env"`` (DQN's only choice): one ``regsim/Arrangement-v0`` stepped by SB3.
+        n_envs: Slots of vector rollouts (default :data:`DEFAULT_N_ENVS`); only with ``rollouts="vector"``.
         arrangements_per_rollout: Episodes per population rollout (default: about ``n_steps`` decisions each).
         reward_kwargs: Keyword arguments of the named reward function (``env_kwargs["reward"]``), e.g.
             ``{"cost_weight": 5.0}``; recorded in the manifest.
         tensorboard_dir: Where TensorBoard logs go (default ``out/tb``).
-        checkpoint_dir: Where resumable checkpoints go (None: none). MaskablePPO on population rollouts writes
-            one after an update whenever ``checkpoint_every`` decisions were used since the last one, and after
-            the last update; when the folder holds one already, training resumes from the newest and ends
-            exactly where an uninterrupted training would have (see :func:`_checkpoint`). PPO and DQN step an
-            env whose open episodes cannot be saved: they write their final model there and, resumed,
-            train again from the start (same seed, same result).
+        checkpoint_dir: Where resumable checkpoints go (None: none). Vector and population rollouts write one
+            after an update whenever ``checkpoint_every`` decisions were used since the last one, and after the
+            last update; when the folder holds one already, training resumes from the newest and ends exactly
+            where an uninterrupted training would have (:mod:`agents.vector_training`, :func:`_checkpoint`).
+            ``rollouts="env"`` steps an env whose open episode is not saved: it writes the final model there
+            and, resumed, trains again from the start (same seed, same result).
         checkpoint_every: Decisions between checkpoints (default: after the last update only).
 
     Also writes ``out/learning_curve.parquet``: columns ``step`` (int64, decisions trained on so far),
     ``metric`` (string) and ``value`` (float64), with ``reward_per_decision`` (mean step reward) and
-    ``rollout/ep_rew_mean`` per rollout (population) or per window of ``n_steps`` (PPO) / 1,000 (DQN) steps
-    of completed episodes, and ``eval/<kpi>`` of the check run.
+    ``rollout/ep_rew_mean`` per rollout (vector, population) or per window of ``n_steps`` (PPO) / 1,000 (DQN)
+    steps of completed episodes (env), and ``eval/<kpi>`` of the check run.
 
     Returns:
         The artifact folder ``out/policy``.
@@ -301,9 +322,19 @@ def train_policy(
     bad = sorted(set(env_kwargs) - set(_ENV_KWARGS))
     if bad:
         raise ValueError(f"env_kwargs: not allowed {bad}; allowed: {list(_ENV_KWARGS)}")
-    if rollouts not in ("population", "env"):
-        raise ValueError(f"rollouts: expected 'population' or 'env', got {rollouts!r}")
-    population = algorithm == "maskable-ppo" and rollouts == "population"
+    rollouts = rollouts if rollouts is not None else ("env" if algorithm == "dqn" else "vector")
+    if rollouts not in ROLLOUTS:
+        raise ValueError(f"rollouts: unknown {rollouts!r}; allowed: {list(ROLLOUTS)}")
+    if algorithm == "dqn" and rollouts != "env":
+        raise ValueError(f"rollouts: dqn trains on 'env' only, got {rollouts!r}")
+    if rollouts == "population" and algorithm != "maskable-ppo":
+        raise ValueError(f"rollouts: 'population' is for maskable-ppo only, not {algorithm!r}; allowed: vector, env")
+    population, vector = rollouts == "population", rollouts == "vector"
+    if n_envs is not None and not vector:
+        raise ValueError(f"n_envs: applies to rollouts 'vector' only, not {rollouts!r}")
+    n_envs = int(n_envs if n_envs is not None else DEFAULT_N_ENVS)
+    if n_envs < 1:
+        raise ValueError(f"n_envs: must be >= 1, got {n_envs}")
     if checkpoint_every is not None and checkpoint_every < 1:
         raise ValueError(f"checkpoint_every: must be >= 1, got {checkpoint_every}")
     if arrangements_per_rollout is not None and arrangements_per_rollout < 1:
@@ -311,7 +342,10 @@ def train_policy(
     if action_parts is not None and algorithm != "dqn":
         raise ValueError(f"action_parts: applies to dqn only, not {algorithm!r}")
     parts = tuple(action_parts or DEFAULT_DQN_PARTS)
-    kwargs = _merge(DEFAULT_ALGO_KWARGS[algorithm], dict(algo_kwargs or {}))
+    defaults = DEFAULT_ALGO_KWARGS[algorithm]
+    if vector:
+        defaults = {**defaults, "n_steps": VECTOR_N_STEPS}
+    kwargs = _merge(defaults, dict(algo_kwargs or {}))
     for reserved in ("env", "policy", "seed", "device", "tensorboard_log", "verbose"):
         if reserved in kwargs:
             raise ValueError(f"algo_kwargs: {reserved!r} is set by train_policy")
@@ -340,9 +374,14 @@ def train_policy(
         )
         env: Any = FlatActionWrapper(base, parts) if algorithm == "dqn" else base
         monitor = Monitor(env)
+        slots = (
+            ArrangementSB3VecEnv(n_envs, config=config, invalid_action=base.invalid_action, **env_kwargs)
+            if vector
+            else None
+        )
         model = cls.model_class(
             "MlpPolicy",
-            monitor,
+            slots if slots is not None else monitor,
             seed=seed,
             device="cpu",
             verbose=0,
@@ -353,7 +392,31 @@ def train_policy(
         callback = TqdmProgress(steps) if progress and not rich else None
         start = time.perf_counter()
         rollout_returns: list[float] = []
-        if population:
+        episodes: int | None = None
+        if vector:
+            vector_training = learn_on_vector(
+                model,
+                total_steps=steps,
+                identity={
+                    "steps": steps,
+                    "seed": seed,
+                    "algorithm": algorithm,
+                    "algo_kwargs": repr(kwargs),
+                    "reward": reward_name if isinstance(reward_name, str) else repr(reward_name),
+                    "reward_kwargs": dict(reward_kwargs or {}),
+                    "months": base.months,
+                    "world_seed": base.world_seed,
+                    "n_envs": n_envs,
+                },
+                checkpoint_dir=checkpoint_dir,
+                checkpoint_every=checkpoint_every,
+                progress=progress,
+                tb_log_name=algorithm,
+                desc=f"{algorithm} (vector)",
+            )
+            curve.extend(vector_training.curve)
+            rollout_returns, episodes = list(vector_training.last_returns), vector_training.episodes
+        elif population:
             assert isinstance(model, MaskablePPO)
             identity = {
                 "steps": steps,
@@ -412,11 +475,13 @@ def train_policy(
         model.save(out / "checkpoint.zip")
 
         policy = cls.from_model(model, space=base.space, action_parts=parts if algorithm == "dqn" else None)
-        returns = np.asarray(rollout_returns if population else monitor.get_episode_rewards(), dtype=np.float64)
+        returns = np.asarray(
+            rollout_returns if population or vector else monitor.get_episode_rewards(), dtype=np.float64
+        )
         metrics: dict[str, Any] = {
             "trained_steps": int(model.num_timesteps),
             "train_seconds": seconds,
-            "train_episodes": len(returns),
+            "train_episodes": episodes if episodes is not None else len(returns),
             "train_return_last_100": float(returns[-100:].mean()) if len(returns) else None,
         }
         if eval_arrangements:
@@ -435,7 +500,8 @@ def train_policy(
         "sb3_class": cls.model_class.__name__,
         "steps": steps,
         "seed": seed,
-        "rollouts": "population" if population else "env",
+        "rollouts": rollouts,
+        "n_envs": n_envs if vector else None,
         "arrangements_per_rollout": arrangements_per_rollout if population else None,
         "env_kwargs": {**env_kwargs, "reward": reward_name, "invalid_action": base.invalid_action},
         "reward_kwargs": dict(reward_kwargs or {}),

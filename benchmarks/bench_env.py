@@ -15,6 +15,11 @@ Run from the repository root (one core)::
    slots under random masked actions (the ratio to step 1, measured in the same run, is what to compare across
    machines), and the env's share of a ``MaskablePPO`` run on the SB3 adapter (:mod:`envs.sb3_vec`) for each
    ``--vec-train-envs`` N.
+5. The training path of the experiments: ``agents.train.train_policy`` training an experiment config's agent
+   exactly as ``regsim run`` does (``--path-config``, default the quickstart's MaskablePPO: vector rollouts of
+   1,024 slots x 8 steps, minibatches of 512, 5 epochs) for ``--path-steps`` decisions: the share of the training's
+   wall time inside the env (the SB3 adapter's ``reset``/``step_wait``), the rest being SB3's rollout loop, the
+   policy's forward passes and the updates.
 
 Steps per second are given per second of wall time and per second of this process's CPU time
 (``time.process_time``): on a machine shared with other work the wall-clock rate understates what one core
@@ -214,7 +219,7 @@ def vector_training_share(train_steps: int, num_envs: int, n_steps: int) -> dict
     torch.set_num_threads(1)
     vec = ArrangementSB3VecEnv(num_envs)
     timer = {"env": 0.0}
-    reset, step_wait = vec.reset, vec.step_wait
+    reset, step_wait, env_method = vec.reset, vec.step_wait, vec.env_method
 
     def timed_reset() -> Any:
         t = time.perf_counter()
@@ -228,7 +233,13 @@ def vector_training_share(train_steps: int, num_envs: int, n_steps: int) -> dict
         timer["env"] += time.perf_counter() - t
         return out
 
-    vec.reset, vec.step_wait = timed_reset, timed_step_wait  # type: ignore[method-assign]
+    def timed_env_method(*args: Any, **kwargs: Any) -> Any:
+        t = time.perf_counter()  # the action masks, asked for before every step
+        out = env_method(*args, **kwargs)
+        timer["env"] += time.perf_counter() - t
+        return out
+
+    vec.reset, vec.step_wait, vec.env_method = timed_reset, timed_step_wait, timed_env_method  # type: ignore[method-assign]
     model = MaskablePPO("MlpPolicy", vec, n_steps=n_steps, batch_size=256, n_epochs=4, seed=0, verbose=0, device="cpu")
     start = time.perf_counter()
     model.learn(total_timesteps=train_steps)
@@ -241,6 +252,85 @@ def vector_training_share(train_steps: int, num_envs: int, n_steps: int) -> dict
         "env_seconds": timer["env"],
         "env_share": timer["env"] / total,
         "learner_steps_per_second": model.num_timesteps / (total - timer["env"]),
+    }
+
+
+def training_path_share(config_path: Path, agent_name: str, steps: int) -> dict[str, Any]:
+    """The env's share of ``train_policy`` training an experiment config's agent as ``regsim run`` does."""
+    import tempfile
+
+    from agents.train import train_policy
+    from envs.sb3_vec import ArrangementSB3VecEnv
+    from experiments.config import load_experiment_config
+
+    config = load_experiment_config(config_path)
+    agent = next((a for a in config.agents if a.name == agent_name), None)
+    if agent is None:
+        raise SystemExit(
+            f"--path-agent: {config_path} has no agent {agent_name!r}; it has {[a.name for a in config.agents]}"
+        )
+    timer = {"env": 0.0}
+    reset, step_wait, env_method = (
+        ArrangementSB3VecEnv.reset,
+        ArrangementSB3VecEnv.step_wait,
+        ArrangementSB3VecEnv.env_method,
+    )
+
+    def timed_reset(self: ArrangementSB3VecEnv) -> Any:
+        t = time.perf_counter()
+        out = reset(self)
+        timer["env"] += time.perf_counter() - t
+        return out
+
+    def timed_step_wait(self: ArrangementSB3VecEnv) -> Any:
+        t = time.perf_counter()
+        out = step_wait(self)
+        timer["env"] += time.perf_counter() - t
+        return out
+
+    def timed_env_method(self: ArrangementSB3VecEnv, *args: Any, **kwargs: Any) -> Any:
+        t = time.perf_counter()  # the action masks, asked for before every step
+        out = env_method(self, *args, **kwargs)
+        timer["env"] += time.perf_counter() - t
+        return out
+
+    cls = ArrangementSB3VecEnv
+    cls.reset, cls.step_wait, cls.env_method = timed_reset, timed_step_wait, timed_env_method  # type: ignore[method-assign]
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            start = time.perf_counter()
+            folder = train_policy(
+                agent.kind,
+                config=config.population.world(),
+                steps=steps,
+                seed=config.seed,
+                out=Path(tmp),
+                env_kwargs={"reward": config.env.reward, "months": config.env.months},
+                reward_kwargs=dict(config.env.reward_kwargs),
+                algo_kwargs=dict(agent.hyperparameters),
+                rollouts=agent.train.rollouts,
+                n_envs=agent.train.n_envs,
+                progress=False,
+                tensorboard=False,
+                eval_arrangements=0,
+            )
+            total = time.perf_counter() - start  # includes writing the artifact (milliseconds)
+            trained = json.loads((folder / "manifest.json").read_text())["metrics"]["trained_steps"]
+    finally:
+        cls.reset, cls.step_wait, cls.env_method = reset, step_wait, env_method  # type: ignore[method-assign]
+    return {
+        "config": str(config_path),
+        "agent": agent_name,
+        "kind": agent.kind,
+        "rollouts": agent.train.rollouts or "vector",
+        "n_envs": agent.train.n_envs,
+        "hyperparameters": dict(agent.hyperparameters),
+        "train_steps": float(trained),
+        "seconds": total,
+        "env_seconds": timer["env"],
+        "env_share": timer["env"] / total,
+        "env_steps_per_second": trained / timer["env"] if timer["env"] else float("nan"),
+        "rest_steps_per_second": trained / (total - timer["env"]),
     }
 
 
@@ -264,6 +354,14 @@ def main() -> None:
         default=65_536,
         help="MaskablePPO steps of each vector-env training run (many per slot, so that the first reset is amortised)",
     )
+    parser.add_argument(
+        "--path-config",
+        type=Path,
+        default=Path("configs/experiments/quickstart.yaml"),
+        help="experiment config whose agent's training is measured (5.)",
+    )
+    parser.add_argument("--path-agent", default="mppo", help="that agent's name in the config")
+    parser.add_argument("--path-steps", type=int, default=65_536, help="decisions of that training")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where to write the results (JSON)")
     args = parser.parse_args()
     rand = random_masked_steps(args.seconds)
@@ -271,6 +369,7 @@ def main() -> None:
     population = population_training_share(args.population_decisions, args.population_arrangements)
     vector = [vector_random_masked_steps(n, args.vec_seconds) for n in args.vec_envs]
     vector_train = [vector_training_share(args.vec_train_steps, n, args.vec_n_steps) for n in args.vec_train_envs]
+    path = training_path_share(args.path_config, args.path_agent, args.path_steps)
     print("regsim/Arrangement-v0 on one core")
     print(
         f"  random masked actions   {rand['steps_per_second']:>10,.0f} steps/s "
@@ -302,6 +401,18 @@ def main() -> None:
             f"{t['train_steps']:,.0f} steps  "
             f"{t['seconds']:>6.1f} s total, {t['env_seconds']:.1f} s in env = {t['env_share']:.0%}   target < 25%"
         )
+    print(
+        f"train_policy as `regsim run` trains {path['agent']} of {path['config']} "
+        f"({path['kind']}, {path['rollouts']} rollouts)"
+    )
+    print(
+        f"  N = {path['n_envs']}, {path['hyperparameters']}, {path['train_steps']:,.0f} decisions  "
+        f"{path['seconds']:>6.1f} s total, {path['env_seconds']:.1f} s in env = {path['env_share']:.0%}   target < 25%"
+    )
+    print(
+        f"  env {path['env_steps_per_second']:,.0f} steps/s inside training; "
+        f"the rest (rollout loop, forward passes, updates) {path['rest_steps_per_second']:,.0f} steps/s"
+    )
     out: Path = args.out
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(
@@ -312,6 +423,7 @@ def main() -> None:
                 "population_rollouts": population,
                 "vector_random_masked": vector,
                 "vector_maskable_ppo": vector_train,
+                "training_path": path,
                 "targets": {"steps_per_second": 10_000, "env_share": 0.25},
             },
             indent=2,

@@ -5,10 +5,14 @@ SB3 vector envs reset a finished slot in the same step and return the final obse
 adapter runs :class:`envs.vector.ArrangementVecEnv` with ``AutoresetMode.SAME_STEP``. ``MaskablePPO`` reads the
 masks through ``env_method("action_masks")`` (sb3-contrib's ``get_action_masks``), answered for all slots at
 once.
+
+:meth:`ArrangementSB3VecEnv.get_state` and :meth:`~ArrangementSB3VecEnv.set_state` save and restore the slots
+mid-episode (their arrangements, clocks and generators), so that a training checkpoint resumes exactly.
 """
 
 from __future__ import annotations
 
+import pickle
 from typing import Any
 
 import gymnasium as gym
@@ -64,6 +68,30 @@ class ArrangementSB3VecEnv(VecEnv):
 
     def close(self) -> None:
         self.venv.close()
+
+    def get_state(self) -> bytes:
+        """The slots' whole state (open episodes, clocks, generators), pickled.
+
+        What a training checkpoint stores to resume exactly; like SB3's own ``model.zip``, it is to be loaded only
+        from a trusted source (one's own run folder): unpickling can run code.
+        """
+        return pickle.dumps(self.venv, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def set_state(self, state: bytes) -> None:
+        """Continue from :meth:`get_state` of an adapter with the same number of slots and the same spaces.
+
+        Raises:
+            ValueError: The state is of another kind of env, or of another number of slots or spaces.
+        """
+        venv = pickle.loads(state)  # the caller's own checkpoint (see get_state)
+        if not isinstance(venv, ArrangementVecEnv):
+            raise ValueError(f"state: expected a pickled ArrangementVecEnv, got {type(venv).__name__}")
+        if venv.num_envs != self.num_envs:
+            raise ValueError(f"state: has {venv.num_envs} slots, this env {self.num_envs}")
+        if venv.single_observation_space != self.observation_space or venv.single_action_space != self.action_space:
+            raise ValueError("state: its observation or action space differs from this env's")
+        self.venv.close()
+        self.venv = venv
 
     def action_masks(self) -> NDArray[np.bool_]:
         """The slots' masks, ``(num_envs, sum(nvec))``."""

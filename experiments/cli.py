@@ -292,6 +292,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
             algo_kwargs=algo_kwargs,
             progress=not args.quiet,
             tensorboard=not args.no_tensorboard,
+            rollouts=args.rollouts,
+            n_envs=args.n_envs,
         )
     except (ValueError, FileExistsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -426,8 +428,17 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument(
         "--algo-kwargs",
         default=None,
-        help='deep RL: SB3 constructor arguments as JSON, e.g. \'{"n_steps": 8192, "batch_size": 512}\'',
+        help='deep RL: SB3 constructor arguments as JSON, e.g. \'{"n_steps": 8, "batch_size": 512}\' '
+        "(n_steps is per slot on vector rollouts)",
     )
+    tr.add_argument(
+        "--rollouts",
+        default=None,
+        choices=("vector", "population", "env"),
+        help="PPO/MaskablePPO: vector (default: --n-envs slots of regsim/ArrangementVec-v0), population "
+        "(MaskablePPO: whole-population runs, shared capacity) or env (one regsim/Arrangement-v0; DQN's only one)",
+    )
+    tr.add_argument("--n-envs", type=int, default=None, help="vector rollouts: slots stepped together (default: 1024)")
     tr.add_argument("--no-tensorboard", action="store_true", help="no TensorBoard logs (deep RL)")
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
     tr.set_defaults(func=_cmd_train)

@@ -164,6 +164,17 @@ class TrainConfig(_Section):
     months: int | None = Field(
         None, ge=1, le=120, description="Bandits: horizon of each online population run (default: env.months)."
     )
+    rollouts: Literal["vector", "population", "env"] | None = Field(
+        None,
+        description=(
+            "PPO/MaskablePPO: where transitions come from: 'vector' (default: n_envs slots of "
+            "regsim/ArrangementVec-v0; n_steps is per slot), 'population' (MaskablePPO: whole-population runs, "
+            "shared capacity), 'env' (one regsim/Arrangement-v0; DQN's only choice)."
+        ),
+    )
+    n_envs: int | None = Field(
+        None, ge=1, description="PPO/MaskablePPO on vector rollouts: slots stepped together (default 1024)."
+    )
     arrangements_per_rollout: int | None = Field(
         None, ge=1, description="MaskablePPO: arrangements per population rollout (default: about n_steps decisions)."
     )
@@ -193,7 +204,26 @@ class AgentConfig(_Section):
     @model_validator(mode="after")
     def _hyperparameters_fit(self) -> AgentConfig:
         _check_hyperparameters(self.kind, self.hyperparameters)
+        _check_rollouts(self.kind, self.train)
         return self
+
+
+def _check_rollouts(kind: str, train: TrainConfig) -> None:
+    """The rollout settings a kind takes (each refused with what is allowed)."""
+    deep = ("maskable-ppo", "ppo", "dqn")
+    if kind not in deep:
+        for name in ("rollouts", "n_envs", "arrangements_per_rollout"):
+            if getattr(train, name) is not None:
+                raise ValueError(f"train.{name}: applies to {list(deep)} only, not {kind!r}")
+        return
+    allowed = {"maskable-ppo": ["vector", "population", "env"], "ppo": ["vector", "env"], "dqn": ["env"]}[kind]
+    rollouts = train.rollouts or allowed[0]
+    if rollouts not in allowed:
+        raise ValueError(f"train.rollouts: {kind} takes {allowed}, got {rollouts!r}")
+    if train.n_envs is not None and rollouts != "vector":
+        raise ValueError(f"train.n_envs: applies to rollouts 'vector' only, not {rollouts!r}")
+    if train.arrangements_per_rollout is not None and rollouts != "population":
+        raise ValueError(f"train.arrangements_per_rollout: applies to rollouts 'population' only, not {rollouts!r}")
 
 
 def _check_hyperparameters(kind: str, hp: Mapping[str, Any]) -> None:

@@ -183,7 +183,9 @@ def _train_deep(
         tensorboard=tb is not None,
         tensorboard_dir=tb,
         eval_arrangements=agent.train.eval_arrangements,
-        arrangements_per_rollout=agent.train.arrangements_per_rollout if agent.kind == "maskable-ppo" else None,
+        rollouts=agent.train.rollouts,
+        n_envs=agent.train.n_envs,
+        arrangements_per_rollout=agent.train.arrangements_per_rollout,
         checkpoint_dir=folder / "checkpoints",
         checkpoint_every=agent.train.checkpoint_every,
     )

@@ -122,6 +122,7 @@ class VectorWorld(World):
             policy_version="0",
             sample_queues=False,
             dedicated_capacity=True,
+            day_process=False,  # the rows' clocks are emulated (see the module); no SimPy process runs
         )
         self.local_day = np.zeros(n, dtype=np.int64)
         self.clock = np.zeros(n)  # each row's emulated day-process time (morning or evening of its local day)
@@ -139,6 +140,18 @@ class VectorWorld(World):
         self._freezing: list[tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]] = []
         #: Outcome events since the last :meth:`take_outcome_events`: (event, rows, columns).
         self.outcome_events: list[tuple[EventType, NDArray[np.int64], dict[str, Any]]] = []
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Pickling keeps the rows mid-episode (a training checkpoint resumes them exactly). SimPy's environment
+        # does not pickle (it binds its event classes to the instance), and here it is idle (the clocks are
+        # emulated), so it and the capacity built on it are left out and rebuilt on loading.
+        state = self.__dict__.copy()
+        del state["env"], state["capacity"], state["dedicated"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._build_engine(sample_queues=False, dedicated_capacity=True)
 
     # ======================================================================================================
     # Episodes

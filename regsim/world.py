@@ -155,6 +155,9 @@ class World:
             (:class:`regsim.capacity.DedicatedCapacity`: the same hours, no queue), as a lone debtor does in a
             one-arrangement world and in each row of :class:`regsim.vector_world.VectorWorld`. By default the
             population shares them (:class:`regsim.capacity.SharedCapacity`, with queues).
+        day_process: Start the SimPy day process that drives the world. False for a subclass that calls the
+            day methods itself on its own clocks (:class:`regsim.vector_world.VectorWorld`); the world then
+            holds no generator and can be pickled (a training checkpoint keeps its open episodes).
     """
 
     def __init__(
@@ -171,6 +174,7 @@ class World:
         progress: Callable[[int], None] | None = None,
         sample_queues: bool = True,
         dedicated_capacity: bool = False,
+        day_process: bool = True,
     ) -> None:
         sim = config.simulation
         self.config = config
@@ -227,16 +231,29 @@ class World:
             OutcomeMatcher(float(window), getattr(policy, "feedback_reward", None)) if window else None
         )
         self._feedback_cursor = 0
+        self._build_engine(sample_queues=sample_queues, dedicated_capacity=dedicated_capacity)
+        self._ready: simpy.Event | None = None
+        self._answer: simpy.Event | None = None
+        self.pending: ContextBatch | None = None
+        self.done = False
+        if day_process:
+            self.env.process(self._days())
+
+    def _build_engine(self, *, sample_queues: bool, dedicated_capacity: bool) -> None:
+        """The SimPy environment and the capacity on it: shared (queues), or each arrangement's own.
+
+        Holds no state of the simulated debtors, so a subclass may rebuild it (see ``VectorWorld.__setstate__``).
+        """
         self.env = simpy.Environment()
         quiet_hours = (
-            (config.rules.quiet_before_hour, config.rules.quiet_from_hour)
-            if config.rules.quiet_hours_enabled
+            (self.config.rules.quiet_before_hour, self.config.rules.quiet_from_hour)
+            if self.config.rules.quiet_hours_enabled
             else (0, 24)
         )
-        quiet_weekdays = config.rules.quiet_weekdays if config.rules.quiet_hours_enabled else ()
+        quiet_weekdays = self.config.rules.quiet_weekdays if self.config.rules.quiet_hours_enabled else ()
         self.capacity = SharedCapacity(
             self.env,
-            config.capacity,
+            self.config.capacity,
             self.calendar,
             connect=self._connect,
             post=self._post_letters,
@@ -247,15 +264,10 @@ class World:
             print_room=not dedicated_capacity,
         )
         self.dedicated: DedicatedCapacity | None = (
-            DedicatedCapacity(config.capacity, self.calendar, quiet_hours, quiet_weekdays)
+            DedicatedCapacity(self.config.capacity, self.calendar, quiet_hours, quiet_weekdays)
             if dedicated_capacity
             else None
         )
-        self._ready: simpy.Event | None = None
-        self._answer: simpy.Event | None = None
-        self.pending: ContextBatch | None = None
-        self.done = False
-        self.env.process(self._days())
 
     # ======================================================================================================
     # Driving the world

@@ -148,16 +148,18 @@ def state_dict(folder: Path) -> dict[str, torch.Tensor]:
     return torch.load(folder / "weights.pt", weights_only=True)
 
 
+TINY_SLOTS = 8
 TINY = {
-    "ppo": {"n_steps": 64, "batch_size": 32, "n_epochs": 2},
-    "maskable-ppo": {"n_steps": 64, "batch_size": 32, "n_epochs": 2},
+    # Vector rollouts of TINY_SLOTS slots: 8 steps per slot, 64 transitions per update.
+    "ppo": {"n_steps": 8, "batch_size": 32, "n_epochs": 2},
+    "maskable-ppo": {"n_steps": 8, "batch_size": 32, "n_epochs": 2},
     "dqn": {"learning_starts": 32, "buffer_size": 1_000, "target_update_interval": 32, "train_freq": 4},
 }
 
 
 @pytest.fixture(scope="module")
 def tiny_runs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
-    """MaskablePPO trained twice with the same seed and once with another, 128 steps each."""
+    """MaskablePPO trained twice with the same seed and once with another, 128 steps each (vector rollouts)."""
     out = []
     for i, seed in enumerate((7, 7, 8)):
         folder = train_policy(
@@ -167,6 +169,7 @@ def tiny_runs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
             seed=seed,
             out=tmp_path_factory.mktemp(f"run{i}"),
             algo_kwargs=TINY["maskable-ppo"],
+            n_envs=TINY_SLOTS,
             progress=False,
             tensorboard=i == 0,
             eval_arrangements=50 if i == 0 else 0,
@@ -180,9 +183,9 @@ def tiny_runs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 # ----------------------------------------------------------------------------------------------------------
 LEARN = {
     # A myopic discount suffices (the future does not depend on the action) and lowers the variance.
-    "ppo": {"n_steps": 256, "batch_size": 64, "n_epochs": 5, "learning_rate": 1e-2, "ent_coef": 0.0, "gamma": 0.5},
+    "ppo": {"n_steps": 16, "batch_size": 64, "n_epochs": 5, "learning_rate": 1e-2, "ent_coef": 0.0, "gamma": 0.5},
     "maskable-ppo": {
-        "n_steps": 256,
+        "n_steps": 16,
         "batch_size": 64,
         "n_epochs": 5,
         "learning_rate": 1e-2,
@@ -210,9 +213,10 @@ def test_every_algorithm_learns_the_dominant_channel(algorithm: str, tmp_path: P
     folder = train_policy(
         algorithm,
         config=config,
-        # MaskablePPO trains on population rollouts, whose decisions are cheap; plan creations (one per
-        # episode) are the rarest states and need the larger budget.
+        # PPO and MaskablePPO train on vector rollouts (16 slots x 16 steps), whose decisions are cheap; plan
+        # creations (one per episode) are the rarest states and need the larger budget.
         steps=2048 if algorithm == "maskable-ppo" else 1024,
+        n_envs=16 if algorithm != "dqn" else None,
         seed=0,
         out=tmp_path,
         env_kwargs={"reward": contacts_minus_cost},
@@ -268,7 +272,7 @@ def test_training_leaves_provenance_logs_and_metrics(tiny_runs: list[Path]) -> N
     assert set(manifest["files"]) == {"network.json", "weights.pt"}
     assert all(manifest["packages"][p] for p in ("torch", "stable_baselines3", "sb3_contrib", "numpy", "gymnasium"))
     metrics = manifest["metrics"]
-    # Population rollouts end on whole episodes, so training uses at least the budget.
+    # SB3 rounds up to whole rollouts, so training uses at least the budget.
     assert metrics["trained_steps"] >= 128 and metrics["eval"]["arrangements"] == 50
     assert 0.0 <= metrics["eval"]["completion_rate"] <= 1.0
     assert list((folder.parent / "tb").rglob("events.out.tfevents.*"))
@@ -285,6 +289,7 @@ def test_ppo_and_dqn_train_reproducibly_and_load(algorithm: str, tmp_path: Path,
             seed=0,
             out=tmp_path / str(i),
             algo_kwargs=TINY[algorithm],
+            n_envs=TINY_SLOTS if algorithm == "ppo" else None,
             progress=i == 0,
             tensorboard=False,
             eval_arrangements=20 * (1 - i),
@@ -311,6 +316,10 @@ BAD_TRAINING: list[tuple[dict[str, Any], str]] = [
     ({"env_kwargs": {"config": None}}, "env_kwargs"),
     ({"algo_kwargs": {"seed": 3}}, "algo_kwargs"),
     ({"action_parts": ("channel",)}, "action_parts"),
+    ({"rollouts": "batched"}, "rollouts"),
+    ({"rollouts": "population"}, "rollouts"),  # maskable-ppo only
+    ({"rollouts": "env", "n_envs": 4}, "n_envs"),
+    ({"n_envs": 0}, "n_envs"),
 ]
 
 

@@ -15,10 +15,11 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 EXPERIMENTS = REPO / "configs" / "experiments"
 
-#: A tiny MaskablePPO/PPO rollout, and DQN's smallest sensible replay settings.
+#: A tiny MaskablePPO/PPO rollout (8 steps x _SLOTS vector slots), and DQN's smallest sensible replay settings.
+_SLOTS = 8
 _SB3_TINY = {
-    "maskable-ppo": {"n_steps": 64, "batch_size": 32, "n_epochs": 2},
-    "ppo": {"n_steps": 64, "batch_size": 32, "n_epochs": 2},
+    "maskable-ppo": {"n_steps": 8, "batch_size": 32, "n_epochs": 2},
+    "ppo": {"n_steps": 8, "batch_size": 32, "n_epochs": 2},
     "dqn": {"learning_starts": 32, "batch_size": 16, "buffer_size": 1000},
 }
 
@@ -54,6 +55,8 @@ def tiny_overrides(config: Path, *, steps: int = 256, report: bool = True) -> li
             sets.append(f"agents.{name}.train.eval_arrangements=20")
         for key, value in _SB3_TINY.get(agent["kind"], {}).items():
             sets.append(f"agents.{name}.hyperparameters.{key}={value}")
+        if agent["kind"] in ("maskable-ppo", "ppo") and agent["train"].get("rollouts", "vector") == "vector":
+            sets.append(f"agents.{name}.train.n_envs={_SLOTS}")
     sets += [
         "env.months=2",
         "evaluation.arrangements=60",
@@ -100,8 +103,8 @@ def tiny_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
                     {
                         "name": "mppo",
                         "kind": "maskable-ppo",
-                        "hyperparameters": {"n_steps": 64, "batch_size": 32, "n_epochs": 2},
-                        "train": {"steps": 192, "checkpoint_every": 64},
+                        "hyperparameters": {"n_steps": 8, "batch_size": 32, "n_epochs": 2},
+                        "train": {"steps": 192, "n_envs": _SLOTS, "checkpoint_every": 64},
                     },
                 ],
                 "policies": ["silent"],

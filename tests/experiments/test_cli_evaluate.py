@@ -149,8 +149,19 @@ def test_evaluate_bad_inputs_exit_2_naming_the_field(
         (["--steps", "10"], ["--policy"]),
         (["--policy", "ppo", "--steps", "10", "--seed", "-1"], ["--seed"]),
         (["--policy", "linucb", "--steps", "10", "--population", "BAD"], ["rules.quiet_weekdays", "0..6"]),
+        (["--policy", "dqn", "--steps", "10", "--rollouts", "vector"], ["rollouts", "'env'"]),
+        (["--policy", "ppo", "--steps", "10", "--rollouts", "env", "--n-envs", "8"], ["n_envs", "'vector'"]),
     ],
-    ids=["unknown_algorithm", "zero_steps", "missing_steps", "missing_policy", "negative_seed", "bad_population"],
+    ids=[
+        "unknown_algorithm",
+        "zero_steps",
+        "missing_steps",
+        "missing_policy",
+        "negative_seed",
+        "bad_population",
+        "dqn_on_vector",
+        "n_envs_without_vector",
+    ],
 )
 def test_train_bad_inputs_exit_2_naming_the_field(
     args: list[str], fragments: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]

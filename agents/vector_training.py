@@ -1,0 +1,245 @@
+"""PPO and MaskablePPO trained on ``regsim/ArrangementVec-v0``, with a learning curve and exact checkpoints.
+
+SB3 collects the rollouts itself: ``model.learn`` steps :class:`envs.sb3_vec.ArrangementSB3VecEnv`, whose
+``n_envs`` slots are independent episodes of ``regsim/Arrangement-v0`` simulated together (a rollout is
+``n_steps * n_envs`` transitions, ``n_steps`` per slot in SB3's sense). :func:`learn_on_vector` adds what an
+experiment needs around it:
+
+* a learning curve per rollout: ``reward_per_decision`` (mean step reward of the rollout) and
+  ``rollout/ep_rew_mean`` (mean return of the episodes that ended in it), and the returns of the last
+  100 episodes;
+* a progress bar over the transitions;
+* checkpoints after an update (``<checkpoint_dir>/vec-<transitions>/``). Between two updates a training depends
+  on the model (weights, optimizer state, ``num_timesteps``, ``_n_updates``), the open episodes of the slots and
+  the observations the next rollout starts from, the global generators SB3 draws from
+  (:func:`agents.population_rollouts.global_rng_state`) and the curve so far; a checkpoint holds all of it, so a
+  training resumed from it ends exactly where the uninterrupted one would have, weights bit for bit.
+
+Checkpoint files: ``model.zip`` (SB3's save), ``progress.json`` (identity of the training, counters, curve),
+``rng.json`` (global generators) and ``slots.pkl`` (the slots mid-episode, pickled: load only one's own
+checkpoints, as for SB3's ``model.zip``).
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback
+from tqdm.auto import tqdm
+
+from agents.online import latest_checkpoint, write_checkpoint_folder
+from agents.population_rollouts import global_rng_state, set_global_rng_state
+from envs.sb3_vec import ArrangementSB3VecEnv
+
+__all__ = ["CHECKPOINT_PREFIX", "VectorTraining", "learn_on_vector"]
+
+CHECKPOINT_PREFIX = "vec-"
+_MODEL, _PROGRESS, _RNG, _SLOTS = "model.zip", "progress.json", "rng.json", "slots.pkl"
+_LAST_RETURNS = 100
+
+
+@dataclass
+class VectorTraining:
+    """What a vector training has seen so far (the curve and episode bookkeeping); part of a checkpoint.
+
+    Attributes:
+        curve: ``(transitions, metric, value)`` rows, per rollout.
+        episodes: Episodes that ended (terminated or truncated at the horizon).
+        last_returns: Returns of the last (up to) 100 of them, oldest first.
+        slot_returns: Return so far of each slot's open episode.
+    """
+
+    curve: list[tuple[int, str, float]] = field(default_factory=list)
+    episodes: int = 0
+    last_returns: deque[float] = field(default_factory=lambda: deque(maxlen=_LAST_RETURNS))
+    slot_returns: NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
+
+
+class _Bookkeeping(BaseCallback):
+    """Curve rows per rollout, episode returns, the progress bar, and checkpoints after updates."""
+
+    def __init__(
+        self,
+        state: VectorTraining,
+        bar: tqdm[Any],
+        save: Callable[[], None] | None,
+        checkpoint_every: int | None,
+    ) -> None:
+        super().__init__()
+        self.state = state
+        self.bar = bar
+        self.save = save
+        self.every = checkpoint_every
+        self._saved_at = 0
+        self._reward_sum = 0.0
+        self._steps = 0
+        self._ended: list[float] = []
+
+    def _on_training_start(self) -> None:
+        self._saved_at = self.model.num_timesteps
+
+    def _on_rollout_start(self) -> None:
+        # Called by collect_rollouts before its first step: the previous update is done, nothing of the next
+        # rollout has been drawn yet. That is the state a checkpoint can resume from.
+        n = self.model.num_timesteps
+        if self.save is not None and self.every is not None and n > self._saved_at and n - self._saved_at >= self.every:
+            self.save()
+            self._saved_at = n
+        self._reward_sum, self._steps, self._ended = 0.0, 0, []
+
+    def _on_step(self) -> bool:
+        rewards = np.asarray(self.locals["rewards"], dtype=np.float64)  # before SB3 bootstraps truncations
+        dones = np.asarray(self.locals["dones"], dtype=bool)
+        state = self.state
+        state.slot_returns += rewards
+        self._reward_sum += float(rewards.sum())
+        self._steps += len(rewards)
+        if dones.any():
+            ended = state.slot_returns[dones].tolist()
+            self._ended += ended
+            state.last_returns.extend(ended)
+            state.episodes += len(ended)
+            state.slot_returns[dones] = 0.0
+        if self.bar is not None:
+            self.bar.update(len(rewards))
+        return True
+
+    def _on_rollout_end(self) -> None:
+        n = int(self.model.num_timesteps)
+        self.state.curve.append((n, "reward_per_decision", self._reward_sum / max(self._steps, 1)))
+        if self._ended:
+            self.state.curve.append((n, "rollout/ep_rew_mean", float(np.mean(self._ended))))
+            self.model.logger.record("rollout/ep_rew_mean", float(np.mean(self._ended)))
+        self.model.logger.record("rollout/reward_per_decision", self._reward_sum / max(self._steps, 1))
+
+
+def _save(model: BaseAlgorithm, folder: Path, state: VectorTraining, identity: dict[str, Any]) -> Path:
+    env = model.get_env()
+    assert isinstance(env, ArrangementSB3VecEnv)
+
+    def write(tmp: Path) -> None:
+        model.save(tmp / _MODEL)
+        progress = {
+            "identity": identity,
+            "num_timesteps": int(model.num_timesteps),
+            "n_updates": int(model._n_updates),
+            "episodes": state.episodes,
+            "last_returns": list(state.last_returns),
+            "curve": [list(r) for r in state.curve],
+        }
+        (tmp / _PROGRESS).write_text(json.dumps(progress) + "\n", encoding="utf-8")
+        (tmp / _RNG).write_text(json.dumps(global_rng_state()) + "\n", encoding="utf-8")
+        slots = {
+            "env": env.get_state(),
+            "last_obs": model._last_obs,
+            "last_episode_starts": model._last_episode_starts,
+            "slot_returns": state.slot_returns,
+        }
+        (tmp / _SLOTS).write_bytes(pickle.dumps(slots, protocol=pickle.HIGHEST_PROTOCOL))
+
+    return write_checkpoint_folder(folder, f"{CHECKPOINT_PREFIX}{int(model.num_timesteps)}", write)
+
+
+def _resume(model: BaseAlgorithm, folder: Path, identity: dict[str, Any]) -> VectorTraining | None:
+    """Restore ``model``, its env and the generators from the newest checkpoint in ``folder``, if any."""
+    latest = latest_checkpoint(folder, CHECKPOINT_PREFIX)
+    if latest is None:
+        return None
+    progress = json.loads((latest / _PROGRESS).read_text(encoding="utf-8"))
+    if progress["identity"] != identity:
+        raise ValueError(f"checkpoint {latest} is of another training: {progress['identity']} != {identity}")
+    # set_parameters loads the policy's weights and its optimizer's state; the counters are set by hand.
+    model.set_parameters(str(latest / _MODEL), exact_match=True, device="cpu")
+    model.num_timesteps = int(progress["num_timesteps"])
+    model._n_updates = int(progress["n_updates"])
+    slots = pickle.loads((latest / _SLOTS).read_bytes())  # the run's own checkpoint (see the module)
+    env = model.get_env()
+    assert isinstance(env, ArrangementSB3VecEnv)
+    env.set_state(slots["env"])
+    model._last_obs = slots["last_obs"]
+    model._last_episode_starts = slots["last_episode_starts"]
+    set_global_rng_state(json.loads((latest / _RNG).read_text(encoding="utf-8")))
+    return VectorTraining(
+        curve=[(int(s), str(m), float(v)) for s, m, v in progress["curve"]],
+        episodes=int(progress["episodes"]),
+        last_returns=deque((float(r) for r in progress["last_returns"]), maxlen=_LAST_RETURNS),
+        slot_returns=np.asarray(slots["slot_returns"], dtype=np.float64),
+    )
+
+
+def learn_on_vector(
+    model: BaseAlgorithm,
+    *,
+    total_steps: int,
+    identity: dict[str, Any],
+    checkpoint_dir: Path | None = None,
+    checkpoint_every: int | None = None,
+    progress: bool = True,
+    tb_log_name: str = "vector",
+    desc: str = "training",
+) -> VectorTraining:
+    """Train ``model`` (PPO or MaskablePPO on an :class:`~envs.sb3_vec.ArrangementSB3VecEnv`) for ``total_steps``.
+
+    SB3 rounds up to whole rollouts of ``n_steps * n_envs`` transitions.
+
+    Args:
+        model: The model, built on the adapter (its env).
+        total_steps: Transitions to train on (SB3's ``total_timesteps``).
+        identity: What defines the training (seed, hyperparameters, env arguments, ...): stored in each
+            checkpoint, and a checkpoint of another identity is refused when resuming.
+        checkpoint_dir: Where checkpoints go (None: none). When it holds one already, training resumes from
+            the newest.
+        checkpoint_every: Transitions between checkpoints (after the update that reaches them); the last
+            update is always checkpointed when ``checkpoint_dir`` is given.
+        progress: Show a progress bar.
+        tb_log_name: TensorBoard run name (when the model logs to TensorBoard).
+        desc: The progress bar's label.
+
+    Returns:
+        The curve and episode bookkeeping of the whole training (resumed part included).
+
+    Raises:
+        ValueError: The newest checkpoint in ``checkpoint_dir`` is of another training.
+        TypeError: The model's env is not an ``ArrangementSB3VecEnv``.
+    """
+    env = model.get_env()
+    if not isinstance(env, ArrangementSB3VecEnv):
+        raise TypeError(f"model's env: expected an ArrangementSB3VecEnv, got {type(env).__name__}")
+    folder = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    resumed = _resume(model, folder, identity) if folder is not None else None
+    state = resumed or VectorTraining(slot_returns=np.zeros(env.num_envs))
+    bar = tqdm(
+        total=total_steps,
+        initial=min(model.num_timesteps, total_steps),
+        unit="decision",
+        desc=desc,
+        disable=not progress,
+    )
+
+    def save() -> None:
+        assert folder is not None
+        _save(model, folder, state, identity)
+
+    callback = _Bookkeeping(state, bar, save if folder is not None else None, checkpoint_every)
+    with bar:
+        if model.num_timesteps >= total_steps:
+            return state  # resumed from the final checkpoint: nothing left to do
+        # Resumed: SB3 adds num_timesteps to the budget, and keeps the restored observations (no reset).
+        model.learn(
+            total_timesteps=total_steps - model.num_timesteps,
+            callback=callback,
+            reset_num_timesteps=resumed is None,
+            tb_log_name=tb_log_name,
+        )
+    if folder is not None:
+        save()  # after the last update (no rollout starts after it)
+    return state
