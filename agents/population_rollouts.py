@@ -17,10 +17,9 @@ instead of most of it (see ``benchmarks/bench_env.py``).
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
@@ -30,6 +29,7 @@ from sb3_contrib import MaskablePPO
 from sb3_contrib.common.maskable.buffers import MaskableRolloutBuffer
 
 from agents.base import BasePolicy
+from agents.sb3_checkpoint import set_global_rng_state
 from envs.rewards import REWARDS, RewardFn, StepOutcome
 from regsim.config import WorldConfig
 from regsim.decision import ContextBatch, DecisionBatch
@@ -41,9 +41,7 @@ __all__ = [
     "PopulationProgress",
     "PopulationRollout",
     "collect_rollout",
-    "global_rng_state",
     "learn_on_population",
-    "set_global_rng_state",
 ]
 
 
@@ -284,28 +282,6 @@ class PopulationProgress:
     per_arrangement: float = 15.0
 
 
-def global_rng_state() -> dict[str, Any]:
-    """The generators Stable-Baselines3 draws from outside the model: torch's, NumPy's legacy global one (minibatch
-    shuffling in ``RolloutBuffer.get``) and Python's ``random``, as plain JSON-able values."""
-    # The legacy global generator is SB3's, not ours: saving and restoring it is the point here.
-    np_state = cast(tuple[Any, ...], np.random.get_state(legacy=True))  # noqa: NPY002
-    return {
-        "torch": th.get_rng_state().numpy().tolist(),
-        "numpy": [np_state[0], np.asarray(np_state[1]).tolist(), *(x for x in np_state[2:])],
-        "python": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
-    }
-
-
-def set_global_rng_state(state: dict[str, Any]) -> None:
-    """Restore what :func:`global_rng_state` returned."""
-    th.set_rng_state(th.tensor(state["torch"], dtype=th.uint8))
-    name, keys, pos, has_gauss, cached = state["numpy"]
-    legacy = (name, np.asarray(keys, dtype=np.uint32), int(pos), int(has_gauss), float(cached))
-    np.random.set_state(legacy)  # noqa: NPY002
-    version, internal, gauss = state["python"]
-    random.setstate((int(version), tuple(int(x) for x in internal), gauss))
-
-
 def learn_on_population(
     model: MaskablePPO,
     config: WorldConfig,
@@ -328,8 +304,9 @@ def learn_on_population(
 
     Resuming. After every update the training depends only on the model (weights, optimizer state,
     ``num_timesteps``, ``_n_updates``), the :class:`PopulationProgress` and the global generators
-    (:func:`global_rng_state`); ``on_update`` is called there, so a checkpoint written by it and passed back as
-    ``resume`` (on a model with those restored) continues exactly as the uninterrupted training would have.
+    (:func:`agents.sb3_checkpoint.global_rng_state`); ``on_update`` is called there, so a checkpoint written by
+    it and passed back as ``resume`` (on a model with those restored) continues exactly as the uninterrupted
+    training would have.
 
     Args:
         model: A MaskablePPO model built on an env with the world's spaces (e.g. ``envs.ArrangementEnv``).

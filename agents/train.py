@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-import json
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -38,9 +37,10 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.monitor import Monitor
 from tqdm.auto import tqdm
 
-from agents.online import latest_checkpoint, write_checkpoint_folder, write_curve
-from agents.population_rollouts import PopulationProgress, PopulationRollout, global_rng_state, learn_on_population
+from agents.online import write_checkpoint_folder, write_curve
+from agents.population_rollouts import PopulationProgress, PopulationRollout, learn_on_population
 from agents.sb3 import DEFAULT_DQN_PARTS, POLICIES, FlatActionWrapper
+from agents.sb3_checkpoint import restore_model, write_model_files
 from agents.vector_training import learn_on_vector
 from envs.arrangement import ArrangementEnv
 from envs.rewards import REWARDS
@@ -173,7 +173,6 @@ def _episode_curve(returns: Sequence[float], lengths: Sequence[int], window: int
 
 
 _CKPT_PREFIX = "mppo-"
-_MODEL, _PROGRESS, _RNG = "model.zip", "progress.json", "rng.json"
 
 
 def _checkpoint(
@@ -193,17 +192,7 @@ def _checkpoint(
     """
 
     def write(tmp: Path) -> None:
-        model.save(tmp / _MODEL)
-        progress = {
-            "identity": identity,
-            "num_timesteps": int(model.num_timesteps),
-            "n_updates": int(model._n_updates),
-            "state": vars(state),
-            "curve": [list(r) for r in curve],
-            "returns": returns,
-        }
-        (tmp / _PROGRESS).write_text(json.dumps(progress) + "\n", encoding="utf-8")
-        (tmp / _RNG).write_text(json.dumps(global_rng_state()) + "\n", encoding="utf-8")
+        write_model_files(model, tmp, identity, state=vars(state), curve=[list(r) for r in curve], returns=returns)
 
     return write_checkpoint_folder(folder, f"{_CKPT_PREFIX}{int(model.num_timesteps)}", write)
 
@@ -216,19 +205,12 @@ def _resume(
     returns: list[float],
 ) -> tuple[PopulationProgress, dict[str, Any]] | None:
     """Restore ``model`` (and fill ``curve`` and ``returns``) from the newest checkpoint in ``folder``, if any."""
-    latest = latest_checkpoint(Path(folder), _CKPT_PREFIX) if folder is not None else None
-    if latest is None:
+    restored = restore_model(model, Path(folder), _CKPT_PREFIX, identity) if folder is not None else None
+    if restored is None:
         return None
-    progress = json.loads((latest / _PROGRESS).read_text(encoding="utf-8"))
-    if progress["identity"] != identity:
-        raise ValueError(f"checkpoint {latest} is of another training: {progress['identity']} != {identity}")
-    # set_parameters loads the policy's weights and its optimizer's state; the counters are set by hand.
-    model.set_parameters(str(latest / _MODEL), exact_match=True, device="cpu")
-    model.num_timesteps = int(progress["num_timesteps"])
-    model._n_updates = int(progress["n_updates"])
+    _, progress, rng = restored
     curve.extend((int(s), str(m), float(v)) for s, m, v in progress["curve"])
     returns.extend(float(r) for r in progress["returns"])
-    rng = json.loads((latest / _RNG).read_text(encoding="utf-8"))
     return PopulationProgress(**progress["state"]), rng
 
 
@@ -393,21 +375,21 @@ def train_policy(
         start = time.perf_counter()
         rollout_returns: list[float] = []
         episodes: int | None = None
+        # What a checkpoint must have been written by to be resumed here.
+        identity = {
+            "steps": steps,
+            "seed": seed,
+            "algo_kwargs": repr(kwargs),
+            "reward": reward_name if isinstance(reward_name, str) else repr(reward_name),
+            "reward_kwargs": dict(reward_kwargs or {}),
+            "months": base.months,
+            "world_seed": base.world_seed,
+        }
         if vector:
             vector_training = learn_on_vector(
                 model,
                 total_steps=steps,
-                identity={
-                    "steps": steps,
-                    "seed": seed,
-                    "algorithm": algorithm,
-                    "algo_kwargs": repr(kwargs),
-                    "reward": reward_name if isinstance(reward_name, str) else repr(reward_name),
-                    "reward_kwargs": dict(reward_kwargs or {}),
-                    "months": base.months,
-                    "world_seed": base.world_seed,
-                    "n_envs": n_envs,
-                },
+                identity={**identity, "algorithm": algorithm, "n_envs": n_envs},
                 checkpoint_dir=checkpoint_dir,
                 checkpoint_every=checkpoint_every,
                 progress=progress,
@@ -418,16 +400,7 @@ def train_policy(
             rollout_returns, episodes = list(vector_training.last_returns), vector_training.episodes
         elif population:
             assert isinstance(model, MaskablePPO)
-            identity = {
-                "steps": steps,
-                "seed": seed,
-                "algo_kwargs": repr(kwargs),
-                "reward": reward_name if isinstance(reward_name, str) else repr(reward_name),
-                "reward_kwargs": dict(reward_kwargs or {}),
-                "months": base.months,
-                "world_seed": base.world_seed,
-                "arrangements_per_rollout": arrangements_per_rollout,
-            }
+            identity["arrangements_per_rollout"] = arrangements_per_rollout
             resume = _resume(model, checkpoint_dir, identity, curve, rollout_returns)
             bar = tqdm(
                 total=steps,

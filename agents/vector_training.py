@@ -12,7 +12,7 @@ experiment needs around it:
 * checkpoints after an update (``<checkpoint_dir>/vec-<transitions>/``). Between two updates a training depends
   on the model (weights, optimizer state, ``num_timesteps``, ``_n_updates``), the open episodes of the slots and
   the observations the next rollout starts from, the global generators SB3 draws from
-  (:func:`agents.population_rollouts.global_rng_state`) and the curve so far; a checkpoint holds all of it, so a
+  (:func:`agents.sb3_checkpoint.global_rng_state`) and the curve so far; a checkpoint holds all of it, so a
   training resumed from it ends exactly where the uninterrupted one would have, weights bit for bit.
 
 Checkpoint files: ``model.zip`` (SB3's save), ``progress.json`` (identity of the training, counters, curve),
@@ -22,7 +22,6 @@ checkpoints, as for SB3's ``model.zip``).
 
 from __future__ import annotations
 
-import json
 import pickle
 from collections import deque
 from collections.abc import Callable
@@ -36,14 +35,14 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from tqdm.auto import tqdm
 
-from agents.online import latest_checkpoint, write_checkpoint_folder
-from agents.population_rollouts import global_rng_state, set_global_rng_state
+from agents.online import write_checkpoint_folder
+from agents.sb3_checkpoint import restore_model, set_global_rng_state, write_model_files
 from envs.sb3_vec import ArrangementSB3VecEnv
 
 __all__ = ["CHECKPOINT_PREFIX", "VectorTraining", "learn_on_vector"]
 
 CHECKPOINT_PREFIX = "vec-"
-_MODEL, _PROGRESS, _RNG, _SLOTS = "model.zip", "progress.json", "rng.json", "slots.pkl"
+_SLOTS = "slots.pkl"
 _LAST_RETURNS = 100
 
 
@@ -127,17 +126,14 @@ def _save(model: BaseAlgorithm, folder: Path, state: VectorTraining, identity: d
     assert isinstance(env, ArrangementSB3VecEnv)
 
     def write(tmp: Path) -> None:
-        model.save(tmp / _MODEL)
-        progress = {
-            "identity": identity,
-            "num_timesteps": int(model.num_timesteps),
-            "n_updates": int(model._n_updates),
-            "episodes": state.episodes,
-            "last_returns": list(state.last_returns),
-            "curve": [list(r) for r in state.curve],
-        }
-        (tmp / _PROGRESS).write_text(json.dumps(progress) + "\n", encoding="utf-8")
-        (tmp / _RNG).write_text(json.dumps(global_rng_state()) + "\n", encoding="utf-8")
+        write_model_files(
+            model,
+            tmp,
+            identity,
+            episodes=state.episodes,
+            last_returns=list(state.last_returns),
+            curve=[list(r) for r in state.curve],
+        )
         slots = {
             "env": env.get_state(),
             "last_obs": model._last_obs,
@@ -151,23 +147,17 @@ def _save(model: BaseAlgorithm, folder: Path, state: VectorTraining, identity: d
 
 def _resume(model: BaseAlgorithm, folder: Path, identity: dict[str, Any]) -> VectorTraining | None:
     """Restore ``model``, its env and the generators from the newest checkpoint in ``folder``, if any."""
-    latest = latest_checkpoint(folder, CHECKPOINT_PREFIX)
-    if latest is None:
+    restored = restore_model(model, folder, CHECKPOINT_PREFIX, identity)
+    if restored is None:
         return None
-    progress = json.loads((latest / _PROGRESS).read_text(encoding="utf-8"))
-    if progress["identity"] != identity:
-        raise ValueError(f"checkpoint {latest} is of another training: {progress['identity']} != {identity}")
-    # set_parameters loads the policy's weights and its optimizer's state; the counters are set by hand.
-    model.set_parameters(str(latest / _MODEL), exact_match=True, device="cpu")
-    model.num_timesteps = int(progress["num_timesteps"])
-    model._n_updates = int(progress["n_updates"])
+    latest, progress, rng = restored
     slots = pickle.loads((latest / _SLOTS).read_bytes())  # the run's own checkpoint (see the module)
     env = model.get_env()
     assert isinstance(env, ArrangementSB3VecEnv)
     env.set_state(slots["env"])
     model._last_obs = slots["last_obs"]
     model._last_episode_starts = slots["last_episode_starts"]
-    set_global_rng_state(json.loads((latest / _RNG).read_text(encoding="utf-8")))
+    set_global_rng_state(rng)
     return VectorTraining(
         curve=[(int(s), str(m), float(v)) for s, m, v in progress["curve"]],
         episodes=int(progress["episodes"]),

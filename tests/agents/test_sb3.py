@@ -90,13 +90,7 @@ def drive(world: World, policy: Policy, check: Any = None) -> int:
     return rows
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread() -> Any:
-    """Small MLPs run fastest on one thread (and far faster than on two on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

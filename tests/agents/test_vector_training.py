@@ -32,12 +32,7 @@ TINY: dict[str, Any] = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread() -> Any:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _random_allowed(masks: np.ndarray, vec: ArrangementSB3VecEnv, rng: np.random.Generator) -> np.ndarray:
