@@ -26,6 +26,10 @@ _M2 = np.uint64(0x94D049BB133111EB)
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _S30, _S27, _S31, _S11, _S20 = (np.uint64(s) for s in (30, 27, 31, 11, 20))
 _TO_UNIT = 2.0**-53
+# The same constants as Python integers, for the few-word path (:func:`_small_words`).
+_M1_INT, _M2_INT, _GOLDEN_INT = int(_M1), int(_M2), int(_GOLDEN)
+_MASK = (1 << 64) - 1
+_SMALL = 12  # at most this many words (purposes x ids) are hashed in Python integers: cheaper than ~30 ufunc calls
 
 
 class Purpose(IntEnum):
@@ -69,6 +73,69 @@ def _mix(z: NDArray[np.uint64]) -> NDArray[np.uint64]:
     return z
 
 
+def _small_words(
+    keys: tuple[int, ...], ids: list[int], days: list[int] | int, index: list[int] | int
+) -> list[list[int]]:
+    """:func:`_mix`'s three rounds in Python integers (reduced modulo 2**64): the words of the NumPy path exactly.
+
+    ``ids`` (and ``days``, ``index`` when lists) are the elements' integers; a negative one is taken modulo 2**64
+    (two's complement, as the NumPy path's cast to uint64 does). One list of words per key.
+    """
+    mask, m1, m2, golden = _MASK, _M1_INT, _M2_INT, _GOLDEN_INT
+    n = len(ids)
+    day_list = days if isinstance(days, list) else [days] * n
+    index_list = index if isinstance(index, list) else [index] * n
+    tails = [
+        ((d & mask) * m1 + (((x & mask) << 20) & mask) * m2) & mask for d, x in zip(day_list, index_list, strict=True)
+    ]
+    out = []
+    for key in keys:
+        words = []
+        for i, tail in zip(ids, tails, strict=True):
+            z = (key + (i & mask) * golden) & mask
+            z ^= z >> 30
+            z = (z * m1) & mask
+            z ^= z >> 27
+            z = (z * m2) & mask
+            z ^= z >> 31
+            z = (z + tail) & mask
+            z ^= z >> 30
+            z = (z * m1) & mask
+            z ^= z >> 27
+            z = (z * m2) & mask
+            z ^= z >> 31
+            z = (z + golden) & mask
+            z ^= z >> 30
+            z = (z * m1) & mask
+            z ^= z >> 27
+            z = (z * m2) & mask
+            z ^= z >> 31
+            words.append(z)
+        out.append(words)
+    return out
+
+
+def _small_args(
+    n_keys: int, ids: NDArray[np.integer] | int, day: NDArray[np.integer] | int, index: NDArray[np.integer] | int
+) -> tuple[list[int], list[int] | int, list[int] | int] | None:
+    """The arguments as Python integers when they are few and need no broadcasting (else ``None``).
+
+    Few: a 1-D integer vector of ids with at most :data:`_SMALL` words in all; ``day`` and ``index`` each an
+    integer, or an integer vector of the ids' shape.
+    """
+    if type(ids) is not np.ndarray or ids.ndim != 1 or n_keys * ids.shape[0] > _SMALL or ids.dtype.kind not in "iu":
+        return None
+    parts: list[list[int] | int] = []
+    for x in (day, index):
+        if isinstance(x, int | np.integer):
+            parts.append(int(x))
+        elif type(x) is np.ndarray and x.shape == ids.shape and x.dtype.kind in "iu":
+            parts.append(x.tolist())
+        else:
+            return None
+    return ids.tolist(), parts[0], parts[1]
+
+
 def _as_u64(x: NDArray[np.integer] | int) -> NDArray[np.uint64]:
     """Integers as uint64 words, wrapping negatives (two's complement, as ``astype`` does)."""
     a = np.asarray(x)
@@ -79,13 +146,22 @@ def _tail(day: NDArray[np.integer] | int, index: NDArray[np.integer] | int) -> N
     """The day-and-index term of the second round, ``day * M1 + (index << 20) * M2`` modulo 2**64.
 
     Scalars are combined in Python integers (exact, then reduced), arrays with wrapping uint64 arithmetic: the
-    same words either way. An index of 0 adds nothing, so it costs nothing.
+    same words either way. No operation is on two NumPy scalars (those would warn on overflow). An index of 0
+    adds nothing, so it costs nothing.
     """
-    if np.ndim(day) == 0 and np.ndim(index) == 0:
-        return np.uint64((int(day) * int(_M1) + ((int(index) << 20) % 2**64) * int(_M2)) % 2**64)
+    day_scalar, index_scalar = np.ndim(day) == 0, np.ndim(index) == 0
+    day_term = (int(day) * _M1_INT) & _MASK if day_scalar else 0
+    index_term = (((int(index) << 20) & _MASK) * _M2_INT) & _MASK if index_scalar else 0
+    if day_scalar and index_scalar:
+        return np.uint64((day_term + index_term) & _MASK)
+    if day_scalar:
+        term = (_as_u64(index) << _S20) * _M2
+        return term + np.uint64(day_term) if day_term else term
     term = _as_u64(day) * _M1
-    if np.ndim(index) or int(index):
-        term = term + (_as_u64(index) << _S20) * _M2
+    if not index_scalar:
+        term = term + (_as_u64(index) << _S20) * _M2  # (the two may broadcast to a larger shape)
+    elif index_term:
+        term += np.uint64(index_term)
     return term
 
 
@@ -116,10 +192,12 @@ class Streams:
         with np.errstate(over="ignore"):
             self._key = _mix(np.array([self.seed], dtype=np.uint64) + _GOLDEN)[0]
             self._purpose_keys = {int(p): self._key ^ (np.uint64(int(p)) * _GOLDEN) for p in Purpose}
-        # The keys as the arrays _bits takes, built once (per purpose, and per tuple of purposes when asked).
+        # The keys as the arrays _bits takes, built once (per purpose, and per tuple of purposes when asked), and
+        # as Python integers (the few-word path).
         self._key_arrays: dict[object, NDArray[np.uint64]] = {
             p: np.array([k], dtype=np.uint64) for p, k in self._purpose_keys.items()
         }
+        self._key_ints: dict[object, tuple[int, ...]] = {p: (int(k),) for p, k in self._purpose_keys.items()}
 
     def bits(
         self,
@@ -138,6 +216,38 @@ class Streams:
         """
         return self._bits(self._key_arrays[int(purpose)], ids, day, index)[0]
 
+    def _keys(self, purposes: tuple[Purpose, ...]) -> NDArray[np.uint64]:
+        """The key array of a tuple of purposes (built once)."""
+        keys = self._key_arrays.get(purposes)
+        if keys is None:
+            keys = np.array([self._purpose_keys[int(p)] for p in purposes], dtype=np.uint64)
+            self._key_arrays[purposes] = keys
+            self._key_ints[purposes] = tuple(int(k) for k in keys)
+        return keys
+
+    def _units(
+        self,
+        which: object,
+        ids: NDArray[np.integer] | int,
+        day: NDArray[np.integer] | int,
+        index: NDArray[np.integer] | int,
+    ) -> NDArray[np.float64]:
+        """Uniforms of the purposes ``which`` (an ``int(purpose)`` or a tuple of purposes with its keys built):
+        shape ``(len(keys), *broadcast shape)``.
+
+        A few draws are hashed and scaled in Python integers and floats (the same words, and the same IEEE
+        operations as :func:`_to_unit`: ``float(bits >> 11) + 0.5``, then an exact power-of-two scaling).
+        """
+        keys = self._key_arrays[which]
+        small = _small_args(len(keys), ids, day, index)
+        if small is None:
+            return _to_unit(self._bits(keys, ids, day, index))
+        words = _small_words(self._key_ints[which], *small)
+        scale = _TO_UNIT
+        return np.array([[((w >> 11) + 0.5) * scale for w in row] for row in words], dtype=np.float64).reshape(
+            len(keys), len(small[0])
+        )
+
     def _bits(
         self,
         keys: NDArray[np.uint64],
@@ -150,16 +260,17 @@ class Streams:
         The hash of each word is the same sequence of wrapping uint64 operations as one purpose at a time
         (additions modulo 2**64 may be grouped in any order), so every draw is the same bit for bit.
         """
+        if type(ids) is np.ndarray and ids.ndim == 1 and _fits(day, ids) and _fits(index, ids):
+            # The common case (a vector of ids, days and indexes alike or shared): no broadcasting to work out.
+            # Every operand is an array here (a scalar tail is added to one), and array arithmetic wraps silently.
+            z = keys[:, None] + ids.view(np.uint64) * _GOLDEN
+            z = _mix(z)
+            z += _tail(day, index)
+            z = _mix(z)
+            z += _GOLDEN
+            return _mix(z)
         # Wrapping on overflow is what the hash wants (0-d operands would otherwise warn).
         with np.errstate(over="ignore"):
-            if isinstance(ids, np.ndarray) and ids.ndim == 1 and _fits(day, ids) and _fits(index, ids):
-                # The common case (a vector of ids, days and indexes alike or shared): no broadcasting to work out.
-                z = keys[:, None] + ids.view(np.uint64) * _GOLDEN
-                z = _mix(z)
-                z += _tail(day, index)
-                z = _mix(z)
-                z += _GOLDEN
-                return _mix(z)
             base = _as_u64(ids) * _GOLDEN
             tail = _tail(day, index)
             shape = np.broadcast_shapes(np.shape(base), np.shape(tail))
@@ -184,11 +295,8 @@ class Streams:
         Row ``k`` equals ``uniform(purposes[k], ids, day, index)`` bit for bit; hashing them together only
         saves the per-call work.
         """
-        keys = self._key_arrays.get(purposes)
-        if keys is None:
-            keys = np.array([self._purpose_keys[int(p)] for p in purposes], dtype=np.uint64)
-            self._key_arrays[purposes] = keys
-        return _to_unit(self._bits(keys, ids, day, index))
+        self._keys(purposes)
+        return self._units(purposes, ids, day, index)
 
     def uniform(
         self,
@@ -198,7 +306,7 @@ class Streams:
         index: NDArray[np.integer] | int = 0,
     ) -> NDArray[np.float64]:
         """Uniform draws in the open interval (0, 1); see :meth:`bits` for the arguments."""
-        return _to_unit(self.bits(purpose, ids, day, index))
+        return self._units(int(purpose), ids, day, index)[0]
 
     def normal(
         self,

@@ -65,11 +65,13 @@ _ENDED = np.array(
         for s in ArrangementStatus
     ]
 )
+_PENDING, _ACTIVE = int(ArrangementStatus.PENDING), int(ArrangementStatus.ACTIVE)  # plain ints (see regsim.world)
 Action = Callable[[NDArray[np.int64], Time], None]
 _COMPACT_MIN = 1 << 16  # messages kept before the store is first compacted
 _FAR = np.iinfo(np.int64).max // 4  # a day no row reaches (no installment left to fall due or be missed)
 _LOOK_AHEAD = 16  # most days of a pay window looked at at once for draws that cannot succeed
 _LOOK_STAGES = (4, _LOOK_AHEAD)  # days looked at first, then for the rows with no eventful day among them
+_LATE_DRAWS = (Purpose.SHOCK_START, Purpose.REFERRAL)  # the draws that may refer an overdue row
 _DRAW_MARGIN = 1e-9  # a uniform this close below the bound of the payment probability counts as a payment
 
 
@@ -293,12 +295,16 @@ class VectorWorld(World):
         """How many days, from each row's local day on, are *quiet*: days whose only effect is the morning's
         liquidity (:meth:`_liquidity`), whatever the draws.
 
-        A day is quiet for a row when it has nothing else to do that day: an arrangement not yet arrived (before
-        its arrival day), or an active one with no installment falling due or missed, no pre-due or follow-up
-        decision point, no payment set out for (outside the pay window no payment is drawn; inside it, or while
-        something is overdue, a day whose draw cannot succeed: :meth:`_first_eventful_day`), no referral drawn
-        (overdue and in a shock, or a shock that may start), no thank-you pending, no payment planned and
-        annoyance at or below the disengagement threshold (it only decays on a quiet day, so no disengagement
+        A day is quiet for a row when it has nothing else to do that day but bookkeeping that no one sees before
+        the row's next decision point (the booking of an installment falling due, whose event the vector world
+        does not keep, and the miss test of an installment already paid, which logs nothing; both are made for
+        the whole stretch at its end: :meth:`_skip_quiet_days`): an arrangement not yet arrived (before its
+        arrival day), or an active one with no unpaid installment missed, no second installment falling due, no
+        pre-due or follow-up decision point, no payment set out for (outside the pay window no payment is drawn;
+        inside it, or while something is overdue, a day whose draw cannot succeed: :meth:`_first_eventful_day`),
+        no referral drawn (overdue and in a shock, or a shock that may start: days whose draws cannot refer are
+        quiet, the same method), no thank-you pending, no payment planned and annoyance at or below the
+        disengagement threshold (it only decays on a quiet day, so no disengagement
         is drawn); and not the horizon's last day. Pending events are checked day by day in
         :meth:`_skip_quiet_days` (with the emulated clock). The bounds are each row's first day that is not
         quiet; every one is exact or early, so a quiet day is never misjudged.
@@ -307,30 +313,37 @@ class VectorWorld(World):
         day = self.local_day[rows]
         status = self.status[rows]
         first = np.full(len(rows), self.days - 1, dtype=np.int64)  # the last day always runs in full
-        pending = status == ArrangementStatus.PENDING
+        pending = status == _PENDING
         first[pending] = np.minimum(first[pending], self.pop.arrival_day[rows[pending]])
-        active = status == ArrangementStatus.ACTIVE
+        active = status == _ACTIVE
         a = rows[active]
         if len(a):
             last = s.capacity - 1
             n = s.n[a]
-            came, missed = s.came_due[a], s.miss_ptr[a]
+            came = s.came_due[a]
+            # (The due days are int32: widened before _FAR joins them, which int32 cannot hold.)
+            # The first installment whose miss test is not silent: those before the oldest open one are paid.
+            missed = np.maximum(s.miss_ptr[a], s.first_open[a])
             d = day[active]
-            due_next = np.where(came < n, s.due[a, np.minimum(came, last)], _FAR).astype(np.int64)
-            miss_next = np.where(missed < n, s.due[a, np.minimum(missed, last)], _FAR).astype(np.int64)
-            pre_due = due_next - max(cfg.decisions.pre_due_days, 0)
+            due_next = np.where(came < n, s.due[a, np.minimum(came, last)].astype(np.int64), _FAR)
+            due_after = np.where(came + 1 < n, s.due[a, np.minimum(came + 1, last)].astype(np.int64), _FAR)
+            miss_next = np.where(missed < n, s.due[a, np.minimum(missed, last)].astype(np.int64), _FAR)
+            pre_days = max(cfg.decisions.pre_due_days, 0)
+            pre_due, pre_after = due_next - pre_days, due_after - pre_days
             bound = np.minimum.reduce(
                 [
                     first[active],
-                    np.where(pre_due >= d, pre_due, due_next),  # pre-due decision point (once past: falling due)
-                    miss_next + s.grace_days + 1,  # missed
+                    # The pre-due decision points of the next two installments (once past: the second falling due;
+                    # the first one's booking is folded into the stretch).
+                    np.where(pre_due >= d, pre_due, _FAR),
+                    np.where(pre_after >= d, pre_after, due_after),
+                    miss_next + s.grace_days + 1,  # an unpaid installment missed
                 ]
             )
             overdue = s.overdue(a) > 0
-            busy = (
-                self.thank[a]
-                | ((self.state.annoyance[a] > cfg.population.fatigue.disengage_threshold) & ~self.state.disengaged[a])
-                | (overdue & (self.state.shock_until[a] > d))  # a referral is drawn each day of the shock
+            # (An overdue row in a shock is drawn a referral each day of it: those draws are looked at below.)
+            busy = self.thank[a] | (
+                (self.state.annoyance[a] > cfg.population.fatigue.disengage_threshold) & ~self.state.disengaged[a]
             )
             open_due = s.open_due(a)
             if overdue.any():  # follow-up decision points of the oldest overdue installment
@@ -338,7 +351,7 @@ class VectorWorld(World):
                 follow_next = np.where(follow >= d[:, None], follow, _FAR).min(axis=1, initial=_FAR)
                 bound = np.where(overdue, np.minimum(bound, follow_next), bound)
             # Something owed from the pay window on: a payment is drawn each day, and may succeed; an overdue
-            # row may also be referred from the day a shock starts.
+            # row may also be referred on each day of a shock (the one on now, or one that starts).
             window = np.maximum(open_due - cfg.arrangements.pay_window_days, d)
             drawn = ~busy & (window < bound)
             if drawn.any():
@@ -364,10 +377,13 @@ class VectorWorld(World):
         ``start`` on. The day's payment draw (:meth:`~regsim.world.World._draw_payments`) sets out to pay when
         its uniform is below the payment probability, which on such days is at most
         :func:`regsim.behaviour.pay_intent_upper_bound`: a day whose uniform is at or above that bound (with a
-        margin for rounding) draws no payment. An ``overdue`` row (not in a shock) is drawn a referral only once
-        a shock has started, which may happen on a day whose shock-start uniform is below the shock rate. The
-        uniforms are the draws' own (keyed by row and day), so nothing is drawn differently. At most
-        :data:`_LOOK_AHEAD` days are looked at (the day after is then taken as eventful: early, never late).
+        margin for rounding) draws no payment. An ``overdue`` row is drawn a referral on each day of a shock
+        (:meth:`~regsim.world.World._liquidity`): on a day of the shock on now (before its ``shock_until``,
+        which no new shock moves until one starts), a referral happens when the day's referral uniform is
+        below the daily rate; after it, a new shock may start on a day whose shock-start uniform is below the
+        shock rate (such a day is taken as eventful). The uniforms are the draws' own (keyed by row and day),
+        so nothing is drawn differently. At most :data:`_LOOK_AHEAD` days are looked at (the day after is then
+        taken as eventful: early, never late).
         """
         span = np.minimum(end - start, _LOOK_AHEAD)
         first = start + span
@@ -394,8 +410,12 @@ class VectorWorld(World):
             eventful = u < bound + _DRAW_MARGIN
             late = overdue[todo]
             if late.any():
-                shock = self.streams.uniform(Purpose.SHOCK_START, gid, days) < self.pop.shock_rate[r][:, None]
-                eventful |= late[:, None] & shock
+                # Both draws of a late row's day at once (the same uniforms as one purpose at a time).
+                u_start, u_refer = self.streams.uniforms(_LATE_DRAWS, gid, days)
+                shock_until = self.state.shock_until[r][:, None]
+                referral = (days < shock_until) & (u_refer < self.config.population.shocks.referral_per_day)
+                shock = (days >= shock_until) & (u_start < self.pop.shock_rate[r][:, None])
+                eventful |= late[:, None] & (shock | referral)
             eventful &= offsets[None, :] < span[todo][:, None]
             found = eventful.any(axis=1)
             first[todo[found]] = d0[found] + lo + np.argmax(eventful[found], axis=1)
@@ -412,11 +432,13 @@ class VectorWorld(World):
         and disengagement, the rest of :meth:`_liquidity`, cannot happen on a quiet day. A row stops at least a
         day before the day on which its next pending event would run, so no event is skipped. The day
         process's clock ends where the emulation of :meth:`_morning` and :meth:`_evening` would leave it: the
-        evening of the last quiet day (:func:`_evening_after`).
+        evening of the last quiet day (:func:`_evening_after`). The bookkeeping of the stretch (installments
+        falling due, miss tests of paid installments) is then made as of its last day: the same counters as day
+        by day, and nothing read them in between.
         """
         left = self._quiet_days(rows)
         # An event at time t runs on day floor(t) at the earliest (the day before's evening bound is below t).
-        left = np.minimum(left, np.floor(self._next_event[rows] - 1.0) - self.local_day[rows]).astype(np.int64)
+        left = np.minimum(left, np.floor(self._next_event[rows]) - self.local_day[rows]).astype(np.int64)
         quiet = left > 0
         if not quiet.any():
             return
@@ -425,8 +447,14 @@ class VectorWorld(World):
         behaviour.advance_days(
             self.state, self.pop, self.config.population, self.streams, self.gid, first, left, self.calendar, sub
         )
-        self.clock[sub] = _evening_after(self.clock[sub], first, first + left - 1)
+        end = first + left - 1
+        self.clock[sub] = _evening_after(self.clock[sub], first, end)
         self.local_day[sub] = first + left
+        active = sub[self.status[sub] == _ACTIVE]
+        if len(active):
+            end = self.local_day[active] - 1
+            self.sched.advance_due(active, end)  # (INSTALLMENT_DUE is not kept: nothing to log)
+            self.sched.advance_missed(active, end)  # (paid installments only: nothing to log)
 
     # -- one day of a set of rows -----------------------------------------------------------------------------
     def _morning(self, rows: NDArray[np.int64]) -> NDArray[np.int64]:

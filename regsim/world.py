@@ -77,6 +77,11 @@ _MESSAGE_KIND_OF = np.array(
     [MessageKind.CONFIRMATION, MessageKind.REMINDER, MessageKind.REMINDER, MessageKind.REMINDER, MessageKind.THANK_YOU]
 )
 _PENDING, _SENT, _CANCELLED = 0, 1, 2
+# Enum members as plain ints where arrays are compared with them: NumPy probes the class of an IntEnum operand for
+# its array protocol, and in Python 3.11 each probe is a slow miss of ``EnumType.__getattr__`` (same values).
+_ACTIVE = int(ArrangementStatus.ACTIVE)
+_REMINDER, _THANK_YOU = int(MessageKind.REMINDER), int(MessageKind.THANK_YOU)
+_PLAN_CREATED = int(DecisionKind.PLAN_CREATED)
 # Draws made together (same keys), each a pure function of its purpose and keys as ever.
 _DELIVERY_DRAWS = (Purpose.NOTICE, Purpose.READ_DELAY, Purpose.OPEN_SIGNAL)
 _NOTICE_DRAWS = (Purpose.OPT_OUT, Purpose.LINK_PAY)
@@ -366,9 +371,10 @@ class World:
 
     def _rows_with(self, status: ArrangementStatus, rows: NDArray[np.int64] | None) -> NDArray[np.int64]:
         """The rows (among ``rows``; all if ``None``) whose arrangement has this status."""
+        code = int(status)  # (a plain int: see _ACTIVE)
         if rows is None:
-            return np.flatnonzero(self.status == status)
-        return rows[self.status[rows] == status]
+            return np.flatnonzero(self.status == code)
+        return rows[self.status[rows] == code]
 
     def _arrivals_on(self, rows: NDArray[np.int64] | None) -> NDArray[np.int64] | None:
         """The rows whose arrangement arrives today (``None`` if none)."""
@@ -502,7 +508,7 @@ class World:
 
         add(new, DecisionKind.PLAN_CREATED, np.zeros(len(new), dtype=np.int64))
         m_ids, m_inst = self._missed_today
-        live = self.status[m_ids] == ArrangementStatus.ACTIVE
+        live = self.status[m_ids] == _ACTIVE
         add(m_ids[live], DecisionKind.MISSED, m_inst[live])
         if len(active):
             d = self._day_of(active)
@@ -581,7 +587,7 @@ class World:
                 policy=self.policy_name,
                 policy_version=self.policy_version,
             )
-        created = kinds == DecisionKind.PLAN_CREATED
+        created = kinds == _PLAN_CREATED
         self.status[ids[created]] = ArrangementStatus.ACTIVE
 
         m = a[:, 2] > 0
@@ -672,8 +678,8 @@ class World:
         if due.any():
             self._settle(np.unique(debtors[due]), t)
         pending = m.state[mids] == _PENDING
-        active = self.status[debtors] == ArrangementStatus.ACTIVE
-        reminder = m.kind[mids] == MessageKind.REMINDER
+        active = self.status[debtors] == _ACTIVE
+        reminder = m.kind[mids] == _REMINDER
         paid = self.sched.is_paid(debtors, m.installment[mids])
         ok = pending & active & ~(reminder & paid)
         dropped = pending & ~ok
@@ -729,7 +735,7 @@ class World:
         chosen[debtors] = True
         hit = pool[chosen[m.debtor[pool]]]
         if reminders_only:
-            hit = hit[(m.kind[hit] == MessageKind.REMINDER) & self.sched.is_paid(m.debtor[hit], m.installment[hit])]
+            hit = hit[(m.kind[hit] == _REMINDER) & self.sched.is_paid(m.debtor[hit], m.installment[hit])]
         if len(hit):
             if t is None:
                 when: float | NDArray[np.float64] = self._time_of[m.debtor[hit]]
@@ -857,7 +863,7 @@ class World:
         """The debtor takes in a message: fatigue, memory, motivation, opt-outs and paying by link."""
         m = self.msgs
         debtors = m.debtor[mids]
-        alive = self.status[debtors] == ArrangementStatus.ACTIVE
+        alive = self.status[debtors] == _ACTIVE
         mids, debtors, t = mids[alive], debtors[alive], at(t, alive)
         if not len(mids):
             return
@@ -879,12 +885,12 @@ class World:
             self.history.opted_out[debtors[opt], ch[opt] - 1] = True
             self._log(EventType.OPT_OUT, at(t, opt), debtors[opt], channel=ch[opt], message_id=mids[opt])
         impact = self._by_channel["impact"][ch]
-        reminder = kind == MessageKind.REMINDER
+        reminder = kind == _REMINDER
         np.add.at(st.boost, debtors[reminder], (self.pop.reminder_effect[debtors] * impact)[reminder])
         habit = self.config.population.habit
         just_paid = reminder & (t - self.history.last_payment_time[debtors] < habit.just_paid_days)
         st.streak[debtors[just_paid]] *= 1.0 - habit.just_paid_penalty
-        thanks = kind == MessageKind.THANK_YOU
+        thanks = kind == _THANK_YOU
         st.streak[debtors[thanks]] += habit.thank_you_bonus
         # Paying at once through the message's payment link.
         linkable = ~thanks
@@ -947,7 +953,7 @@ class World:
             return
         when = self.pay_time[debtors]
         self.pay_time[debtors] = np.inf
-        alive = self.status[debtors] == ArrangementStatus.ACTIVE
+        alive = self.status[debtors] == _ACTIVE
         debtors, when = debtors[alive], when[alive]
         if not len(debtors):
             return

@@ -13,6 +13,7 @@ import envs
 from envs.arrangement import ArrangementEnv
 from envs.sb3_vec import ArrangementSB3VecEnv
 from envs.vector import ArrangementVecEnv
+from regsim.arrangement import ArrangementStatus
 
 MONTHS = 6  # short episodes keep the tests fast; autoresets happen within a few dozen steps
 
@@ -306,12 +307,17 @@ def test_skipping_quiet_days_changes_nothing(monkeypatch: pytest.MonkeyPatch) ->
 
     n, steps = 24, 40
     fast = ArrangementVecEnv(n, months=MONTHS)
-    skipped = [0]
+    skipped, folded = [0], [0]
     quiet_days = VectorWorld._quiet_days
 
     def counting(self: VectorWorld, rows: np.ndarray) -> np.ndarray:
         out = quiet_days(self, rows)
         skipped[0] += int(out.sum())
+        # Stretches that pass an installment's due date (its booking is made at the stretch's end).
+        s = self.sched
+        came = np.minimum(s.came_due[rows], s.capacity - 1)
+        falls = (s.came_due[rows] < s.n[rows]) & (s.due[rows, came] < self.local_day[rows] + out)
+        folded[0] += int((falls & (out > 0)).sum())
         return out
 
     monkeypatch.setattr(VectorWorld, "_quiet_days", counting)
@@ -327,7 +333,11 @@ def test_skipping_quiet_days_changes_nothing(monkeypatch: pytest.MonkeyPatch) ->
         np.testing.assert_array_equal(getattr(fast.world.state, name), getattr(slow.world.state, name), err_msg=name)
     np.testing.assert_array_equal(fast.world.clock, slow.world.clock)
     np.testing.assert_array_equal(fast.world.local_day, slow.world.local_day)
+    np.testing.assert_array_equal(fast.world.status, slow.world.status)
+    for name in ("came_due", "miss_ptr", "first_open", "n", "due", "paid"):
+        np.testing.assert_array_equal(getattr(fast.world.sched, name), getattr(slow.world.sched, name), err_msg=name)
     assert skipped[0] > 10 * n  # most days between decision points are quiet
+    assert folded[0] > n  # and many quiet stretches pass a due date
 
 
 def test_sums_by_append_match_the_single_envs_running_sums() -> None:
@@ -395,6 +405,43 @@ def test_skipping_draws_that_cannot_succeed_changes_nothing(monkeypatch: pytest.
         np.testing.assert_array_equal(getattr(fast.world.state, name), getattr(slow.world.state, name), err_msg=name)
     np.testing.assert_array_equal(fast.world.clock, slow.world.clock)
     assert looked[0] > n and looked[1] > 0  # draws were skipped, overdue rows among them
+
+
+def test_skipping_shock_days_without_a_referral_changes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Overdue rows in a shock skip the days whose referral draw fails; the referrals happen on the same days."""
+    from regsim.config import DEBTOR_TYPES, WorldConfig
+    from regsim.vector_world import VectorWorld
+
+    # Frequent long shocks and likely referrals, so that many skipped stretches lie inside a shock.
+    config = WorldConfig().with_overrides(
+        population={
+            "shocks": {"referral_per_day": 0.05, "mean_duration_days": 90.0},
+            "types": {t: {"shocks_per_year": 4.0} for t in DEBTOR_TYPES},
+        }
+    )
+    n, steps = 48, 60
+    in_shock = [0]
+    quiet_days = VectorWorld._quiet_days
+
+    def counting(self: VectorWorld, rows: np.ndarray) -> np.ndarray:
+        out = quiet_days(self, rows)
+        shocked = (self.state.shock_until[rows] > self.local_day[rows]) & (self.sched.overdue(rows) > 0)
+        in_shock[0] += int((shocked & (out > 0)).sum())
+        return out
+
+    monkeypatch.setattr(VectorWorld, "_quiet_days", counting)
+    fast = ArrangementVecEnv(n, config=config, months=MONTHS)
+    got = _run(fast, fast.action_masks, fast.space, steps=steps, seed=5)
+    monkeypatch.setattr(VectorWorld, "_quiet_days", lambda self, rows: np.zeros(len(rows), dtype=np.int64))
+    slow = ArrangementVecEnv(n, config=config, months=MONTHS)
+    expected = _run(slow, slow.action_masks, slow.space, steps=steps, seed=5)
+    for g, e in zip(got, expected, strict=True):
+        for x, y in zip(g[:-1], e[:-1], strict=True):
+            np.testing.assert_array_equal(x, y)
+        _assert_infos_equal(g[-1], e[-1])
+    np.testing.assert_array_equal(fast.world.status, slow.world.status)
+    referred = int((fast.world.status == ArrangementStatus.REFERRED).sum())
+    assert in_shock[0] > n and referred > 0  # shock days were skipped, and referrals happened
 
 
 @pytest.mark.parametrize("reward", ["collected", "completion", "burden", "holding", "completion_value"])

@@ -390,3 +390,28 @@ def test_draws_of_vectors_equal_the_broadcast_draws() -> None:
         fast = streams.uniform(Purpose.ATTEND, ids, day, idx)
         general = streams.uniform(Purpose.ATTEND, ids[:, None], column(day), column(idx))[:, 0]
         np.testing.assert_array_equal(fast, general)
+
+
+def test_few_draws_hashed_in_python_integers_equal_the_numpy_draws() -> None:
+    """The few-word path of ``Streams`` (Python integers) gives the NumPy path's draws bit for bit.
+
+    Ids, days and indexes near and past the 64-bit edges (negative ones wrap, as the NumPy cast does).
+    """
+    from regsim.random import _SMALL, Purpose, Streams, _to_unit
+
+    streams = Streams(2024)
+    rng = np.random.default_rng(5)
+    edge = np.array([0, 1, -1, 2**62, -(2**62), 2**63 - 1, -(2**63)], dtype=np.int64)
+    purposes = (Purpose.NOTICE, Purpose.READ_DELAY, Purpose.OPEN_SIGNAL)
+    for size in (1, 2, 3, 4):
+        ids = np.concatenate([edge, rng.integers(-(2**62), 2**62, 8)])[rng.permutation(15)[:size]]
+        days = rng.integers(-5, 10**6, size)
+        index = rng.integers(0, 2**44, size)
+        for day, idx in ((days, index), (days, 0), (17, index), (0, 0), (-3, 2**43), (days.astype(np.int32), 9)):
+            for which in (purposes, (Purpose.ATTEND,)):
+                assert len(which) * size <= _SMALL  # the few-word path is the one taken
+                keys = streams._keys(which)
+                numpy_path = _to_unit(streams._bits(keys, ids, day, idx))
+                np.testing.assert_array_equal(streams.uniforms(which, ids, day, idx), numpy_path)
+            one = streams.uniform(Purpose.SHOCK_START, ids, day, idx)
+            np.testing.assert_array_equal(one, _to_unit(streams.bits(Purpose.SHOCK_START, ids, day, idx)))
