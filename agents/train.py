@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import os
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -97,6 +98,19 @@ DEFAULT_N_ENVS = 1024
 
 #: PPO's ``n_steps`` on vector rollouts (per slot, as in SB3): 8 x 1,024 slots = 8,192 transitions per update.
 VECTOR_N_STEPS = 8
+
+#: Slots per worker process when ``workers`` is not given: the vector env's fixed cost per step makes blocks much
+#: smaller than this not worth a process (see benchmarks/bench_env.py).
+SLOTS_PER_WORKER = 512
+
+
+def default_workers(n_envs: int) -> int:
+    """Worker processes for ``n_envs`` vector slots: one per :data:`SLOTS_PER_WORKER` slots, at most one per core.
+
+    The number of workers changes the speed only: slot ``i`` gives the same transitions in any of them.
+    """
+    return max(1, min(os.cpu_count() or 1, n_envs // SLOTS_PER_WORKER))
+
 
 # ArrangementEnv arguments the caller may set; config and invalid_action are set here.
 _ENV_KWARGS = ("reward", "months", "world_seed")
@@ -233,6 +247,7 @@ def train_policy(
     eval_arrangements: int = 500,
     rollouts: str | None = None,
     n_envs: int | None = None,
+    workers: int | None = None,
     arrangements_per_rollout: int | None = None,
     reward_kwargs: dict[str, float] | None = None,
     tensorboard_dir: Path | None = None,
@@ -267,6 +282,9 @@ def train_policy(
             share collectors, lines and the print room; debtors with ids from :data:`TRAINING_FIRST_ID` on).
             ``"env"`` (DQN's only choice): one ``regsim/Arrangement-v0`` stepped by SB3.
         n_envs: Slots of vector rollouts (default :data:`DEFAULT_N_ENVS`); only with ``rollouts="vector"``.
+        workers: Processes the vector slots are split over (:class:`envs.shards.SlotShards`; default
+            :func:`default_workers`); only with ``rollouts="vector"``. Changes the speed only, never the result;
+            a checkpoint resumes with the same number.
         arrangements_per_rollout: Episodes per population rollout (default: about ``n_steps`` decisions each).
         reward_kwargs: Keyword arguments of the named reward function (``env_kwargs["reward"]``), e.g.
             ``{"cost_weight": 5.0}``; recorded in the manifest.
@@ -317,6 +335,11 @@ def train_policy(
     n_envs = int(n_envs if n_envs is not None else DEFAULT_N_ENVS)
     if n_envs < 1:
         raise ValueError(f"n_envs: must be >= 1, got {n_envs}")
+    if workers is not None and not vector:
+        raise ValueError(f"workers: applies to rollouts 'vector' only, not {rollouts!r}")
+    workers = int(workers if workers is not None else default_workers(n_envs))
+    if not 1 <= workers <= n_envs:
+        raise ValueError(f"workers: must be in [1, n_envs={n_envs}], got {workers}")
     if checkpoint_every is not None and checkpoint_every < 1:
         raise ValueError(f"checkpoint_every: must be >= 1, got {checkpoint_every}")
     if arrangements_per_rollout is not None and arrangements_per_rollout < 1:
@@ -357,7 +380,9 @@ def train_policy(
         env: Any = FlatActionWrapper(base, parts) if algorithm == "dqn" else base
         monitor = Monitor(env)
         slots = (
-            ArrangementSB3VecEnv(n_envs, config=config, invalid_action=base.invalid_action, **env_kwargs)
+            ArrangementSB3VecEnv(
+                n_envs, workers=workers, config=config, invalid_action=base.invalid_action, **env_kwargs
+            )
             if vector
             else None
         )
@@ -386,16 +411,20 @@ def train_policy(
             "world_seed": base.world_seed,
         }
         if vector:
-            vector_training = learn_on_vector(
-                model,
-                total_steps=steps,
-                identity={**identity, "algorithm": algorithm, "n_envs": n_envs},
-                checkpoint_dir=checkpoint_dir,
-                checkpoint_every=checkpoint_every,
-                progress=progress,
-                tb_log_name=algorithm,
-                desc=f"{algorithm} (vector)",
-            )
+            assert slots is not None
+            try:
+                vector_training = learn_on_vector(
+                    model,
+                    total_steps=steps,
+                    identity={**identity, "algorithm": algorithm, "n_envs": n_envs},
+                    checkpoint_dir=checkpoint_dir,
+                    checkpoint_every=checkpoint_every,
+                    progress=progress,
+                    tb_log_name=algorithm,
+                    desc=f"{algorithm} (vector)",
+                )
+            finally:
+                slots.close()  # (stops the worker processes)
             curve.extend(vector_training.curve)
             rollout_returns, episodes = list(vector_training.last_returns), vector_training.episodes
         elif population:
@@ -475,6 +504,7 @@ def train_policy(
         "seed": seed,
         "rollouts": rollouts,
         "n_envs": n_envs if vector else None,
+        "workers": workers if vector else None,
         "arrangements_per_rollout": arrangements_per_rollout if population else None,
         "env_kwargs": {**env_kwargs, "reward": reward_name, "invalid_action": base.invalid_action},
         "reward_kwargs": dict(reward_kwargs or {}),

@@ -196,16 +196,10 @@ class ArrangementVecEnv(VectorEnv[NDArray[np.float32], NDArray[np.int64], NDArra
     def step(
         self, actions: NDArray[np.int64]
     ) -> tuple[NDArray[np.float32], NDArray[np.float64], NDArray[np.bool_], NDArray[np.bool_], dict[str, Any]]:
-        if not self._started:
-            raise RuntimeError("call reset() before step()")
-        actions = np.asarray(actions, dtype=np.int64)
-        if actions.shape != (self.num_envs, len(self.space.nvec)):
-            raise ValueError(f"actions: expected shape {(self.num_envs, len(self.space.nvec))}, got {actions.shape}")
+        stepping, acts = self._stepping_actions(actions)
         n = self.num_envs
         w = self.world
         restart = np.flatnonzero(self._ended)  # NEXT_STEP: these slots start a new arrangement, action ignored
-        stepping = np.flatnonzero(~self._ended)
-        acts = actions[stepping]
         if self.invalid_action == "fallback":
             acts, replaced = fallback_actions(self.space, self._masks[stepping], acts)
             self._fallbacks[stepping] += replaced
@@ -267,6 +261,22 @@ class ArrangementVecEnv(VectorEnv[NDArray[np.float32], NDArray[np.int64], NDArra
             self._ended = ended
         return self._obs.copy(), rewards, terminated, truncated, infos
 
+    def check_actions(self, actions: NDArray[np.int64]) -> None:
+        """Raise what :meth:`step` would raise for these actions (their shape, the rules), changing nothing.
+
+        For callers that must know that a step will go through before taking it, such as
+        :class:`envs.shards.SlotShards`, whose blocks step all or none.
+
+        Raises:
+            RuntimeError: :meth:`reset` was not called.
+            ValueError: The actions' shape is wrong.
+            RuleViolation: An action breaks a rule (with ``invalid_action="fallback"``, after its fallback).
+        """
+        stepping, acts = self._stepping_actions(actions)
+        if self.invalid_action == "fallback":
+            acts, _ = fallback_actions(self.space, self._masks[stepping], acts)
+        self.world.check(self._row[stepping], acts)
+
     def action_masks(self) -> NDArray[np.bool_]:
         """The rules' masks of the slots' current decision points, ``(num_envs, sum(nvec))``.
 
@@ -279,6 +289,16 @@ class ArrangementVecEnv(VectorEnv[NDArray[np.float32], NDArray[np.int64], NDArra
         """Nothing to release: the slots are rows of an in-process world."""
 
     # -- helpers ------------------------------------------------------------------------------------------
+    def _stepping_actions(self, actions: NDArray[np.int64]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+        """The slots that step (all but those whose NEXT_STEP autoreset is pending) and their actions."""
+        if not self._started:
+            raise RuntimeError("call reset() before step()")
+        actions = np.asarray(actions, dtype=np.int64)
+        if actions.shape != (self.num_envs, len(self.space.nvec)):
+            raise ValueError(f"actions: expected shape {(self.num_envs, len(self.space.nvec))}, got {actions.shape}")
+        stepping = np.flatnonzero(~self._ended)
+        return stepping, actions[stepping]
+
     def _seeds(self, seed: int | list[int | None] | None) -> list[int | None]:
         if seed is None:
             return [None] * self.num_envs

@@ -294,6 +294,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
             tensorboard=not args.no_tensorboard,
             rollouts=args.rollouts,
             n_envs=args.n_envs,
+            workers=args.workers,
         )
     except (ValueError, FileExistsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -439,6 +440,13 @@ def build_parser() -> argparse.ArgumentParser:
         "(MaskablePPO: whole-population runs, shared capacity) or env (one regsim/Arrangement-v0; DQN's only one)",
     )
     tr.add_argument("--n-envs", type=int, default=None, help="vector rollouts: slots stepped together (default: 1024)")
+    tr.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="vector rollouts: processes the slots are split over (default: one per 512 slots, at most one per "
+        "core; the result is the same for any number)",
+    )
     tr.add_argument("--no-tensorboard", action="store_true", help="no TensorBoard logs (deep RL)")
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
     tr.set_defaults(func=_cmd_train)

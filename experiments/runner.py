@@ -185,6 +185,7 @@ def _train_deep(
         eval_arrangements=agent.train.eval_arrangements,
         rollouts=agent.train.rollouts,
         n_envs=agent.train.n_envs,
+        workers=agent.train.workers,
         arrangements_per_rollout=agent.train.arrangements_per_rollout,
         checkpoint_dir=folder / "checkpoints",
         checkpoint_every=agent.train.checkpoint_every,

@@ -257,6 +257,27 @@ class VectorWorld(World):
         Raises:
             RuleViolation: A decision breaks a rule; nothing is applied and the rows stay frozen.
         """
+        todo, self.frozen = self._checked(rows, actions)
+        for group, batch, decisions in todo:
+            self._apply_rows = group
+            self._apply(batch, decisions)
+        self._draw_payments(rows)
+        self._evening(rows)
+
+    def check(self, rows: NDArray[np.int64], actions: NDArray[np.int64]) -> None:
+        """Check the answers :meth:`answer` would be given, changing nothing.
+
+        Raises:
+            RuleViolation: A decision breaks a rule.
+        """
+        self._checked(rows, actions)
+
+    def _checked(
+        self, rows: NDArray[np.int64], actions: NDArray[np.int64]
+    ) -> tuple[
+        list[tuple[NDArray[np.int64], ContextBatch, DecisionBatch]], list[tuple[NDArray[np.int64], ContextBatch]]
+    ]:
+        """The answered groups with their checked decisions, and the frozen groups left waiting."""
         rows = np.asarray(rows, dtype=np.int64)
         if np.any(self.phase[rows] != Phase.DECIDING):
             raise RuntimeError("answer(): every row must be frozen at a decision point")
@@ -278,12 +299,7 @@ class VectorWorld(World):
             decisions = self.rules.normalise(batch, decisions)
             self.rules.check(batch, decisions)
             todo.append((group, batch, decisions))
-        self.frozen = keep
-        for group, batch, decisions in todo:
-            self._apply_rows = group
-            self._apply(batch, decisions)
-        self._draw_payments(rows)
-        self._evening(rows)
+        return todo, keep
 
     def take_outcome_events(self) -> list[tuple[EventType, NDArray[np.int64], dict[str, Any]]]:
         """The outcome events logged since the last call (and forget them)."""

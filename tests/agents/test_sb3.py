@@ -314,6 +314,9 @@ BAD_TRAINING: list[tuple[dict[str, Any], str]] = [
     ({"rollouts": "population"}, "rollouts"),  # maskable-ppo only
     ({"rollouts": "env", "n_envs": 4}, "n_envs"),
     ({"n_envs": 0}, "n_envs"),
+    ({"rollouts": "env", "workers": 2}, "workers"),
+    ({"n_envs": 4, "workers": 5}, "workers"),
+    ({"workers": 0}, "workers"),
 ]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 import shutil
 from pathlib import Path
@@ -145,3 +146,17 @@ def test_the_curve_counts_every_transition_and_episode(tmp_path: Path) -> None:
     assert training.episodes == int(dones.sum()) == len(returns) > 0
     assert len(returns) <= 100 and sorted(training.last_returns) == pytest.approx(sorted(returns), abs=1e-9)
     assert [p.name for p in tmp_path.iterdir()] == [f"{CHECKPOINT_PREFIX}192"]
+
+
+def test_training_on_slots_in_worker_processes_gives_the_same_policy(tmp_path: Path) -> None:
+    """``workers`` changes where the slots run, not what is learned: the same weights and curve, bit for bit."""
+    one = train_policy("maskable-ppo", out=tmp_path / "one", n_envs=8, workers=1, **TINY)
+    two = train_policy("maskable-ppo", out=tmp_path / "two", n_envs=8, workers=2, **TINY)
+    assert (one / "weights.pt").read_bytes() == (two / "weights.pt").read_bytes()
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(tmp_path / "one" / "learning_curve.parquet"),
+        pd.read_parquet(tmp_path / "two" / "learning_curve.parquet"),
+        check_exact=True,
+    )
+    manifest = json.loads((two / "manifest.json").read_text())
+    assert manifest["training"]["workers"] == 2

@@ -151,6 +151,7 @@ def test_evaluate_bad_inputs_exit_2_naming_the_field(
         (["--policy", "linucb", "--steps", "10", "--population", "BAD"], ["rules.quiet_weekdays", "0..6"]),
         (["--policy", "dqn", "--steps", "10", "--rollouts", "vector"], ["rollouts", "'env'"]),
         (["--policy", "ppo", "--steps", "10", "--rollouts", "env", "--n-envs", "8"], ["n_envs", "'vector'"]),
+        (["--policy", "ppo", "--steps", "10", "--rollouts", "env", "--workers", "2"], ["workers", "'vector'"]),
     ],
     ids=[
         "unknown_algorithm",
@@ -161,6 +162,7 @@ def test_evaluate_bad_inputs_exit_2_naming_the_field(
         "bad_population",
         "dqn_on_vector",
         "n_envs_without_vector",
+        "workers_without_vector",
     ],
 )
 def test_train_bad_inputs_exit_2_naming_the_field(
