@@ -99,9 +99,10 @@ DEFAULT_N_ENVS = 1024
 #: PPO's ``n_steps`` on vector rollouts (per slot, as in SB3): 8 x 1,024 slots = 8,192 transitions per update.
 VECTOR_N_STEPS = 8
 
-#: Slots per worker process when ``workers`` is not given: the vector env's fixed cost per step makes blocks much
-#: smaller than this not worth a process (see benchmarks/bench_env.py).
-SLOTS_PER_WORKER = 512
+#: Slots per worker process when ``workers`` is not given. A vector step has a large fixed cost, so halving a
+#: block saves far less than half its time: on two cores, 2 x 512 slots step 1.2x as fast as 1,024 in one process,
+#: 2 x 2,048 1.5x as fast as 4,096, and a worker takes about a second to start (benchmarks/bench_env.py).
+SLOTS_PER_WORKER = 2048
 
 
 def default_workers(n_envs: int) -> int:

@@ -21,6 +21,11 @@ Run from the repository root (one core)::
    wall time inside the env (the SB3 adapter's ``reset``/``step_wait``), the rest being SB3's rollout loop, the
    policy's forward passes and the updates.
 
+6. The SB3 adapter with its slots split over worker processes (:class:`envs.shards.SlotShards`) for each
+   ``--worker-envs`` N and ``--workers`` count: steps per second of wall time under random masked actions, with
+   the ratio to one process (``workers`` 1, measured in the same run) and the workers' start-up time. Every
+   worker needs a core of its own: run it on a quiet machine.
+
 Steps per second are given per second of wall time and per second of this process's CPU time
 (``time.process_time``): on a machine shared with other work the wall-clock rate understates what one core
 does, the CPU rate does not.
@@ -204,6 +209,37 @@ def vector_random_masked_steps(num_envs: int, seconds: float) -> dict[str, float
     }
 
 
+def worker_random_masked_steps(num_envs: int, workers: int, seconds: float) -> dict[str, float]:
+    """Steps per second of wall time of the SB3 adapter with ``workers`` processes (start-up reported apart)."""
+    from envs.sb3_vec import ArrangementSB3VecEnv
+
+    t = time.perf_counter()
+    vec = ArrangementSB3VecEnv(num_envs, workers=workers)
+    vec.seed(0)
+    vec.reset()
+    startup = time.perf_counter() - t
+    rng = np.random.default_rng(0)
+    offsets, nvec = tuple(vec.space.offsets), tuple(vec.space.nvec)
+    vector_steps = 0
+    start = time.perf_counter()
+    try:
+        while vector_steps == 0 or time.perf_counter() - start < seconds:
+            vec.step_async(random_masked_masks(vec.action_masks(), offsets, nvec, rng))
+            vec.step_wait()
+            vector_steps += 1
+    finally:
+        elapsed = time.perf_counter() - start
+        vec.close()
+    return {
+        "num_envs": num_envs,
+        "workers": workers,
+        "vector_steps": vector_steps,
+        "seconds": elapsed,
+        "startup_seconds": startup,
+        "steps_per_second": vector_steps * num_envs / elapsed,
+    }
+
+
 def vector_training_share(train_steps: int, num_envs: int, n_steps: int) -> dict[str, float]:
     """MaskablePPO on the SB3 adapter of the vector env: share of the wall time inside the env.
 
@@ -315,7 +351,8 @@ def training_path_share(config_path: Path, agent_name: str, steps: int) -> dict[
                 eval_arrangements=0,
             )
             total = time.perf_counter() - start  # includes writing the artifact (milliseconds)
-            trained = json.loads((folder / "manifest.json").read_text())["metrics"]["trained_steps"]
+            manifest = json.loads((folder / "manifest.json").read_text())
+            trained, workers = manifest["metrics"]["trained_steps"], manifest["training"]["workers"]
     finally:
         cls.reset, cls.step_wait, cls.env_method = reset, step_wait, env_method  # type: ignore[method-assign]
     return {
@@ -324,6 +361,7 @@ def training_path_share(config_path: Path, agent_name: str, steps: int) -> dict[
         "kind": agent.kind,
         "rollouts": agent.train.rollouts or "vector",
         "n_envs": agent.train.n_envs,
+        "workers": workers,
         "hyperparameters": dict(agent.hyperparameters),
         "train_steps": float(trained),
         "seconds": total,
@@ -362,6 +400,11 @@ def main() -> None:
     )
     parser.add_argument("--path-agent", default="mppo", help="that agent's name in the config")
     parser.add_argument("--path-steps", type=int, default=65_536, help="decisions of that training")
+    parser.add_argument(
+        "--worker-envs", type=int, nargs="*", default=[1024, 4096], help="slots of the worker-process runs (6.)"
+    )
+    parser.add_argument("--workers", type=int, nargs="*", default=[1, 2], help="worker counts of those runs")
+    parser.add_argument("--worker-seconds", type=float, default=10.0, help="duration of each worker-process run")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where to write the results (JSON)")
     args = parser.parse_args()
     rand = random_masked_steps(args.seconds)
@@ -370,6 +413,8 @@ def main() -> None:
     vector = [vector_random_masked_steps(n, args.vec_seconds) for n in args.vec_envs]
     vector_train = [vector_training_share(args.vec_train_steps, n, args.vec_n_steps) for n in args.vec_train_envs]
     path = training_path_share(args.path_config, args.path_agent, args.path_steps)
+    counts = sorted({1, *args.workers})
+    sharded = [worker_random_masked_steps(n, w, args.worker_seconds) for n in args.worker_envs for w in counts]
     print("regsim/Arrangement-v0 on one core")
     print(
         f"  random masked actions   {rand['steps_per_second']:>10,.0f} steps/s "
@@ -406,13 +451,22 @@ def main() -> None:
         f"({path['kind']}, {path['rollouts']} rollouts)"
     )
     print(
-        f"  N = {path['n_envs']}, {path['hyperparameters']}, {path['train_steps']:,.0f} decisions  "
+        f"  N = {path['n_envs']}, workers = {path['workers']}, {path['hyperparameters']}, "
+        f"{path['train_steps']:,.0f} decisions  "
         f"{path['seconds']:>6.1f} s total, {path['env_seconds']:.1f} s in env = {path['env_share']:.0%}   target < 25%"
     )
     print(
         f"  env {path['env_steps_per_second']:,.0f} steps/s inside training; "
         f"the rest (rollout loop, forward passes, updates) {path['rest_steps_per_second']:,.0f} steps/s"
     )
+    print("the SB3 adapter with its slots split over worker processes (wall clock; one core per worker)")
+    for r in sharded:
+        alone = next(x for x in sharded if x["num_envs"] == r["num_envs"] and x["workers"] == 1)
+        r["ratio_to_one_process"] = r["steps_per_second"] / alone["steps_per_second"]
+        print(
+            f"  N = {r['num_envs']:>5}, workers = {r['workers']}  {r['steps_per_second']:>10,.0f} steps/s   "
+            f"x{r['ratio_to_one_process']:.2f} one process   (start-up {r['startup_seconds']:.1f} s)"
+        )
     out: Path = args.out
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(
@@ -424,6 +478,7 @@ def main() -> None:
                 "vector_random_masked": vector,
                 "vector_maskable_ppo": vector_train,
                 "training_path": path,
+                "worker_processes": sharded,
                 "targets": {"steps_per_second": 10_000, "env_share": 0.25},
             },
             indent=2,

@@ -444,7 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers",
         type=int,
         default=None,
-        help="vector rollouts: processes the slots are split over (default: one per 512 slots, at most one per "
+        help="vector rollouts: processes the slots are split over (default: one per 2048 slots, at most one per "
         "core; the result is the same for any number)",
     )
     tr.add_argument("--no-tensorboard", action="store_true", help="no TensorBoard logs (deep RL)")

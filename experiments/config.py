@@ -179,7 +179,7 @@ class TrainConfig(_Section):
         None,
         ge=1,
         description="PPO/MaskablePPO on vector rollouts: processes the slots are split over (default: one per "
-        "512 slots, at most one per core); changes the speed only, never the result.",
+        "2048 slots, at most one per core); changes the speed only, never the result.",
     )
     arrangements_per_rollout: int | None = Field(
         None, ge=1, description="MaskablePPO: arrangements per population rollout (default: about n_steps decisions)."
