@@ -71,7 +71,8 @@ def _at(day: Any, positions: NDArray[np.bool_]) -> Any:
 
 
 def _round_cents(x: NDArray[np.float64]) -> NDArray[np.float64]:
-    return np.round(x, 2)
+    # (An array's own method: np.round's result without its dispatch wrapper; anything else through np.round.)
+    return x.round(2) if type(x) is np.ndarray else np.round(x, 2)
 
 
 class Schedules:

@@ -26,6 +26,11 @@ _M2 = np.uint64(0x94D049BB133111EB)
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _S30, _S27, _S31, _S11, _S20 = (np.uint64(s) for s in (30, 27, 31, 11, 20))
 _TO_UNIT = 2.0**-53
+# The same constants as 0-d arrays, for the array operands of the hash: a ufunc converts a NumPy scalar operand
+# on every call, a 0-d array it takes as it is (about a third less per operation on small arrays; same words).
+_M1_A, _M2_A, _GOLDEN_A = (np.array(c, dtype=np.uint64) for c in (_M1, _M2, _GOLDEN))
+_S30_A, _S27_A, _S31_A, _S11_A, _S20_A = (np.array(c, dtype=np.uint64) for c in (_S30, _S27, _S31, _S11, _S20))
+_INT64 = np.dtype(np.int64)
 # The same constants as Python integers, for the few-word path (:func:`_small_words`).
 _M1_INT, _M2_INT, _GOLDEN_INT = int(_M1), int(_M2), int(_GOLDEN)
 _MASK = (1 << 64) - 1
@@ -65,11 +70,11 @@ class Purpose(IntEnum):
 
 def _mix(z: NDArray[np.uint64]) -> NDArray[np.uint64]:
     """The SplitMix64 finaliser, in place (``z`` must be a fresh array the caller owns); returns ``z``."""
-    z ^= z >> _S30
-    z *= _M1
-    z ^= z >> _S27
-    z *= _M2
-    z ^= z >> _S31
+    z ^= z >> _S30_A
+    z *= _M1_A
+    z ^= z >> _S27_A
+    z *= _M2_A
+    z ^= z >> _S31_A
     return z
 
 
@@ -172,10 +177,58 @@ def _fits(x: NDArray[np.integer] | int, ids: NDArray[np.integer]) -> bool:
 
 def _to_unit(b: NDArray[np.uint64]) -> NDArray[np.float64]:
     """The top 53 bits as a float in the open interval (0, 1)."""
-    u = (b >> _S11).astype(np.float64)
+    u = (b >> _S11_A).astype(np.float64)
     u += 0.5
     u *= _TO_UNIT
     return u
+
+
+def _aligned(x: object, ids: NDArray[np.integer]) -> bool:
+    """Whether ``x`` (a day or an index) is a Python integer or an int64 array of the ids' shape."""
+    return type(x) is int or (type(x) is np.ndarray and x.shape == ids.shape and x.dtype == _INT64)
+
+
+def _as_ints(x: NDArray[np.integer] | int) -> list[int] | int:
+    """An array's elements as Python integers; an integer as it is."""
+    return x.tolist() if type(x) is np.ndarray else int(x)
+
+
+def _small_units(
+    keys: tuple[int, ...], ids: list[int], days: list[int] | int, index: list[int] | int
+) -> list[list[float]]:
+    """:func:`_small_words` scaled to uniforms as :func:`_to_unit` scales them: ``(float(w >> 11) + 0.5) * 2**-53``.
+
+    The conversion of ``w >> 11`` (below 2**53) to a float is exact, and the addition and the power-of-two
+    scaling are the same IEEE operations as the array path's.
+    """
+    scale = _TO_UNIT
+    return [[((w >> 11) + 0.5) * scale for w in row] for row in _small_words(keys, ids, days, index)]
+
+
+def _hash_aligned(
+    keys: NDArray[np.uint64], ids: NDArray[np.int64], day: NDArray[np.int64] | int, index: NDArray[np.int64] | int
+) -> NDArray[np.uint64]:
+    """:meth:`Streams._bits` of int64 ``ids`` whose ``day`` and ``index`` are each a Python integer or an int64
+    array of the ids' shape: nothing to broadcast, so only the hash's own operations are run, on 0-d constants.
+
+    The words are those of the general path: the same wrapping uint64 operations on each element (additions
+    modulo 2**64 may be grouped in any order; int64 values are viewed as their two's-complement words).
+    """
+    z = keys.reshape((len(keys),) + (1,) * ids.ndim) + ids.view(np.uint64) * _GOLDEN_A
+    _mix(z)
+    if isinstance(day, int):  # (an int or an int64 array here: see Streams._units)
+        if day:
+            z += np.array((day * _M1_INT) & _MASK, dtype=np.uint64)
+    else:
+        z += day.view(np.uint64) * _M1_A
+    if isinstance(index, int):
+        if index:
+            z += np.array((((index << 20) & _MASK) * _M2_INT) & _MASK, dtype=np.uint64)
+    else:
+        z += (index.view(np.uint64) << _S20_A) * _M2_A
+    _mix(z)
+    z += _GOLDEN_A
+    return _mix(z)
 
 
 class Streams:
@@ -235,18 +288,23 @@ class Streams:
         """Uniforms of the purposes ``which`` (an ``int(purpose)`` or a tuple of purposes with its keys built):
         shape ``(len(keys), *broadcast shape)``.
 
-        A few draws are hashed and scaled in Python integers and floats (the same words, and the same IEEE
-        operations as :func:`_to_unit`: ``float(bits >> 11) + 0.5``, then an exact power-of-two scaling).
+        The common call (an int64 array of ids; the day and the index each a Python integer or an int64 array
+        of the ids' shape) is recognised by a few type checks and hashed without broadcasting machinery
+        (:func:`_hash_aligned`); a few such draws are hashed and scaled in Python integers and floats
+        (:func:`_small_units`: the same words, and the same IEEE operations as :func:`_to_unit`). Anything else
+        takes the general path (:meth:`_bits`). Every path gives the same draws bit for bit.
         """
         keys = self._key_arrays[which]
+        if type(ids) is np.ndarray and ids.dtype == _INT64 and ids.ndim and _aligned(day, ids) and _aligned(index, ids):
+            if len(keys) * ids.size <= _SMALL and ids.ndim == 1:
+                words = _small_units(self._key_ints[which], ids.tolist(), _as_ints(day), _as_ints(index))
+                return np.array(words, dtype=np.float64).reshape(len(keys), ids.size)
+            return _to_unit(_hash_aligned(keys, ids, day, index))  # type: ignore[arg-type]
         small = _small_args(len(keys), ids, day, index)
         if small is None:
             return _to_unit(self._bits(keys, ids, day, index))
-        words = _small_words(self._key_ints[which], *small)
-        scale = _TO_UNIT
-        return np.array([[((w >> 11) + 0.5) * scale for w in row] for row in words], dtype=np.float64).reshape(
-            len(keys), len(small[0])
-        )
+        words = _small_units(self._key_ints[which], *small)
+        return np.array(words, dtype=np.float64).reshape(len(keys), len(small[0]))
 
     def _bits(
         self,

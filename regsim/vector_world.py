@@ -71,7 +71,8 @@ _COMPACT_MIN = 1 << 16  # messages kept before the store is first compacted
 _FAR = np.iinfo(np.int64).max // 4  # a day no row reaches (no installment left to fall due or be missed)
 _LOOK_AHEAD = 16  # most days of a pay window looked at at once for draws that cannot succeed
 _LOOK_STAGES = (4, _LOOK_AHEAD)  # days looked at first, then for the rows with no eventful day among them
-_LATE_DRAWS = (Purpose.SHOCK_START, Purpose.REFERRAL)  # the draws that may refer an overdue row
+# A day's payment draw, and the draws that may refer an overdue row.
+_DAY_DRAWS = (Purpose.ATTEND, Purpose.SHOCK_START, Purpose.REFERRAL)
 _DRAW_MARGIN = 1e-9  # a uniform this close below the bound of the payment probability counts as a payment
 
 
@@ -89,6 +90,23 @@ def _evening_after(
     prev = np.where(last > first, last - 1 + 1 - 1e-6, clock)  # the evening before ``last``
     wake = np.where(prev < last, prev + (last - prev), prev)
     return wake + (last + 1 - 1e-6 - wake)
+
+
+def _distinct_rank(values: NDArray[np.float64]) -> tuple[NDArray[np.int64], int]:
+    """Each value's rank among the distinct values (``np.unique(values, return_inverse=True)``'s inverse), and
+    how many distinct values there are, at less overhead than ``np.unique`` on the few values of an event.
+
+    ``values`` are non-empty and never NaN (times).
+    """
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    step = np.empty(len(ordered), dtype=np.int64)
+    step[0] = 0
+    np.not_equal(ordered[1:], ordered[:-1], out=step[1:])  # (a new distinct value: 1)
+    rank = np.cumsum(step)
+    which = np.empty(len(ordered), dtype=np.int64)
+    which[order] = rank
+    return which, int(rank[-1]) + 1
 
 
 class Phase:
@@ -413,8 +431,13 @@ class VectorWorld(World):
             r, d0 = rows[todo], start[todo]
             offsets = np.arange(lo, hi)
             days = d0[:, None] + offsets[None, :]
-            gid = self.gid[r][:, None]
-            u = self.streams.uniform(Purpose.ATTEND, gid, days)
+            # The ids aligned with the days (one per draw): the draws' no-broadcasting path.
+            gid = np.repeat(self.gid[r], hi - lo).reshape(days.shape)
+            late = overdue[todo]
+            if late.any():  # all of a day's draws at once (the same uniforms as one purpose at a time)
+                u, u_start, u_refer = self.streams.uniforms(_DAY_DRAWS, gid, days)
+            else:
+                u = self.streams.uniform(Purpose.ATTEND, gid, days)
             bound = behaviour.pay_intent_upper_bound(
                 self.state,
                 self.pop,
@@ -424,10 +447,7 @@ class VectorWorld(World):
                 open_due[todo][:, None] - days,
             )
             eventful = u < bound + _DRAW_MARGIN
-            late = overdue[todo]
             if late.any():
-                # Both draws of a late row's day at once (the same uniforms as one purpose at a time).
-                u_start, u_refer = self.streams.uniforms(_LATE_DRAWS, gid, days)
                 shock_until = self.state.shock_until[r][:, None]
                 referral = (days < shock_until) & (u_refer < self.config.population.shocks.referral_per_day)
                 shock = (days >= shock_until) & (u_start < self.pop.shock_rate[r][:, None])
@@ -608,8 +628,8 @@ class VectorWorld(World):
         if len(times) == 1:  # (often: one message's next event)
             made = np.array([self._queue.new_numbers(1)], dtype=np.int64)
         else:
-            distinct, which = np.unique(times, return_inverse=True)
-            made = self._queue.new_numbers(len(distinct)) + which
+            which, count = _distinct_rank(times)
+            made = self._queue.new_numbers(count) + which
         self._queue.push(when, made, rows, mids, action)
         if not self._in_events:  # (a row's events in progress update this when they are done)
             np.minimum.at(self._next_event, rows, when)

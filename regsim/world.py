@@ -406,9 +406,10 @@ class World:
         if len(active):
             d = self._day_of(active)
             shocked = active[(self.state.shock_until[active] > d) & (self.sched.overdue(active) > 0)]
-            u = self.streams.uniform(Purpose.REFERRAL, self.gid[shocked], self._day_of(shocked))
-            refer = shocked[u < self.config.population.shocks.referral_per_day]
-            self._end(refer, self._time_at(refer), ArrangementStatus.REFERRED, EventType.REFERRED)
+            if len(shocked):  # (few days: no draw on none)
+                u = self.streams.uniform(Purpose.REFERRAL, self.gid[shocked], self._day_of(shocked))
+                refer = shocked[u < self.config.population.shocks.referral_per_day]
+                self._end(refer, self._time_at(refer), ArrangementStatus.REFERRED, EventType.REFERRED)
             disengage = behaviour.disengagement(
                 self.state, self.config.population.fatigue, self.streams, self.gid, active, d
             )
