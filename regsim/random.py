@@ -78,6 +78,15 @@ def _mix(z: NDArray[np.uint64]) -> NDArray[np.uint64]:
     return z
 
 
+def _mix_int(z: int) -> int:
+    """One round of :func:`_mix` on a Python integer already reduced modulo 2**64 (the same word)."""
+    z ^= z >> 30
+    z = (z * _M1_INT) & _MASK
+    z ^= z >> 27
+    z = (z * _M2_INT) & _MASK
+    return z ^ (z >> 31)
+
+
 def _small_words(
     keys: tuple[int, ...], ids: list[int], days: list[int] | int, index: list[int] | int
 ) -> list[list[int]]:
@@ -93,31 +102,13 @@ def _small_words(
     tails = [
         ((d & mask) * m1 + (((x & mask) << 20) & mask) * m2) & mask for d, x in zip(day_list, index_list, strict=True)
     ]
-    out = []
-    for key in keys:
-        words = []
-        for i, tail in zip(ids, tails, strict=True):
-            z = (key + (i & mask) * golden) & mask
-            z ^= z >> 30
-            z = (z * m1) & mask
-            z ^= z >> 27
-            z = (z * m2) & mask
-            z ^= z >> 31
-            z = (z + tail) & mask
-            z ^= z >> 30
-            z = (z * m1) & mask
-            z ^= z >> 27
-            z = (z * m2) & mask
-            z ^= z >> 31
-            z = (z + golden) & mask
-            z ^= z >> 30
-            z = (z * m1) & mask
-            z ^= z >> 27
-            z = (z * m2) & mask
-            z ^= z >> 31
-            words.append(z)
-        out.append(words)
-    return out
+    return [
+        [
+            _mix_int((_mix_int((_mix_int((key + (i & mask) * golden) & mask) + tail) & mask) + golden) & mask)
+            for i, tail in zip(ids, tails, strict=True)
+        ]
+        for key in keys
+    ]
 
 
 def _small_args(
