@@ -12,7 +12,7 @@ rollouts: the slots mid-episode).
 from __future__ import annotations
 
 import json
-import random
+import random  # only to save and restore SB3's use of it (exact resume); regsim never draws from it
 from pathlib import Path
 from typing import Any, cast
 
@@ -32,10 +32,11 @@ def global_rng_state() -> dict[str, Any]:
     shuffling in ``RolloutBuffer.get``) and Python's ``random``, as plain JSON-able values."""
     # The legacy global generator and Python's are SB3's, not ours: saving and restoring them is the point here.
     np_state = cast(tuple[Any, ...], np.random.get_state(legacy=True))  # noqa: NPY002
+    py_version, py_internal, py_gauss = random.getstate()
     return {
         "torch": th.get_rng_state().numpy().tolist(),
         "numpy": [np_state[0], np.asarray(np_state[1]).tolist(), *(x for x in np_state[2:])],
-        "python": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
+        "python": [py_version, list(py_internal), py_gauss],
     }
 
 
