@@ -48,6 +48,11 @@ class Calendar:
             (month_starts + 1).astype("datetime64[D]") - month_starts.astype("datetime64[D]")
         ).astype(np.int64)
         self.days = days
+        # The first day on or after each day that falls on each day of the month (``days``: none in range).
+        self._next_dom = np.full((32, days + 1), days, dtype=np.int64)
+        for dom in range(1, 32):
+            on = np.flatnonzero(self.day_of_month == dom)
+            self._next_dom[dom, :days] = np.append(on, days)[np.searchsorted(on, np.arange(days))]
 
     def day_for(self, month: NDArray[np.integer] | int, day_of_month: NDArray[np.integer] | int) -> NDArray[np.int64]:
         """Simulation day of a day of the month in a month (index from the start month), clipped to its length.
@@ -61,6 +66,15 @@ class Calendar:
         start = np.where(inside, self.month_start_day[mc], self.month_start_day[-1] + (m - mc) * 30.44)
         length = np.where(inside, self.days_in_month[mc], 30)
         return (start + np.minimum(dom, length) - 1).astype(np.int64)
+
+    def next_day_of_month(self, day_of_month: NDArray[np.integer], day: NDArray[np.integer] | int) -> NDArray[np.int64]:
+        """The first simulation day on or after ``day`` that falls on ``day_of_month`` (element-wise).
+
+        :attr:`days` when none does within the calendar (a day of the month outside 1..31 never does); days at or
+        past the end give :attr:`days` too.
+        """
+        dom = np.clip(np.asarray(day_of_month, dtype=np.int64), 0, 31)
+        return self._next_dom[dom, np.clip(day, 0, self.days)]
 
     def month_of(self, day: NDArray[np.integer] | int) -> NDArray[np.int64]:
         """Month index of a simulation day (days beyond the range extrapolate at 30.44 days a month)."""

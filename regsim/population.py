@@ -125,6 +125,16 @@ class Population:
             np.where(sched == 1, (day - pay) % 28 == 0, (day - pay) % 7 == 0),
         )
 
+    def next_payday(self, day: NDArray[np.int64], calendar: Calendar, ids: NDArray[np.integer]) -> NDArray[np.int64]:
+        """Each debtor's first payday on or after its ``day`` (aligned with ``ids``): the first day on which
+        :meth:`income_today` holds, or a day no later than it (``calendar.days`` when a monthly payday falls
+        past the calendar)."""
+        sched = self.schedule[ids]
+        pay = self.pay_day[ids].astype(np.int64)
+        monthly = (sched == 0) | (sched == 3)
+        period = np.where(sched == 1, 28, 7)
+        return np.where(monthly, calendar.next_day_of_month(pay, day), day + (pay - day) % period)
+
 
 def _lognormal(
     streams: Streams,

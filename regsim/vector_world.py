@@ -43,7 +43,7 @@ from regsim.eventlog import EventType
 from regsim.history import ObservableHistory
 from regsim.population import Population, draw_population
 from regsim.random import Purpose
-from regsim.world import Time, World
+from regsim.world import MIN_PARTIAL_PAYMENT_EUR, PAY_TOLERANCE_EUR, Time, World
 
 __all__ = ["OUTCOME_EVENTS", "Phase", "VectorWorld"]
 
@@ -418,9 +418,21 @@ class VectorWorld(World):
         shock rate (such a day is taken as eventful). The uniforms are the draws' own (keyed by row and day),
         so nothing is drawn differently. At most :data:`_LOOK_AHEAD` days are looked at (the day after is then
         taken as eventful: early, never late).
+
+        A row short of money draws no payment before its next payday, whatever its uniforms: when its cash is
+        below both the least it could owe on those days (what it owes at ``start``; what is owed only grows
+        while nothing is paid) less :data:`~regsim.world.PAY_TOLERANCE_EUR` and a partial payment's minimum,
+        the payment probability is exactly 0 (:meth:`~regsim.world.World.payment_probability`), and until a
+        payday the mornings only shrink the cash (spending, or a shock that takes it all).
         """
         span = np.minimum(end - start, _LOOK_AHEAD)
         first = start + span
+        owed = self.sched.owed_now(rows, start, self.config.arrangements.pay_window_days)
+        floor = np.minimum(MIN_PARTIAL_PAYMENT_EUR, owed - PAY_TOLERANCE_EUR)
+        broke = np.flatnonzero((self.state.cash[rows] < floor) & (floor > 0))  # (a negative cash rises to 0)
+        broke_until = start.copy()
+        if len(broke):
+            broke_until[broke] = self.pop.next_payday(self.local_day[rows[broke]], self.calendar, rows[broke])
         # Most rows meet an eventful day early: the first few days are looked at for all of them, the rest only
         # for the rows that had none (the draws of a day are the same whenever they are made).
         todo, lo = np.arange(len(rows)), 0
@@ -446,7 +458,7 @@ class VectorWorld(World):
                 r[:, None],
                 open_due[todo][:, None] - days,
             )
-            eventful = u < bound + _DRAW_MARGIN
+            eventful = (u < bound + _DRAW_MARGIN) & (days >= broke_until[todo][:, None])
             if late.any():
                 shock_until = self.state.shock_until[r][:, None]
                 referral = (days < shock_until) & (u_refer < self.config.population.shocks.referral_per_day)

@@ -62,6 +62,10 @@ _EMAIL, _SMS, _LETTER, _ROBOCALL, _COLLECTOR = range(1, 6)
 Time = float | NDArray[np.float64]
 """A moment (days since the start), or one per element when rows keep their own clocks."""
 _LETTER_READ_HOUR = 18.0
+#: A debtor pays in full when their cash reaches what is owed less this (half a cent: amounts are in cents).
+PAY_TOLERANCE_EUR = 0.005
+#: The least cash with which a debtor short of the full amount may pay part of it.
+MIN_PARTIAL_PAYMENT_EUR = 10.0
 _PLAN_MARGIN_DAYS = 3 * 366
 
 
@@ -901,7 +905,7 @@ class World:
         rows = np.flatnonzero(linkable & (u_link < link_p * will))
         if len(rows):
             owed = self.sched.owed_now(debtors[rows], at(day, rows), self.config.arrangements.pay_window_days)
-            able = (st.cash[debtors[rows]] >= owed - 0.005) & (owed > 0)
+            able = (st.cash[debtors[rows]] >= owed - PAY_TOLERANCE_EUR) & (owed > 0)
             rows, owed = rows[able], owed[able]
         if len(rows):
             if len(rows) > 1:  # at most one link payment per debtor at one moment
@@ -944,8 +948,9 @@ class World:
         owed = self.sched.owed_now(ids, d, arr.pay_window_days)
         days_to_due = self.sched.open_due(ids) - d
         p = behaviour.pay_intent_probability(self.state, self.pop, self.config.population, arr, ids, days_to_due)
-        able = self.state.cash[ids] >= owed - 0.005
-        p_effective = p * np.where(able, 1.0, arr.partial_payment_prob * (self.state.cash[ids] >= 10.0))
+        able = self.state.cash[ids] >= owed - PAY_TOLERANCE_EUR
+        partial = arr.partial_payment_prob * (self.state.cash[ids] >= MIN_PARTIAL_PAYMENT_EUR)
+        p_effective = p * np.where(able, 1.0, partial)
         return p_effective, owed
 
     def _settle(self, debtors: NDArray[np.int64], t: Time) -> None:
@@ -960,8 +965,10 @@ class World:
             return
         owed = self.sched.owed_now(debtors, self._payment_day(when), self.config.arrangements.pay_window_days)
         cash = self.state.cash[debtors]
-        full = cash >= owed - 0.005
-        partial_amount = np.where(self.pay_partial[debtors] & (cash >= 10.0), np.floor(np.minimum(cash, owed)), 0.0)
+        full = cash >= owed - PAY_TOLERANCE_EUR
+        partial_amount = np.where(
+            self.pay_partial[debtors] & (cash >= MIN_PARTIAL_PAYMENT_EUR), np.floor(np.minimum(cash, owed)), 0.0
+        )
         amount = np.where(full, owed, partial_amount)
         ok = amount > 0
         order = np.argsort(when[ok], kind="stable")

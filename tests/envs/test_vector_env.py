@@ -491,3 +491,33 @@ def test_lean_infos_keep_observations_rewards_and_final_observations() -> None:
                 np.testing.assert_array_equal(g[-1]["final_obs"][i], e[-1]["final_obs"][i])
                 finals += 1
     assert finals >= 2
+
+
+def test_skipping_the_pay_draws_of_rows_short_of_money_changes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows whose cash cannot pay skip their pay-window days up to their next payday: the same as every day."""
+    from regsim.population import Population
+    from regsim.vector_world import VectorWorld
+
+    n, steps = 64, 60
+    broke = [0]
+    next_payday = Population.next_payday
+
+    def counting(self: Population, day: np.ndarray, calendar: Any, ids: np.ndarray) -> np.ndarray:
+        out = next_payday(self, day, calendar, ids)
+        broke[0] += int((out > day).sum())  # rows short of money with days before their payday
+        return out
+
+    monkeypatch.setattr(Population, "next_payday", counting)
+    fast = ArrangementVecEnv(n, months=MONTHS)
+    got = _run(fast, fast.action_masks, fast.space, steps=steps, seed=13)
+    monkeypatch.setattr(VectorWorld, "_quiet_days", lambda self, rows: np.zeros(len(rows), dtype=np.int64))
+    slow = ArrangementVecEnv(n, months=MONTHS)
+    expected = _run(slow, slow.action_masks, slow.space, steps=steps, seed=13)
+    for g, e in zip(got, expected, strict=True):
+        for x, y in zip(g[:-1], e[:-1], strict=True):
+            np.testing.assert_array_equal(x, y)
+        _assert_infos_equal(g[-1], e[-1])
+    for name in ("cash", "boost", "annoyance", "streak", "shock_until", "shocks", "shock_days"):
+        np.testing.assert_array_equal(getattr(fast.world.state, name), getattr(slow.world.state, name), err_msg=name)
+    np.testing.assert_array_equal(fast.world.clock, slow.world.clock)
+    assert broke[0] > n  # many rows were short of money in their pay window

@@ -65,3 +65,25 @@ def test_distinct_rank_is_the_inverse_of_unique() -> None:
         which, count = _distinct_rank(values)
         assert count == len(distinct)
         np.testing.assert_array_equal(which, inverse)
+
+
+def test_next_payday_is_the_first_day_with_income() -> None:
+    """``Population.next_payday`` agrees with ``income_today`` tried day by day, for every income schedule (within
+    the calendar: past its end a monthly payday is given as its last day + 1, never later than the real one)."""
+    import datetime as dt
+
+    from regsim.calendar import Calendar
+    from regsim.config import INCOME_SCHEDULES, WorldConfig
+    from regsim.population import draw_population
+
+    config = WorldConfig()
+    ids = np.arange(400, dtype=np.int64)
+    pop = draw_population(config, ids, Streams(5))
+    assert set(np.unique(pop.schedule).tolist()) == set(range(len(INCOME_SCHEDULES)))
+    calendar = Calendar(dt.date(2025, 1, 29), 120)
+    for day in (0, 1, 17, 30, 61, 100, 119, 120):
+        days = np.full(len(ids), day, dtype=np.int64)
+        expected = np.full(len(ids), calendar.days, dtype=np.int64)
+        for d in range(calendar.days - 1, day - 1, -1):
+            expected[pop.income_today(np.full(len(ids), d), calendar, ids)] = d
+        np.testing.assert_array_equal(np.minimum(pop.next_payday(days, calendar, ids), calendar.days), expected)
