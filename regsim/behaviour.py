@@ -307,17 +307,22 @@ def pay_intent_upper_bound(
     arrangements: ArrangementConfig,
     ids: NDArray[np.int64],
     days_to_due: NDArray[np.integer],
+    lowest_annoyance: NDArray[np.float64] | None = None,
 ) -> NDArray[np.float64]:
     """An upper bound of :func:`pay_intent_probability` on the coming days of a quiet stretch.
 
     Valid on any later day on which, until then, the state changed only by mornings (:func:`advance_day`) and
     the streak and disengagement stayed as they are: memory (boost) and annoyance only decay then, so the bound
-    takes today's boost and no fatigue; the due-date cue is the day's own (``days_to_due``). The arithmetic is
+    takes today's boost, and the fatigue of ``lowest_annoyance`` (a lower bound of the annoyance on those days;
+    ``None``: no fatigue at all); the due-date cue is the day's own (``days_to_due``). The arithmetic is
     :func:`pay_intent_probability`'s with those operands, so the bound holds in floating point too (each
     operation is monotone in the operands that grow); callers add a margin for ``exp``'s last bit.
-    ``ids`` and ``days_to_due`` broadcast (e.g. ``(k, 1)`` rows against ``(k, days)``).
+    ``ids``, ``days_to_due`` and ``lowest_annoyance`` broadcast (e.g. ``(k, 1)`` rows against ``(k, days)``).
     """
-    return _pay_intent(state, pop, config, arrangements, ids, days_to_due, 1.0)  # (x * 1.0 is x exactly)
+    if lowest_annoyance is None:
+        return _pay_intent(state, pop, config, arrangements, ids, days_to_due, 1.0)  # (x * 1.0 is x exactly)
+    fatigue = np.exp(-pop.fatigue_sensitivity[ids] * lowest_annoyance)
+    return _pay_intent(state, pop, config, arrangements, ids, days_to_due, fatigue)
 
 
 def _pay_intent(

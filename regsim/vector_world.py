@@ -148,6 +148,7 @@ class VectorWorld(World):
         self.clock = np.zeros(n)  # each row's emulated day-process time (morning or evening of its local day)
         self.phase = np.full(n, Phase.DONE, dtype=np.int8)
         self._next_event = np.full(n, np.inf)  # time of each row's next pending event (inf: none)
+        self._annoyance_decay = np.exp(-1.0 / config.population.fatigue.decay_days)  # a morning's factor
         # The pending events of all rows, and each row's "now" while its events run.
         self._queue = _EventQueue()
         self._now = np.zeros(n)
@@ -450,6 +451,10 @@ class VectorWorld(World):
                 u, u_start, u_refer = self.streams.uniforms(_DAY_DRAWS, gid, days)
             else:
                 u = self.streams.uniform(Purpose.ATTEND, gid, days)
+            # Annoyance only decays until then: after the mornings up to this stage's last day it is at least
+            # today's times the decay to that power (less a relative 1e-12 for the rounding of repeated products).
+            mornings = d0 - self.local_day[r] + hi
+            lowest = self.state.annoyance[r] * (self._annoyance_decay**mornings * (1.0 - 1e-12))
             bound = behaviour.pay_intent_upper_bound(
                 self.state,
                 self.pop,
@@ -457,6 +462,7 @@ class VectorWorld(World):
                 self.config.arrangements,
                 r[:, None],
                 open_due[todo][:, None] - days,
+                lowest_annoyance=lowest[:, None],
             )
             eventful = (u < bound + _DRAW_MARGIN) & (days >= broke_until[todo][:, None])
             if late.any():

@@ -521,3 +521,40 @@ def test_skipping_the_pay_draws_of_rows_short_of_money_changes_nothing(monkeypat
         np.testing.assert_array_equal(getattr(fast.world.state, name), getattr(slow.world.state, name), err_msg=name)
     np.testing.assert_array_equal(fast.world.clock, slow.world.clock)
     assert broke[0] > n  # many rows were short of money in their pay window
+
+
+def test_skipping_pay_draws_of_annoyed_rows_changes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pay draws' bound takes the fatigue of the least annoyance a stretch can reach: the same as every day."""
+    from regsim import behaviour
+    from regsim.config import DEBTOR_TYPES, WorldConfig
+    from regsim.vector_world import VectorWorld
+
+    # Heavy, slowly fading annoyance that weighs on paying, so that the fatigue in the bound matters.
+    config = WorldConfig().with_overrides(
+        population={
+            "fatigue": {"decay_days": 40.0, "weight": {c: 3.0 for c in ("email", "sms", "letter", "robocall")}},
+            "types": {t: {"fatigue_sensitivity": 1.5} for t in DEBTOR_TYPES},
+        }
+    )
+    n, steps = 48, 60
+    tighter = [0]
+    upper_bound = behaviour.pay_intent_upper_bound
+
+    def counting(*args: Any, lowest_annoyance: Any = None, **kwargs: Any) -> Any:
+        out = upper_bound(*args, lowest_annoyance=lowest_annoyance, **kwargs)
+        tighter[0] += int((out < 0.5 * upper_bound(*args, **kwargs)).sum())  # days the fatigue halves the bound
+        return out
+
+    monkeypatch.setattr(behaviour, "pay_intent_upper_bound", counting)
+    fast = ArrangementVecEnv(n, config=config, months=MONTHS)
+    got = _run(fast, fast.action_masks, fast.space, steps=steps, seed=17)
+    monkeypatch.setattr(VectorWorld, "_quiet_days", lambda self, rows: np.zeros(len(rows), dtype=np.int64))
+    slow = ArrangementVecEnv(n, config=config, months=MONTHS)
+    expected = _run(slow, slow.action_masks, slow.space, steps=steps, seed=17)
+    for g, e in zip(got, expected, strict=True):
+        for x, y in zip(g[:-1], e[:-1], strict=True):
+            np.testing.assert_array_equal(x, y)
+        _assert_infos_equal(g[-1], e[-1])
+    for name in ("cash", "boost", "annoyance", "streak", "disengaged"):
+        np.testing.assert_array_equal(getattr(fast.world.state, name), getattr(slow.world.state, name), err_msg=name)
+    assert tighter[0] > n
