@@ -93,10 +93,11 @@ DEFAULT_ALGO_KWARGS: dict[str, dict[str, Any]] = {
 ROLLOUTS = ("vector", "population", "env")
 
 #: Slots of ``regsim/ArrangementVec-v0`` that vector rollouts step together. The vector env's cost per
-#: transition falls with the number of slots (a fixed cost per vector step is shared): see benchmarks/bench_env.py.
-DEFAULT_N_ENVS = 1024
+#: transition falls with the number of slots (a fixed cost per vector step is shared): at 2,048 slots a transition
+#: costs about three quarters of what it costs at 1,024 (benchmarks/bench_env.py), for the same minibatches.
+DEFAULT_N_ENVS = 2048
 
-#: PPO's ``n_steps`` on vector rollouts (per slot, as in SB3): 8 x 1,024 slots = 8,192 transitions per update.
+#: PPO's ``n_steps`` on vector rollouts (per slot, as in SB3): 8 x 2,048 slots = 16,384 transitions per update.
 VECTOR_N_STEPS = 8
 
 #: Slots per worker process when ``workers`` is not given. A vector step has a large fixed cost, so halving a

@@ -2,8 +2,8 @@
 
 Run from the repository root (one core)::
 
-    python -m benchmarks.bench_env [--seconds 20] [--train-steps 8192] [--vec-envs 64 256 1024 4096] \
-        [--vec-seconds 20] [--vec-train-envs 1024 4096] [--vec-n-steps 16] [--vec-train-steps 65536]
+    python -m benchmarks.bench_env [--seconds 20] [--train-steps 8192] [--vec-envs 64 256 1024 2048 4096] \
+        [--vec-seconds 20] [--vec-train-envs 2048 4096] [--vec-n-steps 16] [--vec-train-steps 65536]
 
 1. Steps per second of a single env under random *masked* actions (``env.action_space.sample()`` draws among
    the allowed options), episodes reset as they end.
@@ -17,7 +17,7 @@ Run from the repository root (one core)::
    ``--vec-train-envs`` N.
 5. The training path of the experiments: ``agents.train.train_policy`` training an experiment config's agent
    exactly as ``regsim run`` does (``--path-config``, default the quickstart's MaskablePPO: vector rollouts of
-   1,024 slots x 8 steps, minibatches of 512, 5 epochs) for ``--path-steps`` decisions: the share of the training's
+   2,048 slots x 8 steps, minibatches of 512, 5 epochs) for ``--path-steps`` decisions: the share of the training's
    wall time inside the env (the SB3 adapter's ``reset``/``step_wait``), the rest being SB3's rollout loop, the
    policy's forward passes and the updates.
 
@@ -380,10 +380,12 @@ def main() -> None:
         "--population-decisions", type=int, default=60_000, help="decisions for the population-rollout training run"
     )
     parser.add_argument("--population-arrangements", type=int, default=2_000, help="arrangements per rollout")
-    parser.add_argument("--vec-envs", type=int, nargs="*", default=[64, 256, 1024, 4096], help="vector env sizes N")
+    parser.add_argument(
+        "--vec-envs", type=int, nargs="*", default=[64, 256, 1024, 2048, 4096], help="vector env sizes N"
+    )
     parser.add_argument("--vec-seconds", type=float, default=20.0, help="duration of each vector-env run")
     parser.add_argument(
-        "--vec-train-envs", type=int, nargs="*", default=[1024, 4096], help="slots of the vector-env training runs"
+        "--vec-train-envs", type=int, nargs="*", default=[2048, 4096], help="slots of the vector-env training runs"
     )
     parser.add_argument("--vec-n-steps", type=int, default=16, help="steps per slot and rollout of those runs")
     parser.add_argument(
@@ -401,7 +403,7 @@ def main() -> None:
     parser.add_argument("--path-agent", default="mppo", help="that agent's name in the config")
     parser.add_argument("--path-steps", type=int, default=65_536, help="decisions of that training")
     parser.add_argument(
-        "--worker-envs", type=int, nargs="*", default=[1024, 4096], help="slots of the worker-process runs (6.)"
+        "--worker-envs", type=int, nargs="*", default=[2048, 4096], help="slots of the worker-process runs (6.)"
     )
     parser.add_argument("--workers", type=int, nargs="*", default=[1, 2], help="worker counts of those runs")
     parser.add_argument("--worker-seconds", type=float, default=10.0, help="duration of each worker-process run")

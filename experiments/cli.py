@@ -439,7 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="PPO/MaskablePPO: vector (default: --n-envs slots of regsim/ArrangementVec-v0), population "
         "(MaskablePPO: whole-population runs, shared capacity) or env (one regsim/Arrangement-v0; DQN's only one)",
     )
-    tr.add_argument("--n-envs", type=int, default=None, help="vector rollouts: slots stepped together (default: 1024)")
+    tr.add_argument("--n-envs", type=int, default=None, help="vector rollouts: slots stepped together (default: 2048)")
     tr.add_argument(
         "--workers",
         type=int,

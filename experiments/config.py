@@ -173,7 +173,7 @@ class TrainConfig(_Section):
         ),
     )
     n_envs: int | None = Field(
-        None, ge=1, description="PPO/MaskablePPO on vector rollouts: slots stepped together (default 1024)."
+        None, ge=1, description="PPO/MaskablePPO on vector rollouts: slots stepped together (default 2048)."
     )
     workers: int | None = Field(
         None,
@@ -229,8 +229,12 @@ def _check_rollouts(kind: str, train: TrainConfig) -> None:
     for name in ("n_envs", "workers"):
         if getattr(train, name) is not None and rollouts != "vector":
             raise ValueError(f"train.{name}: applies to rollouts 'vector' only, not {rollouts!r}")
-    if train.workers is not None and train.workers > (train.n_envs or 1024):
-        raise ValueError(f"train.workers: must be at most n_envs ({train.n_envs or 1024}), got {train.workers}")
+    if train.workers is not None:
+        from agents.train import DEFAULT_N_ENVS  # (imports torch: only when it is needed, as above)
+
+        n_envs = train.n_envs or DEFAULT_N_ENVS
+        if train.workers > n_envs:
+            raise ValueError(f"train.workers: must be at most n_envs ({n_envs}), got {train.workers}")
     if train.arrangements_per_rollout is not None and rollouts != "population":
         raise ValueError(f"train.arrangements_per_rollout: applies to rollouts 'population' only, not {rollouts!r}")
 
