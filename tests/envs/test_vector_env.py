@@ -50,6 +50,30 @@ def _run(vec: gym.vector.VectorEnv, masks_of: Any, space: Any, steps: int, seed:
     return out
 
 
+def _skipping_equals_every_day(
+    monkeypatch: pytest.MonkeyPatch, make: Any, steps: int, seed: int
+) -> tuple[ArrangementVecEnv, ArrangementVecEnv]:
+    """Run ``make()`` as it is, then with no quiet day skipped; assert the same trajectories; both envs."""
+    from regsim.vector_world import VectorWorld
+
+    fast = make()
+    got = _run(fast, fast.action_masks, fast.space, steps=steps, seed=seed)
+    monkeypatch.setattr(VectorWorld, "_quiet_days", lambda self, rows: np.zeros(len(rows), dtype=np.int64))
+    slow = make()
+    expected = _run(slow, slow.action_masks, slow.space, steps=steps, seed=seed)
+    for g, e in zip(got, expected, strict=True):
+        for x, y in zip(g[:-1], e[:-1], strict=True):
+            np.testing.assert_array_equal(x, y)
+        _assert_infos_equal(g[-1], e[-1])
+    np.testing.assert_array_equal(fast.world.clock, slow.world.clock)
+    return fast, slow
+
+
+def _assert_same_state(fast: ArrangementVecEnv, slow: ArrangementVecEnv, names: tuple[str, ...]) -> None:
+    for name in names:
+        np.testing.assert_array_equal(getattr(fast.world.state, name), getattr(slow.world.state, name), err_msg=name)
+
+
 @pytest.mark.parametrize("mode", [AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP])
 def test_slots_equal_a_sync_vector_env_of_arrangement_v0(mode: AutoresetMode) -> None:
     """Observations, rewards, terminations, truncations and infos (ground truth) agree through autoresets."""
@@ -306,7 +330,6 @@ def test_skipping_quiet_days_changes_nothing(monkeypatch: pytest.MonkeyPatch) ->
     from regsim.vector_world import VectorWorld
 
     n, steps = 24, 40
-    fast = ArrangementVecEnv(n, months=MONTHS)
     skipped, folded = [0], [0]
     quiet_days = VectorWorld._quiet_days
 
@@ -321,17 +344,8 @@ def test_skipping_quiet_days_changes_nothing(monkeypatch: pytest.MonkeyPatch) ->
         return out
 
     monkeypatch.setattr(VectorWorld, "_quiet_days", counting)
-    got = _run(fast, fast.action_masks, fast.space, steps=steps, seed=7)
-    monkeypatch.setattr(VectorWorld, "_quiet_days", lambda self, rows: np.zeros(len(rows), dtype=np.int64))
-    slow = ArrangementVecEnv(n, months=MONTHS)
-    expected = _run(slow, slow.action_masks, slow.space, steps=steps, seed=7)
-    for g, e in zip(got, expected, strict=True):
-        for x, y in zip(g[:-1], e[:-1], strict=True):
-            np.testing.assert_array_equal(x, y)
-        _assert_infos_equal(g[-1], e[-1])
-    for name in ("cash", "boost", "annoyance", "streak", "shock_until", "shocks", "shock_days"):
-        np.testing.assert_array_equal(getattr(fast.world.state, name), getattr(slow.world.state, name), err_msg=name)
-    np.testing.assert_array_equal(fast.world.clock, slow.world.clock)
+    fast, slow = _skipping_equals_every_day(monkeypatch, lambda: ArrangementVecEnv(n, months=MONTHS), steps, seed=7)
+    _assert_same_state(fast, slow, ("cash", "boost", "annoyance", "streak", "shock_until", "shocks", "shock_days"))
     np.testing.assert_array_equal(fast.world.local_day, slow.world.local_day)
     np.testing.assert_array_equal(fast.world.status, slow.world.status)
     for name in ("came_due", "miss_ptr", "first_open", "n", "due", "paid"):
@@ -392,18 +406,12 @@ def test_skipping_draws_that_cannot_succeed_changes_nothing(monkeypatch: pytest.
         return out
 
     monkeypatch.setattr(VectorWorld, "_first_eventful_day", counting)
-    fast = ArrangementVecEnv(n, months=MONTHS, reward="completion_value")
-    got = _run(fast, fast.action_masks, fast.space, steps=steps, seed=11)
-    monkeypatch.setattr(VectorWorld, "_quiet_days", lambda self, rows: np.zeros(len(rows), dtype=np.int64))
-    slow = ArrangementVecEnv(n, months=MONTHS, reward="completion_value")
-    expected = _run(slow, slow.action_masks, slow.space, steps=steps, seed=11)
-    for g, e in zip(got, expected, strict=True):
-        for x, y in zip(g[:-1], e[:-1], strict=True):
-            np.testing.assert_array_equal(x, y)
-        _assert_infos_equal(g[-1], e[-1])
-    for name in ("cash", "boost", "annoyance", "streak", "shock_until", "shocks", "shock_days", "disengaged"):
-        np.testing.assert_array_equal(getattr(fast.world.state, name), getattr(slow.world.state, name), err_msg=name)
-    np.testing.assert_array_equal(fast.world.clock, slow.world.clock)
+    fast, slow = _skipping_equals_every_day(
+        monkeypatch, lambda: ArrangementVecEnv(n, months=MONTHS, reward="completion_value"), steps=steps, seed=11
+    )
+    _assert_same_state(
+        fast, slow, ("cash", "boost", "annoyance", "streak", "shock_until", "shocks", "shock_days", "disengaged")
+    )
     assert looked[0] > n and looked[1] > 0  # draws were skipped, overdue rows among them
 
 
@@ -430,15 +438,9 @@ def test_skipping_shock_days_without_a_referral_changes_nothing(monkeypatch: pyt
         return out
 
     monkeypatch.setattr(VectorWorld, "_quiet_days", counting)
-    fast = ArrangementVecEnv(n, config=config, months=MONTHS)
-    got = _run(fast, fast.action_masks, fast.space, steps=steps, seed=5)
-    monkeypatch.setattr(VectorWorld, "_quiet_days", lambda self, rows: np.zeros(len(rows), dtype=np.int64))
-    slow = ArrangementVecEnv(n, config=config, months=MONTHS)
-    expected = _run(slow, slow.action_masks, slow.space, steps=steps, seed=5)
-    for g, e in zip(got, expected, strict=True):
-        for x, y in zip(g[:-1], e[:-1], strict=True):
-            np.testing.assert_array_equal(x, y)
-        _assert_infos_equal(g[-1], e[-1])
+    fast, slow = _skipping_equals_every_day(
+        monkeypatch, lambda: ArrangementVecEnv(n, config=config, months=MONTHS), steps=steps, seed=5
+    )
     np.testing.assert_array_equal(fast.world.status, slow.world.status)
     referred = int((fast.world.status == ArrangementStatus.REFERRED).sum())
     assert in_shock[0] > n and referred > 0  # shock days were skipped, and referrals happened
@@ -496,7 +498,6 @@ def test_lean_infos_keep_observations_rewards_and_final_observations() -> None:
 def test_skipping_the_pay_draws_of_rows_short_of_money_changes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     """Rows whose cash cannot pay skip their pay-window days up to their next payday: the same as every day."""
     from regsim.population import Population
-    from regsim.vector_world import VectorWorld
 
     n, steps = 64, 60
     broke = [0]
@@ -508,18 +509,10 @@ def test_skipping_the_pay_draws_of_rows_short_of_money_changes_nothing(monkeypat
         return out
 
     monkeypatch.setattr(Population, "next_payday", counting)
-    fast = ArrangementVecEnv(n, months=MONTHS)
-    got = _run(fast, fast.action_masks, fast.space, steps=steps, seed=13)
-    monkeypatch.setattr(VectorWorld, "_quiet_days", lambda self, rows: np.zeros(len(rows), dtype=np.int64))
-    slow = ArrangementVecEnv(n, months=MONTHS)
-    expected = _run(slow, slow.action_masks, slow.space, steps=steps, seed=13)
-    for g, e in zip(got, expected, strict=True):
-        for x, y in zip(g[:-1], e[:-1], strict=True):
-            np.testing.assert_array_equal(x, y)
-        _assert_infos_equal(g[-1], e[-1])
-    for name in ("cash", "boost", "annoyance", "streak", "shock_until", "shocks", "shock_days"):
-        np.testing.assert_array_equal(getattr(fast.world.state, name), getattr(slow.world.state, name), err_msg=name)
-    np.testing.assert_array_equal(fast.world.clock, slow.world.clock)
+    fast, slow = _skipping_equals_every_day(
+        monkeypatch, lambda: ArrangementVecEnv(n, months=MONTHS), steps=steps, seed=13
+    )
+    _assert_same_state(fast, slow, ("cash", "boost", "annoyance", "streak", "shock_until", "shocks", "shock_days"))
     assert broke[0] > n  # many rows were short of money in their pay window
 
 
@@ -527,7 +520,6 @@ def test_skipping_pay_draws_of_annoyed_rows_changes_nothing(monkeypatch: pytest.
     """The pay draws' bound takes the fatigue of the least annoyance a stretch can reach: the same as every day."""
     from regsim import behaviour
     from regsim.config import DEBTOR_TYPES, WorldConfig
-    from regsim.vector_world import VectorWorld
 
     # Heavy, slowly fading annoyance that weighs on paying, so that the fatigue in the bound matters.
     config = WorldConfig().with_overrides(
@@ -546,15 +538,8 @@ def test_skipping_pay_draws_of_annoyed_rows_changes_nothing(monkeypatch: pytest.
         return out
 
     monkeypatch.setattr(behaviour, "pay_intent_upper_bound", counting)
-    fast = ArrangementVecEnv(n, config=config, months=MONTHS)
-    got = _run(fast, fast.action_masks, fast.space, steps=steps, seed=17)
-    monkeypatch.setattr(VectorWorld, "_quiet_days", lambda self, rows: np.zeros(len(rows), dtype=np.int64))
-    slow = ArrangementVecEnv(n, config=config, months=MONTHS)
-    expected = _run(slow, slow.action_masks, slow.space, steps=steps, seed=17)
-    for g, e in zip(got, expected, strict=True):
-        for x, y in zip(g[:-1], e[:-1], strict=True):
-            np.testing.assert_array_equal(x, y)
-        _assert_infos_equal(g[-1], e[-1])
-    for name in ("cash", "boost", "annoyance", "streak", "disengaged"):
-        np.testing.assert_array_equal(getattr(fast.world.state, name), getattr(slow.world.state, name), err_msg=name)
+    fast, slow = _skipping_equals_every_day(
+        monkeypatch, lambda: ArrangementVecEnv(n, config=config, months=MONTHS), steps=steps, seed=17
+    )
+    _assert_same_state(fast, slow, ("cash", "boost", "annoyance", "streak", "disengaged"))
     assert tighter[0] > n
