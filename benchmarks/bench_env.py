@@ -401,7 +401,7 @@ def main() -> None:
         help="experiment config whose agent's training is measured (5.)",
     )
     parser.add_argument("--path-agent", default="mppo", help="that agent's name in the config")
-    parser.add_argument("--path-steps", type=int, default=65_536, help="decisions of that training")
+    parser.add_argument("--path-steps", type=int, default=131_072, help="decisions of that training (the quickstart's)")
     parser.add_argument(
         "--worker-envs", type=int, nargs="*", default=[2048, 4096], help="slots of the worker-process runs (6.)"
     )
