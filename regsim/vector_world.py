@@ -428,10 +428,12 @@ class VectorWorld(World):
         """
         span = np.minimum(end - start, _LOOK_AHEAD)
         first = start + span
-        owed = self.sched.owed_now(rows, start, self.config.arrangements.pay_window_days)
-        floor = np.minimum(MIN_PARTIAL_PAYMENT_EUR, owed - PAY_TOLERANCE_EUR)
-        broke = np.flatnonzero((self.state.cash[rows] < floor) & (floor > 0))  # (a negative cash rises to 0)
         broke_until = start.copy()
+        # (What is owed is looked up only for the rows below the partial payment's minimum.)
+        short = np.flatnonzero(self.state.cash[rows] < MIN_PARTIAL_PAYMENT_EUR)
+        owed = self.sched.owed_now(rows[short], start[short], self.config.arrangements.pay_window_days)
+        floor = owed - PAY_TOLERANCE_EUR
+        broke = short[(self.state.cash[rows[short]] < floor) & (floor > 0)]  # (a negative cash rises to 0)
         if len(broke):
             broke_until[broke] = self.pop.next_payday(self.local_day[rows[broke]], self.calendar, rows[broke])
         # Most rows meet an eventful day early: the first few days are looked at for all of them, the rest only
