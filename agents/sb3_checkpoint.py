@@ -12,7 +12,6 @@ rollouts: the slots mid-episode).
 from __future__ import annotations
 
 import json
-import random  # only to save and restore SB3's use of it (exact resume); regsim never draws from it
 from pathlib import Path
 from typing import Any, cast
 
@@ -28,26 +27,26 @@ MODEL, PROGRESS, RNG = "model.zip", "progress.json", "rng.json"
 
 
 def global_rng_state() -> dict[str, Any]:
-    """The generators Stable-Baselines3 draws from outside the model: torch's, NumPy's legacy global one (minibatch
-    shuffling in ``RolloutBuffer.get``) and Python's ``random``, as plain JSON-able values."""
-    # The legacy global generator and Python's are SB3's, not ours: saving and restoring them is the point here.
+    """The generators Stable-Baselines3 draws from outside the model: torch's and NumPy's legacy global one
+    (minibatch shuffling in ``RolloutBuffer.get``), as plain JSON-able values.
+
+    Python's ``random`` is left out: SB3 only seeds it (``set_random_seed``, again when a resumed model is built)
+    and never draws from it, so its state at a checkpoint is the seeded one.
+    """
+    # The legacy global generator is SB3's, not ours: saving and restoring it is the point here.
     np_state = cast(tuple[Any, ...], np.random.get_state(legacy=True))  # noqa: NPY002
-    py_version, py_internal, py_gauss = random.getstate()
     return {
         "torch": th.get_rng_state().numpy().tolist(),
         "numpy": [np_state[0], np.asarray(np_state[1]).tolist(), *(x for x in np_state[2:])],
-        "python": [py_version, list(py_internal), py_gauss],
     }
 
 
 def set_global_rng_state(state: dict[str, Any]) -> None:
-    """Restore what :func:`global_rng_state` returned."""
+    """Restore what :func:`global_rng_state` returned (a ``"python"`` entry of older checkpoints is not needed)."""
     th.set_rng_state(th.tensor(state["torch"], dtype=th.uint8))
     name, keys, pos, has_gauss, cached = state["numpy"]
     legacy = (name, np.asarray(keys, dtype=np.uint32), int(pos), int(has_gauss), float(cached))
     np.random.set_state(legacy)  # noqa: NPY002
-    version, internal, gauss = state["python"]
-    random.setstate((int(version), tuple(int(x) for x in internal), gauss))
 
 
 def write_model_files(model: BaseAlgorithm, folder: Path, identity: dict[str, Any], **progress: Any) -> None:
