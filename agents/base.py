@@ -7,6 +7,7 @@ from typing import ClassVar
 import numpy as np
 from numpy.typing import NDArray
 
+from regsim.ground_truth import GroundTruthView
 from regsim.decision import (
     CHANNEL,
     SEND_SLOT,
@@ -21,14 +22,23 @@ __all__ = ["BasePolicy", "first_allowed", "preferred_allowed", "slot_index"]
 
 
 class BasePolicy:
-    """Base of the policies in this package: ``decide`` is ``decide_batch`` on a batch of one.
+    """Base of the policies in this package: every member of :class:`regsim.decision.Policy` but
+    :meth:`decide_batch`, with the defaults of a fixed policy (``decide`` is ``decide_batch`` on a batch of one).
 
-    Subclasses implement :meth:`decide_batch`, set ``name`` and ``version``, and override :meth:`update`
-    if they learn online.
+    Subclasses implement :meth:`decide_batch`, set ``name`` and ``version``; an online learner sets
+    ``feedback_window_days`` and overrides :meth:`update`; a simulation-only policy sets
+    ``requires_ground_truth`` and overrides :meth:`bind_ground_truth`.
     """
 
     name: ClassVar[str] = "base"
     version: ClassVar[str] = "0"
+    feedback_window_days: float | None = None
+    feedback_reward: str = "collected"
+    requires_ground_truth: ClassVar[bool] = False
+
+    def bind_ground_truth(self, view: GroundTruthView) -> None:
+        """A policy that reads no ground truth refuses it."""
+        raise TypeError(f"policy {self.name!r} reads no ground truth")
 
     def decide(self, context: Context) -> Decision:
         """The decision for one context."""

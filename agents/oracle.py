@@ -29,15 +29,27 @@ from numpy.typing import NDArray
 
 from agents.base import BasePolicy
 from agents.registry import register
-from regsim.config import CHANNELS
-from regsim.decision import CHANNEL, DEFERRAL, DUE_DAY, REDUCTION, SEND_SLOT, ContextBatch, DecisionBatch, DecisionKind
+from regsim.config import CHANNELS, INCOME_SCHEDULES
+from regsim.decision import (
+    CHANNEL,
+    DEFERRAL,
+    DUE_DAY,
+    REDUCTION,
+    REMINDER_KINDS,
+    SEND_SLOT,
+    ContextBatch,
+    DecisionBatch,
+    DecisionKind,
+)
 from regsim.ground_truth import GroundTruthView
 from regsim.population import hour_availability
 
 __all__ = ["Oracle"]
 
 _SMS = 1 + CHANNELS.index("sms")
-_MONTHLY_SCHEDULES = (0, 3)  # monthly salary, benefits (regsim.config.INCOME_SCHEDULES)
+_REMINDER_KINDS = np.array(sorted(REMINDER_KINDS), dtype=np.int64)
+# Incomes on a fixed day of the month: a due day just after it meets fresh money.
+_MONTHLY_SCHEDULES = (INCOME_SCHEDULES.index("monthly"), INCOME_SCHEDULES.index("benefits"))
 
 
 @register("oracle")
@@ -132,7 +144,7 @@ class Oracle(BasePolicy):
         fits = allowed & (days[None, :] >= wanted[:, None]) & (days[None, :] > 0)
         smallest = np.where(fits.any(axis=1), np.argmax(fits, axis=1), -1)
         largest = np.where(allowed[:, 1:].any(axis=1), allowed.shape[1] - 1 - np.argmax(allowed[:, ::-1], axis=1), 0)
-        applies = np.isin(kind, (DecisionKind.PRE_DUE, DecisionKind.MISSED, DecisionKind.FOLLOW_UP))
+        applies = np.isin(kind, _REMINDER_KINDS)
         need = applies & threat
         deferral = np.where(need, np.where(smallest >= 0, smallest, largest), 0)
         deferral = np.where(allowed[np.arange(n), deferral], deferral, 0)
@@ -166,7 +178,7 @@ class Oracle(BasePolicy):
         ch_grid = np.broadcast_to(np.arange(n_ch)[None, :, None], (n, n_ch, n_slot))
         hour_grid = np.broadcast_to(hours[None, None, :], (n, n_ch, n_slot))
         p_notice = notice[:, :, None] * hour_availability(profile, hour_grid, ch_grid)
-        p_notice = p_notice * np.where(t.disengaged(ids), 0.5, 1.0)[:, None, None]
+        p_notice = p_notice * np.where(t.disengaged(ids), t.config.population.fatigue.disengaged_notice, 1.0)[:, None, None]
         # Value of a payment now, and whether it would happen anyway.
         owed = np.maximum(t.owed_now(ids, day), b.columns["installment_eur"])
         able = t.cash(ids) >= owed
@@ -188,7 +200,7 @@ class Oracle(BasePolicy):
         value[:, 0, :] = np.where(b.part_mask(SEND_SLOT), 0.0, -np.inf)  # no contact is worth 0
         flat = value.reshape(n, -1).argmax(axis=1)
         channel, slot = np.divmod(flat, n_slot)
-        is_reminder = np.isin(kind, (DecisionKind.PRE_DUE, DecisionKind.MISSED, DecisionKind.FOLLOW_UP))
+        is_reminder = np.isin(kind, _REMINDER_KINDS)
         channel = np.where(is_reminder, channel, 0)
         if self.thank_you:
             thanks = (kind == DecisionKind.PAYMENT_RECEIVED) & (t.notice(ids)[:, _SMS - 1] > 0.5)

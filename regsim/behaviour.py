@@ -29,6 +29,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from regsim.calendar import Calendar
+from regsim.clock import at
 from regsim.config import ArrangementConfig, FatigueConfig, PopulationConfig
 from regsim.population import Population
 from regsim.random import Purpose, Streams
@@ -37,15 +38,12 @@ __all__ = [
     "DebtorState",
     "advance_day",
     "advance_days",
-    "at",
     "disengagement",
     "effective_willingness",
     "pay_intent_probability",
     "pay_intent_upper_bound",
-    "statutory_collection_costs",
 ]
 
-_DISENGAGED_WILLINGNESS = 0.25
 _NO_DRAWS = np.zeros(0)
 
 
@@ -269,11 +267,6 @@ def _morning(
     return started, paid
 
 
-def at(value: Any, positions: NDArray[np.integer] | NDArray[np.bool_]) -> Any:
-    """A day or time of some of the rows: a shared one as it is; per-row ones (one clock per row) at ``positions``."""
-    return value if np.ndim(value) == 0 else np.asarray(value)[positions]
-
-
 def due_cue(days_to_due: NDArray[np.integer], window: int, overdue_attention: float) -> NDArray[np.float64]:
     """Salience of the due date: 0 before the pay window, rising to 1 on the due day, then constant."""
     d = np.asarray(days_to_due, dtype=np.float64)
@@ -281,10 +274,12 @@ def due_cue(days_to_due: NDArray[np.integer], window: int, overdue_attention: fl
     return np.where(d <= 0, overdue_attention * (d < 0) + 1.0 * (d == 0), ramp)
 
 
-def effective_willingness(state: DebtorState, pop: Population, ids: NDArray[np.int64]) -> NDArray[np.float64]:
+def effective_willingness(
+    state: DebtorState, pop: Population, config: FatigueConfig, ids: NDArray[np.int64]
+) -> NDArray[np.float64]:
     """Willingness to pay, lowered by annoyance and by disengagement (mechanisms 4 and 7)."""
     fatigue = np.exp(-pop.fatigue_sensitivity[ids] * state.annoyance[ids])
-    return pop.willingness[ids] * fatigue * np.where(state.disengaged[ids], _DISENGAGED_WILLINGNESS, 1.0)
+    return pop.willingness[ids] * fatigue * np.where(state.disengaged[ids], config.disengaged_willingness, 1.0)
 
 
 def pay_intent_probability(
@@ -338,7 +333,8 @@ def _pay_intent(
     habit = pop.habit_gain[ids] * np.minimum(state.streak[ids], config.habit.max_streak)
     hazard = pop.attention[ids] * cue + state.boost[ids] + habit
     attend = 1.0 - np.exp(-hazard * fatigue)
-    return attend * pop.willingness[ids] * np.where(state.disengaged[ids], _DISENGAGED_WILLINGNESS, 1.0)
+    disengaged = config.fatigue.disengaged_willingness
+    return attend * pop.willingness[ids] * np.where(state.disengaged[ids], disengaged, 1.0)
 
 
 def disengagement(
@@ -360,23 +356,3 @@ def disengagement(
     p = config.disengage_per_day * excess[(excess > 0) & ~state.disengaged[rows]]
     day_c = at(day, (excess > 0) & ~state.disengaged[rows])
     return candidates[streams.uniform(Purpose.DISENGAGE, gid[candidates], day_c) < p]
-
-
-# Statutory collection costs for consumers in the Netherlands (F8): (band upper bound, rate).
-_WIK_BANDS = ((2_500.0, 0.15), (5_000.0, 0.10), (10_000.0, 0.05), (200_000.0, 0.01), (np.inf, 0.005))
-_WIK_MIN, _WIK_MAX = 40.0, 6_775.0
-
-
-def statutory_collection_costs(principal: NDArray[np.float64]) -> NDArray[np.float64]:
-    """Dutch statutory extrajudicial collection costs (Besluit vergoeding buitengerechtelijke incassokosten, F8).
-
-    15% of the first EUR 2,500, 10% of the next 2,500, 5% of the next 5,000, 1% of the next 190,000 and
-    0.5% above, at least EUR 40 and at most EUR 6,775.
-    """
-    p = np.asarray(principal, dtype=np.float64)
-    cost = np.zeros_like(p)
-    lower = 0.0
-    for upper, rate in _WIK_BANDS:
-        cost += rate * np.clip(p - lower, 0.0, upper - lower)
-        lower = upper
-    return np.where(p > 0, np.clip(cost, _WIK_MIN, _WIK_MAX), 0.0).round(2)

@@ -296,6 +296,20 @@ class FatigueConfig(_Section):
         description="Probability that an annoyed debtor (above threshold) opts out of a channel when contacted "
         "on it (unit: probability per contact).",
     )
+    disengaged_notice: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="Factor on a disengaged debtor's probability of noticing a message (unit: factor). "
+        "Assumption: a debtor who has given up still reads half of what reaches them.",
+    )
+    disengaged_willingness: float = Field(
+        0.25,
+        ge=0.0,
+        le=1.0,
+        description="Factor on a disengaged debtor's willingness to pay (unit: factor). Assumption: "
+        "disengagement is the step before the arrangement breaks, so most of the will to pay is gone.",
+    )
 
     @field_validator("weight")
     @classmethod
@@ -414,11 +428,36 @@ class ArrangementConfig(_Section):
         le=1.0,
         description="P(pay what one can) when attending and willing but short of the full amount. Assumption.",
     )
+    min_partial_payment_eur: float = Field(
+        10.0,
+        ge=0.0,
+        description="Least free cash with which a debtor short of the full amount pays part of it (unit: EUR). "
+        "Assumption: smaller transfers are not worth the debtor's effort.",
+    )
+    pay_hours: tuple[float, float] = Field(
+        (7.0, 23.0),
+        description="Hours of the day between which a debtor who sets out to pay does so, uniformly (unit: hour "
+        "of day, [from, until)). Assumption: banking apps are used from waking to bedtime.",
+    )
+    replan_days_to_first_due: int = Field(
+        7,
+        ge=0,
+        le=60,
+        description="A reduced plan whose next installment is already past due gives the debtor this many days "
+        "for it (unit: days). Assumption: a fresh plan gives a week, as min_days_to_first_due does.",
+    )
     breakdown_cost_eur: float = Field(
         150.0,
         ge=0.0,
         description="Creditor's cost of a breakdown: handing over to collection (unit: EUR). Assumption.",
     )
+
+    @field_validator("pay_hours")
+    @classmethod
+    def _pay_hours(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not 0.0 <= v[0] < v[1] <= 24.0:
+            raise ValueError(f"must be [from, until) hours with 0 <= from < until <= 24, got {list(v)}")
+        return v
 
     @model_validator(mode="after")
     def _order(self) -> ArrangementConfig:
@@ -569,6 +608,14 @@ class ChannelsConfig(_Section):
     collector: ChannelConfig = Field(
         default_factory=lambda: ChannelConfig(cost_eur=9.0, impact=2.5, link_pay_prob=0.6),
         description="A human collector's call: ~15 minutes at ~EUR 35/hour (assumption).",
+    )
+
+    letter_read_hour: float = Field(
+        18.0,
+        ge=0.0,
+        lt=24.0,
+        description="Hour of the day at which a delivered letter reaches the debtor (unit: hour of day). "
+        "Assumption: post is delivered during the day and read after work.",
     )
 
     def ordered(self) -> tuple[ChannelConfig, ...]:

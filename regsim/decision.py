@@ -19,16 +19,19 @@ is really joint (no robocall at night) is therefore applied conservatively (no s
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 from functools import cached_property
-from typing import Any, Protocol, overload, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, overload, runtime_checkable
 
 import numpy as np
 from numpy.typing import NDArray
 
 from regsim.config import CHANNELS, DecisionConfig, SendSlot
+
+if TYPE_CHECKING:
+    from regsim.ground_truth import GroundTruthView
 
 __all__ = [
     "CONTEXT_COLUMNS",
@@ -40,8 +43,13 @@ __all__ = [
     "DecisionBatch",
     "DecisionKind",
     "Feedback",
+    "LearningPolicy",
+    "MessagePurpose",
     "Policy",
+    "REMINDER_KINDS",
     "RuleViolation",
+    "StateValue",
+    "message_purpose",
 ]
 
 
@@ -59,6 +67,39 @@ class DecisionKind(IntEnum):
     PAYMENT_RECEIVED = 4
     """A payment completed an installment: thank or confirm, or stay silent."""
 
+
+#: The decision points at which a message is a reminder: a payment of the installment it is about cancels it,
+#: and a rule forbids one about an installment already paid.
+REMINDER_KINDS: frozenset[DecisionKind] = frozenset({DecisionKind.PRE_DUE, DecisionKind.MISSED, DecisionKind.FOLLOW_UP})
+
+
+class MessagePurpose(IntEnum):
+    """What a decision's message is for; only reminders are cancelled by a payment."""
+
+    REMINDER = 0
+    CONFIRMATION = 1
+    """Sent when a plan is set up."""
+    THANK_YOU = 2
+    """Sent after an installment was paid."""
+
+
+def message_purpose(kinds: NDArray[np.integer]) -> NDArray[np.int64]:
+    """The :class:`MessagePurpose` of the message a decision of each kind sends."""
+    return _PURPOSE_OF_KIND[np.asarray(kinds, dtype=np.int64)]
+
+
+_PURPOSE_OF_KIND = np.array(
+    [
+        MessagePurpose.REMINDER
+        if k in REMINDER_KINDS
+        else MessagePurpose.CONFIRMATION
+        if k == DecisionKind.PLAN_CREATED
+        else MessagePurpose.THANK_YOU
+        for k in DecisionKind
+    ],
+    dtype=np.int64,
+)
+_PURPOSE_OF_KIND.flags.writeable = False
 
 #: The parts of an action, in the order of the flat mask and of the ``MultiDiscrete`` action.
 PART_NAMES: tuple[str, ...] = ("channel", "send_slot", "due_day", "deferral", "reduction")
@@ -174,7 +215,7 @@ class ActionSpace:
             allow(kind, DEFERRAL, [0])
             allow(kind, REDUCTION, [0])
         allow(DecisionKind.PLAN_CREATED, DUE_DAY)
-        for kind in (DecisionKind.PRE_DUE, DecisionKind.MISSED, DecisionKind.FOLLOW_UP):
+        for kind in REMINDER_KINDS:  # before or after a due date
             allow(kind, DEFERRAL)
         for kind in (DecisionKind.MISSED, DecisionKind.FOLLOW_UP):
             allow(kind, REDUCTION)
@@ -469,7 +510,11 @@ class Policy(Protocol):
     """What the simulator (and the server) calls at each decision point.
 
     A policy never sees latent debtor state; it must choose only allowed options (``contexts.mask``), and
-    the caller refuses a decision that breaks a rule with :class:`RuleViolation`.
+    the caller refuses a decision that breaks a rule with :class:`RuleViolation`. Besides deciding, a policy
+    says whether it learns online (``feedback_window_days``: the world and the server then feed it matured
+    outcomes through :meth:`update`, rewarded by ``feedback_reward``) and whether it reads the simulator's ground
+    truth (``requires_ground_truth``: refused outside simulation; the world binds the view before it decides).
+    :class:`agents.base.BasePolicy` gives every member but :meth:`decide_batch` a default.
     """
 
     @property
@@ -482,6 +527,25 @@ class Policy(Protocol):
         """The policy's version (logged with every decision)."""
         ...
 
+    @property
+    def feedback_window_days(self) -> float | None:
+        """Days after a decision its outcome is collected and fed to :meth:`update`; ``None``: never fed."""
+        ...
+
+    @property
+    def feedback_reward(self) -> str:
+        """The reward of the fed-back outcomes: a name in :data:`regsim.rewards.REWARDS`."""
+        ...
+
+    @property
+    def requires_ground_truth(self) -> bool:
+        """Whether the policy reads latent state (simulation only)."""
+        ...
+
+    def bind_ground_truth(self, view: GroundTruthView) -> None:
+        """Called by the world before the first decision of a policy that ``requires_ground_truth``."""
+        ...
+
     def decide(self, context: Context) -> Decision:
         """The decision for one context."""
         ...
@@ -492,4 +556,21 @@ class Policy(Protocol):
 
     def update(self, feedback: Feedback) -> None:
         """Learn from matured outcomes (a no-op for fixed policies)."""
+        ...
+
+
+StateValue = NDArray[Any] | int | float | str
+"""A value of a learning policy's state: an array, or a plain scalar."""
+
+
+@runtime_checkable
+class LearningPolicy(Policy, Protocol):
+    """A policy that learns online and whose whole learning state can be read and restored exactly."""
+
+    def state_dict(self, arrays: bool = True) -> dict[str, StateValue]:
+        """Everything that changes as the policy decides and learns (``arrays=False``: the small part only)."""
+        ...
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
         ...

@@ -1,12 +1,14 @@
 """Delayed rewards: matching decisions with the outcomes the event log records after them.
 
-A decision's outcome is known only later: the euros the arrangement paid within ``window_days`` after the
-decision, and the cost of the messages the decision itself sent. :class:`OutcomeMatcher` keeps the pending
-decisions, credits them from event-log records as they arrive (the same records in simulation and in
-production), and hands them out as :class:`~regsim.decision.Feedback` once their window has closed.
+A decision's outcome is known only later: what happened to the arrangement within ``window_days`` after the
+decision (euros paid, installments paid on time or missed, how it ended) and the cost of the messages the
+decision itself sent. :class:`OutcomeMatcher` keeps the pending decisions, credits them from event-log records
+as they arrive (the same records in simulation and in production), and hands them out as
+:class:`~regsim.decision.Feedback` once their window has closed, with rewards computed from the outcome
+columns by a reward of :mod:`regsim.rewards` (the same functions the envs use) and the world's costs.
 
-Attribution: a payment is credited to every pending decision of the arrangement whose window covers it
-(windows of consecutive decisions may overlap); a message's cost only to the decision that sent it.
+Attribution: an arrangement's events are credited to every pending decision of the arrangement whose window
+covers them (windows of consecutive decisions may overlap); a message's cost only to the decision that sent it.
 
 Censoring: a decision whose arrangement ends (completed, broken, referred) inside the window matures at once
 with its final outcome (nothing more can happen); a decision still open when observation stops (the run's
@@ -16,53 +18,50 @@ learner can drop or reweight it explicitly.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from regsim.decision import ContextBatch, Feedback
 from regsim.eventlog import EventType
+from regsim.rewards import Outcomes, Reward, RewardCosts
 
-__all__ = ["DecisionOutcomes", "OutcomeMatcher", "collected_minus_cost"]
+__all__ = ["FEEDBACK_EVENTS", "OutcomeMatcher"]
 
-
-@dataclass(frozen=True)
-class DecisionOutcomes:
-    """Outcomes of matured decisions, column-wise."""
-
-    paid_eur: NDArray[np.float64]
-    cost_eur: NDArray[np.float64]
-    completed: NDArray[np.bool_]
-    broken: NDArray[np.bool_]
-    elapsed_days: NDArray[np.float64]
-    censored: NDArray[np.bool_]
-
-
-RewardOfOutcomes = Callable[[DecisionOutcomes], NDArray[np.float64]]
-
-
-def collected_minus_cost(
-    outcomes: DecisionOutcomes, scale: float = 0.01, breakdown_cost_eur: float = 150.0
-) -> NDArray[np.float64]:
-    """Default reward of a decision: euros paid in its window minus its own cost minus a breakdown's cost."""
-    return scale * (outcomes.paid_eur - outcomes.cost_eur - breakdown_cost_eur * outcomes.broken)
-
+#: The events that enter a decision's outcome.
+FEEDBACK_EVENTS = frozenset(
+    {
+        EventType.PAYMENT,
+        EventType.MESSAGE_SENT,
+        EventType.INSTALLMENT_PAID,
+        EventType.INSTALLMENT_MISSED,
+        EventType.COMPLETED,
+        EventType.BROKEN,
+        EventType.REFERRED,
+    }
+)
 
 #: The pending decisions' columns: name -> (dtype, shape of one row).
 _COLUMNS: dict[str, tuple[type, tuple[int, ...]]] = {
     "_ids": (np.int64, ()),
     "_arr": (np.int64, ()),
     "_time": (np.float64, ()),
+    "_balance": (np.float64, ()),
     "_paid": (np.float64, ()),
     "_cost": (np.float64, ()),
+    "_contacts": (np.int64, ()),
+    "_on_time": (np.int64, ()),
+    "_missed": (np.int64, ()),
+    "_charged": (np.float64, ()),
     "_completed": (np.bool_, ()),
     "_broken": (np.bool_, ()),
-    "_ended": (np.bool_, ()),
+    "_referred": (np.bool_, ()),
     "_actions": (np.int64, (5,)),
     "_propensity": (np.float64, ()),
 }
+_ENDINGS = (EventType.COMPLETED, EventType.BROKEN, EventType.REFERRED)
 _INITIAL_CAPACITY = 64
 
 
@@ -71,26 +70,33 @@ class OutcomeMatcher:
 
     Args:
         window_days: How long after a decision its outcome is collected (days).
-        reward: Maps matured outcomes to rewards (default :func:`collected_minus_cost`).
+        reward: The reward of the matured outcomes (a function of :mod:`regsim.rewards`).
+        costs: The creditor's costs the reward charges (from the world config).
     """
 
     # Views of the pending rows (see ``_buffers``); written in place by ``observe``.
     _ids: NDArray[np.int64]
     _arr: NDArray[np.int64]
     _time: NDArray[np.float64]
+    _balance: NDArray[np.float64]
     _paid: NDArray[np.float64]
     _cost: NDArray[np.float64]
+    _contacts: NDArray[np.int64]
+    _on_time: NDArray[np.int64]
+    _missed: NDArray[np.int64]
+    _charged: NDArray[np.float64]
     _completed: NDArray[np.bool_]
     _broken: NDArray[np.bool_]
-    _ended: NDArray[np.bool_]
+    _referred: NDArray[np.bool_]
     _actions: NDArray[np.int64]
     _propensity: NDArray[np.float64]
 
-    def __init__(self, window_days: float, reward: RewardOfOutcomes | None = None) -> None:
+    def __init__(self, window_days: float, reward: Reward, costs: RewardCosts) -> None:
         if not window_days > 0:
             raise ValueError(f"window_days must be > 0, got {window_days}")
         self.window_days = float(window_days)
-        self.reward = reward if reward is not None else collected_minus_cost
+        self.reward = reward
+        self.costs = costs
         # Columns of the pending decisions: views of the first ``len(self)`` rows of buffers that grow
         # geometrically, so that adding a batch costs its own size, not the size of everything pending.
         self._buffers: dict[str, NDArray[np.generic]] = {
@@ -108,6 +114,10 @@ class OutcomeMatcher:
 
     def __len__(self) -> int:
         return self._n
+
+    @property
+    def _ended(self) -> NDArray[np.bool_]:
+        return self._completed | self._broken | self._referred
 
     def add(
         self,
@@ -130,40 +140,40 @@ class OutcomeMatcher:
                 grown[:start] = buffer[:start]
                 self._buffers[name] = grown
         b = self._buffers
+        for name in _COLUMNS:
+            b[name][start:end] = 0
         b["_ids"][start:end] = decision_ids
         b["_arr"][start:end] = contexts.columns["arrangement_id"]
         b["_time"][start:end] = float(time)
+        b["_balance"][start:end] = contexts.columns["balance_eur"]
         b["_actions"][start:end] = actions
         b["_propensity"][start:end] = propensity
-        for name in ("_paid", "_cost", "_completed", "_broken", "_ended"):
-            b[name][start:end] = 0
         self._n = end
         self._view()
         self._contexts.append(contexts)
         self._context_rows.append(np.arange(start, start + n))
 
-    def observe(
-        self,
-        event: EventType,
-        time: NDArray[np.float64],
-        arrangement_id: NDArray[np.int64],
-        amount_eur: NDArray[np.float64] | None = None,
-        decision_id: NDArray[np.int64] | None = None,
-    ) -> None:
-        """Credit pending decisions with events of one type (payments, message costs, endings)."""
-        if not len(self._ids) or not len(arrangement_id):
+    def observe(self, event: EventType, columns: Mapping[str, Any]) -> None:
+        """Credit pending decisions with events of one type, given as event-log columns.
+
+        ``columns`` holds ``arrangement_id`` and ``time`` (arrays, or a scalar time), and as the event needs them
+        ``amount_eur`` (payments, message costs), ``decision_id`` (messages), ``deferral_days`` (installments
+        paid: days late) and ``collection_costs_eur`` (breakdowns). Other event types are passed over.
+        """
+        if event not in FEEDBACK_EVENTS or not len(self._ids):
             return
-        arr = np.asarray(arrangement_id, dtype=np.int64)
-        t = np.broadcast_to(np.asarray(time, dtype=np.float64), arr.shape)
-        if event == EventType.MESSAGE_SENT and decision_id is not None and amount_eur is not None:
+        arr = np.atleast_1d(np.asarray(columns["arrangement_id"], dtype=np.int64))
+        if not len(arr):
+            return
+        t = np.broadcast_to(np.asarray(columns["time"], dtype=np.float64), arr.shape)
+        if event == EventType.MESSAGE_SENT:
             order = np.argsort(self._ids)
             sorted_ids = self._ids[order]
-            d = np.asarray(decision_id, dtype=np.int64)
+            d = np.broadcast_to(np.asarray(columns["decision_id"], dtype=np.int64), arr.shape)
             pos = np.minimum(np.searchsorted(sorted_ids, d), len(sorted_ids) - 1)
             found = sorted_ids[pos] == d
-            np.add.at(self._cost, order[pos[found]], np.broadcast_to(amount_eur, arr.shape)[found])
-            return
-        if event not in (EventType.PAYMENT, EventType.COMPLETED, EventType.BROKEN, EventType.REFERRED):
+            np.add.at(self._cost, order[pos[found]], np.broadcast_to(columns["amount_eur"], arr.shape)[found])
+            np.add.at(self._contacts, order[pos[found]], 1)
             return
         # Pair every event with the pending decisions of its arrangement whose window covers it.
         order = np.argsort(self._arr, kind="stable")
@@ -178,12 +188,19 @@ class OutcomeMatcher:
         k = order[np.repeat(lo, counts) + offsets]
         inside = (t[ev] >= self._time[k]) & (t[ev] < self._time[k] + self.window_days) & ~self._ended[k]
         k, ev = k[inside], ev[inside]
-        if event == EventType.PAYMENT and amount_eur is not None:
-            np.add.at(self._paid, k, np.broadcast_to(amount_eur, arr.shape)[ev])
+        if event == EventType.PAYMENT:
+            np.add.at(self._paid, k, np.broadcast_to(columns["amount_eur"], arr.shape)[ev])
+        elif event == EventType.INSTALLMENT_PAID:
+            late = np.broadcast_to(np.asarray(columns["deferral_days"]), arr.shape)[ev]
+            np.add.at(self._on_time, k[late <= 0], 1)
+        elif event == EventType.INSTALLMENT_MISSED:
+            np.add.at(self._missed, k, 1)
         else:
-            self._ended[k] = True
+            if event == EventType.BROKEN and "collection_costs_eur" in columns:
+                np.add.at(self._charged, k, np.broadcast_to(columns["collection_costs_eur"], arr.shape)[ev])
             self._completed[k] |= event == EventType.COMPLETED
             self._broken[k] |= event == EventType.BROKEN
+            self._referred[k] |= event == EventType.REFERRED
 
     def mature(self, now: float) -> Feedback | None:
         """Hand out decisions whose window has closed or whose arrangement has ended."""
@@ -193,30 +210,37 @@ class OutcomeMatcher:
         """Hand out every pending decision (observation stops): open windows are marked censored."""
         return self._release(np.ones(len(self._ids), dtype=bool), now, censored=True)
 
+    def outcomes(self, idx: NDArray[np.int64], now: float) -> Outcomes:
+        """The outcome columns of pending decisions at positions ``idx``, as observed by ``now``."""
+        return Outcomes(
+            collected_eur=self._paid[idx],
+            contact_cost_eur=self._cost[idx],
+            contacts=self._contacts[idx],
+            completed=self._completed[idx],
+            broken=self._broken[idx],
+            referred=self._referred[idx],
+            collection_costs_eur=self._charged[idx],
+            on_time_installments=self._on_time[idx],
+            missed_installments=self._missed[idx],
+            days=np.minimum(now - self._time[idx], self.window_days),
+            balance_eur=self._balance[idx],
+        )
+
     def _release(self, take: NDArray[np.bool_], now: float, censored: bool) -> Feedback | None:
         if not take.any():
             return None
         idx = np.flatnonzero(take)
         closed = (self._time[idx] + self.window_days <= now) | self._ended[idx]
-        outcomes = DecisionOutcomes(
-            paid_eur=self._paid[idx],
-            cost_eur=self._cost[idx],
-            completed=self._completed[idx],
-            broken=self._broken[idx],
-            elapsed_days=np.minimum(now - self._time[idx], self.window_days),
-            censored=~closed if censored else np.zeros(len(idx), dtype=bool),
-        )
-        contexts = self._gather_contexts(idx)
+        outcomes = self.outcomes(idx, now)
         feedback = Feedback(
             decision_ids=self._ids[idx],
-            contexts=contexts,
+            contexts=self._gather_contexts(idx),
             actions=self._actions[idx],
             propensity=self._propensity[idx],
-            rewards=np.asarray(self.reward(outcomes), dtype=np.float64),
-            censored=outcomes.censored,
+            rewards=np.asarray(self.reward(outcomes, self.costs), dtype=np.float64),
+            censored=~closed if censored else np.zeros(len(idx), dtype=bool),
         )
-        keep = ~take
-        self._drop(keep)
+        self._drop(~take)
         return feedback
 
     def _gather_contexts(self, idx: NDArray[np.int64]) -> ContextBatch:

@@ -97,7 +97,7 @@ class GroundTruthView:
 
     def owed_now(self, ids: NDArray[np.integer], day: int) -> NDArray[np.float64]:
         """What the debtor would pay today (EUR)."""
-        return self._world.sched.owed_now(self.rows(ids), day, self.config.arrangements.pay_window_days)
+        return self._world.ledger.sched.owed_now(self.rows(ids), day, self.config.arrangements.pay_window_days)
 
     def days_to_income(self, ids: NDArray[np.integer], day: int, horizon: int = 40) -> NDArray[np.int64]:
         """Days from ``day`` until the next income (``horizon`` if none within it)."""

@@ -1,71 +1,98 @@
-"""Rebuilding what production knows from an event log: plans, observable history and decision contexts.
+"""Rebuilding what production knows from an event log: plans, observable history, messages and decision contexts.
 
-:class:`LogReplay` feeds events (in log order) into the same :class:`~regsim.arrangement.Schedules` and
-:class:`~regsim.history.ObservableHistory` code the world uses, and advances installment pointers exactly as
-the world's morning bookkeeping does. So the context it builds for a decision equals the one the world gave
-the policy, which makes the event log sufficient for serving, off-policy evaluation and retraining.
+:class:`LogReplay` feeds a log's events, in log order, into a :class:`~regsim.ledger.Ledger`, the code the world
+and the server change arrangements with. Only the events that come from outside the ledger are applied:
+plans agreed, decisions, payments, message events, opt-outs, referrals, and breakdowns or cancellations that
+the ledger did not derive itself. Everything else in the log (installments falling due, paid and missed,
+completions, re-plans, breakdowns, cancelled reminders) is what those events imply, and the ledger derives it
+again, on the day the world booked it (:meth:`~regsim.ledger.Ledger.catch_up` before each event of an
+arrangement). So the context the replay builds for a decision equals the one the world gave the policy, which
+makes the event log sufficient for serving, off-policy evaluation and retraining; with ``keep_events=True`` the
+replay keeps what the ledger wrote, to hold it against the log.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 from numpy.typing import NDArray
 
-from regsim.arrangement import ArrangementStatus, Schedules
+from regsim.arrangement import ArrangementStatus
 from regsim.calendar import Calendar
+from regsim.clock import Time
 from regsim.config import CHANNELS, WorldConfig
-from regsim.decision import ActionSpace, ContextBatch
+from regsim.decision import ActionSpace, ContextBatch, DecisionKind
 from regsim.eventlog import EventType, event_codes
-from regsim.history import ObservableHistory
+from regsim.ledger import OPEN_STATUSES, Ledger
+from regsim.messages import MessageState
+from regsim.rewards import EventChunk
 from regsim.rules import RuleSet
 
-__all__ = ["LogReplay", "contexts_from_log"]
+__all__ = ["APPLIED_EVENTS", "LogReplay", "contexts_from_log", "morning_booking_day"]
 
-_CHANNEL_INDEX = {name: k for k, name in enumerate(("none", *CHANNELS))}
 _MARGIN_DAYS = 3 * 366
-_INF = np.iinfo(np.int64).max
-#: Events :meth:`LogReplay.feed_records` applies in bulk (to distinct arrangements on one day).
-_VECTOR_CODES = frozenset(
-    {int(EventType.DECISION), int(EventType.DUE_DAY_SET), int(EventType.DEFERRAL), int(EventType.REDUCTION)}
+_CHANNEL_INDEX = {name: k for k, name in enumerate(("none", *CHANNELS))}
+_KIND_INDEX = {k.name.lower(): int(k) for k in DecisionKind}
+
+#: Events that come from outside the ledger: a replay applies them (the rest of a log is derived again).
+APPLIED_EVENTS = frozenset(
+    {
+        EventType.ARRANGEMENT_CREATED,
+        EventType.DECISION,
+        EventType.PAYMENT,
+        EventType.MESSAGE_SENT,
+        EventType.MESSAGE_DELIVERED,
+        EventType.MESSAGE_OPENED,
+        EventType.MESSAGE_CLICKED,
+        EventType.OPT_OUT,
+        EventType.REFERRED,
+    }
 )
-#: Columns :meth:`LogReplay._apply` reads, by type (floats may be unset: NaN).
-_FLOAT_COLUMNS = ("time", "amount_eur", "send_time", "reduction", "prior_late_share")
+#: Events a ledger derives, but which may also come from outside: applied when the ledger has not derived them
+#: (a breakdown declared by the creditor; a message dropped when it was about to go out).
+_APPLIED_UNLESS_DERIVED = frozenset({EventType.BROKEN, EventType.MESSAGE_CANCELLED})
+#: Columns the replay reads, by type (floats may be unset: NaN).
+_FLOAT_COLUMNS = ("time", "amount_eur", "send_time", "propensity", "prior_late_share", "collection_costs_eur")
 _INT_COLUMNS = (
     "arrangement_id",
     "installment",
     "message_id",
+    "decision_id",
     "a_channel",
+    "a_send_slot",
+    "a_due_day",
+    "a_deferral",
+    "a_reduction",
     "due_day",
     "n_installments",
-    "deferral_days",
     "prior_payments",
     "prior_pay_dom",
 )
+_OPEN = np.array([int(s) for s in OPEN_STATUSES], dtype=np.int8)
 
 
-_EVENT_CODE = {e.name.lower(): int(e) for e in EventType}
+def morning_booking_day(event: EventType, t: float) -> int:
+    """The last day whose bookkeeping (:meth:`~regsim.ledger.Ledger.book`) precedes an event at time ``t``.
 
-
-def _columns(
-    records: Sequence[Mapping[str, Any]],
-) -> tuple[list[int], dict[str, Sequence[Any] | NDArray[Any]], list[int], list[str]]:
-    """(codes, columns, channel indices, decision kind names) of store rows, as :meth:`LogReplay._run` takes them.
-
-    Plain lists: for the few events of a request, building arrays would cost more than applying them.
+    A day's bookkeeping happens in its morning, at time ``d`` (:mod:`regsim.engine`), after the morning's
+    referrals and before its arrivals, breakdowns and decision points. An event later in the day comes after
+    it. An event at the very moment ``d`` that the morning does not make itself (a referral; a message read, a
+    link clicked or a payment made exactly at midnight, scheduled the day before) comes before it.
     """
-    codes = [_EVENT_CODE[r["event"]] for r in records]
-    cols: dict[str, Sequence[Any] | NDArray[Any]] = {
-        name: [np.nan if r[name] is None else float(r[name]) for r in records] for name in _FLOAT_COLUMNS
-    }
-    cols.update({name: [int(r[name]) for r in records] for name in _INT_COLUMNS})
-    channel = [_CHANNEL_INDEX[r["channel"]] for r in records]
-    names = [str(r["decision_kind"] or "") for r in records]
-    return codes, cols, channel, names
+    day = math.floor(t)
+    if t == day and event not in _MORNING_EVENTS:
+        return day - 1
+    return day
+
+
+#: Events the morning of a day makes at its start, with or after that day's bookkeeping.
+_MORNING_EVENTS = frozenset(
+    {EventType.ARRANGEMENT_CREATED, EventType.DECISION, EventType.BROKEN, EventType.MESSAGE_CANCELLED}
+)
 
 
 class LogReplay:
@@ -75,165 +102,162 @@ class LogReplay:
         config: The world config the log was made under (rules, decision options, calendar start).
         arrangement_ids: Ids of the arrangements to track.
         horizon_days: Days the calendar must cover (the log's last day; a margin is added).
+        keep_events: Keep every event the ledger writes (:attr:`events`), applied and derived.
     """
 
-    #: (owner attribute or None for the replay itself, array attribute) of the per-arrangement state; found once.
-    _STATE_NAMES: list[tuple[str | None, str]] | None = None
-
-    def __init__(self, config: WorldConfig, arrangement_ids: Sequence[int], horizon_days: int) -> None:
+    def __init__(
+        self, config: WorldConfig, arrangement_ids: Sequence[int], horizon_days: int, keep_events: bool = False
+    ) -> None:
         self.config = config
         self.calendar = Calendar(config.simulation.start_date, int(horizon_days) + _MARGIN_DAYS)
         self.space = ActionSpace.from_config(config.decisions)
         self.rules = RuleSet(config.rules, self.space)
+        self.keep_events = keep_events
+        self.events: list[EventChunk] = []
         self._setup(arrangement_ids)
 
     def _setup(self, arrangement_ids: Sequence[int]) -> None:
-        config = self.config
         self.row = {int(a): k for k, a in enumerate(arrangement_ids)}
         self.ids = np.asarray(list(self.row), dtype=np.int64)
         self._ids_buf = self.ids
-        n = len(self.ids)
-        capacity = max(config.rules.max_total_installments, config.arrangements.max_installments)
-        self.sched = Schedules(n, capacity, self.calendar, config.arrangements.grace_days)
-        self.history = ObservableHistory(n)
-        self.status = np.zeros(n, dtype=np.int8)
-        self.booked_day = np.full(n, -1, dtype=np.int64)
+        self.ledger = Ledger(self.config, len(self.ids), self.calendar, self)
+        self._message_of: dict[int, int] = {}  # decision id -> book position of its message
 
-    # -- bookkeeping ----------------------------------------------------------------------------------------
-    def catch_up(self, row: int, day: int) -> None:
-        """Run the world's morning bookkeeping (due dates, misses) for one arrangement up to ``day``."""
-        if self.booked_day[row] >= day:
-            return  # booked up to ``day`` already: the loop below would change nothing
-        if self.status[row] != ArrangementStatus.ACTIVE:
-            self.booked_day[row] = max(self.booked_day[row], day)
-            return
-        s, r = self.sched, np.array([row], dtype=np.int64)
-        while True:
-            nxt_due = int(s.due[row, s.came_due[row]]) if s.came_due[row] < s.n[row] else _INF
-            nxt_miss = int(s.due[row, s.miss_ptr[row]]) + s.grace_days + 1 if s.miss_ptr[row] < s.n[row] else _INF
-            nxt = max(min(nxt_due, nxt_miss), int(self.booked_day[row]) + 1)
-            if nxt > day:
-                break
-            s.advance_due(r, nxt)
-            s.advance_missed(r, nxt)
-            self.booked_day[row] = nxt
-        self.booked_day[row] = max(self.booked_day[row], day)
+    # -- the ledger's sink ----------------------------------------------------------------------------------
+    def keeps(self, event: EventType) -> bool:
+        """Events are kept only with ``keep_events``."""
+        return self.keep_events
 
-    def feed(self, events: pa.Table) -> ContextBatch | None:
-        """Apply events in order; return the contexts of the decisions among them (``None`` if none)."""
+    def record(self, event: EventType, t: Time, rows: NDArray[np.int64], **columns: Any) -> None:
+        """Keep what the ledger wrote (with ``keep_events``), by arrangement id."""
+        if self.keep_events and len(rows):
+            cols = dict(columns)
+            cols["time"] = np.broadcast_to(np.asarray(t, dtype=np.float64), np.shape(rows)).copy()
+            cols["arrangement_id"] = self.ids[rows]
+            self.events.append((event, np.asarray(rows), cols))
+
+    # -- feeding events ---------------------------------------------------------------------------------------
+    def feed(self, events: pa.Table, contexts: bool = True) -> ContextBatch | None:
+        """Apply events in log order; return the contexts of the decisions among them (``None`` if none, or
+        without ``contexts``)."""
         codes = event_codes(events)
-        cols = {
-            name: events.column(name).to_numpy(zero_copy_only=False)
-            for name in (
-                "time",
-                "arrangement_id",
-                "installment",
-                "amount_eur",
-                "message_id",
-                "decision_kind",
-                "a_channel",
-                "send_time",
-                "due_day",
-                "n_installments",
-                "deferral_days",
-                "reduction",
-                "prior_payments",
-                "prior_late_share",
-                "prior_pay_dom",
-            )
-            if name != "decision_kind"
+        cols: dict[str, Any] = {
+            name: events.column(name).to_numpy(zero_copy_only=False).tolist() for name in _FLOAT_COLUMNS
         }
-        channel = np.array([_CHANNEL_INDEX[c] for c in events.column("channel").to_pylist()], dtype=np.int64)
-        kinds = events.column("decision_kind").combine_chunks()
-        kind_names = kinds.dictionary.to_pylist() if len(kinds) else []
-        kind_idx = kinds.indices.to_numpy(zero_copy_only=False) if len(kinds) else np.zeros(0)
-        names = [kind_names[int(kind_idx[e])] if codes[e] == EventType.DECISION else "" for e in range(len(codes))]
-        return self._run(codes, cols, channel, names, contexts=True)
-
-    def feed_records(self, records: Sequence[Mapping[str, Any]]) -> None:
-        """Apply events given as store rows, in order, exactly as :meth:`feed` applies them (no contexts built).
-
-        Each record maps the event-log columns (except ``timestamp``) to values: ``event``, ``channel`` and
-        ``decision_kind`` by name, unset integers -1 and unset floats ``None``. This spares the server an Arrow
-        table for the few events of one request.
-        """
-        if not records:
-            return
-        codes = [int(_EVENT_CODE[r["event"]]) for r in records]
-        times = [float(r["time"]) for r in records]
-        ids = [int(r["arrangement_id"]) for r in records]
-        e, n = 0, len(codes)
-        while e < n:
-            # A run of one kind of event, on one day, for distinct arrangements, is applied to all at once:
-            # these events change each arrangement's own rows only, so the order among them does not matter.
-            f, code, day = e + 1, codes[e], math.floor(times[e])
-            if code in _VECTOR_CODES:
-                seen = {ids[e]}
-                while f < n and codes[f] == code and math.floor(times[f]) == day and ids[f] not in seen:
-                    seen.add(ids[f])
-                    f += 1
-            if f - e > 1:
-                self._apply_many(records[e:f], code, day)
-            else:
-                self._run(*_columns(records[e:f]), contexts=False)
-            e = f
-
-    def _apply_many(self, records: Sequence[Mapping[str, Any]], code: int, day: int) -> None:
-        """:meth:`_apply` for events of one kind and day on distinct arrangements, vectorised."""
-        records = [r for r in records if int(r["arrangement_id"]) in self.row]
-        if not records:
-            return
-        rows = np.array([self.row[int(r["arrangement_id"])] for r in records], dtype=np.int64)
-        for row in rows.tolist():
-            self.catch_up(row, day)
-        s, h, cfg = self.sched, self.history, self.config.arrangements
-
-        def column(name: str, dtype: Any) -> NDArray[Any]:
-            return np.array([r[name] for r in records], dtype=dtype)
-
-        if code == EventType.DECISION:
-            channel = column("a_channel", np.int64)
-            contact = channel > 0
-            if contact.any():
-                h.add_contacts(rows[contact], column("send_time", np.float64)[contact])
-            plan = np.array([r["decision_kind"] == "plan_created" for r in records], dtype=bool)
-            self.status[rows[plan]] = ArrangementStatus.ACTIVE
-        elif code == EventType.DUE_DAY_SET:
-            s.set_due_day(rows, column("due_day", np.int64), day, cfg.min_days_to_first_due)
-        elif code == EventType.DEFERRAL:
-            s.defer(rows, column("deferral_days", np.int64))
-            h.deferrals[rows] += 1
-        elif code == EventType.REDUCTION:
-            s.reduce(rows, column("reduction", np.float64), day)
-            h.reductions[rows] += 1
-        else:  # pragma: no cover - _VECTOR_CODES lists the kinds above
-            raise AssertionError(f"event code {code} is not applied in bulk")
-
-    def _run(
-        self,
-        codes: Sequence[Any] | NDArray[Any],
-        cols: Mapping[str, Sequence[Any] | NDArray[Any]],
-        channel: Sequence[Any] | NDArray[Any],
-        kind_names: list[str],
-        contexts: bool,
-    ) -> ContextBatch | None:
-        rows_out: list[dict[str, NDArray[Any]]] = []
-        for e in range(len(codes)):
-            row = self.row.get(int(cols["arrangement_id"][e]))
-            if row is None:
-                continue
-            code, t = int(codes[e]), float(cols["time"][e])
-            day = int(np.floor(t))
-            if code != EventType.ARRANGEMENT_CREATED:
-                self.catch_up(row, day)
-            rows_out_now = self._apply(e, code, row, t, day, cols, channel, kind_names[e], contexts)
-            if rows_out_now is not None:
-                rows_out.append(rows_out_now)
-        if not rows_out:
+        cols.update({name: events.column(name).to_numpy(zero_copy_only=False).tolist() for name in _INT_COLUMNS})
+        cols["channel"] = [_CHANNEL_INDEX[c] for c in events.column("channel").to_pylist()]
+        cols["decision_kind"] = events.column("decision_kind").to_pylist()
+        cols["masked_rules"] = events.column("masked_rules").to_pylist()
+        cols["policy"] = events.column("policy").to_pylist()
+        cols["policy_version"] = events.column("policy_version").to_pylist()
+        found: list[dict[str, NDArray[Any]]] = []
+        for e, code in enumerate(codes.tolist()):
+            out = self._apply(EventType(code), {name: values[e] for name, values in cols.items()}, contexts)
+            if out is not None:
+                found.append(out)
+        if not found:
             return None
-        columns = {k: np.concatenate([r[k] for r in rows_out]) for k in rows_out[0]}
-        batch = ContextBatch(self.space, columns, np.ones((len(rows_out), self.space.mask_size), dtype=bool))
+        columns = {k: np.concatenate([c[k] for c in found]) for k in found[0]}
+        batch = ContextBatch(self.space, columns, np.ones((len(found), self.space.mask_size), dtype=bool))
         return self.rules.apply(batch)
+
+    def _apply(self, event: EventType, e: dict[str, Any], contexts: bool = True) -> dict[str, NDArray[Any]] | None:
+        """Apply one logged event (a dict of its columns); returns a decision's context columns."""
+        row = self.row.get(int(e["arrangement_id"]))
+        if row is None or not (event in APPLIED_EVENTS or event in _APPLIED_UNLESS_DERIVED):
+            return None
+        ledger = self.ledger
+        t = float(e["time"])
+        day = math.floor(t)
+        r = np.array([row], dtype=np.int64)
+        if event != EventType.ARRANGEMENT_CREATED:
+            ledger.catch_up(r, morning_booking_day(event, t))
+        if event == EventType.ARRANGEMENT_CREATED:
+            ledger.create(
+                r,
+                t,
+                day,
+                debt_eur=np.array([e["amount_eur"]]),
+                n_installments=np.array([e["n_installments"]], dtype=np.int64),
+                due_day=int(e["due_day"]),
+                prior_payments=np.array([e["prior_payments"]], dtype=np.int64),
+                prior_late_share=np.array([e["prior_late_share"]]),
+                prior_pay_dom=np.array([e["prior_pay_dom"]], dtype=np.int64),
+            )
+        elif event == EventType.DECISION:
+            kind = _KIND_INDEX[str(e["decision_kind"])]
+            out = self.columns_at(r, np.array([kind]), np.array([int(e["installment"])]), day) if contexts else None
+            action = np.array([[int(e[p]) for p in ("a_channel", "a_send_slot", "a_due_day", "a_deferral", "a_reduction")]])
+            positions = ledger.decide(
+                r,
+                t,
+                day,
+                decision_ids=np.array([e["decision_id"]], dtype=np.int64),
+                kinds=np.array([kind], dtype=np.int64),
+                installments=np.array([e["installment"]], dtype=np.int64),
+                actions=action,
+                propensity=np.array([e["propensity"]]),
+                send_time=np.array([e["send_time"]]),
+                masked_rules=[e["masked_rules"] or ""],
+                policy=str(e["policy"]),
+                policy_version=str(e["policy_version"]),
+                message_ids=np.array([-1], dtype=np.int64),  # learned from the message's first event
+            )
+            if len(positions):
+                self._message_of[int(e["decision_id"])] = int(positions[0])
+            return out
+        elif event == EventType.PAYMENT:
+            ledger.pay(r, np.array([e["amount_eur"]]), np.array([t]), day, int(e["channel"]))
+        elif event == EventType.OPT_OUT:
+            position = self._message(e)
+            ledger.opt_out(r, np.array([int(e["channel"])]), t, np.array([position], dtype=np.int64))
+        elif event == EventType.REFERRED:
+            if ledger.status[row] in _OPEN:
+                ledger.end(r, t, ArrangementStatus.REFERRED)
+        elif event == EventType.BROKEN:
+            if ledger.status[row] in _OPEN:  # a breakdown declared from outside (else: derived already)
+                costs = e["collection_costs_eur"]
+                ledger.end(r, t, ArrangementStatus.BROKEN, None if math.isnan(costs) else np.array([costs]))
+        else:  # a message event
+            position = self._message(e)
+            if position < 0:
+                return None  # a message of a decision outside the log (or of another arrangement)
+            m = np.array([position], dtype=np.int64)
+            if event == EventType.MESSAGE_SENT:
+                ledger.message_sent(m, t, np.array([e["amount_eur"]]))
+            elif event == EventType.MESSAGE_DELIVERED:
+                ledger.message_delivered(m, t)
+            elif event == EventType.MESSAGE_OPENED:
+                ledger.message_opened(m, t)
+            elif event == EventType.MESSAGE_CLICKED:
+                ledger.message_clicked(m, t)
+            elif ledger.messages.state[position] == int(MessageState.PENDING):  # cancelled from outside
+                ledger.cancel(m, t)
+        return None
+
+    def _message(self, e: dict[str, Any]) -> int:
+        """The book position of an event's message (``-1`` if none), learning the message's id."""
+        decision = int(e["decision_id"])
+        position = self._message_of.get(decision, -1)
+        m = self.ledger.messages
+        if position < 0 and decision >= 0:
+            found = np.flatnonzero(m.decision[: m.n] == decision)
+            position = int(found[0]) if len(found) else -1
+        if position < 0 and int(e["message_id"]) >= 0:  # (an opt-out names its message, not its decision)
+            found = np.flatnonzero(m.message_id[: m.n] == int(e["message_id"]))
+            position = int(found[0]) if len(found) else -1
+        if position >= 0 and int(e["message_id"]) >= 0:
+            self.ledger.messages.message_id[position] = int(e["message_id"])
+        return position
+
+    # -- contexts -----------------------------------------------------------------------------------------
+    def columns_at(
+        self, rows: NDArray[np.int64], kinds: NDArray[np.int64], installments: NDArray[np.int64], day: int
+    ) -> dict[str, NDArray[Any]]:
+        """The context columns of decision points of these rows on one day (before any decision is applied)."""
+        out = self.ledger.history.context_columns(rows, kinds, installments, day, self.ledger.sched, self.calendar)
+        out["arrangement_id"] = self.ids[rows]
+        return out
 
     def contexts_at(
         self,
@@ -246,8 +270,8 @@ class LogReplay:
 
         Each arrangement is first caught up to its decision day (the world's morning bookkeeping), then its
         context is taken from the replayed plan and history and the rules are applied. Nothing is recorded: the
-        caller logs the decision (and feeds it) once it is taken. This is how the server decides for a
-        live arrangement with the same code that replays a simulated one.
+        caller logs the decision (and applies it to the ledger) once it is taken. This is how the server decides
+        for a live arrangement with the same code that replays a simulated one.
 
         Args:
             arrangement_ids: Tracked arrangements (one row each; an id may repeat).
@@ -266,16 +290,11 @@ class LogReplay:
         kind_arr = np.asarray(kinds, dtype=np.int64)
         inst_arr = np.asarray(installments, dtype=np.int64)
         day_arr = np.asarray(days, dtype=np.int64)
-        for row, day in zip(rows.tolist(), day_arr.tolist(), strict=True):
-            self.catch_up(row, day)
+        self.ledger.catch_up(rows, day_arr)
         parts: list[tuple[NDArray[np.int64], dict[str, NDArray[Any]]]] = []
         for day in np.unique(day_arr).tolist():
             at = np.flatnonzero(day_arr == day)
-            cols = self.history.context_columns(
-                rows[at], kind_arr[at], inst_arr[at], int(day), self.sched, self.calendar
-            )
-            cols["arrangement_id"] = self.ids[rows[at]]
-            parts.append((at, cols))
+            parts.append((at, self.columns_at(rows[at], kind_arr[at], inst_arr[at], int(day))))
         order = np.argsort(np.concatenate([at for at, _ in parts]), kind="stable")
         columns = {k: np.concatenate([c[k] for _, c in parts])[order] for k in parts[0][1]}
         batch = ContextBatch(self.space, columns, np.ones((len(rows), self.space.mask_size), dtype=bool))
@@ -286,27 +305,9 @@ class LogReplay:
         """A replay of some arrangements in their initial state, sharing this one's calendar, space and rules."""
         out = object.__new__(LogReplay)
         out.config, out.calendar, out.space, out.rules = self.config, self.calendar, self.space, self.rules
+        out.keep_events, out.events = False, []
         out._setup(arrangement_ids)
         return out
-
-    def _state(self) -> list[tuple[Any, str]]:
-        """The per-arrangement state arrays: (owner, attribute) for every public array of the plan and history.
-
-        Every public array of :class:`Schedules` and :class:`ObservableHistory` is per arrangement (first axis);
-        copying all of them keeps :meth:`subset` and :meth:`merge` right when a field is added there.
-        """
-        names = LogReplay._STATE_NAMES
-        if names is None:
-            names = [(None, "status"), (None, "booked_day")]
-            for owner_name in ("sched", "history"):
-                owner = getattr(self, owner_name)
-                names += [
-                    (owner_name, k)
-                    for k, v in vars(owner).items()
-                    if isinstance(v, np.ndarray) and not k.startswith("_")
-                ]
-            LogReplay._STATE_NAMES = names
-        return [(self if o is None else getattr(self, o), k) for o, k in names]
 
     def subset(self, arrangement_ids: Sequence[int]) -> LogReplay:
         """An independent copy of the state of some arrangements (those not tracked here start empty).
@@ -319,122 +320,30 @@ class LogReplay:
         pairs = [(k, self.row[a]) for k, a in enumerate(out.ids.tolist()) if a in self.row]
         if pairs:
             dst, src = (np.array(p, dtype=np.int64) for p in zip(*pairs, strict=True))
-            for (o_owner, name), (s_owner, _) in zip(out._state(), self._state(), strict=True):
-                getattr(o_owner, name)[dst] = getattr(s_owner, name)[src]
+            out.ledger.assign(dst, self.ledger.subset(src))
         return out
 
     def merge(self, other: LogReplay) -> None:
         """Write the state of ``other``'s arrangements into this replay, tracking the ones new to it.
 
-        Rows are added with geometric growth, so the arrays may hold spare rows beyond :attr:`ids`.
+        Rows are added with geometric growth, so the ledger may hold spare rows beyond :attr:`ids`.
         """
         new = [a for a in other.ids.tolist() if a not in self.row]
         if new:
             size = len(self.row) + len(new)
-            if size > len(self.status):
-                self._grow(max(size, 2 * len(self.status), 64))
+            if size > self.ledger.n:
+                self.ledger.grow(max(size, 2 * self.ledger.n, 64))
+                ids = np.full(self.ledger.n, -1, dtype=np.int64)
+                ids[: len(self.ids)] = self.ids
+                self._ids_buf = ids
             for a in new:
                 self.row[a] = len(self.row)
             self._ids_buf[size - len(new) : size] = new
             self.ids = self._ids_buf[:size]
         if len(other.ids):
             dst = np.array([self.row[a] for a in other.ids.tolist()], dtype=np.int64)
-            src = np.array([other.row[a] for a in other.ids.tolist()], dtype=np.int64)
-            for (d_owner, name), (s_owner, _) in zip(self._state(), other._state(), strict=True):
-                getattr(d_owner, name)[dst] = getattr(s_owner, name)[src]
-
-    def _grow(self, rows: int) -> None:
-        bigger = self.blank(range(rows))
-        n = len(self.status)
-        for (b_owner, name), (s_owner, _) in zip(bigger._state(), self._state(), strict=True):
-            getattr(b_owner, name)[:n] = getattr(s_owner, name)
-        self.sched, self.history = bigger.sched, bigger.history
-        self.status, self.booked_day = bigger.status, bigger.booked_day
-        ids = np.full(rows, -1, dtype=np.int64)
-        ids[: len(self.ids)] = self.ids
-        self._ids_buf = ids
-
-    def _apply(
-        self,
-        e: int,
-        code: int,
-        row: int,
-        t: float,
-        day: int,
-        cols: Mapping[str, Sequence[Any] | NDArray[Any]],
-        channel: Sequence[Any] | NDArray[Any],
-        kind_name: str,
-        contexts: bool = True,
-    ) -> dict[str, NDArray[Any]] | None:
-        s, h, cfg = self.sched, self.history, self.config.arrangements
-        r = np.array([row], dtype=np.int64)
-        if code == EventType.ARRANGEMENT_CREATED:
-            s.create(
-                r,
-                day,
-                np.array([cols["n_installments"][e]]),
-                np.array([cols["amount_eur"][e]]),
-                int(cols["due_day"][e]),
-                cfg.min_days_to_first_due,
-            )
-            h.created_day[row], h.debt[row] = day, cols["amount_eur"][e]
-            h.prior_payments[row] = cols["prior_payments"][e]
-            h.prior_late_share[row] = cols["prior_late_share"][e]
-            h.prior_pay_dom[row] = cols["prior_pay_dom"][e]
-            self.status[row] = ArrangementStatus.OFFERED
-            self.booked_day[row] = day
-        elif code == EventType.DECISION:
-            from regsim.decision import DecisionKind
-
-            kind = DecisionKind[kind_name.upper()]
-            out = None
-            if contexts:
-                out = h.context_columns(
-                    r, np.array([int(kind)]), np.array([int(cols["installment"][e])]), day, s, self.calendar
-                )
-                out["arrangement_id"] = self.ids[r]
-            if int(cols["a_channel"][e]) > 0:
-                h.add_contacts(r, np.array([cols["send_time"][e]]))
-            if kind == DecisionKind.PLAN_CREATED:
-                self.status[row] = ArrangementStatus.ACTIVE
-            return out
-        elif code == EventType.DUE_DAY_SET:
-            s.set_due_day(r, np.array([int(cols["due_day"][e])]), day, cfg.min_days_to_first_due)
-        elif code == EventType.DEFERRAL:
-            s.defer(r, np.array([int(cols["deferral_days"][e])]))
-            h.deferrals[row] += 1
-        elif code == EventType.REDUCTION:
-            s.reduce(r, np.array([float(cols["reduction"][e])]), day)
-            h.reductions[row] += 1
-        elif code == EventType.PAYMENT:
-            s.pay(r, np.array([cols["amount_eur"][e]]), day)
-            h.last_payment_time[row] = t
-        elif code == EventType.INSTALLMENT_PAID:
-            h.on_time[row] += int(cols["deferral_days"][e] <= 0)
-        elif code == EventType.INSTALLMENT_MISSED:
-            h.missed[row] += 1
-        elif code in (
-            EventType.MESSAGE_SENT,
-            EventType.MESSAGE_DELIVERED,
-            EventType.MESSAGE_OPENED,
-            EventType.MESSAGE_CLICKED,
-        ):
-            counter = {
-                EventType.MESSAGE_SENT: h.sent,
-                EventType.MESSAGE_DELIVERED: h.delivered,
-                EventType.MESSAGE_OPENED: h.opened,
-                EventType.MESSAGE_CLICKED: h.clicked,
-            }[EventType(code)]
-            counter[row, channel[e] - 1] += 1
-        elif code == EventType.OPT_OUT:
-            h.opted_out[row, channel[e] - 1] = True
-        elif code == EventType.COMPLETED:
-            self.status[row] = ArrangementStatus.COMPLETED
-        elif code == EventType.BROKEN:
-            self.status[row] = ArrangementStatus.BROKEN
-        elif code == EventType.REFERRED:
-            self.status[row] = ArrangementStatus.REFERRED
-        return None
+            self.ledger.assign(dst, other.ledger)
+        self._message_of = {}  # (positions moved: looked up in the book again when needed)
 
 
 def contexts_from_log(events: pa.Table, config: WorldConfig) -> ContextBatch | None:

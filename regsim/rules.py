@@ -24,6 +24,7 @@ from regsim.decision import (
     DEFERRAL,
     PART_NAMES,
     REDUCTION,
+    REMINDER_KINDS,
     SEND_SLOT,
     ActionSpace,
     ContextBatch,
@@ -34,7 +35,7 @@ from regsim.decision import (
 
 __all__ = ["Rule", "RuleSet"]
 
-_REMINDER_KINDS = np.array([DecisionKind.PRE_DUE, DecisionKind.MISSED, DecisionKind.FOLLOW_UP])
+_REMINDER_KINDS = np.array(sorted(REMINDER_KINDS), dtype=np.int64)
 
 
 class Rule(Protocol):

@@ -17,7 +17,7 @@ from scipy import stats
 import agents
 from agents.base import BasePolicy, slot_index
 from regsim import WorldConfig, simulate
-from regsim.behaviour import statutory_collection_costs
+from regsim.collection_costs import statutory_collection_costs
 from regsim.decision import CHANNEL, ContextBatch, DecisionBatch, DecisionKind
 from regsim.eventlog import EventType, event_codes
 from regsim.metrics import arrangement_outcomes

@@ -14,9 +14,10 @@ import pyarrow.parquet as pq
 import pytest
 
 import agents
+from agents.base import BasePolicy
 from regsim import KPI_NAMES, DecisionBatch, DecisionKind, SimulationResult, World, WorldConfig, kpis, kpis_by_segment
 from regsim import simulate as run_simulation
-from regsim.decision import Context, ContextBatch, Decision, Feedback
+from regsim.decision import ContextBatch
 from regsim.eventlog import EVENT_SCHEMA, EventLog, EventType, event_codes, read_events, write_events
 from regsim.metrics import arrangement_outcomes
 
@@ -69,7 +70,7 @@ def events(result: SimulationResult) -> pd.DataFrame:
     return frame
 
 
-class PreferencePolicy:
+class PreferencePolicy(BasePolicy):
     """Contacts at every reminder through the first allowed channel of a preference list (a test stressor)."""
 
     version = "1"
@@ -78,9 +79,6 @@ class PreferencePolicy:
         self.preference = preference
         self.latest_slot = latest_slot
         self.name = f"prefer-{'-'.join(map(str, preference))}"
-
-    def decide(self, context: Context) -> Decision:
-        return self.decide_batch(context.batch())[0]
 
     def decide_batch(self, contexts: ContextBatch) -> DecisionBatch:
         b = contexts
@@ -95,9 +93,6 @@ class PreferencePolicy:
         actions = np.zeros((len(b), 5), dtype=np.int64)
         actions[:, 0], actions[:, 1] = channel, slot
         return DecisionBatch(actions, np.ones(len(b)))
-
-    def update(self, feedback: Feedback) -> None:
-        del feedback
 
 
 def _frame(table: pa.Table) -> pd.DataFrame:

@@ -15,7 +15,8 @@ import numpy as np
 from regsim import WorldConfig
 from regsim.decision import ActionSpace, ContextBatch
 from regsim.eventlog import EventType
-from regsim.feedback import DecisionOutcomes, OutcomeMatcher
+from regsim.feedback import OutcomeMatcher
+from regsim.rewards import Outcomes, RewardCosts
 
 WINDOW = 10.0
 
@@ -26,6 +27,7 @@ class _Pending:
     time: float
     paid: float = 0.0
     cost: float = 0.0
+    contacts: int = 0
     completed: bool = False
     broken: bool = False
     ended: bool = False
@@ -36,20 +38,20 @@ def _batch(space: ActionSpace, arrangements: np.ndarray) -> ContextBatch:
     n = len(arrangements)
     return ContextBatch(
         space=space,
-        columns={"arrangement_id": arrangements.astype(np.int64), "debt_eur": 100.0 + arrangements},
+        columns={"arrangement_id": arrangements.astype(np.int64), "balance_eur": 100.0 + arrangements},
         mask=np.ones((n, space.mask_size), dtype=bool),
     )
 
 
 def test_the_matcher_hands_out_what_per_decision_bookkeeping_gives() -> None:
     space = ActionSpace.from_config(WorldConfig().decisions)
-    released: list[DecisionOutcomes] = []
+    released: list[Outcomes] = []
 
-    def record(outcomes: DecisionOutcomes) -> np.ndarray:
+    def record(outcomes: Outcomes, costs: RewardCosts) -> np.ndarray:
         released.append(outcomes)
-        return outcomes.paid_eur - outcomes.cost_eur
+        return outcomes.collected_eur - outcomes.contact_cost_eur - costs.breakdown_cost_eur * outcomes.broken
 
-    matcher = OutcomeMatcher(WINDOW, reward=record)
+    matcher = OutcomeMatcher(WINDOW, reward=record, costs=RewardCosts(breakdown_cost_eur=100.0))
     rng = np.random.default_rng(3)
     reference: dict[int, _Pending] = {}
     next_id = 1
@@ -61,10 +63,17 @@ def test_the_matcher_hands_out_what_per_decision_bookkeeping_gives() -> None:
         outcomes = released[-1]
         for k, d in enumerate(feedback.decision_ids.tolist()):
             p = reference.pop(d)
-            got = (outcomes.paid_eur[k], outcomes.cost_eur[k], bool(outcomes.completed[k]), bool(outcomes.broken[k]))
-            assert got == (p.paid, p.cost, p.completed, p.broken), d
+            got = (
+                outcomes.collected_eur[k],
+                outcomes.contact_cost_eur[k],
+                int(outcomes.contacts[k]),
+                bool(outcomes.completed[k]),
+                bool(outcomes.broken[k]),
+            )
+            assert got == (p.paid, p.cost, p.contacts, p.completed, p.broken), d
+            assert outcomes.balance_eur[k] == 100.0 + p.arrangement
             assert feedback.contexts.columns["arrangement_id"][k] == p.arrangement
-            assert feedback.rewards[k] == p.paid - p.cost
+            assert feedback.rewards[k] == p.paid - p.cost - 100.0 * p.broken
             seen[d] = got
 
     for step in range(400):
@@ -82,7 +91,7 @@ def test_the_matcher_hands_out_what_per_decision_bookkeeping_gives() -> None:
         payers = rng.integers(0, 60, size=5)
         amounts = np.round(rng.uniform(5, 50, size=5), 2)
         t = day + 0.5
-        matcher.observe(EventType.PAYMENT, np.full(5, t), payers, amounts)
+        matcher.observe(EventType.PAYMENT, {"time": t, "arrangement_id": payers, "amount_eur": amounts})
         for a, amount in zip(payers.tolist(), amounts.tolist(), strict=True):
             for p in reference.values():
                 if p.arrangement == a and p.time <= t < p.time + WINDOW and not p.ended:
@@ -93,14 +102,17 @@ def test_the_matcher_hands_out_what_per_decision_bookkeeping_gives() -> None:
             sent = rng.choice(pending, size=min(3, len(pending)), replace=False)
             costs = np.full(len(sent), 0.85)
             owners = np.array([reference[d].arrangement for d in sent.tolist()], dtype=np.int64)
-            matcher.observe(EventType.MESSAGE_SENT, np.full(len(sent), t), owners, costs, sent)
+            matcher.observe(
+                EventType.MESSAGE_SENT, {"time": t, "arrangement_id": owners, "amount_eur": costs, "decision_id": sent}
+            )
             for d in sent.tolist():
                 reference[d].cost += 0.85
+                reference[d].contacts += 1
         # Now and then an arrangement ends.
         if step % 13 == 0:
             a = int(rng.integers(0, 60))
             kind = EventType.BROKEN if step % 2 else EventType.COMPLETED
-            matcher.observe(kind, np.array([t]), np.array([a], dtype=np.int64))
+            matcher.observe(kind, {"time": np.array([t]), "arrangement_id": np.array([a], dtype=np.int64)})
             for p in reference.values():
                 if p.arrangement == a and p.time <= t < p.time + WINDOW and not p.ended:
                     p.ended = True

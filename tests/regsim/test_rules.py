@@ -13,14 +13,13 @@ from typing import Any
 import numpy as np
 import pytest
 
+from agents.base import BasePolicy
 from regsim import (
     ConfigError,
-    Context,
     ContextBatch,
     Decision,
     DecisionBatch,
     DecisionKind,
-    Feedback,
     RuleViolation,
     World,
     WorldConfig,
@@ -587,17 +586,11 @@ def test_world_driving_errors() -> None:
     with pytest.raises(RuntimeError, match="needs a policy"):
         world.run()
 
-    class Quiet:
+    class Quiet(BasePolicy):
         name, version = "quiet", "1"
-
-        def decide(self, context: Context) -> Decision:
-            return Decision()
 
         def decide_batch(self, contexts: ContextBatch) -> DecisionBatch:
             return _first_allowed_none(contexts)
-
-        def update(self, feedback: Feedback) -> None:
-            return None
 
     with pytest.raises(RuntimeError, match="has a policy"):
         World(WorldConfig(), Quiet(), arrangements=10, months=1, seed=0).next_decision()
@@ -615,19 +608,13 @@ def test_world_runs_to_the_horizon_then_returns_none() -> None:
 
 
 def test_policy_breaking_a_rule_stops_the_run() -> None:
-    class Robocaller:
+    class Robocaller(BasePolicy):
         name, version = "robocaller", "1"
-
-        def decide(self, context: Context) -> Decision:
-            raise NotImplementedError
 
         def decide_batch(self, contexts: ContextBatch) -> DecisionBatch:
             d = _first_allowed_none(contexts)
             d.actions[:, 0] = ROBOCALL  # the contact cap of 0 masks every channel
             return d
-
-        def update(self, feedback: Feedback) -> None:
-            return None
 
     config = WorldConfig().with_overrides(rules={"max_contacts_per_week": 0})
     with pytest.raises(RuleViolation, match="contact_cap") as info:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from regsim.random import Purpose, Streams, _to_unit
-from regsim.vector_world import _distinct_rank
+from regsim.engine import distinct_rank as _distinct_rank
 
 _PURPOSES = (Purpose.NOTICE, Purpose.READ_DELAY, Purpose.OPEN_SIGNAL)
 _EDGE = np.array([0, 1, -1, 2**62, -(2**62), 2**63 - 1, -(2**63)], dtype=np.int64)
