@@ -7,7 +7,6 @@ from typing import ClassVar
 import numpy as np
 from numpy.typing import NDArray
 
-from regsim.ground_truth import GroundTruthView
 from regsim.decision import (
     CHANNEL,
     SEND_SLOT,
@@ -17,11 +16,29 @@ from regsim.decision import (
     DecisionBatch,
     Feedback,
 )
+from regsim.ground_truth import GroundTruthView
 
-__all__ = ["BasePolicy", "first_allowed", "preferred_allowed", "slot_index"]
+__all__ = ["BasePolicy", "FixedPolicy", "first_allowed", "preferred_allowed", "slot_index"]
 
 
-class BasePolicy:
+class FixedPolicy:
+    """The members of :class:`regsim.decision.Policy` that a fixed policy (no online learning, no ground truth)
+    answers the same way: a base for policies that define the rest."""
+
+    feedback_window_days: float | None = None
+    feedback_reward: str = "collected"
+    requires_ground_truth: ClassVar[bool] = False
+
+    def bind_ground_truth(self, view: GroundTruthView) -> None:
+        """A policy that reads no ground truth refuses it."""
+        raise TypeError(f"{type(self).__name__} reads no ground truth; it runs outside simulation too")
+
+    def update(self, feedback: Feedback) -> None:
+        """Fixed policies learn nothing."""
+        del feedback
+
+
+class BasePolicy(FixedPolicy):
     """Base of the policies in this package: every member of :class:`regsim.decision.Policy` but
     :meth:`decide_batch`, with the defaults of a fixed policy (``decide`` is ``decide_batch`` on a batch of one).
 
@@ -32,13 +49,6 @@ class BasePolicy:
 
     name: ClassVar[str] = "base"
     version: ClassVar[str] = "0"
-    feedback_window_days: float | None = None
-    feedback_reward: str = "collected"
-    requires_ground_truth: ClassVar[bool] = False
-
-    def bind_ground_truth(self, view: GroundTruthView) -> None:
-        """A policy that reads no ground truth refuses it."""
-        raise TypeError(f"policy {self.name!r} reads no ground truth")
 
     def decide(self, context: Context) -> Decision:
         """The decision for one context."""
@@ -47,10 +57,6 @@ class BasePolicy:
     def decide_batch(self, contexts: ContextBatch) -> DecisionBatch:  # pragma: no cover - abstract
         """Decisions for a batch of contexts."""
         raise NotImplementedError
-
-    def update(self, feedback: Feedback) -> None:
-        """Fixed policies learn nothing."""
-        del feedback
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, version={self.version!r})"

@@ -51,27 +51,29 @@ References:
 from __future__ import annotations
 
 import copy
-import itertools
-import json
 import math
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
-from numpy.typing import ArrayLike, NDArray
-from scipy import stats
+from numpy.typing import NDArray
 from tqdm import tqdm
 
+from agents.evaluation_result import COLUMNS, TABLE_KPIS, Evaluation, _typed_frame
+from agents.kpi_kinds import KPI_KINDS, KpiKind, _difference, _terms, _value
+from agents.paired_differences import (
+    _NAN_DIFFERENCE,
+    PairedDifference,
+    paired_mean_difference,
+    paired_ratio_difference,
+)
 from agents.registry import UnknownPolicyError, available, make
+from agents.segments import DEFAULT_SEGMENTS, DebtBands, Segmenter, _label_order, by_debtor_type
 from regsim.config import WorldConfig
 from regsim.decision import Policy
-from regsim.eventlog import EventType, event_codes
 from regsim.metrics import KPI_NAMES, arrangement_outcomes
 from regsim.simulate import SimulationResult, simulate
 
@@ -82,6 +84,7 @@ __all__ = [
     "TABLE_KPIS",
     "DebtBands",
     "Evaluation",
+    "KpiKind",
     "PairedDifference",
     "Segmenter",
     "by_debtor_type",
@@ -91,255 +94,9 @@ __all__ = [
     "resolve_policy",
 ]
 
-#: Columns of :attr:`Evaluation.frame`, in order.
-COLUMNS: tuple[str, ...] = (
-    "policy",
-    "segment",
-    "kpi",
-    "value",
-    "diff",
-    "ci_low",
-    "ci_high",
-    "gap_closed",
-    "n_arrangements",
-)
-
-KpiKind = Literal["mean", "ratio", "total"]
-
-#: How each KPI aggregates arrangements, which decides its interval (see the module docstring).
-KPI_KINDS: dict[str, KpiKind] = {
-    "completion_rate": "mean",
-    "on_time_installment_rate": "ratio",
-    "collected_eur": "total",
-    "contact_cost_eur": "total",
-    "cost_per_eur_collected": "ratio",
-    "contacts_per_arrangement": "mean",
-    "breakdown_rate": "mean",
-    "mean_days_to_completion": "ratio",
-    "referral_rate": "mean",
-    "active_rate": "mean",
-    "collected_eur_per_arrangement": "mean",
-}
-
-#: The KPIs :meth:`Evaluation.table` shows by default.
-TABLE_KPIS: tuple[str, ...] = (
-    "completion_rate",
-    "on_time_installment_rate",
-    "breakdown_rate",
-    "contacts_per_arrangement",
-    "collected_eur_per_arrangement",
-    "cost_per_eur_collected",
-)
-
-#: A segmentation: from the baseline's run of one seed, a label per arrangement id (index) as a Series.
-Segmenter = Callable[[SimulationResult], pd.Series]
-
 #: A policy as :func:`evaluate` accepts it: an instance (deep-copied per run), a zero-argument factory (called
 #: per run), or a registered name or artifact folder (made or loaded per run).
 PolicyLike = Policy | Callable[[], Policy] | str
-
-_META_KEY = b"regsim.evaluation"
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Estimators: stateless functions of per-arrangement arrays
-# ---------------------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class PairedDifference:
-    """A difference to the baseline and its confidence interval.
-
-    Attributes:
-        diff: Point estimate (policy minus baseline).
-        ci_low: Lower bound of the interval.
-        ci_high: Upper bound of the interval.
-        se: Standard error of ``diff``.
-    """
-
-    diff: float
-    ci_low: float
-    ci_high: float
-    se: float
-
-    def scaled(self, factor: float) -> PairedDifference:
-        """The same difference in units ``factor`` times larger (e.g. per-seed totals from per-arrangement means)."""
-        return PairedDifference(self.diff * factor, self.ci_low * factor, self.ci_high * factor, self.se * factor)
-
-
-_NAN_DIFFERENCE = PairedDifference(math.nan, math.nan, math.nan, math.nan)
-
-
-def _check_paired(*arrays: NDArray[np.float64]) -> int:
-    n = len(arrays[0])
-    if any(a.ndim != 1 or len(a) != n for a in arrays):
-        raise ValueError(f"paired arrays must be 1-d of equal length, got shapes {[a.shape for a in arrays]}")
-    return n
-
-
-def paired_mean_difference(y: ArrayLike, y_base: ArrayLike, *, level: float = 0.95) -> PairedDifference:
-    """Difference of means of paired observations, with the paired t interval.
-
-    :math:`\\bar d \\pm t_{(1+level)/2,\\,N-1} \\, s_d / \\sqrt N`, where :math:`d_i = y_i - y^{base}_i`,
-    :math:`\\bar d` their mean and :math:`s_d` their sample standard deviation (ddof 1).
-
-    Args:
-        y: Per-pair outcome under the policy, shape ``(N,)``.
-        y_base: Per-pair outcome under the baseline, shape ``(N,)``.
-        level: Confidence level of the two-sided interval.
-
-    Returns:
-        The difference; its interval is NaN for fewer than two pairs, and has zero width when every pair's
-        difference is the same.
-
-    Reference: Student's paired t test, e.g. Wasserman, *All of Statistics*, section 10.6 (paired samples).
-    """
-    a = np.asarray(y, dtype=np.float64)
-    b = np.asarray(y_base, dtype=np.float64)
-    n = _check_paired(a, b)
-    if n == 0:
-        return _NAN_DIFFERENCE
-    d = a - b
-    mean = float(d.mean())
-    if n < 2:
-        return PairedDifference(mean, math.nan, math.nan, math.nan)
-    se = float(d.std(ddof=1)) / math.sqrt(n)
-    half = float(stats.t.ppf(0.5 + level / 2, df=n - 1)) * se
-    return PairedDifference(mean, mean - half, mean + half, se)
-
-
-def paired_ratio_difference(
-    num: ArrayLike, den: ArrayLike, num_base: ArrayLike, den_base: ArrayLike, *, level: float = 0.95
-) -> PairedDifference:
-    """Difference of two ratios of sums over the same pairs, with a delta-method interval.
-
-    With :math:`R = \\bar Y / \\bar X` for the policy and :math:`R_b = \\bar Y_b / \\bar X_b` for the baseline,
-    :math:`D = R - R_b` is linearised per pair into the influence values
-
-    .. math:: z_i = \\frac{Y_i - R X_i}{\\bar X} - \\frac{Y_{b,i} - R_b X_{b,i}}{\\bar X_b},
-
-    so :math:`\\operatorname{Var} D \\approx s_z^2 / N` (the covariance of the two ratios enters through the
-    pairing), and the interval is :math:`D \\pm z_{(1+level)/2} \\, s_z / \\sqrt N` with the normal quantile.
-
-    Args:
-        num: Per-pair numerator :math:`Y` under the policy, shape ``(N,)``.
-        den: Per-pair denominator :math:`X` under the policy, shape ``(N,)``.
-        num_base: Per-pair numerator under the baseline, shape ``(N,)``.
-        den_base: Per-pair denominator under the baseline, shape ``(N,)``.
-        level: Confidence level of the two-sided interval.
-
-    Returns:
-        The difference; all NaN when a denominator sums to 0; the interval NaN for fewer than two pairs.
-
-    Reference: Deng, Knoblich & Lu, "Applying the Delta Method in Metric Analytics", KDD 2018, section 3.3.
-    """
-    y, x, yb, xb = (np.asarray(v, dtype=np.float64) for v in (num, den, num_base, den_base))
-    n = _check_paired(y, x, yb, xb)
-    if n == 0:
-        return _NAN_DIFFERENCE
-    mx, mxb = float(x.mean()), float(xb.mean())
-    if mx == 0 or mxb == 0:
-        return _NAN_DIFFERENCE
-    r, rb = float(y.sum()) / float(x.sum()), float(yb.sum()) / float(xb.sum())
-    diff = r - rb
-    if n < 2:
-        return PairedDifference(diff, math.nan, math.nan, math.nan)
-    z = (y - r * x) / mx - (yb - rb * xb) / mxb
-    se = float(z.std(ddof=1)) / math.sqrt(n)
-    half = float(stats.norm.ppf(0.5 + level / 2)) * se
-    return PairedDifference(diff, diff - half, diff + half, se)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Per-arrangement terms of each KPI
-# ---------------------------------------------------------------------------------------------------------------
-def _terms(o: pd.DataFrame) -> dict[str, tuple[NDArray[np.float64], NDArray[np.float64] | None]]:
-    """Per KPI, the per-arrangement numerator and (for ratios) denominator, matching regsim.metrics."""
-
-    def col(name: str) -> NDArray[np.float64]:
-        return o[name].to_numpy(dtype=np.float64)
-
-    completed = col("completed")
-    ended = completed + col("broken") + col("referred")
-    days = np.nan_to_num(col("days_to_completion"), nan=0.0) * completed
-    return {
-        "completion_rate": (completed, None),
-        "on_time_installment_rate": (col("installments_on_time"), col("installments_due")),
-        "collected_eur": (col("collected_eur"), None),
-        "contact_cost_eur": (col("contact_cost_eur"), None),
-        "cost_per_eur_collected": (col("contact_cost_eur"), col("collected_eur")),
-        "contacts_per_arrangement": (col("contacts"), None),
-        "breakdown_rate": (col("broken"), None),
-        "mean_days_to_completion": (days, completed),
-        "referral_rate": (col("referred"), None),
-        "active_rate": ((ended == 0).astype(np.float64), None),
-        "collected_eur_per_arrangement": (col("collected_eur"), None),
-    }
-
-
-def _value(kind: KpiKind, num: NDArray[np.float64], den: NDArray[np.float64] | None, n_seeds: int) -> float:
-    if len(num) == 0:
-        return math.nan
-    if kind == "ratio":
-        assert den is not None
-        total = float(den.sum())
-        return float(num.sum()) / total if total else math.nan
-    return float(num.sum()) / n_seeds if kind == "total" else float(num.mean())
-
-
-def _difference(
-    kind: KpiKind,
-    terms: tuple[NDArray[np.float64], NDArray[np.float64] | None],
-    base: tuple[NDArray[np.float64], NDArray[np.float64] | None],
-    per_seed: float,
-    level: float,
-) -> PairedDifference:
-    if kind == "ratio":
-        assert terms[1] is not None and base[1] is not None
-        return paired_ratio_difference(terms[0], terms[1], base[0], base[1], level=level)
-    d = paired_mean_difference(terms[0], base[0], level=level)
-    return d.scaled(per_seed) if kind == "total" else d
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Segments
-# ---------------------------------------------------------------------------------------------------------------
-def by_debtor_type(result: SimulationResult) -> pd.Series:
-    """Hidden debtor type per arrangement, from ground truth (simulation only)."""
-    truth = result.ground_truth
-    return pd.Series(truth["debtor_type"].astype(str).to_numpy(), index=truth["arrangement_id"].to_numpy())
-
-
-@dataclass(frozen=True)
-class DebtBands:
-    """Observable debt-size bands from the ``amount_eur`` of each ``arrangement_created`` event.
-
-    Args:
-        edges: Increasing band edges in euros; with the default, the bands are ``<500``, ``500-1500`` and
-            ``>1500`` (a debt equal to an edge falls in the band above it).
-    """
-
-    edges: tuple[float, ...] = (500.0, 1500.0)
-
-    def __post_init__(self) -> None:
-        if not self.edges or any(b <= a for a, b in itertools.pairwise(self.edges)):
-            raise ValueError(f"edges must be a non-empty increasing sequence, got {self.edges}")
-
-    @property
-    def labels(self) -> tuple[str, ...]:
-        """Band labels, lowest first."""
-        e = [f"{v:g}" for v in self.edges]
-        return (f"<{e[0]}", *(f"{a}-{b}" for a, b in itertools.pairwise(e)), f">{e[-1]}")
-
-    def __call__(self, result: SimulationResult) -> pd.Series:
-        codes = event_codes(result.events)
-        created = codes == EventType.ARRANGEMENT_CREATED
-        ids = result.events.column("arrangement_id").to_numpy()[created]
-        debt = result.events.column("amount_eur").to_numpy(zero_copy_only=False)[created]
-        band = np.searchsorted(np.asarray(self.edges), debt, side="right")
-        return pd.Series(np.asarray(self.labels, dtype=object)[band], index=ids)
-
-
-#: The segmentations reported by default: hidden type (ground truth) and an observable debt band.
-DEFAULT_SEGMENTS: dict[str, Segmenter] = {"debtor_type": by_debtor_type, "debt_eur": DebtBands()}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -417,195 +174,6 @@ def _factories(
         if extra is not None and extra not in given:
             given = {extra: extra, **given} if extra == baseline else {**given, extra: extra}
     return {key: _factory(key, obj, rules_version) for key, obj in given.items()}
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# The result
-# ---------------------------------------------------------------------------------------------------------------
-def _fmt(kpi: str, v: float, signed: bool = False) -> str:
-    if not math.isfinite(v):
-        return "nan"
-    if kpi.endswith("_rate"):
-        digits = 3
-    elif kpi == "cost_per_eur_collected":
-        digits = 4
-    elif kpi in ("contacts_per_arrangement", "mean_days_to_completion"):
-        digits = 2
-    else:
-        digits = 1
-    return f"{v:+,.{digits}f}" if signed else f"{v:,.{digits}f}"
-
-
-def _none_if_nan(v: Any) -> float | None:
-    return None if v is None or not math.isfinite(v) else float(v)
-
-
-def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    return [{str(k): v for k, v in r.items()} for r in frame.to_dict("records")]
-
-
-@dataclass
-class Evaluation:
-    """The paired comparison of policies returned by :func:`evaluate`.
-
-    Attributes:
-        frame: Tidy results, one row per (policy, segment, KPI), columns :data:`COLUMNS`: ``value`` (the KPI
-            pooled over seeds; totals averaged per seed), ``diff`` (policy minus baseline), ``ci_low`` and
-            ``ci_high`` (paired interval of ``diff``), ``gap_closed`` (``diff / diff of the oracle``; NaN
-            without an oracle) and ``n_arrangements`` (pairs pooled over seeds). Rows are ordered by policy, then
-            segment (``"all"`` first, then ``"<segmentation>=<label>"`` such as ``"debtor_type=reliable"`` or
-            ``"debt_eur=<500"``), then KPI in :data:`~regsim.metrics.KPI_NAMES` order.
-        baseline: The policy the differences are taken to.
-        oracle: The policy whose difference defines the gap, or None.
-        meta: Provenance: seeds, months, arrangements per seed, population, level, segmentations, methods.
-    """
-
-    frame: pd.DataFrame
-    baseline: str
-    oracle: str | None = None
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def policies(self) -> list[str]:
-        """Policy names in evaluation order."""
-        return list(dict.fromkeys(self.frame["policy"]))
-
-    @property
-    def segments(self) -> list[str]:
-        """Segment labels in report order (``"all"`` first)."""
-        return list(dict.fromkeys(self.frame["segment"]))
-
-    def row(self, policy: str, kpi: str, segment: str = "all") -> pd.Series:
-        """The result row of one policy, KPI and segment."""
-        f = self.frame
-        hit = f[(f["policy"] == policy) & (f["kpi"] == kpi) & (f["segment"] == segment)]
-        if len(hit) != 1:
-            raise KeyError(f"no result for policy={policy!r}, kpi={kpi!r}, segment={segment!r}")
-        return hit.iloc[0]
-
-    # -- writing and reading -----------------------------------------------------------------------------------
-    def _all_meta(self) -> dict[str, Any]:
-        return {"baseline": self.baseline, "oracle": self.oracle, **self.meta}
-
-    def to_parquet(self, path: str | Path) -> Path:
-        """Write the tidy frame to Parquet, with the baseline, oracle and :attr:`meta` in the file's metadata."""
-        p = Path(path)
-        table = pa.Table.from_pandas(self.frame, preserve_index=False)
-        metadata = {**(table.schema.metadata or {}), _META_KEY: json.dumps(self._all_meta()).encode()}
-        pq.write_table(table.replace_schema_metadata(metadata), p)
-        return p
-
-    @classmethod
-    def read_parquet(cls, path: str | Path) -> Evaluation:
-        """Read what :meth:`to_parquet` wrote."""
-        table = pq.read_table(path)
-        meta = json.loads((table.schema.metadata or {})[_META_KEY])
-        return cls._from_parts(table.to_pandas(), meta)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Nested form: ``{"baseline", "oracle", "meta", "policies": {policy: {kpi: {value, diff, ci_low, ci_high,
-        gap_closed, n_arrangements}, ..., "segments": {segment: {kpi: {...}}}}}}``; the ``"all"`` segment at the
-        policy's top level, NaN as null."""
-        policies: dict[str, Any] = {}
-        for row in _records(self.frame):
-            entry = {k: _none_if_nan(row[k]) for k in ("value", "diff", "ci_low", "ci_high", "gap_closed")}
-            entry["n_arrangements"] = int(row["n_arrangements"])
-            node = policies.setdefault(str(row["policy"]), {"segments": {}})
-            if row["segment"] == "all":
-                node[str(row["kpi"])] = entry
-            else:
-                node["segments"].setdefault(str(row["segment"]), {})[str(row["kpi"])] = entry
-        for node in policies.values():
-            node["segments"] = node.pop("segments")  # after the KPIs, for reading
-        return {"baseline": self.baseline, "oracle": self.oracle, "meta": self.meta, "policies": policies}
-
-    def to_json(self, path: str | Path) -> Path:
-        """Write :meth:`to_dict` as JSON (strict: NaN written as null)."""
-        p = Path(path)
-        p.write_text(json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n", encoding="utf-8")
-        return p
-
-    @classmethod
-    def read_json(cls, path: str | Path) -> Evaluation:
-        """Read what :meth:`to_json` wrote."""
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-        rows = []
-        for policy, node in data["policies"].items():
-            groups = [("all", {k: v for k, v in node.items() if k != "segments"}), *node["segments"].items()]
-            for segment, by_kpi in groups:
-                for kpi, e in by_kpi.items():
-                    rows.append({"policy": policy, "segment": segment, "kpi": kpi, **e})
-        return cls._from_parts(
-            pd.DataFrame(rows), {"baseline": data["baseline"], "oracle": data["oracle"], **data["meta"]}
-        )
-
-    @classmethod
-    def _from_parts(cls, frame: pd.DataFrame, meta: dict[str, Any]) -> Evaluation:
-        meta = dict(meta)
-        baseline, oracle = meta.pop("baseline"), meta.pop("oracle")
-        return cls(_typed_frame(frame), baseline, oracle, meta)
-
-    # -- reading by eye --------------------------------------------------------------------------------------
-    def table(self, segment: str = "all", kpis: Sequence[str] = TABLE_KPIS) -> str:
-        """A paired table: policies as rows, KPIs as columns, cells ``value (diff [lo, hi])``.
-
-        The baseline's cells show its value only. With an oracle, a last column gives the share of the gap
-        closed on the first KPI.
-
-        Args:
-            segment: ``"all"``, a full segment label (``"debtor_type=reliable"``) or an unambiguous bare label
-                (``"reliable"``).
-            kpis: KPI columns, in order.
-        """
-        segment = self._segment_label(segment)
-        f = self.frame[self.frame["segment"] == segment]
-        at = {(str(r["policy"]), str(r["kpi"])): r for r in _records(f)}
-        cells: dict[str, dict[str, str]] = {}
-        for policy in self.policies:
-            cells[policy] = {}
-            for kpi in kpis:
-                r = at[(policy, kpi)]
-                value, diff, lo, hi = (float(r[k]) for k in ("value", "diff", "ci_low", "ci_high"))
-                if policy == self.baseline:
-                    cells[policy][kpi] = f"{_fmt(kpi, value)} (baseline)"
-                else:
-                    cells[policy][kpi] = (
-                        f"{_fmt(kpi, value)} ({_fmt(kpi, diff, True)} [{_fmt(kpi, lo, True)}, {_fmt(kpi, hi, True)}])"
-                    )
-            if self.oracle is not None and kpis:
-                g = float(at[(policy, kpis[0])]["gap_closed"])
-                cells[policy][f"gap closed ({kpis[0]})"] = "nan" if not math.isfinite(g) else f"{g:.0%}"
-        body = pd.DataFrame.from_dict(cells, orient="index")
-        body.index.name = "policy"
-        n = int(f["n_arrangements"].iloc[0]) if len(f) else 0
-        seeds = self.meta.get("seeds", [])
-        head = (
-            f"segment {segment!r}: {n:,} arrangements over {len(seeds)} seed(s); "
-            f"value (difference to {self.baseline!r} [{self.meta.get('level', 0.95):.0%} paired interval])"
-        )
-        return head + "\n" + body.to_string()
-
-    def _segment_label(self, segment: str) -> str:
-        known = self.segments
-        if segment in known:
-            return segment
-        matches = [s for s in known if s.split("=", 1)[-1] == segment]
-        if len(matches) == 1:
-            return matches[0]
-        raise KeyError(f"unknown or ambiguous segment {segment!r}; allowed: {known}")
-
-
-def _typed_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    out = pd.DataFrame(
-        {
-            "policy": frame["policy"].astype(str),
-            "segment": frame["segment"].astype(str),
-            "kpi": frame["kpi"].astype(str),
-            **{c: pd.to_numeric(frame[c], errors="coerce").astype(np.float64) for c in COLUMNS[3:8]},
-            "n_arrangements": frame["n_arrangements"].astype(np.int64),
-        }
-    )
-    return out.reset_index(drop=True)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -771,9 +339,3 @@ def evaluate(
     }
     frame = pd.DataFrame([r for name in factories for r in rows[name]], columns=list(COLUMNS))
     return Evaluation(_typed_frame(frame), baseline, oracle, meta)
-
-
-def _label_order(segmenter: Segmenter) -> Callable[[str], tuple[int, str]]:
-    """Sort key of a segmentation's labels: a segmenter's declared ``labels`` order first, then by name."""
-    declared = list(getattr(segmenter, "labels", ()))
-    return lambda label: (declared.index(label) if label in declared else len(declared), label)

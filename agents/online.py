@@ -12,50 +12,44 @@ and the run's seed, so the boundary between two runs is a point from which train
 a checkpoint there holds the policy's :meth:`state_dict` (statistics, counters, the exploration generator's
 state; written with ``numpy.savez``, no pickle) and the list of runs made so far (their seeds, sizes and
 decisions, which fix the next run's size and seed). Checkpoints are written atomically (a temporary folder
-renamed into place) to ``checkpoint_dir/online-<decisions>/`` whenever at least ``checkpoint_every`` decisions
-were made since the last one; :func:`train_online` resumes from the newest complete one it finds there.
+renamed into place: :mod:`agents.checkpoints`) to ``checkpoint_dir/online-<decisions>/`` whenever at least
+``checkpoint_every`` decisions were made since the last one; :func:`train_online` resumes from the newest complete
+one it finds there.
 
-Test hook: with the environment variable ``REGSIM_KILL_AFTER_CHECKPOINTS=N`` the process kills itself with
-SIGKILL right after writing its N-th checkpoint (counted over the process, all agents together), to test
-``regsim run --resume`` against a real crash. It is read only by :func:`checkpoint_written`.
+:func:`train_bandit` is the one way a bandit is trained, by ``regsim train`` and ``regsim run`` alike: it makes the
+policy, trains it online, and writes its learning curve (and TensorBoard scalars) and its artifact.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
-import signal
-import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from agents.checkpoints import latest_checkpoint, write_checkpoint_folder
 from regsim.config import WorldConfig
-from regsim.decision import Policy
+from regsim.decision import LearningPolicy
 from regsim.eventlog import EventType, event_codes
+from regsim.rewards import RewardCosts
 from regsim.simulate import SimulationResult, simulate
 
 __all__ = [
     "CURVE_COLUMNS",
     "DECISIONS_PER_ARRANGEMENT",
-    "KILL_AFTER_CHECKPOINTS",
     "OnlineRun",
     "OnlineTraining",
-    "StatefulPolicy",
-    "checkpoint_written",
-    "latest_checkpoint",
     "read_curve",
+    "train_bandit",
     "train_online",
     "training_seed",
-    "write_checkpoint_folder",
     "write_curve",
 ]
 
@@ -63,24 +57,8 @@ __all__ = [
 #: online run (the rule-based policies on the default world make 6 to 7.5 in 3 months and 14 to 18 in 12).
 DECISIONS_PER_ARRANGEMENT = (3.5, 1.0)
 
-#: The test-only environment variable (see the module docstring).
-KILL_AFTER_CHECKPOINTS = "REGSIM_KILL_AFTER_CHECKPOINTS"
-_written = 0
-
 _PREFIX = "online-"
 _STATE, _META = "state.npz", "training.json"
-
-
-class StatefulPolicy(Policy, Protocol):
-    """A policy whose learning state can be read and restored (as :class:`agents.bandits.LinearBandit`'s)."""
-
-    def state_dict(self) -> dict[str, Any]:
-        """Everything that changes as the policy decides and learns."""
-        ...
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore what :meth:`state_dict` returned."""
-        ...
 
 
 @dataclass(frozen=True)
@@ -92,8 +70,8 @@ class OnlineRun:
     months: int
     decisions: int
     reward_per_decision: float
-    """Net value of the run per decision, x0.01: (collected - contact cost - breakdown cost) / decisions / 100,
-    the quantity the bandits' default feedback reward (``regsim.feedback.collected_minus_cost``) credits."""
+    """The run's ``collected`` reward (:mod:`regsim.rewards`: euros collected less contact and breakdown costs,
+    x0.01) per decision, the quantity the bandits' default feedback reward credits."""
     completion_rate: float
     collected_eur_per_arrangement: float
 
@@ -151,41 +129,7 @@ def training_seed(seed: int, run: int) -> int:
     return int(np.random.SeedSequence([seed, run, 0x545241494E]).generate_state(1, np.uint64)[0] >> np.uint64(1))
 
 
-def checkpoint_written() -> None:
-    """Count a written checkpoint; kill the process when the test hook says so (see the module docstring)."""
-    global _written
-    _written += 1
-    limit = os.environ.get(KILL_AFTER_CHECKPOINTS)
-    if limit and _written >= int(limit):
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
-def latest_checkpoint(folder: Path, prefix: str = _PREFIX) -> Path | None:
-    """The complete checkpoint of most decisions in ``folder`` (``<prefix><decisions>``), or None."""
-    if not folder.is_dir():
-        return None
-    found = [(int(p.name[len(prefix) :]), p) for p in folder.glob(f"{prefix}*") if p.name[len(prefix) :].isdigit()]
-    return max(found)[1] if found else None
-
-
-def write_checkpoint_folder(folder: Path, name: str, write: Callable[[Path], None]) -> Path:
-    """Write a checkpoint folder atomically: ``write(tmp)`` fills a temporary folder, renamed to ``folder/name``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=folder, prefix=f".{name}."))
-    try:
-        write(tmp)
-        target = folder / name
-        if target.exists():  # a checkpoint of the same progress (a resumed run repeating it): identical content
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    checkpoint_written()
-    return target
-
-
-def _save(folder: Path, policy: StatefulPolicy, training: OnlineTraining) -> Path:
+def _save(folder: Path, policy: LearningPolicy, training: OnlineTraining) -> Path:
     def write(tmp: Path) -> None:
         arrays = {k: np.asarray(v) for k, v in policy.state_dict().items()}
         np.savez(tmp / _STATE, allow_pickle=False, **arrays)
@@ -194,7 +138,7 @@ def _save(folder: Path, policy: StatefulPolicy, training: OnlineTraining) -> Pat
     return write_checkpoint_folder(folder, f"{_PREFIX}{training.decisions}", write)
 
 
-def _load(path: Path, policy: StatefulPolicy) -> OnlineTraining:
+def _load(path: Path, policy: LearningPolicy) -> OnlineTraining:
     with np.load(path / _STATE, allow_pickle=False) as data:
         policy.load_state_dict({k: data[k] for k in data.files})
     return OnlineTraining.from_json(json.loads((path / _META).read_text(encoding="utf-8")))
@@ -204,20 +148,20 @@ def _summarise(result: SimulationResult, config: WorldConfig, seed: int, n: int,
     made = int((event_codes(result.events) == EventType.DECISION).sum())
     k = result.kpis
     broken = k["breakdown_rate"] * n
-    net = k["collected_eur"] - k["contact_cost_eur"] - config.arrangements.breakdown_cost_eur * broken
+    net = 0.01 * (k["collected_eur"] - k["contact_cost_eur"] - RewardCosts.of(config).breakdown_cost_eur * broken)
     return OnlineRun(
         seed=seed,
         arrangements=n,
         months=months,
         decisions=made,
-        reward_per_decision=0.01 * net / made if made else math.nan,
+        reward_per_decision=net / made if made else math.nan,
         completion_rate=float(k["completion_rate"]),
         collected_eur_per_arrangement=float(k["collected_eur_per_arrangement"]),
     )
 
 
 def train_online(
-    policy: StatefulPolicy,
+    policy: LearningPolicy,
     config: WorldConfig,
     *,
     steps: int,
@@ -255,10 +199,10 @@ def train_online(
         raise ValueError(f"months: must be >= 1, got {months}")
     if checkpoint_every is not None and checkpoint_every < 1:
         raise ValueError(f"checkpoint_every: must be >= 1, got {checkpoint_every}")
-    if not getattr(policy, "feedback_window_days", None):
-        raise ValueError(f"policy {getattr(policy, 'name', policy)!r} does not learn online (no feedback window)")
+    if not policy.feedback_window_days:
+        raise ValueError(f"policy {policy.name!r} does not learn online (no feedback window)")
     training = OnlineTraining(steps, seed, months)
-    latest = latest_checkpoint(checkpoint_dir) if checkpoint_dir is not None else None
+    latest = latest_checkpoint(checkpoint_dir, _PREFIX) if checkpoint_dir is not None else None
     if latest is not None:
         restored = _load(latest, policy)
         if (restored.steps, restored.seed, restored.months) != (steps, seed, months):
@@ -290,3 +234,111 @@ def train_online(
             _save(checkpoint_dir, policy, training)
             since = 0
     return training
+
+
+def train_bandit(
+    kind: str,
+    config: WorldConfig,
+    *,
+    steps: int,
+    seed: int,
+    world_seed: int,
+    months: int,
+    out: Path,
+    hyperparameters: Mapping[str, Any] | None = None,
+    checkpoint_every: int | None = None,
+    tensorboard_dir: Path | None = None,
+    progress: bool = True,
+    desc: str | None = None,
+) -> tuple[Path, OnlineTraining]:
+    """Make a registered bandit, train it online, and write what its training produced.
+
+    Layout of ``out``: ``policy/`` (the artifact), ``learning_curve.parquet`` (per run: ``reward_per_decision``,
+    ``online/completion_rate``, ``online/collected_eur_per_arrangement``, by decisions trained on) and
+    ``checkpoints/`` (resumable: training run again into the same ``out`` continues from the newest). With
+    ``tensorboard_dir`` the curve also goes to TensorBoard, written once training is over so that a resumed
+    training leaves the same scalars as an uninterrupted one.
+
+    Args:
+        kind: A registered bandit policy (``agents.available()``), e.g. ``"linucb"``.
+        config: The world.
+        steps: Decisions to train on.
+        seed: The bandit's exploration seed.
+        world_seed: Seeds the training populations (:func:`training_seed`).
+        months: Horizon of each online run.
+        out: The output folder; ``out/policy`` must not exist yet.
+        hyperparameters: Keyword arguments of the policy (validated by the registry).
+        checkpoint_every: Decisions between checkpoints (default: after the last run only).
+        tensorboard_dir: Where TensorBoard scalars go (None: none).
+        progress: Show a progress bar.
+        desc: The progress bar's label (default: ``kind``).
+
+    Returns:
+        The artifact folder and the training's runs.
+
+    Raises:
+        ValueError: Not a learning policy, bad arguments, or ``out/policy`` exists.
+    """
+    from tqdm.auto import tqdm
+
+    import agents
+
+    folder = Path(out) / "policy"
+    if folder.exists():
+        raise ValueError(f"out: {folder} exists; train into a new out folder")
+    hyper = dict(hyperparameters or {})
+    spec = agents.available().get(kind)
+    if spec is None:
+        raise ValueError(f"kind: unknown policy {kind!r}; registered: {sorted(agents.available())}")
+    policy = agents.make(kind, **({"seed": seed} if "seed" in spec.arguments else {}), **hyper)
+    if not isinstance(policy, LearningPolicy) or not policy.feedback_window_days:
+        raise ValueError(f"kind: policy {kind!r} does not learn online; it cannot be trained here")
+    with tqdm(total=steps, unit="decision", desc=desc or kind, disable=not progress) as bar:
+        training = train_online(
+            policy,
+            config,
+            steps=steps,
+            seed=world_seed,
+            months=months,
+            checkpoint_dir=Path(out) / "checkpoints",
+            checkpoint_every=checkpoint_every,
+            progress=lambda done: bar.update(min(done, steps) - bar.n),
+        )
+    rows: list[tuple[int, str, float]] = []
+    done = 0
+    for run in training.runs:
+        done += run.decisions
+        rows += [
+            (done, "reward_per_decision", run.reward_per_decision),
+            (done, "online/completion_rate", run.completion_rate),
+            (done, "online/collected_eur_per_arrangement", run.collected_eur_per_arrangement),
+        ]
+    write_curve(rows, Path(out) / "learning_curve.parquet")
+    if tensorboard_dir is not None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(log_dir=str(tensorboard_dir))
+        try:
+            for step, metric, value in rows:
+                writer.add_scalar(metric if "/" in metric else f"train/{metric}", value, global_step=step)
+        finally:
+            writer.close()
+    save = getattr(policy, "save", None)
+    if not callable(save):
+        raise ValueError(f"kind: policy {kind!r} has no save(folder); it cannot be written as an artifact")
+    saved = save(
+        folder,
+        rules_version=config.rules.version,
+        training={
+            "policy": kind,
+            "hyperparameters": hyper,
+            "seed": seed,
+            "world_seed": world_seed,
+            "steps": steps,
+            "decisions": training.decisions,
+            "months": months,
+            "runs": [asdict(r) for r in training.runs],
+        },
+        metrics={"train_runs": len(training.runs), "decisions": training.decisions},
+    )
+    return Path(saved), training

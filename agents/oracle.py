@@ -178,7 +178,9 @@ class Oracle(BasePolicy):
         ch_grid = np.broadcast_to(np.arange(n_ch)[None, :, None], (n, n_ch, n_slot))
         hour_grid = np.broadcast_to(hours[None, None, :], (n, n_ch, n_slot))
         p_notice = notice[:, :, None] * hour_availability(profile, hour_grid, ch_grid)
-        p_notice = p_notice * np.where(t.disengaged(ids), t.config.population.fatigue.disengaged_notice, 1.0)[:, None, None]
+        p_notice = (
+            p_notice * np.where(t.disengaged(ids), t.config.population.fatigue.disengaged_notice, 1.0)[:, None, None]
+        )
         # Value of a payment now, and whether it would happen anyway.
         owed = np.maximum(t.owed_now(ids, day), b.columns["installment_eur"])
         able = t.cash(ids) >= owed

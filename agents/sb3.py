@@ -52,7 +52,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
-import gymnasium as gym
 import numpy as np
 import torch
 from gymnasium import spaces
@@ -66,26 +65,20 @@ from stable_baselines3.common.torch_layers import FlattenExtractor
 from stable_baselines3.dqn.policies import DQNPolicy
 from torch import nn
 
-from agents.artifact import ArtifactError, register_loader, write_manifest
+from agents.artifact import ArtifactError, Manifest, register_loader, write_manifest
+from agents.base import FixedPolicy
+from agents.flat_actions import DEFAULT_DQN_PARTS, FlatActions
 from regsim.decision import PART_NAMES, ActionSpace, Context, ContextBatch, Decision, DecisionBatch, Feedback
 from regsim.features import FEATURE_LAYOUT, feature_names, features
 
 __all__ = [
-    "DEFAULT_DQN_PARTS",
     "POLICIES",
-    "FlatActionWrapper",
-    "FlatActions",
     "NetworkSpec",
     "SB3DQNPolicy",
     "SB3MaskablePPOPolicy",
     "SB3PPOPolicy",
     "SB3Policy",
 ]
-
-#: Parts that DQN's flattened action chooses by default: the contact (channel x send slot, 6 x 9 = 54 actions
-#: in the default world). The re-planning parts keep their lowest allowed option (no change); pass all of
-#: :data:`regsim.decision.PART_NAMES` for the full product (6,480 actions in the default world).
-DEFAULT_DQN_PARTS: tuple[str, ...] = ("channel", "send_slot")
 
 #: Activation functions a network may use (torch.nn class names); anything else is refused when loading.
 ACTIVATIONS: tuple[str, ...] = ("Tanh", "ReLU", "ELU", "LeakyReLU", "GELU", "SiLU", "Sigmoid", "Identity")
@@ -94,105 +87,6 @@ WEIGHTS = "weights.pt"
 NETWORK = "network.json"
 
 P = TypeVar("P", bound="SB3Policy")
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Flattened actions for DQN
-# ----------------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class FlatActions:
-    """A ``Discrete`` action over the product of some parts of the five-part action, and back.
-
-    Flat index ``i`` is ``numpy.ravel_multi_index`` (C order) of the chosen parts' options, in
-    :data:`~regsim.decision.PART_NAMES` order. The parts not chosen take, in every row, their lowest allowed
-    option (option 0, "no change", wherever the rules allow it). Masks are product-form, so a flat action is
-    allowed iff each of its parts' options is: the flat mask is the outer product of the parts' masks.
-
-    Attributes:
-        nvec: Options per part, all five parts (:attr:`regsim.decision.ActionSpace.nvec`).
-        parts: Indices of the chosen parts, increasing.
-    """
-
-    nvec: tuple[int, ...]
-    parts: tuple[int, ...]
-
-    @classmethod
-    def from_names(cls, nvec: Sequence[int], names: Sequence[str]) -> FlatActions:
-        """The flattening of the parts named ``names`` (a subset of :data:`PART_NAMES`)."""
-        unknown = sorted(set(names) - set(PART_NAMES))
-        if unknown or not names:
-            raise ValueError(f"action_parts: unknown or no parts {unknown or list(names)}; allowed: {list(PART_NAMES)}")
-        if len(set(names)) != len(names):
-            raise ValueError(f"action_parts: a part is named twice in {list(names)}")
-        return cls(tuple(int(n) for n in nvec), tuple(sorted(PART_NAMES.index(n) for n in names)))
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        """Names of the chosen parts."""
-        return tuple(PART_NAMES[p] for p in self.parts)
-
-    @property
-    def size(self) -> int:
-        """Number of flat actions."""
-        return int(np.prod([self.nvec[p] for p in self.parts]))
-
-    def _part_mask(self, mask: NDArray[np.bool_], part: int) -> NDArray[np.bool_]:
-        off = int(sum(self.nvec[:part]))
-        return mask[:, off : off + self.nvec[part]]
-
-    def flat_mask(self, mask: NDArray[np.bool_]) -> NDArray[np.bool_]:
-        """Allowed flat actions, shape ``(B, size)``, from the flat per-option mask ``(B, sum(nvec))``."""
-        out = self._part_mask(mask, self.parts[0])
-        for p in self.parts[1:]:
-            pm = self._part_mask(mask, p)
-            out = (out[:, :, None] & pm[:, None, :]).reshape(len(mask), -1)
-        return out
-
-    def to_multi(self, index: NDArray[np.int64], mask: NDArray[np.bool_]) -> NDArray[np.int64]:
-        """Five-part actions, shape ``(B, 5)``, of flat indices ``(B,)`` under the rows' masks."""
-        b = len(index)
-        out = np.empty((b, len(self.nvec)), dtype=np.int64)
-        for p in range(len(self.nvec)):
-            if p not in self.parts:
-                out[:, p] = np.argmax(self._part_mask(mask, p), axis=1)
-        chosen = np.unravel_index(np.asarray(index, dtype=np.int64), tuple(self.nvec[p] for p in self.parts))
-        for p, options in zip(self.parts, chosen, strict=True):
-            out[:, p] = options
-        return out
-
-
-class FlatActionWrapper(gym.ActionWrapper[Any, np.int64, NDArray[np.int64]]):
-    """``regsim/Arrangement-v0`` with a ``Discrete`` action (for DQN), mapped back by :class:`FlatActions`.
-
-    ## Action
-
-    ``Discrete(prod(nvec[p] for p in parts))``: flat index of the chosen parts' options (C order); the other
-    parts take their lowest allowed option. Masked choices are handled by the wrapped env
-    (``invalid_action="fallback"`` replaces them by the lowest allowed option; ``"raise"`` refuses them).
-    :meth:`action_masks` gives the flat mask, for mask-aware learners and tests.
-
-    Args:
-        env: An :class:`envs.arrangement.ArrangementEnv`, possibly wrapped.
-        parts: Names of the parts to flatten (default :data:`DEFAULT_DQN_PARTS`).
-    """
-
-    def __init__(self, env: gym.Env[Any, Any], parts: Sequence[str] = DEFAULT_DQN_PARTS) -> None:
-        super().__init__(env)
-        space: ActionSpace = env.unwrapped.space  # type: ignore[attr-defined]
-        self.flat = FlatActions.from_names(space.nvec, parts)
-        self.action_parts = self.flat.names
-        self.action_space = spaces.Discrete(self.flat.size)
-
-    def _mask(self) -> NDArray[np.bool_]:
-        mask: NDArray[np.bool_] = self.env.get_wrapper_attr("action_masks")()
-        return mask[None, :]
-
-    def action(self, action: np.int64) -> NDArray[np.int64]:
-        return self.flat.to_multi(np.array([int(action)], dtype=np.int64), self._mask())[0]
-
-    def action_masks(self) -> NDArray[np.bool_]:
-        """Allowed flat actions at the current decision point."""
-        return self.flat.flat_mask(self._mask())[0]
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -290,7 +184,7 @@ def weights_digest(network: nn.Module) -> str:
 # ----------------------------------------------------------------------------------------------------------
 # The policies
 # ----------------------------------------------------------------------------------------------------------
-class SB3Policy:
+class SB3Policy(FixedPolicy):
     """A trained SB3 network answering the decision contract (base of the three algorithm wrappers).
 
     Use :meth:`from_model` (after training) or :func:`agents.artifact.load_policy` (an artifact).
@@ -463,7 +357,7 @@ class SB3Policy:
         return folder
 
     @classmethod
-    def load(cls: type[P], folder: Path, manifest: dict[str, Any], *, deterministic: bool = True, seed: int = 0) -> P:
+    def load(cls: type[P], folder: Path, manifest: Manifest, *, deterministic: bool = True, seed: int = 0) -> P:
         """Rebuild the policy from a verified artifact (the loader of :attr:`kind`; use ``load_policy``).
 
         Raises:
@@ -498,8 +392,8 @@ class SB3Policy:
         return cls(
             network,
             spec,
-            name=str(manifest["policy_name"]),
-            version=str(manifest["policy_version"]),
+            name=manifest.policy_name,
+            version=manifest.policy_version,
             deterministic=deterministic,
             seed=seed,
         )
@@ -711,7 +605,7 @@ class SB3DQNPolicy(SB3Policy):
     def load(
         cls,
         folder: Path,
-        manifest: dict[str, Any],
+        manifest: Manifest,
         *,
         deterministic: bool = True,
         seed: int = 0,

@@ -1,23 +1,25 @@
-"""PPO and MaskablePPO trained on ``regsim/ArrangementVec-v0``, with a learning curve and exact checkpoints.
+"""The one training loop: an SB3 algorithm on ``regsim/ArrangementVec-v0``, with a learning curve and exact checkpoints.
 
-SB3 collects the rollouts itself: ``model.learn`` steps :class:`envs.sb3_vec.ArrangementSB3VecEnv`, whose
-``n_envs`` slots are independent episodes of ``regsim/Arrangement-v0`` simulated together (a rollout is
-``n_steps * n_envs`` transitions, ``n_steps`` per slot in SB3's sense). :func:`learn_on_vector` adds what an
-experiment needs around it:
+SB3 collects the transitions itself: ``model.learn`` steps :class:`envs.sb3_vec.ArrangementSB3VecEnv` (for DQN
+through :class:`agents.flat_actions.FlatActionVecEnv`), whose ``n_envs`` slots are independent episodes of
+``regsim/Arrangement-v0`` simulated together (a PPO rollout is ``n_steps * n_envs`` transitions, ``n_steps`` per
+slot in SB3's sense). :func:`learn_on_vector` adds what an experiment needs around it:
 
 * a learning curve per rollout: ``reward_per_decision`` (mean step reward of the rollout) and
   ``rollout/ep_rew_mean`` (mean return of the episodes that ended in it), and the returns of the last
   100 episodes;
 * a progress bar over the transitions;
-* checkpoints after an update (``<checkpoint_dir>/vec-<transitions>/``). Between two updates a training depends
-  on the model (weights, optimizer state, ``num_timesteps``, ``_n_updates``), the open episodes of the slots and
-  the observations the next rollout starts from, the global generators SB3 draws from
+* checkpoints after an update of an on-policy algorithm (``<checkpoint_dir>/vec-<transitions>/``). Between two
+  updates such a training depends on the model (weights, optimizer state, ``num_timesteps``, ``_n_updates``),
+  the open episodes of the slots and the observations the next rollout starts from, the global generators SB3 draws from
   (:func:`agents.sb3_checkpoint.global_rng_state`) and the curve so far; a checkpoint holds all of it, so a
   training resumed from it ends exactly where the uninterrupted one would have, weights bit for bit.
 
 Checkpoint files: ``model.zip`` (SB3's save), ``progress.json`` (identity of the training, counters, curve),
 ``rng.json`` (global generators) and ``slots.pkl`` (the slots mid-episode, pickled: load only one's own
-checkpoints, as for SB3's ``model.zip``).
+checkpoints, as for SB3's ``model.zip``). The observations the next rollout starts from are SB3's
+``_last_obs`` and ``_last_episode_starts`` (attributes SB3 offers no public access to); an off-policy algorithm
+(DQN) would also need its replay buffer, so it is not checkpointed.
 """
 
 from __future__ import annotations
@@ -33,9 +35,10 @@ import numpy as np
 from numpy.typing import NDArray
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from tqdm.auto import tqdm
 
-from agents.online import write_checkpoint_folder
+from agents.checkpoints import write_checkpoint_folder
 from agents.sb3_checkpoint import restore_model, set_global_rng_state, write_model_files
 from envs.sb3_vec import ArrangementSB3VecEnv
 
@@ -177,16 +180,17 @@ def learn_on_vector(
     tb_log_name: str = "vector",
     desc: str = "training",
 ) -> VectorTraining:
-    """Train ``model`` (PPO or MaskablePPO on an :class:`~envs.sb3_vec.ArrangementSB3VecEnv`) for ``total_steps``.
+    """Train ``model`` (an SB3 algorithm on arrangement slots) for ``total_steps`` transitions.
 
-    SB3 rounds up to whole rollouts of ``n_steps * n_envs`` transitions.
+    On-policy algorithms round up to whole rollouts of ``n_steps * n_envs`` transitions.
 
     Args:
         model: The model, built on the adapter (its env).
         total_steps: Transitions to train on (SB3's ``total_timesteps``).
         identity: What defines the training (seed, hyperparameters, env arguments, ...): stored in each
             checkpoint, and a checkpoint of another identity is refused when resuming.
-        checkpoint_dir: Where checkpoints go (None: none). When it holds one already, training resumes from
+        checkpoint_dir: Where checkpoints go (None: none; on-policy algorithms on an
+            :class:`~envs.sb3_vec.ArrangementSB3VecEnv` only). When it holds one already, training resumes from
             the newest.
         checkpoint_every: Transitions between checkpoints (after the update that reaches them); the last
             update is always checkpointed when ``checkpoint_dir`` is given.
@@ -199,12 +203,16 @@ def learn_on_vector(
 
     Raises:
         ValueError: The newest checkpoint in ``checkpoint_dir`` is of another training.
-        TypeError: The model's env is not an ``ArrangementSB3VecEnv``.
+        TypeError: Checkpoints asked for a model that cannot have them (off-policy, or not on arrangement slots).
     """
     env = model.get_env()
-    if not isinstance(env, ArrangementSB3VecEnv):
-        raise TypeError(f"model's env: expected an ArrangementSB3VecEnv, got {type(env).__name__}")
+    assert env is not None
     folder = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    if folder is not None and not (isinstance(model, OnPolicyAlgorithm) and isinstance(env, ArrangementSB3VecEnv)):
+        raise TypeError(
+            f"checkpoint_dir: checkpoints are for on-policy algorithms on an ArrangementSB3VecEnv, "
+            f"not {type(model).__name__} on {type(env).__name__}"
+        )
     resumed = _resume(model, folder, identity) if folder is not None else None
     state = resumed or VectorTraining(slot_returns=np.zeros(env.num_envs))
     bar = tqdm(

@@ -9,15 +9,16 @@ Run from the repository root (one core)::
    the allowed options), episodes reset as they end.
 2. A ``MaskablePPO`` run of ``--train-steps`` steps on one env, with a wrapper timing every ``reset``/``step``:
    the share of the run's wall time spent inside the env.
-3. The same algorithm trained on population rollouts (:mod:`agents.population_rollouts`): the share of the
-   wall time spent simulating (rollout time minus the policy's forward passes).
+3. What quiet-day skipping buys (:mod:`regsim.quiet_days`): the vector env at the training path's number of
+   slots (``--quiet-envs``) with ``skip_quiet_days`` on (the default) and off, steps per second of each and
+   their ratio, measured in the same run.
 4. The vector env ``regsim/ArrangementVec-v0`` for each ``--vec-envs`` N: env steps per second summed over the
    slots under random masked actions (the ratio to step 1, measured in the same run, is what to compare across
    machines), and the env's share of a ``MaskablePPO`` run on the SB3 adapter (:mod:`envs.sb3_vec`) for each
    ``--vec-train-envs`` N.
 5. The training path of the experiments: ``agents.train.train_policy`` training an experiment config's agent
-   exactly as ``regsim run`` does (``--path-config``, default the quickstart's MaskablePPO: vector rollouts of
-   2,048 slots x 8 steps, minibatches of 512, 5 epochs) for ``--path-steps`` decisions: the share of the training's
+   exactly as ``regsim run`` does (``--path-config``, default the quickstart's MaskablePPO: 2,048 vector-env
+   slots x 8 steps, minibatches of 512, 5 epochs) for ``--path-steps`` decisions: the share of the training's
    wall time inside the env (the SB3 adapter's ``reset``/``step_wait``), the rest being SB3's rollout loop, the
    policy's forward passes and the updates.
 
@@ -122,56 +123,6 @@ def training_share(train_steps: int) -> dict[str, float]:
     }
 
 
-def population_training_share(decisions: int, arrangements: int) -> dict[str, float]:
-    """MaskablePPO trained on population rollouts: share of the wall time spent simulating.
-
-    The simulator's time is the rollouts' time minus the policy's forward passes inside them.
-    """
-    import torch
-    from sb3_contrib import MaskablePPO
-
-    from agents import population_rollouts as pr
-    from regsim import WorldConfig
-
-    torch.set_num_threads(1)
-    timers = {"collect": 0.0, "policy": 0.0}
-    collect, decide = pr.collect_rollout, pr._Recorder.decide_batch
-
-    def timed_collect(*args: Any, **kwargs: Any) -> Any:
-        t = time.perf_counter()
-        out = collect(*args, **kwargs)
-        timers["collect"] += time.perf_counter() - t
-        return out
-
-    def timed_decide(self: Any, contexts: Any) -> Any:
-        t = time.perf_counter()
-        out = decide(self, contexts)
-        timers["policy"] += time.perf_counter() - t
-        return out
-
-    pr.collect_rollout, pr._Recorder.decide_batch = timed_collect, timed_decide  # type: ignore[method-assign]
-    try:
-        config = WorldConfig()
-        model = MaskablePPO(
-            "MlpPolicy", envs.ArrangementEnv(config=config), batch_size=256, n_epochs=4, seed=0, verbose=0, device="cpu"
-        )
-        start = time.perf_counter()
-        pr.learn_on_population(model, config, total_decisions=decisions, arrangements_per_rollout=arrangements)
-        total = time.perf_counter() - start
-    finally:
-        pr.collect_rollout, pr._Recorder.decide_batch = collect, decide  # type: ignore[method-assign]
-    simulator = timers["collect"] - timers["policy"]
-    return {
-        "decisions": float(model.num_timesteps),
-        "seconds": total,
-        "simulator_seconds": simulator,
-        "policy_seconds": timers["policy"],
-        "simulator_share": simulator / total,
-        "decisions_per_second": model.num_timesteps / total,
-        "simulated_decisions_per_second": model.num_timesteps / simulator,
-    }
-
-
 def random_masked_masks(masks: np.ndarray, offsets: tuple[int, ...], nvec: tuple[int, ...], rng: Any) -> np.ndarray:
     """A uniformly random allowed option per part and slot, vectorised over the slots."""
     actions = np.zeros((len(masks), len(nvec)), dtype=np.int64)
@@ -181,9 +132,9 @@ def random_masked_masks(masks: np.ndarray, offsets: tuple[int, ...], nvec: tuple
     return actions
 
 
-def vector_random_masked_steps(num_envs: int, seconds: float) -> dict[str, float]:
+def vector_random_masked_steps(num_envs: int, seconds: float, skip_quiet_days: bool = True) -> dict[str, float]:
     """Steps per second summed over the slots of the vector env (reset time reported apart)."""
-    vec = envs.ArrangementVecEnv(num_envs)
+    vec = envs.ArrangementVecEnv(num_envs, skip_quiet_days=skip_quiet_days)
     rng = np.random.default_rng(0)
     t = time.perf_counter()
     vec.reset(seed=0)
@@ -206,6 +157,7 @@ def vector_random_masked_steps(num_envs: int, seconds: float) -> dict[str, float
         "reset_seconds": reset_seconds,
         "steps_per_second": vector_steps * num_envs / elapsed,
         "cpu_steps_per_second": vector_steps * num_envs / cpu,
+        "skip_quiet_days": skip_quiet_days,
     }
 
 
@@ -344,7 +296,6 @@ def training_path_share(config_path: Path, agent_name: str, steps: int) -> dict[
                 env_kwargs={"reward": config.env.reward, "months": config.env.months},
                 reward_kwargs=dict(config.env.reward_kwargs),
                 algo_kwargs=dict(agent.hyperparameters),
-                rollouts=agent.train.rollouts,
                 n_envs=agent.train.n_envs,
                 progress=False,
                 tensorboard=False,
@@ -359,7 +310,6 @@ def training_path_share(config_path: Path, agent_name: str, steps: int) -> dict[
         "config": str(config_path),
         "agent": agent_name,
         "kind": agent.kind,
-        "rollouts": agent.train.rollouts or "vector",
         "n_envs": agent.train.n_envs,
         "workers": workers,
         "hyperparameters": dict(agent.hyperparameters),
@@ -377,9 +327,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="duration of the random-action run")
     parser.add_argument("--train-steps", type=int, default=8192, help="MaskablePPO steps for the share")
     parser.add_argument(
-        "--population-decisions", type=int, default=60_000, help="decisions for the population-rollout training run"
+        "--quiet-envs", type=int, default=2048, help="slots of the quiet-day runs (3.; the training default)"
     )
-    parser.add_argument("--population-arrangements", type=int, default=2_000, help="arrangements per rollout")
     parser.add_argument(
         "--vec-envs", type=int, nargs="*", default=[64, 256, 1024, 2048, 4096], help="vector env sizes N"
     )
@@ -411,7 +360,7 @@ def main() -> None:
     args = parser.parse_args()
     rand = random_masked_steps(args.seconds)
     train = training_share(args.train_steps)
-    population = population_training_share(args.population_decisions, args.population_arrangements)
+    quiet = [vector_random_masked_steps(args.quiet_envs, args.vec_seconds, skip) for skip in (True, False)]
     vector = [vector_random_masked_steps(n, args.vec_seconds) for n in args.vec_envs]
     vector_train = [vector_training_share(args.vec_train_steps, n, args.vec_n_steps) for n in args.vec_train_envs]
     path = training_path_share(args.path_config, args.path_agent, args.path_steps)
@@ -428,10 +377,16 @@ def main() -> None:
         f"{train['env_seconds']:.1f} s in env = {train['env_share']:.0%}   target < 25%"
     )
     print(f"  learner alone           {train['learner_steps_per_second']:>10,.0f} steps/s")
+    skipping = {
+        "num_envs": args.quiet_envs,
+        "with": quiet[0],
+        "without": quiet[1],
+        "speedup": quiet[0]["cpu_steps_per_second"] / quiet[1]["cpu_steps_per_second"],
+    }
+    print(f"quiet-day skipping, regsim/ArrangementVec-v0 N = {args.quiet_envs} (per CPU second)")
     print(
-        f"  MaskablePPO on population rollouts, {population['decisions']:,.0f} decisions: "
-        f"{population['seconds']:.1f} s total, simulator {population['simulator_share']:.0%} of it "
-        f"({population['simulated_decisions_per_second']:,.0f} decisions/s simulated)"
+        f"  on  {quiet[0]['cpu_steps_per_second']:>10,.0f} steps/s   off {quiet[1]['cpu_steps_per_second']:>10,.0f} "
+        f"steps/s   skipping buys x{skipping['speedup']:.2f}"
     )
     print("regsim/ArrangementVec-v0 on one core (steps summed over the slots)")
     for v in vector:
@@ -448,10 +403,7 @@ def main() -> None:
             f"{t['train_steps']:,.0f} steps  "
             f"{t['seconds']:>6.1f} s total, {t['env_seconds']:.1f} s in env = {t['env_share']:.0%}   target < 25%"
         )
-    print(
-        f"train_policy as `regsim run` trains {path['agent']} of {path['config']} "
-        f"({path['kind']}, {path['rollouts']} rollouts)"
-    )
+    print(f"train_policy as `regsim run` trains {path['agent']} of {path['config']} ({path['kind']})")
     print(
         f"  N = {path['n_envs']}, workers = {path['workers']}, {path['hyperparameters']}, "
         f"{path['train_steps']:,.0f} decisions  "
@@ -476,7 +428,7 @@ def main() -> None:
             {
                 "random_masked": rand,
                 "maskable_ppo": train,
-                "population_rollouts": population,
+                "quiet_day_skipping": skipping,
                 "vector_random_masked": vector,
                 "vector_maskable_ppo": vector_train,
                 "training_path": path,

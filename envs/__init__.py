@@ -1,14 +1,16 @@
-"""Gymnasium adapters over the simulated world; importing this package registers the ``regsim/`` ids."""
+"""Gymnasium adapters over the simulated world; importing this package registers the ``regsim/`` ids.
+
+The rewards the envs give are those of :mod:`regsim.rewards` (the bandits' feedback uses the same).
+"""
 
 from __future__ import annotations
 
 import gymnasium as gym
 
 from envs.arrangement import ArrangementEnv
-from envs.rewards import REWARDS, StepOutcome
 from envs.vector import ArrangementVecEnv
 
-__all__ = ["ENV_IDS", "REWARDS", "VECTOR_ENV_IDS", "ArrangementEnv", "ArrangementVecEnv", "StepOutcome"]
+__all__ = ["ENV_IDS", "VECTOR_ENV_IDS", "ArrangementEnv", "ArrangementVecEnv"]
 
 #: Every single-env id this package registers.
 ENV_IDS: tuple[str, ...] = ("regsim/Arrangement-v0",)

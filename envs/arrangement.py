@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -10,12 +11,12 @@ import numpy as np
 from gymnasium import spaces
 from numpy.typing import NDArray
 
-from envs.rewards import RewardFn, outcome_from_chunks, resolve_reward
 from envs.spaces import MaskedMultiDiscrete
 from regsim.arrangement import ArrangementStatus
 from regsim.config import DEBTOR_TYPES, WorldConfig, load_world_config
 from regsim.decision import ActionSpace, ContextBatch, DecisionBatch
 from regsim.features import FEATURE_LAYOUT, FEATURE_VERSION, features
+from regsim.rewards import Reward, RewardCosts, resolve_reward, tally
 from regsim.world import World
 
 __all__ = ["ArrangementEnv", "fallback_actions", "step_end"]
@@ -25,18 +26,22 @@ _ID_RANGE = 2**31
 
 
 def env_arguments(
-    config: WorldConfig | str | Path | None, reward: str | RewardFn, invalid_action: str
-) -> tuple[WorldConfig, RewardFn]:
-    """The world config and reward function of an env's arguments (single and vector alike), checked.
+    config: WorldConfig | str | Path | None,
+    reward: str | Reward,
+    invalid_action: str,
+    reward_kwargs: Mapping[str, float] | None = None,
+) -> tuple[WorldConfig, Reward]:
+    """The world config and reward of an env's arguments (single and vector alike), checked.
 
     Raises:
-        ValueError: ``invalid_action`` is not ``"raise"`` or ``"fallback"``, or the reward is unknown.
+        ValueError: ``invalid_action`` is not ``"raise"`` or ``"fallback"``, or the reward (or an argument of it)
+            is unknown.
     """
     if isinstance(config, str | Path):
         config = load_world_config(config)
     if invalid_action not in ("raise", "fallback"):
         raise ValueError(f"invalid_action: expected 'raise' or 'fallback', got {invalid_action!r}")
-    return (config if config is not None else WorldConfig()), resolve_reward(reward)
+    return (config if config is not None else WorldConfig()), resolve_reward(reward, reward_kwargs)
 
 
 def fallback_actions(
@@ -97,16 +102,15 @@ class ArrangementEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
 
     ## Reward
 
-    ``reward(outcome)`` of what the event log recorded for the arrangement during the step
-    (:class:`envs.rewards.StepOutcome`). Default ``"collected"``: euros collected minus contact costs minus
-    the creditor's breakdown cost, times 0.01; ``"completion"``: +1 on completion, -1 on breakdown;
-    ``"burden"``: the default minus 0.5 per contact and the debtor's collection costs; ``"holding"``: the
-    default minus the creditor's cost of waiting (the balance x 10% a year x the step's days);
-    ``"completion_value"``: euros, contact costs, a bonus for a completed plan and a strong waiting charge
-    (:func:`envs.rewards.completion_value_reward`, the reward with which MaskablePPO beat static dunning on
-    completion). Ground truth (debtor
-    type, latent free cash, shock, the probability the debtor had of paying that day) is in ``info["truth"]``,
-    never in the observation.
+    A reward of :mod:`regsim.rewards` of what the event log recorded for the arrangement during the step (its
+    :class:`regsim.rewards.Outcomes`, also in ``info["outcome"]``), with the world's costs. Default
+    ``"collected"``: euros collected minus contact costs minus the creditor's breakdown cost, times 0.01;
+    ``"completion"``: +1 on completion, -1 on breakdown; ``"burden"``: the default minus 0.5 per contact and the
+    debtor's collection costs; ``"holding"``: the default minus the creditor's cost of waiting (the balance x
+    10% a year x the step's days); ``"completion_value"``: euros, contact costs, a bonus for a completed plan and
+    a strong waiting charge (the reward with which MaskablePPO beat static dunning on completion). Ground truth
+    (debtor type, latent free cash, shock, the probability the debtor had of paying that day) is in
+    ``info["truth"]``, never in the observation.
 
     ## Episode End
 
@@ -116,7 +120,8 @@ class ArrangementEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
     ## Arguments
 
     * ``config``: a :class:`regsim.config.WorldConfig`, a path to a population YAML, or ``None`` (default world).
-    * ``reward``: a name in :data:`envs.rewards.REWARDS` or a callable ``StepOutcome -> float``.
+    * ``reward``: a name in :data:`regsim.rewards.REWARDS` or a function ``(Outcomes, RewardCosts) -> array``.
+    * ``reward_kwargs``: keyword arguments of the reward (e.g. ``{"cost_weight": 5.0}``).
     * ``months``: horizon of an episode in months of 30 days (default: the config's).
     * ``world_seed``: the population's seed (default: the config's); debtors are drawn by the env's seed.
     * ``invalid_action``: ``"raise"`` (default) or ``"fallback"``.
@@ -130,7 +135,9 @@ class ArrangementEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
       only while letters wait (the same working days and hour), and a served call or posted letter takes
       effect as the next event at that moment rather than inside the service step. Episodes differ from
       before only where two events of the arrangement fall on the very same moment (e.g. a letter queued at
-      the posting hour, which no send slot of the default config is).
+      the posting hour, which no send slot of the default config is). Since the ledger and the one reward module
+      (:mod:`regsim.rewards`), ``info["outcome"]`` is a dict of the step's outcome columns (it was an object) and a
+      custom reward is a function of outcome columns; observations, rewards and episodes are unchanged.
     """
 
     # Gymnasium declares ``metadata`` as an attribute, so it is not a ClassVar here.
@@ -140,13 +147,15 @@ class ArrangementEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         self,
         *,
         config: WorldConfig | str | Path | None = None,
-        reward: str | RewardFn = "collected",
+        reward: str | Reward = "collected",
+        reward_kwargs: Mapping[str, float] | None = None,
         months: int | None = None,
         world_seed: int | None = None,
         invalid_action: Literal["raise", "fallback"] = "raise",
         render_mode: str | None = None,
     ) -> None:
-        self.config, self.reward_fn = env_arguments(config, reward, invalid_action)
+        self.config, self.reward_fn = env_arguments(config, reward, invalid_action, reward_kwargs)
+        self.costs = RewardCosts.of(self.config)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode: expected one of {self.metadata['render_modes']}, got {render_mode!r}")
         self.months = int(months if months is not None else self.config.simulation.months)
@@ -219,21 +228,19 @@ class ArrangementEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         cursor_before = self._cursor
         batch = self.world.next_decision()
         self._cursor = self.world.log.n_chunks
-        status = int(self.world.status[0])
+        status = int(self.world.ledger.status[0])
         terminated = status in _ENDED
         day1 = float(batch.columns["day"][0]) if batch is not None else step_end(self.world, 0)
-        outcome = outcome_from_chunks(
-            self.world.log.chunks_since(cursor_before),
-            self.config.arrangements.breakdown_cost_eur,
-            days=day1 - day0,
-            balance_eur=balance0,
-        )
-        reward = float(self.reward_fn(outcome))
+        chunks = [
+            (event, np.zeros(n, dtype=np.int64), cols) for event, n, cols in self.world.log.chunks_since(cursor_before)
+        ]
+        outcome = tally(chunks, 1, np.array([day1 - day0]), np.array([balance0]))
+        reward = float(self.reward_fn(outcome, self.costs)[0])
         truncated = batch is None and not terminated
         if batch is not None:
             self._set_decision_point(batch)
         info = self._info()
-        info["outcome"] = outcome
+        info["outcome"] = outcome.row(0)
         return self._obs.copy(), reward, terminated, truncated, info
 
     def action_masks(self) -> NDArray[np.bool_]:

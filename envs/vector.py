@@ -10,9 +10,7 @@ world's own; this module only translates between the Gymnasium API and the world
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,34 +22,17 @@ from gymnasium.vector.utils import batch_space
 from numpy.typing import NDArray
 
 from envs.arrangement import env_arguments, fallback_actions
-from envs.rewards import (
-    RewardFn,
-    StepOutcome,
-    burden_reward,
-    collected_reward,
-    completion_reward,
-    completion_value_reward,
-    holding_reward,
-)
 from envs.spaces import MaskedMultiDiscrete
 from regsim.arrangement import ArrangementStatus
 from regsim.config import DEBTOR_TYPES, WorldConfig
-from regsim.eventlog import EventType
 from regsim.features import FEATURE_LAYOUT, FEATURE_VERSION, features
+from regsim.rewards import Outcomes, Reward, RewardCosts, tally
 from regsim.vector_world import Phase, VectorWorld
 
 __all__ = ["ArrangementVecEnv"]
 
 _ID_RANGE = 2**31
 _ENDED = (ArrangementStatus.COMPLETED, ArrangementStatus.BROKEN, ArrangementStatus.REFERRED)
-_PAYMENT, _SENT, _PAID, _MISSED = (
-    EventType.PAYMENT,
-    EventType.MESSAGE_SENT,
-    EventType.INSTALLMENT_PAID,
-    EventType.INSTALLMENT_MISSED,
-)
-_COMPLETED, _BROKEN, _REFERRED = EventType.COMPLETED, EventType.BROKEN, EventType.REFERRED
-_NONE = np.zeros(0, dtype=np.int64)
 
 
 class ArrangementVecEnv(VectorEnv[NDArray[np.float32], NDArray[np.int64], NDArray[Any]]):
@@ -86,7 +67,8 @@ class ArrangementVecEnv(VectorEnv[NDArray[np.float32], NDArray[np.int64], NDArra
 
     The slots' infos stacked by Gymnasium's rule (``info[key][i]`` with a boolean ``_key`` mask), as
     :class:`~gymnasium.vector.SyncVectorEnv` stacks those of ``Arrangement-v0``: ``arrangement_id``,
-    ``decision_kind``, ``fallbacks``, ``truth`` (ground truth) and, after a step, ``outcome``.
+    ``decision_kind``, ``fallbacks``, ``truth`` (ground truth) and, after a step, ``outcome`` (the step's outcome
+    columns, :class:`regsim.rewards.Outcomes`, stacked as ``SyncVectorEnv`` stacks the single env's dicts).
 
     ## Action masks
 
@@ -95,7 +77,8 @@ class ArrangementVecEnv(VectorEnv[NDArray[np.float32], NDArray[np.int64], NDArra
     ## Arguments
 
     ``num_envs`` and the arguments of :class:`envs.arrangement.ArrangementEnv` (``config``, ``reward``,
-    ``months``, ``world_seed``, ``invalid_action``), plus ``autoreset_mode`` and ``full_info`` (default
+    ``reward_kwargs``, ``months``, ``world_seed``, ``invalid_action``), plus ``skip_quiet_days`` (default ``True``:
+    see :mod:`regsim.quiet_days`; the results are the same), ``autoreset_mode`` and ``full_info`` (default
     ``True``; ``False``: a step's info holds only ``final_obs`` / ``_final_obs``, for adapters that drop the
     rest, such as :class:`envs.sb3_vec.ArrangementSB3VecEnv`: observations, rewards, terminations and
     truncations are the same, the per-slot infos are not built). ``reset(options=...)`` takes
@@ -104,7 +87,9 @@ class ArrangementVecEnv(VectorEnv[NDArray[np.float32], NDArray[np.int64], NDArra
 
     ## Version History
 
-    * v0: initial version (feature layout ``features-1``).
+    * v0: initial version (feature layout ``features-1``). Since the ledger and the one reward module,
+      ``info["outcome"]`` holds the step's outcome columns (it held objects) and a custom reward is a function of
+      outcome columns; observations, rewards and episodes are unchanged.
     """
 
     metadata: dict[str, Any] = {"autoreset_mode": AutoresetMode.NEXT_STEP}  # noqa: RUF012
@@ -114,19 +99,22 @@ class ArrangementVecEnv(VectorEnv[NDArray[np.float32], NDArray[np.int64], NDArra
         num_envs: int = 16,
         *,
         config: WorldConfig | str | Path | None = None,
-        reward: str | RewardFn = "collected",
+        reward: str | Reward = "collected",
+        reward_kwargs: Mapping[str, float] | None = None,
         months: int | None = None,
         world_seed: int | None = None,
         invalid_action: Literal["raise", "fallback"] = "raise",
         autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
         full_info: bool = True,
+        skip_quiet_days: bool = True,
     ) -> None:
         if int(num_envs) < 1:
             raise ValueError(f"num_envs: must be >= 1, got {num_envs}")
         mode = AutoresetMode(autoreset_mode)
         if mode not in (AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP):
             raise ValueError(f"autoreset_mode: expected NEXT_STEP or SAME_STEP, got {mode}")
-        self.config, self.reward_fn = env_arguments(config, reward, invalid_action)
+        self.config, self.reward_fn = env_arguments(config, reward, invalid_action, reward_kwargs)
+        self.costs = RewardCosts.of(self.config)
         months = int(months if months is not None else self.config.simulation.months)
         if months < 1:
             raise ValueError(f"months: must be >= 1, got {months}")
@@ -139,7 +127,9 @@ class ArrangementVecEnv(VectorEnv[NDArray[np.float32], NDArray[np.int64], NDArra
         self.feature_version = FEATURE_VERSION
         seed = int(world_seed if world_seed is not None else self.config.simulation.seed)
         # Rows [0, n) and [n, 2n): each slot's current arrangement and its next one (see "Engine").
-        self.world = VectorWorld(self.config, 2 * self.num_envs, months=months, seed=seed)
+        self.world = VectorWorld(
+            self.config, 2 * self.num_envs, months=months, seed=seed, skip_quiet_days=skip_quiet_days
+        )
         self.space = self.world.space
         nvec = np.array(self.space.nvec, dtype=np.int64)
         low = np.array([f.low for f in FEATURE_LAYOUT], dtype=np.float32)
@@ -211,17 +201,12 @@ class ArrangementVecEnv(VectorEnv[NDArray[np.float32], NDArray[np.int64], NDArra
         w.advance()
         done = w.phase[rows] == Phase.DONE
         day1 = np.where(done, self._step_end(rows), w.local_day[rows]).astype(np.float64)
-        columns = self._outcome_columns(rows, w.take_outcome_events(), day1 - day0, balance0)
+        outcomes = tally(w.take_outcome_events(), 2 * n, day1 - day0, balance0, rows=rows)
         rewards = np.zeros(n, dtype=np.float64)
         terminated = np.zeros(n, dtype=bool)
         truncated = np.zeros(n, dtype=bool)
-        columnar = _COLUMNAR_REWARDS.get(self.reward_fn)
-        outcomes = self._outcomes(columns) if self.full_info or columnar is None else []
-        if columnar is not None:
-            rewards[stepping] = columnar(columns)
-        else:
-            rewards[stepping] = [float(self.reward_fn(o)) for o in outcomes]
-        terminated[stepping] = np.isin(w.status[rows], _ENDED) & done
+        rewards[stepping] = self.reward_fn(outcomes, self.costs)
+        terminated[stepping] = np.isin(w.ledger.status[rows], _ENDED) & done
         truncated[stepping] = done & ~terminated[stepping]
         self._read_decision_points(np.concatenate([stepping[~done], restart]))
         ended = terminated | truncated
@@ -239,15 +224,12 @@ class ArrangementVecEnv(VectorEnv[NDArray[np.float32], NDArray[np.int64], NDArra
             else:
                 self._ended = ended
             return self._obs.copy(), rewards, terminated, truncated, infos
-        all_outcomes = np.full(n, None, dtype=object)
-        all_outcomes[stepping] = outcomes
-        stepped = np.zeros(n, dtype=bool)
-        stepped[stepping] = True
-        infos = self._infos(np.arange(n), outcomes=(all_outcomes, stepped))
+        step = (stepping, outcomes)
+        infos = self._infos(np.arange(n), outcomes=step)
         if self.autoreset_mode == AutoresetMode.SAME_STEP and ended.any():
             finished = np.flatnonzero(ended)
             final_obs = np.full(n, None, dtype=object)
-            final_info = self._infos(finished, outcomes=(all_outcomes, stepped))
+            final_info = self._infos(finished, outcomes=step)
             for i in finished.tolist():
                 final_obs[i] = self._obs[i].copy()
             self._swap(finished)
@@ -361,86 +343,10 @@ class ArrangementVecEnv(VectorEnv[NDArray[np.float32], NDArray[np.int64], NDArra
         end = self.world.end_time[rows]
         return np.where(np.isfinite(end), end, float(self.world.days))
 
-    def _outcome_columns(
-        self,
-        rows: NDArray[np.int64],
-        events: list[tuple[EventType, NDArray[np.int64], dict[str, Any]]],
-        days: NDArray[np.float64],
-        balance: NDArray[np.float64],
-    ) -> _OutcomeColumns:
-        """What the world recorded in these rows during the step (as ``outcome_from_chunks``), as columns."""
-        n = 2 * self.num_envs
-        parts: dict[str, list[tuple[NDArray[np.int64], Any]]] = {k: [] for k in ("pay", "sent", "broken")}
-        flags: dict[str, list[NDArray[np.int64]]] = {k: [] for k in ("on_time", "missed", "completed", "referred")}
-        brk: list[NDArray[np.int64]] = []
-        for event, r, cols in events:  # gathered by kind; summed below in one go per kind
-            if event is _PAYMENT:
-                parts["pay"].append((r, cols["amount_eur"]))
-            elif event is _SENT:
-                parts["sent"].append((r, cols["amount_eur"]))
-            elif event is _PAID:
-                flags["on_time"].append(r[np.asarray(cols["deferral_days"]) <= 0])
-            elif event is _MISSED:
-                flags["missed"].append(r)
-            elif event is _COMPLETED:
-                flags["completed"].append(r)
-            elif event is _BROKEN:
-                brk.append(r)
-                if "collection_costs_eur" in cols:
-                    parts["broken"].append((r, cols["collection_costs_eur"]))
-            elif event is _REFERRED:
-                flags["referred"].append(r)
-        collected, cost, collection = (_sum_by_append(parts[k], n) for k in ("pay", "sent", "broken"))
-        contacts = np.bincount(np.concatenate([r for r, _ in parts["sent"]] or [_NONE]), minlength=n)
-        on_time, missed = (np.bincount(np.concatenate(flags[k] or [_NONE]), minlength=n) for k in ("on_time", "missed"))
-        completed, broken, referred = (
-            np.bincount(np.concatenate(v or [_NONE]), minlength=n) > 0
-            for v in (flags["completed"], brk, flags["referred"])
-        )
-        return _OutcomeColumns(
-            collected_eur=collected[rows],
-            contact_cost_eur=cost[rows],
-            contacts=contacts[rows],
-            completed=completed[rows],
-            broken=broken[rows],
-            referred=referred[rows],
-            collection_costs_eur=collection[rows],
-            on_time_installments=on_time[rows],
-            missed_installments=missed[rows],
-            breakdown_cost_eur=float(self.config.arrangements.breakdown_cost_eur),
-            days=np.asarray(days, dtype=np.float64),
-            balance_eur=np.asarray(balance, dtype=np.float64),
-        )
-
-    @staticmethod
-    def _outcomes(columns: _OutcomeColumns) -> list[StepOutcome]:
-        """One :class:`StepOutcome` per row of the columns."""
-        # Python scalars column by column (``tolist``), then one outcome per row: the fields in declaration order.
-        c = columns
-        values = [
-            v.tolist()
-            for v in (
-                c.collected_eur,
-                c.contact_cost_eur,
-                c.contacts,
-                c.completed,
-                c.broken,
-                c.referred,
-                c.collection_costs_eur,
-                c.on_time_installments,
-                c.missed_installments,
-            )
-        ]
-        breakdown = itertools.repeat(c.breakdown_cost_eur, len(c.days))
-        return list(map(StepOutcome, *values, breakdown, c.days.tolist(), c.balance_eur.tolist()))
-
-    def _infos(
-        self, slots: NDArray[np.int64], outcomes: tuple[NDArray[np.object_], NDArray[np.bool_]] | None
-    ) -> dict[str, Any]:
+    def _infos(self, slots: NDArray[np.int64], outcomes: tuple[NDArray[np.int64], Outcomes] | None) -> dict[str, Any]:
         """The infos of these slots, stacked as ``SyncVectorEnv`` stacks ``Arrangement-v0``'s.
 
-        ``outcomes``: after a step, each slot's :class:`StepOutcome` (``None`` where it did not step) and which
-        slots stepped.
+        ``outcomes``: after a step, the slots that stepped and their outcomes (aligned with them).
         """
         w, n = self.world, self.num_envs
         rows = self._row[slots]
@@ -473,11 +379,19 @@ class ArrangementVecEnv(VectorEnv[NDArray[np.float32], NDArray[np.int64], NDArra
         }
         info.update({f"_{k}": present.copy() for k in list(info)})
         if outcomes is not None:
-            stepped = outcomes[1] & present
-            out = np.full(n, None, dtype=object)
-            out[stepped] = outcomes[0][stepped]
+            stepping, step_outcomes = outcomes
+            stepped = np.zeros(n, dtype=bool)
+            stepped[stepping] = True
+            stepped &= present
             if stepped.any():
-                info["outcome"], info["_outcome"] = out, stepped
+                at = np.full(n, -1, dtype=np.int64)
+                at[stepping] = np.arange(len(stepping))
+                columns: dict[str, Any] = {}
+                for name, value in vars(step_outcomes).items():
+                    column = np.zeros(n, dtype=value.dtype)
+                    column[stepped] = value[at[stepped]]
+                    columns[name], columns[f"_{name}"] = column, stepped.copy()
+                info["outcome"], info["_outcome"] = columns, stepped
         return info
 
     def _merge(self, infos: dict[str, Any], fresh: dict[str, Any], slots: NDArray[np.int64]) -> dict[str, Any]:
@@ -489,69 +403,8 @@ class ArrangementVecEnv(VectorEnv[NDArray[np.float32], NDArray[np.int64], NDArra
                 infos[key] = self._merge(infos.get(key, {}), value, slots)
             else:
                 infos[key][slots] = value[slots]
-        if "outcome" in infos:
-            infos["outcome"][slots] = None
+        if "outcome" in infos:  # a fresh episode's info has no outcome (as SyncVectorEnv stacks it: 0, masked)
             infos["_outcome"][slots] = False
+            for value in infos["outcome"].values():
+                value[slots] = 0
         return infos
-
-
-def _sum_by_append(parts: list[tuple[NDArray[np.int64], Any]], n: int) -> NDArray[np.float64]:
-    """Per row (``< n``), the amounts of these appends (rows, amounts): each append's sum per row, then those
-    sums added in the order of the appends, from 0.0 (the single env's arithmetic, bit for bit)."""
-    if not parts:
-        return np.zeros(n)
-    rows = np.concatenate([r for r, _ in parts])
-    amounts = np.concatenate([np.broadcast_to(np.asarray(a, dtype=np.float64), r.shape) for r, a in parts])
-    append = np.repeat(np.arange(len(parts), dtype=np.int64), [len(r) for r, _ in parts])
-    # One key per (append, row), ascending in append order; bincount adds in input order within each key.
-    keys, which = np.unique(append * n + rows, return_inverse=True)
-    sums = np.bincount(which, weights=amounts)
-    return np.asarray(np.bincount(keys % n, weights=sums, minlength=n), dtype=np.float64)
-
-
-@dataclass(frozen=True)
-class _OutcomeColumns:
-    """The :class:`StepOutcome` fields of many rows as arrays (``breakdown_cost_eur``: one value for all)."""
-
-    collected_eur: NDArray[np.float64]
-    contact_cost_eur: NDArray[np.float64]
-    contacts: NDArray[np.int64]
-    completed: NDArray[np.bool_]
-    broken: NDArray[np.bool_]
-    referred: NDArray[np.bool_]
-    collection_costs_eur: NDArray[np.float64]
-    on_time_installments: NDArray[np.int64]
-    missed_installments: NDArray[np.int64]
-    breakdown_cost_eur: float
-    days: NDArray[np.float64]
-    balance_eur: NDArray[np.float64]
-
-
-def _elementwise(reward: RewardFn) -> Callable[[_OutcomeColumns], NDArray[np.float64]]:
-    """A named reward that is plain arithmetic of the outcome's fields, evaluated on columns of them at once.
-
-    Element by element, NumPy's float64 arithmetic is Python's (IEEE double, the same operations in the same
-    order; a bool field counts as 0.0 or 1.0 in both), so each row's reward is the per-outcome one bit for
-    bit (a test checks every named reward).
-    """
-
-    def columnar(columns: _OutcomeColumns) -> NDArray[np.float64]:
-        out = reward(columns)  # type: ignore[arg-type]
-        return np.broadcast_to(np.asarray(out, dtype=np.float64), columns.days.shape)
-
-    return columnar
-
-
-def _completion_columns(columns: _OutcomeColumns) -> NDArray[np.float64]:
-    """:func:`envs.rewards.completion_reward` on columns (its ``float()`` casts take one outcome only)."""
-    return np.asarray(columns.completed, dtype=np.float64) - np.asarray(columns.broken, dtype=np.float64)
-
-
-#: The named rewards evaluated on outcome columns (any other reward is called once per outcome).
-_COLUMNAR_REWARDS: dict[RewardFn, Callable[[_OutcomeColumns], NDArray[np.float64]]] = {
-    collected_reward: _elementwise(collected_reward),
-    burden_reward: _elementwise(burden_reward),
-    holding_reward: _elementwise(holding_reward),
-    completion_value_reward: _elementwise(completion_value_reward),
-    completion_reward: _completion_columns,
-}

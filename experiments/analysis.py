@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from numpy.typing import NDArray
 
+from agents.base import FixedPolicy
 from agents.evaluate import DebtBands, by_debtor_type
 from regsim.config import CHANNELS, WorldConfig
 from regsim.decision import ContextBatch, DecisionBatch, Feedback
@@ -277,7 +278,7 @@ class GreedyPolicy(Protocol):
         ...
 
 
-class _GreedyRecorder:
+class _GreedyRecorder(FixedPolicy):
     """Decides with a policy's greedy actions on the contexts' own features, keeping every context batch.
 
     It has no ``feedback_window_days``, so the world feeds nothing back: the policy is frozen while the

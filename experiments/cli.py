@@ -194,51 +194,27 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _train_bandit(args: argparse.Namespace, config: WorldConfig, out: Path) -> int:
-    import agents
-    from agents.online import train_online
+    from agents.online import train_bandit
 
-    spec = agents.available().get(args.policy)
-    if spec is None:
-        print(
-            f"error: the bandit {args.policy!r} is not registered in this installation (agents.bandits missing?); "
-            f"registered policies: {sorted(agents.available())}",
-            file=sys.stderr,
+    try:
+        folder, training = train_bandit(
+            args.policy,
+            config,
+            steps=args.steps,
+            seed=args.seed,
+            world_seed=args.seed,
+            months=args.months,
+            out=out,
+            progress=not args.quiet,
         )
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 1
-    policy: Any = agents.make(args.policy, **({"seed": args.seed} if "seed" in spec.arguments else {}))
-    if not callable(getattr(policy, "save", None)):
-        print(f"error: policy {args.policy!r} has no save(folder); it cannot be trained here", file=sys.stderr)
-        return 1
-    # Online learning (agents.online): successive population runs continue training the same policy object
-    # until `steps` decisions have been made.
-    with tqdm(total=args.steps, unit="decision", disable=args.quiet, file=sys.stderr) as bar:
-        try:
-            training = train_online(
-                policy,
-                config,
-                steps=args.steps,
-                seed=args.seed,
-                months=args.months,
-                progress=lambda done: bar.update(min(done, args.steps) - bar.n),
-            )
-        except ValueError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
     runs = [
         {"seed": r.seed, "arrangements": r.arrangements, "months": r.months, "decisions": r.decisions}
         for r in training.runs
     ]
     decisions = training.decisions
-    # The policy goes to out/policy (as agents.train lays out its artifacts); nothing else is written into that
-    # folder, whose files an artifact manifest may list and verify. The provenance goes beside it.
-    out.mkdir(parents=True, exist_ok=True)
-    folder = Path(
-        policy.save(
-            out / "policy",
-            rules_version=config.rules.version,
-            training={"policy": args.policy, "decisions": decisions, "runs": runs, "seed": args.seed},
-        )
-    )
     provenance = _provenance(args, config, decisions=decisions, runs=runs, policy_folder=str(folder))
     (out / "train.json").write_text(json.dumps(provenance, indent=2) + "\n", encoding="utf-8")
     print(f"trained {args.policy!r} online on {decisions:,} decisions in {len(runs)} run(s); wrote {folder}")
@@ -292,7 +268,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
             algo_kwargs=algo_kwargs,
             progress=not args.quiet,
             tensorboard=not args.no_tensorboard,
-            rollouts=args.rollouts,
             n_envs=args.n_envs,
             workers=args.workers,
         )
@@ -424,28 +399,27 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--months", type=int, default=12, help="horizon of each online bandit run (default: 12)")
     tr.add_argument("--out", required=True, help="output folder; the trained policy goes to OUT/policy")
     tr.add_argument(
-        "--reward", default="collected", help="deep RL: reward name, one of envs.rewards.REWARDS (default: collected)"
+        "--reward", default="collected", help="deep RL: reward name, one of regsim.rewards.REWARDS (default: collected)"
     )
     tr.add_argument(
         "--algo-kwargs",
         default=None,
         help='deep RL: SB3 constructor arguments as JSON, e.g. \'{"n_steps": 8, "batch_size": 512}\' '
-        "(n_steps is per slot on vector rollouts)",
+        "(n_steps is per slot of the vector env)",
     )
     tr.add_argument(
-        "--rollouts",
+        "--n-envs",
+        type=int,
         default=None,
-        choices=("vector", "population", "env"),
-        help="PPO/MaskablePPO: vector (default: --n-envs slots of regsim/ArrangementVec-v0), population "
-        "(MaskablePPO: whole-population runs, shared capacity) or env (one regsim/Arrangement-v0; DQN's only one)",
+        help="deep RL: slots of regsim/ArrangementVec-v0 stepped together (default: 2048 for PPO and MaskablePPO, "
+        "16 for DQN)",
     )
-    tr.add_argument("--n-envs", type=int, default=None, help="vector rollouts: slots stepped together (default: 2048)")
     tr.add_argument(
         "--workers",
         type=int,
         default=None,
-        help="vector rollouts: processes the slots are split over (default: one per 2048 slots, at most one per "
-        "core; the result is the same for any number)",
+        help="deep RL: processes the slots are split over (default: one per 2048 slots, at most one per core; the "
+        "result is the same for any number)",
     )
     tr.add_argument("--no-tensorboard", action="store_true", help="no TensorBoard logs (deep RL)")
     tr.add_argument("--quiet", action="store_true", help="no progress bar")

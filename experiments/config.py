@@ -135,7 +135,7 @@ def _world(config: str, overrides_yaml: str) -> WorldConfig:
 class EnvConfig(_Section):
     """The learning problem: the reward a learner optimises and the horizon of its episodes."""
 
-    reward: str = Field("collected", description="A name in envs.rewards.REWARDS.")
+    reward: str = Field("collected", description="A name in regsim.rewards.REWARDS.")
     reward_kwargs: dict[str, float] = Field(
         default_factory=dict, description="Keyword arguments of the reward function (e.g. cost_weight)."
     )
@@ -143,11 +143,11 @@ class EnvConfig(_Section):
 
     @model_validator(mode="after")
     def _reward_exists(self) -> EnvConfig:
-        from envs.rewards import REWARDS
+        from regsim.rewards import REWARDS
 
         if self.reward not in REWARDS:
             raise ValueError(f"reward: unknown {self.reward!r}; allowed: {sorted(REWARDS)}")
-        params = [p for p in inspect.signature(REWARDS[self.reward]).parameters][1:]
+        params = [p for p in inspect.signature(REWARDS[self.reward]).parameters][2:]
         unknown = sorted(set(self.reward_kwargs) - set(params))
         if unknown:
             raise ValueError(f"reward_kwargs: {self.reward!r} takes no {unknown}; allowed: {params or 'none'}")
@@ -164,25 +164,17 @@ class TrainConfig(_Section):
     months: int | None = Field(
         None, ge=1, le=120, description="Bandits: horizon of each online population run (default: env.months)."
     )
-    rollouts: Literal["vector", "population", "env"] | None = Field(
-        None,
-        description=(
-            "PPO/MaskablePPO: where transitions come from: 'vector' (default: n_envs slots of "
-            "regsim/ArrangementVec-v0; n_steps is per slot), 'population' (MaskablePPO: whole-population runs, "
-            "shared capacity), 'env' (one regsim/Arrangement-v0; DQN's only choice)."
-        ),
-    )
     n_envs: int | None = Field(
-        None, ge=1, description="PPO/MaskablePPO on vector rollouts: slots stepped together (default 2048)."
+        None,
+        ge=1,
+        description="Deep RL: slots of regsim/ArrangementVec-v0 stepped together (default: 2048 for PPO and "
+        "MaskablePPO, 16 for DQN).",
     )
     workers: int | None = Field(
         None,
         ge=1,
-        description="PPO/MaskablePPO on vector rollouts: processes the slots are split over (default: one per "
-        "2048 slots, at most one per core); changes the speed only, never the result.",
-    )
-    arrangements_per_rollout: int | None = Field(
-        None, ge=1, description="MaskablePPO: arrangements per population rollout (default: about n_steps decisions)."
+        description="Deep RL: processes the slots are split over (default: one per 2048 slots, at most one per "
+        "core); changes the speed only, never the result.",
     )
     eval_arrangements: int = Field(
         0, ge=0, description="Deep RL: arrangements in train_policy's own check run after training (0: none)."
@@ -210,33 +202,24 @@ class AgentConfig(_Section):
     @model_validator(mode="after")
     def _hyperparameters_fit(self) -> AgentConfig:
         _check_hyperparameters(self.kind, self.hyperparameters)
-        _check_rollouts(self.kind, self.train)
+        _check_slots(self.kind, self.train)
         return self
 
 
-def _check_rollouts(kind: str, train: TrainConfig) -> None:
-    """The rollout settings a kind takes (each refused with what is allowed)."""
+def _check_slots(kind: str, train: TrainConfig) -> None:
+    """The vector-env settings a kind takes (each refused with what is allowed)."""
     deep = ("maskable-ppo", "ppo", "dqn")
     if kind not in deep:
-        for name in ("rollouts", "n_envs", "workers", "arrangements_per_rollout"):
+        for name in ("n_envs", "workers"):
             if getattr(train, name) is not None:
                 raise ValueError(f"train.{name}: applies to {list(deep)} only, not {kind!r}")
         return
-    allowed = {"maskable-ppo": ["vector", "population", "env"], "ppo": ["vector", "env"], "dqn": ["env"]}[kind]
-    rollouts = train.rollouts or allowed[0]
-    if rollouts not in allowed:
-        raise ValueError(f"train.rollouts: {kind} takes {allowed}, got {rollouts!r}")
-    for name in ("n_envs", "workers"):
-        if getattr(train, name) is not None and rollouts != "vector":
-            raise ValueError(f"train.{name}: applies to rollouts 'vector' only, not {rollouts!r}")
     if train.workers is not None:
         from agents.train import DEFAULT_N_ENVS  # (imports torch: only when it is needed, as above)
 
-        n_envs = train.n_envs or DEFAULT_N_ENVS
+        n_envs = train.n_envs or DEFAULT_N_ENVS[kind]
         if train.workers > n_envs:
             raise ValueError(f"train.workers: must be at most n_envs ({n_envs}), got {train.workers}")
-    if train.arrangements_per_rollout is not None and rollouts != "population":
-        raise ValueError(f"train.arrangements_per_rollout: applies to rollouts 'population' only, not {rollouts!r}")
 
 
 def _check_hyperparameters(kind: str, hp: Mapping[str, Any]) -> None:

@@ -183,10 +183,8 @@ def _train_deep(
         tensorboard=tb is not None,
         tensorboard_dir=tb,
         eval_arrangements=agent.train.eval_arrangements,
-        rollouts=agent.train.rollouts,
         n_envs=agent.train.n_envs,
         workers=agent.train.workers,
-        arrangements_per_rollout=agent.train.arrangements_per_rollout,
         checkpoint_dir=folder / "checkpoints",
         checkpoint_every=agent.train.checkpoint_every,
     )
@@ -202,59 +200,21 @@ def _train_bandit(
     tb: Path | None,
     progress: bool,
 ) -> None:
-    from tqdm import tqdm
+    from agents.online import train_bandit
 
-    import agents
-    from agents.online import train_online, write_curve
-
-    policy: Any = agents.make(agent.kind, seed=seed, **agent.hyperparameters)
-    months = agent.train.months or config.env.months
-    with tqdm(total=agent.train.steps, unit="decision", desc=agent.name, disable=not progress, file=sys.stderr) as bar:
-        training = train_online(
-            policy,
-            world,
-            steps=agent.train.steps,
-            seed=world_seed,
-            months=months,
-            checkpoint_dir=folder / "checkpoints",
-            checkpoint_every=agent.train.checkpoint_every,
-            progress=lambda done: bar.update(min(done, agent.train.steps) - bar.n),
-        )
-    rows: list[tuple[int, str, float]] = []
-    done = 0
-    for run in training.runs:
-        done += run.decisions
-        rows += [
-            (done, "reward_per_decision", run.reward_per_decision),
-            (done, "online/completion_rate", run.completion_rate),
-            (done, "online/collected_eur_per_arrangement", run.collected_eur_per_arrangement),
-        ]
-    write_curve(rows, folder / "learning_curve.parquet")
-    if tb is not None:
-        # Written once training is over, from the runs' summaries (restored ones included), so that a resumed
-        # training leaves the same event files' scalars as an uninterrupted one.
-        from torch.utils.tensorboard import SummaryWriter
-
-        writer = SummaryWriter(log_dir=str(tb))
-        try:
-            for step, metric, value in rows:
-                writer.add_scalar(metric if "/" in metric else f"train/{metric}", value, global_step=step)
-        finally:
-            writer.close()
-    policy.save(
-        folder / "policy",
-        rules_version=world.rules.version,
-        training={
-            "policy": agent.kind,
-            "hyperparameters": dict(agent.hyperparameters),
-            "seed": seed,
-            "world_seed": world_seed,
-            "steps": agent.train.steps,
-            "decisions": training.decisions,
-            "months": months,
-            "runs": [vars(r) for r in training.runs],
-        },
-        metrics={"train_runs": len(training.runs), "decisions": training.decisions},
+    train_bandit(
+        agent.kind,
+        world,
+        steps=agent.train.steps,
+        seed=seed,
+        world_seed=world_seed,
+        months=agent.train.months or config.env.months,
+        out=folder,
+        hyperparameters=agent.hyperparameters,
+        checkpoint_every=agent.train.checkpoint_every,
+        tensorboard_dir=tb,
+        progress=progress,
+        desc=agent.name,
     )
 
 

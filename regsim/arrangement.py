@@ -13,8 +13,9 @@ Re-planning (documented contract, used identically by the server):
 
 * **Deferral** by ``d`` days moves every open installment ``d`` days later, and re-arms their missed test.
 * **Reduction** by fraction ``r`` re-spreads the open balance over installments of ``(1 - r)`` times the
-  current installment, on the same due day of the month; the first keeps its due date, or falls due 7 days
-  from now when that date has passed (a fresh plan gives a week). The plan may not exceed ``K`` installments:
+  current installment, on the same due day of the month; the first keeps its due date, or falls due
+  ``replan_days`` days from now when that date has passed (``arrangements.replan_days_to_first_due``: a fresh
+  plan gives a week). The plan may not exceed ``K`` installments:
   the last one absorbs any remainder.
 * **Due day** (at plan creation) moves all installments to that day of the month.
 """
@@ -23,18 +24,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from regsim.calendar import Calendar
+from regsim.clock import at
 
 __all__ = ["ArrangementStatus", "PaidInstallments", "Schedules"]
 
 _NEVER = np.iinfo(np.int32).max // 2
 _EPS = 1e-6
-_REPLAN_GRACE_DAYS = 7
 
 
 class ArrangementStatus(IntEnum):
@@ -65,11 +65,6 @@ def _cat(parts: list[NDArray[np.int64]]) -> NDArray[np.int64]:
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
 
-def _at(day: Any, positions: NDArray[np.bool_]) -> Any:
-    """A shared day as it is; per-row days (aligned with the rows) at ``positions``."""
-    return day if np.ndim(day) == 0 else day[positions]
-
-
 def _round_cents(x: NDArray[np.float64]) -> NDArray[np.float64]:
     # (An array's own method: np.round's result without its dispatch wrapper; anything else through np.round.)
     return x.round(2) if type(x) is np.ndarray else np.round(x, 2)
@@ -83,12 +78,14 @@ class Schedules:
         capacity: Most installments a plan can reach (``K``).
         calendar: The run's calendar (due days of the month to simulation days).
         grace_days: Days after the due date before an unpaid installment counts as missed.
+        replan_days: Days a reduced plan gives for its next installment when that one is already past due.
     """
 
-    def __init__(self, n: int, capacity: int, calendar: Calendar, grace_days: int) -> None:
+    def __init__(self, n: int, capacity: int, calendar: Calendar, grace_days: int, replan_days: int = 7) -> None:
         self.capacity = capacity
         self.calendar = calendar
         self.grace_days = grace_days
+        self.replan_days = replan_days
         self.due = np.full((n, capacity), _NEVER, dtype=np.int32)
         self.amount = np.zeros((n, capacity), dtype=np.float64)
         self.paid = np.zeros((n, capacity), dtype=np.float64)
@@ -229,7 +226,7 @@ class Schedules:
         amounts = np.where(cols >= n_new[:, None], 0.0, amounts)
         paid = np.where(rel >= 0, 0.0, self.paid[ids])
         first_due = self.open_due(ids)
-        first_due = np.where(first_due < day, day + _REPLAN_GRACE_DAYS, first_due)
+        first_due = np.where(first_due < day, day + self.replan_days, first_due)
         month0 = self.calendar.month_of(first_due)
         later = self.calendar.day_for(month0[:, None] + np.maximum(rel, 0), self.due_dom[ids][:, None])
         # Later installments fall on the regular due day, strictly after the first one.
@@ -260,7 +257,7 @@ class Schedules:
         while len(rows):
             j = np.minimum(self.came_due[rows], self.capacity - 1)
             keep = (self.came_due[rows] < self.n[rows]) & (self.due[rows, j] <= day)
-            rows, day = rows[keep], _at(day, keep)
+            rows, day = rows[keep], at(day, keep)
             if len(rows):
                 out_ids.append(rows)
                 out_j.append(self.came_due[rows].copy())
@@ -280,7 +277,7 @@ class Schedules:
             j = np.minimum(self.miss_ptr[rows], self.capacity - 1)
             passed = self.due[rows, j].astype(np.int64) + self.grace_days + 1 <= day
             keep = (self.miss_ptr[rows] < self.n[rows]) & passed
-            rows, day = rows[keep], _at(day, keep)
+            rows, day = rows[keep], at(day, keep)
             if len(rows):
                 unpaid = rows[self.miss_ptr[rows] >= self.first_open[rows]]
                 out_ids.append(unpaid)
@@ -305,7 +302,7 @@ class Schedules:
             live = (left > _EPS) & (self.first_open[rows] < self.n[rows])
             if not live.any():
                 break
-            r, remaining, day_r = rows[live], left[live], _at(day, live)
+            r, remaining, day_r = rows[live], left[live], at(day, live)
             j = self.first_open[r]
             need = self.amount[r, j] - self.paid[r, j]
             p = np.minimum(remaining, need)
@@ -314,7 +311,7 @@ class Schedules:
             full = p >= need - _EPS
             done_ids.append(r[full])
             done_j.append(j[full])
-            done_late.append(_at(day_r, full) - self.due[r[full], j[full]].astype(np.int64))
+            done_late.append(at(day_r, full) - self.due[r[full], j[full]].astype(np.int64))
             self.first_open[r[full]] += 1
             left[live] = np.where(full, left[live], 0.0)
         self.miss_ptr[rows] = np.maximum(self.miss_ptr[rows], self.first_open[rows])

@@ -1,4 +1,4 @@
-"""Debtor behaviour: the nine mechanisms of DOMAIN.md as vectorised equations over debtor arrays.
+"""Debtor behaviour: the nine mechanisms of docs/mechanisms.md as vectorised equations over debtor arrays.
 
 Latent state per debtor (:class:`DebtorState`): free cash, shock end, reminder memory ("boost"), annoyance,
 on-time streak, disengagement. Each day, for every debtor with an open installment due within the pay window
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray

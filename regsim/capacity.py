@@ -1,4 +1,4 @@
-"""Shared resources of the whole population (DOMAIN.md mechanism 8), with visible queues.
+"""Shared resources of the whole population (mechanism 8, docs/mechanisms.md), with visible queues.
 
 * **Collectors** and **robocall lines** are call centres: a SimPy process per centre serves its FIFO queue of
   calls on the hour, up to its hourly capacity (``collectors * 60 / collector_minutes_per_call`` and

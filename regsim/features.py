@@ -134,7 +134,7 @@ def features(batch: ContextBatch) -> NDArray[np.float32]:
         np.where(since_contact >= 0, np.minimum(since_contact, 30.0), 0.0) / 30.0,
     ]
     for what, scale in (("sent", 10.0), ("delivered", 10.0), ("opened", 10.0), ("clicked", 5.0)):
-        m = np.asarray(c[what], dtype=f64).reshape(n, len(CHANNELS)) / scale
+        m = np.asarray(batch.by_name()[what], dtype=f64).reshape(n, len(CHANNELS)) / scale
         cols += [m[:, k] for k in range(len(CHANNELS))]
     opted = np.asarray(c["opted_out"], dtype=f64).reshape(n, len(CHANNELS))
     cols += [opted[:, k] for k in range(len(CHANNELS))]

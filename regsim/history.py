@@ -7,14 +7,13 @@ The world updates it as events happen; :meth:`ObservableHistory.context_columns`
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 from numpy.typing import NDArray
 
 from regsim.arrangement import Schedules
 from regsim.calendar import Calendar
 from regsim.config import CHANNELS
+from regsim.context import ContextColumns
 
 __all__ = ["CONTACT_RING", "ObservableHistory"]
 
@@ -77,8 +76,8 @@ class ObservableHistory:
         day: int | NDArray[np.int64],
         schedules: Schedules,
         calendar: Calendar,
-    ) -> dict[str, NDArray[Any]]:
-        """Columns of a context batch (see :data:`regsim.decision.CONTEXT_COLUMNS`) for a decision day.
+    ) -> ContextColumns:
+        """Columns of a context batch (see :data:`regsim.context.CONTEXT_COLUMNS`) for a decision day.
 
         ``day`` is the day, or each arrangement's own day aligned with ``ids`` (arrangements with own clocks).
         """

@@ -29,8 +29,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from regsim.arrangement import ArrangementStatus, PaidInstallments, Schedules
-from regsim.clock import Day, Time, at
 from regsim.calendar import Calendar
+from regsim.clock import Day, Time, at
 from regsim.collection_costs import statutory_collection_costs
 from regsim.config import CHANNELS, WorldConfig
 from regsim.decision import ActionSpace, DecisionKind, MessagePurpose, message_purpose
@@ -113,7 +113,8 @@ class Ledger:
 
     def _setup(self, n: int) -> None:
         self.n = n
-        self.sched = Schedules(n, self.capacity, self.calendar, self.config.arrangements.grace_days)
+        arr = self.config.arrangements
+        self.sched = Schedules(n, self.capacity, self.calendar, arr.grace_days, arr.replan_days_to_first_due)
         self.history = ObservableHistory(n)
         self.status = np.zeros(n, dtype=np.int8)
         self.end_time = np.full(n, np.nan)
@@ -139,11 +140,11 @@ class Ledger:
         day: Day,
         *,
         debt_eur: NDArray[np.float64],
-        n_installments: NDArray[np.int64],
-        due_day: NDArray[np.int64] | int,
-        prior_payments: NDArray[np.int64],
+        n_installments: NDArray[np.integer],
+        due_day: NDArray[np.integer] | int,
+        prior_payments: NDArray[np.integer],
         prior_late_share: NDArray[np.float64],
-        prior_pay_dom: NDArray[np.int64],
+        prior_pay_dom: NDArray[np.integer],
     ) -> None:
         """Arrangements agreed: equal installments on a day of the month; the plan waits for its decision."""
         arr, h = self.config.arrangements, self.history
@@ -312,7 +313,9 @@ class Ledger:
             )
         missed_rows, missed_j = s.advance_missed(rows, day)
         if len(missed_rows):
-            self.sink.record(EventType.INSTALLMENT_MISSED, _at_rows(t, rows, missed_rows), missed_rows, installment=missed_j)
+            self.sink.record(
+                EventType.INSTALLMENT_MISSED, _at_rows(t, rows, missed_rows), missed_rows, installment=missed_j
+            )
             np.add.at(self.history.missed, missed_rows, 1)
         broken = s.overdue(rows) >= self.config.arrangements.breakdown_after_missed
         if broken.any():
@@ -435,7 +438,8 @@ class Ledger:
         balance = self.sched.balance[rows]
         if status == ArrangementStatus.BROKEN:
             if collection_costs_eur is None:
-                warned = self.last_letter_time[rows] <= t - COLLECTION_COSTS_NOTICE_DAYS
+                letter = self.last_letter_time[rows]  # (-inf: no letter was ever posted, so no notice was given)
+                warned = np.isfinite(letter) & (letter <= t - COLLECTION_COSTS_NOTICE_DAYS)
                 costs = np.where(warned, statutory_collection_costs(balance), 0.0)
             else:
                 costs = np.asarray(collection_costs_eur, dtype=np.float64)
@@ -567,6 +571,14 @@ class Ledger:
         gone[rows] = True
         self.book_of_messages.forget_rows(gone)
 
+    def row_arrays(self) -> dict[str, np.ndarray[Any, Any]]:
+        """Every per-row array of the state by name (``sched.due``, ``history.on_time``, ``status``, ...)."""
+        out: dict[str, np.ndarray[Any, Any]] = {}
+        for owner, name in self._row_state():
+            prefix = "sched." if owner is self.sched else "history." if owner is self.history else ""
+            out[prefix + name] = getattr(owner, name)
+        return out
+
     def _row_state(self) -> list[tuple[Any, str]]:
         """(owner, attribute) of every per-row array: the ledger's own, the plan's and the history's."""
         out: list[tuple[Any, str]] = [
@@ -620,7 +632,7 @@ _FAR = np.iinfo(np.int64).max // 4  # a day no row reaches
 _CENT_TOLERANCE = 0.005  # amounts are in cents: half a cent is rounding
 
 
-def _at_rows(t: Time, rows: NDArray[np.int64], sub: NDArray[np.int64]) -> Time:
+def _at_rows(t: float | NDArray[Any], rows: NDArray[np.int64], sub: NDArray[np.int64]) -> Any:
     """The time of each of ``sub`` (rows among ``rows``): a shared time as it is, else looked up by row."""
     if np.ndim(t) == 0:
         return t

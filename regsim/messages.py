@@ -116,12 +116,16 @@ class MessageBook:
 
     def positions_of(self, message_ids: NDArray[np.int64]) -> NDArray[np.int64]:
         """Positions of messages given by id (``-1`` for an id not in the book)."""
+        out = np.full(len(message_ids), -1, dtype=np.int64)
+        if not self.n:
+            return out
         ids = self.message_id[: self.n]
         order = np.argsort(ids, kind="stable")
         wanted = np.asarray(message_ids, dtype=np.int64)
-        at = np.minimum(np.searchsorted(ids[order], wanted), max(self.n - 1, 0))
-        found = (self.n > 0) & (ids[order][at] == wanted) if self.n else np.zeros(len(wanted), dtype=bool)
-        return np.where(found, order[at] if self.n else -1, -1).astype(np.int64)
+        at = np.minimum(np.searchsorted(ids[order], wanted), self.n - 1)
+        found = ids[order][at] == wanted
+        out[found] = order[at][found]
+        return out
 
     def of_rows(self, rows: NDArray[np.int64], n_rows: int) -> NDArray[np.int64]:
         """Positions of every message of these rows, in book order."""

@@ -81,9 +81,7 @@ class PaymentBehaviour:
         self.pay_time[rows[go]] = at(d, go) + hour[go] / 24.0
         self.pay_partial[rows[go]] = partial[go]
 
-    def payment_probability(
-        self, ids: NDArray[np.int64], d: Day
-    ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    def payment_probability(self, ids: NDArray[np.int64], d: Day) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """Latent: P(the debtor sets out to pay on day ``d``) and what they owe then (ground truth, oracle, info).
 
         ``d`` is a day, or each debtor's own day aligned with ``ids``.

@@ -114,7 +114,9 @@ def quiet_days(world: VectorWorld, rows: NDArray[np.int64]) -> NDArray[np.int64]
         window = np.maximum(open_due - cfg.arrangements.pay_window_days, d)
         drawn = ~busy & (window < bound)
         if drawn.any():
-            bound[drawn] = first_eventful_day(world, a[drawn], window[drawn], bound[drawn], open_due[drawn], overdue[drawn])
+            bound[drawn] = first_eventful_day(
+                world, a[drawn], window[drawn], bound[drawn], open_due[drawn], overdue[drawn]
+            )
         first[active] = np.where(busy, d, bound)
     first = np.where(pending | active, first, day)  # offered: its decision point is today
     first = np.where(np.isfinite(world.pay_time[rows]), day, first)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pyarrow as pa
@@ -25,6 +25,7 @@ from regsim.arrangement import ArrangementStatus
 from regsim.calendar import Calendar
 from regsim.clock import Time
 from regsim.config import CHANNELS, WorldConfig
+from regsim.context import ContextColumns
 from regsim.decision import ActionSpace, ContextBatch, DecisionKind
 from regsim.eventlog import EventType, event_codes
 from regsim.ledger import OPEN_STATUSES, Ledger
@@ -150,18 +151,18 @@ class LogReplay:
         cols["masked_rules"] = events.column("masked_rules").to_pylist()
         cols["policy"] = events.column("policy").to_pylist()
         cols["policy_version"] = events.column("policy_version").to_pylist()
-        found: list[dict[str, NDArray[Any]]] = []
+        found: list[ContextColumns] = []
         for e, code in enumerate(codes.tolist()):
             out = self._apply(EventType(code), {name: values[e] for name, values in cols.items()}, contexts)
             if out is not None:
                 found.append(out)
         if not found:
             return None
-        columns = {k: np.concatenate([c[k] for c in found]) for k in found[0]}
+        columns = _stack([cast(dict[str, NDArray[Any]], c) for c in found])
         batch = ContextBatch(self.space, columns, np.ones((len(found), self.space.mask_size), dtype=bool))
         return self.rules.apply(batch)
 
-    def _apply(self, event: EventType, e: dict[str, Any], contexts: bool = True) -> dict[str, NDArray[Any]] | None:
+    def _apply(self, event: EventType, e: dict[str, Any], contexts: bool = True) -> ContextColumns | None:
         """Apply one logged event (a dict of its columns); returns a decision's context columns."""
         row = self.row.get(int(e["arrangement_id"]))
         if row is None or not (event in APPLIED_EVENTS or event in _APPLIED_UNLESS_DERIVED):
@@ -187,7 +188,9 @@ class LogReplay:
         elif event == EventType.DECISION:
             kind = _KIND_INDEX[str(e["decision_kind"])]
             out = self.columns_at(r, np.array([kind]), np.array([int(e["installment"])]), day) if contexts else None
-            action = np.array([[int(e[p]) for p in ("a_channel", "a_send_slot", "a_due_day", "a_deferral", "a_reduction")]])
+            action = np.array(
+                [[int(e[p]) for p in ("a_channel", "a_send_slot", "a_due_day", "a_deferral", "a_reduction")]]
+            )
             positions = ledger.decide(
                 r,
                 t,
@@ -253,7 +256,7 @@ class LogReplay:
     # -- contexts -----------------------------------------------------------------------------------------
     def columns_at(
         self, rows: NDArray[np.int64], kinds: NDArray[np.int64], installments: NDArray[np.int64], day: int
-    ) -> dict[str, NDArray[Any]]:
+    ) -> ContextColumns:
         """The context columns of decision points of these rows on one day (before any decision is applied)."""
         out = self.ledger.history.context_columns(rows, kinds, installments, day, self.ledger.sched, self.calendar)
         out["arrangement_id"] = self.ids[rows]
@@ -294,9 +297,10 @@ class LogReplay:
         parts: list[tuple[NDArray[np.int64], dict[str, NDArray[Any]]]] = []
         for day in np.unique(day_arr).tolist():
             at = np.flatnonzero(day_arr == day)
-            parts.append((at, self.columns_at(rows[at], kind_arr[at], inst_arr[at], int(day))))
+            cols = self.columns_at(rows[at], kind_arr[at], inst_arr[at], int(day))
+            parts.append((at, cast(dict[str, NDArray[Any]], cols)))
         order = np.argsort(np.concatenate([at for at, _ in parts]), kind="stable")
-        columns = {k: np.concatenate([c[k] for _, c in parts])[order] for k in parts[0][1]}
+        columns = _stack([c for _, c in parts], order)
         batch = ContextBatch(self.space, columns, np.ones((len(rows), self.space.mask_size), dtype=bool))
         return self.rules.apply(batch)
 
@@ -344,6 +348,12 @@ class LogReplay:
             dst = np.array([self.row[a] for a in other.ids.tolist()], dtype=np.int64)
             self.ledger.assign(dst, other.ledger)
         self._message_of = {}  # (positions moved: looked up in the book again when needed)
+
+
+def _stack(parts: list[dict[str, NDArray[Any]]], order: NDArray[np.int64] | None = None) -> ContextColumns:
+    """Context columns of several parts, one after the other (then in ``order``, if given)."""
+    out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    return cast(ContextColumns, out if order is None else {k: v[order] for k, v in out.items()})
 
 
 def contexts_from_log(events: pa.Table, config: WorldConfig) -> ContextBatch | None:

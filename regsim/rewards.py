@@ -139,7 +139,9 @@ def completion(outcomes: Outcomes, costs: RewardCosts) -> NDArray[np.float64]:
     return np.asarray(outcomes.completed, dtype=np.float64) - np.asarray(outcomes.broken, dtype=np.float64)
 
 
-def burden(outcomes: Outcomes, costs: RewardCosts, scale: float = 0.01, per_contact: float = 0.5) -> NDArray[np.float64]:
+def burden(
+    outcomes: Outcomes, costs: RewardCosts, scale: float = 0.01, per_contact: float = 0.5
+) -> NDArray[np.float64]:
     """``collected`` minus the debtor's burden: ``per_contact`` per contact and the collection costs charged."""
     o = outcomes
     return collected(o, costs, scale) - per_contact * o.contacts - scale * o.collection_costs_eur
@@ -257,11 +259,14 @@ def tally(
                 money[EventType.BROKEN].append((r, cols["collection_costs_eur"]))
         elif event is EventType.REFERRED:
             flags["referred"].append(r)
-    paid, cost, charged = (_sum_by_chunk(money[e], n) for e in (EventType.PAYMENT, EventType.MESSAGE_SENT, EventType.BROKEN))
+    paid, cost, charged = (
+        _sum_by_chunk(money[e], n) for e in (EventType.PAYMENT, EventType.MESSAGE_SENT, EventType.BROKEN)
+    )
     contacts = np.bincount(np.concatenate([r for r, _ in money[EventType.MESSAGE_SENT]] or [_NONE]), minlength=n)
     on_time, missed = (np.bincount(np.concatenate(flags[k] or [_NONE]), minlength=n) for k in ("on_time", "missed"))
     completed, was_broken, referred = (
-        np.bincount(np.concatenate(v or [_NONE]), minlength=n) > 0 for v in (flags["completed"], broken, flags["referred"])
+        np.bincount(np.concatenate(v or [_NONE]), minlength=n) > 0
+        for v in (flags["completed"], broken, flags["referred"])
     )
     at: NDArray[np.int64] | slice = slice(None) if rows is None else rows
     return Outcomes(

@@ -1,4 +1,4 @@
-"""Business rules as data (DOMAIN.md "Real-world rules").
+"""Business rules as data (docs/calibration.md, "Real-world rules").
 
 Each rule is a small object with a ``name`` and a vectorised ``forbid(batch)`` returning the options it
 forbids for every row of a :class:`~regsim.decision.ContextBatch`. A :class:`RuleSet` built from

@@ -269,7 +269,9 @@ class World(PaymentBehaviour, MessageDelivery):
         if self._ready is not None and not self._ready.triggered:
             self._ready.succeed(None)
 
-    def _begin_day(self, rows: NDArray[np.int64] | None) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
+    def _begin_day(
+        self, rows: NDArray[np.int64] | None
+    ) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
         """The morning of these rows (``None``: all): liquidity, referrals, bookkeeping; returns the decision
         points (rows, kinds, installments)."""
         self._liquidity(rows)

@@ -7,7 +7,7 @@ Run for real with uvicorn (one worker)::
 
 Routes (all under bearer-token auth except ``/healthz`` and ``/readyz``): ``POST /v1/arrangements``,
 ``GET /v1/arrangements/{arrangement_id}``, ``POST /v1/decisions``, ``POST /v1/decisions/batch``,
-``POST /v1/events``, ``GET /metrics``, ``GET /docs``, ``GET /openapi.json``.
+``POST /v1/events``, ``POST /v1/clock``, ``GET /metrics``, ``GET /docs``, ``GET /openapi.json``.
 
 Writes go through one writer (:mod:`serving.writer`): requests that arrive together share one transaction
 (group commit), and each response is sent only after the commit of its transaction returned, so an
@@ -291,6 +291,16 @@ def _build_router() -> APIRouter:
         request: Request, body: Annotated[schemas.EventIn, Body()], idempotency_key: IdempotencyKey = None
     ) -> Response:
         return await _write(request, "event", idempotency_key, body)
+
+    @router.post(
+        "/clock",
+        response_model=schemas.ClockOut,
+        status_code=200,
+        responses=_ERRORS,
+        summary="Time has passed (end of day): book due and missed installments and breakdowns of every arrangement",
+    )
+    async def post_clock(request: Request, body: schemas.ClockIn, idempotency_key: IdempotencyKey = None) -> Response:
+        return await _write(request, "clock", idempotency_key, body)
 
     return router
 

@@ -1,9 +1,10 @@
 """The write-through replay cache: each arrangement's replayed state, kept in memory between requests.
 
-Rebuilding an arrangement's context means replaying all of its events (:class:`regsim.replay.LogReplay`).
-Doing that from the store on every request is correct but costs a query and a replay per request, growing with
-the arrangement's history. The cache keeps the replayed state (plan, observable history, bookkeeping day) and
-the ``arrangements`` row of every arrangement the server has touched:
+Rebuilding an arrangement's state means replaying all of its events through the ledger
+(:class:`regsim.replay.LogReplay`). Doing that from the store on every request is correct but costs a query and
+a replay per request, growing with the arrangement's history. The cache keeps the replayed state (the ledger's:
+plan, observable history, messages, bookkeeping day) and the ``arrangements`` row of every arrangement the server
+has touched:
 
 * **The store stays the source of truth.** An arrangement the cache does not hold is loaded from the store
   (its row and its events, replayed by the same code) the first time a request needs it, so a fresh process,
@@ -15,7 +16,9 @@ the ``arrangements`` row of every arrangement the server has touched:
   takes a lease on the store at start-up (:mod:`serving.lease`) and refuses to write once another process has
   taken it over.
 
-Memory grows with the number of arrangements touched (about 1 KB each); nothing is evicted.
+A replayed log knows a pending message by the decision that scheduled it, not by the id the server gave it: those
+ids are read from the ``messages`` table when an arrangement is loaded. Memory grows with the number of
+arrangements touched (about 1 KB each, and their messages); nothing is evicted.
 """
 
 from __future__ import annotations
@@ -26,10 +29,12 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
+from regsim.arrangement import ArrangementStatus
 from regsim.config import WorldConfig
 from regsim.replay import LogReplay
 from serving import db, schemas
 from serving.store import load_events
+from serving.store_rows import rows_of
 
 __all__ = ["ArrangementInfo", "ReplayCache", "Workspace", "load_workspace"]
 
@@ -84,6 +89,13 @@ class Workspace:
     replay: LogReplay
     info: dict[int, ArrangementInfo | None]
 
+    def __post_init__(self) -> None:
+        rows_of(self.replay)  # what its ledger writes becomes store rows (serving.store_rows)
+
+    def status_of(self, arrangement_id: int) -> str:
+        """An arrangement's status, as its ledger has it."""
+        return _STATUS_NAMES[int(self.replay.ledger.status[self.replay.row[arrangement_id]])]
+
     def snapshot(self, ids: Iterable[int]) -> Workspace:
         """A copy of some arrangements' state, to :meth:`restore` if a request on them is refused midway."""
         wanted = list(dict.fromkeys(int(a) for a in ids))
@@ -93,6 +105,9 @@ class Workspace:
         """Put back the state a :meth:`snapshot` took."""
         self.replay.merge(snap.replay)
         self.info.update(snap.info)
+
+
+_STATUS_NAMES = tuple(s.name.lower() for s in ArrangementStatus)
 
 
 def _clone(info: ArrangementInfo | None) -> ArrangementInfo | None:
@@ -115,8 +130,23 @@ def load_workspace(conn: sa.Connection, config: WorldConfig, ids: Sequence[int],
     replay = template.blank(wanted)
     known = [a for a, i in info.items() if i is not None]
     if known:
-        replay.feed(load_events(conn, known, config.simulation.start_date))
+        replay.feed(load_events(conn, known, config.simulation.start_date), contexts=False)
+        _pending_message_ids(conn, replay, known)
     return Workspace(replay, info)
+
+
+def _pending_message_ids(conn: sa.Connection, replay: LogReplay, ids: Sequence[int]) -> None:
+    """Give the replayed pending messages the ids the server gave them (a log names a message only once sent)."""
+    book = replay.ledger.messages
+    by_decision = {int(d): k for k, d in enumerate(book.decision[: book.n].tolist())}
+    for k in range(0, len(ids), 500):
+        stmt = sa.select(db.messages.c.message_id, db.messages.c.decision_id).where(
+            db.messages.c.arrangement_id.in_(list(ids[k : k + 500])), db.messages.c.state == "pending"
+        )
+        for message_id, decision_id in conn.execute(stmt):
+            position = by_decision.get(int(decision_id))
+            if position is not None:
+                book.message_id[position] = int(message_id)
 
 
 class ReplayCache:

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 
 from serving.idempotency import IdempotencyConflictError
 from serving.lease import LeaseLostError
-from serving.service import ConflictError, InvalidFieldError, NotFoundError
+from serving.refusals import ConflictError, InvalidFieldError, NotFoundError
 
 __all__ = ["HANDLED", "error_response"]
 

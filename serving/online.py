@@ -27,7 +27,7 @@ import datetime as dt
 import io
 import json
 import math
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 import pyarrow as pa
@@ -35,16 +35,18 @@ import pyarrow.compute as pc
 import sqlalchemy as sa
 
 from regsim.config import WorldConfig
-from regsim.decision import ContextBatch, Policy
+from regsim.decision import ContextBatch, LearningPolicy, Policy
 from regsim.eventlog import EventType, event_codes
-from regsim.feedback import OutcomeMatcher
+from regsim.feedback import FEEDBACK_EVENTS, OutcomeMatcher
 from regsim.replay import contexts_from_log
+from regsim.rewards import RewardCosts, resolve_reward
 from serving import db
 from serving.store import load_events
 
 __all__ = ["OnlineLearner", "is_online"]
 
-_FEEDBACK = (EventType.PAYMENT, EventType.MESSAGE_SENT, EventType.COMPLETED, EventType.BROKEN, EventType.REFERRED)
+#: The columns of a logged event that a decision's outcome reads (:meth:`regsim.feedback.OutcomeMatcher.observe`).
+_OUTCOME_COLUMNS = ("time", "arrangement_id", "amount_eur", "decision_id", "deferral_days", "collection_costs_eur")
 _CLOCK_KEY = "__server_day"
 _SLOT = "active"
 #: One compiled statement for every save (a statement built per call is compiled per call: its values differ).
@@ -61,10 +63,10 @@ _UPDATE_STATE = (
 )
 
 
-def is_online(policy: Policy) -> bool:
+def is_online(policy: Policy) -> TypeGuard[LearningPolicy]:
     """Whether a policy learns online (a positive ``feedback_window_days``, as the world decides)."""
-    window = getattr(policy, "feedback_window_days", None)
-    return window is not None and float(window) > 0 and hasattr(policy, "state_dict")
+    window = policy.feedback_window_days
+    return window is not None and float(window) > 0 and isinstance(policy, LearningPolicy)
 
 
 class OnlineLearner:
@@ -77,14 +79,16 @@ class OnlineLearner:
         epoch: The calendar date of time 0.
     """
 
-    def __init__(self, policy: Any, origin: str, config: WorldConfig, epoch: dt.date) -> None:
+    def __init__(self, policy: LearningPolicy, origin: str, config: WorldConfig, epoch: dt.date) -> None:
         self.policy = policy
         self.origin = origin
         self.config = config
         self.epoch = epoch
-        self.matcher = OutcomeMatcher(float(policy.feedback_window_days), getattr(policy, "feedback_reward", None))
+        window = policy.feedback_window_days
+        assert window is not None
+        self.matcher = OutcomeMatcher(float(window), resolve_reward(policy.feedback_reward), RewardCosts.of(config))
         self.day = -1  # the last day boundary processed (-1: none yet)
-        self._buffer: list[tuple[EventType, float, int, float, int]] = []
+        self._buffer: list[tuple[EventType, dict[str, Any]]] = []
         self.updates = 0
         self._saved = False
 
@@ -107,14 +111,12 @@ class OnlineLearner:
         return learned
 
     def _observe_before(self, boundary: float) -> None:
-        now = [e for e in self._buffer if e[1] < boundary]
+        now = [e for e in self._buffer if e[1]["time"] < boundary]
         if not now:
             return
-        self._buffer = [e for e in self._buffer if e[1] >= boundary]
-        for event, t, arr, amount, decision in now:
-            self.matcher.observe(
-                event, np.array([t]), np.array([arr], dtype=np.int64), np.array([amount]), np.array([decision])
-            )
+        self._buffer = [e for e in self._buffer if e[1]["time"] >= boundary]
+        for event, columns in now:
+            self.matcher.observe(event, columns)
 
     # -- what the server tells it ---------------------------------------------------------------------------
     def add_decisions(
@@ -132,17 +134,8 @@ class OnlineLearner:
         """Queue logged events (store rows) for the next boundary; only the kinds that carry outcomes are kept."""
         for r in rows:
             event = EventType[str(r["event"]).upper()]
-            if event in _FEEDBACK:
-                amount = r.get("amount_eur")
-                self._buffer.append(
-                    (
-                        event,
-                        float(r["time"]),
-                        int(r["arrangement_id"]),
-                        float("nan") if amount is None else float(amount),
-                        int(r.get("decision_id", -1) if r.get("decision_id") is not None else -1),
-                    )
-                )
+            if event in FEEDBACK_EVENTS:
+                self._buffer.append((event, _outcome_columns(r)))
 
     # -- persistence ----------------------------------------------------------------------------------------
     def _blobs(self, with_big: bool) -> tuple[bytes | None, bytes]:
@@ -243,21 +236,26 @@ class OnlineLearner:
         early = pc.less(log.column("time"), pa.scalar(boundary)).to_numpy(zero_copy_only=False)
         rows = log.to_pylist()
         for e, r in enumerate(rows):
-            if int(codes[e]) not in _FEEDBACK:
+            if EventType(int(codes[e])) not in FEEDBACK_EVENTS:
                 continue
             if early[e]:
-                amount = np.nan if r["amount_eur"] is None else float(r["amount_eur"])
-                self.matcher.observe(
-                    EventType(int(codes[e])),
-                    np.array([float(r["time"])]),
-                    np.array([int(r["arrangement_id"])], dtype=np.int64),
-                    np.array([amount]),
-                    np.array([int(r["decision_id"])], dtype=np.int64),
-                )
+                self.matcher.observe(EventType(int(codes[e])), _outcome_columns(r))
             else:
                 self.add_events([r])
         # What matured by the last boundary was learned before the restart.
         self.matcher.mature(boundary)
+
+
+def _outcome_columns(row: dict[str, Any]) -> dict[str, Any]:
+    """A logged event's columns that an outcome reads, as one-element arrays (NaN / -1 where unset)."""
+    out: dict[str, Any] = {}
+    for name in _OUTCOME_COLUMNS:
+        value = row.get(name)
+        if name in ("arrangement_id", "decision_id", "deferral_days"):
+            out[name] = np.array([-1 if value is None else int(value)], dtype=np.int64)
+        else:
+            out[name] = np.array([np.nan if value is None else float(value)])
+    return out
 
 
 def _decode(blob: bytes) -> dict[str, Any]:

@@ -24,6 +24,8 @@ __all__ = [
     "BatchDecisionIn",
     "BatchDecisionOut",
     "CancelledReminder",
+    "ClockIn",
+    "ClockOut",
     "ContactRecord",
     "DecisionIn",
     "DecisionOut",
@@ -272,6 +274,26 @@ class EventOut(BaseModel):
     status: Status = Field(description="The arrangement's status after the event.")
     installments_paid: list[int] = Field(description="Installments a payment completed.")
     cancelled: list[CancelledReminder] = Field(description="Pending messages this event cancelled.")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The clock
+# ----------------------------------------------------------------------------------------------------------
+class ClockIn(_Timed):
+    """Time has reached ``time`` (the creditor's end of day): book every open arrangement up to then.
+
+    Installments that fell due or were missed, and plans that broke (with their collection costs), are booked
+    on the days they happened; an arrangement is otherwise booked only when a request for it arrives.
+    """
+
+
+class ClockOut(BaseModel):
+    """What the clock booked."""
+
+    time: float
+    at: dt.datetime
+    arrangements: int = Field(description="Open arrangements booked up to the time.")
+    events: dict[str, int] = Field(description="Events booked, by type.")
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -37,10 +37,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import sqlalchemy as sa
 from pydantic import BaseModel
 from sqlalchemy.engine import Connection, Engine
 
-from serving import schemas
+from serving import db, schemas
 from serving.cache import ReplayCache, Workspace
 from serving.idempotency import IdempotencyConflictError, StoredResponse, lookup_many, remember_many, request_hash
 from serving.lease import LeaseLostError, WriterLease
@@ -51,7 +52,8 @@ __all__ = ["Outcome", "WriteOp", "Writer"]
 
 log = logging.getLogger("regsim.serving")
 
-OpKind = Literal["register", "decide", "batch", "event"]
+OpKind = Literal["register", "decide", "batch", "event", "clock"]
+_OPEN = ("offered", "active")
 
 
 @dataclass(frozen=True)
@@ -67,8 +69,8 @@ class WriteOp:
     """One POST's effect, queued for the writer.
 
     Attributes:
-        kind: ``register`` (arrangement), ``decide`` (one decision point), ``batch`` (decision points) or
-            ``event``.
+        kind: ``register`` (arrangement), ``decide`` (one decision point), ``batch`` (decision points),
+            ``event`` or ``clock`` (every open arrangement).
         body: The validated request body.
         key: Its ``Idempotency-Key`` (or ``None``).
         method: HTTP method (for the idempotency record).
@@ -84,10 +86,13 @@ class WriteOp:
     digest: str = ""
     future: asyncio.Future[Outcome] | None = field(default=None, repr=False)
 
-    def arrangement_ids(self) -> list[int]:
+    def arrangement_ids(self, conn: Connection) -> list[int]:
         """The arrangements this request touches."""
         if self.kind == "batch":
             return [int(d.arrangement_id) for d in self.body.decisions]
+        if self.kind == "clock":
+            stmt = sa.select(db.arrangements.c.arrangement_id).where(db.arrangements.c.status.in_(_OPEN))
+            return [int(a) for (a,) in conn.execute(stmt)]
         return [int(self.body.arrangement_id)]
 
 
@@ -235,7 +240,7 @@ class Writer:
         try:
             with self.engine.begin() as conn:
                 self.lease.confirm(conn)
-                ws = self.cache.workspace(conn, [a for op in group for a in op.arrangement_ids()])
+                ws = self.cache.workspace(conn, [a for op in group for a in op.arrangement_ids(conn)])
                 keyed = [(op.key, op.method, op.path, op.digest) for op in group if op.key is not None]
                 stored = lookup_many(conn, keyed) if keyed else {}
                 run: list[int] = []
@@ -271,7 +276,7 @@ class Writer:
                     else:
                         # In arrival order: the decisions before this request are taken first.
                         flush()
-                        ids = op.arrangement_ids()
+                        ids = op.arrangement_ids(conn)
                         fresh = touched.isdisjoint(ids)
                         touched.update(ids)
                         results[i] = self._one(conn, ws, op, alone=len(group) == 1, fresh=fresh)
@@ -317,7 +322,8 @@ class Writer:
         on arrangements no earlier request of the group touched (``fresh``), their state is taken again from
         the cache (or the store); otherwise from a copy taken before.
         """
-        snap = ws.snapshot(op.arrangement_ids()) if not (alone or fresh) else None
+        ids = op.arrangement_ids(conn)
+        snap = ws.snapshot(ids) if not (alone or fresh) else None
         try:
             model: BaseModel
             if op.kind == "register":
@@ -326,13 +332,16 @@ class Writer:
             if op.kind == "event":
                 model = self.service.record(conn, ws, op.body)
                 return Outcome(200, model.model_dump_json())
+            if op.kind == "clock":
+                model = self.service.tick(conn, ws, op.body)
+                return Outcome(200, model.model_dump_json())
             model = schemas.BatchDecisionOut(decisions=self.service.decide(conn, ws, op.body.decisions))
             return Outcome(200, model.model_dump_json())
         except ServiceError as exc:
             if snap is not None:
                 ws.restore(snap)
             elif not alone:
-                ws.restore(self.cache.workspace(conn, op.arrangement_ids()))
+                ws.restore(self.cache.workspace(conn, ids))
             return exc
 
     def _day(self, body: schemas.DecisionIn) -> int | None:

@@ -411,9 +411,9 @@ def load_bandit(folder: Path) -> LinearBandit:
 
 def register_artifact_loaders() -> None:
     """Register the loaders of the ``bandit-<name>`` artifact kinds (idempotent)."""
-    from agents.artifact import register_loader
+    from agents.artifact import Manifest, register_loader
 
-    def loader(folder: Path, manifest: dict[str, Any], **kwargs: Any) -> LinearBandit:
+    def loader(folder: Path, manifest: Manifest, **kwargs: Any) -> LinearBandit:
         if kwargs:
             raise TypeError(f"a bandit artifact takes no loading options; got {sorted(kwargs)}")
         return LinearBandit.load(folder)

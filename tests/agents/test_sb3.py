@@ -19,21 +19,20 @@ from scipy import stats
 from stable_baselines3.common.policies import BasePolicy
 
 from agents.artifact import ArtifactError, load_policy
+from agents.flat_actions import FlatActions, FlatActionWrapper
 from agents.reference import RandomPolicy
 from agents.sb3 import (
     POLICIES,
-    FlatActions,
-    FlatActionWrapper,
     SB3DQNPolicy,
     SB3MaskablePPOPolicy,
     SB3Policy,
 )
 from agents.train import train_policy
 from envs.arrangement import ArrangementEnv
-from envs.rewards import StepOutcome
 from regsim import Policy, World, WorldConfig
 from regsim.config import CHANNELS, DEBTOR_TYPES
 from regsim.decision import PART_NAMES, ContextBatch, DecisionKind
+from regsim.rewards import Outcomes, RewardCosts
 
 ALGORITHMS = sorted(POLICIES)
 SMS = 1 + CHANNELS.index("sms")
@@ -73,7 +72,7 @@ def dominant_channel_world() -> WorldConfig:
     )
 
 
-def contacts_minus_cost(outcome: StepOutcome) -> float:
+def contacts_minus_cost(outcome: Outcomes, costs: RewardCosts) -> np.ndarray:
     """+1 per message sent minus the messages' cost in EUR."""
     return outcome.contacts - outcome.contact_cost_eur
 
@@ -191,6 +190,7 @@ LEARN = {
         "target_update_interval": 200,
         "exploration_fraction": 0.5,
         "train_freq": 1,
+        "gradient_steps": 16,  # (one per transition of the 16 slots)
         "learning_rate": 1e-3,
         "gamma": 0.5,
     },
@@ -210,7 +210,7 @@ def test_every_algorithm_learns_the_dominant_channel(algorithm: str, tmp_path: P
         # PPO and MaskablePPO train on vector rollouts (16 slots x 16 steps), whose decisions are cheap; plan
         # creations (one per episode) are the rarest states and need the larger budget.
         steps=2048 if algorithm == "maskable-ppo" else 1024,
-        n_envs=16 if algorithm != "dqn" else None,
+        n_envs=16,
         seed=0,
         out=tmp_path,
         env_kwargs={"reward": contacts_minus_cost},
@@ -310,11 +310,8 @@ BAD_TRAINING: list[tuple[dict[str, Any], str]] = [
     ({"env_kwargs": {"config": None}}, "env_kwargs"),
     ({"algo_kwargs": {"seed": 3}}, "algo_kwargs"),
     ({"action_parts": ("channel",)}, "action_parts"),
-    ({"rollouts": "batched"}, "rollouts"),
-    ({"rollouts": "population"}, "rollouts"),  # maskable-ppo only
-    ({"rollouts": "env", "n_envs": 4}, "n_envs"),
+    ({"env_kwargs": {"reward": "nope"}}, "reward"),
     ({"n_envs": 0}, "n_envs"),
-    ({"rollouts": "env", "workers": 2}, "workers"),
     ({"n_envs": 4, "workers": 5}, "workers"),
     ({"workers": 0}, "workers"),
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -20,6 +21,7 @@ from regsim.eventlog import EventType
 from regsim.features import FEATURE_LAYOUT, features
 from regsim.metrics import kpis
 from regsim.replay import contexts_from_log
+from regsim.rewards import REWARDS, Outcomes, RewardCosts
 
 
 def _do_nothing(env: ArrangementEnv) -> np.ndarray:
@@ -155,11 +157,45 @@ def test_bad_arguments_name_the_field(bad: dict) -> None:
         ArrangementEnv(**bad)
 
 
-@pytest.mark.parametrize("reward", sorted(envs.REWARDS))
-def test_named_rewards_run(reward: str) -> None:
+def _episode_totals(table: Any) -> dict[str, float]:
+    """What an episode's event log says, summed: euros paid, message costs, completion, breakdown."""
+    events = np.array(table.column("event").to_pylist())
+    amount = np.nan_to_num(np.asarray(table.column("amount_eur").to_numpy(zero_copy_only=False), dtype=float))
+    return {
+        "paid": float(amount[events == "payment"].sum()),
+        "cost": float(amount[events == "message_sent"].sum()),
+        "completed": float((events == "completed").any()),
+        "broken": float((events == "broken").any()),
+    }
+
+
+@pytest.mark.parametrize("seed", [1, 4, 9])
+def test_episode_rewards_add_up_to_what_its_log_records(seed: int) -> None:
+    """The step rewards of an episode sum to the reward of its whole event log (nothing dropped or doubled)."""
+    for reward in ("collected", "completion"):
+        env = ArrangementEnv(reward=reward, months=12)
+        total = sum(r[1] for r in _rollout(env, seed=seed)[1:])
+        log = _episode_totals(env.world.log.to_table())
+        if reward == "collected":
+            breakdown = env.config.arrangements.breakdown_cost_eur
+            expected = 0.01 * (log["paid"] - log["cost"] - breakdown * log["broken"])
+        else:
+            expected = log["completed"] - log["broken"]
+        assert total == pytest.approx(expected, abs=1e-9), reward
+    assert log["paid"] > 0  # (the episode paid something: the check is not vacuous)
+
+
+@pytest.mark.parametrize("reward", sorted(REWARDS))
+def test_every_named_reward_is_the_reward_of_the_steps_outcome(reward: str) -> None:
     env = ArrangementEnv(reward=reward)
-    total = sum(r[1] for r in _rollout(env, seed=1)[1:])
-    assert np.isfinite(total)
+    env.reset(seed=2)
+    env.action_space.seed(2)
+    for _ in range(12):
+        *_, r, terminated, truncated, info = env.step(env.action_space.sample())
+        outcome = Outcomes(**{k: np.array([v]) for k, v in info["outcome"].items()})
+        assert r == float(REWARDS[reward](outcome, RewardCosts.of(env.config))[0])
+        if terminated or truncated:
+            break
 
 
 @pytest.mark.parametrize("vectorization_mode", ["sync", "async"])
@@ -174,26 +210,50 @@ def test_gymnasium_make_vec_seeds_copy_i_with_seed_plus_i(vectorization_mode: st
 
 
 @pytest.mark.parametrize("vec_cls", [DummyVecEnv, SubprocVecEnv])
-def test_sb3_vec_envs(vec_cls: type) -> None:
+def test_sb3_vec_envs_step_copy_i_as_the_single_env_with_seed_plus_i(vec_cls: type) -> None:
     vec = vec_cls([lambda: ArrangementEnv() for _ in range(2)])
     vec.seed(20)
     obs = vec.reset()
-    single = ArrangementEnv()
-    for i in range(2):
+    singles = [ArrangementEnv() for _ in range(2)]
+    for i, single in enumerate(singles):
         expected, _ = single.reset(seed=20 + i)
         np.testing.assert_array_equal(obs[i], expected)
-    masks = np.stack(vec.env_method("action_masks"))
-    actions = np.stack(vec.env_method("action_masks"))  # shape check only
-    assert masks.shape == actions.shape == (2, sum(single.space.nvec))
+    for _ in range(5):
+        masks = np.stack(vec.env_method("action_masks"))
+        np.testing.assert_array_equal(masks, np.stack([s.action_masks() for s in singles]))
+        actions = np.stack([_do_nothing(s) for s in singles])
+        obs, rewards, dones, _ = vec.step(actions)
+        for i, single in enumerate(singles):
+            o, r, te, tr, _ = single.step(actions[i])
+            assert (rewards[i], dones[i]) == (pytest.approx(r), te or tr)
+            if not (te or tr):
+                np.testing.assert_array_equal(obs[i], o)
     vec.close()
 
 
-def test_maskable_ppo_trains_a_few_thousand_steps() -> None:
+def test_maskable_ppo_trained_on_the_env_acts_within_the_masks() -> None:
+    """MaskablePPO trains on the single env; its sampled actions are allowed by the masks at every decision point
+    (a masked one would raise: the env refuses it), and the same seed trains the same weights."""
     from sb3_contrib import MaskablePPO
 
+    def trained() -> MaskablePPO:
+        model = MaskablePPO(
+            "MlpPolicy", ArrangementEnv(), n_steps=256, batch_size=128, n_epochs=2, seed=0, verbose=0, device="cpu"
+        )
+        return model.learn(total_timesteps=512)
+
+    a, b = trained(), trained()
+    for x, y in zip(a.policy.parameters(), b.policy.parameters(), strict=True):
+        assert bool((x == y).all())
     env = ArrangementEnv()
-    model = MaskablePPO("MlpPolicy", env, n_steps=512, batch_size=128, n_epochs=2, seed=0, verbose=0, device="cpu")
-    model.learn(total_timesteps=2_048)
     obs, _ = env.reset(seed=99)
-    action, _ = model.predict(obs, action_masks=env.action_masks(), deterministic=True)
-    env.step(action)  # a masked prediction is never refused
+    steps = 0
+    for _ in range(60):
+        mask = env.action_masks()
+        action, _ = a.predict(obs, action_masks=mask, deterministic=False)
+        assert all(mask[o + int(action[p])] for p, o in enumerate(env.space.offsets))
+        obs, _, terminated, truncated, _ = env.step(action)  # (raises RuleViolation on a masked action)
+        steps += 1
+        if terminated or truncated:
+            obs, _ = env.reset(seed=100 + steps)
+    assert steps == 60

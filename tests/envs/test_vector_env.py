@@ -50,16 +50,13 @@ def _run(vec: gym.vector.VectorEnv, masks_of: Any, space: Any, steps: int, seed:
     return out
 
 
-def _skipping_equals_every_day(
-    monkeypatch: pytest.MonkeyPatch, make: Any, steps: int, seed: int
-) -> tuple[ArrangementVecEnv, ArrangementVecEnv]:
-    """Run ``make()`` as it is, then with no quiet day skipped; assert the same trajectories; both envs."""
-    from regsim.vector_world import VectorWorld
-
-    fast = make()
+def _skipping_equals_every_day(make: Any, steps: int, seed: int) -> tuple[ArrangementVecEnv, ArrangementVecEnv]:
+    """Run ``make(True)`` (quiet days skipped) and ``make(False)`` (every day in full); assert the same
+    trajectories; both envs."""
+    fast = make(True)
     got = _run(fast, fast.action_masks, fast.space, steps=steps, seed=seed)
-    monkeypatch.setattr(VectorWorld, "_quiet_days", lambda self, rows: np.zeros(len(rows), dtype=np.int64))
-    slow = make()
+    slow = make(False)
+    assert fast.world.skip_quiet_days and not slow.world.skip_quiet_days
     expected = _run(slow, slow.action_masks, slow.space, steps=steps, seed=seed)
     for g, e in zip(got, expected, strict=True):
         for x, y in zip(g[:-1], e[:-1], strict=True):
@@ -116,7 +113,7 @@ def test_slot_i_replays_arrangement_k_like_the_single_env() -> None:
             np.testing.assert_array_equal(obs[i], o)
             assert (reward[i], terminated[i], truncated[i]) == (r, te, tr)
             assert {k: v[i] for k, v in info["truth"].items() if not k.startswith("_")} == inf["truth"]
-            assert info["outcome"][i] == inf["outcome"]
+            assert {k: v[i] for k, v in info["outcome"].items() if not k.startswith("_")} == inf["outcome"]
             alive[i] = not (te or tr)
 
 
@@ -188,16 +185,31 @@ def test_sb3_adapter_resets_in_the_same_step_and_gives_masks() -> None:
     assert finished >= 2
 
 
-def test_maskable_ppo_learns_on_the_sb3_adapter() -> None:
+def test_maskable_ppo_on_the_sb3_adapter_trains_reproducibly_and_acts_within_the_masks() -> None:
+    """MaskablePPO trains on the adapter through SB3's own learn(); the same seed gives the same weights, and the
+    trained policy's sampled actions are allowed by the masks at every decision point."""
     from sb3_contrib import MaskablePPO
 
-    vec = ArrangementSB3VecEnv(8, months=MONTHS)
-    model = MaskablePPO("MlpPolicy", vec, n_steps=128, batch_size=256, n_epochs=2, seed=0, verbose=0, device="cpu")
-    model.learn(total_timesteps=2_048)
-    assert model.num_timesteps >= 2_048
+    def trained() -> MaskablePPO:
+        vec = ArrangementSB3VecEnv(8, months=MONTHS)
+        model = MaskablePPO("MlpPolicy", vec, n_steps=64, batch_size=256, n_epochs=2, seed=0, verbose=0, device="cpu")
+        return model.learn(total_timesteps=1_024)
+
+    a, b = trained(), trained()
+    assert a.num_timesteps == b.num_timesteps == 1_024
+    for (name, x), y in zip(a.policy.state_dict().items(), b.policy.state_dict().values(), strict=True):
+        assert bool((x == y).all()), name
+    initial = MaskablePPO("MlpPolicy", ArrangementSB3VecEnv(8, months=MONTHS), seed=0, device="cpu").policy
+    assert any(not bool((x == y).all()) for x, y in zip(a.policy.parameters(), initial.parameters(), strict=True))
+    vec = a.get_env()
     obs = vec.reset()
-    action, _ = model.predict(obs, action_masks=vec.action_masks(), deterministic=True)
-    vec.step(action)  # a masked prediction is never refused
+    space = vec.venv.space
+    for _ in range(40):
+        masks = vec.action_masks()
+        action, _ = a.predict(obs, action_masks=masks, deterministic=False)
+        for part, (offset, size) in enumerate(zip(space.offsets, space.nvec, strict=True)):
+            assert masks[np.arange(len(masks)), offset + action[:, part]].all(), (part, size)
+        obs, *_ = vec.step(action)
 
 
 def test_compacting_the_message_store_changes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -219,7 +231,7 @@ def test_compacting_the_message_store_changes_nothing(monkeypatch: pytest.Monkey
         for x, y in zip(got[:-1], expected[:-1], strict=True):
             np.testing.assert_array_equal(x, y)
         ended += int(np.sum(got[2] | got[3]))
-    assert ended >= 2 and vec.world.msgs.n < 200
+    assert ended >= 2 and vec.world.ledger.messages.n < 200
 
 
 def test_a_masked_action_is_refused_and_changes_nothing() -> None:
@@ -308,8 +320,8 @@ def test_a_run_of_mornings_at_once_equals_one_morning_at_a_time_through_many_sho
 
 
 def test_the_clock_after_a_run_of_days_equals_the_day_by_day_emulation() -> None:
-    """``_evening_after`` gives the clock that ``_morning``/``_evening`` leave, for every run within a long horizon."""
-    from regsim.vector_world import _evening_after
+    """``evening_after`` gives the clock that ``_morning``/``_evening`` leave, for every run within a long horizon."""
+    from regsim.quiet_days import evening_after as _evening_after
 
     horizon = 30 * 24 + 3 * 366
     evening = np.zeros(horizon)  # the emulated day process's clock at each day's evening, from day 0
@@ -327,35 +339,39 @@ def test_the_clock_after_a_run_of_days_equals_the_day_by_day_emulation() -> None
 
 def test_skipping_quiet_days_changes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     """The engine with quiet days run at once equals the engine that runs every day in full, state included."""
+    from regsim import quiet_days as qd
     from regsim.vector_world import VectorWorld
 
     n, steps = 24, 40
     skipped, folded = [0], [0]
-    quiet_days = VectorWorld._quiet_days
+    quiet_days = qd.quiet_days
 
-    def counting(self: VectorWorld, rows: np.ndarray) -> np.ndarray:
-        out = quiet_days(self, rows)
+    def counting(world: VectorWorld, rows: np.ndarray) -> np.ndarray:
+        out = quiet_days(world, rows)
         skipped[0] += int(out.sum())
         # Stretches that pass an installment's due date (its booking is made at the stretch's end).
-        s = self.sched
+        s = world.ledger.sched
         came = np.minimum(s.came_due[rows], s.capacity - 1)
-        falls = (s.came_due[rows] < s.n[rows]) & (s.due[rows, came] < self.local_day[rows] + out)
+        falls = (s.came_due[rows] < s.n[rows]) & (s.due[rows, came] < world.local_day[rows] + out)
         folded[0] += int((falls & (out > 0)).sum())
         return out
 
-    monkeypatch.setattr(VectorWorld, "_quiet_days", counting)
-    fast, slow = _skipping_equals_every_day(monkeypatch, lambda: ArrangementVecEnv(n, months=MONTHS), steps, seed=7)
+    monkeypatch.setattr(qd, "quiet_days", counting)
+    fast, slow = _skipping_equals_every_day(
+        lambda skip: ArrangementVecEnv(n, months=MONTHS, skip_quiet_days=skip), steps, seed=7
+    )
     _assert_same_state(fast, slow, ("cash", "boost", "annoyance", "streak", "shock_until", "shocks", "shock_days"))
     np.testing.assert_array_equal(fast.world.local_day, slow.world.local_day)
-    np.testing.assert_array_equal(fast.world.status, slow.world.status)
+    np.testing.assert_array_equal(fast.world.ledger.status, slow.world.ledger.status)
     for name in ("came_due", "miss_ptr", "first_open", "n", "due", "paid"):
-        np.testing.assert_array_equal(getattr(fast.world.sched, name), getattr(slow.world.sched, name), err_msg=name)
+        fast_plan, slow_plan = fast.world.ledger.sched, slow.world.ledger.sched
+        np.testing.assert_array_equal(getattr(fast_plan, name), getattr(slow_plan, name), err_msg=name)
     assert skipped[0] > 10 * n  # most days between decision points are quiet
     assert folded[0] > n  # and many quiet stretches pass a due date
 
 
-def test_sums_by_append_match_the_single_envs_running_sums() -> None:
-    from envs.vector import _sum_by_append
+def test_sums_by_chunk_match_running_sums_chunk_by_chunk() -> None:
+    from regsim.rewards import _sum_by_chunk as _sum_by_append
 
     rng = np.random.default_rng(3)
     n = 7
@@ -369,10 +385,10 @@ def test_sums_by_append_match_the_single_envs_running_sums() -> None:
 
 
 def test_event_queue_pops_each_rows_events_by_time_then_creation() -> None:
-    from regsim.vector_world import _EventQueue
+    from regsim.engine import EventQueue
 
     calls: list[tuple[str, list[int]]] = []
-    q = _EventQueue()
+    q = EventQueue()
 
     def a(m: Any, t: Any) -> None:
         calls.append(("a", m.tolist()))
@@ -393,21 +409,24 @@ def test_event_queue_pops_each_rows_events_by_time_then_creation() -> None:
 
 def test_skipping_draws_that_cannot_succeed_changes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     """Pay-window and overdue days skipped by their draws (``_first_eventful_day``): the same as every day in full."""
+    from regsim import quiet_days as qd
     from regsim.vector_world import VectorWorld
 
     n, steps = 64, 50
     looked = [0, 0]
-    eventful_day = VectorWorld._first_eventful_day
+    eventful_day = qd.first_eventful_day
 
-    def counting(self: VectorWorld, rows: np.ndarray, start: np.ndarray, *args: Any) -> np.ndarray:
-        out = eventful_day(self, rows, start, *args)
+    def counting(world: VectorWorld, rows: np.ndarray, start: np.ndarray, *args: Any) -> np.ndarray:
+        out = eventful_day(world, rows, start, *args)
         looked[0] += int((out > start).sum())  # rows that skipped at least one day with a draw
         looked[1] += int(args[-1][out > start].sum())  # of them overdue
         return out
 
-    monkeypatch.setattr(VectorWorld, "_first_eventful_day", counting)
+    monkeypatch.setattr(qd, "first_eventful_day", counting)
     fast, slow = _skipping_equals_every_day(
-        monkeypatch, lambda: ArrangementVecEnv(n, months=MONTHS, reward="completion_value"), steps=steps, seed=11
+        lambda skip: ArrangementVecEnv(n, months=MONTHS, reward="completion_value", skip_quiet_days=skip),
+        steps=steps,
+        seed=11,
     )
     _assert_same_state(
         fast, slow, ("cash", "boost", "annoyance", "streak", "shock_until", "shocks", "shock_days", "disengaged")
@@ -417,6 +436,7 @@ def test_skipping_draws_that_cannot_succeed_changes_nothing(monkeypatch: pytest.
 
 def test_skipping_shock_days_without_a_referral_changes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     """Overdue rows in a shock skip the days whose referral draw fails; the referrals happen on the same days."""
+    from regsim import quiet_days as qd
     from regsim.config import DEBTOR_TYPES, WorldConfig
     from regsim.vector_world import VectorWorld
 
@@ -429,48 +449,21 @@ def test_skipping_shock_days_without_a_referral_changes_nothing(monkeypatch: pyt
     )
     n, steps = 48, 60
     in_shock = [0]
-    quiet_days = VectorWorld._quiet_days
+    quiet_days = qd.quiet_days
 
-    def counting(self: VectorWorld, rows: np.ndarray) -> np.ndarray:
-        out = quiet_days(self, rows)
-        shocked = (self.state.shock_until[rows] > self.local_day[rows]) & (self.sched.overdue(rows) > 0)
+    def counting(world: VectorWorld, rows: np.ndarray) -> np.ndarray:
+        out = quiet_days(world, rows)
+        shocked = (world.state.shock_until[rows] > world.local_day[rows]) & (world.ledger.sched.overdue(rows) > 0)
         in_shock[0] += int((shocked & (out > 0)).sum())
         return out
 
-    monkeypatch.setattr(VectorWorld, "_quiet_days", counting)
+    monkeypatch.setattr(qd, "quiet_days", counting)
     fast, slow = _skipping_equals_every_day(
-        monkeypatch, lambda: ArrangementVecEnv(n, config=config, months=MONTHS), steps=steps, seed=5
+        lambda skip: ArrangementVecEnv(n, config=config, months=MONTHS, skip_quiet_days=skip), steps=steps, seed=5
     )
-    np.testing.assert_array_equal(fast.world.status, slow.world.status)
-    referred = int((fast.world.status == ArrangementStatus.REFERRED).sum())
+    np.testing.assert_array_equal(fast.world.ledger.status, slow.world.ledger.status)
+    referred = int((fast.world.ledger.status == ArrangementStatus.REFERRED).sum())
     assert in_shock[0] > n and referred > 0  # shock days were skipped, and referrals happened
-
-
-@pytest.mark.parametrize("reward", ["collected", "completion", "burden", "holding", "completion_value"])
-def test_rewards_on_outcome_columns_equal_the_per_outcome_rewards(reward: str) -> None:
-    """Every named reward evaluated on columns gives each outcome's reward bit for bit."""
-    from envs.rewards import resolve_reward
-    from envs.vector import _COLUMNAR_REWARDS, _OutcomeColumns
-
-    rng = np.random.default_rng(1)
-    k = 500
-    columns = _OutcomeColumns(
-        collected_eur=np.round(rng.exponential(80.0, k) * (rng.random(k) < 0.4), 2),
-        contact_cost_eur=rng.choice([0.0, 0.01, 0.05, 0.9, 2.5, 0.06], k),
-        contacts=rng.integers(0, 3, k),
-        completed=rng.random(k) < 0.1,
-        broken=rng.random(k) < 0.1,
-        referred=rng.random(k) < 0.05,
-        collection_costs_eur=np.round(rng.exponential(60.0, k) * (rng.random(k) < 0.1), 2),
-        on_time_installments=rng.integers(0, 2, k),
-        missed_installments=rng.integers(0, 2, k),
-        breakdown_cost_eur=150.0,
-        days=rng.integers(0, 40, k) + np.where(rng.random(k) < 0.1, rng.random(k), 0.0),
-        balance_eur=np.round(rng.exponential(700.0, k), 2),
-    )
-    fn = resolve_reward(reward)
-    per_outcome = [fn(o) for o in ArrangementVecEnv._outcomes(columns)]
-    np.testing.assert_array_equal(_COLUMNAR_REWARDS[fn](columns), np.array(per_outcome, dtype=np.float64))
 
 
 def test_lean_infos_keep_observations_rewards_and_final_observations() -> None:
@@ -510,7 +503,7 @@ def test_skipping_the_pay_draws_of_rows_short_of_money_changes_nothing(monkeypat
 
     monkeypatch.setattr(Population, "next_payday", counting)
     fast, slow = _skipping_equals_every_day(
-        monkeypatch, lambda: ArrangementVecEnv(n, months=MONTHS), steps=steps, seed=13
+        lambda skip: ArrangementVecEnv(n, months=MONTHS, skip_quiet_days=skip), steps=steps, seed=13
     )
     _assert_same_state(fast, slow, ("cash", "boost", "annoyance", "streak", "shock_until", "shocks", "shock_days"))
     assert broke[0] > n  # many rows were short of money in their pay window
@@ -539,7 +532,7 @@ def test_skipping_pay_draws_of_annoyed_rows_changes_nothing(monkeypatch: pytest.
 
     monkeypatch.setattr(behaviour, "pay_intent_upper_bound", counting)
     fast, slow = _skipping_equals_every_day(
-        monkeypatch, lambda: ArrangementVecEnv(n, config=config, months=MONTHS), steps=steps, seed=17
+        lambda skip: ArrangementVecEnv(n, config=config, months=MONTHS, skip_quiet_days=skip), steps=steps, seed=17
     )
     _assert_same_state(fast, slow, ("cash", "boost", "annoyance", "streak", "disengaged"))
     assert tighter[0] > n

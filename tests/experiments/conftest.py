@@ -24,11 +24,20 @@ _SB3_TINY = {
 }
 
 
-def regsim(*args: str, env: Mapping[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    """Run the ``regsim`` command line in a subprocess from the repository root, as a user would."""
+def regsim(
+    *args: str, env: Mapping[str, str] | None = None, timeout: float = 300, kill_after_checkpoints: int | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the ``regsim`` command line in a subprocess from the repository root, as a user would.
+
+    With ``kill_after_checkpoints=N`` the process kills itself (SIGKILL) right after its N-th checkpoint
+    (:mod:`tests.experiments.killed_run`), as a crash would.
+    """
     full_env = {**os.environ, **(env or {})}
+    entry = ["-m", "experiments.cli"]
+    if kill_after_checkpoints is not None:
+        entry = ["-m", "tests.experiments.killed_run", str(kill_after_checkpoints)]
     return subprocess.run(
-        [sys.executable, "-m", "experiments.cli", *args],
+        [sys.executable, *entry, *args],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -55,7 +64,7 @@ def tiny_overrides(config: Path, *, steps: int = 256, report: bool = True) -> li
             sets.append(f"agents.{name}.train.eval_arrangements=20")
         for key, value in _SB3_TINY.get(agent["kind"], {}).items():
             sets.append(f"agents.{name}.hyperparameters.{key}={value}")
-        if agent["kind"] in ("maskable-ppo", "ppo") and agent["train"].get("rollouts", "vector") == "vector":
+        if agent["kind"] in ("maskable-ppo", "ppo"):
             sets.append(f"agents.{name}.train.n_envs={_SLOTS}")
     sets += [
         "env.months=2",

@@ -14,7 +14,8 @@ import torch
 import agents
 from agents.bandits.design import COMPACT_FEATURES
 from agents.evaluate import evaluate
-from agents.sb3 import POLICIES, FlatActionWrapper
+from agents.flat_actions import FlatActionWrapper
+from agents.sb3 import POLICIES
 from envs.arrangement import ArrangementEnv
 from experiments.analysis import (
     FEATURE_GROUPS,

@@ -149,9 +149,8 @@ def test_evaluate_bad_inputs_exit_2_naming_the_field(
         (["--steps", "10"], ["--policy"]),
         (["--policy", "ppo", "--steps", "10", "--seed", "-1"], ["--seed"]),
         (["--policy", "linucb", "--steps", "10", "--population", "BAD"], ["rules.quiet_weekdays", "0..6"]),
-        (["--policy", "dqn", "--steps", "10", "--rollouts", "vector"], ["rollouts", "'env'"]),
-        (["--policy", "ppo", "--steps", "10", "--rollouts", "env", "--n-envs", "8"], ["n_envs", "'vector'"]),
-        (["--policy", "ppo", "--steps", "10", "--rollouts", "env", "--workers", "2"], ["workers", "'vector'"]),
+        (["--policy", "ppo", "--steps", "10", "--n-envs", "0"], ["n_envs"]),
+        (["--policy", "ppo", "--steps", "10", "--n-envs", "4", "--workers", "8"], ["workers", "n_envs=4"]),
     ],
     ids=[
         "unknown_algorithm",
@@ -160,9 +159,8 @@ def test_evaluate_bad_inputs_exit_2_naming_the_field(
         "missing_policy",
         "negative_seed",
         "bad_population",
-        "dqn_on_vector",
-        "n_envs_without_vector",
-        "workers_without_vector",
+        "no_slots",
+        "more_workers_than_slots",
     ],
 )
 def test_train_bad_inputs_exit_2_naming_the_field(

@@ -67,7 +67,7 @@ BAD_CONFIGS = [
     (("agents.ucb.train.workers", 2), ["train.workers: applies to", "only, not 'linucb'"]),
     (("agents.mppo.train.workers", 0), ["agents.mppo.train.workers:"]),
     (("agents.mppo.train", {"steps": 64, "n_envs": 4, "workers": 8}), ["train.workers: must be at most n_envs (4)"]),
-    (("agents.mppo.train", {"steps": 64, "rollouts": "env", "workers": 2}), ["train.workers: applies to rollouts"]),
+    (("agents.mppo.train", {"steps": 64, "rollouts": "env"}), ["agents.mppo.train.rollouts: unknown field", "n_envs"]),
     (("agents.ucb.hyperparameters", {"alpha": -1.0}), ["agents.ucb.hyperparameters:", "alpha"]),
     (("agents.ucb.hyperparameters", {"beta": 1.0}), ["agents.ucb.hyperparameters:", "beta", "allowed"]),
     (("agents.ucb.hyperparameters", {"seed": 3}), ["agents.ucb.hyperparameters:", "seed"]),

@@ -10,7 +10,6 @@ import pytest
 import yaml
 
 from agents.artifact import load_policy
-from agents.online import KILL_AFTER_CHECKPOINTS
 from experiments.cli import main
 from tests.experiments.conftest import read_tables, regsim
 
@@ -92,12 +91,12 @@ def _checkpoints(run_dir: Path, agent: str) -> int:
 def test_a_killed_run_resumes_to_the_uninterrupted_result(
     where: str, reference: Path, tiny_config: Path, tmp_path: Path
 ) -> None:
-    # Killed (SIGKILL, by the test hook) right after the first checkpoint of the bandit, or of MaskablePPO
-    # (after all of the bandit's), mid-training in both cases.
+    # Killed (SIGKILL, by tests.experiments.killed_run) right after the first checkpoint of the bandit, or of
+    # MaskablePPO (after all of the bandit's), mid-training in both cases.
     assert _checkpoints(reference, "ucb") >= 2 and _checkpoints(reference, "mppo") >= 2
     kill_after = 1 if where == "bandit" else _checkpoints(reference, "ucb") + 1
     out = tmp_path / "killed"
-    done = regsim("run", str(tiny_config), "--out", str(out), "--quiet", env={KILL_AFTER_CHECKPOINTS: str(kill_after)})
+    done = regsim("run", str(tiny_config), "--out", str(out), "--quiet", kill_after_checkpoints=kill_after)
     assert done.returncode == -9, (done.returncode, done.stderr[-2000:])
     assert json.loads((out / "run.json").read_text())["status"] == "running"
     assert not (out / "kpis.json").exists()

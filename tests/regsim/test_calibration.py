@@ -1,4 +1,4 @@
-"""The default world against the calibration facts of DOMAIN.md (each test names the fact it checks).
+"""The default world against the calibration facts of docs/calibration.md (each test names the fact it checks).
 
 The ranges are wider than the facts' point values: the facts come from other populations (F3: microfinance
 borrowers; F9: one collection firm), so the simulator should land in their neighbourhood and reproduce their

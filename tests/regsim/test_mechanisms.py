@@ -1,9 +1,9 @@
-"""Statistical tests of the nine debtor mechanisms of DOMAIN.md.
+"""Statistical tests of the nine debtor mechanisms of docs/mechanisms.md.
 
 Each test runs two (or more) policies or worlds on the same debtors under common random numbers (same seed,
 same arrangement ids: the same debtors, incomes and shocks whatever the policy) and compares them *paired*,
 arrangement by arrangement. Every test names its test statistic and its confidence level; unless a test says
-otherwise the level is ``ALPHA = 0.01`` one-sided, in the direction DOMAIN.md predicts:
+otherwise the level is ``ALPHA = 0.01`` one-sided, in the direction docs/mechanisms.md predicts:
 
 * binary outcomes (completed, broken, paid within k days): exact sign test on the discordant pairs
   (McNemar's exact test, :func:`scipy.stats.binomtest`);

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from regsim.random import Purpose, Streams, _to_unit
 from regsim.engine import distinct_rank as _distinct_rank
+from regsim.random import Purpose, Streams, _to_unit
 
 _PURPOSES = (Purpose.NOTICE, Purpose.READ_DELAY, Purpose.OPEN_SIGNAL)
 _EDGE = np.array([0, 1, -1, 2**62, -(2**62), 2**63 - 1, -(2**63)], dtype=np.int64)

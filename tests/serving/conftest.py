@@ -116,11 +116,13 @@ def api(store_url: str) -> Iterator[TestClient]:
 # ----------------------------------------------------------------------------------------------------------
 # Replaying a simulated run through the HTTP API (production's side of the log only)
 # ----------------------------------------------------------------------------------------------------------
-#: Events the server derives itself; a replay does not post them (they are compared afterwards).
+#: Events the server's ledger derives itself; a replay does not post them (they are compared afterwards).
 DERIVED = (
     "installment_due",
     "installment_paid",
+    "installment_missed",
     "completed",
+    "broken",
     "message_cancelled",
     "due_day_set",
     "deferral",
@@ -129,17 +131,20 @@ DERIVED = (
 
 
 def replay_through_api(
-    client: TestClient, events: Any, batch: bool = False
+    client: TestClient, events: Any, batch: bool = False, until: float | None = None
 ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     """Post a simulated log's production events in log order; return (simulated, served) decision pairs.
 
     Registrations, payments, message events (by the server's message id of the simulated decision's message),
-    opt-outs, breakdowns and referrals are posted; missed installments are posted as confirmations; decisions
-    are asked for at every simulated decision point (with ``batch``, the decisions of one moment as one
-    batch). What the server derives itself (:data:`DERIVED`) is not posted.
+    opt-outs and referrals are posted; decisions are asked for at every simulated decision point (with
+    ``batch``, the decisions of one moment as one batch). What the server derives itself (:data:`DERIVED`:
+    installments falling due, paid and missed, completions, breakdowns, re-plans, cancelled reminders) is not
+    posted; with ``until``, the clock is advanced to then at the end (``POST /v1/clock``), so the server books
+    what the simulation booked after each arrangement's last posted event.
     """
     rows = events.to_pylist()
-    message_of: dict[int, int] = {}
+    message_of: dict[int, int] = {}  # simulated decision id -> the server's id of its message
+    decision_of: dict[int, int] = {}  # simulated message id -> its simulated decision id
     pairs: list[tuple[dict[str, Any], dict[str, Any]]] = []
     pending: list[dict[str, Any]] = []
 
@@ -200,20 +205,22 @@ def replay_through_api(
             if r["channel"] != "none":
                 body["channel"] = r["channel"]
         elif kind.startswith("message_"):
+            decision_of[int(r["message_id"])] = int(r["decision_id"])
             body = {"type": kind, "arrangement_id": aid, "time": t, "message_id": message_of[int(r["decision_id"])]}
             if kind == "message_sent":
                 body["cost_eur"] = r["amount_eur"]
-        elif kind == "installment_missed":
-            body = {"type": kind, "arrangement_id": aid, "time": t, "installment": r["installment"]}
         elif kind == "opt_out":
             body = {"type": kind, "arrangement_id": aid, "time": t, "channel": r["channel"]}
-        elif kind in ("broken", "referred"):
+            if r["message_id"] >= 0:
+                body["message_id"] = message_of[decision_of[int(r["message_id"])]]
+        elif kind == "referred":
             body = {"type": kind, "arrangement_id": aid, "time": t}
-            if kind == "broken":
-                body["collection_costs_eur"] = r["collection_costs_eur"]
         else:
             raise AssertionError(f"unexpected simulated event {kind!r}")
         resp = client.post("/v1/events", json=body)
         assert resp.status_code == 200, (body, resp.text)
     flush()
+    if until is not None:
+        resp = client.post("/v1/clock", json={"time": until})
+        assert resp.status_code == 200, resp.text
     return pairs

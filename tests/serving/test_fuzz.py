@@ -63,6 +63,7 @@ OPERATIONS = (
     ("POST", "/v1/decisions"),
     ("POST", "/v1/decisions/batch"),
     ("POST", "/v1/events"),
+    ("POST", "/v1/clock"),
     ("GET", "/metrics"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),

@@ -1,11 +1,12 @@
-"""Sim-to-HTTP parity: replaying a simulated run's decision points through the API gives the same decisions.
+"""Sim-to-HTTP parity: replaying a simulated run's production events through the API gives the simulated run.
 
-A small run is simulated with a policy; then every arrangement is registered with the server, its
-production events (payments, message events, opt-outs, breakdowns, ...) are posted in log order, and the
-decision is asked for at every simulated decision point. The server builds each context from its own store
-(``regsim.replay``), with the same features, rules and policy, so it must return exactly the simulated
-action, propensity, masked rules and policy; and what it derives itself (installments due, paid and missed,
-completions, cancelled reminders, re-plans) must equal the simulated log's.
+A run is simulated with a policy; then every arrangement is registered with the server, its production events
+(payments, message events, opt-outs, referrals) are posted in log order, the decision is asked for at every
+simulated decision point, and at the end the clock is advanced to the horizon. The server builds each context
+from its own store, with the same ledger, features, rules and policy, so it must return exactly the simulated
+action, propensity, masked rules and policy; what its ledger derives (installments due, paid and missed,
+completions, breakdowns with their collection costs, re-plans, cancelled reminders) must equal the simulated
+log's; and each arrangement's state in the server (plan, status, observable history) must equal the world's.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
@@ -22,6 +24,8 @@ from agents.artifact import load_policy
 from regsim import simulate
 from regsim.config import load_world_config
 from regsim.eventlog import read_events
+from regsim.replay import LogReplay
+from regsim.simulate import SimulationResult
 from serving.app import create_app
 from serving.cli import export_log
 from serving.settings import DEFAULT_POPULATION
@@ -29,6 +33,21 @@ from tests.serving.conftest import AUTH, DERIVED, make_settings, replay_through_
 
 ARRANGEMENTS, MONTHS, SEED = 12, 3, 11
 PARTS = ("a_channel", "a_send_slot", "a_due_day", "a_deferral", "a_reduction")
+#: Columns that identify a derived event (message ids differ: the server numbers its own messages).
+KEYS = (
+    "event",
+    "arrangement_id",
+    "time",
+    "installment",
+    "deferral_days",
+    "n_installments",
+    "installment_eur",
+    "amount_eur",
+    "due_day",
+    "reduction",
+    "collection_costs_eur",
+    "decision_id",
+)
 
 
 def _check_pairs(pairs: list[tuple[dict[str, Any], dict[str, Any]]]) -> None:
@@ -54,26 +73,51 @@ def _check_pairs(pairs: list[tuple[dict[str, Any], dict[str, Any]]]) -> None:
     assert not mismatches, f"{len(mismatches)} of {len(pairs)} decisions differ; first: {mismatches[:3]}"
 
 
-def _derived(events: Any, seen_until: dict[int, float]) -> Counter[tuple[Any, ...]]:
-    """Derived events as comparable keys, up to the last time the server saw each arrangement.
+def _derived(events: Any, decision_ids: dict[int, int] | None = None) -> Counter[tuple[Any, ...]]:
+    """Derived events as comparable keys (decision ids mapped to the simulated ones, where given)."""
 
-    (The server books installments falling due when it next sees an arrangement, so dues after its last
-    event are not in its log yet.)
-    """
-    keys = ("event", "arrangement_id", "time", "installment", "deferral_days", "n_installments", "amount_eur")
-    return Counter(
-        tuple(round(r[k], 9) if isinstance(r[k], float) else r[k] for k in keys)
-        for r in events.to_pylist()
-        if r["event"] in DERIVED and r["time"] <= seen_until[r["arrangement_id"]]
-    )
+    def key(r: dict[str, Any]) -> tuple[Any, ...]:
+        r = dict(r)
+        if decision_ids is not None and r["decision_id"] >= 0:
+            r["decision_id"] = decision_ids[r["decision_id"]]
+        return tuple(round(r[k], 9) if isinstance(r[k], float) else r[k] for k in KEYS)
+
+    return Counter(key(r) for r in events.to_pylist() if r["event"] in DERIVED)
 
 
-def _seen_until(exported: Any) -> dict[int, float]:
-    seen: dict[int, float] = {}
-    for r in exported.to_pylist():
-        if r["event"] != "installment_due":
-            seen[r["arrangement_id"]] = max(seen.get(r["arrangement_id"], 0.0), r["time"])
-    return seen
+def _server_decision_ids(pairs: list[tuple[dict[str, Any], dict[str, Any]]]) -> dict[int, int]:
+    return {int(out["decision_id"]): int(sim["decision_id"]) for sim, out in pairs}
+
+
+def _assert_same_state(result: SimulationResult, replay: LogReplay) -> None:
+    """Every arrangement's plan, status and observable history equal the world's at the end of the run."""
+    world = result.world
+    rows = np.array([replay.row[int(a)] for a in world.gid], dtype=np.int64)
+    mine, theirs = world.ledger, replay.ledger
+    np.testing.assert_array_equal(theirs.status[rows], mine.status, err_msg="status")
+    for name in ("n", "first_open", "came_due", "miss_ptr", "due_dom", "balance", "due", "amount", "paid"):
+        np.testing.assert_array_equal(getattr(theirs.sched, name)[rows], getattr(mine.sched, name), err_msg=name)
+    for name in ("on_time", "missed", "deferrals", "reductions", "sent", "delivered", "opened", "clicked", "opted_out"):
+        got, want = getattr(theirs.history, name)[rows], getattr(mine.history, name)
+        np.testing.assert_array_equal(got, want, err_msg=name)
+    np.testing.assert_array_equal(theirs.history.last_payment_time[rows], mine.history.last_payment_time)
+
+
+def _replay_and_compare(result: SimulationResult, store_url: str, policy: str, tmp_path: Path, batch: bool) -> Any:
+    config = load_world_config(DEFAULT_POPULATION)
+    horizon = float(result.world.days - 1)
+    with TestClient(create_app(make_settings(store_url, policy=policy)), headers=AUTH) as client:
+        pairs = replay_through_api(client, result.events, batch=batch, until=horizon)
+    _check_pairs(pairs)
+    exported = read_events(export_log(store_url, tmp_path / "export"))
+    assert _derived(exported, _server_decision_ids(pairs)) == _derived(result.events)
+    # The store alone gives the world's state (what a restarted server rebuilds).
+    ids = sorted(set(exported.column("arrangement_id").to_pylist()))
+    replay = LogReplay(config, ids, result.world.days)
+    replay.feed(exported, contexts=False)
+    replay.ledger.catch_up(np.arange(len(ids)), int(horizon))
+    _assert_same_state(result, replay)
+    return exported
 
 
 @pytest.mark.parametrize("which", ["static-dunning", "linucb"])
@@ -84,18 +128,26 @@ def test_http_replay_gives_the_simulated_decisions(
     spec = str(linucb_artifact) if which == "linucb" else which
     sim_policy = load_policy(linucb_artifact) if which == "linucb" else agents.make(which)
     result = simulate(config, sim_policy, arrangements=ARRANGEMENTS, months=MONTHS, seed=SEED)
-    with TestClient(create_app(make_settings(store_url, policy=spec)), headers=AUTH) as client:
-        pairs = replay_through_api(client, result.events)
-    _check_pairs(pairs)
-    exported = read_events(export_log(store_url, tmp_path / "export"))
-    seen = _seen_until(exported)
-    assert _derived(exported, seen) == _derived(result.events, seen)
+    _replay_and_compare(result, store_url, spec, tmp_path, batch=False)
 
 
 def test_batch_endpoint_gives_the_simulated_decisions(tmp_path: Path, ppo_artifact: Path) -> None:
     config = load_world_config(DEFAULT_POPULATION)
     result = simulate(config, load_policy(ppo_artifact), arrangements=ARRANGEMENTS, months=MONTHS, seed=SEED)
-    store = f"sqlite:///{tmp_path / 'store.db'}"
-    with TestClient(create_app(make_settings(store, policy=str(ppo_artifact))), headers=AUTH) as client:
-        pairs = replay_through_api(client, result.events, batch=True)
-    _check_pairs(pairs)
+    _replay_and_compare(result, f"sqlite:///{tmp_path / 'store.db'}", str(ppo_artifact), tmp_path, batch=True)
+
+
+def test_http_replay_of_a_year_of_500_arrangements_gives_the_simulated_run(tmp_path: Path) -> None:
+    """At scale, with every kind of consequence in the run: completions, breakdowns (and collection costs),
+    referrals, opt-outs, deferrals, reductions, partial payments and cancelled reminders."""
+    config = load_world_config(DEFAULT_POPULATION)
+    result = simulate(config, agents.make("random"), arrangements=500, months=12, seed=SEED)
+    events = result.events.to_pandas()
+    kinds = Counter(events["event"].astype(str))
+    for kind in ("completed", "broken", "referred", "opt_out", "deferral", "reduction", "message_cancelled"):
+        assert kinds[kind] > 0, f"the run has no {kind}: {kinds}"
+    payments = events[events["event"].astype(str) == "payment"]
+    paid = events[events["event"].astype(str) == "installment_paid"]
+    assert (events["collection_costs_eur"].fillna(0) > 0).any()
+    assert len(payments) > len(paid.groupby(["arrangement_id", "time"]))  # some payments pay no installment
+    _replay_and_compare(result, f"sqlite:///{tmp_path / 'store.db'}", "random", tmp_path, batch=True)

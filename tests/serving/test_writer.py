@@ -5,7 +5,6 @@
 * Group commit: requests processed in one transaction are each accepted or refused on their own, every
   accepted one is in the store, and a refused one leaves no trace in the store or the cache. Concurrent
   clients all get their answers, and every acknowledged decision is in the store.
-* ``LogReplay.feed_records`` (store rows, bulk where it can) rebuilds the same state as ``LogReplay.feed``.
 * A second server on the same store takes the lease; the first one then refuses writes with 503.
 """
 
@@ -23,10 +22,9 @@ from fastapi.testclient import TestClient
 import agents
 from regsim import simulate
 from regsim.config import load_world_config
-from regsim.replay import LogReplay
 from serving import db, schemas
 from serving.app import create_app
-from serving.service import ConflictError, InvalidFieldError, NotFoundError
+from serving.refusals import ConflictError, InvalidFieldError, NotFoundError
 from serving.settings import DEFAULT_POPULATION
 from serving.writer import Outcome, WriteOp
 from tests.serving.conftest import AUTH, make_settings, replay_through_api
@@ -109,7 +107,7 @@ def test_a_group_accepts_and_refuses_each_request_on_its_own(tmp_path: Path) -> 
         group = [
             WriteOp("decide", decide({"arrangement_id": 1, "kind": "pre_due", "time": 3.0})),
             WriteOp("decide", decide({"arrangement_id": 99, "kind": "pre_due", "time": 3.0})),  # not registered
-            WriteOp("decide", decide({"arrangement_id": 2, "kind": "pre_due", "time": 80.0, "installment": 50})),
+            WriteOp("decide", decide({"arrangement_id": 2, "kind": "pre_due", "time": 38.0, "installment": 50})),
             WriteOp("decide", decide({"arrangement_id": 1, "kind": "pre_due", "time": 3.5})),  # same arrangement
             WriteOp("decide", decide({"arrangement_id": 3, "kind": "plan_created", "time": 3.0})),  # not offered
             WriteOp("decide", decide({"arrangement_id": 3, "kind": "pre_due", "time": 4.0})),
@@ -123,12 +121,11 @@ def test_a_group_accepts_and_refuses_each_request_on_its_own(tmp_path: Path) -> 
             ConflictError,
             Outcome,
         ]
-        # The refused point of arrangement 2 booked its installments (day 80) in the workspace: not kept.
-        after = st.cache.replay.subset([2])
-        for name in ("came_due", "miss_ptr", "booked_day"):
-            owner = after if name == "booked_day" else after.sched
-            ref = before if name == "booked_day" else before.sched
-            assert np.array_equal(getattr(owner, name)[[0]], getattr(ref, name)[[1]]), name
+        # The refused point of arrangement 2 booked its installments (day 38) in the workspace: not kept.
+        after = st.cache.replay.subset([2]).ledger.row_arrays()
+        ref = before.ledger.row_arrays()
+        for name in ("sched.came_due", "sched.miss_ptr", "booked_day", "history.missed"):
+            assert np.array_equal(after[name][[0]], ref[name][[1]]), name
         decided = [r.body for r in results if isinstance(r, Outcome)]
         ids = [int(b.split('"decision_id":')[1].split(",")[0]) for b in decided]
         with st.engine.connect() as conn:
@@ -188,20 +185,6 @@ def test_concurrent_decisions_are_all_acknowledged_and_all_stored(store_url: str
     assert groups is not None and groups >= len(answers)
 
 
-def test_feed_records_rebuilds_the_state_feed_builds() -> None:
-    config = load_world_config(DEFAULT_POPULATION)
-    result = simulate(config, agents.make("payday-aligned"), arrangements=30, months=4, seed=3)
-    events = result.events
-    ids = np.unique(events.column("arrangement_id").to_numpy()).tolist()
-    horizon = int(max(events.column("time").to_pylist())) + 1
-    by_table = LogReplay(config, ids, horizon)
-    by_table.feed(events)
-    by_rows = LogReplay(config, ids, horizon)
-    by_rows.feed_records(events.to_pylist())
-    for (owner_a, name), (owner_b, _) in zip(by_table._state(), by_rows._state(), strict=True):
-        assert np.array_equal(getattr(owner_a, name), getattr(owner_b, name), equal_nan=True), name
-
-
 def test_a_second_server_takes_the_store_over(tmp_path: Path) -> None:
     store = f"sqlite:///{tmp_path / 'store.db'}"
     body = {"arrangement_id": 1, "time": 0.0, "debt_eur": 900.0, "n_installments": 3, "due_day": 5}
@@ -238,7 +221,7 @@ def _after_refusal(store: str, refusal: dict[str, Any] | None) -> tuple[Any, Any
         # Late enough to book installments before it is refused for its amount: nothing may stay booked.
         {
             "path": "/v1/events",
-            "body": {"type": "payment", "arrangement_id": 1, "time": 200.0, "amount_eur": 1e6},
+            "body": {"type": "payment", "arrangement_id": 1, "time": 38.0, "amount_eur": 1e6},
             "status": 422,
         },
     ],
@@ -252,7 +235,7 @@ def test_a_refused_request_alone_leaves_no_trace(tmp_path: Path, refusal: dict[s
 def test_masked_options_are_those_of_each_context() -> None:
     from regsim.decision import PART_NAMES
     from regsim.replay import contexts_from_log
-    from serving.service import _Responses
+    from serving.responses import ResponseParts as _Responses
 
     config = load_world_config(DEFAULT_POPULATION)
     result = simulate(config, agents.make("static-dunning"), arrangements=20, months=3, seed=2)
@@ -279,16 +262,16 @@ def test_a_refused_batch_in_a_group_is_undone(tmp_path: Path, first: int) -> Non
         st = app.state.regsim
         batch = schemas.BatchDecisionIn.model_validate
         ok = batch({"decisions": [{"arrangement_id": first, "kind": "pre_due", "time": 3.0}]})
-        # Books arrangement 2's installments up to day 80, then is refused for its installment.
-        bad = batch({"decisions": [{"arrangement_id": 2, "kind": "pre_due", "time": 80.0, "installment": 50}]})
+        # Books arrangement 2's installments up to day 38 (one missed), then is refused for its installment.
+        bad = batch({"decisions": [{"arrangement_id": 2, "kind": "pre_due", "time": 38.0, "installment": 50}]})
         results = st.writer._run([WriteOp("batch", ok), WriteOp("batch", bad)])
         assert [type(r) for r in results] == [Outcome, InvalidFieldError]
-        cached = st.cache.replay.subset([2])
+        cached = st.cache.replay.subset([2]).ledger.row_arrays()
         st.cache.clear()
         with st.engine.connect() as conn:
-            rebuilt = st.cache.workspace(conn, [2]).replay
-        for (owner_a, name), (owner_b, _) in zip(cached._state(), rebuilt._state(), strict=True):
-            assert np.array_equal(getattr(owner_a, name), getattr(owner_b, name), equal_nan=True), name
+            rebuilt = st.cache.workspace(conn, [2]).replay.ledger.row_arrays()
+        for name, value in cached.items():
+            assert np.array_equal(value, rebuilt[name], equal_nan=True), name
 
 
 def _lingering_writer(rounds: int, max_s: float = 1.0, max_group: int = 2_000) -> Any:
