@@ -24,16 +24,18 @@ from __future__ import annotations
 import copy
 import functools
 import inspect
-import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from types import UnionType
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Any, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
+from experiments.config_agents import AGENT_KINDS, BANDIT_KINDS, DEEP_RL_KINDS, AgentConfig, TrainConfig
+from experiments.config_base import _NAME, _Section
+from experiments.config_sweep import RandomRange, SweepConfig
 from regsim.config import ConfigError, WorldConfig, load_world_config
 
 __all__ = [
@@ -62,24 +64,9 @@ __all__ = [
 #: Where population configs named by a bare name live.
 POPULATION_DIR = Path(__file__).resolve().parent.parent / "configs" / "population"
 
-#: Agents trained by :func:`agents.train.train_policy` (Stable-Baselines3).
-DEEP_RL_KINDS: tuple[str, ...] = ("maskable-ppo", "ppo", "dqn")
-#: Agents trained online on the population simulator (:mod:`agents.online`).
-BANDIT_KINDS: tuple[str, ...] = ("epsilon-greedy", "linucb", "linear-ts")
-AGENT_KINDS: tuple[str, ...] = (*DEEP_RL_KINDS, *BANDIT_KINDS)
-
-# SB3 constructor arguments that train_policy sets itself (a config may not).
-_RESERVED_SB3 = ("env", "policy", "seed", "device", "tensorboard_log", "verbose", "_init_setup_model")
-# Names become folder names (agents/<name>/, tb/<name>/) and --set path parts, so keep them simple.
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
-
 
 class ExperimentConfigError(ValueError):
     """An experiment config or an override is invalid; the message names the dotted field path and what is allowed."""
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
 
 def population_path(value: str) -> Path:
@@ -154,103 +141,6 @@ class EnvConfig(_Section):
         return self
 
 
-class TrainConfig(_Section):
-    """An agent's training budget and checkpoints."""
-
-    steps: int = Field(..., ge=1, description="Training budget in decisions (environment steps / transitions).")
-    checkpoint_every: int = Field(
-        10_000, ge=1, description="Write a resumable checkpoint after about this many decisions (at a boundary)."
-    )
-    months: int | None = Field(
-        None, ge=1, le=120, description="Bandits: horizon of each online population run (default: env.months)."
-    )
-    n_envs: int | None = Field(
-        None,
-        ge=1,
-        description="Deep RL: slots of regsim/ArrangementVec-v0 stepped together (default: 2048 for PPO and "
-        "MaskablePPO, 16 for DQN).",
-    )
-    workers: int | None = Field(
-        None,
-        ge=1,
-        description="Deep RL: processes the slots are split over (default: one per 2048 slots, at most one per "
-        "core); changes the speed only, never the result.",
-    )
-    eval_arrangements: int = Field(
-        0, ge=0, description="Deep RL: arrangements in train_policy's own check run after training (0: none)."
-    )
-
-
-class AgentConfig(_Section):
-    """One agent to train: its report name, kind, hyperparameters and budget."""
-
-    name: str = Field(..., description="Report name; also the folder name under agents/ and tb/.")
-    kind: Literal["maskable-ppo", "ppo", "dqn", "epsilon-greedy", "linucb", "linear-ts"]
-    hyperparameters: dict[str, Any] = Field(
-        default_factory=dict,
-        description="SB3 constructor arguments (algo_kwargs) for deep RL, constructor arguments for bandits.",
-    )
-    train: TrainConfig
-
-    @field_validator("name")
-    @classmethod
-    def _simple_name(cls, v: str) -> str:
-        if not _NAME.match(v) or v.isdigit():
-            raise ValueError(f"must be letters, digits, '-' or '_' (not only digits), got {v!r}")
-        return v
-
-    @model_validator(mode="after")
-    def _hyperparameters_fit(self) -> AgentConfig:
-        _check_hyperparameters(self.kind, self.hyperparameters)
-        _check_slots(self.kind, self.train)
-        return self
-
-
-def _check_slots(kind: str, train: TrainConfig) -> None:
-    """The vector-env settings a kind takes (each refused with what is allowed)."""
-    deep = ("maskable-ppo", "ppo", "dqn")
-    if kind not in deep:
-        for name in ("n_envs", "workers"):
-            if getattr(train, name) is not None:
-                raise ValueError(f"train.{name}: applies to {list(deep)} only, not {kind!r}")
-        return
-    if train.workers is not None:
-        from agents.train import DEFAULT_N_ENVS  # (imports torch: only when it is needed, as above)
-
-        n_envs = train.n_envs or DEFAULT_N_ENVS[kind]
-        if train.workers > n_envs:
-            raise ValueError(f"train.workers: must be at most n_envs ({n_envs}), got {train.workers}")
-
-
-def _check_hyperparameters(kind: str, hp: Mapping[str, Any]) -> None:
-    if kind in BANDIT_KINDS:
-        import agents
-
-        if "seed" in hp:
-            raise ValueError("hyperparameters: 'seed' is derived from the experiment's seed; remove it")
-        try:
-            agents.make(kind, **hp)
-        except (agents.UnknownPolicyError, ValueError, TypeError) as exc:
-            raise ValueError(f"hyperparameters: {exc}") from None
-        return
-    allowed = sorted(_sb3_arguments(kind))
-    reserved = sorted(set(hp) & set(_RESERVED_SB3))
-    if reserved:
-        raise ValueError(f"hyperparameters: {reserved} are set by the runner; allowed: {allowed}")
-    unknown = sorted(set(hp) - set(allowed))
-    if unknown:
-        raise ValueError(f"hyperparameters: {kind} takes no {unknown}; allowed: {allowed}")
-
-
-@functools.lru_cache(maxsize=8)
-def _sb3_arguments(kind: str) -> frozenset[str]:
-    # The constructor's signature is the list of what SB3 accepts (imported here: torch is slow to import).
-    from agents.sb3 import POLICIES
-
-    params = inspect.signature(POLICIES[kind].model_class.__init__).parameters
-    return frozenset(n for n in params if n not in ("self", *_RESERVED_SB3))
-
-
 class EvaluationConfig(_Section):
     """The paired evaluation (:func:`agents.evaluate.evaluate`) of every agent and policy against the baseline."""
 
@@ -305,51 +195,6 @@ class OutputsConfig(_Section):
     tensorboard: bool = Field(True, description="TensorBoard event files under tb/<agent>/.")
     report: bool = Field(True, description="report.html at the end (experiments.report.write_report).")
     feature_importance: FeatureImportanceConfig = Field(default_factory=FeatureImportanceConfig)
-
-
-class RandomRange(_Section):
-    """A sweep dimension drawn at random: uniform on [low, high], or log-uniform, optionally rounded."""
-
-    low: float
-    high: float
-    log: bool = Field(False, description="Draw uniformly in log space (low > 0).")
-    integer: bool = Field(False, description="Round to the nearest integer.")
-
-    @model_validator(mode="after")
-    def _range(self) -> RandomRange:
-        if not (math.isfinite(self.low) and math.isfinite(self.high)) or self.high < self.low:
-            raise ValueError(f"needs finite low <= high, got low={self.low}, high={self.high}")
-        if self.log and self.low <= 0:
-            raise ValueError(f"log: needs low > 0, got low={self.low}")
-        return self
-
-
-class SweepConfig(_Section):
-    """Trials: the grid's product x ``samples`` random draws x ``seeds``; each trial is a full run."""
-
-    grid: dict[str, list[Any]] = Field(default_factory=dict, description="Dotted field -> values to try.")
-    random: dict[str, RandomRange] = Field(default_factory=dict, description="Dotted field -> range to draw from.")
-    samples: int = Field(1, ge=1, description="Random draws (applies when random is not empty).")
-    seeds: list[int] | None = Field(
-        None, description="Top seeds of the trials (distinct, >= 0); default: one seed derived from the top seed."
-    )
-
-    @model_validator(mode="after")
-    def _dims(self) -> SweepConfig:
-        empty = sorted(k for k, v in self.grid.items() if not v)
-        if empty:
-            raise ValueError(f"grid: {empty} have no values")
-        both = sorted(set(self.grid) & set(self.random))
-        if both:
-            raise ValueError(f"{both} are both in grid and random; pick one")
-        bad = sorted(k for k in (*self.grid, *self.random) if k == "sweep" or k.startswith(("sweep.", "seed")))
-        if bad:
-            raise ValueError(f"{bad} cannot be swept (list top seeds in sweep.seeds)")
-        if self.seeds is not None and (
-            not self.seeds or min(self.seeds) < 0 or len(set(self.seeds)) != len(self.seeds)
-        ):
-            raise ValueError(f"seeds: must be distinct integers >= 0, got {self.seeds}")
-        return self
 
 
 class ExperimentConfig(_Section):

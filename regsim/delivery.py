@@ -24,15 +24,13 @@ from numpy.typing import NDArray
 
 from regsim import behaviour
 from regsim.arrangement import ArrangementStatus
-from regsim.behaviour import DebtorState
-from regsim.capacity import DedicatedCapacity, SharedCapacity
 from regsim.clock import Time, at, whole_day
-from regsim.config import CHANNELS, WorldConfig
+from regsim.config import CHANNELS
 from regsim.decision import MessagePurpose
-from regsim.ledger import Ledger
 from regsim.payments import PAY_TOLERANCE_EUR
-from regsim.population import Population, hour_availability
-from regsim.random import Purpose, Streams
+from regsim.population import hour_availability
+from regsim.random import Purpose
+from regsim.world_parts import WorldParts
 
 __all__ = ["MessageDelivery"]
 
@@ -52,38 +50,8 @@ def _draw_key(channel: NDArray[np.int64], hour: NDArray[np.int64]) -> NDArray[np
     return channel * 32 + hour
 
 
-class MessageDelivery:
+class MessageDelivery(WorldParts):
     """The messaging part of the world (see the module docstring)."""
-
-    config: WorldConfig
-    ledger: Ledger
-    pop: Population
-    state: DebtorState
-    streams: Streams
-    gid: NDArray[np.int64]
-    pay_time: NDArray[np.float64]
-    capacity: SharedCapacity
-    dedicated: DedicatedCapacity | None
-    _by_channel: dict[str, NDArray[np.float64]]
-    _fatigue_weight: NDArray[np.float64]
-
-    def _at_each(self, times: NDArray[np.float64], action: Action, mids: NDArray[np.int64]) -> None:
-        raise NotImplementedError
-
-    def _settle(self, debtors: NDArray[np.int64], t: Time) -> None:
-        raise NotImplementedError
-
-    def _pay(
-        self,
-        debtors: NDArray[np.int64],
-        amounts: NDArray[np.float64],
-        t: NDArray[np.float64] | float,
-        channel: NDArray[np.int64] | None,
-    ) -> None:
-        raise NotImplementedError
-
-    def _now(self) -> float:
-        raise NotImplementedError
 
     # -- going out ------------------------------------------------------------------------------------------
     def _still_wanted(self, mids: NDArray[np.int64], t: Time) -> NDArray[np.bool_]:

@@ -26,22 +26,12 @@ from numpy.typing import NDArray
 
 from regsim.decision import ContextBatch, Feedback
 from regsim.eventlog import EventType
-from regsim.rewards import Outcomes, Reward, RewardCosts
+from regsim.rewards import OUTCOME_EVENTS, Outcomes, Reward, RewardCosts
 
 __all__ = ["FEEDBACK_EVENTS", "OutcomeMatcher"]
 
-#: The events that enter a decision's outcome.
-FEEDBACK_EVENTS = frozenset(
-    {
-        EventType.PAYMENT,
-        EventType.MESSAGE_SENT,
-        EventType.INSTALLMENT_PAID,
-        EventType.INSTALLMENT_MISSED,
-        EventType.COMPLETED,
-        EventType.BROKEN,
-        EventType.REFERRED,
-    }
-)
+#: The events that enter a decision's outcome: those of any outcome (:data:`regsim.rewards.OUTCOME_EVENTS`).
+FEEDBACK_EVENTS = OUTCOME_EVENTS
 
 #: The pending decisions' columns: name -> (dtype, shape of one row).
 _COLUMNS: dict[str, tuple[type, tuple[int, ...]]] = {

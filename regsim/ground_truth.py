@@ -6,15 +6,38 @@ object, so a policy that needs one (``requires_ground_truth = True``) cannot run
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
-if TYPE_CHECKING:
-    from regsim.world import World
+from regsim.arrangement import Schedules
+from regsim.behaviour import DebtorState
+from regsim.calendar import Calendar
+from regsim.config import WorldConfig
+from regsim.population import Population
 
-__all__ = ["GroundTruthView"]
+__all__ = ["GroundTruthView", "LatentWorld"]
+
+
+class _Plans(Protocol):
+    sched: Schedules
+
+
+class LatentWorld(Protocol):
+    """What a view reads of a running world (:class:`regsim.world.World` is one)."""
+
+    config: WorldConfig
+    calendar: Calendar
+    first_id: int
+    n: int
+    pop: Population
+    state: DebtorState
+
+    @property
+    def ledger(self) -> _Plans:
+        """The arrangements' state (:class:`regsim.ledger.Ledger`); its plans are read."""
+        ...
 
 
 class GroundTruthView:
@@ -24,7 +47,7 @@ class GroundTruthView:
         world: The world whose debtors are exposed.
     """
 
-    def __init__(self, world: World) -> None:
+    def __init__(self, world: LatentWorld) -> None:
         self._world = world
         self.config = world.config
         self.calendar = world.calendar

@@ -17,12 +17,9 @@ from numpy.typing import NDArray
 
 from regsim import behaviour
 from regsim.arrangement import ArrangementStatus
-from regsim.behaviour import DebtorState
 from regsim.clock import Day, Time, at
-from regsim.config import WorldConfig
-from regsim.ledger import Ledger
-from regsim.population import Population
-from regsim.random import Purpose, Streams
+from regsim.random import Purpose
+from regsim.world_parts import WorldParts
 
 __all__ = ["PAY_TOLERANCE_EUR", "PaymentBehaviour"]
 
@@ -33,31 +30,8 @@ _ACTIVE = int(ArrangementStatus.ACTIVE)  # (a plain int: see regsim.ledger)
 _PAYMENT_DRAWS = (Purpose.ATTEND, Purpose.PARTIAL, Purpose.PAY_HOUR)
 
 
-class PaymentBehaviour:
+class PaymentBehaviour(WorldParts):
     """The paying part of the world (see the module docstring)."""
-
-    config: WorldConfig
-    ledger: Ledger
-    pop: Population
-    state: DebtorState
-    streams: Streams
-    gid: NDArray[np.int64]
-    pay_time: NDArray[np.float64]
-    """When each debtor pays today (``inf``: not today)."""
-    pay_partial: NDArray[np.bool_]
-    """Whether today's payment may be partial (drawn with the decision to pay)."""
-    thank: NDArray[np.bool_]
-    """An installment was paid: a thank-you decision point is due."""
-    thank_installment: NDArray[np.int64]
-
-    def _rows_with(self, status: ArrangementStatus, rows: NDArray[np.int64] | None) -> NDArray[np.int64]:
-        raise NotImplementedError
-
-    def _day_of(self, ids: NDArray[np.int64] | None) -> Day:
-        raise NotImplementedError
-
-    def _payment_day(self, times: NDArray[np.float64]) -> Day:
-        raise NotImplementedError
 
     def _draw_payments(self, among: NDArray[np.int64] | None = None) -> None:
         """Who sets out to pay today, and at what hour (``pay_time``)."""

@@ -27,20 +27,42 @@ its end. Whether a day is quiet is decided from bounds that are exact or early, 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
 from regsim import behaviour, engine
 from regsim.arrangement import ArrangementStatus
+from regsim.behaviour import DebtorState
+from regsim.calendar import Calendar
+from regsim.config import WorldConfig
+from regsim.ledger import Ledger
 from regsim.payments import PAY_TOLERANCE_EUR
-from regsim.random import Purpose
+from regsim.population import Population
+from regsim.random import Purpose, Streams
 
-if TYPE_CHECKING:
-    from regsim.vector_world import VectorWorld
+__all__ = ["RowClocks", "evening_after", "first_eventful_day", "quiet_days", "skip_quiet_days"]
 
-__all__ = ["evening_after", "first_eventful_day", "quiet_days", "skip_quiet_days"]
+
+class RowClocks(Protocol):
+    """What quiet-day skipping reads and advances of a world whose rows keep their own clocks
+    (:class:`regsim.vector_world.VectorWorld` is one)."""
+
+    config: WorldConfig
+    calendar: Calendar
+    streams: Streams
+    ledger: Ledger
+    pop: Population
+    state: DebtorState
+    gid: NDArray[np.int64]
+    days: int
+    local_day: NDArray[np.int64]
+    clock: NDArray[np.float64]
+    next_event: NDArray[np.float64]
+    pay_time: NDArray[np.float64]
+    thank: NDArray[np.bool_]
+
 
 _PENDING, _ACTIVE = int(ArrangementStatus.PENDING), int(ArrangementStatus.ACTIVE)  # (plain ints: regsim.ledger)
 _FAR = np.iinfo(np.int64).max // 4  # a day no row reaches (no installment left to fall due or be missed)
@@ -66,7 +88,7 @@ def evening_after(clock: NDArray[np.float64], first: NDArray[np.int64], last: ND
     return engine.after(wake, engine.until_evening(wake, last))
 
 
-def quiet_days(world: VectorWorld, rows: NDArray[np.int64]) -> NDArray[np.int64]:
+def quiet_days(world: RowClocks, rows: NDArray[np.int64]) -> NDArray[np.int64]:
     """How many days, from each row's local day on, are quiet (see the module docstring)."""
     s, cfg, ledger = world.ledger.sched, world.config, world.ledger
     day = world.local_day[rows]
@@ -124,7 +146,7 @@ def quiet_days(world: VectorWorld, rows: NDArray[np.int64]) -> NDArray[np.int64]
 
 
 def first_eventful_day(
-    world: VectorWorld,
+    world: RowClocks,
     rows: NDArray[np.int64],
     start: NDArray[np.int64],
     end: NDArray[np.int64],
@@ -196,7 +218,7 @@ def first_eventful_day(
     return first
 
 
-def skip_quiet_days(world: VectorWorld, rows: NDArray[np.int64]) -> None:
+def skip_quiet_days(world: RowClocks, rows: NDArray[np.int64]) -> None:
     """Run the quiet days of these running rows at once: only their mornings' liquidity, then the bookkeeping.
 
     Referrals and disengagement, the rest of a morning, cannot happen on a quiet day. A row stops at least a
