@@ -7,8 +7,8 @@ Run from the repository root::
 Contexts come from a real run (a world driven by static dunning), the bandits are first trained online on a
 simulated population so that their statistics are not the prior's, and then each ``decide_batch`` call is
 timed on batches of 1 and 1,024 rows drawn from those contexts (features, scoring and the masked choice
-included). LinUCB with the default (compact) features is the one with a target (issue 5, item 4:
->= 100,000 decisions/s at batch 1,024); the full feature set and the other two bandits are reported for
+included). LinUCB with the default (compact) features is the one with a target
+(>= 100,000 decisions/s at batch 1,024); the full feature set and the other two bandits are reported for
 comparison. Results go to ``benchmarks/results/bandits.json``.
 """
 

@@ -31,7 +31,7 @@ Steps per second are given per second of wall time and per second of this proces
 (``time.process_time``): on a machine shared with other work the wall-clock rate understates what one core
 does, the CPU rate does not.
 
-Targets (issue 4): >= 10,000 steps/s; < 25% of training time inside the env. Results go to
+Targets: >= 10,000 steps/s; < 25% of training time inside the env. Results go to
 ``benchmarks/results/env.json``.
 """
 

@@ -11,7 +11,7 @@ of the default world, at batch sizes 1 and 1,024, in deterministic and sampled m
   (features, forward pass, masked choice, propensities);
 * ``predict``: SB3's ``model.predict(obs, action_masks=mask)`` of the same network on the precomputed feature
   rows (no features, no propensities);
-* ``ratio`` = predict rate / decide rate (how many times slower the wrapper is). Target (issue 5): <= 1.5.
+* ``ratio`` = predict rate / decide rate (how many times slower the wrapper is). Target: <= 1.5.
 
 Each measurement is repeated ``--rounds`` times, interleaved, and the best rate kept (the machine may be
 shared). Results go to ``benchmarks/results/sb3.json``.

@@ -19,7 +19,7 @@ Run from the repository root (``wrk`` installed: ``apt-get install -y wrk``)::
    shared, so this keeps the ratios conservative).
 
 The server runs on core 0 and the load generator on core 1 (``taskset``) when the machine has two cores or
-more; with ``--store postgresql`` the database server shares the generator's core. Targets (issue 7):
+more; with ``--store postgresql`` the database server shares the generator's core. Targets:
 >= 70% of the bare app's requests/s, p99 < 50 ms, batch >= 20,000 decisions/s. Results go to
 ``benchmarks/results/server.json``. Any non-2xx answer during a run makes the benchmark fail rather than report
 a rate of errors.

@@ -1,4 +1,4 @@
-"""Durability (issue 7): kill the server with SIGKILL under load; every acknowledged decision is in the store.
+"""Durability: kill the server with SIGKILL under load; every acknowledged decision is in the store.
 
 The real server runs as production runs it (``uvicorn --factory serving.app:app_from_env``, one worker,
 settings from ``REGSIM_*`` variables) on SQLite (WAL, ``synchronous=FULL``) and on a real PostgreSQL server

@@ -1,4 +1,4 @@
-"""Property-based fuzzing of the server's OpenAPI schema with schemathesis (issue 7).
+"""Property-based fuzzing of the server's OpenAPI schema with schemathesis.
 
 For every operation of ``/openapi.json``, schemathesis generates requests from the schema (valid ones and,
 in the negative mode, invalid ones), sends them to the app in-process (ASGI, the app's lifespan running once)
