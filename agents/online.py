@@ -38,7 +38,7 @@ from agents.checkpoints import latest_checkpoint, write_checkpoint_folder
 from regsim.config import WorldConfig
 from regsim.decision import LearningPolicy
 from regsim.eventlog import EventType, event_codes
-from regsim.rewards import RewardCosts
+from regsim.rewards import RewardCosts, net_collected_eur
 from regsim.simulate import SimulationResult, simulate
 
 __all__ = [
@@ -148,7 +148,8 @@ def _summarise(result: SimulationResult, config: WorldConfig, seed: int, n: int,
     made = int((event_codes(result.events) == EventType.DECISION).sum())
     k = result.kpis
     broken = k["breakdown_rate"] * n
-    net = 0.01 * (k["collected_eur"] - k["contact_cost_eur"] - RewardCosts.of(config).breakdown_cost_eur * broken)
+    # The run's total of the bandits' reward (``collected``), per decision below.
+    net = 0.01 * float(net_collected_eur(k["collected_eur"], k["contact_cost_eur"], broken, RewardCosts.of(config)))
     return OnlineRun(
         seed=seed,
         arrangements=n,

@@ -31,7 +31,7 @@ from dataclasses import dataclass, fields
 from typing import Any, Protocol
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
 from regsim.config import WorldConfig
 from regsim.eventlog import EventType
@@ -43,6 +43,7 @@ __all__ = [
     "RewardCosts",
     "burden",
     "collected",
+    "net_collected_eur",
     "completion",
     "completion_value",
     "holding",
@@ -128,10 +129,21 @@ class Reward(Protocol):
     def __call__(self, outcomes: Outcomes, costs: RewardCosts, /) -> NDArray[np.float64]: ...
 
 
+def net_collected_eur(
+    collected_eur: ArrayLike, contact_cost_eur: ArrayLike, breakdowns: ArrayLike, costs: RewardCosts
+) -> NDArray[np.float64]:
+    """Euros collected minus contact costs minus the creditor's cost of each breakdown (per row, or totals)."""
+    return (
+        np.asarray(collected_eur, dtype=np.float64)
+        - np.asarray(contact_cost_eur, dtype=np.float64)
+        - costs.breakdown_cost_eur * np.asarray(breakdowns, dtype=np.float64)
+    )
+
+
 def collected(outcomes: Outcomes, costs: RewardCosts, scale: float = 0.01) -> NDArray[np.float64]:
-    """Euros collected minus contact costs minus the creditor's cost of a breakdown, times ``scale``."""
+    """:func:`net_collected_eur` of each decision's outcomes, times ``scale``."""
     o = outcomes
-    return scale * (o.collected_eur - o.contact_cost_eur - costs.breakdown_cost_eur * o.broken)
+    return scale * net_collected_eur(o.collected_eur, o.contact_cost_eur, o.broken, costs)
 
 
 def completion(outcomes: Outcomes, costs: RewardCosts) -> NDArray[np.float64]:

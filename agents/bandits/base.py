@@ -11,10 +11,10 @@ independently given the features).
 
 Learning. The bandits are online learners in the sense of :mod:`regsim.feedback`: their positive
 ``feedback_window_days`` makes the world call :meth:`LinearBandit.update` every evening with the decisions whose
-outcome window has closed. The reward is the world's default (``regsim.feedback.collected_minus_cost``: euros
-collected in the window minus the decision's cost and a breakdown's cost, scaled by 0.01), since the bandits
-set no ``feedback_reward``. Every head active in a row updates the arm it chose with the row's reward, so each
-head learns the reward's dependence on its own choice with the other heads' contributions as noise.
+outcome window has closed. The reward is ``feedback_reward`` = ``"collected"`` (:func:`regsim.rewards.collected`:
+euros collected in the window minus the decision's cost and a breakdown's cost, scaled by 0.01). Every head active
+in a row updates the arm it chose with the row's reward, so each head learns the reward's dependence on its own
+choice with the other heads' contributions as noise.
 
 Pitfall of the shared reward: that noise is not stationary. As the other heads learn, their contribution to
 the reward changes, and an arm that was tried early and then abandoned keeps an estimate from an era of
