@@ -12,11 +12,13 @@ from typing import Any
 
 import numpy as np
 
+from agents.rules_based import StaticDunning
 from regsim import WorldConfig
-from regsim.decision import ActionSpace, ContextBatch
+from regsim.decision import ActionSpace, ContextBatch, Feedback
 from regsim.eventlog import EventType
 from regsim.feedback import OutcomeMatcher
 from regsim.rewards import Outcomes, RewardCosts
+from regsim.simulate import simulate
 
 WINDOW = 10.0
 
@@ -124,3 +126,31 @@ def test_the_matcher_hands_out_what_per_decision_bookkeeping_gives() -> None:
     check(matcher.flush(60.0))
     assert len(matcher) == 0 and not reference
     assert len(seen) == next_id - 1
+
+
+class _FedStaticDunning(StaticDunning):
+    """Static dunning that is fed its outcomes after 30 days, and keeps the rewards it is given."""
+
+    feedback_window_days = 30.0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fed: dict[int, float] = {}
+
+    def update(self, feedback: Feedback) -> None:
+        self.fed.update(zip(feedback.decision_ids.tolist(), feedback.rewards.tolist(), strict=True))
+
+
+def test_the_world_charges_a_breakdown_what_its_config_says() -> None:
+    """Fed-back rewards read ``arrangements.breakdown_cost_eur``: the cost changes no decision, so the rewards of
+    two worlds that differ in it alone differ by 0.01 x the cost on the decisions whose arrangement broke."""
+    rewards = []
+    for cost in (0.0, 500.0):
+        config = WorldConfig().with_overrides(arrangements={"breakdown_cost_eur": cost})
+        policy = _FedStaticDunning()
+        simulate(config, policy, arrangements=300, months=6, seed=4)
+        rewards.append(policy.fed)
+    assert rewards[0].keys() == rewards[1].keys() and len(rewards[0]) > 500
+    gap = np.array([rewards[0][d] - rewards[1][d] for d in rewards[0]])
+    assert np.allclose(gap[np.abs(gap) > 1e-9], 5.0)  # 0.01 x EUR 500, or nothing
+    assert (np.abs(gap - 5.0) < 1e-9).sum() > 10  # some decisions saw a breakdown
