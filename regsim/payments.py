@@ -43,13 +43,17 @@ class PaymentBehaviour(WorldParts):
         if not len(active):
             return
         p, owed = self.payment_probability(active, self._day_of(active))
-        rows = active[owed > 0]
-        p = p[owed > 0]
+        owes = owed > 0
+        rows, p, owed = active[owes], p[owes], owed[owes]
         d = self._day_of(rows)
         gid = self.gid[rows]
         u_go, u_partial, u_hour = self.streams.uniforms(_PAYMENT_DRAWS, gid, d)
         go = u_go < p
-        partial = u_partial < arr.partial_payment_prob
+        # A debtor short of the full amount this morning set out to pay with the chance q of paying part already
+        # in ``p``: they may pay part. The draw decides only for one who could pay in full now but is short at
+        # the payment hour, so that q is charged once on either path.
+        short = self.state.cash[rows] < owed - PAY_TOLERANCE_EUR
+        partial = short | (u_partial < arr.partial_payment_prob)
         first, until = arr.pay_hours
         hour = first + (until - first) * u_hour
         self.pay_time[rows[go]] = at(d, go) + hour[go] / 24.0

@@ -32,6 +32,9 @@ from serving.settings import DEFAULT_POPULATION
 from tests.serving.conftest import AUTH, DERIVED, make_settings, replay_through_api
 
 ARRANGEMENTS, MONTHS, SEED = 12, 3, 11
+#: A seed whose year of 500 arrangements under the random policy has an opt-out (they are rare: one a year or
+#: none).
+YEAR_SEED = 9
 PARTS = ("a_channel", "a_send_slot", "a_due_day", "a_deferral", "a_reduction")
 #: Columns that identify a derived event (message ids differ: the server numbers its own messages).
 KEYS = (
@@ -141,7 +144,7 @@ def test_http_replay_of_a_year_of_500_arrangements_gives_the_simulated_run(tmp_p
     """At scale, with every kind of consequence in the run: completions, breakdowns (and collection costs),
     referrals, opt-outs, deferrals, reductions, partial payments and cancelled reminders."""
     config = load_world_config(DEFAULT_POPULATION)
-    result = simulate(config, agents.make("random"), arrangements=500, months=12, seed=SEED)
+    result = simulate(config, agents.make("random"), arrangements=500, months=12, seed=YEAR_SEED)
     events = result.events.to_pandas()
     kinds = Counter(events["event"].astype(str))
     for kind in ("completed", "broken", "referred", "opt_out", "deferral", "reduction", "message_cancelled"):
