@@ -33,6 +33,14 @@ class FixedPolicy:
         """A policy that reads no ground truth refuses it."""
         raise TypeError(f"{type(self).__name__} reads no ground truth; it runs outside simulation too")
 
+    def decide(self, context: Context) -> Decision:
+        """The decision for one context: :meth:`decide_batch` on a batch of one."""
+        return self.decide_batch(context.batch())[0]
+
+    def decide_batch(self, contexts: ContextBatch) -> DecisionBatch:  # pragma: no cover - abstract
+        """Decisions for a batch of contexts."""
+        raise NotImplementedError
+
     def update(self, feedback: Feedback) -> None:
         """Fixed policies learn nothing."""
         del feedback
@@ -49,14 +57,6 @@ class BasePolicy(FixedPolicy):
 
     name: ClassVar[str] = "base"
     version: ClassVar[str] = "0"
-
-    def decide(self, context: Context) -> Decision:
-        """The decision for one context."""
-        return self.decide_batch(context.batch())[0]
-
-    def decide_batch(self, contexts: ContextBatch) -> DecisionBatch:  # pragma: no cover - abstract
-        """Decisions for a batch of contexts."""
-        raise NotImplementedError
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, version={self.version!r})"

@@ -18,8 +18,8 @@ training), one forward pass of the network for the whole batch, then a choice pe
   propensity of the action is ``prod_j pi_j(a_j)``; in deterministic mode each part takes its most probable
   allowed option and the propensity is 1.
 * DQN outputs one Q-value per action of a *flattened* action space over some parts (see
-  :class:`FlatActions`); masked flat actions get ``Q = -inf``. Deterministic mode takes the greedy allowed
-  action; sampled mode is epsilon-greedy over the allowed flat actions, with propensity
+  :class:`agents.flat_actions.FlatActions`); masked flat actions get ``Q = -inf``. Deterministic mode takes the
+  greedy allowed action; sampled mode is epsilon-greedy over the allowed flat actions, with propensity
   ``1 - eps + eps / k`` for the greedy action and ``eps / k`` for any other (``k`` allowed flat actions).
 
 How masks relate to training:
@@ -67,7 +67,7 @@ from agents.artifact import ArtifactError, Manifest, register_loader, write_mani
 from agents.base import FixedPolicy
 from agents.flat_actions import DEFAULT_DQN_PARTS, FlatActions
 from agents.sb3_network import ACTIVATIONS, NETWORK, WEIGHTS, NetworkSpec, _labels, weights_digest
-from regsim.decision import PART_NAMES, ActionSpace, Context, ContextBatch, Decision, DecisionBatch, Feedback
+from regsim.decision import PART_NAMES, ActionSpace, ContextBatch, DecisionBatch
 from regsim.features import FEATURE_LAYOUT, feature_names, features
 
 __all__ = [
@@ -308,10 +308,6 @@ class SB3Policy(FixedPolicy):
         )
 
     # -- deciding -----------------------------------------------------------------------------------------
-    def decide(self, context: Context) -> Decision:
-        """The decision for one context."""
-        return self.decide_batch(context.batch())[0]
-
     def decide_batch(self, contexts: ContextBatch) -> DecisionBatch:
         """Decisions for a batch: features, one forward pass, a masked choice per row (see the module).
 
@@ -366,10 +362,6 @@ class SB3Policy(FixedPolicy):
         finally:
             self.deterministic = mode
         return actions
-
-    def update(self, feedback: Feedback) -> None:
-        """Trained offline: feedback is ignored (retrain and deploy a new artifact instead)."""
-        del feedback
 
     def _check_space(self, space: ActionSpace) -> None:
         if space is self._space_ok:

@@ -1,12 +1,12 @@
 """What every resumable SB3 training checkpoint holds: the model, its counters, and the global generators.
 
-A checkpoint is a folder ``<prefix><transitions>`` written atomically (:func:`agents.online.write_checkpoint_folder`)
-after an update. :func:`write_model_files` puts in it SB3's save of the model (weights and optimizer state,
+A checkpoint is a folder ``<prefix><transitions>`` written atomically
+(:func:`agents.checkpoints.write_checkpoint_folder`) after an update. :func:`write_model_files` puts in it
+SB3's save of the model (weights and optimizer state,
 ``model.zip``), ``progress.json`` (the training's identity, ``num_timesteps``, ``_n_updates`` and whatever the
 training adds) and ``rng.json`` (the global generators SB3 draws from: :func:`global_rng_state`);
 :func:`restore_model` finds the newest checkpoint of a folder, refuses one of another training, and restores the
-model and its counters. The trainings add their own state (population rollouts: the next debtors; vector
-rollouts: the slots mid-episode).
+model and its counters. The vector training adds its own state (the slots mid-episode).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import numpy as np
 import torch as th
 from stable_baselines3.common.base_class import BaseAlgorithm
 
-from agents.online import latest_checkpoint
+from agents.checkpoints import latest_checkpoint
 
 __all__ = ["global_rng_state", "restore_model", "set_global_rng_state", "write_model_files"]
 

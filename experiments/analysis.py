@@ -32,7 +32,7 @@ from numpy.typing import NDArray
 from agents.base import FixedPolicy
 from agents.evaluate import DebtBands, by_debtor_type
 from regsim.config import CHANNELS, WorldConfig
-from regsim.decision import ContextBatch, DecisionBatch, Feedback
+from regsim.decision import ContextBatch, DecisionBatch
 from regsim.eventlog import EventType, event_codes
 from regsim.features import FEATURE_LAYOUT, features
 from regsim.metrics import arrangement_outcomes
@@ -295,12 +295,6 @@ class _GreedyRecorder(FixedPolicy):
         self.batches.append(contexts)
         actions = self.policy.greedy_actions(contexts, features(contexts))
         return DecisionBatch(actions, np.ones(len(contexts)))
-
-    def decide(self, context: Any) -> Any:
-        return self.decide_batch(context.batch())[0]
-
-    def update(self, feedback: Feedback) -> None:
-        del feedback
 
 
 def _feature_groups() -> dict[str, list[int]]:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import inspect
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -130,11 +129,11 @@ class EnvConfig(_Section):
 
     @model_validator(mode="after")
     def _reward_exists(self) -> EnvConfig:
-        from regsim.rewards import REWARDS
+        from regsim.rewards import REWARDS, reward_parameters
 
         if self.reward not in REWARDS:
             raise ValueError(f"reward: unknown {self.reward!r}; allowed: {sorted(REWARDS)}")
-        params = [p for p in inspect.signature(REWARDS[self.reward]).parameters][2:]
+        params = reward_parameters(self.reward)
         unknown = sorted(set(self.reward_kwargs) - set(params))
         if unknown:
             raise ValueError(f"reward_kwargs: {self.reward!r} takes no {unknown}; allowed: {params or 'none'}")

@@ -199,6 +199,15 @@ REWARDS: dict[str, Reward] = {
 }
 
 
+def reward_parameters(reward: str | Reward) -> list[str]:
+    """The keyword parameters a reward (a name in :data:`REWARDS`, or a function) accepts: those after its two
+    positional ones (``outcomes``, ``costs``). A name not in :data:`REWARDS` raises ``KeyError``."""
+    import inspect
+
+    fn = REWARDS[reward] if isinstance(reward, str) else reward
+    return [p for p in inspect.signature(fn).parameters][2:]
+
+
 def resolve_reward(reward: str | Reward, kwargs: Mapping[str, float] | None = None) -> Reward:
     """A reward given by name (one of :data:`REWARDS`) or as a function, with keyword arguments bound.
 
@@ -216,9 +225,7 @@ def resolve_reward(reward: str | Reward, kwargs: Mapping[str, float] | None = No
         raise TypeError(f"reward: expected a name in {sorted(REWARDS)} or a callable, got {type(reward)}")
     if not kwargs:
         return fn
-    import inspect
-
-    allowed = [p for p in inspect.signature(fn).parameters][2:]
+    allowed = reward_parameters(fn)
     unknown = sorted(set(kwargs) - set(allowed))
     if unknown:
         raise ValueError(f"reward_kwargs: {unknown} not taken by reward {reward!r}; allowed: {allowed}")
