@@ -5,7 +5,8 @@ Run for real with uvicorn (one worker)::
     REGSIM_POLICY=runs/bandit/policy REGSIM_STORE=sqlite:///regsim.db REGSIM_TOKENS=change-me-please \\
         uvicorn --factory serving.app:app_from_env --workers 1
 
-Routes (all under bearer-token auth except ``/healthz`` and ``/readyz``): ``POST /v1/arrangements``,
+Routes (all under bearer-token auth, checked before the body is read, except ``/healthz``, ``/readyz``, ``/docs``
+and ``/openapi.json``): ``POST /v1/arrangements``,
 ``GET /v1/arrangements/{arrangement_id}``, ``POST /v1/decisions``, ``POST /v1/decisions/batch``,
 ``POST /v1/events``, ``POST /v1/clock``, ``GET /metrics``, ``GET /docs``, ``GET /openapi.json``.
 
@@ -21,8 +22,9 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
@@ -33,6 +35,8 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import agents
@@ -43,6 +47,7 @@ from serving.auth import require_token
 from serving.cache import ReplayCache
 from serving.errors import HANDLED, error_response
 from serving.fastpath import DecisionFastPath, replay_body
+from serving.gate import ApiGate, bearer_token_ok
 from serving.lease import WriterLease
 from serving.metrics import Metrics, RequestRecorder
 from serving.online import OnlineLearner, is_online
@@ -56,11 +61,16 @@ __all__ = ["ServerApp", "app_from_env", "create_app"]
 log = logging.getLogger("regsim.serving")
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": schemas.ErrorOut, "description": "The body is not parseable JSON."},
+    400: {"model": schemas.ErrorOut, "description": "The body is not parseable JSON (or nested too deeply)."},
     401: {"model": schemas.ErrorOut, "description": "Missing or invalid bearer token."},
     404: {"model": schemas.ErrorOut, "description": "Unknown arrangement or message."},
     409: {"model": schemas.ErrorOut, "description": "Conflicts with the arrangement's state or an Idempotency-Key."},
     413: {"model": schemas.ErrorOut, "description": "Request body larger than REGSIM_MAX_BODY_BYTES."},
+    415: {"model": schemas.ErrorOut, "description": "The body is not declared as JSON (Content-Type)."},
+    422: {
+        "model": schemas.ValidationErrorOut,
+        "description": "Parseable JSON that breaks the schema or the world's rules; each message names the field.",
+    },
     503: {"model": schemas.ErrorOut, "description": "Another server process has taken over the store."},
 }
 _READ_ERRORS: dict[int | str, dict[str, Any]] = {k: v for k, v in _ERRORS.items() if k in (401, 404)}
@@ -125,10 +135,27 @@ class BodyLimit:
 
 
 class RequestMetrics:
-    """Count requests and time them, by route template (never by raw path: ids would explode the labels)."""
+    """Count requests and time them, by route template (never by raw path: ids would explode the labels).
 
-    def __init__(self, app: ASGIApp, recorder: RequestRecorder) -> None:
-        self.app, self.recorder = app, recorder
+    Every answer is counted, the 5xx of an unexpected error included. One given before routing (401 or 415 of
+    the gate, 413 of the body limit) is counted under the template of the route the path would have reached,
+    found by matching the app's routes; only a path no route matches is ``unmatched``.
+    """
+
+    def __init__(self, app: ASGIApp, recorder: RequestRecorder, templates: Callable[[], Sequence[str]]) -> None:
+        self.app, self.recorder, self.templates = app, recorder, templates
+        self._compiled: list[tuple[re.Pattern[str], str]] | None = None
+
+    def _template(self, scope: Scope) -> str:
+        route = scope.get("route")
+        if route is not None and getattr(route, "path", None):
+            return str(route.path)
+        if self._compiled is None:  # the app's routes are all known once it answers
+            self._compiled = [(compile_path(t)[0], t) for t in self.templates()]
+        for pattern, template in self._compiled:
+            if pattern.match(scope["path"]):
+                return template
+        return "unmatched"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -146,8 +173,7 @@ class RequestMetrics:
         try:
             await self.app(scope, receive, send_and_record)
         finally:
-            template = getattr(scope.get("route"), "path", None) or "unmatched"
-            self.recorder.record(scope["method"], template, status, time.perf_counter() - started)
+            self.recorder.record(scope["method"], self._template(scope), status, time.perf_counter() - started)
 
 
 class ServerApp(FastAPI):
@@ -354,8 +380,10 @@ def create_app(settings: ServerSettings) -> ServerApp:
     @app.get(
         "/readyz",
         response_model=schemas.Health,
-        responses={503: {"model": schemas.ErrorOut, "description": "Not ready."}},
-        summary="Readiness: policy loaded, store reachable (no auth)",
+        responses={503: {"model": schemas.ErrorOut, "description": "Not ready (starting, store, or lease lost)."}},
+        summary="Readiness: policy loaded, store reachable, this process holds the store's writer lease",
+        description="No token needed; the policy, its version and the schema revision are shown only to a "
+        "request with a valid bearer token.",
     )
     def readyz(request: Request) -> Response:
         st: _State | None = getattr(request.app.state, "regsim", None)
@@ -363,9 +391,14 @@ def create_app(settings: ServerSettings) -> ServerApp:
             return JSONResponse({"detail": "starting"}, status_code=503)
         try:
             with st.engine.connect() as conn:
-                conn.execute(sa.text("SELECT 1"))
+                held = st.lease.held(conn)
         except sa.exc.SQLAlchemyError as exc:
             return JSONResponse({"detail": f"store unreachable: {type(exc).__name__}"}, status_code=503)
+        if not held:
+            detail = "lease lost: another server process has taken over this store; this one no longer writes"
+            return JSONResponse({"detail": detail}, status_code=503)
+        if not bearer_token_ok(request.headers.get("authorization", "").encode("latin-1"), settings.tokens):
+            return JSONResponse(schemas.Health(status="ready").model_dump(exclude_none=True))
         health = schemas.Health(
             status="ready",
             policy=st.runner.active.name,
@@ -386,16 +419,19 @@ def create_app(settings: ServerSettings) -> ServerApp:
     def metrics(request: Request) -> Response:
         return Response(generate_latest(_state(request).metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/openapi.json", dependencies=protected, include_in_schema=False)
+    # The schema and its page are public (the contract is no secret, and a browser cannot send a token to open
+    # them); every call made from the page still needs the token, entered once with its "Authorize" button.
+    @app.get("/openapi.json", include_in_schema=False)
     def openapi() -> JSONResponse:
         return JSONResponse(app.openapi())
 
-    @app.get("/docs", dependencies=protected, include_in_schema=False)
+    @app.get("/docs", include_in_schema=False)
     def docs() -> HTMLResponse:
-        # The spec is inlined, since the browser's own fetch of /openapi.json would carry no token.
-        page = bytes(get_swagger_ui_html(openapi_url="/openapi.json", title=app.title).body).decode()
-        page = page.replace("url: '/openapi.json'", f"spec: {json.dumps(app.openapi())}")
-        return HTMLResponse(page)
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title=app.title,
+            swagger_ui_parameters={"persistAuthorization": True, "tryItOutEnabled": True},
+        )
 
     async def refused(_: Request, exc: Exception) -> JSONResponse:
         response = error_response(exc)
@@ -405,8 +441,26 @@ def create_app(settings: ServerSettings) -> ServerApp:
     for handled in HANDLED:
         app.add_exception_handler(handled, refused)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 400 and isinstance(exc.__cause__, RecursionError):
+            # The JSON parser's recursion limit: a body nested that deep is malformed for this API.
+            detail = "body: JSON nested too deeply to parse (no request of this API nests more than a few levels)"
+            return JSONResponse({"detail": detail}, status_code=400)
+        if exc.status_code == 400 and exc.__cause__ is not None:
+            detail = f"body: not parseable ({type(exc.__cause__).__name__}: {exc.__cause__})"
+            return JSONResponse({"detail": detail}, status_code=400)
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
     @app.exception_handler(RequestValidationError)
     async def validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        malformed = [e for e in exc.errors() if e.get("type") == "json_invalid"]
+        if malformed:
+            # Not JSON at all is 400 (as documented); JSON that breaks the schema is 422.
+            e = malformed[0]
+            where = e.get("loc", ("body", "?"))[-1]
+            message = (e.get("ctx") or {}).get("error", e.get("msg", "invalid JSON"))
+            return JSONResponse({"detail": f"body: not valid JSON ({message} at position {where})"}, status_code=400)
         # Every message starts with the field's path, so a client sees which field at a glance.
         errors = []
         for e in exc.errors():
@@ -421,9 +475,17 @@ def create_app(settings: ServerSettings) -> ServerApp:
             )
         return JSONResponse({"detail": errors}, status_code=422)
 
+    # Outermost first: metrics see every answer; the gate answers before the body limit reads anything.
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
-    app.add_middleware(RequestMetrics, recorder=recorder)
+    app.add_middleware(ApiGate, tokens=settings.tokens)
+    app.add_middleware(RequestMetrics, recorder=recorder, templates=lambda: _templates(app))
     return app
+
+
+def _templates(app: FastAPI) -> list[str]:
+    """Every route template of the app: those of its OpenAPI schema and the routes left out of it."""
+    paths = list(app.openapi()["paths"])
+    return paths + [str(r.path) for r in app.router.routes if isinstance(getattr(r, "path", None), str)]
 
 
 def app_from_env() -> ServerApp:

@@ -175,7 +175,9 @@ def _validated(raw: bytes) -> schemas.DecisionIn | None:
     try:
         data: Any = json.loads(raw)
         return schemas.DecisionIn.model_validate(data)
-    except (ValueError, ValidationError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+    except (ValueError, ValidationError, RecursionError):
+        # JSONDecodeError and UnicodeDecodeError are ValueErrors; RecursionError is a body nested too deeply.
+        # The framework answers each of them with its 4xx.
         return None
 
 

@@ -57,6 +57,13 @@ class WriterLease:
             conn.execute(sa.insert(db.counters).values(name=LEASE_COUNTER, value=1))
             return 1
 
+    def held(self, conn: sa.Connection) -> bool:
+        """Whether this process still holds the lease (no newer server has started on the store); reads only."""
+        value = conn.execute(
+            sa.select(db.counters.c.value).where(db.counters.c.name == LEASE_COUNTER)
+        ).scalar_one_or_none()
+        return value is not None and int(value) == self.generation
+
     def confirm(self, conn: sa.Connection) -> None:
         """Check, inside a write transaction, that this process still holds the lease.
 

@@ -11,9 +11,10 @@ addresses, account numbers or free text, and unknown fields are refused (422), s
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Literal
+import re
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from regsim.config import CHANNELS
 
@@ -38,6 +39,8 @@ __all__ = [
     "MaskedOption",
     "NextAction",
     "Overview",
+    "ValidationErrorOut",
+    "ValidationIssue",
 ]
 
 Channel = Literal["email", "sms", "letter", "robocall", "collector"]
@@ -50,22 +53,72 @@ MAX_ID = 2**62
 #: Latest accepted time, in days since the epoch (about 270 years).
 MAX_TIME_DAYS = 100_000.0
 
-ArrangementId = Annotated[int, Field(ge=0, le=MAX_ID, description="Pseudonymous arrangement id.")]
+ArrangementId = Annotated[int, Field(ge=0, le=MAX_ID, strict=True, description="Pseudonymous arrangement id.")]
 TimeDays = Annotated[
     float,
-    Field(ge=0.0, le=MAX_TIME_DAYS, allow_inf_nan=False, description="Days since the epoch (fractions: hours)."),
+    Field(
+        ge=0.0,
+        le=MAX_TIME_DAYS,
+        allow_inf_nan=False,
+        strict=True,
+        description="Days since the epoch (fractions: hours).",
+    ),
 ]
+
+#: An RFC 3339 date-time: a date, ``T`` (or a space), a time with optional fraction, optional offset.
+_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})?")
+
+
+def _timestamp_text(value: object) -> object:
+    """Only a date-time string is a timestamp: no number (seconds since 1970), no bare date."""
+    if isinstance(value, dt.datetime):
+        return value
+    if not isinstance(value, str) or not _TIMESTAMP.fullmatch(value):
+        raise ValueError("must be an RFC 3339 date-time string, e.g. '2026-02-01T09:00:00Z' (UTC if no offset)")
+    return value
+
+
+Timestamp = Annotated[dt.datetime, BeforeValidator(_timestamp_text)]
 
 
 class _Strict(BaseModel):
+    """A request body: unknown fields refused, numbers only as JSON numbers (``true`` is no id, ``"12"`` no time)."""
+
     model_config = ConfigDict(extra="forbid")
 
 
-class _Timed(_Strict):
-    """A request that happens at a time: ``time`` (days since the epoch) or ``at`` (a timestamp), not both."""
+def _exactly_one_time(schema: dict[str, Any]) -> None:
+    """What the validator enforces, in the JSON schema: ``time`` or ``at``, exactly one, neither null."""
+    props = schema.get("properties", {})
+    for name in ("time", "at"):
+        props.get(name, {}).pop("default", None)
+    schema["oneOf"] = [
+        {"required": ["time"], "not": {"required": ["at"]}},
+        {"required": ["at"], "not": {"required": ["time"]}},
+    ]
 
-    time: TimeDays | None = None
-    at: dt.datetime | None = Field(None, description="When, as a timestamp (UTC if naive); instead of `time`.")
+
+def _timed(*examples: dict[str, Any]) -> ConfigDict:
+    """The config of a timed request: unknown fields refused, the time rule in the schema, example bodies."""
+
+    def extra(schema: dict[str, Any]) -> None:
+        _exactly_one_time(schema)
+        if examples:
+            schema["examples"] = list(examples)
+
+    return ConfigDict(extra="forbid", json_schema_extra=extra)
+
+
+class _Timed(_Strict):
+    """A request that happens at a time: ``time`` (days since the epoch) or ``at`` (a timestamp), exactly one."""
+
+    model_config = _timed()
+
+    # Not nullable: a time is given or the field is left out (the schema's oneOf says the same).
+    time: TimeDays = None  # type: ignore[assignment]
+    at: Timestamp = Field(  # type: ignore[assignment]
+        None, description="When, as an RFC 3339 timestamp (UTC if it has no offset); instead of `time`."
+    )
 
     @model_validator(mode="after")
     def _one_time(self) -> _Timed:
@@ -78,6 +131,21 @@ class ErrorOut(BaseModel):
     """An error: what went wrong, naming the field or the limit."""
 
     detail: str
+
+
+class ValidationIssue(BaseModel):
+    """One broken constraint of a request: where (``loc``), what kind, and a message starting with the field."""
+
+    type: str
+    loc: list[str | int]
+    msg: str
+    input: Any = None
+
+
+class ValidationErrorOut(BaseModel):
+    """A request that is JSON but breaks the schema or the world's rules (422)."""
+
+    detail: list[ValidationIssue]
 
 
 class Health(BaseModel):
@@ -100,16 +168,33 @@ class ArrangementIn(_Timed):
     changes afterwards only through decisions (due day, deferral, reduction).
     """
 
+    model_config = _timed(
+        {"arrangement_id": 7, "time": 0.0, "debt_eur": 300.0, "n_installments": 3, "due_day": 1},
+        {
+            "arrangement_id": 8,
+            "at": "2026-01-05T10:00:00Z",
+            "debt_eur": 1200.0,
+            "n_installments": 6,
+            "due_day": 15,
+            "prior_payments": 4,
+            "prior_late_share": 0.25,
+            "prior_pay_dom": 14,
+            "opted_out": ["sms"],
+        },
+    )
+
     arrangement_id: ArrangementId
-    debt_eur: float = Field(gt=0.0, le=10_000_000.0, allow_inf_nan=False, description="Debt agreed (EUR).")
-    n_installments: int = Field(ge=1, le=120, description="Installments in the plan.")
-    due_day: int = Field(ge=1, le=28, description="Day of the month installments fall due.")
-    prior_payments: int = Field(0, ge=0, le=10_000, description="Payments to the creditor before the arrangement.")
+    debt_eur: float = Field(gt=0.0, le=10_000_000.0, allow_inf_nan=False, description="Debt agreed (EUR).", strict=True)
+    n_installments: int = Field(ge=1, le=120, description="Installments in the plan.", strict=True)
+    due_day: int = Field(ge=1, le=28, description="Day of the month installments fall due.", strict=True)
+    prior_payments: int = Field(
+        0, ge=0, le=10_000, description="Payments to the creditor before the arrangement.", strict=True
+    )
     prior_late_share: float = Field(
-        0.0, ge=0.0, le=1.0, allow_inf_nan=False, description="Share of those payments that were late."
+        0.0, ge=0.0, le=1.0, allow_inf_nan=False, description="Share of those payments that were late.", strict=True
     )
     prior_pay_dom: int | None = Field(
-        None, ge=1, le=31, description="Most frequent day of the month of those payments (null if none)."
+        None, ge=1, le=31, description="Most frequent day of the month of those payments (null if none).", strict=True
     )
     opted_out: list[Channel] = Field(
         default_factory=list, max_length=len(CHANNELS), description="Channels the debtor opted out of."
@@ -147,13 +232,34 @@ class DecisionIn(_Timed):
     before it (pre-due), the oldest open one (missed, follow-up), the one just paid (payment received).
     """
 
+    model_config = _timed(
+        {"arrangement_id": 7, "kind": "plan_created", "time": 0.0},
+        {"arrangement_id": 7, "kind": "pre_due", "installment": 0, "at": "2026-01-27T09:00:00Z"},
+    )
+
     arrangement_id: ArrangementId
     kind: DecisionKindName
-    installment: int | None = Field(None, ge=0, le=1_000, description="Installment index the decision is about.")
+    installment: int | None = Field(
+        None, ge=0, le=1_000, description="Installment index the decision is about.", strict=True
+    )
 
 
 class BatchDecisionIn(_Strict):
     """Many decision points, decided as one batch by the policy (in order)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "decisions": [
+                        {"arrangement_id": 7, "kind": "plan_created", "time": 0.0},
+                        {"arrangement_id": 8, "kind": "plan_created", "time": 0.0},
+                    ]
+                }
+            ]
+        },
+    )
 
     decisions: list[DecisionIn] = Field(min_length=1, description="The decision points (at most REGSIM_MAX_BATCH).")
 
@@ -214,41 +320,60 @@ class _EventBase(_Timed):
 class PaymentEvent(_EventBase):
     """A payment; it pays installments oldest first and cancels pending reminders of those it completes."""
 
+    model_config = _timed({"arrangement_id": 7, "type": "payment", "amount_eur": 100.0, "time": 22.4})
+
     type: Literal["payment"]
-    amount_eur: float = Field(gt=0.0, le=10_000_000.0, allow_inf_nan=False, description="Amount paid (EUR).")
+    amount_eur: float = Field(
+        gt=0.0, le=10_000_000.0, allow_inf_nan=False, description="Amount paid (EUR).", strict=True
+    )
     channel: Channel | None = Field(None, description="The message whose payment link was used, by channel.")
 
 
 class MessageEvent(_EventBase):
     """What happened to a message the server planned (by its ``message_id``)."""
 
+    model_config = _timed({"arrangement_id": 7, "type": "message_opened", "message_id": 1, "time": 22.6})
+
     type: Literal["message_sent", "message_delivered", "message_opened", "message_clicked"]
-    message_id: int = Field(ge=1, le=MAX_ID)
+    message_id: int = Field(ge=1, le=MAX_ID, strict=True)
     cost_eur: float | None = Field(
-        None, ge=0.0, le=10_000.0, allow_inf_nan=False, description="Cost of a sent message (default: the channel's)."
+        None,
+        ge=0.0,
+        le=10_000.0,
+        allow_inf_nan=False,
+        description="Cost of a sent message (default: the channel's).",
+        strict=True,
     )
 
 
 class MissedEvent(_EventBase):
     """An installment was not paid by its due date (plus grace)."""
 
+    model_config = _timed({"arrangement_id": 7, "type": "installment_missed", "installment": 0, "time": 31.0})
+
     type: Literal["installment_missed"]
-    installment: int = Field(ge=0, le=1_000)
+    installment: int = Field(ge=0, le=1_000, strict=True)
 
 
 class OptOutEvent(_EventBase):
     """The debtor opted out of a channel."""
 
+    model_config = _timed({"arrangement_id": 7, "type": "opt_out", "channel": "sms", "time": 23.0})
+
     type: Literal["opt_out"]
     channel: Channel
-    message_id: int | None = Field(None, ge=1, le=MAX_ID, description="The message that prompted it, if any.")
+    message_id: int | None = Field(
+        None, ge=1, le=MAX_ID, description="The message that prompted it, if any.", strict=True
+    )
 
 
 class EndEvent(_EventBase):
     """The arrangement broke down (back to collection) or was referred to debt counselling."""
 
+    model_config = _timed({"arrangement_id": 7, "type": "referred", "time": 40.0})
+
     type: Literal["broken", "referred"]
-    collection_costs_eur: float | None = Field(None, ge=0.0, le=10_000_000.0, allow_inf_nan=False)
+    collection_costs_eur: float | None = Field(None, ge=0.0, le=10_000_000.0, allow_inf_nan=False, strict=True)
 
 
 EventIn = Annotated[PaymentEvent | MessageEvent | MissedEvent | OptOutEvent | EndEvent, Field(discriminator="type")]
@@ -285,6 +410,8 @@ class ClockIn(_Timed):
     Installments that fell due or were missed, and plans that broke (with their collection costs), are booked
     on the days they happened; an arrangement is otherwise booked only when a request for it arrives.
     """
+
+    model_config = _timed({"time": 30.0}, {"at": "2026-02-04T23:59:00Z"})
 
 
 class ClockOut(BaseModel):

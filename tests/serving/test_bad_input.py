@@ -1,0 +1,124 @@
+"""Bad input, authentication order, readiness and request metrics (SQLite and PostgreSQL, ``store_url``).
+
+Every malformed body gets a 4xx naming what is wrong, the token is checked before the body is read, every
+answer (5xx and 413 included) is counted under its route, and readiness follows the writer lease.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from serving.app import create_app
+from serving.lease import WriterLease
+from tests.serving.conftest import AUTH, make_settings
+
+PLAN = {"arrangement_id": 7, "debt_eur": 300.0, "n_installments": 3, "due_day": 1, "time": 0.0}
+POSTS = ("/v1/arrangements", "/v1/decisions", "/v1/decisions/batch", "/v1/events", "/v1/clock")
+
+
+def _count(client: TestClient, route: str, status: int) -> float:
+    text = client.get("/metrics", headers=AUTH).text
+    pattern = rf'regsim_http_requests_total\{{method="POST",route="{re.escape(route)}",status="{status}"\}} (\S+)'
+    found = re.search(pattern, text)
+    return float(found.group(1)) if found else 0.0
+
+
+def test_deeply_nested_json_is_a_400_on_every_post_and_is_counted(api: TestClient) -> None:
+    nested = b"[" * 100_000 + b"]" * 100_000
+    for path in POSTS:
+        before = _count(api, path, 400)
+        r = api.post(path, content=nested, headers={"Content-Type": "application/json"})
+        assert r.status_code == 400, (path, r.status_code, r.text[:200])
+        assert "nested too deeply" in r.json()["detail"]
+        assert _count(api, path, 400) == before + 1
+
+
+@pytest.mark.parametrize("path", POSTS)
+def test_malformed_json_is_400_and_schema_errors_are_422(api: TestClient, path: str) -> None:
+    r = api.post(path, content=b'{"arrangement_id": 7,', headers={"Content-Type": "application/json"})
+    assert r.status_code == 400 and r.json()["detail"].startswith("body: not valid JSON"), r.text
+    assert api.post(path, json={"unknown_field": 1}).status_code == 422
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"arrangement_id": True, "kind": "plan_created", "time": 0.0}, "arrangement_id"),
+        ({"arrangement_id": "7", "kind": "plan_created", "time": 0.0}, "arrangement_id"),
+        ({"arrangement_id": 7, "kind": "plan_created", "time": "0"}, "time"),
+        ({"arrangement_id": 7, "kind": "plan_created", "time": True}, "time"),
+        ({"arrangement_id": 7, "kind": "plan_created", "at": 1767225600}, "at"),
+        ({"arrangement_id": 7, "kind": "plan_created", "at": "2026-01-01"}, "at"),
+        ({"arrangement_id": 7, "kind": "plan_created", "time": None, "at": "2026-01-01T00:00:00Z"}, "time"),
+        ({"arrangement_id": 7, "kind": "plan_created", "installment": "0", "time": 0.0}, "installment"),
+    ],
+)
+def test_ids_and_times_are_strictly_typed(api: TestClient, body: dict[str, Any], field: str) -> None:
+    assert api.post("/v1/arrangements", json=PLAN).status_code == 201
+    r = api.post("/v1/decisions", json=body)
+    assert r.status_code == 422, r.text
+    assert any(e["msg"].startswith(field) for e in r.json()["detail"]), r.json()
+    # ... and nothing was decided.
+    assert api.get("/v1/arrangements/7").json()["last_decision"] is None
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", None])
+def test_a_wrong_content_type_is_415_naming_it(api: TestClient, content_type: str | None) -> None:
+    headers = {"Content-Type": content_type} if content_type else {}
+    for path in POSTS:
+        r = api.post(path, content=b'{"time": 0.0}', headers=headers)
+        assert r.status_code == 415, (path, r.status_code)
+        assert "content-type" in r.json()["detail"] and "application/json" in r.json()["detail"]
+        assert _count(api, path, 415) >= 1
+
+
+@pytest.mark.parametrize("body", [b"{not json", b"[" * 50_000, b'{"arrangement_id": 7}', b""])
+def test_authentication_comes_before_the_body(store_url: str, body: bytes) -> None:
+    with TestClient(create_app(make_settings(store_url))) as client:
+        for path in POSTS:
+            for headers in ({"Content-Type": "application/json"}, {"Content-Type": "text/plain"}, {}):
+                r = client.post(path, content=body, headers=headers)
+                assert r.status_code == 401, (path, headers, r.status_code)
+                assert r.headers["www-authenticate"] == "Bearer"
+            assert _count(client, path, 401) == 3
+
+
+def test_a_too_large_body_is_counted_under_its_route(store_url: str) -> None:
+    with TestClient(create_app(make_settings(store_url, max_body_bytes=64)), headers=AUTH) as client:
+        r = client.post("/v1/events", content=b"{" + b" " * 100 + b"}", headers={"Content-Type": "application/json"})
+        assert r.status_code == 413
+        assert _count(client, "/v1/events", 413) == 1
+        assert "unmatched" not in client.get("/metrics").text
+
+
+def test_an_unexpected_error_is_a_500_counted_under_its_route(api: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert api.post("/v1/arrangements", json=PLAN).status_code == 201
+    writer = api.app.state.regsim.writer  # type: ignore[attr-defined]
+
+    async def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(writer, "write", broken)
+    ask = {"arrangement_id": 7, "kind": "plan_created", "time": 0.0}
+    # The same running app (no second lifespan), with errors answered as in production rather than raised.
+    raw = TestClient(api.app, headers=AUTH, raise_server_exceptions=False)
+    for content_type in ("application/json", "application/vnd.regsim+json"):  # the fast path, the framework
+        r = raw.post("/v1/decisions", json=ask, headers={"Content-Type": content_type})
+        assert r.status_code == 500
+    assert _count(raw, "/v1/decisions", 500) == 2
+
+
+def test_readiness_follows_the_lease_and_discloses_nothing_without_a_token(api: TestClient) -> None:
+    assert api.get("/readyz", headers={"Authorization": ""}).json() == {"status": "ready"}
+    full = api.get("/readyz").json()
+    assert full["status"] == "ready" and full["policy"] == "static-dunning" and full["schema_revision"]
+    # A newer server takes the store's lease: this one answers 503 to writes and is no longer ready.
+    WriterLease(api.app.state.regsim.engine)  # type: ignore[attr-defined]
+    assert api.post("/v1/arrangements", json=PLAN).status_code == 503
+    r = api.get("/readyz")
+    assert r.status_code == 503 and "lease" in r.json()["detail"]
+    assert api.get("/readyz", headers={"Authorization": ""}).status_code == 503
