@@ -235,6 +235,7 @@ class _State:
             self.metrics,
             linger_rounds=settings.group_linger_rounds,
             linger_max_s=settings.group_linger_max_ms / 1000.0,
+            idempotency_retention_s=settings.idempotency_retention_hours * 3600.0,
         )
 
     def close(self) -> None:

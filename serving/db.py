@@ -19,8 +19,8 @@ Tables:
 * ``shadow_decisions``, ``fallbacks``: what the shadow policy would have done; when and why the fallback
   answered.
 * ``counters``: decision and message ids.
-* ``idempotency_keys``: the first response to every ``Idempotency-Key``, written in the same transaction as
-  the request's effect.
+* ``idempotency_keys``: the first response to every ``Idempotency-Key`` (kept by the key's SHA-256, for the
+  retention period), written in the same transaction as the request's effect.
 * ``policy_state``: the online learner's state, written in the same transaction as the decisions and
   events that change it.
 """
@@ -179,13 +179,14 @@ counters = sa.Table(
 idempotency_keys = sa.Table(
     "idempotency_keys",
     metadata,
-    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("key_hash", sa.String(64), primary_key=True),  # SHA-256 of the key, hex: never the key itself
     sa.Column("method", sa.String(8), nullable=False),
     sa.Column("path", sa.String(255), nullable=False),
     sa.Column("request_hash", sa.String(64), nullable=False),
     sa.Column("status_code", sa.Integer(), nullable=False),
     sa.Column("response_body", sa.Text(), nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_idempotency_keys_created_at", "created_at"),
 )
 
 policy_state = sa.Table(

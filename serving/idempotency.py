@@ -1,9 +1,14 @@
 """``Idempotency-Key`` on every POST: a replay returns the first response; another body with the key is refused.
 
-The key, a hash of the request (method, path and the validated body as canonical JSON) and the first response
-(status and body) are written in the same transaction as the request's effect, so a key is recorded if and
-only if its effect committed. A replay with the same key and request returns the stored response, status and
-body byte for byte; the same key with another request gets 409.
+The key's SHA-256 (never the key: a client may use an e-mail address or an account number as its key), a hash
+of the request (method, path and the validated body as canonical JSON) and the first response (status and body)
+are written in the same transaction as the request's effect, so a key is recorded if and only if its effect
+committed. A replay with the same key and request returns the stored response, status and body byte for byte;
+the same key with another request gets 409.
+
+Keys are kept for a retention period (``REGSIM_IDEMPOTENCY_RETENTION_HOURS``, default 72 hours: a client's
+retries of one request fall well within it), then :func:`purge` deletes them; a request repeated with an
+expired key is a new request.
 """
 
 from __future__ import annotations
@@ -23,8 +28,10 @@ from serving.store import execute_many
 __all__ = [
     "IdempotencyConflictError",
     "StoredResponse",
+    "key_digest",
     "lookup",
     "lookup_many",
+    "purge",
     "remember",
     "remember_many",
     "request_hash",
@@ -49,13 +56,18 @@ def request_hash(method: str, path: str, payload: Any) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def key_digest(key: str) -> str:
+    """What the store keeps of an ``Idempotency-Key``: its SHA-256, hex."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
 def lookup(conn: sa.Connection, key: str, method: str, path: str, digest: str) -> StoredResponse | None:
     """The stored response of a key, ``None`` if the key is new.
 
     Raises:
         IdempotencyConflictError: The key was used with another request.
     """
-    row = conn.execute(sa.select(db.idempotency_keys).where(db.idempotency_keys.c.key == key)).first()
+    row = conn.execute(sa.select(db.idempotency_keys).where(db.idempotency_keys.c.key_hash == key_digest(key))).first()
     if row is None:
         return None
     if (row.method, row.path, row.request_hash) != (method.upper(), path, digest):
@@ -67,7 +79,9 @@ def lookup(conn: sa.Connection, key: str, method: str, path: str, digest: str) -
 
 
 #: Built once (an expanding IN list): building a statement costs more than running it on SQLite.
-_SELECT_KEYS = sa.select(db.idempotency_keys).where(db.idempotency_keys.c.key.in_(sa.bindparam("keys", expanding=True)))
+_SELECT_KEYS = sa.select(db.idempotency_keys).where(
+    db.idempotency_keys.c.key_hash.in_(sa.bindparam("keys", expanding=True))
+)
 
 
 def lookup_many(
@@ -79,17 +93,19 @@ def lookup_many(
     other requests of a group are answered).
     """
     wanted = {key: (method.upper(), path, digest) for key, method, path, digest in requests}
+    by_hash = {key_digest(key): key for key in wanted}
     out: dict[str, StoredResponse | IdempotencyConflictError] = {}
-    keys = list(wanted)
-    for k in range(0, len(keys), 500):
-        for row in conn.execute(_SELECT_KEYS, {"keys": keys[k : k + 500]}):
-            if (row.method, row.path, row.request_hash) != wanted[row.key]:
-                out[row.key] = IdempotencyConflictError(
-                    f"Idempotency-Key {row.key!r} was already used for another request ({row.method} {row.path} "
+    hashes = list(by_hash)
+    for k in range(0, len(hashes), 500):
+        for row in conn.execute(_SELECT_KEYS, {"keys": hashes[k : k + 500]}):
+            key = by_hash[row.key_hash]
+            if (row.method, row.path, row.request_hash) != wanted[key]:
+                out[key] = IdempotencyConflictError(
+                    f"Idempotency-Key {key!r} was already used for another request ({row.method} {row.path} "
                     "with a different body); use a new key for a new request"
                 )
             else:
-                out[row.key] = StoredResponse(int(row.status_code), str(row.response_body))
+                out[key] = StoredResponse(int(row.status_code), str(row.response_body))
     return out
 
 
@@ -112,7 +128,7 @@ def remember_many(conn: sa.Connection, entries: Sequence[tuple[str, str, str, st
         now = convert(now)
     rows = [
         {
-            "key": key,
+            "key_hash": key_digest(key),
             "method": method.upper(),
             "path": path,
             "request_hash": digest,
@@ -126,3 +142,9 @@ def remember_many(conn: sa.Connection, entries: Sequence[tuple[str, str, str, st
 
 
 _CREATED_AT = db.idempotency_keys.c.created_at
+
+
+def purge(conn: sa.Connection, older_than: dt.datetime) -> int:
+    """Delete the keys first used before ``older_than`` (their retention is over); returns how many."""
+    done = conn.execute(sa.delete(db.idempotency_keys).where(db.idempotency_keys.c.created_at < older_than))
+    return int(done.rowcount or 0)

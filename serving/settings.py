@@ -57,6 +57,13 @@ class ServerSettings(BaseSettings):
     group_linger_max_ms: float = Field(
         2.0, ge=0, description="Longest a group waits for more requests (milliseconds, >= 0)."
     )
+    idempotency_retention_hours: float = Field(
+        72.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="How long an Idempotency-Key is kept after its first use (hours, > 0); older keys are purged, "
+        "and a request repeated with one is a new request. Keys are stored as their SHA-256, never as sent.",
+    )
     population: str = Field(
         str(DEFAULT_POPULATION),
         description="World config giving the rules, decision options and calendar (a YAML path); its rules "

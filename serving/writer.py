@@ -31,8 +31,10 @@ import asyncio
 import collections
 import concurrent.futures
 import contextlib
+import datetime as dt
 import logging
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -43,7 +45,14 @@ from sqlalchemy.engine import Connection, Engine
 
 from serving import db, schemas
 from serving.cache import ReplayCache, Workspace
-from serving.idempotency import IdempotencyConflictError, StoredResponse, lookup_many, remember_many, request_hash
+from serving.idempotency import (
+    IdempotencyConflictError,
+    StoredResponse,
+    lookup_many,
+    purge,
+    remember_many,
+    request_hash,
+)
 from serving.lease import LeaseLostError, WriterLease
 from serving.metrics import Metrics
 from serving.service import DecisionService, ServiceError
@@ -111,6 +120,9 @@ class Writer:
         max_group: Most decision points (a single request counts one) in one group.
         linger_rounds: Rounds of the event loop without a new request before a group is taken (0: at once).
         linger_max_s: Longest wait for more requests before a group is taken (seconds).
+        idempotency_retention_s: How long idempotency keys are kept (seconds); older ones are purged, inside a
+            write transaction, at most once every ``purge_every_s``.
+        purge_every_s: Least time between two purges (seconds).
     """
 
     def __init__(
@@ -123,8 +135,13 @@ class Writer:
         max_group: int = 2_000,
         linger_rounds: int = 0,
         linger_max_s: float = 0.002,
+        idempotency_retention_s: float = 72 * 3600.0,
+        purge_every_s: float = 60.0,
     ) -> None:
         self.engine, self.service, self.cache, self.lease, self.metrics = engine, service, cache, lease, metrics
+        self.retention = dt.timedelta(seconds=idempotency_retention_s)
+        self.purge_every_s = purge_every_s
+        self._next_purge = 0.0  # the first group purges what expired while the server was down
         self.max_group = max_group
         self.linger_rounds, self.linger_max_s = linger_rounds, linger_max_s
         self._queue: collections.deque[WriteOp] = collections.deque()
@@ -291,6 +308,9 @@ class Writer:
                         if op.key is not None and isinstance(res, Outcome) and op.key not in stored
                     ],
                 )
+                if time.monotonic() >= self._next_purge:
+                    purge(conn, dt.datetime.now(dt.UTC) - self.retention)
+                    self._next_purge = time.monotonic() + self.purge_every_s
                 self.service.save_online(conn)
         except BaseException:
             self.service.rolled_back()

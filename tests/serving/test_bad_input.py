@@ -122,3 +122,63 @@ def test_readiness_follows_the_lease_and_discloses_nothing_without_a_token(api: 
     r = api.get("/readyz")
     assert r.status_code == 503 and "lease" in r.json()["detail"]
     assert api.get("/readyz", headers={"Authorization": ""}).status_code == 503
+
+
+# -- idempotency keys: hashed, purged after the retention period ---------------------------------------------
+def test_idempotency_keys_are_stored_as_hashes_and_purged_after_retention(store_url: str) -> None:
+    import datetime as dt
+
+    import sqlalchemy as sa
+
+    from serving import db
+    from serving.idempotency import key_digest
+
+    key = "debtor.name@example.org"
+    ask = {"arrangement_id": 7, "kind": "plan_created", "time": 0.0}
+    with TestClient(create_app(make_settings(store_url, idempotency_retention_hours=1.0)), headers=AUTH) as client:
+        assert client.post("/v1/arrangements", json=PLAN).status_code == 201
+        first = client.post("/v1/decisions", json=ask, headers={"Idempotency-Key": key})
+        assert client.post("/v1/decisions", json=ask, headers={"Idempotency-Key": key}).json() == first.json()
+        state = client.app.state.regsim  # type: ignore[attr-defined]
+        with state.engine.connect() as conn:
+            rows = conn.execute(sa.select(db.idempotency_keys)).mappings().all()
+        assert [r["key_hash"] for r in rows] == [key_digest(key)]
+        assert key not in str([dict(r) for r in rows])
+        # Two hours later (the key's first use moved back), the next write purges it: the key is new again.
+        with state.engine.begin() as conn:
+            conn.execute(
+                sa.update(db.idempotency_keys).values(created_at=dt.datetime.now(dt.UTC) - dt.timedelta(hours=2))
+            )
+        state.writer._next_purge = 0.0
+        again = client.post("/v1/decisions", json=ask, headers={"Idempotency-Key": "another-key"})
+        assert again.status_code == 409  # plan already created: a new request, refused on its merits
+        with state.engine.connect() as conn:
+            hashes = {r[0] for r in conn.execute(sa.select(db.idempotency_keys.c.key_hash))}
+        assert key_digest(key) not in hashes
+        replay = client.post("/v1/decisions", json=ask, headers={"Idempotency-Key": key})
+        assert replay.status_code == 409  # no longer a replay of the first answer
+
+
+def test_the_migration_hashes_keys_stored_before_it(tmp_path: Any) -> None:
+    import sqlalchemy as sa
+    from alembic import command
+
+    from serving import db
+    from serving.idempotency import key_digest
+
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    try:
+        with engine.begin() as conn:
+            command.upgrade(db._alembic_config(conn), "0001")
+            conn.execute(
+                sa.text(
+                    "INSERT INTO idempotency_keys VALUES ('k-1', 'POST', '/v1/clock', 'abc', 200, '{}', "
+                    "'2026-12-01 10:00:00.000000')"
+                )
+            )
+        assert db.upgrade_to_head(engine) == db.head_revision()
+        with engine.connect() as conn:
+            rows = conn.execute(sa.select(db.idempotency_keys.c.key_hash, db.idempotency_keys.c.request_hash)).all()
+        assert [tuple(r) for r in rows] == [(key_digest("k-1"), "abc")]
+    finally:
+        engine.dispose()
