@@ -12,18 +12,30 @@ from envs.vector import ArrangementVecEnv
 
 __all__ = ["ENV_IDS", "VECTOR_ENV_IDS", "ArrangementEnv", "ArrangementVecEnv"]
 
-#: Every single-env id this package registers.
-ENV_IDS: tuple[str, ...] = ("regsim/Arrangement-v0",)
+#: Every single-env id this package registers: v1 (masked actions replaced, the default) and v0 (raised).
+ENV_IDS: tuple[str, ...] = ("regsim/Arrangement-v1", "regsim/Arrangement-v0")
 #: Every vector-env id this package registers (``gymnasium.make_vec`` only).
-VECTOR_ENV_IDS: tuple[str, ...] = ("regsim/ArrangementVec-v0",)
+VECTOR_ENV_IDS: tuple[str, ...] = ("regsim/ArrangementVec-v1", "regsim/ArrangementVec-v0")
 
-# ``make_vec("regsim/Arrangement-v0", num_envs=n)`` builds the vector env (its ``vector_entry_point``) unless a
+# ``make_vec("regsim/Arrangement-v1", num_envs=n)`` builds the vector env (its ``vector_entry_point``) unless a
 # ``vectorization_mode`` of "sync" or "async" asks for Gymnasium's generic wrappers of the single env.
+# v0 keeps its contract (a masked action raises RuleViolation) for runs recorded on it; see the env's
+# Version History.
+_V0 = {"invalid_action": "raise"}
+if "regsim/Arrangement-v1" not in gym.registry:
+    gym.register(
+        id="regsim/Arrangement-v1",
+        entry_point="envs.arrangement:ArrangementEnv",
+        vector_entry_point="envs.vector:ArrangementVecEnv",
+    )
 if "regsim/Arrangement-v0" not in gym.registry:
     gym.register(
         id="regsim/Arrangement-v0",
         entry_point="envs.arrangement:ArrangementEnv",
         vector_entry_point="envs.vector:ArrangementVecEnv",
+        kwargs=_V0,
     )
+if "regsim/ArrangementVec-v1" not in gym.registry:
+    gym.register(id="regsim/ArrangementVec-v1", vector_entry_point="envs.vector:ArrangementVecEnv")
 if "regsim/ArrangementVec-v0" not in gym.registry:
-    gym.register(id="regsim/ArrangementVec-v0", vector_entry_point="envs.vector:ArrangementVecEnv")
+    gym.register(id="regsim/ArrangementVec-v0", vector_entry_point="envs.vector:ArrangementVecEnv", kwargs=_V0)

@@ -1,4 +1,4 @@
-"""``regsim/Arrangement-v0``: one payment arrangement per episode, one step per decision point."""
+"""``regsim/Arrangement-v1``: one payment arrangement per episode, one step per decision point."""
 
 from __future__ import annotations
 
@@ -19,7 +19,12 @@ from regsim.features import FEATURE_LAYOUT, FEATURE_VERSION, features
 from regsim.rewards import Reward, RewardCosts, resolve_reward, tally
 from regsim.world import World
 
-__all__ = ["ArrangementEnv", "fallback_actions", "step_end"]
+__all__ = ["INVALID_ACTIONS", "ArrangementEnv", "InvalidAction", "fallback_actions", "replaces_masked", "step_end"]
+
+#: What an env does with a masked action: replace it by an allowed one (default), or raise.
+#: ``"fallback"`` is the former name of ``"replace"``, still accepted.
+InvalidAction = Literal["replace", "raise", "fallback"]
+INVALID_ACTIONS: tuple[str, ...] = ("replace", "raise", "fallback")
 
 _ENDED = (ArrangementStatus.COMPLETED, ArrangementStatus.BROKEN, ArrangementStatus.REFERRED)
 _ID_RANGE = 2**31
@@ -34,14 +39,19 @@ def env_arguments(
     """The world config and reward of an env's arguments (single and vector alike), checked.
 
     Raises:
-        ValueError: ``invalid_action`` is not ``"raise"`` or ``"fallback"``, or the reward (or an argument of it)
-            is unknown.
+        ValueError: ``invalid_action`` is not one of :data:`INVALID_ACTIONS`, or the reward (or an argument of
+            it) is unknown.
     """
     if isinstance(config, str | Path):
         config = load_world_config(config)
-    if invalid_action not in ("raise", "fallback"):
-        raise ValueError(f"invalid_action: expected 'raise' or 'fallback', got {invalid_action!r}")
+    if invalid_action not in INVALID_ACTIONS:
+        raise ValueError(f"invalid_action: expected one of {list(INVALID_ACTIONS)}, got {invalid_action!r}")
     return (config if config is not None else WorldConfig()), resolve_reward(reward, reward_kwargs)
+
+
+def replaces_masked(invalid_action: str) -> bool:
+    """Whether an env with this ``invalid_action`` replaces masked actions (``"replace"``, ``"fallback"``)."""
+    return invalid_action != "raise"
 
 
 def fallback_actions(
@@ -95,10 +105,12 @@ class ArrangementEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
     ``MultiDiscrete(nvec)`` over the decision's parts (channel, send-time slot, due-day option, deferral option,
     reduction option) of :class:`regsim.decision.ActionSpace`. Parts that do not apply at a decision point, and
     options that business rules forbid, are masked: :meth:`action_masks` returns the flat boolean mask that
-    sb3-contrib's ``MaskablePPO`` expects. A masked action is refused with
-    :class:`regsim.decision.RuleViolation` naming the rule, or, with ``invalid_action="fallback"``, each masked
-    part is replaced by its lowest allowed option (no contact / no change) and counted in
-    ``info["fallbacks"]``.
+    sb3-contrib's ``MaskablePPO`` expects. Every action of ``action_space`` is valid, as Gymnasium's contract
+    asks, so any client trains: by default (``invalid_action="replace"``) each masked part of an action is
+    replaced by its lowest allowed option (no contact / no change), and the steps whose action was replaced
+    are counted in ``info["replaced_actions"]`` (and, by its former name, ``info["fallbacks"]``). A
+    mask-aware learner may opt in to ``invalid_action="raise"``: a masked action is then refused with
+    :class:`regsim.decision.RuleViolation` naming the rule.
 
     ## Reward
 
@@ -124,7 +136,8 @@ class ArrangementEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
     * ``reward_kwargs``: keyword arguments of the reward (e.g. ``{"cost_weight": 5.0}``).
     * ``months``: horizon of an episode in months of 30 days (default: the config's).
     * ``world_seed``: the population's seed (default: the config's); debtors are drawn by the env's seed.
-    * ``invalid_action``: ``"raise"`` (default) or ``"fallback"``.
+    * ``invalid_action``: ``"replace"`` (default), or ``"raise"`` for mask-aware training (``"fallback"`` is the
+      former name of ``"replace"``).
     * ``reset(options={"arrangement_id": k})`` replays debtor ``k`` of the population (the same debtor as
       arrangement ``k`` of a population run with that world seed).
 
@@ -138,6 +151,10 @@ class ArrangementEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
       the posting hour, which no send slot of the default config is). Since the ledger and the one reward module
       (:mod:`regsim.rewards`), ``info["outcome"]`` is a dict of the step's outcome columns (it was an object) and a
       custom reward is a function of outcome columns; observations, rewards and episodes are unchanged.
+    * v1: ``invalid_action`` defaults to ``"replace"`` (it was ``"raise"``): a masked action is replaced by an
+      allowed one and counted in ``info["replaced_actions"]`` instead of ending the rollout with
+      ``RuleViolation``. Episodes of allowed actions are unchanged. ``regsim/Arrangement-v0`` stays registered
+      with ``invalid_action="raise"`` (its contract), so runs recorded on it replay as they were.
     """
 
     # Gymnasium declares ``metadata`` as an attribute, so it is not a ClassVar here.
@@ -151,7 +168,7 @@ class ArrangementEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         reward_kwargs: Mapping[str, float] | None = None,
         months: int | None = None,
         world_seed: int | None = None,
-        invalid_action: Literal["raise", "fallback"] = "raise",
+        invalid_action: InvalidAction = "replace",
         render_mode: str | None = None,
     ) -> None:
         self.config, self.reward_fn = env_arguments(config, reward, invalid_action, reward_kwargs)
@@ -219,7 +236,7 @@ class ArrangementEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         act = np.asarray(action, dtype=np.int64).reshape(1, -1)
         if act.shape[1] != len(self.space.nvec):
             raise ValueError(f"action: expected {len(self.space.nvec)} parts {self.space.nvec}, got {act.tolist()}")
-        if self.invalid_action == "fallback":
+        if replaces_masked(self.invalid_action):
             act, replaced = self._fallback(act)
             self._fallbacks += int(replaced)
         day0 = float(self._batch.columns["day"][0])
@@ -279,6 +296,7 @@ class ArrangementEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         return {
             "arrangement_id": int(w.gid[0]),
             "decision_kind": int(self._batch.columns["kind"][0]),
+            "replaced_actions": self._fallbacks,
             "fallbacks": self._fallbacks,
             "truth": {
                 "debtor_type": DEBTOR_TYPES[int(w.pop.type[0])],

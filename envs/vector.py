@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from gymnasium import spaces
@@ -21,7 +21,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 from numpy.typing import NDArray
 
-from envs.arrangement import env_arguments, fallback_actions
+from envs.arrangement import InvalidAction, env_arguments, fallback_actions, replaces_masked
 from envs.spaces import MaskedMultiDiscrete
 from regsim.arrangement import ArrangementStatus
 from regsim.config import DEBTOR_TYPES, WorldConfig
@@ -66,9 +66,10 @@ class ArrangementVecEnv(VectorEnv[NDArray[np.float32], NDArray[np.int64], NDArra
     ## Info
 
     The slots' infos stacked by Gymnasium's rule (``info[key][i]`` with a boolean ``_key`` mask), as
-    :class:`~gymnasium.vector.SyncVectorEnv` stacks those of ``Arrangement-v0``: ``arrangement_id``,
-    ``decision_kind``, ``fallbacks``, ``truth`` (ground truth) and, after a step, ``outcome`` (the step's outcome
-    columns, :class:`regsim.rewards.Outcomes`, stacked as ``SyncVectorEnv`` stacks the single env's dicts).
+    :class:`~gymnasium.vector.SyncVectorEnv` stacks those of ``Arrangement-v1``: ``arrangement_id``,
+    ``decision_kind``, ``replaced_actions`` (alias ``fallbacks``), ``truth`` (ground truth) and, after a step,
+    ``outcome`` (the step's outcome columns, :class:`regsim.rewards.Outcomes`, stacked as ``SyncVectorEnv``
+    stacks the single env's dicts).
 
     ## Action masks
 
@@ -103,7 +104,7 @@ class ArrangementVecEnv(VectorEnv[NDArray[np.float32], NDArray[np.int64], NDArra
         reward_kwargs: Mapping[str, float] | None = None,
         months: int | None = None,
         world_seed: int | None = None,
-        invalid_action: Literal["raise", "fallback"] = "raise",
+        invalid_action: InvalidAction = "replace",
         autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
         full_info: bool = True,
         skip_quiet_days: bool = True,
@@ -190,7 +191,7 @@ class ArrangementVecEnv(VectorEnv[NDArray[np.float32], NDArray[np.int64], NDArra
         n = self.num_envs
         w = self.world
         restart = np.flatnonzero(self._ended)  # NEXT_STEP: these slots start a new arrangement, action ignored
-        if self.invalid_action == "fallback":
+        if replaces_masked(self.invalid_action):
             acts, replaced = fallback_actions(self.space, self._masks[stepping], acts)
             self._fallbacks[stepping] += replaced
         day0 = self._day[stepping].astype(np.float64)
@@ -252,10 +253,10 @@ class ArrangementVecEnv(VectorEnv[NDArray[np.float32], NDArray[np.int64], NDArra
         Raises:
             RuntimeError: :meth:`reset` was not called.
             ValueError: The actions' shape is wrong.
-            RuleViolation: An action breaks a rule (with ``invalid_action="fallback"``, after its fallback).
+            RuleViolation: An action breaks a rule (with ``invalid_action="replace"``, after its replacement).
         """
         stepping, acts = self._stepping_actions(actions)
-        if self.invalid_action == "fallback":
+        if replaces_masked(self.invalid_action):
             acts, _ = fallback_actions(self.space, self._masks[stepping], acts)
         self.world.check(self._row[stepping], acts)
 
@@ -374,6 +375,7 @@ class ArrangementVecEnv(VectorEnv[NDArray[np.float32], NDArray[np.int64], NDArra
         info: dict[str, Any] = {
             "arrangement_id": col(w.gid[rows], int),
             "decision_kind": col(self._kind[slots], int),
+            "replaced_actions": col(self._fallbacks[slots], int),
             "fallbacks": col(self._fallbacks[slots], int),
             "truth": truth,
         }

@@ -128,17 +128,20 @@ def _world_with_a_night_slot() -> WorldConfig:
     return WorldConfig().with_overrides(decisions={"send_slots": slots})
 
 
-def test_masked_action_is_refused_naming_the_rule_or_replaced_by_fallback() -> None:
-    env = ArrangementEnv(config=_world_with_a_night_slot())
+def test_masked_action_is_replaced_by_default_or_refused_naming_the_rule() -> None:
+    env = ArrangementEnv(config=_world_with_a_night_slot(), invalid_action="raise")
     env.reset(seed=0)
     assert not env.action_masks()[env.space.offsets[1] + 1]  # 22:00 is a quiet hour
     night_sms = np.array([2, 1, 0, 0, 0])
     with pytest.raises(RuleViolation, match="quiet_hours"):
         env.step(night_sms)
-    fallback = ArrangementEnv(config=_world_with_a_night_slot(), invalid_action="fallback")
-    fallback.reset(seed=0)
-    *_, info = fallback.step(night_sms)
-    assert info["fallbacks"] == 1
+    for mode in ("replace", "fallback"):  # the default, and its former name
+        replacing = ArrangementEnv(
+            config=_world_with_a_night_slot(), **({} if mode == "replace" else {"invalid_action": mode})
+        )
+        replacing.reset(seed=0)
+        *_, info = replacing.step(night_sms)
+        assert info["replaced_actions"] == info["fallbacks"] == 1
 
 
 def test_parts_that_do_not_apply_are_ignored_not_refused() -> None:

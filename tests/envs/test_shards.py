@@ -75,8 +75,8 @@ def test_slots_in_worker_processes_equal_slots_in_one_process(workers: int) -> N
 def test_a_rule_violation_in_one_block_steps_no_slot() -> None:
     slots = [{"day_offset": 0, "hour": 10}, {"day_offset": 0, "hour": 22}]  # 22:00 is a quiet hour
     config = WorldConfig().with_overrides(decisions={"send_slots": slots})
-    vec = ArrangementSB3VecEnv(4, workers=2, config=config)
-    fresh = ArrangementSB3VecEnv(4, config=config)
+    vec = ArrangementSB3VecEnv(4, workers=2, config=config, invalid_action="raise")
+    fresh = ArrangementSB3VecEnv(4, config=config, invalid_action="raise")
     try:
         for v in (vec, fresh):
             v.seed(0)

@@ -146,14 +146,17 @@ def test_same_seed_same_trajectories_and_spaces_hold() -> None:
 
 
 def test_make_vec_builds_the_vector_env() -> None:
-    for env_id in ("regsim/ArrangementVec-v0", *envs.ENV_IDS):
+    for env_id in envs.VECTOR_ENV_IDS + envs.ENV_IDS:
         vec = gym.make_vec(env_id, num_envs=2, months=MONTHS)
         assert isinstance(vec, ArrangementVecEnv) and vec.num_envs == 2
         obs, _ = vec.reset(seed=10)
         single = ArrangementEnv(months=MONTHS)
         for i in range(2):
             np.testing.assert_array_equal(obs[i], single.reset(seed=10 + i)[0])
-    assert envs.VECTOR_ENV_IDS == ("regsim/ArrangementVec-v0",)
+    assert envs.VECTOR_ENV_IDS == ("regsim/ArrangementVec-v1", "regsim/ArrangementVec-v0")
+    # v1 replaces masked actions by default; v0 keeps its contract (they raise).
+    assert gym.make_vec("regsim/ArrangementVec-v1", num_envs=1).invalid_action == "replace"
+    assert gym.make_vec("regsim/Arrangement-v0", num_envs=1).invalid_action == "raise"
 
 
 @pytest.mark.parametrize("bad", [{"num_envs": 0}, {"autoreset_mode": AutoresetMode.DISABLED}])
@@ -240,7 +243,8 @@ def test_a_masked_action_is_refused_and_changes_nothing() -> None:
 
     slots = [{"day_offset": 0, "hour": 10}, {"day_offset": 0, "hour": 22}]  # 22:00 is a quiet hour
     config = WorldConfig().with_overrides(decisions={"send_slots": slots})
-    vec, fresh = ArrangementVecEnv(2, config=config), ArrangementVecEnv(2, config=config)
+    vec = ArrangementVecEnv(2, config=config, invalid_action="raise")
+    fresh = ArrangementVecEnv(2, config=config, invalid_action="raise")
     vec.reset(seed=0)
     fresh.reset(seed=0)
     night_sms = np.array([[0, 0, 0, 0, 0], [2, 1, 0, 0, 0]])
