@@ -39,8 +39,14 @@ Within a segment (a subset of arrangements) the same formulas apply to the arran
 (hidden debtor type from ground truth, debt band from the ``arrangement_created`` event) and the labels are
 used for every policy, so that the pairs stay pairs.
 
-The gap closed (when an oracle is named) is :math:`\\bar d_p / \\bar d_{oracle}` per KPI and segment: 0 for
-the baseline, 1 for the oracle, NaN where the oracle's difference is 0 or undefined.
+The gap closed (with ``oracle="hindsight-oracle"``, the only upper reference) is :math:`\\bar d_p / \\bar
+d_{hindsight}` per KPI and segment: 0 for the baseline, 1 for the oracle, NaN where the oracle's difference is 0
+or undefined. The hindsight oracle (:mod:`agents.hindsight`) is no policy that runs in the World: per seed,
+after every policy ran, it takes per arrangement the best life found in hindsight on the same random numbers
+(the best of the evaluated policies' outcomes, lifted by a rollout search), by the objective
+:func:`regsim.metrics.runoff_value`; on that objective no evaluated policy beats it on any arrangement. Its
+compute cost (wall time, lives simulated), the share of arrangements its search lifted and what dedicated
+capacity is worth are in ``meta["hindsight_oracle"]``.
 
 References:
     Delta method for ratio metrics: Deng, Knoblich & Lu, "Applying the Delta Method in Metric Analytics: A
@@ -63,6 +69,7 @@ from numpy.typing import NDArray
 from tqdm import tqdm
 
 from agents.evaluation_result import COLUMNS, TABLE_KPIS, Evaluation, _typed_frame
+from agents.hindsight import HINDSIGHT_ORACLE, HindsightCost, HindsightSettings, hindsight_oracle
 from agents.kpi_kinds import KPI_KINDS, KpiKind, _difference, _terms, _value
 from agents.paired_differences import (
     _NAN_DIFFERENCE,
@@ -158,7 +165,7 @@ def _factory(key: str, obj: PolicyLike, rules_version: str) -> Callable[[], Poli
 
 
 def _factories(
-    policies: Mapping[str, PolicyLike] | Sequence[str], baseline: str, oracle: str | None, rules_version: str
+    policies: Mapping[str, PolicyLike] | Sequence[str], baseline: str, rules_version: str
 ) -> dict[str, Callable[[], Policy]]:
     if isinstance(policies, str):
         raise TypeError("policies must be a sequence of names or a mapping, not one string")
@@ -170,9 +177,9 @@ def _factories(
         if duplicated:
             raise ValueError(f"policies: names given more than once: {duplicated}")
         given = {n: n for n in names}
-    for extra in (oracle, baseline):
-        if extra is not None and extra not in given:
-            given = {extra: extra, **given} if extra == baseline else {**given, extra: extra}
+    given.pop(HINDSIGHT_ORACLE, None)  # (computed after the policies ran, not run: see the module docstring)
+    if baseline not in given:
+        given = {baseline: baseline, **given}
     return {key: _factory(key, obj, rules_version) for key, obj in given.items()}
 
 
@@ -188,6 +195,7 @@ def evaluate(
     months: int = 12,
     baseline: str = "static-dunning",
     oracle: str | None = None,
+    hindsight: HindsightSettings | None = None,
     segments: Mapping[str, Segmenter] | None = None,
     level: float = 0.95,
     progress: bool = False,
@@ -210,14 +218,17 @@ def evaluate(
 
     Args:
         policies: Names (registered or artifact folders), or a mapping of report name to instance, factory or
-            name. The baseline and the oracle are added by name when missing.
+            name. The baseline is added by name when missing.
         population: The world.
         n_arrangements: Arrangements per run.
         seeds: Run seeds (distinct, non-negative); each gives an independent population.
         months: Horizon in months of 30 days.
         baseline: Report name of the policy the differences are taken to.
-        oracle: Report name of an upper-reference policy; every policy's ``gap_closed`` is its difference
-            divided by the oracle's. None: no gap.
+        oracle: ``"hindsight-oracle"`` (:data:`agents.hindsight.HINDSIGHT_ORACLE`): the hindsight oracle is
+            computed per seed from the evaluated policies' outcomes and rollouts, reported as a policy of that
+            name, and every policy's ``gap_closed`` is its difference divided by the oracle's. None: no oracle,
+            no gap.
+        hindsight: The hindsight oracle's search settings (default :class:`agents.hindsight.HindsightSettings`).
         segments: Segmentations, name to :data:`Segmenter`, applied to the baseline's run of each seed
             (default :data:`DEFAULT_SEGMENTS`: hidden ``debtor_type`` and observable ``debt_eur`` bands; ``{}``
             for the whole population only).
@@ -234,6 +245,12 @@ def evaluate(
             lists the registered names or says why the folder does not load), before anything is simulated.
         ValueError: Invalid sizes, seeds or level.
     """
+    if oracle is not None and oracle != HINDSIGHT_ORACLE:
+        raise UnknownPolicyError(
+            f"oracle: {oracle!r} is not an upper reference; allowed: [{HINDSIGHT_ORACLE!r}] or None (a policy such "
+            "as 'one-step-oracle' is compared among the policies; gap closed is measured only against the "
+            "hindsight oracle, which no policy can beat)"
+        )
     if n_arrangements < 1:
         raise ValueError(f"n_arrangements must be >= 1, got {n_arrangements}")
     if months < 1:
@@ -246,11 +263,13 @@ def evaluate(
     missing = sorted(set(KPI_NAMES) - set(KPI_KINDS))
     if missing:  # a KPI added to regsim.metrics needs its kind here
         raise RuntimeError(f"agents.evaluate does not know how to compare KPI(s) {missing}; add them to KPI_KINDS")
-    factories = _factories(policies, baseline, oracle, population.rules.version)
+    factories = _factories(policies, baseline, population.rules.version)
     segmenters = dict(DEFAULT_SEGMENTS if segments is None else segments)
 
     # -- run: one simulation per (seed, policy), kept as per-arrangement outcomes ------------------------------
-    outcomes: dict[str, list[pd.DataFrame]] = {name: [] for name in factories}
+    reported = [*factories, *([oracle] if oracle is not None else [])]
+    outcomes: dict[str, list[pd.DataFrame]] = {name: [] for name in reported}
+    oracle_runs: list[dict[str, Any]] = []
     labels: dict[str, list[NDArray[np.object_]]] = {name: [] for name in segmenters}
     order = [baseline, *(n for n in factories if n != baseline)]  # the baseline first: it labels the segments
     with tqdm(total=len(order) * len(seed_list), unit="run", disable=not progress, file=sys.stderr) as bar:
@@ -273,6 +292,20 @@ def evaluate(
                     )
                 outcomes[name].append(o)
                 bar.update(1)
+            if oracle is not None:
+                bar.set_description(f"seed {seed} {oracle}")
+                found = hindsight_oracle(
+                    population, seed, months, {name: outcomes[name][-1] for name in order}, hindsight
+                )
+                outcomes[oracle].append(found.outcomes)
+                oracle_runs.append(
+                    {
+                        "seed": seed,
+                        "cost": found.cost,
+                        "lifted": float((found.source == "lookahead").mean()),
+                        "capacity_gap_eur": found.capacity_gap_eur,
+                    }
+                )
 
     # -- compare ---------------------------------------------------------------------------------------------
     pooled = {name: pd.concat(frames, ignore_index=True) for name, frames in outcomes.items()}
@@ -283,13 +316,13 @@ def evaluate(
         for label in sorted(set(seg_labels.tolist()), key=_label_order(segmenters[seg])):
             masks[f"{seg}={label}"] = seg_labels == label
     terms = {name: _terms(o) for name, o in pooled.items()}
-    rows: dict[str, list[dict[str, Any]]] = {name: [] for name in factories}  # policy-major, as in the JSON
+    rows: dict[str, list[dict[str, Any]]] = {name: [] for name in reported}  # policy-major, as in the JSON
     for segment, mask in masks.items():
         n = int(mask.sum())
         per_seed = n / len(seed_list)
         base = {k: (num[mask], None if den is None else den[mask]) for k, (num, den) in terms[baseline].items()}
         results: dict[str, dict[str, tuple[float, PairedDifference]]] = {}
-        for name in factories:
+        for name in reported:
             results[name] = {}
             for kpi in KPI_NAMES:
                 kind = KPI_KINDS[kpi]
@@ -301,7 +334,7 @@ def evaluate(
                 else:
                     diff = _difference(kind, mine, base[kpi], per_seed, level)
                 results[name][kpi] = (value, diff)
-        for name in factories:
+        for name in reported:
             for kpi in KPI_NAMES:
                 value, d = results[name][kpi]
                 gap = math.nan
@@ -337,5 +370,24 @@ def evaluate(
         },
         "kpi_kinds": dict(KPI_KINDS),
     }
-    frame = pd.DataFrame([r for name in factories for r in rows[name]], columns=list(COLUMNS))
+    if oracle is not None:
+        meta["hindsight_oracle"] = _oracle_meta(hindsight or HindsightSettings(), oracle_runs)
+    frame = pd.DataFrame([r for name in reported for r in rows[name]], columns=list(COLUMNS))
     return Evaluation(_typed_frame(frame), baseline, oracle, meta)
+
+
+def _oracle_meta(settings: HindsightSettings, runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """What the hindsight oracle was and what it cost, for the Evaluation's meta (JSON-ready)."""
+    cost = sum((r["cost"] for r in runs), HindsightCost(0.0, 0, 0))
+    bases = {b for r in runs for b in r["capacity_gap_eur"]}
+    return {
+        "name": HINDSIGHT_ORACLE,
+        "objective": f"regsim.metrics.runoff_value (completion bonus {settings.completion_bonus_eur:g} EUR)",
+        "bases": list(settings.bases),
+        "max_decisions": settings.max_decisions,
+        "wall_s": round(cost.wall_s, 3),
+        "lives_simulated": cost.lives,
+        "passes": cost.passes,
+        "share_lifted_by_search": float(np.mean([r["lifted"] for r in runs])),
+        "capacity_gap_eur": {b: float(np.mean([r["capacity_gap_eur"][b] for r in runs])) for b in sorted(bases)},
+    }

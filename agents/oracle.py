@@ -1,4 +1,4 @@
-"""``oracle``: a policy that reads the simulator's ground truth, as an upper reference for learned policies.
+"""``one-step-oracle``: a policy that reads the simulator's ground truth, as an upper reference for learned policies.
 
 It sees what no production policy can (hidden type, free cash, income days, shocks, per-channel and per-hour
 responsiveness) and plans one step ahead with it:
@@ -52,7 +52,7 @@ _REMINDER_KINDS = np.array(sorted(REMINDER_KINDS), dtype=np.int64)
 _MONTHLY_SCHEDULES = (INCOME_SCHEDULES.index("monthly"), INCOME_SCHEDULES.index("benefits"))
 
 
-@register("oracle")
+@register("one-step-oracle")
 class Oracle(BasePolicy):
     """Reads ground truth and plans one step ahead (an upper reference; simulation only).
 
@@ -65,7 +65,7 @@ class Oracle(BasePolicy):
             below this many installments (money runs short before the next income).
     """
 
-    name: ClassVar[str] = "oracle"
+    name: ClassVar[str] = "one-step-oracle"
     version: ClassVar[str] = "1"
     requires_ground_truth: ClassVar[bool] = True
 

@@ -145,6 +145,7 @@ def _seed_list(args: argparse.Namespace) -> list[int]:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     import agents
     from agents.evaluate import evaluate, resolve_policy
+    from agents.hindsight import HINDSIGHT_ORACLE
     from regsim import ConfigError, load_world_config
 
     names = [n.strip() for n in args.policies.split(",") if n.strip()]
@@ -156,15 +157,20 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         torch.set_num_threads(1)
     try:
         config = load_world_config(_population_path(args.population))
-        for name in dict.fromkeys([args.baseline, *names, *([args.oracle] if args.oracle else [])]):
+        for name in dict.fromkeys([args.baseline, *names]):
             resolve_policy(name, rules_version=config.rules.version)
+        if args.oracle not in (None, HINDSIGHT_ORACLE):
+            raise agents.UnknownPolicyError(
+                f"--oracle: {args.oracle!r} is not an upper reference; allowed: {HINDSIGHT_ORACLE!r} (compare a "
+                "policy such as 'one-step-oracle' with --policies)"
+            )
     except (ConfigError, agents.UnknownPolicyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     months = args.months if args.months is not None else config.simulation.months
     n = args.arrangements if args.arrangements is not None else config.simulation.arrangements
     seeds = _seed_list(args)
-    runs = len(dict.fromkeys([args.baseline, *names, *([args.oracle] if args.oracle else [])])) * len(seeds)
+    runs = len(dict.fromkeys([args.baseline, *names])) * len(seeds)
     print(
         f"evaluating {runs} runs of {n:,} arrangements for {months} months (world {config.name!r}, seeds {seeds}, "
         f"baseline {args.baseline!r})",
@@ -376,7 +382,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated registered names or artifact folders (the baseline is added if missing)",
     )
     ev.add_argument("--baseline", default="static-dunning", help="policy to compare with (default: static-dunning)")
-    ev.add_argument("--oracle", default=None, help="upper-reference policy for the gap closed (default: none)")
+    ev.add_argument(
+        "--oracle",
+        default=None,
+        help="'hindsight-oracle': the upper reference of the gap closed, computed from the evaluated policies' "
+        "outcomes and a rollout search on the same random numbers; its compute is in the evaluation's meta "
+        "(default: none)",
+    )
     ev.add_argument("--arrangements", type=int, default=None, help="arrangements per run (default: config)")
     ev.add_argument("--months", type=int, default=None, help="horizon in months of 30 days (default: config)")
     seeds = ev.add_mutually_exclusive_group()

@@ -149,7 +149,9 @@ class EvaluationConfig(_Section):
         5, description="A count K (K seeds derived from the top seed) or an explicit list of distinct seeds >= 0."
     )
     baseline: str = Field("static-dunning", description="Report name of the policy differences are taken to.")
-    oracle: str | None = Field(None, description="Report name of the upper reference (gap closed), or null.")
+    oracle: str | None = Field(
+        None, description="'hindsight-oracle' (the upper reference of the gap closed, agents.hindsight), or null."
+    )
     level: float = Field(0.95, gt=0.0, lt=1.0, description="Confidence level of the paired intervals.")
     segments: list[str] = Field(
         default_factory=lambda: ["debtor_type", "debt_eur"],
@@ -206,7 +208,8 @@ class ExperimentConfig(_Section):
     env: EnvConfig = Field(default_factory=EnvConfig)
     agents: list[AgentConfig] = Field(default_factory=list)
     policies: list[str] = Field(
-        default_factory=list, description="Registered policies to compare besides the agents (e.g. silent, oracle)."
+        default_factory=list,
+        description="Registered policies to compare besides the agents (e.g. silent, one-step-oracle).",
     )
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     outputs: OutputsConfig = Field(default_factory=OutputsConfig)
@@ -235,6 +238,7 @@ class ExperimentConfig(_Section):
     @model_validator(mode="after")
     def _names(self) -> ExperimentConfig:
         import agents
+        from agents.hindsight import HINDSIGHT_ORACLE
 
         names = [a.name for a in self.agents]
         twice = sorted({n for n in names if names.count(n) > 1})
@@ -244,13 +248,17 @@ class ExperimentConfig(_Section):
         if clash:
             raise ValueError(f"agents: names {clash} are also in policies; give the agents other report names")
         compared = [*names, *self.policies]
-        for field in ("baseline", "oracle"):
-            value = getattr(self.evaluation, field)
-            if value is not None and value not in compared and value not in agents.available():
-                raise ValueError(
-                    f"evaluation.{field}: {value!r} is neither an agent nor a registered policy; "
-                    f"allowed: {sorted({*compared, *agents.available()})}"
-                )
+        baseline = self.evaluation.baseline
+        if baseline not in compared and baseline not in agents.available():
+            raise ValueError(
+                f"evaluation.baseline: {baseline!r} is neither an agent nor a registered policy; "
+                f"allowed: {sorted({*compared, *agents.available()})}"
+            )
+        if self.evaluation.oracle not in (None, HINDSIGHT_ORACLE):  # the only upper reference no policy beats
+            raise ValueError(
+                f"evaluation.oracle: {self.evaluation.oracle!r} is not an upper reference; allowed: "
+                f"[{HINDSIGHT_ORACLE!r}] or null (compare a policy such as 'one-step-oracle' among the policies)"
+            )
         if not compared:
             raise ValueError("nothing to compare: give agents or policies")
         return self

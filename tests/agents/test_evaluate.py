@@ -24,6 +24,7 @@ from agents.evaluate import (
     paired_mean_difference,
     paired_ratio_difference,
 )
+from agents.hindsight import HINDSIGHT_ORACLE, HindsightSettings
 from agents.rules_based import StaticDunning
 from regsim import KPI_NAMES, WorldConfig, kpis_by_segment, simulate
 from regsim.decision import ContextBatch, DecisionBatch
@@ -38,9 +39,11 @@ DEBTOR_TYPES = ("forgetful", "liquidity_constrained", "reliable", "shock_prone",
 @pytest.fixture(scope="module")
 def evaluation() -> Evaluation:
     # "static-dunning-again" is the same deterministic policy made by a factory: its diffs must be exactly 0.
-    # payday-aligned stands in for the oracle (the gap arithmetic does not care what the oracle is).
+    # The hindsight oracle with a shallow search (a few seconds): the gap arithmetic does not care how deep.
     policies = {name: name for name in POLICIES[:-1]} | {"static-dunning-again": StaticDunning}
-    return evaluate(policies, WORLD, N, SEEDS, months=MONTHS, oracle="payday-aligned")
+    return evaluate(
+        policies, WORLD, N, SEEDS, months=MONTHS, oracle=HINDSIGHT_ORACLE, hindsight=HindsightSettings(max_decisions=1)
+    )
 
 
 def finite(frame: pd.DataFrame, *columns: str) -> pd.DataFrame:
@@ -52,7 +55,7 @@ def finite(frame: pd.DataFrame, *columns: str) -> pd.DataFrame:
 def test_frame_has_one_row_per_policy_segment_and_kpi(evaluation: Evaluation) -> None:
     f = evaluation.frame
     assert tuple(f.columns) == COLUMNS
-    assert evaluation.policies == list(POLICIES)
+    assert evaluation.policies == [*POLICIES, HINDSIGHT_ORACLE]
     assert evaluation.segments == [
         "all",
         *(f"debtor_type={t}" for t in DEBTOR_TYPES),
@@ -60,7 +63,7 @@ def test_frame_has_one_row_per_policy_segment_and_kpi(evaluation: Evaluation) ->
         "debt_eur=500-1500",
         "debt_eur=>1500",
     ]
-    assert len(f) == len(POLICIES) * len(evaluation.segments) * len(KPI_NAMES)
+    assert len(f) == (len(POLICIES) + 1) * len(evaluation.segments) * len(KPI_NAMES)
     assert list(f[(f.policy == "silent") & (f.segment == "all")].kpi) == list(KPI_NAMES)
     assert f["n_arrangements"].dtype == np.int64
     assert all(f[c].dtype == np.float64 for c in ("value", "diff", "ci_low", "ci_high", "gap_closed"))
@@ -117,14 +120,14 @@ def test_static_dunning_beats_silent_on_completion(evaluation: Evaluation) -> No
 
 def test_gap_closed_is_the_share_of_the_oracles_difference(evaluation: Evaluation) -> None:
     f = evaluation.frame
-    oracle = f[f.policy == "payday-aligned"]
+    oracle = f[f.policy == HINDSIGHT_ORACLE]
     moved = oracle[(oracle["diff"] != 0) & np.isfinite(oracle["diff"])]
     assert len(moved) > 0 and (moved["gap_closed"] == 1.0).all()
     assert oracle[oracle["diff"] == 0]["gap_closed"].isna().all()
     base = f[(f.policy == "static-dunning") & f["gap_closed"].notna()]
     assert (base["gap_closed"] == 0.0).all()
     row = evaluation.row("random", "contacts_per_arrangement")
-    expected = row["diff"] / evaluation.row("payday-aligned", "contacts_per_arrangement")["diff"]
+    expected = row["diff"] / evaluation.row(HINDSIGHT_ORACLE, "contacts_per_arrangement")["diff"]
     assert row["gap_closed"] == pytest.approx(expected)
 
 
@@ -194,7 +197,7 @@ def test_parquet_round_trip(evaluation: Evaluation, tmp_path: Path) -> None:
 def test_json_round_trip_and_layout(evaluation: Evaluation, tmp_path: Path) -> None:
     path = evaluation.to_json(tmp_path / "e.json")
     data = json.loads(path.read_text())  # strict JSON: no NaN literals
-    assert data["baseline"] == "static-dunning" and data["oracle"] == "payday-aligned"
+    assert data["baseline"] == "static-dunning" and data["oracle"] == HINDSIGHT_ORACLE
     silent = data["policies"]["silent"]
     assert list(silent) == [*KPI_NAMES, "segments"]
     assert set(silent["completion_rate"]) == {"value", "diff", "ci_low", "ci_high", "gap_closed", "n_arrangements"}

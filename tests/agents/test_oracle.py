@@ -1,4 +1,4 @@
-"""The oracle: simulation only, never masked, and an upper reference that beats today's process."""
+"""The one-step oracle: simulation only, never masked, and an upper reference that beats today's process."""
 
 from __future__ import annotations
 
@@ -20,11 +20,11 @@ def test_refused_outside_simulation() -> None:
     batch = world.next_decision()
     assert batch is not None
     with pytest.raises(RuntimeError, match="refused outside simulation"):
-        agents.make("oracle").decide_batch(batch)
+        agents.make("one-step-oracle").decide_batch(batch)
 
 
 def test_never_chooses_a_masked_option_and_runs_in_the_population() -> None:
-    oracle = agents.make("oracle")
+    oracle = agents.make("one-step-oracle")
     result = simulate(WorldConfig(), oracle, arrangements=400, months=6, seed=1)  # the world checks every rule
     assert result.kpis["completion_rate"] > 0
 
@@ -37,7 +37,7 @@ def _outcomes(name: str) -> pd.DataFrame:
 
 
 @pytest.mark.statistical
-@pytest.mark.parametrize(("better", "worse"), [("oracle", "static-dunning"), ("static-dunning", "silent")])
+@pytest.mark.parametrize(("better", "worse"), [("one-step-oracle", "static-dunning"), ("static-dunning", "silent")])
 @pytest.mark.parametrize("column", ["completed", "collected_eur"])
 def test_oracle_beats_static_dunning_beats_silent(better: str, worse: str, column: str) -> None:
     """Paired over the same 8,000 debtors and shocks: the 99% interval of the difference excludes zero."""
