@@ -51,6 +51,7 @@ from serving.gate import ApiGate, bearer_token_ok
 from serving.lease import WriterLease
 from serving.metrics import Metrics, RequestRecorder
 from serving.online import OnlineLearner, is_online
+from serving.openapi import refine as refine_openapi
 from serving.policies import PolicyRunner, load
 from serving.service import DecisionService
 from serving.settings import ServerSettings
@@ -373,6 +374,18 @@ def create_app(settings: ServerSettings) -> ServerApp:
     )
     app.state.settings = settings
     app.include_router(_build_router())
+    world = load_world_config(settings.population)
+    longest_plan = max(world.rules.max_total_installments, world.arrangements.max_installments)
+    plain_openapi = app.openapi
+
+    def openapi_with_ranges() -> dict[str, Any]:
+        # The models' schema, plus the limits that depend on the world and the settings.
+        if app.openapi_schema is None:
+            schema = plain_openapi()
+            app.openapi_schema = refine_openapi(schema, world.simulation.start_date, longest_plan, settings.max_batch)
+        return app.openapi_schema
+
+    app.openapi = openapi_with_ranges  # type: ignore[method-assign]
 
     @app.get("/healthz", response_model=schemas.Health, summary="Liveness (no auth)")
     def healthz() -> schemas.Health:
@@ -478,15 +491,17 @@ def create_app(settings: ServerSettings) -> ServerApp:
 
     # Outermost first: metrics see every answer; the gate answers before the body limit reads anything.
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
-    app.add_middleware(ApiGate, tokens=settings.tokens)
+    app.add_middleware(ApiGate, tokens=settings.tokens, json_routes=lambda: _templates(app, "post"))
     app.add_middleware(RequestMetrics, recorder=recorder, templates=lambda: _templates(app))
     return app
 
 
-def _templates(app: FastAPI) -> list[str]:
-    """Every route template of the app: those of its OpenAPI schema and the routes left out of it."""
-    paths = list(app.openapi()["paths"])
-    return paths + [str(r.path) for r in app.router.routes if isinstance(getattr(r, "path", None), str)]
+def _templates(app: FastAPI, method: str | None = None) -> list[str]:
+    """The app's route templates (of one method, lower case, if given): its OpenAPI schema's and the others'."""
+    paths = [p for p, item in app.openapi()["paths"].items() if method is None or method in item]
+    if method is None:
+        paths += [str(r.path) for r in app.router.routes if isinstance(getattr(r, "path", None), str)]
+    return paths
 
 
 def app_from_env() -> ServerApp:

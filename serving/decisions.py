@@ -109,8 +109,10 @@ class DecisionOps:
         n = int(ws.replay.ledger.sched.n[ws.replay.row[r.arrangement_id]])
         inst = self._default_installment(ws, r.arrangement_id, kind) if r.installment is None else r.installment
         if not 0 <= inst < n:
-            raise InvalidFieldError(
-                (*where, "installment"), f"installment: {inst} is not an installment of the plan (0..{n - 1})", inst
+            # The plan's length is the arrangement's state, which the schema cannot know: a conflict with it.
+            raise ConflictError(
+                f"{'.'.join(str(p) for p in where[1:]) + '.' if len(where) > 1 else ''}installment: {inst} is not "
+                f"an installment of the plan of arrangement {r.arrangement_id} (0..{n - 1})"
             )
         return _Point(i, r, t, kind, inst, booked)
 

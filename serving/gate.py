@@ -7,8 +7,9 @@ sends. :class:`ApiGate`, a pure-ASGI middleware in front of the routes, answers 
 
 * every path under ``/v1/`` and ``/metrics`` needs a valid bearer token (:func:`serving.auth.token_matches`),
   else ``401`` with ``WWW-Authenticate: Bearer``, whatever the body;
-* a ``POST`` there must declare a JSON body (``Content-Type: application/json`` or ``application/*+json``),
-  else ``415`` naming the content type received and the one expected.
+* a ``POST`` to a route that takes one must declare a JSON body (``Content-Type: application/json`` or
+  ``application/*+json``), else ``415`` naming the content type received and the one expected (a ``POST`` to
+  a route without one is the router's ``405``).
 
 ``/healthz``, ``/readyz``, ``/docs`` and ``/openapi.json`` pass ungated (readiness then tells nothing but its
 status; see :mod:`serving.app`). The routes keep their :func:`serving.auth.require_token` dependency, which
@@ -18,7 +19,10 @@ documents the bearer scheme in OpenAPI and guards any route mounted outside the 
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Callable, Sequence
 
+from starlette.routing import compile_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from serving.auth import token_matches
@@ -51,10 +55,17 @@ class ApiGate:
     Args:
         app: The app behind the gate.
         tokens: The accepted bearer tokens.
+        json_routes: The templates of the routes that take a JSON body by ``POST`` (read at the first request).
     """
 
-    def __init__(self, app: ASGIApp, tokens: tuple[str, ...]) -> None:
-        self.app, self.tokens = app, tokens
+    def __init__(self, app: ASGIApp, tokens: tuple[str, ...], json_routes: Callable[[], Sequence[str]]) -> None:
+        self.app, self.tokens, self.json_routes = app, tokens, json_routes
+        self._json: list[re.Pattern[str]] | None = None
+
+    def _takes_json(self, path: str) -> bool:
+        if self._json is None:
+            self._json = [compile_path(t)[0] for t in self.json_routes()]
+        return any(p.match(path) for p in self._json)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not scope["path"].startswith(GATED_PREFIXES):
@@ -70,7 +81,11 @@ class ApiGate:
         if len(auth) != 1 or not bearer_token_ok(auth[0], self.tokens):
             await _answer(send, 401, "missing or invalid bearer token", [(b"www-authenticate", b"Bearer")])
             return
-        if scope["method"] == "POST" and (len(content_type) != 1 or not is_json_content_type(content_type[0])):
+        if (
+            scope["method"] == "POST"
+            and (len(content_type) != 1 or not is_json_content_type(content_type[0]))
+            and self._takes_json(scope["path"])
+        ):
             given = content_type[0].decode("latin-1") if len(content_type) == 1 else "none"
             if len(content_type) > 1:
                 given = "several Content-Type headers"

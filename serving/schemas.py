@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Annotated, Any, Literal
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
@@ -35,10 +36,12 @@ __all__ = [
     "EventIn",
     "EventOut",
     "Health",
+    "Incident",
     "InstallmentOut",
     "MaskedOption",
     "NextAction",
     "Overview",
+    "PaymentRecord",
     "ValidationErrorOut",
     "ValidationIssue",
 ]
@@ -48,12 +51,14 @@ assert tuple(Channel.__args__) == CHANNELS  # type: ignore[attr-defined]  # the 
 DecisionKindName = Literal["plan_created", "pre_due", "missed", "follow_up", "payment_received"]
 Status = Literal["offered", "active", "completed", "broken", "referred"]
 
-#: Largest arrangement id (ids are stored as signed 64-bit integers).
-MAX_ID = 2**62
+#: Largest arrangement id: 2**53 - 1, the largest integer every JSON parser keeps exactly (one that reads
+#: numbers as doubles, as JavaScript's does, would merge larger ids); stored as signed 64-bit integers.
+MAX_ID = 2**53 - 1
 #: Latest accepted time, in days since the epoch (about 270 years).
 MAX_TIME_DAYS = 100_000.0
 
-ArrangementId = Annotated[int, Field(ge=0, le=MAX_ID, strict=True, description="Pseudonymous arrangement id.")]
+
+ArrangementId = Annotated[int, Field(ge=0, le=MAX_ID, description="Pseudonymous arrangement id.")]
 TimeDays = Annotated[
     float,
     Field(
@@ -81,10 +86,43 @@ def _timestamp_text(value: object) -> object:
 Timestamp = Annotated[dt.datetime, BeforeValidator(_timestamp_text)]
 
 
+class _NotAnInteger:
+    """A boolean or a string sent for an integer field (shown as it was sent)."""
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return repr(self.value)
+
+
+def _is_int_field(annotation: object) -> bool:
+    return annotation is int or (get_origin(annotation) in (Union, UnionType) and int in get_args(annotation))
+
+
 class _Strict(BaseModel):
-    """A request body: unknown fields refused, numbers only as JSON numbers (``true`` is no id, ``"12"`` no time)."""
+    """A request body: unknown fields refused, numbers only as JSON numbers (``true`` is no id, ``"12"`` no time).
+
+    Times and amounts are strict floats; integer fields take a JSON number with an integral value (``1`` or
+    ``1.0``, as JSON Schema's ``integer`` has it), never a boolean or a string.
+    """
 
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _json_integers(cls, data: object) -> object:
+        # A boolean or a string in an integer field is swapped for a value no integer validator accepts, so that
+        # the field's own validation refuses it, under its own name ("Input should be a valid integer").
+        if isinstance(data, dict) and any(isinstance(v, bool | str | bytes) for v in data.values()):
+            fields = cls.model_fields
+            data = {
+                name: _NotAnInteger(value)
+                if isinstance(value, bool | str | bytes) and name in fields and _is_int_field(fields[name].annotation)
+                else value
+                for name, value in data.items()
+            }
+        return data
 
 
 def _exactly_one_time(schema: dict[str, Any]) -> None:
@@ -172,7 +210,7 @@ class ArrangementIn(_Timed):
         {"arrangement_id": 7, "time": 0.0, "debt_eur": 300.0, "n_installments": 3, "due_day": 1},
         {
             "arrangement_id": 8,
-            "at": "2026-01-05T10:00:00Z",
+            "at": "2026-01-06T10:00:00Z",
             "debt_eur": 1200.0,
             "n_installments": 6,
             "due_day": 15,
@@ -185,16 +223,14 @@ class ArrangementIn(_Timed):
 
     arrangement_id: ArrangementId
     debt_eur: float = Field(gt=0.0, le=10_000_000.0, allow_inf_nan=False, description="Debt agreed (EUR).", strict=True)
-    n_installments: int = Field(ge=1, le=120, description="Installments in the plan.", strict=True)
-    due_day: int = Field(ge=1, le=28, description="Day of the month installments fall due.", strict=True)
-    prior_payments: int = Field(
-        0, ge=0, le=10_000, description="Payments to the creditor before the arrangement.", strict=True
-    )
+    n_installments: int = Field(ge=1, le=120, description="Installments in the plan.")
+    due_day: int = Field(ge=1, le=28, description="Day of the month installments fall due.")
+    prior_payments: int = Field(0, ge=0, le=10_000, description="Payments to the creditor before the arrangement.")
     prior_late_share: float = Field(
         0.0, ge=0.0, le=1.0, allow_inf_nan=False, description="Share of those payments that were late.", strict=True
     )
     prior_pay_dom: int | None = Field(
-        None, ge=1, le=31, description="Most frequent day of the month of those payments (null if none).", strict=True
+        None, ge=1, le=31, description="Most frequent day of the month of those payments (null if none)."
     )
     opted_out: list[Channel] = Field(
         default_factory=list, max_length=len(CHANNELS), description="Channels the debtor opted out of."
@@ -239,9 +275,7 @@ class DecisionIn(_Timed):
 
     arrangement_id: ArrangementId
     kind: DecisionKindName
-    installment: int | None = Field(
-        None, ge=0, le=1_000, description="Installment index the decision is about.", strict=True
-    )
+    installment: int | None = Field(None, ge=0, le=1_000, description="Installment index the decision is about.")
 
 
 class BatchDecisionIn(_Strict):
@@ -335,7 +369,7 @@ class MessageEvent(_EventBase):
     model_config = _timed({"arrangement_id": 7, "type": "message_opened", "message_id": 1, "time": 22.6})
 
     type: Literal["message_sent", "message_delivered", "message_opened", "message_clicked"]
-    message_id: int = Field(ge=1, le=MAX_ID, strict=True)
+    message_id: int = Field(ge=1, le=MAX_ID)
     cost_eur: float | None = Field(
         None,
         ge=0.0,
@@ -352,7 +386,7 @@ class MissedEvent(_EventBase):
     model_config = _timed({"arrangement_id": 7, "type": "installment_missed", "installment": 0, "time": 31.0})
 
     type: Literal["installment_missed"]
-    installment: int = Field(ge=0, le=1_000, strict=True)
+    installment: int = Field(ge=0, le=1_000)
 
 
 class OptOutEvent(_EventBase):
@@ -362,9 +396,7 @@ class OptOutEvent(_EventBase):
 
     type: Literal["opt_out"]
     channel: Channel
-    message_id: int | None = Field(
-        None, ge=1, le=MAX_ID, description="The message that prompted it, if any.", strict=True
-    )
+    message_id: int | None = Field(None, ge=1, le=MAX_ID, description="The message that prompted it, if any.")
 
 
 class EndEvent(_EventBase):
@@ -389,6 +421,18 @@ class CancelledReminder(BaseModel):
     send_time: float
 
 
+class Incident(BaseModel):
+    """Something a late event showed to have gone wrong: a message that went out after what made it moot."""
+
+    kind: str = Field(description="What happened, e.g. sent_after_payment: a reminder sent after the payment.")
+    message_id: int
+    decision_id: int
+    installment: int
+    channel: str
+    moot_time: float = Field(description="When the message became moot (the payment's time, in days).")
+    sent_time: float = Field(description="When it went out anyway (days).")
+
+
 class EventOut(BaseModel):
     """A recorded event and its consequences."""
 
@@ -399,6 +443,14 @@ class EventOut(BaseModel):
     status: Status = Field(description="The arrangement's status after the event.")
     installments_paid: list[int] = Field(description="Installments a payment completed.")
     cancelled: list[CancelledReminder] = Field(description="Pending messages this event cancelled.")
+    late: bool = Field(
+        False,
+        description="The event was stamped before the arrangement's latest recorded event: its history was "
+        "re-derived in event-time order.",
+    )
+    incidents: list[Incident] = Field(
+        default_factory=list, description="Incidents the late event revealed (messages sent after they became moot)."
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -465,6 +517,15 @@ class ContactRecord(BaseModel):
     decision_id: int | None
 
 
+class PaymentRecord(BaseModel):
+    """A payment received."""
+
+    time: float
+    at: dt.datetime
+    amount_eur: float
+    channel: str
+
+
 class Overview(BaseModel):
     """The call-centre screen of one arrangement."""
 
@@ -479,3 +540,7 @@ class Overview(BaseModel):
     next_action: NextAction | None
     last_decision: DecisionSummary | None
     contact_history: list[ContactRecord]
+    payments: list[PaymentRecord] = Field(default_factory=list, description="Payments received, oldest first.")
+    incidents: list[Incident] = Field(
+        default_factory=list, description="Messages that went out after a late event had made them moot."
+    )

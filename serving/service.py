@@ -335,7 +335,7 @@ class DecisionService(DecisionOps):
             try:
                 ledger.balance_check(r, amount)
             except LedgerError as exc:
-                raise InvalidFieldError(("body", exc.field), str(exc), ev.amount_eur) from None
+                raise ConflictError(f"{exc.field}: {exc}") from None  # more than the balance: the state's limit
             channel = 0 if ev.channel is None else _CHANNEL_INDEX[ev.channel]
             done = ledger.pay(r, amount, np.array([t]), math.floor(t), channel)
             paid = done.installments.installment.tolist()
@@ -416,9 +416,8 @@ class DecisionService(DecisionOps):
         s, row = ws.replay.ledger.sched, ws.replay.row[aid]
         n = int(s.n[row])
         if not 0 <= installment < n:
-            raise InvalidFieldError(
-                ("body", "installment"), f"installment: {installment} is not in the plan (0..{n - 1})"
-            )
+            # The plan's length is the arrangement's state, which the schema cannot know: a conflict with it.
+            raise ConflictError(f"installment: {installment} is not in the plan of arrangement {aid} (0..{n - 1})")
         logged = conn.execute(
             sa.select(sa.func.count())
             .select_from(db.events)
