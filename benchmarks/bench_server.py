@@ -9,9 +9,10 @@ Run from the repository root (``wrk`` installed: ``apt-get install -y wrk``)::
    (an MLP forward pass; a LinUCB score per head) is the real one.
 2. The reference: ``benchmarks.bare_app`` (FastAPI returning a constant) under uvicorn, one worker, loaded by
    ``--connections`` closed-loop clients posting the same request bodies, single and batch.
-3. For each artifact: the real server (``uvicorn --factory serving.app:app_from_env``, one worker, settings from
-   ``REGSIM_*`` variables, a fresh SQLite store in WAL mode with ``synchronous=FULL``, or PostgreSQL with
-   ``--store postgresql``). ``--arrangements`` arrangements are registered and their plan-creation decisions
+3. For each artifact: the real server as users run it, ``regsim serve --policy ARTIFACT --store URL --port P``
+   with its shipped defaults (the token from ``REGSIM_TOKENS``; ``--access-log`` here adds ``--access-log``
+   there), a fresh SQLite store in WAL mode with ``synchronous=FULL``, or PostgreSQL with ``--store postgresql``.
+   ``--arrangements`` arrangements are registered and their plan-creation decisions
    taken first, then the clients post ``pre_due`` decisions for them in turn (``POST /v1/decisions``), then
    batches of ``--batch-size`` distinct arrangements (``POST /v1/decisions/batch``). Every acknowledged
    decision was committed to the store.
@@ -47,7 +48,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import httpx  # noqa: E402
 
 from benchmarks.loadgen import LoadResult, run_load, run_slow_requests, wrk_available  # noqa: E402
-from benchmarks.server_process import REPO, UvicornProcess  # noqa: E402
+from benchmarks.server_process import REPO, UvicornProcess, free_port  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "server.json"
 POPULATION = REPO / "configs" / "population" / "default.yaml"
@@ -56,6 +57,14 @@ TOKEN = "bench-token-0123456789"
 #: (the default world puts it at least ``min_days_to_first_due`` = 7 days after creation).
 PRE_DUE_DAY = 3.0
 TARGETS = {"throughput_ratio": 0.70, "p99_ms": 50.0, "batch_decisions_per_second": 20_000.0}
+
+
+def regsim_command() -> str:
+    """The installed ``regsim`` console script beside this interpreter (what ``pip install`` puts on PATH)."""
+    script = Path(sys.executable).with_name("regsim")
+    if not script.exists():
+        raise RuntimeError(f"{script} is missing: install the project (pip install -e '.[serve]') first")
+    return str(script)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -236,13 +245,13 @@ def bench_regsim(
     cores: tuple[int | None, int | None],
 ) -> dict[str, Any]:
     with store_url(args.store, folder, f"bench_{name}") as url:
-        env = {
-            "REGSIM_POLICY": str(artifact),
-            "REGSIM_STORE": url,
-            "REGSIM_TOKENS": TOKEN,
-            "REGSIM_POPULATION": str(POPULATION),
-        }
-        with UvicornProcess("serving.app:app_from_env", env=env, cpu=cores[0], health_path="/readyz") as server:
+        port = free_port()
+        argv = [regsim_command(), "serve", "--policy", str(artifact), "--store", url, "--port", str(port)]
+        argv += ["--population", str(POPULATION)] + (["--access-log"] if args.access_log else [])
+        env = {"REGSIM_TOKENS": TOKEN}
+        with UvicornProcess(
+            "regsim serve", env=env, port=port, cpu=cores[0], health_path="/readyz", argv=argv
+        ) as server:
             started = time.perf_counter()
             prepare_arrangements(server.base_url, ids)
             setup_s = time.perf_counter() - started
@@ -285,6 +294,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--idempotency-keys",
         action="store_true",
         help="send a fresh Idempotency-Key with every single decision, as a production client would",
+    )
+    parser.add_argument(
+        "--access-log", action="store_true", help="serve with `regsim serve --access-log` (the default is off)"
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the artifacts' training")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where to write the JSON results")
@@ -370,6 +382,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             "batch_size": args.batch_size,
             "store": args.store,
             "idempotency_keys": args.idempotency_keys,
+            "access_log": args.access_log,
+            "server_command": "regsim serve --policy ARTIFACT --store URL --port PORT --population DEFAULT",
             "generator": generator,
             "server_core": cores[0],
             "generator_core": cores[1],

@@ -35,7 +35,7 @@ def free_port() -> int:
 
 
 class UvicornProcess:
-    """``python -m uvicorn --factory APP`` in a child process, one worker, access log off.
+    """``python -m uvicorn --factory APP`` in a child process, one worker, access log off (or a given command).
 
     Args:
         app: ``module:factory`` of a zero-argument app factory.
@@ -44,6 +44,8 @@ class UvicornProcess:
         cpu: Pin the server to this core with ``taskset`` (ignored when ``taskset`` is missing).
         health_path: ``GET`` path that answers 200 once the app's lifespan has run.
         start_timeout_s: Seconds :meth:`start` waits for ``health_path``.
+        argv: Run this command line instead of uvicorn (e.g. ``regsim serve ...``, the command as users run it);
+            it must listen on ``port`` of 127.0.0.1. ``app`` then only names it in messages.
 
     The child's stdout and stderr go to a temporary log file whose tail is in every error message.
     """
@@ -57,8 +59,10 @@ class UvicornProcess:
         cpu: int | None = None,
         health_path: str = "/healthz",
         start_timeout_s: float = 60.0,
+        argv: list[str] | None = None,
     ) -> None:
         self.app = app
+        self.argv = argv
         self.env = dict(env or {})
         self.port = port if port is not None else free_port()
         self.cpu = cpu
@@ -73,9 +77,12 @@ class UvicornProcess:
 
     def command(self) -> list[str]:
         """The command line (uvicorn through this interpreter, so the same virtual environment)."""
-        argv = [sys.executable, "-m", "uvicorn", "--factory", self.app]
-        argv += ["--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"]
-        argv += ["--no-access-log", "--log-level", "warning"]
+        if self.argv is not None:
+            argv = list(self.argv)
+        else:
+            argv = [sys.executable, "-m", "uvicorn", "--factory", self.app]
+            argv += ["--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"]
+            argv += ["--no-access-log", "--log-level", "warning"]
         if self.cpu is not None and shutil.which("taskset") is not None:
             argv = ["taskset", "-c", str(self.cpu), *argv]
         return argv

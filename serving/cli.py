@@ -65,7 +65,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from serving.settings import ServerSettings
 
     overrides: dict[str, object] = {"policy": args.policy}
-    for name in ("store", "host", "port", "population"):
+    for name in ("store", "host", "port", "population", "access_log"):
         value = getattr(args, name)
         if value is not None:
             overrides[name] = value
@@ -74,7 +74,14 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, workers=1, log_level="info")
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        workers=1,
+        log_level="info",
+        access_log=settings.access_log,
+    )
     return 0
 
 
@@ -98,6 +105,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sv.add_argument("--host", default=None, help="interface (default 127.0.0.1)")
     sv.add_argument("--port", type=int, default=None, help="TCP port (default 8000)")
     sv.add_argument("--population", default=None, help="world config YAML (rules, options, calendar)")
+    sv.add_argument(
+        "--access-log",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="log one line per request (default: off, or REGSIM_ACCESS_LOG; /metrics counts every request, and a "
+        "line per request costs throughput: python -m benchmarks.bench_server --access-log measures it)",
+    )
     sv.set_defaults(func=_cmd_serve)
     ex = subparsers.add_parser("export-log", help="write a server's event log as Parquet (events.parquet)")
     ex.add_argument("--store", required=True, help="store URL")

@@ -69,6 +69,12 @@ class ServerSettings(BaseSettings):
         description="World config giving the rules, decision options and calendar (a YAML path); its rules "
         "version must equal the artifact's.",
     )
+    access_log: bool = Field(
+        False,
+        description="Log one line per request (uvicorn's access log). Off by default: /metrics counts and times "
+        "every answer by route and status, and a line per request costs single-decision throughput "
+        "(measure it: python -m benchmarks.bench_server --access-log); turn it on where no proxy logs requests.",
+    )
     host: str = Field("127.0.0.1", description="Interface to listen on.")
     port: int = Field(8000, ge=0, le=65535, description="TCP port to listen on.")
 
