@@ -34,6 +34,9 @@ KPI_KINDS: dict[str, KpiKind] = {
     "referral_rate": "mean",
     "active_rate": "mean",
     "collected_eur_per_arrangement": "mean",
+    "net_recovery_eur_per_arrangement": "mean",
+    "recovered_share": "ratio",
+    "censored_rate": "mean",
 }
 
 
@@ -58,6 +61,9 @@ def _terms(o: pd.DataFrame) -> dict[str, tuple[NDArray[np.float64], NDArray[np.f
         "referral_rate": (col("referred"), None),
         "active_rate": ((ended == 0).astype(np.float64), None),
         "collected_eur_per_arrangement": (col("collected_eur"), None),
+        "net_recovery_eur_per_arrangement": (col("net_recovery_eur"), None),
+        "recovered_share": (col("collected_eur"), col("debt_eur")),
+        "censored_rate": ((o["end_kind"] == "censored").to_numpy(dtype=np.float64), None),
     }
 
 

@@ -54,6 +54,9 @@ KPI_LABELS: dict[str, str] = {
     "referral_rate": "arrangements referred (share)",
     "active_rate": "arrangements still open at the end (share)",
     "collected_eur_per_arrangement": "euros collected per arrangement",
+    "net_recovery_eur_per_arrangement": "net recovery per arrangement (EUR, after contact cost and concessions)",
+    "recovered_share": "share of the original debt recovered",
+    "censored_rate": "arrangements censored at the end of follow-up (share)",
 }
 
 #: KPIs for which a smaller value is the better one.

@@ -15,6 +15,13 @@ KPI definitions (A = arrangements created in the log):
 * ``contacts_per_arrangement`` = messages sent / A
 * ``mean_days_to_completion`` = mean over completed arrangements of (completion time - creation time)
 * ``collected_eur_per_arrangement`` = collected_eur / A
+* ``net_recovery_eur_per_arrangement`` = sum of (collected - contact cost - concessions) / A
+* ``recovered_share`` = collected_eur / sum of the debts at creation (the share of the original debt recovered)
+* ``censored_rate`` = arrangements still open when followed no longer (at the run's end or their run-off cap) / A
+
+Run-off: given a :class:`~regsim.runoff.RunoffCap`, each arrangement is followed from its creation to its cap
+only; its events after the cap do not count and an arrangement open there is censored at it. :func:`runoff_value`
+is the per-arrangement objective of a run-off verdict (net recovery plus a completion bonus).
 """
 
 from __future__ import annotations
@@ -26,8 +33,20 @@ import pandas as pd
 import pyarrow as pa
 
 from regsim.eventlog import EventType, event_codes
+from regsim.runoff import DAYS_PER_MONTH, RunoffCap
 
-__all__ = ["KPI_NAMES", "arrangement_outcomes", "kpis", "kpis_by_segment"]
+__all__ = ["END_KINDS", "KPI_NAMES", "arrangement_outcomes", "kpis", "kpis_by_segment", "runoff_value"]
+
+#: How an arrangement's follow-up ends: one of the three ends, or censored (still open when no longer followed).
+END_KINDS: tuple[str, ...] = ("completed", "broken", "referred", "censored")
+
+#: Completion bonus of :func:`runoff_value` (unit: EUR). Assumption: it mirrors the default of
+#: ``regsim.rewards.completion_value`` (a completion is worth 3.0 reward units of EUR 100), i.e. a completed
+#: plan is worth that much beyond the money it brought (the debtor keeps paying the creditor, no hand-over).
+COMPLETION_BONUS_EUR = 300.0
+
+#: A column of concessions granted (discounts, waived costs) per event, in EUR, summed when the log has it.
+_CONCESSION_COLUMN = "concession_eur"
 
 #: The KPIs every evaluation reports, in display order.
 KPI_NAMES: tuple[str, ...] = (
@@ -42,16 +61,38 @@ KPI_NAMES: tuple[str, ...] = (
     "referral_rate",
     "active_rate",
     "collected_eur_per_arrangement",
+    "net_recovery_eur_per_arrangement",
+    "recovered_share",
+    "censored_rate",
 )
 
 
-def arrangement_outcomes(events: pa.Table) -> pd.DataFrame:
+def arrangement_outcomes(
+    events: pa.Table, *, cap: RunoffCap | None = None, horizon_days: float | None = None
+) -> pd.DataFrame:
     """One row per arrangement with the per-arrangement quantities the KPIs aggregate.
 
-    Columns: ``created``, ``completed``, ``broken``, ``referred`` (0/1), ``collected_eur``,
-    ``contact_cost_eur``, ``contacts``, ``installments_due``, ``installments_on_time``, ``days_to_completion``
-    (NaN unless completed). Indexed by ``arrangement_id``.
+    Args:
+        events: An event log (production schema).
+        cap: Run-off cap: each arrangement's events later than its cap after creation are dropped, and one still
+            open at its cap is censored there. ``None``: every event counts.
+        horizon_days: When the log stops (unit: days since the run's start): an arrangement open then is censored
+            then (or at its cap, if earlier). ``None``: the time of the log's last event.
+
+    Returns:
+        A frame indexed by ``arrangement_id`` with columns ``created``, ``completed``, ``broken``, ``referred``
+        (0/1), ``collected_eur``, ``contact_cost_eur``, ``contacts``, ``installments_due``,
+        ``installments_on_time``, ``days_to_completion`` (NaN unless completed), and
+
+        * ``debt_eur``: the original debt (the ``arrangement_created`` event's amount);
+        * ``concessions_eur``: discounts and waived costs granted, the sum of the log's ``concession_eur``
+          column. The action space grants none yet and the schema has no such column, so it is 0 today; it is
+          read from the log so that a log that records concessions is charged for them without a change here;
+        * ``net_recovery_eur`` = collected_eur - contact_cost_eur - concessions_eur;
+        * ``end_kind``: one of :data:`END_KINDS` (the first end event; ``"censored"`` if none);
+        * ``months_to_end``: (end time, or the censoring time, - creation time) / 30.
     """
+    events = _within_cap(events, cap)
     codes = event_codes(events)
     ids = events.column("arrangement_id").to_numpy()
     time = events.column("time").to_numpy()
@@ -87,7 +128,76 @@ def arrangement_outcomes(events: pa.Table) -> pd.DataFrame:
     done = codes == EventType.COMPLETED
     done_time = pd.Series(time[done], index=ids[done]).groupby(level=0).min()
     out["days_to_completion"] = (done_time - created_time).reindex(index)
+
+    out["debt_eur"] = _created_column(events, created_mask, ids, "amount_eur", index)
+    if _CONCESSION_COLUMN in events.column_names:
+        conc = events.column(_CONCESSION_COLUMN).to_numpy(zero_copy_only=False).astype(np.float64)
+        keep = np.isfinite(conc)
+        out["concessions_eur"] = (
+            pd.Series(conc[keep], index=ids[keep]).groupby(level=0).sum().reindex(index, fill_value=0.0)
+        )
+    else:
+        out["concessions_eur"] = 0.0
+    out["net_recovery_eur"] = out["collected_eur"] - out["contact_cost_eur"] - out["concessions_eur"]
+
+    end_codes = np.array([EventType.COMPLETED, EventType.BROKEN, EventType.REFERRED])
+    ending = np.isin(codes, end_codes)
+    ends = pd.DataFrame({"id": ids[ending], "time": time[ending], "code": codes[ending]})
+    ends = ends.sort_values(["id", "time"], kind="stable").drop_duplicates("id").set_index("id").reindex(index)
+    kind_of_code = {int(EventType.COMPLETED): 0, int(EventType.BROKEN): 1, int(EventType.REFERRED): 2}
+    kind = ends["code"].map(kind_of_code).fillna(3).to_numpy(dtype=np.int64)
+    out["end_kind"] = np.asarray(END_KINDS, dtype=object)[kind]
+    start = created_time.reindex(index).to_numpy(dtype=np.float64)
+    observed_until = float(horizon_days) if horizon_days is not None else (float(time.max()) if len(time) else 0.0)
+    censor = np.full(len(index), observed_until)
+    if cap is not None:
+        n_inst = _created_column(events, created_mask, ids, "n_installments", index)
+        censor = np.minimum(censor, start + cap.days(n_inst))
+    end = np.where(kind < 3, ends["time"].to_numpy(dtype=np.float64), censor)
+    out["months_to_end"] = (end - start) / DAYS_PER_MONTH
     return out
+
+
+def _created_column(
+    events: pa.Table, created_mask: np.ndarray, ids: np.ndarray, name: str, index: pd.Index
+) -> np.ndarray:
+    """A column of each arrangement's first ``arrangement_created`` event, aligned with ``index``."""
+    values = events.column(name).to_numpy(zero_copy_only=False)
+    frame = pd.Series(values[created_mask], index=ids[created_mask])
+    return frame[~frame.index.duplicated()].reindex(index).to_numpy(dtype=np.float64)
+
+
+def _within_cap(events: pa.Table, cap: RunoffCap | None) -> pa.Table:
+    """The log without each arrangement's events later than its run-off cap after creation (``None``: all)."""
+    if cap is None or events.num_rows == 0:
+        return events
+    codes = event_codes(events)
+    ids = events.column("arrangement_id").to_numpy()
+    time = events.column("time").to_numpy()
+    created_mask = codes == EventType.ARRANGEMENT_CREATED
+    n_inst = events.column("n_installments").to_numpy(zero_copy_only=False)[created_mask]
+    first = pd.DataFrame({"id": ids[created_mask], "time": time[created_mask], "n": n_inst}).drop_duplicates("id")
+    limit = pd.Series(first["time"].to_numpy() + cap.days(first["n"].to_numpy()), index=first["id"].to_numpy())
+    per_event = limit.reindex(ids).to_numpy(dtype=np.float64)  # NaN: no creation in the log, kept
+    late = time > per_event
+    if not late.any():
+        return events
+    return events.filter(pa.array(~late))
+
+
+def runoff_value(outcomes: pd.DataFrame, completion_bonus_eur: float = COMPLETION_BONUS_EUR) -> pd.Series:
+    """Per arrangement, the run-off objective: ``net_recovery_eur + completion_bonus_eur * completed``.
+
+    Args:
+        outcomes: The frame of :func:`arrangement_outcomes` (preferably of a run-off log with a cap).
+        completion_bonus_eur: What a completion is worth beyond its money (unit: EUR); the default mirrors
+            ``regsim.rewards.completion_value`` (3.0 x EUR 100), an assumption.
+
+    Returns:
+        EUR per arrangement, indexed like ``outcomes``, named ``runoff_value_eur``.
+    """
+    value = outcomes["net_recovery_eur"] + float(completion_bonus_eur) * outcomes["completed"]
+    return value.astype(np.float64).rename("runoff_value_eur")
 
 
 def _aggregate(o: pd.DataFrame) -> dict[str, float]:
@@ -98,6 +208,7 @@ def _aggregate(o: pd.DataFrame) -> dict[str, float]:
     cost = float(o["contact_cost_eur"].sum())
     due = float(o["installments_due"].sum())
     ended = o["completed"] + o["broken"] + o["referred"]
+    debt = float(o["debt_eur"].sum())
     return {
         "completion_rate": float(o["completed"].sum()) / n,
         "on_time_installment_rate": float(o["installments_on_time"].sum()) / due if due else float("nan"),
@@ -110,6 +221,9 @@ def _aggregate(o: pd.DataFrame) -> dict[str, float]:
         "referral_rate": float(o["referred"].sum()) / n,
         "active_rate": float((ended == 0).sum()) / n,
         "collected_eur_per_arrangement": collected / n,
+        "net_recovery_eur_per_arrangement": float(o["net_recovery_eur"].sum()) / n,
+        "recovered_share": collected / debt if debt else float("nan"),
+        "censored_rate": float((o["end_kind"] == "censored").sum()) / n,
     }
 
 

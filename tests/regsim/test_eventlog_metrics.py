@@ -383,6 +383,9 @@ TINY_KPIS = {
     "referral_rate": 1 / 4,
     "active_rate": 1 / 4,
     "collected_eur_per_arrangement": 62.5,
+    "net_recovery_eur_per_arrangement": (250.0 - 1.79) / 4,
+    "recovered_share": 250.0 / (200.0 + 300.0 + 50.0 + 80.0),
+    "censored_rate": 1 / 4,
 }
 
 
