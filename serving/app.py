@@ -65,7 +65,10 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": schemas.ErrorOut, "description": "The body is not parseable JSON (or nested too deeply)."},
     401: {"model": schemas.ErrorOut, "description": "Missing or invalid bearer token."},
     404: {"model": schemas.ErrorOut, "description": "Unknown arrangement or message."},
-    409: {"model": schemas.ErrorOut, "description": "Conflicts with the arrangement's state or an Idempotency-Key."},
+    409: {
+        "model": schemas.ErrorOut,
+        "description": "Conflicts with the arrangement's state, another item of the batch or an Idempotency-Key.",
+    },
     413: {"model": schemas.ErrorOut, "description": "Request body larger than REGSIM_MAX_BODY_BYTES."},
     415: {"model": schemas.ErrorOut, "description": "The body is not declared as JSON (Content-Type)."},
     422: {

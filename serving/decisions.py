@@ -27,6 +27,7 @@ from regsim.decision import PART_NAMES, DecisionKind, MessagePurpose
 from regsim.replay import LogReplay
 from serving import db, schemas
 from serving.cache import ArrangementInfo, Workspace
+from serving.late_events import mark_arrived
 from serving.metrics import Metrics
 from serving.online import OnlineLearner
 from serving.policies import PolicyRunner, ShadowResult
@@ -40,6 +41,7 @@ __all__ = ["DecisionOps"]
 _CHANNEL_NAMES = ("none", *CHANNELS)
 _PURPOSE_NAMES = tuple(p.name.lower() for p in MessagePurpose)
 _INSERT_MESSAGES = sa.insert(db.messages)
+_DECISION_EVENTS = frozenset({"decision"})
 
 
 @dataclass
@@ -124,11 +126,10 @@ class DecisionOps:
         seen: dict[int, int] = {}
         for i, r in enumerate(reqs):
             if r.arrangement_id in seen:
-                raise InvalidFieldError(
-                    ("body", "decisions", i, "arrangement_id"),
-                    f"decisions[{i}].arrangement_id: arrangement {r.arrangement_id} is already decided at "
-                    f"decisions[{seen[r.arrangement_id]}]; one decision point per arrangement per batch",
-                    r.arrangement_id,
+                # Each item is valid; two together conflict (JSON Schema cannot say "unique by one field").
+                raise ConflictError(
+                    f"decisions.{i}.arrangement_id: arrangement {r.arrangement_id} is already decided at "
+                    f"decisions.{seen[r.arrangement_id]}; one decision point per arrangement per batch"
                 )
             seen[r.arrangement_id] = i
 
@@ -224,7 +225,9 @@ class DecisionOps:
             policy_version=result.version,
             message_ids=message_ids,
         )
-        rows = booked + sink.take()
+        decided = sink.take()
+        mark_arrived(decided, _DECISION_EVENTS, _time.time())
+        rows = booked + decided
         book = rp.ledger.messages
         messages = [
             {
