@@ -81,7 +81,8 @@ from agents.registry import UnknownPolicyError, available, make
 from agents.segments import DEFAULT_SEGMENTS, DebtBands, Segmenter, _label_order, by_debtor_type
 from regsim.config import WorldConfig
 from regsim.decision import Policy
-from regsim.metrics import KPI_NAMES, arrangement_outcomes
+from regsim.metrics import KPI_NAMES
+from regsim.runoff import DAYS_PER_MONTH, RunoffCap
 from regsim.simulate import SimulationResult, simulate
 
 __all__ = [
@@ -145,6 +146,11 @@ def resolve_policy(name: str, *, rules_version: str | None = None) -> Callable[[
     )
 
 
+def _months_covering(days: float) -> int:
+    """The whole months of 30 days that cover ``days``."""
+    return max(1, math.ceil(days / DAYS_PER_MONTH))
+
+
 def _factory(key: str, obj: PolicyLike, rules_version: str) -> Callable[[], Policy]:
     if isinstance(obj, str):
         return resolve_policy(obj, rules_version=rules_version)
@@ -192,7 +198,8 @@ def evaluate(
     n_arrangements: int,
     seeds: Sequence[int],
     *,
-    months: int = 12,
+    months: int | None = None,
+    runoff: RunoffCap | None = None,
     baseline: str = "static-dunning",
     oracle: str | None = None,
     hindsight: HindsightSettings | None = None,
@@ -204,7 +211,8 @@ def evaluate(
     """Run every policy on the same debtors and shocks and compare each with the baseline, paired.
 
     Every (policy, seed) pair is one :func:`regsim.simulate` run of the whole population (shared capacity
-    counts), with ``arrangements=n_arrangements``, ``months`` and the seed: common random numbers make
+    counts), with ``arrangements=n_arrangements``, the horizon (a run-off by default) and the seed: common
+    random numbers make
     arrangement *i* of seed *s* the same debtor, facing the same shocks, under every policy. The statistics are
     in the module docstring.
 
@@ -222,7 +230,10 @@ def evaluate(
         population: The world.
         n_arrangements: Arrangements per run.
         seeds: Run seeds (distinct, non-negative); each gives an independent population.
-        months: Horizon in months of 30 days.
+        months: A fixed horizon in months of 30 days (arrangements open then are censored there). ``None`` (the
+            default): a run-off, each arrangement followed to its end or its cap.
+        runoff: The run-off cap (default: ``population.simulation.runoff_cap()``, plan length + 12 months);
+            only without ``months``.
         baseline: Report name of the policy the differences are taken to.
         oracle: ``"hindsight-oracle"`` (:data:`agents.hindsight.HINDSIGHT_ORACLE`): the hindsight oracle is
             computed per seed from the evaluated policies' outcomes and rollouts, reported as a policy of that
@@ -253,8 +264,11 @@ def evaluate(
         )
     if n_arrangements < 1:
         raise ValueError(f"n_arrangements must be >= 1, got {n_arrangements}")
-    if months < 1:
+    if months is not None and months < 1:
         raise ValueError(f"months must be >= 1, got {months}")
+    if months is not None and runoff is not None:
+        raise ValueError("give either months (a fixed horizon) or runoff (a run-off cap), not both")
+    cap = (runoff or population.simulation.runoff_cap()) if months is None else None
     seed_list = [int(s) for s in seeds]
     if not seed_list or any(s < 0 for s in seed_list) or len(set(seed_list)) != len(seed_list):
         raise ValueError(f"seeds must be a non-empty list of distinct integers >= 0, got {list(seeds)}")
@@ -275,10 +289,14 @@ def evaluate(
     with tqdm(total=len(order) * len(seed_list), unit="run", disable=not progress, file=sys.stderr) as bar:
         for seed in seed_list:
             index: pd.Index | None = None
+            stopped_days = 0.0
             for name in order:
                 bar.set_description(f"seed {seed} {name}")
-                result = simulate(population, factories[name](), arrangements=n_arrangements, months=months, seed=seed)
-                o = arrangement_outcomes(result.events)
+                result = simulate(
+                    population, factories[name](), arrangements=n_arrangements, months=months, runoff=cap, seed=seed
+                )
+                o = result.outcomes()
+                stopped_days = max(stopped_days, result.horizon_days)
                 if on_result is not None:
                     on_result(name, seed, result)
                 if index is None:
@@ -294,8 +312,10 @@ def evaluate(
                 bar.update(1)
             if oracle is not None:
                 bar.set_description(f"seed {seed} {oracle}")
+                # (A run-off plays the oracle's lives to the months its runs needed at most.)
+                oracle_months = months if months is not None else _months_covering(stopped_days)
                 found = hindsight_oracle(
-                    population, seed, months, {name: outcomes[name][-1] for name in order}, hindsight
+                    population, seed, oracle_months, {name: outcomes[name][-1] for name in order}, hindsight
                 )
                 outcomes[oracle].append(found.outcomes)
                 oracle_runs.append(
@@ -359,6 +379,9 @@ def evaluate(
         "population": population.name,
         "seeds": seed_list,
         "months": months,
+        "runoff": None
+        if cap is None
+        else {"months_after_plan": cap.months_after_plan, "cap_factor": cap.cap_factor, "unit": "months of 30 days"},
         "arrangements_per_seed": n_arrangements,
         "level": level,
         "segmentations": list(segmenters),

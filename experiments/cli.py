@@ -167,18 +167,39 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     except (ConfigError, agents.UnknownPolicyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    months = args.months if args.months is not None else config.simulation.months
+    months: int | None = args.months  # None: a run-off (the default), each arrangement to its end or its cap
+    if months is not None and args.cap_factor is not None:
+        print("error: --cap-factor stretches the run-off cap; it does not go with --months", file=sys.stderr)
+        return 2
+    try:
+        runoff = None if months is not None else config.simulation.runoff_cap(args.cap_factor or 1.0)
+    except ValueError as exc:
+        print(f"error: --cap-factor: {exc}", file=sys.stderr)
+        return 2
     n = args.arrangements if args.arrangements is not None else config.simulation.arrangements
     seeds = _seed_list(args)
     runs = len(dict.fromkeys([args.baseline, *names])) * len(seeds)
+    horizon = (
+        f"for {months} months"
+        if runoff is None
+        else f"to run-off (cap: plan length + {runoff.months_after_plan:g} months, x{runoff.cap_factor:g})"
+    )
     print(
-        f"evaluating {runs} runs of {n:,} arrangements for {months} months (world {config.name!r}, seeds {seeds}, "
+        f"evaluating {runs} runs of {n:,} arrangements {horizon} (world {config.name!r}, seeds {seeds}, "
         f"baseline {args.baseline!r})",
         file=sys.stderr,
     )
     started = time.perf_counter()
     result = evaluate(
-        names, config, n, seeds, months=months, baseline=args.baseline, oracle=args.oracle, progress=not args.quiet
+        names,
+        config,
+        n,
+        seeds,
+        months=months,
+        runoff=runoff,
+        baseline=args.baseline,
+        oracle=args.oracle,
+        progress=not args.quiet,
     )
     elapsed = time.perf_counter() - started
     out = Path(args.out)
@@ -390,7 +411,20 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: none)",
     )
     ev.add_argument("--arrangements", type=int, default=None, help="arrangements per run (default: config)")
-    ev.add_argument("--months", type=int, default=None, help="horizon in months of 30 days (default: config)")
+    ev.add_argument(
+        "--months",
+        type=int,
+        default=None,
+        help="a fixed horizon in months of 30 days (default: run-off, each arrangement followed to its end or to "
+        "its cap, plan length + simulation.runoff_months_after_plan, and the censored share reported)",
+    )
+    ev.add_argument(
+        "--cap-factor",
+        type=float,
+        default=None,
+        help="stretch the run-off cap by this factor, e.g. 1.5 to check that a verdict does not hinge on the cap "
+        "(default: 1)",
+    )
     seeds = ev.add_mutually_exclusive_group()
     seeds.add_argument("--seeds", type=int, default=5, help="number of seeds: runs use seeds 0..K-1 (default: 5)")
     seeds.add_argument("--seed-list", default=None, help="explicit comma-separated seeds instead of --seeds")

@@ -144,7 +144,21 @@ class EvaluationConfig(_Section):
     """The paired evaluation (:func:`agents.evaluate.evaluate`) of every agent and policy against the baseline."""
 
     arrangements: int = Field(5000, ge=1, description="Arrangements per run.")
-    months: int = Field(12, ge=1, le=120, description="Horizon of each evaluation run (months).")
+    months: int | None = Field(
+        None,
+        ge=1,
+        le=120,
+        description="A fixed horizon of each evaluation run (months of 30 days); null (the default): a run-off, "
+        "each arrangement followed to its end or its cap (plan length + simulation.runoff_months_after_plan), "
+        "the censored share reported.",
+    )
+    cap_factor: float = Field(
+        1.0,
+        gt=0.0,
+        le=10.0,
+        description="Stretch of the run-off cap (unit: factor); 1.5 checks that a verdict does not hinge on the cap. "
+        "Only for a run-off (months null).",
+    )
     seeds: int | list[int] = Field(
         5, description="A count K (K seeds derived from the top seed) or an explicit list of distinct seeds >= 0."
     )
@@ -167,6 +181,12 @@ class EvaluationConfig(_Section):
         elif not v or min(v) < 0 or len(set(v)) != len(v):
             raise ValueError(f"a list must hold distinct integers >= 0, got {v}")
         return v
+
+    @model_validator(mode="after")
+    def _cap_needs_runoff(self) -> EvaluationConfig:
+        if self.months is not None and self.cap_factor != 1.0:
+            raise ValueError(f"cap_factor ({self.cap_factor}) stretches the run-off cap; set months to null for it")
+        return self
 
     @field_validator("segments")
     @classmethod

@@ -255,12 +255,13 @@ def _evaluate(
         seed_list = list(ev.seeds)
         seeds.record("evaluation", seed_list)
     details = RunDetails()
+    runoff = world.simulation.runoff_cap(ev.cap_factor) if ev.months is None else None
     log.info(
-        "evaluating %s on %d seed(s) x %d arrangements x %d months against %r",
+        "evaluating %s on %d seed(s) x %d arrangements x %s against %r",
         list(policies),
         len(seed_list),
         ev.arrangements,
-        ev.months,
+        f"{ev.months} months" if runoff is None else f"run-off (cap x{ev.cap_factor:g})",
         ev.baseline,
     )
     evaluation = evaluate(
@@ -269,6 +270,7 @@ def _evaluate(
         ev.arrangements,
         seed_list,
         months=ev.months,
+        runoff=runoff,
         baseline=ev.baseline,
         oracle=ev.oracle,
         segments={name: DEFAULT_SEGMENTS[name] for name in ev.segments},

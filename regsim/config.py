@@ -37,6 +37,7 @@ from regsim.config_population import (
     ShockConfig,
 )
 from regsim.config_rules import HistoryTier, RulesConfig
+from regsim.runoff import RunoffCap
 
 __all__ = [
     "CHANNELS",
@@ -72,11 +73,24 @@ class SimulationConfig(_Section):
     months: int = Field(12, ge=1, le=120, description="Simulated horizon (unit: months of 30 days).")
     seed: int = Field(0, ge=0, le=2**63 - 1, description="The run seed; every random draw derives from it.")
     start_date: dt.date = Field(dt.date(2026, 1, 5), description="Calendar date of simulation day 0.")
+    runoff_months_after_plan: float = Field(
+        12.0,
+        ge=0.0,
+        le=120.0,
+        description="A run-off follows each arrangement at most its plan length plus this long after its creation "
+        "(unit: months of 30 days). Assumption: a kept plan ends with its last installment and an unkept one "
+        "breaks within two missed installments, so a year beyond the plan leaves room for deferrals and re-plans "
+        "(see regsim.runoff).",
+    )
 
     @property
     def days(self) -> int:
         """The horizon in days."""
         return 30 * self.months
+
+    def runoff_cap(self, cap_factor: float = 1.0) -> RunoffCap:
+        """The run-off cap of this world, optionally stretched by ``cap_factor`` (e.g. 1.5 to check a verdict)."""
+        return RunoffCap(months_after_plan=self.runoff_months_after_plan, cap_factor=cap_factor)
 
 
 class WorldConfig(_Section):

@@ -92,6 +92,9 @@ def arrangement_outcomes(
         * ``end_kind``: one of :data:`END_KINDS` (the first end event; ``"censored"`` if none);
         * ``months_to_end``: (end time, or the censoring time, - creation time) / 30.
     """
+    if horizon_days is None:  # the log's end, before the events past a cap are dropped
+        times = events.column("time").to_numpy()
+        horizon_days = float(times.max()) if len(times) else 0.0
     events = _within_cap(events, cap)
     codes = event_codes(events)
     ids = events.column("arrangement_id").to_numpy()
@@ -148,8 +151,7 @@ def arrangement_outcomes(
     kind = ends["code"].map(kind_of_code).fillna(3).to_numpy(dtype=np.int64)
     out["end_kind"] = np.asarray(END_KINDS, dtype=object)[kind]
     start = created_time.reindex(index).to_numpy(dtype=np.float64)
-    observed_until = float(horizon_days) if horizon_days is not None else (float(time.max()) if len(time) else 0.0)
-    censor = np.full(len(index), observed_until)
+    censor = np.full(len(index), float(horizon_days))
     if cap is not None:
         n_inst = _created_column(events, created_mask, ids, "n_installments", index)
         censor = np.minimum(censor, start + cap.days(n_inst))

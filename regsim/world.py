@@ -53,6 +53,7 @@ from regsim.population import HOUR_PROFILES, Population, draw_population
 from regsim.random import Purpose, Streams
 from regsim.rewards import RewardCosts, resolve_reward
 from regsim.rules import RuleSet
+from regsim.runoff import RunoffCap
 
 __all__ = ["World"]
 
@@ -72,7 +73,10 @@ class World(PaymentBehaviour, MessageDelivery):
             whose outcome window closed (see :mod:`regsim.feedback`), and with the rest, censored, at the end.
             Other policies are never updated.
         arrangements: Number of arrangements (default: ``config.simulation.arrangements``).
-        months: Horizon in months of 30 days (default: ``config.simulation.months``).
+        months: Horizon in months of 30 days (default: ``config.simulation.months``, unless ``runoff`` is given).
+        runoff: Run off instead of stopping at a horizon: follow each arrangement to its end or to its cap
+            (:class:`regsim.runoff.RunoffCap`, from its arrival), and stop once every arrangement has ended or
+            passed its cap. Not together with ``months``.
         seed: Run seed (default: ``config.simulation.seed``).
         first_id: Id of the first arrangement; arrangement ``first_id + k`` is debtor ``first_id + k`` of
             the seed's population, so a world of one arrangement can replay any debtor of a larger run.
@@ -97,6 +101,7 @@ class World(PaymentBehaviour, MessageDelivery):
         *,
         arrangements: int | None = None,
         months: int | None = None,
+        runoff: RunoffCap | None = None,
         seed: int | None = None,
         first_id: int = 0,
         policy_name: str = "external",
@@ -112,16 +117,26 @@ class World(PaymentBehaviour, MessageDelivery):
         self.policy_name = policy.name if policy is not None else policy_name
         self.policy_version = policy.version if policy is not None else policy_version
         self.n = int(arrangements if arrangements is not None else sim.arrangements)
+        if runoff is not None and months is not None:
+            raise ValueError("give either months (a fixed horizon) or runoff (follow to each cap), not both")
+        self.runoff = runoff
         self.days = 30 * int(months if months is not None else sim.months)
         self.seed = int(seed if seed is not None else sim.seed)
         self.first_id = int(first_id)
         self.progress = progress
         self.streams = Streams(self.seed)
+        self._cap_end: NDArray[np.float64] | None = None  # run-off: the time each arrangement stops being followed
+        self.stopped_at = float("nan")  # when the day process ended: at the horizon, or once nothing counted more
         self.calendar = calendar_for(sim.start_date, self.days + _PLAN_MARGIN_DAYS)
         self.space = ActionSpace.from_config(config.decisions)
         self.rules = RuleSet(config.rules, self.space)
         self.gid = np.arange(self.first_id, self.first_id + self.n, dtype=np.int64)
         self.pop: Population = draw_population(config, self.gid, self.streams)
+        if runoff is not None:
+            # An arrangement is created at the start of its arrival day (see _create).
+            self._cap_end = self.pop.arrival_day.astype(np.float64) + runoff.days(self.pop.n_installments)
+            self.days = int(np.ceil(self._cap_end.max())) + 1 if self.n else 1
+            self.calendar = calendar_for(sim.start_date, self.days + _PLAN_MARGIN_DAYS)
         self.log = EventLog(sim.start_date)
         self.ledger = Ledger(config, self.n, self.calendar, self)
         self._next_decision_id = 0
@@ -237,8 +252,8 @@ class World(PaymentBehaviour, MessageDelivery):
     # ======================================================================================================
     def _days(self) -> Generator[Any, Any, None]:
         for d in range(self.days):
-            if not np.isin(self.ledger.status, _OPEN_CODES).any():
-                break  # every arrangement has ended: nothing more can happen
+            if not self._followed(d).any():
+                break  # every arrangement has ended (or passed its run-off cap): nothing more counts
             if self.env.now < d:
                 yield self.env.timeout(engine.until_morning(self.env.now, d))
             self._day = d
@@ -264,10 +279,17 @@ class World(PaymentBehaviour, MessageDelivery):
             self._feed_back(float(d + 1), final=False)
             if self.progress is not None:
                 self.progress(d + 1)
+        self.stopped_at = float(self.env.now)  # (the clock runs on to the horizon: SimPy's run(until=...))
         self._feed_back(float(self.env.now), final=True)
         self.done = True
         if self._ready is not None and not self._ready.triggered:
             self._ready.succeed(None)
+
+    def _followed(self, d: Day) -> NDArray[np.bool_]:
+        """Per row, whether its arrangement can still change what counts on day ``d``: open, and (in a run-off)
+        not past its cap (an event at the cap itself still counts, see :func:`regsim.metrics.arrangement_outcomes`)."""
+        live = np.isin(self.ledger.status, _OPEN_CODES)
+        return live if self._cap_end is None else live & (self._cap_end >= d)
 
     def _begin_day(
         self, rows: NDArray[np.int64] | None
