@@ -9,6 +9,15 @@ from agents import oracle as _oracle  # noqa: F401  (registers the one-step orac
 from agents import reference as _reference  # noqa: F401  (registers the reference policies)
 from agents import rules_based as _rules_based  # noqa: F401  (registers the rule-based policies)
 from agents.base import BasePolicy
-from agents.registry import PolicySpec, UnknownPolicyError, available, make, register
+from agents.registry import PolicyReference, PolicySpec, UnknownPolicyError, available, make, policy_reference, register
 
-__all__ = ["BasePolicy", "PolicySpec", "UnknownPolicyError", "available", "make", "register"]
+__all__ = [
+    "BasePolicy",
+    "PolicyReference",
+    "PolicySpec",
+    "UnknownPolicyError",
+    "available",
+    "make",
+    "policy_reference",
+    "register",
+]

@@ -77,7 +77,7 @@ from agents.paired_differences import (
     paired_mean_difference,
     paired_ratio_difference,
 )
-from agents.registry import UnknownPolicyError, available, make
+from agents.registry import UnknownPolicyError, available, make, policy_reference
 from agents.segments import DEFAULT_SEGMENTS, DebtBands, Segmenter, _label_order, by_debtor_type
 from regsim.config import WorldConfig
 from regsim.decision import Policy
@@ -120,6 +120,10 @@ def _load_artifact(path: Path, rules_version: str | None) -> Policy:
 def resolve_policy(name: str, *, rules_version: str | None = None) -> Callable[[], Policy]:
     """A factory for a policy given by name: a registered name, or a folder holding a saved policy artifact.
 
+    A bare registered name is always the registered policy, even when the working directory holds a folder of
+    that name; a folder is named by a path form (``./silent``) or by a name no policy has
+    (:func:`agents.registry.policy_reference`).
+
     An artifact folder is loaded once here, to refuse a broken one before anything is simulated, and then
     again by every call of the factory (a fresh policy per run).
 
@@ -132,18 +136,19 @@ def resolve_policy(name: str, *, rules_version: str | None = None) -> Callable[[
         UnknownPolicyError: Neither a registered name nor a loadable artifact folder; the message lists the
             registered names, or says why the folder does not load.
     """
-    path = Path(name)
-    if path.is_dir():
-        try:
-            _load_artifact(path, rules_version)
-        except (ValueError, ImportError, OSError) as exc:
-            raise UnknownPolicyError(f"policy {name!r}: the folder does not load as a policy artifact: {exc}") from exc
-        return lambda: _load_artifact(path, rules_version)
-    if name in available():
-        return lambda: make(name)
-    raise UnknownPolicyError(
-        f"unknown policy {name!r}: neither a registered name nor an artifact folder; allowed: {sorted(available())}"
-    )
+    ref = policy_reference(name)  # a bare registered name is the policy, never a folder of that name
+    if ref.name is not None:
+        registered = ref.name
+        return lambda: make(registered)
+    assert ref.folder is not None
+    path = ref.folder
+    if not path.is_dir():
+        raise UnknownPolicyError(f"policy {name!r}: no such artifact folder; registered names: {sorted(available())}")
+    try:
+        _load_artifact(path, rules_version)
+    except (ValueError, ImportError, OSError) as exc:
+        raise UnknownPolicyError(f"policy {name!r}: the folder does not load as a policy artifact: {exc}") from exc
+    return lambda: _load_artifact(path, rules_version)
 
 
 def _months_covering(days: float) -> int:

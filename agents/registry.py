@@ -3,20 +3,26 @@
 Policies register a factory (usually the class) under a name; :func:`make` validates the keyword arguments
 against the factory's signature (unknown names and wrongly typed values are refused with the allowed ones
 listed), so configs and the server make policies the same way.
+
+:func:`policy_reference` tells a registered name from an artifact folder where a command line takes either
+(``--policy NAME_OR_PATH``): a bare registered name is always the policy, never a folder of that name in the
+working directory; a folder needs a path form (``./silent``, ``runs/x/policy``) or a name no policy has.
 """
 
 from __future__ import annotations
 
 import inspect
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import ConfigDict, ValidationError, create_model
 
 from regsim.decision import Policy
 
-__all__ = ["PolicySpec", "UnknownPolicyError", "available", "make", "register"]
+__all__ = ["PolicyReference", "PolicySpec", "UnknownPolicyError", "available", "make", "policy_reference", "register"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -59,6 +65,59 @@ def register(name: str) -> Callable[[F], F]:
 def available() -> dict[str, PolicySpec]:
     """All registered policies by name."""
     return dict(sorted(_REGISTRY.items()))
+
+
+@dataclass(frozen=True)
+class PolicyReference:
+    """What a ``NAME_OR_PATH`` names: a registered policy or an artifact folder.
+
+    Attributes:
+        name: The registered name (``None`` for a folder).
+        folder: The artifact folder (``None`` for a registered name).
+        shadowed: For a name, a folder of the same name that exists in the working directory and is *not*
+            used (a caller may say so: "write ./NAME for the folder").
+    """
+
+    name: str | None
+    folder: Path | None
+    shadowed: Path | None = None
+
+    @property
+    def notice(self) -> str | None:
+        """A sentence naming the clash between a registered name and a folder of that name, if there is one."""
+        if self.shadowed is None:
+            return None
+        return (
+            f"{self.name!r} is the registered policy, not the folder {str(self.shadowed)!r} in the working "
+            f"directory; write {os.path.join('.', str(self.shadowed))!r} to use the folder"
+        )
+
+
+def _has_path_form(spec: str) -> bool:
+    seps = {"/", os.sep, *([os.altsep] if os.altsep else [])}
+    return any(sep in spec for sep in seps) or spec.startswith("~") or spec in (".", "..")
+
+
+def policy_reference(spec: str) -> PolicyReference:
+    """Tell a registered policy name from an artifact folder.
+
+    A spec with a path form (a separator, ``~``, ``.``) is a folder; otherwise a registered name is the policy
+    (a folder of that name in the working directory does not hide it: see :attr:`PolicyReference.shadowed`),
+    and any other name that is an existing folder is that folder.
+
+    Raises:
+        UnknownPolicyError: Neither a registered name nor a folder; the message lists the registered names.
+    """
+    if _has_path_form(spec):
+        return PolicyReference(name=None, folder=Path(spec).expanduser())
+    if spec in _REGISTRY:
+        shadow = Path(spec)
+        return PolicyReference(name=spec, folder=None, shadowed=shadow if shadow.exists() else None)
+    if Path(spec).is_dir():
+        return PolicyReference(name=None, folder=Path(spec))
+    raise UnknownPolicyError(
+        f"unknown policy {spec!r}: neither a registered name nor an artifact folder; allowed: {sorted(_REGISTRY)}"
+    )
 
 
 def make(name: str, **kwargs: Any) -> Policy:

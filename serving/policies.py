@@ -15,7 +15,6 @@ from __future__ import annotations
 import concurrent.futures
 import hashlib
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
@@ -42,21 +41,24 @@ class LoadedPolicy:
 
 
 def load(spec: str, rules_version: str) -> LoadedPolicy:
-    """Load a policy from an artifact folder (verified) or make a registered one by name.
+    """Load a policy from an artifact folder (verified) or make a registered one by name (a bare registered
+    name is the registered policy even if a folder of that name exists; write ``./NAME`` for the folder).
 
     Raises:
         agents.artifact.ArtifactError: The artifact fails verification (modified file, other rule set, ...).
         agents.UnknownPolicyError: ``spec`` is neither a folder nor a registered policy name.
     """
-    path = Path(spec)
-    if path.is_dir():
-        policy = load_policy(path, rules_version=rules_version)
-        digest = hashlib.sha256((path / MANIFEST).read_bytes()).hexdigest()
-        return LoadedPolicy(policy, f"sha256:{digest}")
-    try:
-        return LoadedPolicy(agents.make(spec), f"registry:{spec}")
-    except agents.UnknownPolicyError as exc:
-        raise agents.UnknownPolicyError(f"{exc} (and {spec!r} is not an artifact folder)") from None
+    # A bare registered name is the policy, never a folder of that name (agents.registry.policy_reference).
+    ref = agents.policy_reference(spec)
+    if ref.name is not None:
+        return LoadedPolicy(agents.make(ref.name), f"registry:{ref.name}")
+    assert ref.folder is not None
+    path = ref.folder
+    if not path.is_dir():
+        raise agents.UnknownPolicyError(f"policy {spec!r}: no such artifact folder")
+    policy = load_policy(path, rules_version=rules_version)
+    digest = hashlib.sha256((path / MANIFEST).read_bytes()).hexdigest()
+    return LoadedPolicy(policy, f"sha256:{digest}")
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -91,3 +92,25 @@ def test_a_name_cannot_be_registered_twice() -> None:
     with pytest.raises(ValueError, match="already registered"):
         agents.register("silent")(Silent)
     assert agents.available() == before
+
+
+def test_a_folder_named_like_a_policy_does_not_hide_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from agents.evaluate import resolve_policy
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "silent").mkdir()  # e.g. a run folder named after the policy it ran
+    ref = agents.policy_reference("silent")
+    assert ref.name == "silent" and ref.folder is None
+    assert ref.shadowed == Path("silent") and ref.notice is not None and "./silent" in ref.notice
+    assert isinstance(resolve_policy("silent")(), Silent)
+    # A path form names the folder; an empty folder is no artifact, and the error says so.
+    ref = agents.policy_reference("./silent")
+    assert ref.name is None and ref.folder == Path("silent")
+    with pytest.raises(UnknownPolicyError, match="does not load as a policy artifact"):
+        resolve_policy("./silent")
+    # A name no policy has that is a folder is the folder; anything else is refused with the names allowed.
+    (tmp_path / "my-run").mkdir()
+    assert agents.policy_reference("my-run").folder == Path("my-run")
+    assert agents.policy_reference("static-dunning").shadowed is None
+    with pytest.raises(UnknownPolicyError, match=r"allowed: .*silent"):
+        agents.policy_reference("no-such-policy")
