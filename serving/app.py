@@ -503,7 +503,7 @@ def _templates(app: FastAPI, method: str | None = None) -> list[str]:
     """The app's route templates (of one method, lower case, if given): its OpenAPI schema's and the others'."""
     paths = [p for p, item in app.openapi()["paths"].items() if method is None or method in item]
     if method is None:
-        paths += [str(r.path) for r in app.router.routes if isinstance(getattr(r, "path", None), str)]
+        paths += [p for r in app.router.routes if isinstance(p := getattr(r, "path", None), str)]
     return paths
 
 

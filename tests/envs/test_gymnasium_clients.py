@@ -71,7 +71,7 @@ def test_a_loop_against_the_gymnasium_api_alone_runs_episodes_to_their_end() -> 
         action = rng.integers(0, env.action_space.nvec)  # type: ignore[attr-defined]
         obs, reward, terminated, truncated, info = env.step(action)
         steps += 1
-        assert env.observation_space.contains(obs) and np.isfinite(reward)
+        assert env.observation_space.contains(obs) and np.isfinite(float(reward))
         assert info["replaced_actions"] >= 0
         if terminated or truncated:
             episodes += 1

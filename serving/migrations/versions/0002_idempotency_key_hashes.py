@@ -25,7 +25,7 @@ depends_on = None
 _COLUMNS = ("method", "path", "request_hash", "status_code", "response_body", "created_at")
 
 
-def _table(name: str, key: str, key_length: int) -> list[sa.Column[object]]:
+def _table(name: str, key: str, key_length: int) -> list[sa.schema.SchemaItem]:
     return [
         sa.Column(key, sa.String(length=key_length), nullable=False),
         sa.Column("method", sa.String(length=8), nullable=False),
