@@ -2,9 +2,13 @@
 
 Every function takes the tables of a run folder (see :mod:`experiments.report`) and returns a
 :class:`matplotlib.figure.Figure` built without ``pyplot``, so it holds no global state, works under any
-backend (the report renders it with Agg) and displays inline in a notebook. Colours follow the policy's
-position in the evaluation (:func:`policy_colors`), the baseline always grey, so that a policy has the same
-colour in every figure.
+backend (the report renders it with Agg) and displays inline in a notebook.
+
+One meaning per colour: in a figure a colour names a policy, never a judgement. :data:`POLICY_COLORS` keys
+the colour by the policy's name (static dunning, the usual baseline, grey; the hindsight oracle black), and
+:func:`policy_colors` gives a name outside it the next spare colour in the order of the run's policy list, so a
+policy has the same colour in every figure of a report. Better and worse (green, red) belong to the tables only
+(:func:`verdict`, the report's CSS).
 """
 
 from __future__ import annotations
@@ -25,6 +29,9 @@ from regsim.config import CHANNELS
 __all__ = [
     "KPI_LABELS",
     "LOWER_IS_BETTER",
+    "METRIC_LABELS",
+    "NEUTRAL_KPIS",
+    "POLICY_COLORS",
     "burden",
     "channel_mix",
     "cost_per_euro",
@@ -33,7 +40,9 @@ __all__ = [
     "format_value",
     "kpi_bars",
     "learning_curves",
+    "metric_label",
     "policy_colors",
+    "portfolio",
     "queues",
     "segment_uplift",
     "send_hour_mix",
@@ -71,22 +80,76 @@ LOWER_IS_BETTER: frozenset[str] = frozenset(
     }
 )
 
+#: KPIs that are neither better nor worse when they move (how much of the cohort is still open): never
+#: coloured as a judgement.
+NEUTRAL_KPIS: frozenset[str] = frozenset({"active_rate", "censored_rate"})
+
+_EURO_KPIS = frozenset(
+    {"collected_eur", "contact_cost_eur", "collected_eur_per_arrangement", "net_recovery_eur_per_arrangement"}
+)
+
+#: Plain-words titles and axis labels of the learning-curve metrics (``learning_curve.parquet``), with units.
+#: A reward of 1 is EUR 100 (``regsim.rewards``, ``scale = 0.01``).
+METRIC_LABELS: dict[str, str] = {
+    "reward_per_decision": "Mean reward per decision (EUR 100)",
+    "rollout/reward_per_decision": "Mean reward per decision (EUR 100)",
+    "rollout/ep_rew_mean": "Mean reward per finished arrangement (EUR 100)",
+    "online/completion_rate": "Arrangements completed while training (share)",
+    "online/collected_eur_per_arrangement": "Euros collected per arrangement while training (EUR)",
+    "online/net_recovery_eur_per_arrangement": "Net recovery per arrangement while training (EUR)",
+    "train/loss": "Training loss (no unit)",
+    "train/entropy_loss": "Policy entropy loss (no unit)",
+    "train/value_loss": "Value-function loss (EUR 100 squared)",
+    "train/approx_kl": "Approximate KL divergence per update (nats)",
+}
+
+# Channel colours appear only in the channel figures, where no policy is coloured.
 _CHANNEL_COLORS = dict(zip(CHANNELS, ("#4e79a7", "#59a14f", "#f28e2b", "#b07aa1", "#e15759"), strict=False))
-_BASELINE_COLOR = "#7f7f7f"
-_PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
+
+#: The colour of each known policy, by name: the one place a policy's colour is set. Neither green nor red is
+#: among them, so that no bar reads as a judgement.
+POLICY_COLORS: dict[str, str] = {
+    "static-dunning": "#7f7f7f",
+    "silent": "#bcbd22",
+    "random": "#8c564b",
+    "payday-aligned": "#17becf",
+    "linucb": "#1f77b4",
+    "epsilon-greedy": "#9467bd",
+    "linear-ts": "#e377c2",
+    "mppo": "#ff7f0e",
+    "maskable-ppo": "#ff7f0e",
+    "one-step-oracle": "#555555",
+    "hindsight-oracle": "#000000",
+}
+
+# Colours for policies outside POLICY_COLORS (learned agents under their own names), in order of appearance.
+_SPARE = ("#aec7e8", "#ffbb78", "#c5b0d5", "#c49c94", "#f7b6d2", "#dbdb8d", "#9edae5", "#393b79", "#637939")
 
 
-def policy_colors(policies: Sequence[str], baseline: str | None = None) -> dict[str, str]:
-    """A colour per policy: the baseline grey, the others from a fixed palette in the given order."""
+def policy_colors(policies: Sequence[str]) -> dict[str, str]:
+    """A colour per policy, keyed by name: :data:`POLICY_COLORS` where the name is known, else the next colour
+    of a spare palette in the order of ``policies``.
+
+    Pass the run's whole policy list (``Evaluation.policies``) from every figure, so that a policy outside
+    :data:`POLICY_COLORS` gets the same colour everywhere too.
+    """
     out: dict[str, str] = {}
     k = 0
     for p in policies:
-        if p == baseline:
-            out[p] = _BASELINE_COLOR
-        else:
-            out[p] = _PALETTE[k % len(_PALETTE)]
+        if p in POLICY_COLORS:
+            out[p] = POLICY_COLORS[p]
+        elif p not in out:
+            out[p] = _SPARE[k % len(_SPARE)]
             k += 1
     return out
+
+
+def metric_label(metric: str) -> str:
+    """A learning-curve metric in words with its unit (:data:`METRIC_LABELS`; an unknown id made readable)."""
+    if metric in METRIC_LABELS:
+        return METRIC_LABELS[metric]
+    _, _, name = metric.rpartition("/")
+    return name.replace("_", " ").capitalize()
 
 
 def format_value(kpi: str, value: float) -> str:
@@ -97,7 +160,9 @@ def format_value(kpi: str, value: float) -> str:
         return f"{value * 100:.1f} %"
     if kpi == "cost_per_eur_collected":
         return f"{value * 100:.2f} ct"
-    if kpi in ("collected_eur", "contact_cost_eur", "collected_eur_per_arrangement"):
+    if kpi == "recovered_share":
+        return f"{value * 100:.1f} %"
+    if kpi in _EURO_KPIS:
         return f"{value:,.0f} EUR"
     if kpi == "mean_days_to_completion":
         return f"{value:.0f} days"
@@ -112,7 +177,9 @@ def format_diff(kpi: str, value: float) -> str:
         return f"{value * 100:+.1f} pp"
     if kpi == "cost_per_eur_collected":
         return f"{value * 100:+.2f} ct"
-    if kpi in ("collected_eur", "contact_cost_eur", "collected_eur_per_arrangement"):
+    if kpi == "recovered_share":
+        return f"{value * 100:+.1f} pp"
+    if kpi in _EURO_KPIS:
         return f"{value:+,.0f} EUR"
     if kpi == "mean_days_to_completion":
         return f"{value:+.1f} days"
@@ -121,8 +188,9 @@ def format_diff(kpi: str, value: float) -> str:
 
 def verdict(kpi: str, lo: float, hi: float) -> str:
     """``"better"``/``"worse"`` than the baseline when the interval ``[lo, hi]`` of the difference excludes 0 on
-    one side (:data:`LOWER_IS_BETTER` decides the direction), else ``"unclear"``."""
-    if not (math.isfinite(lo) and math.isfinite(hi)):
+    one side (:data:`LOWER_IS_BETTER` decides the direction), else ``"unclear"``; always ``"unclear"`` for the
+    :data:`NEUTRAL_KPIS`."""
+    if kpi in NEUTRAL_KPIS or not (math.isfinite(lo) and math.isfinite(hi)):
         return "unclear"
     lower_better = kpi in LOWER_IS_BETTER
     if lo > 0:
@@ -134,11 +202,11 @@ def verdict(kpi: str, lo: float, hi: float) -> str:
 
 def _scale_unit(kpi: str) -> tuple[float, str]:
     """Factor and unit in which differences of a KPI are plotted (the units of :func:`format_diff`)."""
-    if kpi.endswith("_rate"):
+    if kpi.endswith("_rate") or kpi == "recovered_share":
         return 100.0, "percentage points"
     if kpi == "cost_per_eur_collected":
         return 100.0, "euro cents"
-    if kpi in ("collected_eur", "contact_cost_eur", "collected_eur_per_arrangement"):
+    if kpi in _EURO_KPIS:
         return 1.0, "EUR"
     if kpi == "mean_days_to_completion":
         return 1.0, "days"
@@ -192,41 +260,89 @@ def _segment_label(segment: str) -> str:
 def kpi_bars(evaluation: Evaluation, kpis: Sequence[str] = TABLE_KPIS, segment: str = "all") -> Figure:
     """One panel per KPI: each policy's difference to the baseline (bar) with its 95 % paired interval.
 
-    The bar is green where the policy is clearly better than the baseline on that KPI (:func:`verdict`), red
-    where it is clearly worse and grey where the interval includes zero; the interval is the paired one of the
-    evaluation. The panel's
-    title gives the baseline's own value, to read the differences against.
+    A bar has its policy's colour (:func:`policy_colors`), whatever its sign: whether a difference is better or
+    worse is told by the KPI table, not by the bar. The panel's title gives the baseline's own value and says
+    which direction is the better one.
     """
     f = evaluation.frame[evaluation.frame["segment"] == segment]
     others = [p for p in evaluation.policies if p != evaluation.baseline]
     if not others:
         return _empty("only the baseline was evaluated: no differences to show")
-    fig, axes = _grid(len(kpis), 3, 4.4, 0.45 * len(others) + 1.3)
+    colors = policy_colors(evaluation.policies)
+    present = set(f["kpi"])
+    kpis = [k for k in kpis if k in present]
+    fig, axes = _grid(len(kpis), 3, 4.4, 0.45 * len(others) + 1.5)
     for ax, kpi in zip(axes, kpis, strict=True):
         rows = f[f["kpi"] == kpi].set_index("policy")
         scale, unit = _scale_unit(kpi)
         y = np.arange(len(others))[::-1]
         for yi, p in zip(y, others, strict=True):
             d, lo, hi = (_num(rows, p, c) * scale for c in ("diff", "ci_low", "ci_high"))
-            color = {"better": "#59a14f", "worse": "#e15759", "unclear": "#b0b0b0"}[verdict(kpi, lo, hi)]
             if math.isfinite(d):
-                ax.barh(yi, d, color=color, alpha=0.75, height=0.6)
+                ax.barh(yi, d, color=colors[p], height=0.6)
                 if math.isfinite(lo) and math.isfinite(hi):
                     ax.errorbar(
-                        d,
-                        yi,
-                        xerr=[[max(0.0, d - lo)], [max(0.0, hi - d)]],
-                        fmt="none",
-                        ecolor="black",
-                        capsize=3,
-                        lw=1,
+                        d, yi, xerr=[[max(0.0, d - lo)], [max(0.0, hi - d)]], fmt="none", ecolor="black", capsize=3
                     )
         ax.axvline(0, color="black", lw=0.8)
         ax.set_yticks(y, others)
         shown = format_value(kpi, _num(rows, evaluation.baseline, "value"))
-        ax.set_title(f"{KPI_LABELS.get(kpi, kpi)}\nbaseline {evaluation.baseline}: {shown}", fontsize=9)
+        better = (
+            "" if kpi in NEUTRAL_KPIS else ("; lower is better" if kpi in LOWER_IS_BETTER else "; higher is better")
+        )
+        ax.set_title(f"{KPI_LABELS.get(kpi, kpi)}\nbaseline {evaluation.baseline}: {shown}{better}", fontsize=9)
         ax.set_xlabel(f"difference to baseline ({unit})" if unit else "difference to baseline", fontsize=8)
         ax.tick_params(labelsize=8)
+    return fig
+
+
+def portfolio(evaluation: Evaluation, per: int = 10_000) -> Figure:
+    """The portfolio in euros: net recovery of ``per`` arrangements per policy, and its difference to the baseline.
+
+    Net recovery is collected minus contact cost minus concessions (``net_recovery_eur_per_arrangement``, scaled
+    to ``per`` arrangements, in thousands of euros). Left: each policy's value (bar, its colour). Right: each
+    policy's difference to the baseline with its 95 % paired interval (the interval of a difference is what
+    the pairing measures; a value alone has no paired interval). An evaluation made before net recovery was
+    measured shows the euros collected (gross) instead, and says so in the title.
+    """
+    kpi = "net_recovery_eur_per_arrangement"
+    net = kpi in set(evaluation.frame["kpi"])
+    if not net:
+        kpi = "collected_eur_per_arrangement"
+    f = evaluation.frame[(evaluation.frame["kpi"] == kpi) & (evaluation.frame["segment"] == "all")].set_index("policy")
+    policies = evaluation.policies
+    colors = policy_colors(policies)
+    k = per / 1000.0  # thousands of euros per `per` arrangements
+    what = "net of contact cost and concessions" if net else "collected (gross; no net recovery in this evaluation)"
+    fig = _figure(12, max(2.8, 0.5 * len(policies) + 1.6))
+    left, right = fig.subplots(1, 2)
+    y = np.arange(len(policies))[::-1]
+    for yi, p in zip(y, policies, strict=True):
+        v = _num(f, p, "value") * k
+        if math.isfinite(v):
+            left.barh(yi, v, color=colors[p], height=0.6)
+            left.text(v, yi, f"  {v:,.0f}k", va="center", fontsize=8)
+    left.set_yticks(y, policies, fontsize=9)
+    left.axvline(0, color="black", lw=0.8)
+    left.set_xlabel(f"EUR thousand per {per:,} arrangements", fontsize=8)
+    left.set_title(f"euros {what}, per {per:,} arrangements", fontsize=9)
+    left.margins(x=0.25)
+    others = [p for p in policies if p != evaluation.baseline]
+    y2 = np.arange(len(others))[::-1]
+    for yi, p in zip(y2, others, strict=True):
+        d, lo, hi = (_num(f, p, c) * k for c in ("diff", "ci_low", "ci_high"))
+        if not math.isfinite(d):
+            continue
+        err = _whiskers(np.array([d]), np.array([lo]), np.array([hi]))
+        right.errorbar([d], [yi], xerr=err, fmt="o", color=colors[p], capsize=4, ms=7)
+        label = f"{d:+,.0f}k [{lo:+,.0f}k, {hi:+,.0f}k]" if math.isfinite(lo) else f"{d:+,.0f}k"
+        right.annotate(label, (d, yi), xytext=(0, 8), textcoords="offset points", ha="center", fontsize=8)
+    right.axvline(0, color="black", lw=0.8)
+    right.set_yticks(y2, others, fontsize=9)
+    right.set_ylim(-0.7, max(0.7, len(others) - 0.3))
+    right.set_xlabel(f"difference to {evaluation.baseline}, EUR thousand per {per:,} arrangements", fontsize=8)
+    right.set_title(f"difference to {evaluation.baseline} [95 % paired interval]", fontsize=9)
+    right.grid(axis="x", alpha=0.3)
     return fig
 
 
@@ -247,7 +363,7 @@ def segment_uplift(evaluation: Evaluation, kpi: str = "completion_rate") -> Figu
     families = [(t, segs) for t, segs in families if segs]
     if not others or not families:
         return _empty("no segments or no policy besides the baseline: nothing to show")
-    colors = policy_colors(evaluation.policies, evaluation.baseline)
+    colors = policy_colors(evaluation.policies)
     f = evaluation.frame[evaluation.frame["kpi"] == kpi].set_index(["policy", "segment"])
     scale, unit = _scale_unit(kpi)
     n_rows = max(len(segs) for _, segs in families)
@@ -281,7 +397,7 @@ def cost_per_euro(evaluation: Evaluation) -> Figure:
     """
     kpi = "cost_per_eur_collected"
     f = evaluation.frame[evaluation.frame["kpi"] == kpi]
-    colors = policy_colors(evaluation.policies, evaluation.baseline)
+    colors = policy_colors(evaluation.policies)
     policies = evaluation.policies
     segs = [s for s in evaluation.segments if s != "all"]
     fig = _figure(13, max(3.2, 0.45 * len(policies) + 1.6))
@@ -331,7 +447,7 @@ def burden(outcomes: pd.DataFrame, policies: Sequence[str] | None = None, baseli
     if outcomes.empty:
         return _empty("no outcomes recorded")
     order = list(policies) if policies is not None else list(dict.fromkeys(outcomes["policy"]))
-    colors = policy_colors(order, baseline)
+    colors = policy_colors(order)
     fig = _figure(13, 4.2)
     left, right = fig.subplots(1, 2)
     top = max(1, int(np.ceil(np.quantile(outcomes["contacts"].to_numpy(), 0.99))))
@@ -448,7 +564,7 @@ def queues(resources: pd.DataFrame, policies: Sequence[str] | None = None, basel
     if resources.empty:
         return _empty("no queue samples recorded")
     order = list(policies) if policies is not None else list(dict.fromkeys(resources["policy"]))
-    colors = policy_colors(order, baseline)
+    colors = policy_colors(order)
     names = list(dict.fromkeys(resources["resource"]))
     fig, axes = _grid(len(names), 3, 4.4, 3.0)
     for ax, name in zip(axes, names, strict=True):
@@ -476,11 +592,13 @@ def queues(resources: pd.DataFrame, policies: Sequence[str] | None = None, basel
 # ---------------------------------------------------------------------------------------------------------------
 # Training and learned policies
 # ---------------------------------------------------------------------------------------------------------------
-def learning_curves(curves: Mapping[str, pd.DataFrame], max_metrics: int = 3) -> Figure:
+def learning_curves(curves: Mapping[str, pd.DataFrame], max_metrics: int = 3, policies: Sequence[str] = ()) -> Figure:
     """One row per trained agent: ``reward_per_decision`` first, then up to ``max_metrics - 1`` other metrics.
 
     Each panel plots a metric of ``learning_curve.parquet`` (columns ``step``, ``metric``, ``value``) against
-    the number of training decisions.
+    the number of training decisions, titled and labelled in words with its unit (:func:`metric_label`), in
+    the agent's colour (:func:`policy_colors` of ``policies``, the run's policy list, then the agents: an agent
+    is evaluated under its own name).
     """
     if not curves:
         return _empty("no trained agents: no learning curves")
@@ -490,6 +608,7 @@ def learning_curves(curves: Mapping[str, pd.DataFrame], max_metrics: int = 3) ->
         metrics.sort(key=lambda m: (m != "reward_per_decision", m))
         rows.append((agent, frame, metrics[:max_metrics]))
     cols = max(len(m) for _, _, m in rows)
+    colors = policy_colors([*policies, *curves])
     fig = _figure(4.4 * cols, 2.9 * len(rows))
     axes = np.atleast_2d(fig.subplots(len(rows), cols, squeeze=False))
     for k, (agent, frame, metrics) in enumerate(rows):
@@ -499,26 +618,35 @@ def learning_curves(curves: Mapping[str, pd.DataFrame], max_metrics: int = 3) ->
                 ax.set_visible(False)
                 continue
             m = frame[frame["metric"].astype(str) == metrics[j]].sort_values("step")
-            ax.plot(m["step"].to_numpy(), m["value"].to_numpy(), marker="o" if len(m) < 30 else None, ms=3)
-            ax.set_title(f"{agent}: {metrics[j]}", fontsize=9)
-            ax.set_xlabel("training decisions", fontsize=8)
+            ax.plot(
+                m["step"].to_numpy(),
+                m["value"].to_numpy(),
+                marker="o" if len(m) < 30 else None,
+                ms=3,
+                color=colors[agent],
+            )
+            ax.set_title(f"{agent}: {metric_label(metrics[j])}", fontsize=9)
+            label = metric_label(metrics[j])
+            ax.set_ylabel(label[label.rfind("(") + 1 : -1] if label.endswith(")") else "", fontsize=8)
+            ax.set_xlabel("Decisions trained", fontsize=8)
             ax.tick_params(labelsize=8)
             ax.grid(alpha=0.3)
     return fig
 
 
-def feature_importance(importance: pd.DataFrame, top: int = 12) -> Figure:
+def feature_importance(importance: pd.DataFrame, top: int = 12, policies: Sequence[str] = ()) -> Figure:
     """Per learned policy, its ``top`` most important features (share of decisions that change when the
     feature is shuffled across decisions; see :func:`experiments.analysis.feature_importance`)."""
     if importance.empty:
         return _empty("no feature importance recorded")
     order = list(dict.fromkeys(importance["policy"]))
+    colors = policy_colors([*policies, *order])
     fig, axes = _grid(len(order), 2, 6.2, 0.28 * top + 1.2)
     xmax = min(100.0, max(5.0, float(importance["importance"].max()) * 100 * 1.15))
     for ax, p in zip(axes, order, strict=True):
         f = importance[importance["policy"] == p].sort_values("rank", kind="stable").head(top)
         y = np.arange(len(f))[::-1]
-        ax.barh(y, f["importance"].to_numpy(np.float64) * 100, color="#4e79a7")
+        ax.barh(y, f["importance"].to_numpy(np.float64) * 100, color=colors[p])
         ax.set_yticks(y, f["feature"].astype(str).tolist(), fontsize=8)
         ax.set_xlabel("% of decisions that change when the feature is shuffled", fontsize=8)
         ax.set_title(p, fontsize=10)

@@ -4,7 +4,10 @@
 ``run.json``, ``evaluation/``, ``agents/<agent>/learning_curve.parquet``, ``kpis.json``; for a sweep,
 ``sweep.parquet`` and ``trials/<trial>/``) and writes ``report.html``: the question and the set-up in plain
 words, the KPI table with paired differences to the baseline and their 95 % intervals, uplift per segment, the
-figures of :mod:`experiments.plots` (as base64 PNG), and which features drive the learned policies. Everything
+figures of :mod:`experiments.plots` (as base64 PNG), and which features drive the learned policies. It opens
+with the verdict in words (:func:`experiments.verdict.verdict_text`), the portfolio in euros per 10,000
+arrangements, and the caveat that the world is simulated, with the calibration facts of ``facts.json`` (those it
+does not meet named). Everything
 is inline (CSS, images); the page loads nothing from anywhere and runs no script.
 
 Every section has a stable ``id`` (:data:`SECTION_IDS`); a section whose input is missing (no trained agents:
@@ -26,15 +29,18 @@ from pathlib import Path
 from experiments.plots import format_diff, format_value
 from experiments.report_html import _e, figure_data_uri
 from experiments.report_sections import (
+    REPORT_KPIS,
     SEGMENT_KPIS,
     SUMMARY_KPIS,
     _burden,
+    _caveat,
     _channel_mix,
     _cost,
     _feature_importance,
     _kpi_bars,
     _kpi_table,
     _learning_curves,
+    _portfolio,
     _queues,
     _segment_uplift,
     _send_hour_mix,
@@ -47,6 +53,7 @@ from experiments.run_folder import RunData, load_run, sweep_kpi
 __all__ = [
     "REPORT_FILE",
     "SECTION_IDS",
+    "REPORT_KPIS",
     "SEGMENT_KPIS",
     "SUMMARY_KPIS",
     "RunData",
@@ -65,6 +72,8 @@ REPORT_FILE = "report.html"
 #: The ``id`` of every section of the report, in page order (``sweep`` only for a sweep folder).
 SECTION_IDS: tuple[str, ...] = (
     "summary",
+    "portfolio",
+    "caveat",
     "setup",
     "kpi-table",
     "kpi-bars",
@@ -81,6 +90,7 @@ SECTION_IDS: tuple[str, ...] = (
 
 #: Sections that hold a figure whenever their input exists.
 PLOT_SECTIONS: tuple[str, ...] = (
+    "portfolio",
     "kpi-bars",
     "segment-uplift",
     "burden",
@@ -106,6 +116,8 @@ th, td { border: 1px solid #ddd; padding: 0.35em 0.6em; text-align: left; vertic
 table.kpi td { text-align: right; white-space: nowrap; }
 .value { font-weight: 600; } .note { color: #777; font-size: 0.85em; }
 .diff { font-size: 0.85em; } .better { color: #1a7f37; } .worse { color: #c0392b; } .unclear { color: #777; }
+.verdict { font-size: 1.1em; max-width: 60em; padding: 0.6em 0.9em; background: #f6f8fa;
+           border-left: 4px solid #555; }
 .missing { color: #8a6d3b; background: #fcf8e3; padding: 0.5em 0.8em; border-left: 4px solid #e0c36a; }
 tr.best td { background: #eef7ee; }
 pre { background: #f6f8fa; padding: 0.8em; overflow-x: auto; font-size: 0.85em; }
@@ -121,6 +133,8 @@ def render_report(data: RunData) -> str:
     """The report's HTML for a loaded run folder (see the module docstring)."""
     sections = [
         _summary(data),
+        _portfolio(data),
+        _caveat(data),
         _setup(data),
         _kpi_table(data),
         _kpi_bars(data),

@@ -15,28 +15,54 @@ from typing import Any
 
 import yaml
 
-from agents.evaluate import TABLE_KPIS, Evaluation
+from agents.evaluate import Evaluation
 from agents.registry import available
 from experiments import plots
 from experiments.plots import format_diff, format_value, verdict
 from experiments.report_html import _e, _img, _missing, _p, _section
 from experiments.run_folder import RunData, _trial_column, sweep_kpi
+from experiments.verdict import PER_ARRANGEMENTS, verdict_text
 from regsim.features import FEATURE_LAYOUT
 
-__all__ = ["SEGMENT_KPIS", "SUMMARY_KPIS"]
+__all__ = ["REPORT_KPIS", "SEGMENT_KPIS", "SUMMARY_KPIS"]
 
-#: KPIs of the summary's one line per policy.
-SUMMARY_KPIS: tuple[str, ...] = (
+#: KPIs of the key-figures table and the differences figure, in order (those the evaluation has).
+REPORT_KPIS: tuple[str, ...] = (
     "completion_rate",
+    "net_recovery_eur_per_arrangement",
+    "recovered_share",
     "on_time_installment_rate",
     "breakdown_rate",
-    "collected_eur_per_arrangement",
     "contacts_per_arrangement",
+    "collected_eur_per_arrangement",
     "cost_per_eur_collected",
+    "censored_rate",
 )
 
-#: KPIs whose differences are shown per segment (tables of the segment-uplift section).
-SEGMENT_KPIS: tuple[str, ...] = ("completion_rate", "collected_eur_per_arrangement", "contacts_per_arrangement")
+#: The KPIs the verdict speaks of (kept for callers of the former one-line-per-policy summary).
+SUMMARY_KPIS: tuple[str, ...] = ("completion_rate", "net_recovery_eur_per_arrangement")
+
+#: KPIs whose differences are shown per segment (tables of the segment-uplift section), those the evaluation has;
+#: without net recovery (an older evaluation) the euros collected stand in.
+SEGMENT_KPIS: tuple[str, ...] = (
+    "completion_rate",
+    "net_recovery_eur_per_arrangement",
+    "collected_eur_per_arrangement",
+    "contacts_per_arrangement",
+)
+
+
+def _present(ev: Evaluation, kpis: Sequence[str]) -> list[str]:
+    have = set(ev.frame["kpi"])
+    return [k for k in kpis if k in have]
+
+
+def _segment_kpis(ev: Evaluation) -> list[str]:
+    kpis = _present(ev, SEGMENT_KPIS)
+    if "net_recovery_eur_per_arrangement" in kpis:
+        kpis.remove("collected_eur_per_arrangement")
+    return kpis
+
 
 _GROUP_DESCRIPTIONS = {
     "decision_kind": "which kind of decision point it is (plan offered, before a due date, after a miss, ...)",
@@ -54,39 +80,101 @@ def _summary(data: RunData) -> str:
     if ev is None:
         parts.append('<p class="missing">This run folder holds no evaluation, so there is nothing to summarise.</p>')
         return _section("summary", "The question and the answer in short", *parts)
-    items = []
-    for p in ev.policies:
-        if p == ev.baseline:
-            continue
-        facts = []
-        for kpi in SUMMARY_KPIS:
-            r = ev.row(p, kpi)
-            lo, hi = float(r["ci_low"]), float(r["ci_high"])
-            facts.append(
-                f"{_e(plots.KPI_LABELS.get(kpi, kpi))} {format_value(kpi, float(r['value']))} "
-                f'<span class="diff {verdict(kpi, lo, hi)}">({format_diff(kpi, float(r["diff"]))}, '
-                f"95 % interval {format_diff(kpi, lo)} to {format_diff(kpi, hi)})</span>"
-            )
-        items.append(f"<li><b>{_e(p)}</b>: " + "; ".join(facts) + ".</li>")
+    parts.append(f'<p class="verdict" id="verdict">{_e(verdict_text(ev))}</p>')
     parts.append(
         _p(
-            f"Each policy against the baseline <b>{_e(ev.baseline)}</b>; in brackets the difference to it, green "
-            "where the policy is clearly better, red where it is clearly worse, grey where this evaluation "
-            "cannot tell them apart (the 95 % interval includes zero)."
+            "Every number is a difference to the baseline measured on the same simulated debtors (paired), with "
+            "its 95 % interval; a difference is called significant when that interval excludes zero. The key "
+            "figures below give every KPI; the caveat says how far the simulated world is true to its facts."
         )
     )
-    parts.append(f"<ul>{''.join(items)}</ul>" if items else _p("Only the baseline was evaluated."))
-    open_share = float(ev.row(ev.baseline, "active_rate")["value"])
-    if math.isfinite(open_share) and open_share > 0.5:
+    open_kpi = "censored_rate" if ev.meta.get("runoff") is not None else "active_rate"
+    try:
+        open_share = float(ev.row(ev.baseline, open_kpi)["value"])
+    except KeyError:
+        open_share = math.nan
+    if math.isfinite(open_share) and open_share > 0.2:
+        when = "at the run-off cap" if open_kpi == "censored_rate" else f"after {_e(ev.meta.get('months', '?'))} months"
         parts.append(
             _p(
-                f"<b>Read with care:</b> after {_e(ev.meta.get('months', '?'))} months, "
-                f"{format_value('active_rate', open_share)} of the arrangements under the baseline are still "
-                "open, so completion rates are low for every policy and say little yet; installments paid on "
-                "time, breakdowns and euros collected are the better guides at this horizon."
+                f"<b>Read with care:</b> {format_value(open_kpi, open_share)} of the arrangements under the "
+                f"baseline are still open {when}, so completion rates say little yet; euros and installments "
+                "paid on time are the better guides."
             )
         )
     return _section("summary", "The question and the answer in short", *parts)
+
+
+def _portfolio(data: RunData) -> str:
+    ev = data.evaluation
+    if ev is None:
+        return _missing("portfolio", "The portfolio in euros", "No evaluation in this run folder.")
+    net = "net_recovery_eur_per_arrangement" in set(ev.frame["kpi"])
+    what = (
+        "collected minus contact cost (emails, SMS, letters, calls) minus concessions (discounts, waived costs)"
+        if net
+        else "collected (gross: this evaluation was made before net recovery was measured)"
+    )
+    return _section(
+        "portfolio",
+        f"The portfolio in euros: per {PER_ARRANGEMENTS:,} arrangements",
+        _p(
+            f"What a portfolio of {PER_ARRANGEMENTS:,} arrangements brings in under each policy, in thousands of "
+            f"euros {_e(what)}. Left: each policy's total. Right: its difference to the baseline "
+            f"<b>{_e(ev.baseline)}</b> with the 95 % paired interval; a point right of the line is more money. "
+            "Colours name policies (the same in every figure), not better or worse."
+        ),
+        _img(plots.portfolio(ev, PER_ARRANGEMENTS), "net recovery per 10,000 arrangements per policy"),
+    )
+
+
+def _caveat(data: RunData) -> str:
+    facts = data.facts
+    parts = [
+        _p(
+            "<b>The world is simulated.</b> Every debtor, payment, read message and breakdown in this report comes "
+            "from regsim's model of debtors, not from real people. The model is calibrated to published facts "
+            "(trials, vendor figures, collection data, the law; docs/calibration.md); a ranking here is a reason "
+            "to run a real, controlled trial, not a substitute for one."
+        )
+    ]
+    if facts is None:
+        parts.append(
+            '<p class="missing">This run folder has no facts.json, so the report cannot say how far this world '
+            "meets its calibration facts; <code>regsim facts</code> measures them.</p>"
+        )
+        return _section("caveat", "Caveat: a simulated world, and the facts it is calibrated to", *parts)
+    missed = [f for f in facts if not f.in_range]
+    if missed:
+        names = "; ".join(
+            f"{_e(f.id)} ({_e(f.fact)}: simulated {_fact_number(f.sim_value)}, source {_e(f.source_value)})"
+            for f in missed
+        )
+        parts.append(_p(f"<b>Facts this world does not meet ({len(missed)} of {len(facts)}):</b> {names}."))
+    else:
+        parts.append(_p(f"This world meets all {len(facts)} measured facts (each interval meets the fact's range)."))
+    rows = "".join(
+        f'<tr class="{"met" if f.in_range else "unmet"}"><td>{_e(f.id)}</td><td>{_e(f.fact)}</td>'
+        f"<td>{_e(f.source_value)}</td><td>{_fact_number(f.sim_value)}</td>"
+        f"<td>[{_fact_number(f.ci_low)}, {_fact_number(f.ci_high)}]</td>"
+        f'<td class="{"better" if f.in_range else "worse"}">{"yes" if f.in_range else "no"}</td></tr>'
+        for f in facts
+    )
+    parts.append(
+        "<table class='plain facts'><tr><th>fact</th><th>what is measured</th><th>source</th><th>simulated</th>"
+        f"<th>95 % interval</th><th>met</th></tr>{rows}</table>"
+    )
+    parts.append(
+        _p(
+            "A fact is met when the simulated value's 95 % interval meets the source's range. Shares are shown "
+            "as fractions (0.07 = 7 points); the letters' delay in days."
+        )
+    )
+    return _section("caveat", "Caveat: a simulated world, and the facts it is calibrated to", *parts)
+
+
+def _fact_number(v: float) -> str:
+    return f"{v:.3f}" if math.isfinite(v) else "n/a"
 
 
 def _describe_policy(name: str, cfg: dict[str, Any], baseline: str | None) -> str:
@@ -190,10 +278,11 @@ def _kpi_cell(ev: Evaluation, policy: str, kpi: str, segment: str = "all", show_
     return f"<td {attrs}>{top}{'<br>' if show_value else ''}{diff_text}</td>"
 
 
-def _kpi_table(data: RunData, kpis: Sequence[str] = TABLE_KPIS) -> str:
+def _kpi_table(data: RunData, kpis: Sequence[str] = REPORT_KPIS) -> str:
     ev = data.evaluation
     if ev is None:
         return _missing("kpi-table", "Key figures", "No evaluation in this run folder: no KPI table.")
+    kpis = _present(ev, kpis)
     head = "".join(f"<th>{_e(plots.KPI_LABELS.get(k, k))}</th>" for k in kpis)
     if ev.oracle is not None:
         head += f"<th>gap to {_e(ev.oracle)} closed ({_e(plots.KPI_LABELS[kpis[0]])})</th>"
@@ -212,8 +301,10 @@ def _kpi_table(data: RunData, kpis: Sequence[str] = TABLE_KPIS) -> str:
             "Each cell shows the policy's value over all arrangements and, below it, its difference to the "
             f"baseline <b>{_e(ev.baseline)}</b> with the 95 % interval in brackets. Green: better than the "
             "baseline (the whole interval on the good side of zero); red: worse; grey: not distinguishable. "
-            "Shares are in %, their differences in percentage points (pp); cost per euro collected in euro "
-            "cents (ct)."
+            "For contacts, cost, breakdowns and days, lower is better, so a decrease is green. The share still "
+            "open at the cap is never coloured: it says how much the evaluation could follow, not how good a "
+            "policy is. Shares are in %, their differences in percentage points (pp); cost per euro collected in "
+            "euro cents (ct)."
         ),
         table,
     )
@@ -227,12 +318,12 @@ def _kpi_bars(data: RunData) -> str:
         "kpi-bars",
         "Differences at a glance",
         _p(
-            "One panel per key figure. Each bar is a policy's difference to the baseline (its value is in the "
-            "panel title); the black whisker is the 95 % interval. Green bars are clear improvements, red ones "
-            "clear deteriorations (for contacts, cost and breakdowns, lower is better); grey bars have a whisker "
-            "that crosses the zero line: the difference could be chance."
+            "One panel per key figure. Each bar is a policy's difference to the baseline (the baseline's own "
+            "value, and which direction is better, are in the panel title); the black whisker is the 95 % "
+            "interval. A whisker that crosses the zero line means the difference could be chance. Bars have "
+            "their policy's colour; whether a difference is better or worse is marked in the key figures table."
         ),
-        _img(plots.kpi_bars(ev), "differences to the baseline per KPI"),
+        _img(plots.kpi_bars(ev, _present(ev, REPORT_KPIS)), "differences to the baseline per KPI"),
     )
 
 
@@ -269,11 +360,8 @@ def _segment_uplift(data: RunData) -> str:
             "segments have wide intervals."
         ),
         _img(plots.segment_uplift(ev, "completion_rate"), "uplift of the completion rate per segment"),
-        _img(
-            plots.segment_uplift(ev, "collected_eur_per_arrangement"),
-            "uplift of the euros collected per arrangement per segment",
-        ),
-        *(_segment_table(ev, k) for k in SEGMENT_KPIS),
+        _img(plots.segment_uplift(ev, _segment_kpis(ev)[1]), "uplift of the euros per arrangement per segment"),
+        *(_segment_table(ev, k) for k in _segment_kpis(ev)),
     )
 
 
@@ -366,11 +454,12 @@ def _learning_curves(data: RunData) -> str:
         "learning-curves",
         "How the learned policies trained",
         _p(
-            "One row per trained agent: the average reward per decision while it trained (rising means it "
-            "learned something), and further training metrics where the agent records them, against the number "
-            "of decisions it has trained on. The reward is the one the agent optimises, not a KPI."
+            "One row per trained agent: the average reward per decision while it trained, in units of EUR 100 "
+            "(rising means it learned something), and further training metrics where the agent records them, "
+            "against the number of decisions it has trained on. The reward is the one the agent optimises, not "
+            "a KPI."
         ),
-        _img(plots.learning_curves(data.curves), "learning curves"),
+        _img(plots.learning_curves(data.curves, policies=data.policies), "learning curves"),
     )
 
 
@@ -412,7 +501,7 @@ def _feature_importance(data: RunData) -> str:
             "(channel, send time, due day, deferral, reduction) changes: 0 % means the policy ignores it. "
             "Only observable facts are inputs; the hidden debtor type is never one."
         ),
-        _img(plots.feature_importance(fi), "feature importance"),
+        _img(plots.feature_importance(fi, policies=data.policies), "feature importance"),
         *tables,
     )
 

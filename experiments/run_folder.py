@@ -18,7 +18,72 @@ import yaml
 
 from agents.evaluate import Evaluation
 
-__all__ = ["RunData", "load_run", "sweep_kpi"]
+__all__ = ["FACTS_FILE", "FactRow", "RunData", "load_run", "read_facts", "sweep_kpi"]
+
+#: The calibration facts of the run's world, written by ``regsim facts`` (:mod:`experiments.facts`).
+FACTS_FILE = "facts.json"
+
+
+@dataclass(frozen=True)
+class FactRow:
+    """One object of ``facts.json``: a calibration fact, the source's value and the simulator's.
+
+    Attributes:
+        id: The fact's id (``F3``, ``F9a-short``, ...).
+        fact: What is measured, in words.
+        source_value: The source's value, in words.
+        sim_value: The simulated value.
+        ci_low: Lower end of its 95 % interval.
+        ci_high: Upper end of its 95 % interval.
+        in_range: Whether the interval meets the fact's range.
+    """
+
+    id: str
+    fact: str
+    source_value: str
+    sim_value: float
+    ci_low: float
+    ci_high: float
+    in_range: bool
+
+
+def _float(v: Any) -> float:
+    return float("nan") if v is None else float(v)
+
+
+def read_facts(path: str | Path) -> list[FactRow]:
+    """Read ``facts.json``: a JSON list of objects with the fields of :class:`FactRow` (null numbers as NaN).
+
+    Raises:
+        ValueError: The file is not such a list, naming the entry and the missing or ill-typed field.
+    """
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    if not isinstance(data, list):
+        raise ValueError(f"{path}: facts.json must hold a list of objects, got {type(data).__name__}")
+    rows = []
+    for i, entry in enumerate(data):
+        if not isinstance(entry, dict):
+            raise ValueError(f"{path}: entry {i} must be an object, got {type(entry).__name__}")
+        missing = [k for k in FactRow.__dataclass_fields__ if k not in entry]
+        if missing:
+            raise ValueError(f"{path}: entry {i} lacks the field(s) {missing}")
+        if not isinstance(entry["in_range"], bool):
+            raise ValueError(f"{path}: entry {i}: in_range must be true or false, got {entry['in_range']!r}")
+        try:
+            rows.append(
+                FactRow(
+                    str(entry["id"]),
+                    str(entry["fact"]),
+                    str(entry["source_value"]),
+                    _float(entry["sim_value"]),
+                    _float(entry["ci_low"]),
+                    _float(entry["ci_high"]),
+                    entry["in_range"],
+                )
+            )
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{path}: entry {i}: sim_value, ci_low and ci_high must be numbers ({exc})") from exc
+    return rows
 
 
 @dataclass
@@ -37,6 +102,7 @@ class RunData:
         curves: ``agents/<agent>/learning_curve.parquet`` by agent.
         sweep: ``sweep.parquet`` of a sweep folder.
         best_trial: For a sweep, the trial whose tables fill the evaluation sections.
+        facts: ``facts.json`` (the world's calibration facts), None if the folder has none.
     """
 
     run_dir: Path
@@ -50,6 +116,7 @@ class RunData:
     curves: dict[str, pd.DataFrame] = field(default_factory=dict)
     sweep: pd.DataFrame | None = None
     best_trial: str | None = None
+    facts: list[FactRow] | None = None
 
     @property
     def policies(self) -> list[str]:
@@ -122,6 +189,8 @@ def load_run(run_dir: str | Path) -> RunData:
         data.config = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8")) or {}
     if (folder / "run.json").is_file():
         data.run = json.loads((folder / "run.json").read_text(encoding="utf-8"))
+    if (folder / FACTS_FILE).is_file():
+        data.facts = read_facts(folder / FACTS_FILE)
     sweep = _parquet(folder / "sweep.parquet")
     if sweep is not None:
         data.sweep = sweep

@@ -10,11 +10,20 @@ import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
+import matplotlib.colors
 import pandas as pd
 import pytest
 
-from agents.evaluate import TABLE_KPIS, Evaluation
-from experiments.report import PLOT_SECTIONS, SECTION_IDS, format_diff, format_value, load_run, write_report
+from agents.evaluate import Evaluation
+from experiments.report import (
+    PLOT_SECTIONS,
+    REPORT_KPIS,
+    SECTION_IDS,
+    format_diff,
+    format_value,
+    load_run,
+    write_report,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -117,7 +126,9 @@ def test_every_section_is_there_with_its_plots(report: str) -> None:
         pngs = [src for src in sections.images[sid] if src.startswith("data:image/png;base64,")]
         assert pngs, f"section {sid!r} has no inline PNG"
         assert all(len(src) > 2_000 for src in pngs), f"section {sid!r} has an empty image"
-    assert 'class="missing"' not in report, "a full quickstart run lacks none of the report's inputs"
+    missing = re.findall(r'<section id="([^"]+)">(?:(?!</section>).)*class="missing"', report, re.S)
+    # facts.json comes from `regsim facts`, not from `regsim run`: the caveat says so when it is absent.
+    assert set(missing) <= {"caveat"}, f"a full quickstart run lacks inputs of {missing}"
 
 
 def test_the_report_is_self_contained(report: str) -> None:
@@ -134,7 +145,8 @@ def test_kpi_table_numbers_are_the_evaluation(run_dir: Path, report: str) -> Non
     table = [
         (c, text) for c, text in zip(sections.cells, sections.cell_text, strict=True) if c["section"] == "kpi-table"
     ]
-    assert len(table) == len(ev.policies) * len(TABLE_KPIS)
+    shown_kpis = [k for k in REPORT_KPIS if k in set(ev.frame["kpi"])]
+    assert len(table) == len(ev.policies) * len(shown_kpis)
     for cell, text in table:
         row = ev.row(cell["data-policy"], cell["data-kpi"], cell["data-segment"])
         for attr, column in (("data-value", "value"), ("data-diff", "diff"), ("data-ci-low", "ci_low")):
@@ -201,3 +213,166 @@ def test_report_of_a_sweep_folder(run_dir: Path, tmp_path: Path) -> None:
 def test_write_report_refuses_a_missing_folder(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="does not exist"):
         write_report(tmp_path / "nowhere")
+
+
+# -- the verdict, colours, labels and facts, on hand-built inputs (no simulation) ----------------------------------
+def _evaluation(rows: dict[tuple[str, str, str], tuple[float, float, float, float]], runoff: bool = True) -> Evaluation:
+    """An Evaluation from ``{(policy, segment, kpi): (value, diff, ci_low, ci_high)}``, baseline static-dunning."""
+    frame = pd.DataFrame(
+        [
+            {"policy": p, "segment": s, "kpi": k, "value": v, "diff": d, "ci_low": lo, "ci_high": hi}
+            | {"gap_closed": math.nan, "n_arrangements": 1000}
+            for (p, s, k), (v, d, lo, hi) in rows.items()
+        ]
+    )
+    meta = {"months": None, "runoff": {"months_after_plan": 12} if runoff else None, "seeds": [1], "level": 0.95}
+    if not runoff:
+        meta["months"] = 6
+    return Evaluation(frame, "static-dunning", None, meta)
+
+
+def _two_policies(ppo_completion: tuple[float, float, float], ppo_net: tuple[float, float, float]) -> Evaluation:
+    base = "static-dunning"
+    rows = {
+        (base, "all", "completion_rate"): (0.60, 0.0, 0.0, 0.0),
+        (base, "all", "net_recovery_eur_per_arrangement"): (500.0, 0.0, 0.0, 0.0),
+        (base, "all", "cost_per_eur_collected"): (0.02, 0.0, 0.0, 0.0),
+        (base, "all", "censored_rate"): (0.05, 0.0, 0.0, 0.0),
+        ("mppo", "all", "completion_rate"): (0.6 + ppo_completion[0], *ppo_completion),
+        ("mppo", "all", "net_recovery_eur_per_arrangement"): (500 + ppo_net[0], *ppo_net),
+        ("mppo", "all", "cost_per_eur_collected"): (0.015, -0.005, -0.006, -0.004),
+        ("mppo", "all", "censored_rate"): (0.05, 0.0, -0.01, 0.01),
+        ("silent", "all", "completion_rate"): (0.55, -0.05, -0.06, -0.04),
+        ("silent", "all", "net_recovery_eur_per_arrangement"): (450.0, -50.0, -60.0, -40.0),
+        ("silent", "all", "cost_per_eur_collected"): (0.0, -0.02, -0.021, -0.019),
+        ("silent", "all", "censored_rate"): (0.05, 0.0, -0.01, 0.01),
+        ("hindsight-oracle", "all", "completion_rate"): (0.9, 0.3, 0.28, 0.32),
+        ("hindsight-oracle", "all", "net_recovery_eur_per_arrangement"): (900.0, 400.0, 390.0, 410.0),
+        ("hindsight-oracle", "all", "cost_per_eur_collected"): (0.01, -0.01, -0.011, -0.009),
+        ("hindsight-oracle", "all", "censored_rate"): (0.0, -0.05, -0.06, -0.04),
+    }
+    for p, d in (("static-dunning", (0.0, 0.0, 0.0)), ("mppo", (-0.04, -0.07, -0.01)), ("silent", (0.0, -0.01, 0.01))):
+        rows[(p, "debtor_type=forgetful", "completion_rate")] = (0.5 + d[0], *d)
+        rows[(p, "debtor_type=forgetful", "net_recovery_eur_per_arrangement")] = (400.0, 0.0, -5.0, 5.0)
+    for p in ("static-dunning", "mppo", "silent", "hindsight-oracle"):
+        for s in ("debtor_type=forgetful",):
+            for k in ("cost_per_eur_collected", "censored_rate"):
+                rows.setdefault((p, s, k), (0.0, 0.0, -0.01, 0.01))
+            rows.setdefault((p, s, "completion_rate"), (0.5, 0.0, -0.01, 0.01))
+            rows.setdefault((p, s, "net_recovery_eur_per_arrangement"), (400.0, 0.0, -5.0, 5.0))
+    return _evaluation(rows)
+
+
+def test_verdict_names_the_best_policy_its_gains_per_10000_and_where_the_baseline_is_better() -> None:
+    from experiments.verdict import verdict_text
+
+    text = verdict_text(_two_policies((0.012, 0.005, 0.019), (3.0, 1.5, 4.5)))
+    assert text.startswith("Verdict at run-off (each arrangement followed to its end; 5.0 % still open at the cap")
+    assert "mppo does best of the evaluated policies" in text, "the oracle is a reference, never the verdict"
+    assert "mppo completes 120 more arrangements (95 % interval +50 to +190)" in text
+    assert "EUR 30,000 more net of contact cost and concessions (95 % interval +EUR 15,000 to +EUR 45,000)" in text
+    assert "static-dunning is better than mppo on arrangements completed (share) for forgetful debtors (-4.0 pp" in text
+    assert "cost" not in text.split("static-dunning is better")[1].split(".")[0], "a lower cost is no loss"
+    assert "silent: -500 completions (-600 to -400) and -EUR 500,000" in text
+    assert "hindsight-oracle" not in text
+
+
+def test_verdict_says_plainly_when_no_difference_is_significant() -> None:
+    from experiments.verdict import verdict_text
+
+    ev = _two_policies((0.001, -0.004, 0.006), (2.0, -1.0, 5.0))
+    silent = ev.frame["policy"] == "silent"
+    ev.frame.loc[silent, "ci_low"] = ev.frame.loc[silent, "diff"] - 1e3
+    ev.frame.loc[silent, "ci_high"] = ev.frame.loc[silent, "diff"] + 1e3
+    text = verdict_text(ev)
+    assert "no difference to static-dunning is significant" in text
+    assert "does best" not in text
+
+
+def test_policy_colours_are_keyed_by_name_and_never_green_or_red() -> None:
+    from experiments import plots
+
+    a = plots.policy_colors(["static-dunning", "linucb", "mppo", "my-agent"])
+    b = plots.policy_colors(["mppo", "linucb", "static-dunning", "my-agent"])
+    assert all(a[p] == b[p] for p in a), "a policy's colour must not depend on its place in the list"
+    assert len(set(a.values())) == len(a)
+    judgement = {"#59a14f", "#e15759", "#2ca02c", "#d62728", "#1a7f37", "#c0392b"}
+    assert not judgement & set(plots.POLICY_COLORS.values())
+    ev = _two_policies((0.012, 0.005, 0.019), (3.0, 1.5, 4.5))
+    colors = plots.policy_colors(ev.policies)
+    fig = plots.kpi_bars(ev, ("completion_rate", "cost_per_eur_collected"))
+    others = [p for p in ev.policies if p != ev.baseline]
+    for ax in fig.axes:  # a lower cost (a negative difference) is drawn in the policy's colour, not red
+        shown = [matplotlib.colors.to_hex(bar.get_facecolor()) for bar in ax.patches]
+        assert shown == [colors[p] for p in others]
+
+
+def test_a_lower_cost_is_green_in_the_table() -> None:
+    from experiments.report_sections import _kpi_cell
+
+    ev = _two_policies((0.012, 0.005, 0.019), (3.0, 1.5, 4.5))
+    assert 'class="diff better"' in _kpi_cell(ev, "mppo", "cost_per_eur_collected")
+    assert 'class="diff worse"' in _kpi_cell(ev, "silent", "completion_rate")
+    assert 'class="diff unclear"' in _kpi_cell(ev, "hindsight-oracle", "censored_rate"), "neutral: never judged"
+
+
+def test_learning_curves_are_labelled_in_words_with_units() -> None:
+    from experiments import plots
+
+    curve = pd.DataFrame(
+        {
+            "step": [100, 200, 100, 200],
+            "metric": ["reward_per_decision"] * 2 + ["rollout/ep_rew_mean"] * 2,
+            "value": [0.1, 0.2, 1.0, 1.5],
+        }
+    )
+    fig = plots.learning_curves({"mppo": curve})
+    titles = [ax.get_title() for ax in fig.axes if ax.get_visible()]
+    assert titles == [
+        "mppo: Mean reward per decision (EUR 100)",
+        "mppo: Mean reward per finished arrangement (EUR 100)",
+    ]
+    assert all(ax.get_xlabel() == "Decisions trained" for ax in fig.axes if ax.get_visible())
+    assert all(ax.get_ylabel() == "EUR 100" for ax in fig.axes if ax.get_visible())
+    assert not any("reward_per_decision" in t or "/" in t for t in titles)
+
+
+def test_the_caveat_shows_the_facts_and_names_those_not_met(tmp_path: Path) -> None:
+    import json
+
+    from experiments.report_sections import _caveat
+    from experiments.run_folder import load_run
+
+    facts = [
+        {
+            "id": "F3",
+            "fact": "pre-due SMS vs none",
+            "source_value": "+7 to 9 points",
+            "sim_value": 0.081,
+            "ci_low": 0.07,
+            "ci_high": 0.092,
+            "in_range": True,
+        },
+        {
+            "id": "F6-sms",
+            "fact": "share of delivered SMS read",
+            "source_value": "95-98%",
+            "sim_value": 0.72,
+            "ci_low": 0.71,
+            "ci_high": 0.73,
+            "in_range": False,
+        },
+    ]
+    (tmp_path / "facts.json").write_text(json.dumps(facts))
+    html = _caveat(load_run(tmp_path))
+    assert "The world is simulated." in html
+    assert html.count("<tr class=") == 2
+    assert (
+        "<td>F6-sms</td><td>share of delivered SMS read</td><td>95-98%</td><td>0.720</td><td>[0.710, 0.730]</td>"
+        in html
+    )
+    unmet = html.split("Facts this world does not meet (1 of 2):")[1].split("</p>")[0]
+    assert "F6-sms" in unmet and "F3" not in unmet
+    (tmp_path / "facts.json").write_text(json.dumps([{"id": "F3"}]))
+    with pytest.raises(ValueError, match="entry 0 lacks the field"):
+        load_run(tmp_path)
