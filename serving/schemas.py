@@ -100,6 +100,18 @@ def _is_int_field(annotation: object) -> bool:
     return annotation is int or (get_origin(annotation) in (Union, UnionType) and int in get_args(annotation))
 
 
+_INT_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _int_fields(cls: type[BaseModel]) -> tuple[str, ...]:
+    """The names of a request model's integer fields (worked out once per model)."""
+    names = _INT_FIELDS.get(cls)
+    if names is None:
+        names = tuple(n for n, f in cls.model_fields.items() if _is_int_field(f.annotation))
+        _INT_FIELDS[cls] = names
+    return names
+
+
 class _Strict(BaseModel):
     """A request body: unknown fields refused, numbers only as JSON numbers (``true`` is no id, ``"12"`` no time).
 
@@ -114,14 +126,10 @@ class _Strict(BaseModel):
     def _json_integers(cls, data: object) -> object:
         # A boolean or a string in an integer field is swapped for a value no integer validator accepts, so that
         # the field's own validation refuses it, under its own name ("Input should be a valid integer").
-        if isinstance(data, dict) and any(isinstance(v, bool | str | bytes) for v in data.values()):
-            fields = cls.model_fields
-            data = {
-                name: _NotAnInteger(value)
-                if isinstance(value, bool | str | bytes) and name in fields and _is_int_field(fields[name].annotation)
-                else value
-                for name, value in data.items()
-            }
+        if isinstance(data, dict):
+            bad = [n for n in _int_fields(cls) if isinstance(data.get(n), bool | str | bytes)]
+            if bad:
+                data = {**data, **{n: _NotAnInteger(data[n]) for n in bad}}
         return data
 
 
