@@ -18,6 +18,19 @@ one it finds there.
 
 :func:`train_bandit` is the one way a bandit is trained, by ``regsim train`` and ``regsim run`` alike: it makes the
 policy, trains it online, and writes its learning curve (and TensorBoard scalars) and its artifact.
+
+What a bandit optimises. A bandit is fed back, per decision, the reward ``feedback_reward`` (``"collected"``:
+0.01 x (euros paid - contact cost - EUR 150 per breakdown)) of what happened to its arrangement within
+``feedback_window_days`` (14 days by default) after the decision, or until the arrangement ended if sooner
+(:mod:`regsim.feedback`). It therefore optimises each decision's *short-term* net money: payments and breakdowns
+in the next two weeks, not the arrangement's run-off value (net recovery plus EUR 300 per completion,
+:func:`regsim.metrics.runoff_value`, the verdict's objective and the envs' default reward). A completion counts
+only through the last payments inside a window, and an effect that shows after the window (a deferral that
+later completes, a reminder that prevents a breakdown a month on) is not credited at all, so a bandit can look
+good on 14-day money and worse at run-off; widen ``feedback_window_days`` (at the cost of slower, more censored
+feedback) to bring the two closer. Online runs last ``months`` (default: :func:`regsim.runoff.covering_months`
+in ``regsim run`` without ``env.months``), and decisions still open at a run's end are censored
+(``BanditConfig.censored``).
 """
 
 from __future__ import annotations

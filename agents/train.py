@@ -214,7 +214,7 @@ def train_policy(
     bad = sorted(set(env_kwargs) - set(_ENV_KWARGS))
     if bad:
         raise ValueError(f"env_kwargs: not allowed {bad}; allowed: {list(_ENV_KWARGS)}")
-    reward = env_kwargs.get("reward", "collected")
+    reward = env_kwargs.get("reward", "runoff_value")  # (the envs' default: the run-off verdict's objective)
     if not (callable(reward) or (isinstance(reward, str) and reward in REWARDS)):
         raise ValueError(f"env_kwargs.reward: unknown reward {reward!r}; allowed: {sorted(REWARDS)} or a function")
     reward_name = reward if isinstance(reward, str) else getattr(reward, "__qualname__", repr(reward))

@@ -17,6 +17,7 @@ from regsim.config import DEBTOR_TYPES, WorldConfig, load_world_config
 from regsim.decision import ActionSpace, ContextBatch, DecisionBatch
 from regsim.features import FEATURE_LAYOUT, FEATURE_VERSION, features
 from regsim.rewards import Reward, RewardCosts, resolve_reward, tally
+from regsim.runoff import covering_months
 from regsim.world import World
 
 __all__ = ["INVALID_ACTIONS", "ArrangementEnv", "InvalidAction", "fallback_actions", "replaces_masked", "step_end"]
@@ -116,7 +117,10 @@ class ArrangementEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
 
     A reward of :mod:`regsim.rewards` of what the event log recorded for the arrangement during the step (its
     :class:`regsim.rewards.Outcomes`, also in ``info["outcome"]``), with the world's costs. Default
-    ``"collected"``: euros collected minus contact costs minus the creditor's breakdown cost, times 0.01;
+    ``"runoff_value"``: the run-off verdict's objective, net recovery (euros collected minus contact costs) times
+    0.01 plus 3.0 when the plan completes, so that an episode's return is 0.01 x
+    :func:`regsim.metrics.runoff_value` of its arrangement (EUR 300 per completion); ``"collected"``: euros
+    collected minus contact costs minus the creditor's breakdown cost, times 0.01;
     ``"completion"``: +1 on completion, -1 on breakdown; ``"burden"``: the default minus 0.5 per contact and the
     debtor's collection costs; ``"holding"``: the default minus the creditor's cost of waiting (the balance x
     10% a year x the step's days); ``"completion_value"``: euros, contact costs, a bonus for a completed plan and
@@ -126,15 +130,18 @@ class ArrangementEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
 
     ## Episode End
 
-    Terminated when the arrangement completes, breaks or is referred; truncated when the horizon
-    (``months``) is reached first. The final observation is the last decision point's.
+    Terminated when the arrangement completes, breaks or is referred; truncated when the horizon is reached
+    first. By default (``months=None``) the episode runs off: its horizon holds every arrangement's run-off cap
+    (:func:`regsim.runoff.covering_months`: the last arrival plus the longest plan + 12 months, 25 months on the
+    default world), so an episode ends with its arrangement; an explicit ``months`` keeps a fixed horizon. The
+    final observation is the last decision point's.
 
     ## Arguments
 
     * ``config``: a :class:`regsim.config.WorldConfig`, a path to a population YAML, or ``None`` (default world).
     * ``reward``: a name in :data:`regsim.rewards.REWARDS` or a function ``(Outcomes, RewardCosts) -> array``.
     * ``reward_kwargs``: keyword arguments of the reward (e.g. ``{"cost_weight": 5.0}``).
-    * ``months``: horizon of an episode in months of 30 days (default: the config's).
+    * ``months``: a fixed horizon of an episode in months of 30 days (default ``None``: run-off, see Episode End).
     * ``world_seed``: the population's seed (default: the config's); debtors are drawn by the env's seed.
     * ``invalid_action``: ``"replace"`` (default), or ``"raise"`` for mask-aware training (``"fallback"`` is the
       former name of ``"replace"``).
@@ -155,6 +162,9 @@ class ArrangementEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
       allowed one and counted in ``info["replaced_actions"]`` instead of ending the rollout with
       ``RuleViolation``. Episodes of allowed actions are unchanged. ``regsim/Arrangement-v0`` stays registered
       with ``invalid_action="raise"`` (its contract), so runs recorded on it replay as they were.
+      Later, the defaults became those of a run-off verdict: ``reward="runoff_value"`` (it was ``"collected"``)
+      and ``months=None``, an episode to its arrangement's end (it was the config's ``simulation.months``, 12);
+      episodes made with an explicit ``reward`` and ``months`` are unchanged.
     """
 
     # Gymnasium declares ``metadata`` as an attribute, so it is not a ClassVar here.
@@ -164,7 +174,7 @@ class ArrangementEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         self,
         *,
         config: WorldConfig | str | Path | None = None,
-        reward: str | Reward = "collected",
+        reward: str | Reward = "runoff_value",
         reward_kwargs: Mapping[str, float] | None = None,
         months: int | None = None,
         world_seed: int | None = None,
@@ -175,7 +185,7 @@ class ArrangementEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         self.costs = RewardCosts.of(self.config)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode: expected one of {self.metadata['render_modes']}, got {render_mode!r}")
-        self.months = int(months if months is not None else self.config.simulation.months)
+        self.months = int(months if months is not None else covering_months(self.config))
         if self.months < 1:
             raise ValueError(f"months: must be >= 1, got {self.months}")
         self.world_seed = int(world_seed if world_seed is not None else self.config.simulation.seed)

@@ -27,6 +27,7 @@ from regsim.arrangement import ArrangementStatus
 from regsim.config import DEBTOR_TYPES, WorldConfig
 from regsim.features import FEATURE_LAYOUT, FEATURE_VERSION, features
 from regsim.rewards import Outcomes, Reward, RewardCosts, tally
+from regsim.runoff import covering_months
 from regsim.vector_world import Phase, VectorWorld
 
 __all__ = ["ArrangementVecEnv"]
@@ -100,7 +101,7 @@ class ArrangementVecEnv(VectorEnv[NDArray[np.float32], NDArray[np.int64], NDArra
         num_envs: int = 16,
         *,
         config: WorldConfig | str | Path | None = None,
-        reward: str | Reward = "collected",
+        reward: str | Reward = "runoff_value",
         reward_kwargs: Mapping[str, float] | None = None,
         months: int | None = None,
         world_seed: int | None = None,
@@ -116,7 +117,7 @@ class ArrangementVecEnv(VectorEnv[NDArray[np.float32], NDArray[np.int64], NDArra
             raise ValueError(f"autoreset_mode: expected NEXT_STEP or SAME_STEP, got {mode}")
         self.config, self.reward_fn = env_arguments(config, reward, invalid_action, reward_kwargs)
         self.costs = RewardCosts.of(self.config)
-        months = int(months if months is not None else self.config.simulation.months)
+        months = int(months if months is not None else covering_months(self.config))  # None: run-off
         if months < 1:
             raise ValueError(f"months: must be >= 1, got {months}")
         self.num_envs = int(num_envs)

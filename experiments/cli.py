@@ -480,7 +480,10 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--months", type=int, default=12, help="horizon of each online bandit run (default: 12)")
     tr.add_argument("--out", required=True, help="output folder; the trained policy goes to OUT/policy")
     tr.add_argument(
-        "--reward", default="collected", help="deep RL: reward name, one of regsim.rewards.REWARDS (default: collected)"
+        "--reward",
+        default="runoff_value",
+        help="deep RL: reward name, one of regsim.rewards.REWARDS (default: runoff_value, net recovery x 0.01 plus 3.0 "
+        "per completed plan: the run-off verdict's objective)",
     )
     tr.add_argument(
         "--algo-kwargs",

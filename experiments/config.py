@@ -121,11 +121,22 @@ def _world(config: str, overrides_yaml: str) -> WorldConfig:
 class EnvConfig(_Section):
     """The learning problem: the reward a learner optimises and the horizon of its episodes."""
 
-    reward: str = Field("collected", description="A name in regsim.rewards.REWARDS.")
+    reward: str = Field(
+        "runoff_value",
+        description="A name in regsim.rewards.REWARDS (default: the run-off verdict's objective, net recovery x 0.01 "
+        "plus 3.0 per completed plan).",
+    )
     reward_kwargs: dict[str, float] = Field(
         default_factory=dict, description="Keyword arguments of the reward function (e.g. cost_weight)."
     )
-    months: int = Field(12, ge=1, le=120, description="Horizon of a training episode / online run (months).")
+    months: int | None = Field(
+        None,
+        ge=1,
+        le=120,
+        description="A fixed horizon of a training episode / online run (months); null (the default): run-off, "
+        "a horizon that holds every arrangement's cap (regsim.runoff.covering_months), so episodes end with "
+        "their arrangement.",
+    )
 
     @model_validator(mode="after")
     def _reward_exists(self) -> EnvConfig:

@@ -41,6 +41,7 @@ import pandas as pd
 from experiments.config import BANDIT_KINDS, AgentConfig, ExperimentConfig, parse_experiment_config
 from experiments.provenance import RunRecord, SeedBook, atomic_write_text
 from regsim.config import WorldConfig
+from regsim.runoff import covering_months
 
 __all__ = ["RunOutcome", "execute", "read_run_config", "run_logging", "start_run"]
 
@@ -208,7 +209,7 @@ def _train_bandit(
         steps=agent.train.steps,
         seed=seed,
         world_seed=world_seed,
-        months=agent.train.months or config.env.months,
+        months=agent.train.months or config.env.months or covering_months(world),
         out=folder,
         hyperparameters=agent.hyperparameters,
         checkpoint_every=agent.train.checkpoint_every,

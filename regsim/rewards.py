@@ -16,6 +16,11 @@ The rewards, with ``scale = 0.01`` (a reward of 1 is EUR 100):
 * ``holding``: ``collected`` minus the creditor's cost of waiting, ``scale * balance * annual_rate / 365 * days``;
 * ``completion_value``: ``scale * (collected - cost_weight * contact_cost - breakdown_cost * broken)`` plus
   ``completion_bonus`` for a completed plan minus the waiting charge (``annual_rate`` 100% a year).
+* ``runoff_value`` (the envs' default): ``scale * (collected - contact_cost - concessions)`` plus
+  ``completion_bonus`` (3.0 = EUR 300) for a completed plan: summed over an episode that runs from the
+  arrangement's creation to its end, it is ``scale`` times :func:`regsim.metrics.runoff_value`, the objective of
+  a run-off verdict (net recovery plus EUR 300 per completion). Concessions are 0 until the action space grants
+  any (the outcome columns have none yet).
 
 The default reward puts no price on time, so deferring a payment is free to a learner while a breakdown is
 dear; a learner then defers everything and completes little within any horizon. ``holding`` and
@@ -48,6 +53,7 @@ __all__ = [
     "completion_value",
     "holding",
     "resolve_reward",
+    "runoff_value",
     "tally",
 ]
 
@@ -189,6 +195,22 @@ def completion_value(
     return scale * (money - waiting) + completion_bonus * o.completed
 
 
+def runoff_value(
+    outcomes: Outcomes, costs: RewardCosts, scale: float = 0.01, completion_bonus: float = 3.0
+) -> NDArray[np.float64]:
+    """The run-off verdict's objective, per step: net recovery (euros collected minus contact costs) times
+    ``scale`` (a reward of 1 is EUR 100), plus ``completion_bonus`` when the plan completes.
+
+    Over an episode from an arrangement's creation to its end the rewards add up to ``scale`` times
+    :func:`regsim.metrics.runoff_value` of that arrangement (its bonus, EUR 300, is ``completion_bonus / scale``);
+    nothing is charged for time or a breakdown beyond the money they do not bring. Concessions (discounts, waived
+    costs) will be subtracted like contact costs once the action space grants them; today there are none.
+    """
+    o = outcomes
+    net = np.asarray(o.collected_eur, dtype=np.float64) - np.asarray(o.contact_cost_eur, dtype=np.float64)
+    return scale * net + completion_bonus * np.asarray(o.completed, dtype=np.float64)
+
+
 #: The named rewards.
 REWARDS: dict[str, Reward] = {
     "collected": collected,
@@ -196,6 +218,7 @@ REWARDS: dict[str, Reward] = {
     "burden": burden,
     "holding": holding,
     "completion_value": completion_value,
+    "runoff_value": runoff_value,
 }
 
 

@@ -15,11 +15,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-__all__ = ["DAYS_PER_MONTH", "RunoffCap"]
+if TYPE_CHECKING:  # (regsim.config imports this module)
+    from regsim.config import WorldConfig
+
+__all__ = ["DAYS_PER_MONTH", "RunoffCap", "covering_months"]
 
 #: Days in a month of the simulation's horizon (as in ``simulation.months``).
 DAYS_PER_MONTH = 30
@@ -52,3 +56,16 @@ class RunoffCap:
         """The cap in days after creation of plans with these lengths (installments at creation)."""
         n = np.asarray(n_installments, dtype=np.float64)
         return self.cap_factor * DAYS_PER_MONTH * (n + self.months_after_plan)
+
+
+def covering_months(config: WorldConfig, cap: RunoffCap | None = None) -> int:
+    """The whole months of 30 days that hold every arrangement's run-off cap in this world: the last arrival
+    plus the cap of the longest plan a new arrangement can have (``arrangements.max_installments``).
+
+    A horizon for whatever follows arrangements one by one and cannot stop each at its own cap (a training
+    episode, an online bandit run): no arrangement is cut before its cap; one that drags on past its own cap may
+    run on up to this horizon.
+    """
+    cap = cap or config.simulation.runoff_cap()
+    days = config.arrangements.arrival_days + float(cap.days(config.arrangements.max_installments))
+    return max(1, math.ceil(days / DAYS_PER_MONTH))
