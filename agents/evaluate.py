@@ -82,7 +82,7 @@ from agents.segments import DEFAULT_SEGMENTS, DebtBands, Segmenter, _label_order
 from regsim.config import WorldConfig
 from regsim.decision import Policy
 from regsim.metrics import KPI_NAMES
-from regsim.runoff import DAYS_PER_MONTH, RunoffCap
+from regsim.runoff import RunoffCap, covering_months
 from regsim.simulate import SimulationResult, simulate
 
 __all__ = [
@@ -149,11 +149,6 @@ def resolve_policy(name: str, *, rules_version: str | None = None) -> Callable[[
     except (ValueError, ImportError, OSError) as exc:
         raise UnknownPolicyError(f"policy {name!r}: the folder does not load as a policy artifact: {exc}") from exc
     return lambda: _load_artifact(path, rules_version)
-
-
-def _months_covering(days: float) -> int:
-    """The whole months of 30 days that cover ``days``."""
-    return max(1, math.ceil(days / DAYS_PER_MONTH))
 
 
 def _factory(key: str, obj: PolicyLike, rules_version: str) -> Callable[[], Policy]:
@@ -294,14 +289,12 @@ def evaluate(
     with tqdm(total=len(order) * len(seed_list), unit="run", disable=not progress, file=sys.stderr) as bar:
         for seed in seed_list:
             index: pd.Index | None = None
-            stopped_days = 0.0
             for name in order:
                 bar.set_description(f"seed {seed} {name}")
                 result = simulate(
                     population, factories[name](), arrangements=n_arrangements, months=months, runoff=cap, seed=seed
                 )
                 o = result.outcomes()
-                stopped_days = max(stopped_days, result.horizon_days)
                 if on_result is not None:
                     on_result(name, seed, result)
                 if index is None:
@@ -317,10 +310,10 @@ def evaluate(
                 bar.update(1)
             if oracle is not None:
                 bar.set_description(f"seed {seed} {oracle}")
-                # (A run-off plays the oracle's lives to the months its runs needed at most.)
-                oracle_months = months if months is not None else _months_covering(stopped_days)
+                # (A run-off plays the oracle's lives long enough for every cap; what lies past a cap is dropped.)
+                oracle_months = months if months is not None else covering_months(population, cap)
                 found = hindsight_oracle(
-                    population, seed, oracle_months, {name: outcomes[name][-1] for name in order}, hindsight
+                    population, seed, oracle_months, {name: outcomes[name][-1] for name in order}, hindsight, runoff=cap
                 )
                 outcomes[oracle].append(found.outcomes)
                 oracle_runs.append(

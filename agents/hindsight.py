@@ -57,6 +57,7 @@ from regsim import metrics
 from regsim.actions import ActionSpace
 from regsim.config import WorldConfig
 from regsim.decision import CHANNEL, DEFERRAL, DUE_DAY, REDUCTION, SEND_SLOT, DecisionKind
+from regsim.runoff import RunoffCap
 
 __all__ = ["HINDSIGHT_ORACLE", "HindsightCost", "HindsightResult", "HindsightSettings", "hindsight_oracle"]
 
@@ -148,6 +149,8 @@ def hindsight_oracle(
     months: int,
     evaluated: Mapping[str, pd.DataFrame],
     settings: HindsightSettings | None = None,
+    *,
+    runoff: RunoffCap | None = None,
 ) -> HindsightResult:
     """The hindsight oracle's per-arrangement outcomes on one seed.
 
@@ -158,6 +161,8 @@ def hindsight_oracle(
         evaluated: Each evaluated policy's :func:`regsim.metrics.arrangement_outcomes` on that seed (all with
             the same index: the same arrangements).
         settings: The search's settings (default :class:`HindsightSettings`).
+        runoff: The run-off cap the evaluated outcomes were censored at (the rollouts are censored at it too,
+            so both parts are scored alike); ``months`` must then cover every cap. None: a fixed horizon.
 
     Raises:
         ValueError: No evaluated outcomes, or outcomes on different arrangements.
@@ -176,7 +181,7 @@ def hindsight_oracle(
     best_policy = np.argmax(values, axis=0)
     floor = values.max(axis=0)
 
-    search = _RolloutSearch(config, seed, months, index.to_numpy().astype(np.int64), settings)
+    search = _RolloutSearch(config, seed, months, index.to_numpy().astype(np.int64), settings, runoff)
     lives, lookahead, cost = search.run()
     gap = {
         b: float(
@@ -213,9 +218,15 @@ class _RolloutSearch:
     """Rollout search over the first decision points of each arrangement (see the module docstring)."""
 
     def __init__(
-        self, config: WorldConfig, seed: int, months: int, debtors: NDArray[np.int64], settings: HindsightSettings
+        self,
+        config: WorldConfig,
+        seed: int,
+        months: int,
+        debtors: NDArray[np.int64],
+        settings: HindsightSettings,
+        runoff: RunoffCap | None,
     ) -> None:
-        self.config, self.seed, self.months, self.debtors = config, seed, months, debtors
+        self.config, self.seed, self.months, self.debtors, self.runoff = config, seed, months, debtors, runoff
         self.settings = settings
         self.bases = [make(name) for name in settings.bases]
         self.space = ActionSpace.from_config(config.decisions)
@@ -224,7 +235,7 @@ class _RolloutSearch:
         self.base_values = np.zeros((len(settings.bases), len(debtors)))
 
     def _play(self, script: Script) -> tuple[Lives, NDArray[np.float64]]:
-        lives = play(self.config, self.seed, self.months, script, self.bases)
+        lives = play(self.config, self.seed, self.months, script, self.bases, cap=self.runoff)
         self.lives += len(script.debtor)
         self.passes += 1
         value = metrics.runoff_value(lives.outcomes, completion_bonus_eur=self.settings.completion_bonus_eur).to_numpy()

@@ -28,6 +28,7 @@ from regsim.config import WorldConfig
 from regsim.decision import ContextBatch, Policy
 from regsim.eventlog import EventType
 from regsim.metrics import arrangement_outcomes
+from regsim.runoff import RunoffCap
 from regsim.vector_world import Phase, VectorWorld
 
 __all__ = ["Lives", "Script", "play"]
@@ -104,7 +105,15 @@ class Lives:
         return [order[s:e] for s, e in zip(starts, ends, strict=True)]
 
 
-def play(config: WorldConfig, seed: int, months: int, script: Script, bases: Sequence[Policy]) -> Lives:
+def play(
+    config: WorldConfig,
+    seed: int,
+    months: int,
+    script: Script,
+    bases: Sequence[Policy],
+    *,
+    cap: RunoffCap | None = None,
+) -> Lives:
     """Play every row of a script from day 0 to the horizon and return what the rows lived.
 
     Args:
@@ -114,6 +123,9 @@ def play(config: WorldConfig, seed: int, months: int, script: Script, bases: Seq
         script: The rows and what they play.
         bases: The base policies (fixed, deterministic, and deciding each row from its own context alone; the
             rule-based policies are).
+        cap: The evaluation's run-off cap: a row's events past its cap do not count and a row open there is
+            censored (as :func:`regsim.metrics.arrangement_outcomes` treats a World's log). ``months`` must
+            then cover every cap (:func:`regsim.runoff.covering_months`). None: every event to the horizon.
 
     Raises:
         RuleViolation: A scripted action breaks a rule (a prefix that no longer matches its row's life).
@@ -144,7 +156,9 @@ def play(config: WorldConfig, seed: int, months: int, script: Script, bases: Seq
         taken[rows] += 1
     if np.any(world.phase != Phase.DONE):  # (advance() runs every row to a decision point or its end)
         raise RuntimeError("rollout rows left unfinished")
-    outcomes = arrangement_outcomes(world.log.to_table()).reindex(pd.RangeIndex(r, name="arrangement_id"))
+    outcomes = arrangement_outcomes(world.log.to_table(), cap=cap, horizon_days=float(world.days)).reindex(
+        pd.RangeIndex(r, name="arrangement_id")
+    )
     if outcomes["created"].isna().any():
         raise RuntimeError("a rollout row created no arrangement within the horizon")
     width = world.space.mask_size

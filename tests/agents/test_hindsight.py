@@ -14,6 +14,7 @@ from agents.hindsight import HINDSIGHT_ORACLE, HindsightResult, HindsightSetting
 from agents.hindsight_rollouts import Script, play
 from regsim import WorldConfig, simulate
 from regsim.metrics import arrangement_outcomes, runoff_value
+from regsim.runoff import RunoffCap, covering_months
 
 WORLD = WorldConfig()
 N, MONTHS, SEED = 200, 18, 3
@@ -104,3 +105,23 @@ def test_invalid_settings_are_refused(kwargs: dict, fragment: str) -> None:
 def test_only_the_hindsight_oracle_defines_the_gap(oracle: str) -> None:
     with pytest.raises(agents.UnknownPolicyError, match=HINDSIGHT_ORACLE):
         evaluate(["silent"], WORLD, 10, [0], months=1, oracle=oracle)
+
+
+def test_rollout_rows_score_a_policy_as_the_world_does_at_run_off() -> None:
+    """With a run-off cap, a base policy's rows give the World's outcomes (capacity does not bind at this size).
+
+    The cap is short (half the plan), so that many arrangements are censored at it and what lies past it shows.
+    """
+    cap = RunoffCap(months_after_plan=0.0, cap_factor=0.5)
+    world = simulate(WORLD, agents.make("static-dunning"), arrangements=N, runoff=cap, seed=SEED).outcomes()
+    debtors = world.index.to_numpy().astype(np.int64)
+    rows = play(
+        WORLD,
+        SEED,
+        covering_months(WORLD, cap),
+        Script(debtors, np.zeros(N, np.int64), np.zeros((N, 0, 5), np.int64), None),
+        [agents.make("static-dunning")],
+        cap=cap,
+    )
+    columns = ["completed", "broken", "collected_eur", "net_recovery_eur", "end_kind", "months_to_end"]
+    pd.testing.assert_frame_equal(rows.outcomes.set_axis(world.index)[columns], world[columns])
