@@ -4,7 +4,9 @@
 (policy, seed) run it keeps small summaries, never the event log:
 
 * ``outcomes.parquet``: one row per (policy, seed, arrangement): the outcome (completed, broken, referred,
-  still active), euros collected, contact cost, contacts in all and per channel (the *burden* on the debtor),
+  still active), euros collected, contact cost, net recovery, how and when the follow-up ended (``end_kind``,
+  ``months_to_end``: censored at the run-off cap as the evaluation censors it; the input of the cumulative
+  incidence curves), contacts in all and per channel (the *burden* on the debtor),
   and the segment labels of :data:`agents.evaluate.DEFAULT_SEGMENTS` (hidden ``debtor_type`` from ground truth,
   observable ``debt_band`` from the ``arrangement_created`` event) plus the debt itself.
 * ``mix.parquet``: messages sent, counted by (policy, seed, debtor_type, debt_band, channel, send hour).
@@ -35,7 +37,6 @@ from regsim.config import CHANNELS, WorldConfig
 from regsim.decision import ContextBatch, DecisionBatch
 from regsim.eventlog import EventType, event_codes
 from regsim.features import FEATURE_LAYOUT, features
-from regsim.metrics import arrangement_outcomes
 from regsim.simulate import SimulationResult, simulate
 
 __all__ = [
@@ -62,6 +63,9 @@ OUTCOME_COLUMNS: tuple[str, ...] = (
     "active",
     "collected_eur",
     "contact_cost_eur",
+    "net_recovery_eur",
+    "end_kind",
+    "months_to_end",
     "contacts",
     *(f"contacts_{c}" for c in CHANNELS),
 )
@@ -189,7 +193,7 @@ def _channels(events: pa.Table) -> NDArray[np.str_]:
 
 
 def _outcomes(key: tuple[str, int], result: SimulationResult, labels: pd.DataFrame) -> pd.DataFrame:
-    o = arrangement_outcomes(result.events)
+    o = result.outcomes()  # censored as the evaluation censors (at each run-off cap, or at the horizon)
     lab = labels.reindex(o.index)
     sent = event_codes(result.events) == EventType.MESSAGE_SENT
     ids = result.events.column("arrangement_id").to_numpy()[sent]
@@ -208,6 +212,9 @@ def _outcomes(key: tuple[str, int], result: SimulationResult, labels: pd.DataFra
         "active": (ended == 0).to_numpy(np.int64),
         "collected_eur": o["collected_eur"].to_numpy(np.float64),
         "contact_cost_eur": o["contact_cost_eur"].to_numpy(np.float64),
+        "net_recovery_eur": o["net_recovery_eur"].to_numpy(np.float64),
+        "end_kind": o["end_kind"].astype(str).to_numpy(),
+        "months_to_end": o["months_to_end"].to_numpy(np.float64),
         "contacts": o["contacts"].to_numpy(np.int64),
     }
     for c in CHANNELS:
@@ -246,7 +253,7 @@ def _concat(frames: Sequence[pd.DataFrame], columns: Sequence[str]) -> pd.DataFr
     if not frames:
         return pd.DataFrame({c: [] for c in columns})
     out = pd.concat(frames, ignore_index=True)[list(columns)]
-    for c in ("policy", "debtor_type", "debt_band", "channel", "resource"):
+    for c in ("policy", "debtor_type", "debt_band", "channel", "resource", "end_kind"):
         if c in out:
             out[c] = out[c].astype(str)
     return out

@@ -24,6 +24,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from agents.evaluate import TABLE_KPIS, Evaluation
+from agents.incidence import IncidenceCurves
 from regsim.config import CHANNELS
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "feature_importance",
     "format_diff",
     "format_value",
+    "incidence",
     "kpi_bars",
     "learning_curves",
     "metric_label",
@@ -343,6 +345,40 @@ def portfolio(evaluation: Evaluation, per: int = 10_000) -> Figure:
     right.set_xlabel(f"difference to {evaluation.baseline}, EUR thousand per {per:,} arrangements", fontsize=8)
     right.set_title(f"difference to {evaluation.baseline} [95 % paired interval]", fontsize=9)
     right.grid(axis="x", alpha=0.3)
+    return fig
+
+
+def incidence(curves: IncidenceCurves, ends: Sequence[str] = ("completed", "broken")) -> Figure:
+    """One panel per end (completion, breakdown): its cumulative incidence over months since the start, per policy.
+
+    ``curves`` are the Aalen-Johansen estimates of :func:`agents.incidence.cumulative_incidence` (competing ends,
+    censoring at the run-off cap handled); one line per policy in its colour (:func:`policy_colors`), the band
+    its pointwise confidence interval. A verdict at any horizon reads from the curves at that month.
+    """
+    colors = policy_colors(curves.policies)
+    fig, axes = _grid(len(ends), 2, 6.2, 3.6)
+    words = {"completed": "completed", "broken": "broken down", "referred": "referred"}
+    for ax, end in zip(axes, ends, strict=True):
+        for p in curves.policies:
+            c = curves.curve(p, end)
+            m = c["months"].to_numpy(np.float64)
+            ax.step(m, c["incidence"].to_numpy(np.float64) * 100, where="post", color=colors[p], label=p, lw=1.5)
+            ax.fill_between(
+                m,
+                c["ci_low"].to_numpy(np.float64) * 100,
+                c["ci_high"].to_numpy(np.float64) * 100,
+                step="post",
+                color=colors[p],
+                alpha=0.2,
+                lw=0,
+            )
+        ax.set_title(f"arrangements {words.get(end, end)} by then", fontsize=10)
+        ax.set_xlabel("months since the arrangement started", fontsize=8)
+        ax.set_ylabel("share of arrangements (%)", fontsize=8)
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+        ax.tick_params(labelsize=8)
+    axes[0].legend(fontsize=8, loc="upper left")
     return fig
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from agents.evaluate import Evaluation
+from agents.incidence import cumulative_incidence
 from agents.registry import available
 from experiments import plots
 from experiments.plots import format_diff, format_value, verdict
@@ -324,6 +325,30 @@ def _kpi_bars(data: RunData) -> str:
             "their policy's colour; whether a difference is better or worse is marked in the key figures table."
         ),
         _img(plots.kpi_bars(ev, _present(ev, REPORT_KPIS)), "differences to the baseline per KPI"),
+    )
+
+
+def _incidence(data: RunData) -> str:
+    title = "How arrangements end, month by month"
+    o = data.outcomes
+    if o is None or o.empty or "end_kind" not in o.columns:
+        return _missing(
+            "incidence", title, "No per-arrangement ends recorded in this run folder (made before run-off)."
+        )
+    order = [p for p in data.policies if p in set(o["policy"])] or list(dict.fromkeys(o["policy"]))
+    curves = cumulative_incidence({p: o[o["policy"] == p] for p in order})
+    censored = ", ".join(f"{_e(p)} {curves.censored_share[p]:.1%}" for p in order)
+    return _section(
+        "incidence",
+        title,
+        _p(
+            "The share of arrangements that have completed (left) and broken down (right) by each month since "
+            "they started, one line per policy, the band its 95 % confidence interval (Aalen-Johansen: a plan "
+            "that broke can no longer complete, and plans still open when no longer followed count until "
+            "then). The answer at any horizon reads from the curves at that month. Still open when no longer "
+            f"followed: {censored}."
+        ),
+        _img(plots.incidence(curves), "cumulative incidence of completion and breakdown per policy"),
     )
 
 

@@ -258,6 +258,16 @@ def verdict_text(evaluation: Evaluation) -> str:
         sentences.append(f"{base} is better than {best.policy} on " + "; ".join(worse) + ".")
     else:
         sentences.append(f"{base} is not significantly better than {best.policy} on any key figure or segment.")
+    close = [
+        h.policy
+        for h in heads
+        if h.policy != best.policy and math.isfinite(h.euros_high) and h.euros_high >= best.euros_low
+    ]
+    if close and best.euros_significant:
+        sentences.append(
+            f"{', '.join(close)} {'is' if len(close) == 1 else 'are'} not clearly behind {best.policy}: the "
+            "intervals overlap."
+        )
     for h in heads:
         if h.policy == best.policy:
             continue
