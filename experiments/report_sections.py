@@ -19,7 +19,7 @@ from agents.evaluate import Evaluation
 from agents.incidence import cumulative_incidence
 from agents.registry import available
 from experiments import plots
-from experiments.plots import format_diff, format_value, verdict
+from experiments.plot_style import _segment_label, format_diff, format_value, verdict
 from experiments.report_html import _e, _img, _missing, _p, _section
 from experiments.run_folder import RunData, _trial_column, sweep_kpi
 from experiments.verdict import PER_ARRANGEMENTS, verdict_text
@@ -361,7 +361,7 @@ def _segment_table(ev: Evaluation, kpi: str) -> str:
         n = int(ev.row(ev.baseline, kpi, s)["n_arrangements"])
         base = format_value(kpi, float(ev.row(ev.baseline, kpi, s)["value"]))
         cells = "".join(_kpi_cell(ev, p, kpi, s, show_value=False) for p in others)
-        rows.append(f"<tr><th>{_e(plots._segment_label(s))}</th><td>{n:,}</td><td>{base}</td>{cells}</tr>")
+        rows.append(f"<tr><th>{_e(_segment_label(s))}</th><td>{n:,}</td><td>{base}</td>{cells}</tr>")
     return (
         f"<h3>{_e(plots.KPI_LABELS.get(kpi, kpi))}: difference to {_e(ev.baseline)} [95 % interval]</h3>"
         f'<table class="kpi"><tr><th>segment</th><th>arrangements</th><th>{_e(ev.baseline)}</th>{head}</tr>'

@@ -15,7 +15,7 @@ Rules (stated here because the words depend on them):
   (:data:`EURO_KPI`), the objective of the run-off evaluation; in an evaluation without that KPI (made before it
   existed) the euros collected per arrangement stand in, and the text says that they are gross.
 * A difference is **significant** when its 95 % interval excludes zero; whether it is better or worse follows
-  the KPI's direction (:data:`experiments.plots.LOWER_IS_BETTER`).
+  the KPI's direction (:data:`experiments.plot_style.LOWER_IS_BETTER`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import math
 from dataclasses import dataclass
 
 from agents.evaluate import Evaluation
-from experiments.plots import KPI_LABELS, format_diff, format_value, verdict
+from experiments.plot_style import KPI_LABELS, format_diff, format_value, verdict
 
 __all__ = [
     "COMPLETION_KPI",
