@@ -22,7 +22,7 @@ from experiments import plots
 from experiments.plot_style import _segment_label, format_diff, format_value, verdict
 from experiments.report_html import _e, _img, _missing, _p, _section
 from experiments.run_folder import RunData, _trial_column, sweep_kpi
-from experiments.verdict import PER_ARRANGEMENTS, verdict_text
+from experiments.verdict import PER_ARRANGEMENTS, euro_kpi, verdict_text
 from regsim.features import FEATURE_LAYOUT
 
 __all__ = ["REPORT_KPIS", "SEGMENT_KPIS", "SUMMARY_KPIS"]
@@ -142,7 +142,8 @@ def _caveat(data: RunData) -> str:
     if facts is None:
         parts.append(
             '<p class="missing">This run folder has no facts.json, so the report cannot say how far this world '
-            "meets its calibration facts; <code>regsim facts</code> measures them.</p>"
+            "meets its calibration facts; <code>regsim facts --population &lt;world&gt; --out &lt;this run "
+            "folder&gt;</code> measures them and writes it here (then <code>regsim report</code> again).</p>"
         )
         return _section("caveat", "Caveat: a simulated world, and the facts it is calibrated to", *parts)
     missed = [f for f in facts if not f.in_range]
@@ -202,19 +203,39 @@ def _setup(data: RunData) -> str:
         meta = ev.meta
         seeds = list(meta.get("seeds", []))
         n = int(meta.get("arrangements_per_seed", 0))
-        months = meta.get("months", "?")
+        months = meta.get("months")
+        runoff = meta.get("runoff")
+        if months is None and runoff is not None:
+            horizon = (
+                "<b>to each arrangement's end</b> (completed, broken or referred; a run-off, capped at the plan's "
+                f"length + {_e(runoff.get('months_after_plan', '?'))} months)"
+            )
+            still_open = "Arrangements still open at their cap are censored there (counted as neither ended way)."
+        else:
+            horizon = f"for <b>{_e(months if months is not None else '?')} months</b>"
+            still_open = "Arrangements still open at the end of the horizon count as neither completed nor broken."
         parts.append(
             _p(
-                f"Each policy managed the same <b>{n:,}</b> payment arrangements per run for <b>{_e(months)} "
-                f"months</b> in the simulated population <b>{_e(meta.get('population', '?'))}</b>, in "
+                f"Each policy managed the same <b>{n:,}</b> payment arrangements per run {horizon} "
+                f"in the simulated population <b>{_e(meta.get('population', '?'))}</b>, in "
                 f"<b>{len(seeds)}</b> independent run(s) (seeds {_e(', '.join(map(str, seeds)))}): "
                 f"{n * len(seeds):,} arrangements per policy in all. Every policy faced the same debtors, incomes "
                 "and shocks (common random numbers), so differences are measured arrangement by arrangement "
                 f"(paired); the intervals are {float(meta.get('level', 0.95)):.0%} intervals of those paired "
-                "differences. Arrangements still open at the end of the horizon count as neither completed nor "
-                "broken."
+                f"differences. {still_open}"
             )
         )
+        oracle = meta.get("hindsight_oracle")
+        if isinstance(oracle, dict):
+            parts.append(
+                _p(
+                    f"<b>{_e(oracle.get('name', ev.oracle))}</b> is an upper reference, not a policy one could "
+                    "deploy: with hindsight of each debtor's random numbers it plays candidate actions forward and "
+                    f"keeps the best by {_e(oracle.get('objective', 'the run-off value'))}. Its compute: "
+                    f"{float(oracle.get('wall_s', math.nan)):,.1f} s, {int(oracle.get('lives_simulated', 0)):,} "
+                    "simulated lives. The share of the gap closed is taken against it only."
+                )
+            )
         parts.append("<p>The policies:</p><ul>")
         parts.extend(_describe_policy(p, cfg, ev.baseline) for p in ev.policies)
         parts.append("</ul>")
@@ -284,14 +305,15 @@ def _kpi_table(data: RunData, kpis: Sequence[str] = REPORT_KPIS) -> str:
     if ev is None:
         return _missing("kpi-table", "Key figures", "No evaluation in this run folder: no KPI table.")
     kpis = _present(ev, kpis)
+    gap_kpi = euro_kpi(ev)  # the oracle maximises the run-off value: net recovery plus a completion bonus
     head = "".join(f"<th>{_e(plots.KPI_LABELS.get(k, k))}</th>" for k in kpis)
     if ev.oracle is not None:
-        head += f"<th>gap to {_e(ev.oracle)} closed ({_e(plots.KPI_LABELS[kpis[0]])})</th>"
+        head += f"<th>gap to {_e(ev.oracle)} closed ({_e(plots.KPI_LABELS.get(gap_kpi, gap_kpi))})</th>"
     body = []
     for p in ev.policies:
         cells = "".join(_kpi_cell(ev, p, k) for k in kpis)
         if ev.oracle is not None:
-            g = float(ev.row(p, kpis[0])["gap_closed"])
+            g = float(ev.row(p, gap_kpi)["gap_closed"])
             cells += f"<td>{'n/a' if not math.isfinite(g) else f'{g:.0%}'}</td>"
         body.append(f"<tr><th>{_e(p)}</th>{cells}</tr>")
     table = f'<table class="kpi"><tr><th>policy</th>{head}</tr>{"".join(body)}</table>'

@@ -28,6 +28,7 @@ from experiments.plot_style import KPI_LABELS, format_diff, format_value, verdic
 
 __all__ = [
     "COMPLETION_KPI",
+    "euro_kpi",
     "EURO_KPI",
     "GROSS_EURO_KPI",
     "PER_ARRANGEMENTS",

@@ -11,6 +11,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import matplotlib.colors
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -376,3 +377,35 @@ def test_the_caveat_shows_the_facts_and_names_those_not_met(tmp_path: Path) -> N
     (tmp_path / "facts.json").write_text(json.dumps([{"id": "F3"}]))
     with pytest.raises(ValueError, match="entry 0 lacks the field"):
         load_run(tmp_path)
+
+
+def test_verdict_says_when_the_runner_up_is_not_clearly_behind() -> None:
+    from experiments.verdict import verdict_text
+
+    ev = _two_policies((0.012, 0.005, 0.019), (3.0, 1.5, 4.5))
+    silent = ev.frame["policy"] == "silent"
+    for column, value in (("diff", 2.0), ("ci_low", 0.5), ("ci_high", 3.5)):
+        ev.frame.loc[silent & (ev.frame["kpi"] == "net_recovery_eur_per_arrangement"), column] = value
+    assert "silent is not clearly behind mppo: the intervals overlap." in verdict_text(ev)
+
+
+def test_incidence_curves_are_drawn_in_the_policies_colours() -> None:
+    from agents.incidence import cumulative_incidence
+    from experiments import plots
+
+    rng = np.random.default_rng(0)
+    frames = {
+        p: pd.DataFrame(
+            {
+                "end_kind": rng.choice(["completed", "broken", "censored"], size=200),
+                "months_to_end": rng.uniform(1, 12, size=200),
+            }
+        )
+        for p in ("static-dunning", "mppo")
+    }
+    fig = plots.incidence(cumulative_incidence(frames))
+    colors = plots.policy_colors(["static-dunning", "mppo"])
+    assert [ax.get_xlabel() for ax in fig.axes] == ["months since the arrangement started"] * 2
+    assert all(ax.get_ylabel() == "share of arrangements (%)" for ax in fig.axes)
+    for ax in fig.axes:
+        assert [matplotlib.colors.to_hex(line.get_color()) for line in ax.get_lines()] == list(colors.values())
