@@ -111,7 +111,9 @@ def _cmd_policies(args: argparse.Namespace) -> int:
     specs = agents.available()
     trained = _trained_algorithms()
     if args.json:
-        listed = {n: {"summary": s.summary, "arguments": s.arguments} for n, s in specs.items()}
+        listed: dict[str, dict[str, object]] = {
+            n: {"summary": s.summary, "arguments": s.arguments} for n, s in specs.items()
+        }
         listed |= {n: {"summary": s, "arguments": {}, "trained": True} for n, s in trained.items()}
         print(json.dumps(listed, indent=2))
         return 0
