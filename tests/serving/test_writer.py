@@ -24,7 +24,7 @@ from regsim import simulate
 from regsim.config import load_world_config
 from serving import db, schemas
 from serving.app import create_app
-from serving.refusals import ConflictError, InvalidFieldError, NotFoundError
+from serving.refusals import ConflictError, NotFoundError
 from serving.settings import DEFAULT_POPULATION
 from serving.writer import Outcome, WriteOp
 from tests.serving.conftest import AUTH, make_settings, replay_through_api
@@ -116,7 +116,7 @@ def test_a_group_accepts_and_refuses_each_request_on_its_own(tmp_path: Path) -> 
         assert [type(r) for r in results] == [
             Outcome,
             NotFoundError,
-            InvalidFieldError,
+            ConflictError,  # installment 50 is not in its plan: a conflict with the arrangement's state
             Outcome,
             ConflictError,
             Outcome,
@@ -222,7 +222,7 @@ def _after_refusal(store: str, refusal: dict[str, Any] | None) -> tuple[Any, Any
         {
             "path": "/v1/events",
             "body": {"type": "payment", "arrangement_id": 1, "time": 38.0, "amount_eur": 1e6},
-            "status": 422,
+            "status": 409,  # more than the balance: a conflict with the arrangement's state
         },
     ],
     ids=["register", "event"],
@@ -265,7 +265,7 @@ def test_a_refused_batch_in_a_group_is_undone(tmp_path: Path, first: int) -> Non
         # Books arrangement 2's installments up to day 38 (one missed), then is refused for its installment.
         bad = batch({"decisions": [{"arrangement_id": 2, "kind": "pre_due", "time": 38.0, "installment": 50}]})
         results = st.writer._run([WriteOp("batch", ok), WriteOp("batch", bad)])
-        assert [type(r) for r in results] == [Outcome, InvalidFieldError]
+        assert [type(r) for r in results] == [Outcome, ConflictError]
         cached = st.cache.replay.subset([2]).ledger.row_arrays()
         st.cache.clear()
         with st.engine.connect() as conn:
