@@ -194,6 +194,8 @@ def _scale_unit(kpi: str) -> tuple[float, str]:
         return 1.0, "EUR"
     if kpi == "mean_days_to_completion":
         return 1.0, "days"
+    if kpi == "contacts_per_arrangement":
+        return 1.0, "contacts"
     return 1.0, ""
 
 
