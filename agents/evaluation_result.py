@@ -41,7 +41,9 @@ TABLE_KPIS: tuple[str, ...] = (
     "breakdown_rate",
     "contacts_per_arrangement",
     "collected_eur_per_arrangement",
+    "net_recovery_eur_per_arrangement",
     "cost_per_eur_collected",
+    "censored_rate",
 )
 
 _META_KEY = b"regsim.evaluation"
