@@ -14,6 +14,8 @@ Subcommands:
   (:mod:`experiments.runner`); a config with a ``sweep`` section runs its trials in parallel, locally or on
   Ray (:mod:`experiments.sweep`); ``--resume RUN_DIR`` finishes a run that was stopped.
 * ``regsim report RUN_DIR``: (re)write a run folder's ``report.html``.
+* ``regsim facts``: measure every calibration fact of docs/calibration.md on a world and write ``facts.json``
+  (:mod:`experiments.facts`).
 """
 
 from __future__ import annotations
@@ -405,6 +407,31 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_facts(args: argparse.Namespace) -> int:
+    from experiments.facts import format_facts, measure_facts, write_facts
+    from regsim import ConfigError, load_world_config
+
+    try:
+        config = load_world_config(_population_path(args.population))
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    started = time.perf_counter()
+
+    def say(run: str) -> None:
+        if not args.quiet:
+            print(f"  simulating: {run}", file=sys.stderr)
+
+    checks = measure_facts(config, arrangements=args.arrangements, seed=args.seed, progress=say)
+    print(
+        f"calibration facts on world {config.name!r} ({args.arrangements:,} arrangements per arm, seed {args.seed}, "
+        f"{time.perf_counter() - started:.1f} s):"
+    )
+    print(format_facts(checks))
+    print(f"\n{sum(c.in_range for c in checks)} of {len(checks)} in range; wrote {write_facts(checks, args.out)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``regsim`` command."""
     parser = argparse.ArgumentParser(prog="regsim", description=__doc__.splitlines()[0] if __doc__ else None)
@@ -537,6 +564,14 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="(re)write the report.html of a run folder")
     rep.add_argument("run_dir", help="a run folder written by `regsim run`")
     rep.set_defaults(func=_cmd_report)
+
+    facts = sub.add_parser("facts", help="measure the calibration facts (docs/calibration.md) on a world")
+    facts.add_argument("--population", default="default", help="population config: a YAML file or a name")
+    facts.add_argument("--arrangements", type=int, default=4_000, help="arrangements per arm (default: 4000)")
+    facts.add_argument("--seed", type=int, default=0, help="run seed, shared by every arm (default: 0)")
+    facts.add_argument("--out", default="runs/facts", help="output folder for facts.json (default: runs/facts)")
+    facts.add_argument("--quiet", action="store_true", help="no progress lines")
+    facts.set_defaults(func=_cmd_facts)
 
     try:
         from serving.cli import register as _register_serving

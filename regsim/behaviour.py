@@ -64,6 +64,14 @@ class DebtorState:
     shocks: NDArray[np.int64]
     shock_days: NDArray[np.int64]
     noticed_messages: NDArray[np.int64]
+    noticed_by_channel: NDArray[np.int64]
+    """Messages noticed (read, answered) per channel, shape ``(N, len(CHANNELS))`` (F6's read rates)."""
+    letters_delivered: NDArray[np.int64]
+    """Letters that reached the debtor (F7)."""
+    letter_days_in_post: NDArray[np.int64]
+    """Days from posting to delivery, summed over the debtor's letters (F7)."""
+    letters_on_closed_days: NDArray[np.int64]
+    """Letters delivered on a Sunday or a Monday, when PostNL delivers no letters (to be none)."""
 
     @classmethod
     def initial(cls, pop: Population, streams: Streams, gid: NDArray[np.int64]) -> DebtorState:
@@ -80,6 +88,10 @@ class DebtorState:
             shocks=np.zeros(n, dtype=np.int64),
             shock_days=np.zeros(n, dtype=np.int64),
             noticed_messages=np.zeros(n, dtype=np.int64),
+            noticed_by_channel=np.zeros((n, pop.notice.shape[1]), dtype=np.int64),
+            letters_delivered=np.zeros(n, dtype=np.int64),
+            letter_days_in_post=np.zeros(n, dtype=np.int64),
+            letters_on_closed_days=np.zeros(n, dtype=np.int64),
         )
 
 

@@ -52,6 +52,16 @@ class ArrangementConfig(_Section):
         description="The arrangement breaks when this many installments are overdue at once (unit: installments). "
         "mechanism 9, docs/mechanisms.md; the number is a rule-set choice.",
     )
+    breakdown_after_overdue_days: int = Field(
+        35,
+        ge=1,
+        le=365,
+        description="The arrangement also breaks when its oldest open installment is unpaid more than this many "
+        "days after its due date (unit: days). Without it the last installment could never break a plan (no "
+        "second installment falls due behind it), so an unwilling debtor paying it months late completed. 35 "
+        "days: a monthly plan breaks about a month after a miss under ``breakdown_after_missed`` = 2, so this "
+        "holds the last installment to the same standard and binds little before it. A rule-set choice.",
+    )
     pay_window_days: int = Field(
         10,
         ge=0,

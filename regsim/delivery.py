@@ -32,7 +32,11 @@ from regsim.population import hour_availability
 from regsim.random import Purpose
 from regsim.world_parts import WorldParts
 
-__all__ = ["MessageDelivery"]
+__all__ = ["LETTER_DELIVERY_WEEKDAYS", "MessageDelivery", "letter_delivery_day", "waking_time"]
+
+#: Weekdays (0 = Monday) on which PostNL delivers letters: Tuesday to Saturday, no Monday or Sunday delivery of
+#: letters since 2020 (docs/calibration.md, production realities).
+LETTER_DELIVERY_WEEKDAYS = (1, 2, 3, 4, 5)
 
 _EMAIL, _SMS, _LETTER, _ROBOCALL, _COLLECTOR = (1 + CHANNELS.index(c) for c in CHANNELS)
 _ACTIVE = int(ArrangementStatus.ACTIVE)  # (plain ints: see regsim.ledger)
@@ -48,6 +52,45 @@ def _draw_key(channel: NDArray[np.int64], hour: NDArray[np.int64]) -> NDArray[np
     message number, so the same message draws the same whatever else the population was sent (common random
     numbers)."""
     return channel * 32 + hour
+
+
+def letter_delivery_day(
+    posted_day: NDArray[np.int64], delay_days: NDArray[np.int64], first_weekday: int
+) -> NDArray[np.int64]:
+    """The day a letter reaches the debtor: ``delay_days`` after posting, moved on to the next delivery day
+    (:data:`LETTER_DELIVERY_WEEKDAYS`) when that falls on a Sunday or a Monday.
+
+    Args:
+        posted_day: The day each letter was posted.
+        delay_days: The post's delay of each (``channels.letter.delay_days_min..max``).
+        first_weekday: The weekday (0 = Monday) of simulation day 0.
+    """
+    day = np.asarray(posted_day, dtype=np.int64) + np.asarray(delay_days, dtype=np.int64)
+    weekday = (first_weekday + day) % 7
+    return day + np.where(weekday == 6, 2, np.where(weekday == 0, 1, 0))
+
+
+def waking_time(t: NDArray[np.float64], waking_hours: tuple[float, float]) -> NDArray[np.float64]:
+    """A moment a debtor reads a message (and may pay through its link): ``t`` itself in waking hours; a moment
+    of the night is moved into the next waking hours, the night's span mapped in order onto the day's, so that
+    reads delayed into the night come the next day rather than at daytime rates at night.
+
+    Args:
+        t: Moments (days since the epoch).
+        waking_hours: The hours ``(first, until)`` in which debtors are up (``arrangements.pay_hours``).
+    """
+    first, until = waking_hours
+    day = np.floor(t)
+    hour = (t - day) * 24.0
+    night = (hour < first) | (hour >= until)
+    if not np.any(night):
+        return t
+    # Hours into the night (from ``until`` on), scaled onto the waking span of the morning after that night.
+    into = np.where(hour >= until, hour - until, hour + 24.0 - until)
+    night_length = 24.0 - (until - first)
+    next_morning = np.where(hour >= until, day + 1.0, day)
+    moved = next_morning + (first + into / night_length * (until - first)) / 24.0
+    return np.where(night, moved, t)
 
 
 class MessageDelivery(WorldParts):
@@ -111,16 +154,48 @@ class MessageDelivery(WorldParts):
         return self._still_wanted(mids, self._now())
 
     def _post_letters(self, mids: NDArray[np.int64], t: Time) -> None:
-        """Letters posted: they arrive after the post's delay, in the evening."""
-        self.ledger.message_sent(mids, t)
+        """Letters posted: they arrive after the post's delay, in the evening (Tuesday to Saturday).
+
+        A letter the print room posts later than planned is checked against the contact cap once more: when the
+        debtor already had ``max_contacts_per_week`` other contacts in the 7 days before the posting, it is
+        cancelled rather than posted (the cap counts a contact from its planned time, and a letter held over a
+        weekend or a full print room would otherwise land beside contacts planned after it).
+        """
         m = self.ledger.messages
+        rules = self.config.rules
+        if rules.contact_cap_enabled:
+            now = np.broadcast_to(np.asarray(t, dtype=np.float64), mids.shape)
+            late = now > m.send_time[mids]
+            if late.any():
+                over = np.zeros(len(mids), dtype=bool)
+                over[late] = self._contacts_before(mids[late], now[late]) >= rules.max_contacts_per_week
+                if over.any():
+                    self.ledger.cancel(mids[over], now[over])
+                    mids, t = mids[~over], now[~over]
+                    if not len(mids):
+                        return
+        self.ledger.message_sent(mids, t)
         letter = self.config.channels.letter
         u = self.streams.uniform(
             Purpose.DELIVERY_DELAY, self.gid[m.row[mids]], whole_day(t), _draw_key(m.channel[mids], m.hour[mids])
         )
         delay = letter.delay_days_min + np.floor(u * (letter.delay_days_max - letter.delay_days_min + 1))
-        arrive = np.floor(t) + delay + self.config.channels.letter_read_hour / 24.0
+        posted = np.floor(np.broadcast_to(np.asarray(t, dtype=np.float64), mids.shape)).astype(np.int64)
+        day = letter_delivery_day(posted, delay.astype(np.int64), int(self.calendar.weekday[0]))
+        np.add.at(self.state.letters_delivered, m.row[mids], 1)
+        np.add.at(self.state.letter_days_in_post, m.row[mids], day - posted)
+        weekday = (int(self.calendar.weekday[0]) + day) % 7
+        closed = ~np.isin(weekday, LETTER_DELIVERY_WEEKDAYS)
+        np.add.at(self.state.letters_on_closed_days, m.row[mids], closed)
+        arrive = np.asarray(day + self.config.channels.letter_read_hour / 24.0, dtype=np.float64)
         self._at_each(arrive, self._deliver, mids)
+
+    def _contacts_before(self, mids: NDArray[np.int64], now: NDArray[np.float64]) -> NDArray[np.int64]:
+        """Other contacts of each message's debtor planned in the 7 days up to ``now`` (itself left out)."""
+        times = self.ledger.history.contact_times[self.ledger.messages.row[mids]]
+        within = (times > now[:, None] - 7.0) & (times <= now[:, None])
+        own = self.ledger.messages.send_time[mids]
+        return within.sum(axis=1) - ((own > now - 7.0) & (own <= now))
 
     def _connect(self, mids: NDArray[np.int64], t: Time) -> None:
         """Calls connect: they are made (and cost) whether or not the debtor answers."""
@@ -147,7 +222,7 @@ class MessageDelivery(WorldParts):
             self.ledger.message_delivered(mids[seen], t if np.ndim(t) == 0 else at(t, seen))
         read_mean = self._by_channel["read_delay_days"][ch]
         delay = read_mean * -np.log(u_read)  # Streams.exponential
-        when = t + delay
+        when = waking_time(t + delay, self.config.arrangements.pay_hours)
         # Open signals: tracked opens of noticed messages, and false opens (privacy pre-fetch, F6).
         track = self._by_channel["open_tracking"][ch]
         false = self._by_channel["false_open"][ch]
@@ -158,6 +233,7 @@ class MessageDelivery(WorldParts):
             open_time = np.ceil(np.where(noticed[o], when[o], at(t, o) + 1.0 / 24.0) * 24.0) / 24.0
             self._at_each(open_time, self._opened, mids[o])
         self.state.noticed_messages[debtors[noticed]] += 1
+        np.add.at(self.state.noticed_by_channel, (debtors[noticed], ch[noticed] - 1), 1)
         now_rows = noticed & (delay <= 0)
         if now_rows.any():
             self._noticed(mids[now_rows], at(t, now_rows))

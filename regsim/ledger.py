@@ -279,7 +279,8 @@ class Ledger(MessageLedger):
         """The bookkeeping of a day for these active rows: installments falling due, missed, and breakdowns.
 
         An installment falls due on its due day (logged once) and is missed when it is still unpaid ``grace``
-        days after it; a plan breaks when ``breakdown_after_missed`` installments are overdue at once, back to
+        days after it; a plan breaks when ``breakdown_after_missed`` installments are overdue at once, or when
+        its oldest open installment is overdue more than ``breakdown_after_overdue_days`` days, back to
         collection (:meth:`end`). ``day`` is the day, or each row's own (aligned with ``rows``); the events are
         logged at the start of that day.
 
@@ -303,7 +304,11 @@ class Ledger(MessageLedger):
                 EventType.INSTALLMENT_MISSED, _at_rows(t, rows, missed_rows), missed_rows, installment=missed_j
             )
             np.add.at(self.history.missed, missed_rows, 1)
-        broken = s.overdue(rows) >= self.config.arrangements.breakdown_after_missed
+        arr = self.config.arrangements
+        overdue = s.overdue(rows)
+        # Too many installments overdue at once, or the oldest one overdue too long (the last one included).
+        too_late = (overdue > 0) & (day - s.open_due(rows) > arr.breakdown_after_overdue_days)
+        broken = (overdue >= arr.breakdown_after_missed) | too_late
         if broken.any():
             self.end(rows[broken], at(float(t) if np.ndim(t) == 0 else t, broken), ArrangementStatus.BROKEN)
         return missed_rows, missed_j
@@ -327,7 +332,9 @@ class Ledger(MessageLedger):
             nxt_due = np.where(s.came_due[r] < s.n[r], s.due[r, np.minimum(s.came_due[r], last)], _FAR)
             miss_at = s.due[r, np.minimum(s.miss_ptr[r], last)].astype(np.int64) + s.grace_days + 1
             nxt_miss = np.where(s.miss_ptr[r] < s.n[r], miss_at, _FAR)
-            nxt = np.maximum(np.minimum(nxt_due, nxt_miss), self.booked_day[r] + 1)
+            limit = self.config.arrangements.breakdown_after_overdue_days
+            nxt_late = np.where(s.overdue(r) > 0, s.open_due(r) + limit + 1, _FAR)
+            nxt = np.maximum(np.minimum.reduce([nxt_due, nxt_miss, nxt_late]), self.booked_day[r] + 1)
             now = nxt <= until
             if not now.any():
                 break

@@ -73,7 +73,7 @@ def hour_availability(
     h = np.minimum(np.maximum(np.asarray(hour, dtype=np.int64), 0), 23)
     avail = _AVAILABILITY[np.asarray(profile, dtype=np.int64), h]
     ch = np.asarray(channel)
-    return np.where((ch == _ROBOCALL) | (ch == _COLLECTOR), avail, np.where(ch == _SMS, 0.8 + 0.2 * avail, 1.0))
+    return np.where((ch == _ROBOCALL) | (ch == _COLLECTOR), avail, 1.0)
 
 
 @dataclass
@@ -175,9 +175,14 @@ def draw_population(config: WorldConfig, ids: NDArray[np.int64], streams: Stream
         [monthly_day, np.floor(u_phase * 28), np.floor(u_phase * 7)],
         default=pop.income.benefits_pay_day,
     ).astype(np.int16)
-    monthly_income = _lognormal(
-        streams, Purpose.INCOME_AMOUNT, ids, pop.income.monthly_income_median_eur, pop.income.monthly_income_sigma
-    )
+    # Wages and benefits have their own log-normal distributions (benefits: statutory, lower and narrower); the
+    # same normal draw places a debtor in either.
+    income = pop.income
+    z = streams.normal(Purpose.INCOME_AMOUNT, ids, 0, 0)
+    is_benefit = sched == INCOME_SCHEDULES.index("benefits")
+    median = np.where(is_benefit, income.benefits_income_median_eur, income.monthly_income_median_eur)
+    sigma = np.where(is_benefit, income.benefits_income_sigma, income.monthly_income_sigma)
+    monthly_income = median * np.exp(sigma * z)
     per_pay = np.select(
         [sched == 1, sched == 2], [monthly_income * 12 / 13, monthly_income * 12 / 52], default=monthly_income
     )
@@ -189,7 +194,9 @@ def draw_population(config: WorldConfig, ids: NDArray[np.int64], streams: Stream
     noise = streams.normal(Purpose.NOTICE_SPREAD, ids[:, None], 0, np.arange(len(CHANNELS))[None, :])
     notice = 1.0 / (1.0 + np.exp(-(logit + spread * noise)))
 
-    debt = _lognormal(streams, Purpose.DEBT, ids, arr.debt_median_eur, arr.debt_sigma).round(2)
+    debt = _lognormal(streams, Purpose.DEBT, ids, arr.debt_median_eur * per_type("debt_factor"), arr.debt_sigma).round(
+        2
+    )
     n_inst = np.clip(np.ceil(debt / arr.target_installment_eur), arr.min_installments, arr.max_installments)
 
     prior_n = poisson.ppf(streams.uniform(Purpose.PRIOR_HISTORY, ids, 0, 0), pop.prior_payments_mean)

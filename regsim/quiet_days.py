@@ -130,7 +130,8 @@ def quiet_days(world: RowClocks, rows: NDArray[np.int64]) -> NDArray[np.int64]:
         if overdue.any():  # follow-up decision points of the oldest overdue installment
             follow = open_due[:, None] + np.asarray(cfg.decisions.follow_up_days, dtype=np.int64)[None, :]
             follow_next = np.where(follow >= d[:, None], follow, _FAR).min(axis=1, initial=_FAR)
-            bound = np.where(overdue, np.minimum(bound, follow_next), bound)
+            too_late = open_due + cfg.arrangements.breakdown_after_overdue_days + 1  # the plan breaks then
+            bound = np.where(overdue, np.minimum.reduce([bound, follow_next, too_late]), bound)
         # Something owed from the pay window on: a payment is drawn each day, and may succeed; an overdue
         # row may also be referred on each day of a shock (the one on now, or one that starts).
         window = np.maximum(open_due - cfg.arrangements.pay_window_days, d)

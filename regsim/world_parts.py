@@ -14,6 +14,7 @@ from numpy.typing import NDArray
 
 from regsim.arrangement import ArrangementStatus
 from regsim.behaviour import DebtorState
+from regsim.calendar import Calendar
 from regsim.clock import Day, Time
 from regsim.config import WorldConfig
 from regsim.engine import Action
@@ -31,6 +32,8 @@ class WorldParts:
     """The world's state and hooks that its parts use (defined by :class:`regsim.world.World`)."""
 
     config: WorldConfig
+    calendar: Calendar
+    """Days of the run mapped to dates and weekdays."""
     ledger: Ledger
     """Every arrangement's state; the only code that changes it."""
     pop: Population
