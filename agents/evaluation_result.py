@@ -210,7 +210,16 @@ class Evaluation:
             f"segment {segment!r}: {n:,} arrangements over {len(seeds)} seed(s); "
             f"value (difference to {self.baseline!r} [{self.meta.get('level', 0.95):.0%} paired interval])"
         )
-        return head + "\n" + body.to_string()
+        foot = ""
+        search = self.meta.get("hindsight_oracle")
+        if self.oracle is not None and isinstance(search, dict):
+            foot = (
+                f"\ngap closed: against {self.oracle!r}, per arrangement the best life found on the same random "
+                f"numbers by {search['objective']} (search depth {search['max_decisions']} decisions, "
+                f"{search['lives_simulated']:,} lives simulated in {search['wall_s']:.0f} s; an upper reference on "
+                "that objective only, not on every KPI)"
+            )
+        return head + "\n" + body.to_string() + foot
 
     def _segment_label(self, segment: str) -> str:
         known = self.segments
