@@ -12,9 +12,13 @@ start-up); the tables below are the current head and what the code reads and wri
 Tables:
 
 * ``events``: the event log, one row per event in the columns of :data:`regsim.eventlog.EVENT_SCHEMA`
-  (except ``timestamp``, computed on export), in commit order (``seq``).
+  (except ``timestamp``, computed on export), and ``arrived_at``: when the server received a reported event
+  (Unix seconds; NULL for what the ledger derived). Each arrangement's events are in event-time order
+  (``seq``): a late event rewrites its arrangement's log (:mod:`serving.late_events`).
 * ``arrangements``: registered arrangements (the plan as agreed and the prior history), with status and the
-  time of their latest event (events of one arrangement must arrive in time order).
+  time of their latest event.
+* ``incidents``: what late events showed to have gone wrong (a reminder sent after the payment that made it
+  moot), one row per message.
 * ``messages``: messages planned by decisions, their state (pending, sent, cancelled) and send time.
 * ``shadow_decisions``, ``fallbacks``: what the shadow policy would have done; when and why the fallback
   answered.
@@ -47,6 +51,7 @@ __all__ = [
     "fallbacks",
     "head_revision",
     "idempotency_keys",
+    "incidents",
     "make_engine",
     "messages",
     "metadata",
@@ -105,6 +110,8 @@ events = sa.Table(
         sa.Column(name, typ, nullable=name not in ("time", "event", "arrangement_id"))
         for name, typ in EVENT_COLUMNS.items()
     ),
+    # When the server received a reported event (seconds since the Unix epoch); NULL for derived events.
+    sa.Column("arrived_at", _FLOAT, nullable=True),
     sa.Index("ix_events_arrangement_seq", "arrangement_id", "seq"),
     sa.Index("ix_events_decision_id", "decision_id"),
 )
@@ -136,6 +143,21 @@ messages = sa.Table(
     sa.Column("send_time", _FLOAT, nullable=False),
     sa.Column("state", sa.String(16), nullable=False),
     sa.Column("state_time", _FLOAT, nullable=True),
+)
+
+incidents = sa.Table(
+    "incidents",
+    metadata,
+    sa.Column("id", _SEQ, primary_key=True, autoincrement=True),
+    sa.Column("arrangement_id", sa.BigInteger(), nullable=False, index=True),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("message_id", sa.BigInteger(), nullable=False, unique=True),
+    sa.Column("decision_id", sa.BigInteger(), nullable=False),
+    sa.Column("installment", sa.SmallInteger(), nullable=False),
+    sa.Column("channel", sa.String(16), nullable=False),
+    sa.Column("moot_time", _FLOAT, nullable=False),
+    sa.Column("sent_time", _FLOAT, nullable=False),
+    sa.Column("recorded_at", _FLOAT, nullable=False),
 )
 
 shadow_decisions = sa.Table(

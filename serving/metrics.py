@@ -66,6 +66,19 @@ class Metrics:
             ("type",),
             registry=self.registry,
         )
+        self.late_events = Counter(
+            "regsim_late_events",
+            "Events stamped before their arrangement's latest event (history re-derived in event-time order), "
+            "by type.",
+            ("type",),
+            registry=self.registry,
+        )
+        self.incidents = Counter(
+            "regsim_incidents",
+            "Incidents late events revealed, by kind (sent_after_payment: a reminder sent after the payment).",
+            ("kind",),
+            registry=self.registry,
+        )
         self.updates = Counter(
             "regsim_online_updates",
             "Updates of the online policy from matured rewards.",

@@ -100,6 +100,16 @@ def overview(
                     decision_id=int(log.column("decision_id")[k].as_py()),
                 )
             )
+    payments = [
+        schemas.PaymentRecord(
+            time=float(r["time"]),
+            at=at_of(float(r["time"])),
+            amount_eur=float(r["amount_eur"]),
+            channel=str(r["channel"]),
+        )
+        for r in log.select(["event", "time", "amount_eur", "channel"]).to_pylist()
+        if r["event"] == "payment"
+    ]
     paid = int(s.first_open[row])
     return schemas.Overview(
         arrangement_id=aid,
@@ -113,6 +123,7 @@ def overview(
         next_action=next_action,
         last_decision=max(decisions.values(), key=lambda d: d.decision_id) if decisions else None,
         contact_history=contact,
+        payments=payments,
     )
 
 

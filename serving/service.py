@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import time as _time
 from collections.abc import Sequence
 from typing import Any
 
@@ -37,6 +38,7 @@ from regsim.replay import LogReplay, morning_booking_day
 from serving import db, schemas
 from serving.cache import ArrangementInfo, Workspace, load_workspace
 from serving.decisions import DecisionOps
+from serving.late_events import LateEventOps, incidents_of, mark_arrived
 from serving.metrics import Metrics
 from serving.online import OnlineLearner
 from serving.overview import installments_of, opted_out_of, overview
@@ -52,6 +54,7 @@ _CHANNEL_INDEX = {name: k for k, name in enumerate(("none", *CHANNELS))}
 _OPEN = ("offered", "active")
 _STATUS_NAMES = tuple(s.name.lower() for s in ArrangementStatus)
 _EVENT_OF = {e.name.lower(): e for e in EventType}
+_REGISTRATION_EVENTS = frozenset({"arrangement_created", "opt_out"})
 
 #: Bulk "the arrangement's latest event and status" update (executemany): bind names differ from the columns'.
 _TOUCH = (
@@ -67,7 +70,7 @@ _MESSAGE_STATE = (
 )
 
 
-class DecisionService(DecisionOps):
+class DecisionService(DecisionOps, LateEventOps):
     """Decisions and events on the store.
 
     Args:
@@ -182,10 +185,12 @@ class DecisionService(DecisionOps):
         return rows_of(rp).take()
 
     def _check_time(self, info: ArrangementInfo, t: float, field: str = "time") -> None:
+        """Decisions and opt-out updates of a registration happen at the arrangement's present, never before it."""
         if t < info.last_time:
             raise ConflictError(
                 f"{field}: {t} is before the latest event of arrangement {info.arrangement_id} "
-                f"({info.last_time}); events of an arrangement must arrive in time order"
+                f"({info.last_time}); a decision or registration update is taken at the arrangement's present "
+                "(reported events may be late: POST /v1/events)"
             )
 
     def _touch(self, conn: sa.Connection, ws: Workspace, ids: Sequence[int], times: Sequence[float]) -> None:
@@ -260,7 +265,9 @@ class DecisionService(DecisionOps):
                 prior_pay_dom=np.array([prior_dom], dtype=np.int64),
             )
             self._opt_out(ws, aid, t, list(dict.fromkeys(req.opted_out)))
-            self._store(conn, rows_of(rp).take())
+            created_rows = rows_of(rp).take()
+            mark_arrived(created_rows, _REGISTRATION_EVENTS, _time.time())
+            self._store(conn, created_rows)
             ws.info[aid] = info
             return self._arrangement_out(ws, aid, created=True), True
         agreed = {
@@ -290,7 +297,9 @@ class DecisionService(DecisionOps):
             self._check_time(existing, t)
             rows = self._book(ws, aid, t, EventType.OPT_OUT)
             self._opt_out(ws, aid, t, new)
-            rows += rows_of(rp).take()
+            added = rows_of(rp).take()
+            mark_arrived(added, _REGISTRATION_EVENTS, _time.time())
+            rows += added
             self._store(conn, rows)
             self._touch(conn, ws, [aid], [t])
         return self._arrangement_out(ws, aid, created=False), False
@@ -320,8 +329,11 @@ class DecisionService(DecisionOps):
         t = self.time_of(ev)
         aid = ev.arrangement_id
         info = self._info(ws, aid)
-        self._check_time(info, t)
         kind = ev.type
+        booked = int(ws.replay.ledger.booked_day[ws.replay.row[aid]])
+        if t < info.last_time or morning_booking_day(_EVENT_OF[kind], t) < booked:
+            # Stamped before what is recorded (or booked): the history is re-derived in event-time order.
+            return self.record_late(conn, ws, info, ev, t)
         rp = ws.replay
         ledger, row = rp.ledger, rp.row[aid]
         r = np.array([row], dtype=np.int64)
@@ -364,7 +376,9 @@ class DecisionService(DecisionOps):
             costs = None if ev.collection_costs_eur is None else np.array([ev.collection_costs_eur])
             ending = ArrangementStatus.BROKEN if kind == "broken" else ArrangementStatus.REFERRED
             ledger.end(r, t, ending, costs if kind == "broken" else None)
-        rows += rows_of(rp).take()
+        applied = rows_of(rp).take()
+        mark_arrived(applied, frozenset({kind}), _time.time(), first_only=True)
+        rows += applied
         self._store(conn, rows)
         self._touch(conn, ws, [aid], [t])
         self.metrics.events.labels(kind).inc()
@@ -464,4 +478,6 @@ class DecisionService(DecisionOps):
     def overview(self, conn: sa.Connection, aid: int) -> schemas.Overview:
         """The call-centre overview of one arrangement, read from the store (read only, any thread)."""
         state = self.load(conn, [aid], self.template)
-        return overview(conn, state.replay, self._info(state, aid), self.epoch, self.at_of)
+        view = overview(conn, state.replay, self._info(state, aid), self.epoch, self.at_of)
+        view.incidents = incidents_of(conn, aid)
+        return view

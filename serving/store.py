@@ -57,7 +57,7 @@ _EVENT_NAME = {e: e.name.lower() for e in EventType}
 
 
 def event_row(event: EventType, time: float, arrangement_id: int, **columns: Any) -> dict[str, Any]:
-    """A full ``events`` row: the given columns, the rest at their defaults.
+    """A full ``events`` row: the given columns, the rest at their defaults (``arrived_at``: ``None``, derived).
 
     Raises:
         KeyError: A column is not one of the event-log schema's.
@@ -69,6 +69,7 @@ def event_row(event: EventType, time: float, arrangement_id: int, **columns: Any
     row["event"] = _EVENT_NAME[event]
     row["time"] = float(time)
     row["arrangement_id"] = int(arrangement_id)
+    row["arrived_at"] = None
     return row
 
 
