@@ -261,11 +261,9 @@ class LateEventOps:
                 )
             balance = float(ledger.sched.balance[0])
             if float(e["amount_eur"]) > balance + 0.005:
-                if is_new:
-                    raise InvalidFieldError(
-                        ("body", "amount_eur"),
-                        f"amount_eur: {e['amount_eur']} exceeds the open balance of {balance:.2f} EUR {at}",
-                        e["amount_eur"],
+                if is_new:  # (the state's limit: a conflict, as for a payment in order)
+                    raise ConflictError(
+                        f"amount_eur: {e['amount_eur']} exceeds the open balance of {balance:.2f} EUR {at}"
                     )
                 raise ConflictError(f"in event-time order {which} would exceed the open balance of {balance:.2f} EUR")
         elif is_new and e["event"] == "message_sent":
