@@ -41,6 +41,7 @@ from agents.vector_training import learn_on_vector
 from envs.sb3_vec import ArrangementSB3VecEnv
 from regsim.config import WorldConfig
 from regsim.rewards import REWARDS
+from regsim.runoff import covering_months
 from regsim.simulate import simulate
 
 __all__ = [
@@ -242,7 +243,9 @@ def train_policy(
         raise FileExistsError(f"{folder} exists; train into a new out folder")
     out.mkdir(parents=True, exist_ok=True)
     cls = POLICIES[algorithm]
-    months = int(env_kwargs.get("months") or config.simulation.months)
+    # No months: episodes run off (a horizon that holds every arrangement's cap), and so does the check run.
+    fixed_months = env_kwargs.get("months")
+    months = int(fixed_months) if fixed_months else covering_months(config)
     world_seed = int(env_kwargs.get("world_seed", config.simulation.seed))
     invalid_action = "raise" if algorithm == "maskable-ppo" else "fallback"
     tb_dir = Path(tensorboard_dir) if tensorboard_dir is not None else out / "tb"
@@ -305,8 +308,16 @@ def train_policy(
             "train_return_last_100": float(returns[-100:].mean()) if len(returns) else None,
         }
         if eval_arrangements:
-            result = simulate(config, policy, arrangements=eval_arrangements, months=months, seed=world_seed)
-            metrics["eval"] = {"arrangements": eval_arrangements, "months": months, "seed": world_seed, **result.kpis}
+            horizon: dict[str, Any] = (
+                {"months": int(fixed_months)} if fixed_months else {"runoff": config.simulation.runoff_cap()}
+            )
+            result = simulate(config, policy, arrangements=eval_arrangements, seed=world_seed, **horizon)
+            metrics["eval"] = {
+                "arrangements": eval_arrangements,
+                "months": int(fixed_months) if fixed_months else None,
+                "seed": world_seed,
+                **result.kpis,
+            }
             curve.extend((int(model.num_timesteps), f"eval/{k}", float(v)) for k, v in result.kpis.items())
     write_curve(curve, out / "learning_curve.parquet")
     record = {
