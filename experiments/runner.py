@@ -8,12 +8,13 @@ The run folder (``regsim run CONFIG --out RUN_DIR``) holds, relative to ``RUN_DI
   ``agents/<name>/learning_curve.parquet``, and ``tb/<name>/`` (TensorBoard);
 * ``evaluation/evaluation.{parquet,json}`` (:class:`agents.evaluate.Evaluation`), the per-run details
   ``evaluation/{outcomes,mix,resources}.parquet`` (:class:`experiments.analysis.RunDetails`),
-  ``evaluation/feature_importance.parquet``; ``kpis.json``; ``report.html``.
+  ``evaluation/feature_importance.parquet``; ``kpis.json``; ``facts.json`` (the world's calibration facts,
+  :mod:`experiments.facts`, for the report's caveat); ``report.html``.
 
 Seeds (all recorded in ``run.json``, derived from the config's seed by purpose, see
 :mod:`experiments.provenance`): ``train/<agent>/sb3`` (an SB3 model's seed) or ``train/<agent>/bandit`` (a
 bandit's exploration seed), ``train/<agent>/world`` (the training populations), ``evaluation`` (the K
-evaluation seeds when the config gives a count), ``feature_importance/<agent>``.
+evaluation seeds when the config gives a count), ``feature_importance/<agent>``, ``facts``.
 
 Resuming (``regsim run --resume RUN_DIR``: :func:`read_run_config`, then :func:`execute` with the record of
 :meth:`experiments.provenance.RunRecord.resume`): the config is read back from ``config.yaml``; an agent whose
@@ -316,6 +317,16 @@ def _feature_importance(
     return path
 
 
+def _facts(config: ExperimentConfig, world: WorldConfig, seeds: SeedBook, run_dir: Path) -> Path:
+    """``facts.json``: the calibration facts measured on the run's world, so that the report's caveat can name
+    those it does not meet; on the evaluation's arrangements per arm (at least the 100 an interval needs)."""
+    from experiments.facts import measure_facts, write_facts
+
+    n = max(100, config.evaluation.arrangements)
+    log.info("calibration facts of world %s (%d arrangements per arm)", world.name, n)
+    return write_facts(measure_facts(world, arrangements=n, seed=seeds.seed("facts")), run_dir / "facts.json")
+
+
 def execute(
     config: ExperimentConfig, run_dir: Path, record: RunRecord, *, quiet: bool = False, report: bool | None = None
 ) -> RunOutcome:
@@ -349,6 +360,7 @@ def execute(
             policies.update({name: name for name in config.policies})
             evaluation = _evaluate(config, world, seeds, run_dir, policies, not quiet)
             _feature_importance(config, world, seeds, run_dir, artifacts)
+            _facts(config, world, seeds, run_dir)
             record.seeds = seeds.seeds
         except BaseException:
             log.exception("run failed")
