@@ -33,6 +33,7 @@ from fastapi import APIRouter, Body, Depends, FastAPI, Header, Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -52,6 +53,7 @@ from serving.lease import WriterLease
 from serving.metrics import Metrics, RequestRecorder
 from serving.online import OnlineLearner, is_online
 from serving.openapi import refine as refine_openapi
+from serving.pages import build_pages_router
 from serving.policies import PolicyRunner, load
 from serving.service import DecisionService
 from serving.settings import ServerSettings
@@ -377,6 +379,8 @@ def create_app(settings: ServerSettings) -> ServerApp:
     )
     app.state.settings = settings
     app.include_router(_build_router())
+    # The staff pages (HTML, a browser login; off without REGSIM_STAFF_USERS): serving/pages.
+    app.include_router(build_pages_router(settings, _state))
     world = load_world_config(settings.population)
     longest_plan = max(world.rules.max_total_installments, world.arrangements.max_installments)
     plain_openapi = app.openapi
@@ -442,11 +446,20 @@ def create_app(settings: ServerSettings) -> ServerApp:
     def openapi() -> JSONResponse:
         return JSONResponse(app.openapi())
 
+    # Swagger UI's script and style are served from the installed package (swagger-ui-bundle-v2), not from a
+    # CDN: the page works where the server's users have no internet access.
+    import swagger_ui_bundle
+
+    app.mount("/docs/assets", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="docs-assets")
+
     @app.get("/docs", include_in_schema=False)
     def docs() -> HTMLResponse:
         return get_swagger_ui_html(
             openapi_url="/openapi.json",
             title=app.title,
+            swagger_js_url="/docs/assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs/assets/swagger-ui.css",
+            swagger_favicon_url="/docs/assets/favicon-32x32.png",
             swagger_ui_parameters={"persistAuthorization": True, "tryItOutEnabled": True},
         )
 

@@ -182,3 +182,11 @@ def test_the_migration_hashes_keys_stored_before_it(tmp_path: Any) -> None:
         assert [tuple(r) for r in rows] == [(key_digest("k-1"), "abc")]
     finally:
         engine.dispose()
+
+
+def test_the_docs_page_is_public_and_serves_swagger_ui_itself(api: TestClient) -> None:
+    page = api.get("/docs", headers={"Authorization": ""})
+    assert page.status_code == 200 and "/docs/assets/swagger-ui-bundle.js" in page.text and "cdn" not in page.text
+    script = api.get("/docs/assets/swagger-ui-bundle.js", headers={"Authorization": ""})
+    assert script.status_code == 200 and len(script.content) > 100_000
+    assert api.get("/openapi.json", headers={"Authorization": ""}).json()["openapi"].startswith("3.1")
