@@ -18,13 +18,16 @@ fi
 missing=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || missing+=(postgresql)
 command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+# Chromium and its WebDriver: the staff pages' browser test (tests/serving/test_staff_pages.py; skipped without).
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 if [ ${#missing[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null 2>&1; then
     SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
     $SUDO apt-get install -y -q "${missing[@]}" >/dev/null 2>&1 \
       || { $SUDO apt-get update -q >/dev/null && $SUDO apt-get install -y -q "${missing[@]}" >/dev/null; }
   else
-    echo "warning: ${missing[*]} not installed and apt-get unavailable; the PostgreSQL tests will be skipped" >&2
+    echo "warning: ${missing[*]} not installed and apt-get unavailable; the PostgreSQL and browser tests will be skipped" >&2
   fi
 fi
 echo "regsim is set up in .venv" >&2

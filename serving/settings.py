@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = ["DEFAULT_POPULATION", "ServerSettings"]
@@ -75,6 +75,18 @@ class ServerSettings(BaseSettings):
         "every answer by route and status, and a line per request costs single-decision throughput "
         "(measure it: python -m benchmarks.bench_server --access-log); turn it on where no proxy logs requests.",
     )
+    staff_users: Annotated[tuple[str, ...], NoDecode] = Field(
+        (),
+        description="Staff who may log in to the staff pages (/staff), comma-separated USER:scrypt$SALT$HASH "
+        "entries (python -m serving.pages.session USER prints one); none: the pages are off.",
+    )
+    session_secret: str | None = Field(
+        None,
+        min_length=32,
+        description="Key that signs the staff pages' session cookies (at least 32 characters; required with "
+        "staff_users). Changing it logs everyone out.",
+    )
+    session_hours: float = Field(8.0, gt=0, le=24 * 30, description="How long a staff login lasts (hours).")
     host: str = Field("127.0.0.1", description="Interface to listen on.")
     port: int = Field(8000, ge=0, le=65535, description="TCP port to listen on.")
 
@@ -90,6 +102,31 @@ class ServerSettings(BaseSettings):
                 return tuple(parsed)
             return tuple(t.strip() for t in text.split(",") if t.strip())
         return value
+
+    @field_validator("staff_users", mode="before")
+    @classmethod
+    def _split_users(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(u.strip() for u in value.split(",") if u.strip())
+        return value
+
+    @field_validator("staff_users")
+    @classmethod
+    def _users_well_formed(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for entry in value:
+            user, _, stored = entry.partition(":")
+            if not user or not stored.startswith("scrypt$") or stored.count("$") != 2:
+                raise ValueError(
+                    f"staff_users: {user or entry[:16]!r} is not USER:scrypt$SALT$HASH "
+                    "(python -m serving.pages.session USER prints one)"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _secret_with_users(self) -> ServerSettings:
+        if self.staff_users and self.session_secret is None:
+            raise ValueError("session_secret: required with staff_users (REGSIM_SESSION_SECRET, 32+ characters)")
+        return self
 
     @field_validator("tokens")
     @classmethod
