@@ -261,3 +261,33 @@ def _same_state_in_any_order(api: TestClient, events: list[dict[str, Any]], arra
     retried = [_post(api, second, pre["message_id"], e) for e in refused]
     assert retried == [200] * len(refused)
     assert _state(api, second) == expected
+
+
+def test_the_migration_marks_reported_events_stored_before_it(tmp_path: Path) -> None:
+    """Events stored before arrival times were recorded: those only production reports count as arrived."""
+    from alembic import command
+
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    try:
+        with engine.begin() as conn:
+            command.upgrade(db._alembic_config(conn), "0002")
+            for event in ("payment", "installment_paid", "broken", "decision"):
+                conn.execute(
+                    sa.text("INSERT INTO events (time, event, arrangement_id) VALUES (1.0, :e, 7)"), {"e": event}
+                )
+        assert db.upgrade_to_head(engine) == db.head_revision()
+        with engine.connect() as conn:
+            rows = conn.execute(sa.select(db.events.c.event, db.events.c.arrived_at).order_by(db.events.c.seq)).all()
+        assert [tuple(r) for r in rows] == [
+            ("payment", 0.0),
+            ("installment_paid", None),
+            ("broken", None),
+            ("decision", 0.0),
+        ]
+        with engine.begin() as conn:
+            command.downgrade(db._alembic_config(conn), "0002")
+        with engine.connect() as conn:
+            assert "arrived_at" not in {c["name"] for c in sa.inspect(conn).get_columns("events")}
+            assert not sa.inspect(conn).has_table("incidents")
+    finally:
+        engine.dispose()
