@@ -58,6 +58,24 @@ class ObservableHistory:
         self.contact_times[ids_s, slot] = times_s
         np.add.at(self.contact_ptr, ids_s, 1)
 
+    def move_contacts(self, ids: NDArray[np.integer], planned: NDArray[np.float64], sent: NDArray[np.float64]) -> None:
+        """Contacts made later than planned (a letter the print room posted late) count from when they were made.
+
+        Each ``(ids[i], planned[i])`` names a remembered contact; its time becomes ``sent[i]``, so that a weekly
+        cap checked after the sending counts it. ``ids`` may repeat (two messages planned at the same moment move
+        two ring slots); a contact no longer in the ring is left alone.
+        """
+        ids, planned, sent = np.asarray(ids, dtype=np.int64), np.asarray(planned), np.asarray(sent)
+        while len(ids):
+            _, first = np.unique(ids, return_index=True)
+            rows = ids[first]
+            match = self.contact_times[rows] == planned[first][:, None]
+            found = match.any(axis=1)
+            self.contact_times[rows[found], np.argmax(match[found], axis=1)] = sent[first][found]
+            rest = np.ones(len(ids), dtype=bool)
+            rest[first] = False
+            ids, planned, sent = ids[rest], planned[rest], sent[rest]
+
     def contacts_within(
         self, ids: NDArray[np.integer], now: float | NDArray[np.float64], days: float = 7.0
     ) -> NDArray[np.int64]:

@@ -64,6 +64,10 @@ class MessageLedger:
         m.state[mids] = _SENT
         cost = self._cost[m.channel[mids]] if cost_eur is None else cost_eur
         self._log_messages(EventType.MESSAGE_SENT, mids, t, self.history.sent, amount_eur=cost)
+        now = np.broadcast_to(np.asarray(t, dtype=np.float64), mids.shape)
+        late = now > m.send_time[mids]
+        if late.any():  # the contact cap counts it from its sending from now on
+            self.history.move_contacts(m.row[mids[late]], m.send_time[mids[late]], now[late])
         letters = m.channel[mids] == _LETTER
         if letters.all():
             self.last_letter_time[m.row[mids]] = t
