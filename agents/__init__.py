@@ -9,6 +9,7 @@ from agents import oracle as _oracle  # noqa: F401  (registers the one-step orac
 from agents import reference as _reference  # noqa: F401  (registers the reference policies)
 from agents import rules_based as _rules_based  # noqa: F401  (registers the rule-based policies)
 from agents.base import BasePolicy
+from agents.ope import behaviour as _behaviour  # noqa: F401  (registers the epsilon-mixture logging policy)
 from agents.registry import PolicyReference, PolicySpec, UnknownPolicyError, available, make, policy_reference, register
 
 __all__ = [

@@ -8,7 +8,7 @@ import numpy as np
 
 from agents.base import BasePolicy
 from agents.registry import register
-from regsim.decision import PART_NAMES, ContextBatch, DecisionBatch
+from regsim.decision import CHANNEL, PART_NAMES, SEND_SLOT, ContextBatch, DecisionBatch
 
 __all__ = ["RandomPolicy"]
 
@@ -17,7 +17,9 @@ __all__ = ["RandomPolicy"]
 class RandomPolicy(BasePolicy):
     """Uniform over the allowed options of each part, independently (a logging policy for off-policy work).
 
-    The propensity of a decision is the product over parts of ``1 / (allowed options of the part)``.
+    The propensity of a decision is the probability of the action the world applies and logs: the product over
+    parts of ``1 / (allowed options of the part)``, the send slot left out when the channel is "none" (a message
+    that is not sent has no send time: every slot gives the same logged action).
 
     Args:
         seed: Seed of the policy's own exploration stream (independent of the world's streams).
@@ -43,5 +45,7 @@ class RandomPolicy(BasePolicy):
             k = np.floor(self.rng.random(n) * count).astype(np.int64)
             cum = np.cumsum(mask, axis=1)
             actions[:, part] = np.argmax(cum > k[:, None], axis=1)
+            if part == SEND_SLOT:
+                count = np.where(actions[:, CHANNEL] == 0, 1, count)  # (the channel part was drawn first)
             propensity /= count
         return DecisionBatch(actions, propensity)
