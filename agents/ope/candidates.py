@@ -188,6 +188,10 @@ class CandidateOnLog:
     support: NDArray[np.int64]
     weights: NDArray[np.float64]
 
+    def take(self, rows: NDArray[np.int64]) -> CandidateOnLog:
+        """The candidate on the contexts at ``rows``."""
+        return CandidateOnLog(self.source, self.target_prob[rows], self.support[rows], self.weights[rows])
+
 
 def candidate_on_log(
     policy: Policy,
