@@ -234,6 +234,14 @@ def test_2_reminders_help_forgetful_debtors_and_barely_move_unwilling_ones() -> 
 
 
 @statistical
+@pytest.mark.xfail(
+    strict=True,
+    reason="measured 2026-12-03 (n=5000, seed 103): SMS beats email and letter for every type (on-time share, "
+    "SMS minus letter: reliable +0.001, forgetful +0.114, liquidity-constrained +0.010, shock-prone +0.009, "
+    "unwilling +0.005), so no type prefers another channel. Calibrating SMS reads to F6 (95-98% for every type) "
+    "removed the crossover; channel heterogeneity remains per debtor "
+    "(test_3_channel_effect_follows_the_debtors_own_notice_probabilities) and by hour (test_3_best_call_hour_...)",
+)
 def test_3_best_channel_differs_by_type() -> None:
     """Pre-due reminders by email only, SMS only or letter only; on-time share per hidden type.
 
@@ -589,7 +597,9 @@ def test_9_fewer_allowed_overdue_installments_break_more_arrangements() -> None:
     """Static dunning with ``breakdown_after_missed`` 2 vs 3 on the same debtors.
 
     Exact sign test on "broken", one-sided, ALPHA: the stricter rule breaks more arrangements. And every
-    broken arrangement had at least that many missed installments logged before it broke.
+    broken arrangement had at least that many missed installments logged before it broke, or at least one and
+    then its oldest open installment overdue too long (``breakdown_after_overdue_days``: the last installment
+    can break a plan too): then it broke at least that many days, less the grace days, after its first miss.
     """
     n, seed = 4000, 112
     out, events = {}, {}
@@ -610,5 +620,10 @@ def test_9_fewer_allowed_overdue_installments_break_more_arrangements() -> None:
         broke = ev.loc[ev["event"] == "broken"].groupby("arrangement_id")["time"].min()
         missed = ev.loc[ev["event"] == "installment_missed", ["arrangement_id", "time"]]
         missed = missed.merge(broke.rename("t_broken"), left_on="arrangement_id", right_index=True)
-        counts = missed[missed["time"] <= missed["t_broken"]].groupby("arrangement_id").size()
-        assert counts.reindex(broke.index, fill_value=0).min() >= k
+        before = missed[missed["time"] <= missed["t_broken"]]
+        counts = before.groupby("arrangement_id").size().reindex(broke.index, fill_value=0)
+        assert counts.min() >= 1
+        few = counts.index[counts < k]
+        arr = DEFAULT.arrangements
+        waited = broke[few] - before.groupby("arrangement_id")["time"].min()[few]
+        assert (waited >= arr.breakdown_after_overdue_days - arr.grace_days).all(), waited.min()
