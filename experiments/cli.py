@@ -16,6 +16,8 @@ Subcommands:
 * ``regsim report RUN_DIR``: (re)write a run folder's ``report.html``.
 * ``regsim facts``: measure every calibration fact of docs/calibration.md on a world and write ``facts.json``
   (:mod:`experiments.facts`).
+* ``regsim ope``: off-policy evaluation of a policy on an event log, with a deploy gate (:mod:`experiments.ope`);
+  ``regsim ope-validate``: the estimators checked against on-policy simulations (:mod:`experiments.ope_validation`).
 """
 
 from __future__ import annotations
@@ -85,6 +87,9 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
         result = simulate(config, policy, arrangements=n, months=months, seed=seed, progress=advance)
     elapsed = time.perf_counter() - started
+    from agents.ope.logged import decision_rewards  # the per-decision value OPE estimates (issue 19)
+
+    result.kpis["decision_value_eur"] = decision_rewards(result.events, horizon_days=result.horizon_days).value
     out = result.write(args.out)
     print(
         f"\nKPIs ({n:,} arrangements, {len(result.events):,} events, {elapsed:.1f} s, "
@@ -573,6 +578,10 @@ def build_parser() -> argparse.ArgumentParser:
     facts.add_argument("--quiet", action="store_true", help="no progress lines")
     facts.set_defaults(func=_cmd_facts)
 
+    from experiments.ope_cli import add_ope_parser, add_validate_parser
+
+    add_ope_parser(sub)
+    add_validate_parser(sub)
     try:
         from serving.cli import register as _register_serving
     except ImportError:

@@ -555,6 +555,7 @@ def build_feedback(
             target_prob=on_log.target_prob[srows],
             q_logged=tq_logged,
             q_target=tq_target,
+            v_next=None if tq_target is None else _next_in_trajectory(arr_ids[srows], step[srows], tq_target),
         )
     labels, counts = np.unique(logged.policy, return_counts=True)
     all_arr = np.unique(arr_ids)
@@ -577,6 +578,17 @@ def build_feedback(
     return LoggedFeedback(bandit, trajectory, on_log, rows, summary)
 
 
+def _next_in_trajectory(
+    trajectory: NDArray[np.int64], step: NDArray[np.int64], value: NDArray[np.float64]
+) -> NDArray[np.float64]:
+    """Per step, ``value`` at the next step of its trajectory (0 after the last): the model's next-state value."""
+    order = np.lexsort((step, trajectory))
+    nxt = np.zeros(len(order))
+    same = trajectory[order][1:] == trajectory[order][:-1]
+    nxt[order[:-1][same]] = value[order][1:][same]
+    return nxt
+
+
 def _q(
     logged: LoggedDecisions,
     on_log: CandidateOnLog,
@@ -597,7 +609,8 @@ def _q(
         reward[rows],
         groups,
         action_sizes=tuple(logged.contexts.space.nvec),
-        folds=min(folds, len(np.unique(groups))),
+        folds=max(2, min(folds, len(np.unique(groups)))),
         seed=seed,
+        kinds=logged.kind[rows],
     )
     return np.asarray(q_logged, dtype=np.float64), np.asarray(q_target, dtype=np.float64)

@@ -1,0 +1,331 @@
+"""Off-policy evaluation checked against the simulator's truth: relative error and interval coverage.
+
+The simulator is the one place where an off-policy estimate can be held against the value it estimates. For each
+seed, a log is simulated under a known stochastic logging policy (exact propensities: ``epsilon-mixture``,
+``epsilon-greedy``, ``random``), every candidate is estimated on it by every estimator
+(:func:`agents.ope.estimators.estimate`, on :func:`agents.ope.logged.build_feedback`), and each candidate is run
+on-policy with the same seed (common random numbers: the same debtors and shocks). The truth of the
+per-decision estimand is the on-policy mean per-decision reward (``decision_value_eur`` of ``regsim simulate``),
+pooled over the seeds; of the per-arrangement estimand, the on-policy mean run-off net recovery.
+
+Log sizes are nested: the log of ``n`` arrangements is the first ``n`` arrangements (by id) of the seed's largest
+log, so one simulation and one replay per seed and logging policy serve every size. The worlds are run off
+(each arrangement to its end or its cap, ``simulation.runoff_months_after_plan``), so every arrangement counts.
+
+What the per-decision truth is not. A per-decision estimator estimates the candidate's mean reward *on the logged
+contexts* (those the logging policy led to); the on-policy mean is over the contexts the candidate leads to. Where
+the candidate changes which decision points arise (a deferral, a due day), the two differ even with infinite data:
+that gap is part of the error reported here, as it is part of the error of an OPE estimate made to decide a
+deployment. The per-arrangement (sequential) estimand has no such gap.
+
+:func:`run_validation` returns a :class:`ValidationResult`: the table (estimator x log size x candidate x logging
+policy: relative error, relative bias, coverage) and, per estimator, the smallest log size at which it is within
+10% and whether its coverage is near 95% (inside the central 95% of a binomial around 0.95 for the number of runs).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from agents.ope.behaviour import logged_behaviour
+from agents.ope.estimators import ESTIMATOR_NAMES, estimate
+from agents.ope.logged import (
+    DEFAULT_WINDOW_DAYS,
+    arrangement_values,
+    build_feedback,
+    decision_rewards,
+    logged_decisions,
+)
+from regsim.config import WorldConfig
+from regsim.decision import Policy
+from regsim.runoff import RunoffCap
+from regsim.simulate import simulate
+
+__all__ = [
+    "PolicyFactory",
+    "ValidationResult",
+    "ValidationRow",
+    "ValidationSpec",
+    "coverage_band",
+    "run_validation",
+]
+
+#: A policy made fresh for a seed (the seed of its own exploration stream).
+PolicyFactory = Callable[[int], Policy]
+Estimand = Literal["per-decision", "per-arrangement"]
+
+
+@dataclass(frozen=True)
+class ValidationSpec:
+    """What to validate.
+
+    Attributes:
+        behaviours: Logging policies by label, each made fresh per seed (exact propensities needed).
+        candidates: Candidate policies by label, each made fresh per seed.
+        sizes: Log sizes in arrangements (ascending).
+        seeds: The seeds (world and policies); at least 2.
+        n_bootstrap: Bootstrap resamples per estimate.
+        level: Interval level.
+        window_days: The per-decision feedback window (days).
+        estimators: The per-decision estimators to run.
+    """
+
+    behaviours: dict[str, PolicyFactory]
+    candidates: dict[str, PolicyFactory]
+    sizes: tuple[int, ...]
+    seeds: tuple[int, ...]
+    n_bootstrap: int = 200
+    level: float = 0.95
+    window_days: float = DEFAULT_WINDOW_DAYS
+    estimators: tuple[str, ...] = ESTIMATOR_NAMES
+
+    def __post_init__(self) -> None:
+        if not self.behaviours or not self.candidates:
+            raise ValueError("behaviours and candidates must each name at least one policy")
+        if not self.sizes or any(s < 2 for s in self.sizes) or list(self.sizes) != sorted(set(self.sizes)):
+            raise ValueError(f"sizes must be ascending distinct arrangement counts >= 2, got {self.sizes}")
+        if len(self.seeds) < 2 or len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds must be at least 2 distinct seeds, got {self.seeds}")
+        unknown = [e for e in self.estimators if e not in ESTIMATOR_NAMES]
+        if unknown:
+            raise ValueError(f"estimators: unknown {unknown}; allowed: {list(ESTIMATOR_NAMES)}")
+
+
+@dataclass(frozen=True)
+class ValidationRow:
+    """One cell of the table: an estimator on logs of one size, for one candidate and logging policy.
+
+    Attributes:
+        behaviour: The logging policy.
+        candidate: The candidate.
+        arrangements: The log size (arrangements).
+        estimand: ``per-decision`` or ``per-arrangement``.
+        estimator: The estimator.
+        truth: The on-policy value (EUR per decision, or per arrangement), pooled over the seeds.
+        mean_estimate: The mean estimate over the runs that gave one.
+        relative_error: Mean over those runs of ``|estimate - truth| / |truth|``.
+        relative_bias: ``(mean_estimate - truth) / |truth|``.
+        coverage: Share of those runs whose interval holds the truth.
+        runs: Runs that gave an estimate.
+        refused: Runs on which the estimator was refused.
+    """
+
+    behaviour: str
+    candidate: str
+    arrangements: int
+    estimand: str
+    estimator: str
+    truth: float
+    mean_estimate: float
+    relative_error: float
+    relative_bias: float
+    coverage: float
+    runs: int
+    refused: int
+
+
+def coverage_band(runs: int, level: float = 0.95) -> tuple[float, float]:
+    """The central 95% range of the coverage of ``runs`` intervals of true level ``level`` (binomial), as shares."""
+    if runs < 1:
+        return math.nan, math.nan
+    lo, hi = stats.binom.ppf([0.025, 0.975], runs, level)
+    return float(lo) / runs, float(hi) / runs
+
+
+@dataclass(frozen=True)
+class ValidationResult:
+    """The validation table and what it says.
+
+    Attributes:
+        rows: The cells (:class:`ValidationRow`).
+        seeds: The seeds.
+        wall_s: Wall time of the whole validation (s).
+        level: The intervals' level.
+    """
+
+    rows: tuple[ValidationRow, ...]
+    seeds: tuple[int, ...]
+    wall_s: float
+    level: float
+
+    def frame(self) -> pd.DataFrame:
+        """The table as a frame, one row per cell."""
+        return pd.DataFrame([asdict(r) for r in self.rows])
+
+    def statements(self, tolerance: float = 0.10) -> list[str]:
+        """Per logging policy, candidate and estimator: the smallest log size within ``tolerance`` relative error
+        and whether the coverage at the largest size is near the level (inside :func:`coverage_band`)."""
+        out: list[str] = []
+        frame = self.frame()
+        if frame.empty:
+            return out
+        for (beh, cand, estimand, est), g in frame.groupby(
+            ["behaviour", "candidate", "estimand", "estimator"], sort=False
+        ):
+            g = g.sort_values("arrangements")
+            within = g[g["relative_error"] <= tolerance]
+            size = (
+                f"within {tolerance:.0%} from {int(within['arrangements'].iloc[0]):,} arrangements"
+                if len(within)
+                else f"never within {tolerance:.0%} up to {int(g['arrangements'].iloc[-1]):,} arrangements"
+            )
+            last = g.iloc[-1]
+            if int(last["runs"]) == 0:
+                cover = f"refused on every run ({int(last['refused'])})"
+            else:
+                lo, hi = coverage_band(int(last["runs"]), self.level)
+                near = lo <= float(last["coverage"]) <= hi
+                cover = (
+                    f"coverage {float(last['coverage']):.0%} over {int(last['runs'])} runs "
+                    f"({'near' if near else 'not near'} {self.level:.0%}: band {lo:.0%}-{hi:.0%})"
+                )
+            out.append(f"{est} ({estimand}), {cand} logged by {beh}: {size}; {cover}")
+        return out
+
+    def best(self, estimand: str = "per-decision") -> str | None:
+        """The estimator with the smallest relative error at the largest size, among those whose coverage is near
+        the level there (else among all that gave estimates); ``None`` if every one was refused."""
+        frame = self.frame()
+        frame = frame[(frame["estimand"] == estimand) & (frame["runs"] > 0)]
+        if frame.empty:
+            return None
+        frame = frame[frame["arrangements"] == frame["arrangements"].max()]
+        scores = frame.groupby("estimator")[["relative_error", "coverage", "runs"]].mean()
+        near = [
+            name
+            for name, row in scores.iterrows()
+            if coverage_band(int(row["runs"]), self.level)[0]
+            <= row["coverage"]
+            <= coverage_band(int(row["runs"]), self.level)[1]
+        ]
+        pool = scores.loc[near] if near else scores
+        return str(pool["relative_error"].idxmin())
+
+
+@dataclass
+class _Runs:
+    """Estimates collected per cell: values, interval hits and refusals (truth applied at the end)."""
+
+    values: list[tuple[float, float, float]]
+    refused: int = 0
+
+
+def _sequential(trajectory: object, level: float, n_bootstrap: int, seed: int) -> dict[str, tuple[float, float, float]]:
+    """The per-arrangement estimators of :mod:`agents.ope.sequential` on a trajectory feedback, if available."""
+    from experiments.ope import sequential_estimates
+
+    return {
+        name: (r.value, r.ci_low, r.ci_high)
+        for name, r in sequential_estimates(trajectory, n_bootstrap=n_bootstrap, level=level, seed=seed).items()
+        if r.refused is None
+    }
+
+
+def _since(started: float) -> str:
+    return f"{time.perf_counter() - started:.0f} s"
+
+
+def run_validation(
+    world: WorldConfig,
+    spec: ValidationSpec,
+    *,
+    progress: Callable[[str], None] | None = None,
+) -> ValidationResult:
+    """Run the validation of the module docstring.
+
+    Args:
+        world: The world (run off with its ``simulation.runoff_months_after_plan`` cap).
+        spec: Policies, sizes and seeds.
+        progress: Called with a line after each step.
+    """
+    started = time.perf_counter()
+    say = progress or (lambda _: None)
+    cap = RunoffCap(months_after_plan=world.simulation.runoff_months_after_plan)
+    largest = spec.sizes[-1]
+    truth_decisions: dict[str, list[float]] = {c: [] for c in spec.candidates}
+    truth_arrangements: dict[str, list[float]] = {c: [] for c in spec.candidates}
+    cells: dict[tuple[str, str, int, str, str], _Runs] = {}
+    for seed in spec.seeds:
+        for label, make in spec.candidates.items():
+            run = simulate(world, make(seed), arrangements=largest, runoff=cap, seed=seed)
+            rewards = decision_rewards(run.events, window_days=spec.window_days)
+            truth_decisions[label].extend(rewards.reward[rewards.closed].tolist())
+            truth_arrangements[label].extend(arrangement_values(run.events, world)[1].tolist())
+        say(f"seed {seed}: on-policy truths of {len(spec.candidates)} candidates ({_since(started)})")
+        for beh, make_beh in spec.behaviours.items():
+            log = simulate(world, make_beh(seed), arrangements=largest, runoff=cap, seed=seed)
+            everything = logged_decisions(log.events, world, window_days=spec.window_days)
+            behaviours = {lab: logged_behaviour(*lab.split(" ", 1)) for lab in np.unique(everything.policy).tolist()}
+            arrangement_ids = np.unique(everything.rewards.arrangement_id)
+            for label, make in spec.candidates.items():
+                candidate = make(seed)
+                for size in spec.sizes:
+                    subset = everything.of_arrangements(arrangement_ids[:size])
+                    logged = everything.take(subset)
+                    fb = build_feedback(log.events, logged, candidate, config=world, behaviours=behaviours, seed=seed)
+                    results = estimate(
+                        fb.bandit, spec.estimators, seed=seed, n_bootstrap=spec.n_bootstrap, level=spec.level
+                    )
+                    for name, r in results.items():
+                        cell = cells.setdefault((beh, label, size, "per-decision", name), _Runs([]))
+                        if r.refused is not None:
+                            cell.refused += 1
+                        else:
+                            cell.values.append((r.value, r.ci_low, r.ci_high))
+                    if fb.trajectory is not None:
+                        seq = _sequential(fb.trajectory, spec.level, spec.n_bootstrap, seed)
+                        for name, v in seq.items():
+                            cells.setdefault((beh, label, size, "per-arrangement", name), _Runs([])).values.append(v)
+            say(f"seed {seed}: {beh} logged, {len(spec.candidates)} candidates estimated ({_since(started)})")
+    rows = []
+    for (beh, label, size, estimand, name), runs in cells.items():
+        pool = truth_decisions[label] if estimand == "per-decision" else truth_arrangements[label]
+        truth = float(np.mean(pool)) if pool else math.nan
+        vals = np.array(runs.values, dtype=np.float64).reshape(-1, 3)
+        n = len(vals)
+        scale = abs(truth) if truth else math.nan
+        rows.append(
+            ValidationRow(
+                behaviour=beh,
+                candidate=label,
+                arrangements=size,
+                estimand=estimand,
+                estimator=name,
+                truth=truth,
+                mean_estimate=float(vals[:, 0].mean()) if n else math.nan,
+                relative_error=float(np.mean(np.abs(vals[:, 0] - truth)) / scale) if n else math.nan,
+                relative_bias=float((vals[:, 0].mean() - truth) / scale) if n else math.nan,
+                coverage=float(np.mean((vals[:, 1] <= truth) & (truth <= vals[:, 2]))) if n else math.nan,
+                runs=n,
+                refused=runs.refused,
+            )
+        )
+    return ValidationResult(tuple(rows), tuple(spec.seeds), time.perf_counter() - started, spec.level)
+
+
+def parse_sizes(text: str, flag: str = "--sizes") -> tuple[int, ...]:
+    """Comma-separated ascending arrangement counts (``"100,300,1000"``).
+
+    Raises:
+        ValueError: Naming ``flag`` and what is allowed.
+    """
+    try:
+        sizes = tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise ValueError(f"{flag}: expected comma-separated integers, e.g. 100,300,1000; got {text!r}") from None
+    if not sizes or any(s < 2 for s in sizes) or list(sizes) != sorted(set(sizes)):
+        raise ValueError(f"{flag}: expected ascending distinct arrangement counts >= 2, got {text!r}")
+    return sizes
+
+
+def seeds_from(first: int, count: int) -> tuple[int, ...]:
+    """``count`` consecutive seeds from ``first``."""
+    return tuple(range(first, first + count))
