@@ -240,8 +240,8 @@ class TrajectoryFeedback:
             either, and has lower variance the closer the model is to the reward-to-go.
         q_target: float64, :math:`\\hat V(s_t) = \\sum_a \\pi(a|s_t) \\hat Q(s_t, a)` under the same model, or None.
         v_next: float64, the model's value of the next state under the candidate, :math:`\\hat V(s_{t+1})`
-            (0 after a trajectory's last step), or None; used by the state-value (temporal-difference) form of
-            per-decision DR.
+            (0 after a trajectory's last step if it ended there), or None; used by the state-value form of
+            per-decision DR (None: the next step's ``q_target``, 0 after the last step).
     """
 
     trajectory: NDArray[np.int64]
