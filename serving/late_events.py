@@ -54,7 +54,7 @@ from regsim.replay import LogReplay, morning_booking_day
 from serving import db, schemas
 from serving.cache import ArrangementInfo, Workspace
 from serving.metrics import Metrics
-from serving.refusals import ConflictError, InvalidFieldError
+from serving.refusals import ConflictError
 from serving.store import event_row, events_table, execute_many, insert_events
 from serving.store_rows import rows_of
 
@@ -283,9 +283,9 @@ class LateEventOps:
         s, row = ws.replay.ledger.sched, ws.replay.row[aid]
         n = int(s.n[row])
         if not 0 <= ev.installment < n:
-            raise InvalidFieldError(
-                ("body", "installment"), f"installment: {ev.installment} is not in the plan (0..{n - 1})"
-            )
+            # The same refusal as in order (serving.service): the request is valid, the plan has no such
+            # installment, so it conflicts with the arrangement's state (409), as the OpenAPI schema says.
+            raise ConflictError(f"installment: {ev.installment} is not in the plan of arrangement {aid} (0..{n - 1})")
         missed = conn.execute(
             sa.select(sa.func.min(db.events.c.time)).where(
                 db.events.c.arrangement_id == aid,
