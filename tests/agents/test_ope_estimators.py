@@ -24,6 +24,13 @@ def _with_rewards(fb: BanditFeedback, reward: np.ndarray) -> BanditFeedback:
     return dataclasses.replace(fb, reward=reward)
 
 
+def _with_wrong_model(log: SyntheticBandit, bias_per_action: np.ndarray) -> BanditFeedback:
+    """The feedback with a reward model wrong by ``bias_per_action[a]`` at action ``a`` (not a constant)."""
+    q = log.expected_reward + bias_per_action[None, :]
+    rows = np.arange(log.feedback.n)
+    return dataclasses.replace(log.feedback, q_logged=q[rows, log.action], q_target=(log.target_probs * q).sum(axis=1))
+
+
 # -- exact identities -------------------------------------------------------------------------------------------------
 def test_dr_and_dm_are_exact_when_the_model_is_exact_and_rewards_noiseless() -> None:
     log = _log(noise_sd=0.0, n_clusters=300)
@@ -38,6 +45,23 @@ def test_dr_corrects_a_biased_model_where_dm_does_not() -> None:
     log = _log(noise_sd=0.0, n_clusters=2000, model_bias=1.0)
     assert dm(log.feedback) == pytest.approx(log.true_value + 1.0, abs=1e-9)
     assert abs(dr(log.feedback) - log.true_value) < 0.1
+    bias = np.linspace(-2.0, 2.0, log.target_probs.shape[1])
+    wrong = _with_wrong_model(log, bias)
+    assert abs(dm(wrong) - log.true_value) > 0.15
+    assert abs(dr(wrong) - log.true_value) < 0.1
+
+
+def test_the_self_normalised_and_shrunk_estimators_follow_their_formulas() -> None:
+    log = _log(n_clusters=200)
+    fb = _with_wrong_model(log, np.linspace(-1.0, 1.0, log.target_probs.shape[1]))
+    w, r, q_l, q_t = fb.weight, fb.reward, fb.q_logged, fb.q_target
+    assert q_l is not None and q_t is not None
+    assert snips(fb) == pytest.approx(float((w * r).sum() / w.sum()), abs=1e-12)
+    assert sndr(fb) == pytest.approx(float(q_t.mean() + (w * (r - q_l)).sum() / w.sum()), abs=1e-12)
+    shrunk = 3.0 * w / (w * w + 3.0)
+    assert dros(fb, lambda_=3.0) == pytest.approx(float(np.mean(q_t + shrunk * (r - q_l))), abs=1e-12)
+    kept = np.where(w <= 1.5, w, 0.0)
+    assert switch_dr(fb, tau=1.5) == pytest.approx(float(np.mean(q_t + kept * (r - q_l))), abs=1e-12)
 
 
 def test_snips_moves_exactly_with_a_reward_shift_and_ips_does_not() -> None:
@@ -114,8 +138,10 @@ def test_ips_and_dr_intervals_cover_the_truth_over_seeds() -> None:
     errors: dict[str, list[float]] = {name: [] for name in covered}
     seeds = range(12)
     for seed in seeds:
-        log = _log(seed, n_clusters=400, model_bias=0.5)
-        results = estimate(log.feedback, names=tuple(covered), seed=seed, n_bootstrap=200)
+        log = _log(seed, n_clusters=400)
+        # A model wrong by action, so that DR's unbiasedness is not the model's doing.
+        fb = _with_wrong_model(log, np.linspace(-1.0, 1.0, log.target_probs.shape[1]))
+        results = estimate(fb, names=tuple(covered), seed=seed, n_bootstrap=200)
         for name, result in results.items():
             covered[name] += result.ci_low <= log.true_value <= result.ci_high
             errors[name].append(result.value - log.true_value)
@@ -253,10 +279,10 @@ def test_estimate_refuses_unknown_names_and_bad_levels() -> None:
 
 def test_take_keeps_rows_aligned() -> None:
     fb = BanditFeedback(**_GOOD)  # type: ignore[arg-type]
-    sub = fb.take([2, 2, 0])
+    sub = fb.take([2, 2, 1])
     assert sub.cluster.tolist() == [1, 1, 0]
-    assert sub.reward.tolist() == [3.0, 3.0, 1.0]
-    assert sub.support_gap.tolist() == [0.0, 0.0, 0.0]
+    assert sub.reward.tolist() == [3.0, 3.0, 2.0]
+    assert sub.support_gap.tolist() == [0.0, 0.0, 0.1]
     assert fb.take(np.array([True, False, True])).pscore.tolist() == [0.5, 0.2]
     with pytest.raises(ValueError, match="boolean mask must have length"):
         fb.take(np.array([True, False]))
@@ -310,9 +336,17 @@ def test_the_candidate_expectation_is_the_weighted_mean_of_the_model_over_action
     _, q_target = _fit(log)
     per_action = []
     for a in range(k):
-        one_hot = np.zeros((n, k))
-        one_hot[:, a] = 1.0
-        _, q_a = _fit(dataclasses.replace(log, target_probs=one_hot))
+        # The model at action a alone: one candidate action per row, with weight 1.
+        _, q_a = cross_fitted_rewards(
+            log.features,
+            log.action[:, None],
+            np.full((n, 1, 1), a),
+            np.ones((n, 1)),
+            log.feedback.reward,
+            log.feedback.cluster,
+            action_sizes=(k,),
+            seed=0,
+        )
         per_action.append(q_a)
     np.testing.assert_allclose(q_target, (np.stack(per_action, axis=1) * log.target_probs).sum(axis=1), atol=1e-8)
 
