@@ -20,6 +20,7 @@ The report (:class:`OpeReport`) is written as ``ope.json`` and ``ope.html`` (:mo
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -463,7 +464,7 @@ def run_ope(
     )
     caveat = results[name].diagnostics.warning
     if caveat and gate.verdict != "refused":
-        gate = Gate(**{**gate.__dict__, "sentence": f"{gate.sentence} Caveat: {caveat}."})
+        gate = dataclasses.replace(gate, sentence=f"{gate.sentence} Caveat: {caveat}.")
     if chosen and name != chosen[0]:
         warnings.append(f"the recommended estimator {chosen[0]} is refused on this log; the gate uses {name}")
     for r in results.values():

@@ -167,6 +167,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
             sizes=sizes,
             seeds=seeds_from(args.first_seed, args.seeds),
             n_bootstrap=args.bootstrap,
+            interactions=args.interactions,
         )
     except (ConfigError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -178,6 +179,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     frame.to_csv(out / "ope_validation.csv", index=False)
     payload = {
         "world": f"{config.name}, run off with cap plan + {args.runoff_months:g} months",
+        "reward_model_interactions": bool(args.interactions),
         "seeds": list(result.seeds),
         "wall_s": result.wall_s,
         "rows": frame.to_dict(orient="records"),
@@ -218,6 +220,11 @@ def add_validate_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--first-seed", type=int, default=0, help="first seed (default: 0)")
     p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples per estimate (default: 200)")
     p.add_argument("--runoff-months", type=float, default=2.0, help="run-off cap after the plan, months (default: 2)")
+    p.add_argument(
+        "--interactions",
+        action="store_true",
+        help="fit the reward model with context x action interactions, as regsim ope does (slower; default off)",
+    )
     p.add_argument("--out", default="runs/ope-validation", help="output folder (default: runs/ope-validation)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=cmd_validate)

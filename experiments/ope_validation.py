@@ -76,6 +76,7 @@ class ValidationSpec:
         level: Interval level.
         window_days: The per-decision feedback window (days).
         estimators: The per-decision estimators to run.
+        interactions: The reward model's context x action interactions (slower; ``regsim ope``'s default).
     """
 
     behaviours: dict[str, PolicyFactory]
@@ -86,6 +87,7 @@ class ValidationSpec:
     level: float = 0.95
     window_days: float = DEFAULT_WINDOW_DAYS
     estimators: tuple[str, ...] = ESTIMATOR_NAMES
+    interactions: bool = True
 
     def __post_init__(self) -> None:
         if not self.behaviours or not self.candidates:
