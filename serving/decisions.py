@@ -24,7 +24,8 @@ from numpy.typing import NDArray
 
 from regsim.config import CHANNELS, WorldConfig
 from regsim.decision import PART_NAMES, DecisionKind, MessagePurpose
-from regsim.replay import LogReplay
+from regsim.eventlog import EventType
+from regsim.replay import LogReplay, morning_booking_day
 from serving import db, schemas
 from serving.cache import ArrangementInfo, Workspace
 from serving.late_events import mark_arrived
@@ -32,7 +33,7 @@ from serving.metrics import Metrics
 from serving.online import OnlineLearner
 from serving.policies import PolicyRunner, ShadowResult
 from serving.refusals import ConflictError, InvalidFieldError, ServiceError
-from serving.responses import ResponseParts
+from serving.responses import DecisionAnswer, ResponseParts
 from serving.store import execute_many, insert_events, next_ids
 from serving.store_rows import rows_of
 
@@ -78,9 +79,6 @@ class DecisionOps:
     def _check_time(self, info: ArrangementInfo, t: float, field: str = "time") -> None:
         raise NotImplementedError
 
-    def _book(self, ws: Workspace, arrangement_id: int, t: float) -> list[dict[str, Any]]:
-        raise NotImplementedError
-
     def _touch(self, conn: sa.Connection, ws: Workspace, ids: Sequence[int], times: Sequence[float]) -> None:
         raise NotImplementedError
 
@@ -94,29 +92,63 @@ class DecisionOps:
             return max(int(s.first_open[row]) - 1, 0)
         return int(s.first_open[row])
 
-    def _point(self, ws: Workspace, i: int, r: schemas.DecisionIn, single: bool) -> _Point:
-        """Validate a decision point and book what time implies before it (changes ``ws``)."""
-        where: tuple[str | int, ...] = ("body",) if single else ("body", "decisions", i)
-        t = self.time_of(r, where)
-        info = self._info(ws, r.arrangement_id)
-        kind = DecisionKind[r.kind.upper()]
-        self._check_time(info, t)
-        booked = self._book(ws, r.arrangement_id, t)
-        status = ws.status_of(r.arrangement_id)
-        want = "offered" if kind == DecisionKind.PLAN_CREATED else "active"
-        if status != want:
-            raise ConflictError(
-                f"arrangement {r.arrangement_id} is {status}: a {r.kind} decision needs an {want} arrangement"
-            )
-        n = int(ws.replay.ledger.sched.n[ws.replay.row[r.arrangement_id]])
-        inst = self._default_installment(ws, r.arrangement_id, kind) if r.installment is None else r.installment
-        if not 0 <= inst < n:
-            # The plan's length is the arrangement's state, which the schema cannot know: a conflict with it.
-            raise ConflictError(
-                f"{'.'.join(str(p) for p in where[1:]) + '.' if len(where) > 1 else ''}installment: {inst} is not "
-                f"an installment of the plan of arrangement {r.arrangement_id} (0..{n - 1})"
-            )
-        return _Point(i, r, t, kind, inst, booked)
+    def _points(
+        self, ws: Workspace, reqs: Sequence[schemas.DecisionIn], single: bool
+    ) -> tuple[list[_Point], dict[int, ServiceError]]:
+        """Validate decision points of distinct arrangements and book what time implies before each (changes
+        ``ws``); returns the valid points in order and the refusal of each invalid one by its index.
+
+        Each point is checked on its own (its time, its arrangement, then, once booked, the arrangement's status
+        and the installment), exactly as if the points came one by one; the bookkeeping of all of them is one
+        vectorised :meth:`regsim.ledger.Ledger.catch_up` (the arrangements are distinct, so their bookings do
+        not interact), and each point keeps the rows booked for its own arrangement.
+        """
+        timed: list[tuple[int, schemas.DecisionIn, float, DecisionKind]] = []
+        errors: dict[int, ServiceError] = {}
+        for i, r in enumerate(reqs):
+            try:
+                t = self.time_of(r, ("body",) if single else ("body", "decisions", i))
+                info = self._info(ws, r.arrangement_id)
+                self._check_time(info, t)
+            except ServiceError as exc:
+                errors[i] = exc
+                continue
+            timed.append((i, r, t, DecisionKind[r.kind.upper()]))
+        booked = self._book_many(ws, [r.arrangement_id for _, r, _, _ in timed], [t for _, _, t, _ in timed])
+        points: list[_Point] = []
+        for i, r, t, kind in timed:
+            aid = r.arrangement_id
+            status = ws.status_of(aid)
+            want = "offered" if kind == DecisionKind.PLAN_CREATED else "active"
+            if status != want:
+                errors[i] = ConflictError(
+                    f"arrangement {aid} is {status}: a {r.kind} decision needs an {want} arrangement"
+                )
+                continue
+            n = int(ws.replay.ledger.sched.n[ws.replay.row[aid]])
+            inst = self._default_installment(ws, aid, kind) if r.installment is None else r.installment
+            if not 0 <= inst < n:
+                # The plan's length is the arrangement's state, which the schema cannot know: a conflict with it.
+                where = "" if single else f"decisions.{i}."
+                errors[i] = ConflictError(
+                    f"{where}installment: {inst} is not an installment of the plan of arrangement {aid} (0..{n - 1})"
+                )
+                continue
+            points.append(_Point(i, r, t, kind, inst, booked.get(aid, [])))
+        return points, errors
+
+    def _book_many(self, ws: Workspace, ids: Sequence[int], times: Sequence[float]) -> dict[int, list[dict[str, Any]]]:
+        """The ledger's bookkeeping of distinct arrangements, each up to a decision at its time; rows by id."""
+        if not ids:
+            return {}
+        rp = ws.replay
+        rows = np.array([rp.row[a] for a in ids], dtype=np.int64)
+        days = np.array([morning_booking_day(EventType.DECISION, t) for t in times], dtype=np.int64)
+        rp.ledger.catch_up(rows, days)
+        by_id: dict[int, list[dict[str, Any]]] = {}
+        for row in rows_of(rp).take():
+            by_id.setdefault(row["arrangement_id"], []).append(row)
+        return by_id
 
     def _check_batch(self, reqs: Sequence[schemas.DecisionIn]) -> None:
         if len(reqs) > self.max_batch:
@@ -133,16 +165,16 @@ class DecisionOps:
                 )
             seen[r.arrangement_id] = i
 
-    def decide(
-        self, conn: sa.Connection, ws: Workspace, reqs: Sequence[schemas.DecisionIn]
-    ) -> list[schemas.DecisionOut]:
+    def decide(self, conn: sa.Connection, ws: Workspace, reqs: Sequence[schemas.DecisionIn]) -> list[DecisionAnswer]:
         """Decide a batch of decision points with one policy call, and log everything (uncommitted).
 
         The batch is all or nothing: the first invalid point refuses it (``ws`` may then be changed; the caller
         restores it).
         """
         self._check_batch(reqs)
-        points = [self._point(ws, i, r, single=False) for i, r in enumerate(reqs)]
+        points, errors = self._points(ws, reqs, single=False)
+        if errors:
+            raise errors[min(errors)]
         return self._decide_points(conn, ws, points)
 
     def decide_each(
@@ -151,7 +183,7 @@ class DecisionOps:
         ws: Workspace,
         reqs: Sequence[schemas.DecisionIn],
         restore: Callable[[int], None] | None = None,
-    ) -> list[schemas.DecisionOut | ServiceError]:
+    ) -> list[DecisionAnswer | ServiceError]:
         """Decide single decision points of distinct arrangements as one batch, each accepted or refused alone.
 
         This is how concurrent ``POST /v1/decisions`` requests share one context build, one policy call and
@@ -165,25 +197,21 @@ class DecisionOps:
                 Without it, a copy of every arrangement's state is taken first (refusals are rare, so a caller
                 that can restore from elsewhere saves that copy).
         """
-        points: list[_Point] = []
-        errors: dict[int, ServiceError] = {}
         if restore is None:
             snap = ws.snapshot(r.arrangement_id for r in reqs)
 
             def restore(aid: int) -> None:
                 ws.restore(snap.snapshot([aid]))
 
-        for i, r in enumerate(reqs):
-            try:
-                points.append(self._point(ws, i, r, single=True))
-            except ServiceError as exc:
-                restore(r.arrangement_id)
-                rows_of(ws.replay).take()  # (what the refused point's bookkeeping wrote is not stored)
-                errors[i] = exc
+        points, errors = self._points(ws, reqs, single=True)
+        for i in errors:
+            # A refused point's arrangement goes back as it was; what its bookkeeping wrote is not stored (the
+            # rows booked for it stay out of every point's rows).
+            restore(reqs[i].arrangement_id)
         decided = iter(self._decide_points(conn, ws, points) if points else [])
         return [errors[i] if i in errors else next(decided) for i in range(len(reqs))]
 
-    def _decide_points(self, conn: sa.Connection, ws: Workspace, points: list[_Point]) -> list[schemas.DecisionOut]:
+    def _decide_points(self, conn: sa.Connection, ws: Workspace, points: list[_Point]) -> list[DecisionAnswer]:
         n = len(points)
         rp = ws.replay
         ids = [p.req.arrangement_id for p in points]
@@ -206,7 +234,7 @@ class DecisionOps:
         message_ids = np.full(n, -1, dtype=np.int64)
         message_ids[contact] = next_ids(conn, "message", int(contact.sum()))
         send = self._send_times(rp, days, acts, contact)
-        masked, masked_names = self._responses.masked(batch)
+        _, masked_names, masked_plain = self._responses.masked(batch)
         sink = rows_of(rp)
         booked = [r for p in points for r in p.booked]
         rows_idx = np.array([rp.row[a] for a in ids], dtype=np.int64)
@@ -245,26 +273,25 @@ class DecisionOps:
         ]
         fallback = result.fallback_reason is not None
         acts_list, prop_list, send_list = acts.tolist(), prop.tolist(), send.tolist()
-        out: list[schemas.DecisionOut] = []
+        out: list[DecisionAnswer] = []
         for i, p in enumerate(points):
-            aid, t, a = p.req.arrangement_id, p.time, acts_list[i]
+            t, a = p.time, acts_list[i]
             sent = send_list[i] if contact[i] else None
-            # model_construct skips re-validating what the server built itself (ints, floats, the cached
-            # response parts): a fifth of a batch's CPU otherwise.
+            # Plain values, serialised as they are (serving.responses): the model is not built per decision.
             out.append(
-                schemas.DecisionOut.model_construct(
+                DecisionAnswer(
                     decision_id=decision_ids[i],
-                    arrangement_id=aid,
+                    arrangement_id=p.req.arrangement_id,
                     kind=p.req.kind,
                     installment=p.installment,
                     time=t,
                     at=self.at_of(t),
-                    action=self._responses.action(a),
+                    action=self._responses.action_plain(a),
                     message_id=int(message_ids[i]) if contact[i] else None,
                     send_time=sent,
                     send_at=None if sent is None else self.at_of(sent),
                     masked_rules=[m for m in masked_names[i].split(",") if m],
-                    masked=masked[i],
+                    masked=masked_plain[i],
                     policy=result.policy,
                     policy_version=result.version,
                     propensity=prop_list[i],

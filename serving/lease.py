@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from serving import db
+from serving.store import execute_one
 
 __all__ = ["LEASE_COUNTER", "LeaseLostError", "WriterLease"]
 
@@ -70,8 +71,8 @@ class WriterLease:
         Raises:
             LeaseLostError: Another server started on the store since this one.
         """
-        done = conn.execute(_CONFIRM, {"b_gen": self.generation})
-        if done.rowcount != 1:
+        matched, _ = execute_one(conn, _CONFIRM, {"b_gen": self.generation})
+        if matched != 1:
             raise LeaseLostError(
                 "another server process has taken over this store (one writer per store); this one no longer "
                 "writes: restart it or route traffic to the newer one"

@@ -68,8 +68,7 @@ class Metrics:
         )
         self.late_events = Counter(
             "regsim_late_events",
-            "Events stamped before their arrangement's latest event (history re-derived in event-time order), "
-            "by type.",
+            "Events stamped before their arrangement's latest event (history re-derived in event-time order), by type.",
             ("type",),
             registry=self.registry,
         )

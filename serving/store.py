@@ -26,6 +26,7 @@ __all__ = [
     "event_row",
     "events_table",
     "execute_many",
+    "execute_one",
     "insert_events",
     "iter_event_tables",
     "load_events",
@@ -81,7 +82,23 @@ def insert_events(conn: sa.Connection, rows: Sequence[Mapping[str, Any]]) -> Non
 _INSERT_EVENTS = db.events.insert()
 # (dialect, id of the statement) -> (the statement, kept alive so that its id stays unique; SQL; parameter
 # order for positional paramstyles; parameter names)
-_COMPILED: dict[tuple[str, int], tuple[UpdateBase, str, tuple[str, ...] | None, tuple[str, ...]]] = {}
+_COMPILED: dict[tuple[str, int], tuple[UpdateBase, str, tuple[str, ...] | None, dict[str, Any]]] = {}
+
+
+def _compiled(
+    conn: sa.Connection, stmt: UpdateBase, keys: list[str] | None
+) -> tuple[str, tuple[str, ...] | None, dict[str, Any]]:
+    """A statement's SQL for the connection's dialect, its parameter order (positional paramstyles) and its
+    parameters with the values the statement binds itself (literals; ``None`` for those given at execution),
+    compiled once per dialect."""
+    key = (conn.dialect.name, id(stmt))
+    compiled = _COMPILED.get(key)
+    if compiled is None:
+        c = stmt.compile(dialect=conn.dialect, column_keys=keys)
+        positions = tuple(c.positiontup) if c.positiontup is not None else None
+        compiled = (stmt, c.string, positions, dict(c.params))
+        _COMPILED[key] = compiled
+    return compiled[1], compiled[2], compiled[3]
 
 
 def execute_many(conn: sa.Connection, stmt: UpdateBase, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -95,15 +112,7 @@ def execute_many(conn: sa.Connection, stmt: UpdateBase, rows: Sequence[Mapping[s
     """
     if not rows:
         return
-    key = (conn.dialect.name, id(stmt))
-    compiled = _COMPILED.get(key)
-    if compiled is None:
-        keys = list(rows[0]) if isinstance(stmt, sa.Insert) else None
-        c = stmt.compile(dialect=conn.dialect, column_keys=keys)
-        positions = tuple(c.positiontup) if c.positiontup is not None else None
-        compiled = (stmt, c.string, positions, tuple(c.params))
-        _COMPILED[key] = compiled
-    _, sql, positions, names = compiled
+    sql, positions, names = _compiled(conn, stmt, list(rows[0]) if isinstance(stmt, sa.Insert) else None)
     if positions is not None:
         if len(positions) == 1:
             params: list[Any] = [(r[positions[0]],) for r in rows]
@@ -113,6 +122,33 @@ def execute_many(conn: sa.Connection, stmt: UpdateBase, rows: Sequence[Mapping[s
     else:
         params = [{k: r[k] for k in names} for r in rows]
     conn.exec_driver_sql(sql, params)
+
+
+def execute_one(conn: sa.Connection, stmt: UpdateBase, params: Mapping[str, Any]) -> tuple[int, list[tuple[Any, ...]]]:
+    """Run a statement built once (a module constant) with one set of bound parameters on the driver's cursor.
+
+    The hot path's statements (the lease's confirmation, the id counters) run once per write transaction, where
+    SQLAlchemy's own execution of a statement object, and even of its SQL, costs several times the database's
+    work on SQLite. This runs the compiled SQL on a cursor of the connection's DBAPI connection, so inside the
+    caller's transaction; the driver's exceptions are not wrapped in SQLAlchemy's. The same rules as
+    :func:`execute_many`: plain values, no type conversion; ``params`` are the statement's bound parameters by
+    name.
+
+    Returns:
+        The number of rows the statement matched and the rows it returned (``RETURNING``; empty without).
+    """
+    sql, positions, bound = _compiled(conn, stmt, None)
+    values = {**bound, **params}
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        if positions is not None:
+            cursor.execute(sql, tuple(values[k] for k in positions))
+        else:
+            cursor.execute(sql, {k: values[k] for k in bound})
+        rows = [tuple(r) for r in cursor.fetchall()] if cursor.description is not None else []
+        return int(cursor.rowcount), rows
+    finally:
+        cursor.close()
 
 
 #: Built once: constructing a statement costs more than running it on SQLite.
@@ -128,7 +164,8 @@ def next_ids(conn: sa.Connection, counter: str, n: int) -> list[int]:
     """``n`` fresh ids from a counter (``"decision"`` or ``"message"``), inside the caller's transaction."""
     if n <= 0:
         return []
-    last = int(conn.execute(_NEXT_IDS, {"b_name": counter, "b_n": n}).scalar_one())
+    _, returned = execute_one(conn, _NEXT_IDS, {"b_name": counter, "b_n": n})
+    last = int(returned[0][0])
     return list(range(last - n + 1, last + 1))
 
 

@@ -21,12 +21,27 @@ from regsim.config import CHANNELS
 from regsim.decision import DecisionKind
 from regsim.eventlog import EventType
 from regsim.replay import LogReplay
-from serving.store import event_row
+from serving.store import EVENT_DEFAULTS, event_row
 
 __all__ = ["StoreRows", "rows_of"]
 
 _CHANNEL_NAMES = ("none", *CHANNELS)
 _KIND_NAMES = tuple(k.name.lower() for k in DecisionKind)
+_EVENT_KEYS = frozenset(EVENT_DEFAULTS)
+
+
+def _column(name: str, values: Any) -> list[Any]:
+    """A logged column as the store holds it (:func:`_plain` of each value), converted as a whole."""
+    if name == "channel":
+        return [_CHANNEL_NAMES[k] for k in np.asarray(values, dtype=np.int64).tolist()]
+    if name == "decision_kind":
+        return [_KIND_NAMES[k] for k in np.asarray(values, dtype=np.int64).tolist()]
+    if isinstance(values, np.ndarray) and values.dtype.kind in "iub":
+        return values.tolist()
+    if isinstance(values, np.ndarray) and values.dtype.kind == "f":
+        out = values.tolist()
+        return [None if v != v else v for v in out] if np.isnan(values).any() else out
+    return [_plain(name, v) for v in values]
 
 
 def _plain(name: str, value: Any) -> Any:
@@ -58,12 +73,28 @@ class StoreRows:
         return True
 
     def record(self, event: EventType, t: Time, rows: NDArray[np.int64], **columns: Any) -> None:
-        """Store rows of events of one type, one per ledger row."""
-        ids = self.replay.ids[rows].tolist()
-        times = np.broadcast_to(np.asarray(t, dtype=np.float64), (len(ids),)).tolist()
-        values = {name: [value] * len(ids) if np.ndim(value) == 0 else list(value) for name, value in columns.items()}
-        for k, aid in enumerate(ids):
-            self.rows.append(event_row(event, times[k], aid, **{n: _plain(n, v[k]) for n, v in values.items()}))
+        """Store rows of events of one type, one per ledger row (a column converted once, not per value)."""
+        n = len(rows)
+        if not n:
+            return
+        if not columns.keys() <= _EVENT_KEYS:
+            raise KeyError(f"unknown event columns {sorted(set(columns) - _EVENT_KEYS)}")
+        base = event_row(event, 0.0, 0)
+        names = ["time", "arrangement_id"]
+        values: list[list[Any]] = [
+            np.broadcast_to(np.asarray(t, dtype=np.float64), (n,)).tolist(),
+            self.replay.ids[rows].tolist(),
+        ]
+        for name, value in columns.items():
+            if np.ndim(value) == 0:
+                base[name] = _plain(name, value)  # the same for every row
+            else:
+                names.append(name)
+                values.append(_column(name, value))
+        for row_values in zip(*values, strict=True):
+            row = base.copy()
+            row.update(zip(names, row_values, strict=True))
+            self.rows.append(row)
 
     def take(self) -> list[dict[str, Any]]:
         """The rows written since the last call (and forget them)."""

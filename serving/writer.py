@@ -55,6 +55,7 @@ from serving.idempotency import (
 )
 from serving.lease import LeaseLostError, WriterLease
 from serving.metrics import Metrics
+from serving.responses import batch_json
 from serving.service import DecisionService, ServiceError
 
 __all__ = ["Outcome", "WriteOp", "Writer"]
@@ -271,7 +272,7 @@ class Writer:
                         restore = self._restorer(conn, ws, reworked)
                         decided = self.service.decide_each(conn, ws, [group[i].body for i in run], restore)
                         for i, res in zip(run, decided, strict=True):
-                            results[i] = res if isinstance(res, Exception) else Outcome(200, res.model_dump_json())
+                            results[i] = res if isinstance(res, Exception) else Outcome(200, res.json())
                         run.clear()
                         run_ids.clear()
                         reworked.clear()
@@ -355,8 +356,7 @@ class Writer:
             if op.kind == "clock":
                 model = self.service.tick(conn, ws, op.body)
                 return Outcome(200, model.model_dump_json())
-            model = schemas.BatchDecisionOut(decisions=self.service.decide(conn, ws, op.body.decisions))
-            return Outcome(200, model.model_dump_json())
+            return Outcome(200, batch_json(self.service.decide(conn, ws, op.body.decisions)))
         except ServiceError as exc:
             if snap is not None:
                 ws.restore(snap)

@@ -241,7 +241,7 @@ def test_masked_options_are_those_of_each_context() -> None:
     result = simulate(config, agents.make("static-dunning"), arrangements=20, months=3, seed=2)
     batch = contexts_from_log(result.events, config)
     assert batch is not None
-    got, names = _Responses(batch.space).masked(batch)
+    got, names, plain = _Responses(batch.space).masked(batch)
     for i in range(len(batch)):
         hit = [n for n, f in batch.forbidden.items() if n != "not_applicable" and f[i].any()]
         assert names[i] == ",".join(hit)
@@ -251,6 +251,7 @@ def test_masked_options_are_those_of_each_context() -> None:
             if shown:
                 want.append((PART_NAMES[part], batch.space.option_labels(part)[option], shown))
         assert [(m.part, m.option, m.rules) for m in got[i]] == want
+        assert plain[i] == [m.model_dump() for m in got[i]]
     assert any(got), "no option was masked in the run"
 
 
