@@ -272,7 +272,15 @@ def run_validation(
                 for size in spec.sizes:
                     subset = everything.of_arrangements(arrangement_ids[:size])
                     logged = everything.take(subset)
-                    fb = build_feedback(log.events, logged, candidate, config=world, behaviours=behaviours, seed=seed)
+                    fb = build_feedback(
+                        log.events,
+                        logged,
+                        candidate,
+                        config=world,
+                        behaviours=behaviours,
+                        seed=seed,
+                        interactions=spec.interactions,
+                    )
                     results = estimate(
                         fb.bandit, spec.estimators, seed=seed, n_bootstrap=spec.n_bootstrap, level=spec.level
                     )
