@@ -20,7 +20,10 @@ candidate actions per row.
 Cross-fitting (Chernozhukov et al. 2018; in OPE, Narita, Yasui & Yata 2019): arrangements are split into
 ``folds`` at random; each row is predicted by the model fitted on the other folds, so that no row's reward
 (and no decision of its arrangement) shapes its own prediction, which keeps DR's correction term unbiased given
-the model. Each fold's fit is one ``D x D`` linear solve, ``D`` the number of coefficients.
+the model. One pass over the rows, in blocks, accumulates each fold's Gram
+matrix :math:`X_f^\\top X_f` and :math:`X_f^\\top y_f`; each fold's fit is then one ``D x D`` solve on the other
+folds' sums (``D`` the number of coefficients), and the predictions a second pass (block by block, without the
+design matrix). Time :math:`O(n D^2)`, memory :math:`O(\\text{folds}\\, D^2)` plus one block.
 """
 
 from __future__ import annotations
@@ -49,12 +52,42 @@ def _encode(actions: NDArray[np.int64], weights: Array, action_sizes: tuple[int,
 
 
 def _design(x: Array, code: Array, kind_onehot: Array | None, context_interactions: bool) -> Array:
-    parts = [np.ones((len(x), 1)), x, code]
+    """The design matrix ``[1, x, code, code x kind, x x code]``, written into one preallocated array."""
+    n, d = x.shape
+    s = code.shape[1]
+    g = 0 if kind_onehot is None else kind_onehot.shape[1]
+    out = np.empty((n, 1 + d + s + s * g + (d * s if context_interactions else 0)))
+    out[:, 0] = 1.0
+    out[:, 1 : 1 + d] = x
+    out[:, 1 + d : 1 + d + s] = code
+    start = 1 + d + s
+    blocks: list[tuple[Array, Array]] = []
     if kind_onehot is not None:
-        parts.append((code[:, :, None] * kind_onehot[:, None, :]).reshape(len(x), -1))
+        blocks.append((code, kind_onehot))
     if context_interactions:
-        parts.append((x[:, :, None] * code[:, None, :]).reshape(len(x), -1))
-    return np.concatenate(parts, axis=1)
+        blocks.append((x, code))
+    for left, right in blocks:
+        width = left.shape[1] * right.shape[1]
+        view = out[:, start : start + width].reshape(n, left.shape[1], right.shape[1])
+        assert np.shares_memory(view, out)  # a view, so that the product lands in ``out``
+        np.multiply(left[:, :, None], right[:, None, :], out=view)
+        start += width
+    return out
+
+
+def _predict(x: Array, code: Array, kind_onehot: Array | None, context_interactions: bool, beta: Array) -> Array:
+    """``_design(...) @ beta`` without building the design: each block's contribution from its coefficients."""
+    d = x.shape[1]
+    s = code.shape[1]
+    q = beta[0] + x @ beta[1 : 1 + d] + code @ beta[1 + d : 1 + d + s]
+    start = 1 + d + s
+    if kind_onehot is not None:
+        g = kind_onehot.shape[1]
+        q += np.einsum("ij,ij->i", code @ beta[start : start + s * g].reshape(s, g), kind_onehot)
+        start += s * g
+    if context_interactions:
+        q += np.einsum("ij,ij->i", x @ beta[start : start + d * s].reshape(d, s), code)
+    return q
 
 
 def cross_fitted_rewards(
@@ -141,24 +174,39 @@ def cross_fitted_rewards(
     rng = np.random.default_rng(seed)
     fold_of_group = rng.permutation(len(unique)) % folds
     fold = fold_of_group[codes.reshape(-1)]
+    # The features are scaled with all rows' moments: they carry no reward, so no row's reward reaches its own
+    # prediction, and one scaling lets every fold's fit share the per-fold Gram matrices below.
+    mean = x.mean(axis=0)
+    sd = x.std(axis=0)
+    z = (x - mean) / np.where(sd > 0.0, sd, 1.0)
     logged_code = _encode(logged[:, None, :].astype(np.int64), np.ones((n, 1)), sizes)
     target_code = _encode(target.astype(np.int64), tw, sizes)
+    fold_rows = [np.flatnonzero(fold == f) for f in range(folds)]
+
+    def design(code: Array, rows: NDArray[np.intp]) -> Array:
+        kind_rows = None if kind_onehot is None else kind_onehot[rows]
+        return _design(z[rows], code[rows], kind_rows, context_interactions)
+
+    width = design(logged_code, fold_rows[0][:1]).shape[1]
+    # Rows per block, so that a block's design matrix stays near 64 MiB whatever the number of coefficients.
+    block = max(1024, (64 << 20) // (8 * width))
+    gram = np.zeros((folds, width, width))
+    moment = np.zeros((folds, width))
+    for f, rows_f in enumerate(fold_rows):
+        for lo in range(0, len(rows_f), block):
+            rows = rows_f[lo : lo + block]
+            d = design(logged_code, rows)
+            gram[f] += d.T @ d
+            moment[f] += d.T @ y[rows]
+    penalty = np.full(width, alpha)
+    penalty[0] = 0.0
     q_logged = np.empty(n)
     q_target = np.empty(n)
-    for f in range(folds):
-        train = fold != f
-        test = ~train
-        # Standardised with the training folds' moments: the held-out rows take no part in their own fit.
-        mean = x[train].mean(axis=0)
-        sd = x[train].std(axis=0)
-        sd = np.where(sd > 0.0, sd, 1.0)
-        kind_train = None if kind_onehot is None else kind_onehot[train]
-        kind_test = None if kind_onehot is None else kind_onehot[test]
-        design = _design((x[train] - mean) / sd, logged_code[train], kind_train, context_interactions)
-        penalty = np.full(design.shape[1], alpha)
-        penalty[0] = 0.0
-        beta = np.linalg.solve(design.T @ design + np.diag(penalty), design.T @ y[train])
-        z_test = (x[test] - mean) / sd
-        q_logged[test] = _design(z_test, logged_code[test], kind_test, context_interactions) @ beta
-        q_target[test] = _design(z_test, target_code[test], kind_test, context_interactions) @ beta
+    for f, rows_f in enumerate(fold_rows):
+        beta = np.linalg.solve(gram.sum(axis=0) - gram[f] + np.diag(penalty), moment.sum(axis=0) - moment[f])
+        for lo in range(0, len(rows_f), block):
+            rows = rows_f[lo : lo + block]
+            kind_rows = None if kind_onehot is None else kind_onehot[rows]
+            q_logged[rows] = _predict(z[rows], logged_code[rows], kind_rows, context_interactions, beta)
+            q_target[rows] = _predict(z[rows], target_code[rows], kind_rows, context_interactions, beta)
     return q_logged, q_target
