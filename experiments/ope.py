@@ -238,6 +238,7 @@ def recommend_estimator(
     seeds: int = 3,
     n_bootstrap: int = 100,
     window_days: float = DEFAULT_WINDOW_DAYS,
+    interactions: bool = True,
     say: Say | None = None,
 ) -> Recommendation:
     """Validate every estimator on a world like the log's and recommend the best (see the module docstring).
@@ -280,6 +281,7 @@ def recommend_estimator(
         seeds=tuple(range(seeds)),
         n_bootstrap=n_bootstrap,
         window_days=window_days,
+        interactions=interactions,
     )
     result = run_validation(world, spec, progress=say)
     frame = result.frame()
@@ -347,6 +349,7 @@ def _feedback_for(
     config: WorldConfig,
     behaviours: dict[str, Policy | None],
     seed: int,
+    interactions: bool,
 ) -> tuple[LoggedFeedback, str]:
     """The feedback of the policy a flag names (``shadow``: the server's stored shadow decisions)."""
     import pyarrow as pa
@@ -363,11 +366,21 @@ def _feedback_for(
             )
         on_log, present = shadow_candidate(pq.read_table(path), logged)
         fb = build_feedback(
-            events, logged, on_log, config=config, behaviours=behaviours, candidate_present=present, seed=seed
+            events,
+            logged,
+            on_log,
+            config=config,
+            behaviours=behaviours,
+            candidate_present=present,
+            seed=seed,
+            interactions=interactions,
         )
         return fb, "shadow policy (server)"
     policy = make_policy(spec, flag)
-    return build_feedback(events, logged, policy, config=config, behaviours=behaviours, seed=seed), spec
+    fb = build_feedback(
+        events, logged, policy, config=config, behaviours=behaviours, seed=seed, interactions=interactions
+    )
+    return fb, spec
 
 
 def run_ope(
@@ -382,9 +395,13 @@ def run_ope(
     seed: int = 0,
     recommend: bool = True,
     recommend_seeds: int = 3,
+    interactions: bool = True,
     say: Say | None = None,
 ) -> OpeReport:
     """Evaluate ``policy`` on the log in ``log`` (see the module docstring).
+
+    ``interactions`` chooses the reward model's context x action interactions (on: better DM/DR models, a
+    ~2,000-coefficient solve per fold; off: the linear model) for the estimates and the recommendation alike.
 
     Raises:
         FileNotFoundError: No event log (or no shadow decisions for ``shadow``), naming the flag.
@@ -398,7 +415,15 @@ def run_ope(
     labels = tuple(np.unique(logged.policy).tolist())
     behaviours = {lab: logged_behaviour(*lab.split(" ", 1)) for lab in labels}
     fb, cand_label = _feedback_for(
-        policy, "--policy", log_dir, events, logged, config=config, behaviours=behaviours, seed=seed
+        policy,
+        "--policy",
+        log_dir,
+        events,
+        logged,
+        config=config,
+        behaviours=behaviours,
+        seed=seed,
+        interactions=interactions,
     )
     tell(f"{fb.summary.decisions_counted:,} decisions counted; estimating")
     results = estimate(fb.bandit, ESTIMATOR_NAMES, seed=seed, n_bootstrap=n_bootstrap, level=level)
@@ -428,6 +453,7 @@ def run_ope(
             seeds=recommend_seeds,
             n_bootstrap=min(n_bootstrap, 100),
             window_days=window_days,
+            interactions=interactions,
             say=tell,
         )
     chosen = [recommendation.estimator] if recommendation and recommendation.estimator else []
@@ -437,7 +463,15 @@ def run_ope(
     base_label = "the logging policy"
     if baseline is not None:
         bfb, base_label = _feedback_for(
-            baseline, "--baseline", log_dir, events, logged, config=config, behaviours=behaviours, seed=seed
+            baseline,
+            "--baseline",
+            log_dir,
+            events,
+            logged,
+            config=config,
+            behaviours=behaviours,
+            seed=seed,
+            interactions=interactions,
         )
         common = np.intersect1d(fb.rows, bfb.rows)
         base_fb = bfb.bandit.take(np.flatnonzero(np.isin(bfb.rows, common)))

@@ -60,6 +60,7 @@ def cmd_ope(args: argparse.Namespace) -> int:
             seed=args.seed,
             recommend=not args.no_recommend,
             recommend_seeds=args.recommend_seeds,
+            interactions=args.reward_model == "interactions",
             say=say,
         )
     except (ConfigError, FileNotFoundError, ValueError) as exc:
@@ -95,6 +96,12 @@ def add_ope_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples (default: 200)")
     p.add_argument("--level", type=float, default=0.95, help="interval level (default: 0.95)")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and the reward model (default: 0)")
+    p.add_argument(
+        "--reward-model",
+        choices=("interactions", "linear"),
+        default="interactions",
+        help="DM/DR's reward model: with context x action interactions (default) or linear (faster)",
+    )
     p.add_argument("--no-recommend", action="store_true", help="skip the estimator recommendation (validation)")
     p.add_argument("--recommend-seeds", type=int, default=3, help="seeds of that validation (default: 3)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")

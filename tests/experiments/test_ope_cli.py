@@ -1,0 +1,139 @@
+"""``regsim ope``: ope.json and ope.html on a simulated log, the deploy gate, the shadow policy, bad arguments; and
+``regsim simulate``'s ``decision_value_eur``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import agents
+from agents.ope.candidates import effective_actions
+from agents.ope.estimators import ESTIMATOR_NAMES
+from agents.ope.inputs import BanditFeedback
+from agents.ope.logged import decision_rewards, logged_decisions
+from experiments.cli import main
+from experiments.ope import paired_gate
+from regsim import load_world_config
+from regsim.eventlog import read_events
+from tests.experiments.conftest import REPO
+
+WORLD = load_world_config(REPO / "configs" / "population" / "default.yaml")
+
+
+@pytest.fixture(scope="module")
+def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small log under the epsilon-mixture logger (``regsim simulate``), with static dunning as a shadow."""
+    out = tmp_path_factory.mktemp("log")
+    args = ["simulate", "--policy", "epsilon-mixture", "--arrangements", "40", "--months", "3"]
+    assert main([*args, "--seed", "5", "--out", str(out), "--quiet"]) == 0
+    events = read_events(out / "events.parquet")
+    logged = logged_decisions(events, WORLD)
+    own = effective_actions(logged.contexts, agents.make("static-dunning").decide_batch(logged.contexts).actions)
+    shadow = {"decision_id": logged.rewards.decision_id.tolist()}
+    for k, part in enumerate(("channel", "send_slot", "due_day", "deferral", "reduction")):
+        shadow[f"a_{part}"] = own[:, k].tolist()
+    pq.write_table(pa.table(shadow), out / "shadow_decisions.parquet")
+    return out
+
+
+def test_simulate_writes_the_on_policy_decision_value(log_dir: Path) -> None:
+    kpis = json.loads((log_dir / "kpis.json").read_text())
+    value = decision_rewards(read_events(log_dir / "events.parquet"), horizon_days=90.0).value
+    assert kpis["decision_value_eur"] == pytest.approx(value)
+    assert 0 < kpis["decision_value_eur"] < 1_000
+
+
+def test_ope_writes_every_estimator_the_counts_and_a_verdict(log_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "ope"
+    code = main(["ope", "--log", str(log_dir), "--policy", "static-dunning", "--out", str(out), "--bootstrap", "50",
+                 "--no-recommend", "--quiet", "--reward-model", "linear"])  # fmt: skip
+    assert code == 0
+    report = json.loads((out / "ope.json").read_text())
+    assert set(report["estimators"]) == set(ESTIMATOR_NAMES)
+    for name, r in report["estimators"].items():
+        assert {"value", "ci_low", "ci_high", "diagnostics"} <= set(r), name
+        assert r["diagnostics"]["refused"] is None, name  # the mixture supports every action
+        assert r["ci_low"] <= r["value"] <= r["ci_high"], name
+    assert "feedback window" in report["estimand"]["per_decision"]
+    assert "net recovery" in report["estimand"]["per_arrangement"]
+    excluded = report["excluded"]
+    assert excluded["decisions_counted"] + excluded["decisions_open"] == excluded["decisions"]
+    assert excluded["decisions_open"] > 0  # a 3-month log: the last two weeks' windows are open
+    assert report["gate"]["verdict"] in ("better", "worse", "unclear")
+    assert report["gate"]["baseline"] == "the logging policy"
+    counted = excluded["decisions_counted"]
+    assert isinstance(report["gate"]["baseline_value"], float) and counted > 100
+    page = (out / "ope.html").read_text()
+    assert '<section id="ope">' in page and report["gate"]["sentence"].split(":")[0] in page
+
+
+def test_the_shadow_policy_is_evaluated_like_the_policy_it_copies(log_dir: Path, tmp_path: Path) -> None:
+    """A shadow that stored static dunning's decisions gets static dunning's estimates; and it can be a baseline."""
+
+    def run(policy: str, out: Path, *extra: str) -> dict[str, object]:
+        args = ["ope", "--log", str(log_dir), "--policy", policy, "--out", str(out), "--bootstrap", "20"]
+        assert main([*args, "--no-recommend", "--quiet", "--reward-model", "linear", *extra]) == 0
+        return dict(json.loads((out / "ope.json").read_text()))
+
+    shadow = run("shadow", tmp_path / "shadow")
+    same = run("static-dunning", tmp_path / "same", "--baseline", "shadow")
+    for name in ("ips", "snips"):
+        assert shadow["estimators"][name]["value"] == pytest.approx(same["estimators"][name]["value"])  # type: ignore[index]
+    gate = same["gate"]
+    assert isinstance(gate, dict) and gate["difference"] == pytest.approx(0.0, abs=1e-9)
+    assert gate["verdict"] == "unclear"
+
+
+def _two_arm_log(n: int = 4_000) -> tuple[BanditFeedback, BanditFeedback]:
+    """A uniform logger over two actions, action 1 paying 1 more on average: always-1 vs always-0."""
+    rng = np.random.default_rng(0)
+    action = rng.integers(0, 2, n)
+    reward = action + rng.normal(0.0, 1.0, n)
+    cluster = np.arange(n) // 4
+    pscore = np.full(n, 0.5)
+    return (
+        BanditFeedback(cluster, reward, pscore, (action == 1).astype(float)),
+        BanditFeedback(cluster, reward, pscore, (action == 0).astype(float)),
+    )
+
+
+def test_the_gate_sees_a_better_candidate_and_an_equal_one() -> None:
+    better, worse = _two_arm_log()
+    gate = paired_gate(better, worse, "ips", candidate_label="best", baseline_label="worst", n_bootstrap=100)
+    assert gate.verdict == "better" and gate.ci_low > 0 and "Deploy" in gate.sentence
+    assert gate.difference == pytest.approx(1.0, abs=0.15)
+    flipped = paired_gate(worse, better, "snips", candidate_label="worst", baseline_label="best", n_bootstrap=100)
+    assert flipped.verdict == "worse" and flipped.ci_high < 0
+    tie = paired_gate(better, better, "ips", candidate_label="a", baseline_label="a", n_bootstrap=50)
+    assert tie.difference == 0.0 and tie.verdict == "unclear"
+    refused = paired_gate(better, None, "ips", candidate_label="a", baseline_label="b", refused="failed support")
+    assert refused.verdict == "refused" and "failed support" in refused.sentence
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--policy", "no-such-policy"], "--policy"),
+        (["--policy", "static-dunning", "--baseline", "nope"], "--baseline"),
+        (["--policy", "static-dunning", "--bootstrap", "0"], "--bootstrap"),
+        (["--policy", "static-dunning", "--window-days", "-1"], "--window-days"),
+        (["--policy", "one-step-oracle"], "ground truth"),
+    ],
+)
+def test_bad_arguments_name_the_flag(
+    log_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    code = main(["ope", "--log", str(log_dir), "--out", str(tmp_path), "--no-recommend", "--quiet", *args])
+    assert code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_missing_log_names_the_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["ope", "--log", str(tmp_path / "none"), "--policy", "silent", "--out", str(tmp_path), "--quiet"])
+    assert code == 2
+    assert "--log" in capsys.readouterr().err
