@@ -15,7 +15,8 @@ __all__ = ["export_log", "main", "register"]
 
 
 def export_log(store: str, out: Path, population: str | None = None) -> Path:
-    """Write the store's event log as ``OUT/events.parquet`` (the simulator's schema, sorted by time).
+    """Write the store's event log as ``OUT/events.parquet`` (the simulator's schema, sorted by time), and the
+    shadow policy's decisions, if any, as ``OUT/shadow_decisions.parquet`` (its table as stored).
 
     The file reads with :func:`regsim.eventlog.read_events`, and :func:`regsim.metrics.kpis` runs on it
     unchanged. Events are sorted stably by time, as a simulated log is (the store keeps them in commit order;
@@ -28,6 +29,8 @@ def export_log(store: str, out: Path, population: str | None = None) -> Path:
         population: World config whose calendar start is the epoch (default: the default world).
     """
     import pyarrow as pa
+    import pyarrow.parquet as pq
+    import sqlalchemy as sa
 
     from regsim.config import load_world_config
     from regsim.eventlog import EVENT_SCHEMA, write_events
@@ -42,12 +45,15 @@ def export_log(store: str, out: Path, population: str | None = None) -> Path:
             raise ValueError(f"store: {store} holds no regsim schema (no Alembic revision)")
         with engine.connect() as conn:
             tables = list(iter_event_tables(conn, config.simulation.start_date))
+            shadow = [dict(r._mapping) for r in conn.execute(sa.select(db.shadow_decisions).order_by("id"))]
     finally:
         engine.dispose()
     table = pa.concat_tables(tables) if tables else EVENT_SCHEMA.empty_table()
     if len(table):
         table = table.take(pa.array(_stable_time_order(table)))
     out.mkdir(parents=True, exist_ok=True)
+    if shadow:  # the shadow policy's decisions, for `regsim ope --policy shadow` (issue 19)
+        pq.write_table(pa.Table.from_pylist(shadow), out / "shadow_decisions.parquet")
     return write_events(table, out / "events.parquet")
 
 

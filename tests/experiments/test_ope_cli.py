@@ -137,3 +137,34 @@ def test_a_missing_log_names_the_flag(tmp_path: Path, capsys: pytest.CaptureFixt
     code = main(["ope", "--log", str(tmp_path / "none"), "--policy", "silent", "--out", str(tmp_path), "--quiet"])
     assert code == 2
     assert "--log" in capsys.readouterr().err
+
+
+def test_a_servers_shadow_policy_is_evaluated_from_its_export(tmp_path: Path) -> None:
+    """The server logs its active policy's decisions (epsilon-mixture: propensities) and its shadow's (static
+    dunning); `regsim export-log` writes both, and `regsim ope --policy shadow` evaluates the shadow on them."""
+    from fastapi.testclient import TestClient
+
+    from serving.app import create_app
+    from serving.cli import export_log
+    from tests.serving.conftest import AUTH, make_settings
+
+    store = f"sqlite:///{tmp_path / 'store.db'}"
+    settings = make_settings(store, policy="epsilon-mixture", shadow_policy="static-dunning")
+    with TestClient(create_app(settings), headers=AUTH) as client:
+        for aid in range(1, 7):
+            plan = {"arrangement_id": aid, "debt_eur": 300.0, "n_installments": 3, "due_day": 1, "time": 0.0}
+            assert client.post("/v1/arrangements", json=plan).status_code == 201
+            for kind, t in (("plan_created", 0.0), ("pre_due", 22.0)):
+                r = client.post("/v1/decisions", json={"arrangement_id": aid, "kind": kind, "time": t})
+                assert r.status_code == 200, r.text
+        assert client.post("/v1/clock", json={"time": 60.0}).status_code == 200
+    export_log(store, tmp_path / "export")
+    shadow = pq.read_table(tmp_path / "export" / "shadow_decisions.parquet")
+    assert shadow.num_rows == 12 and set(shadow.column("policy").to_pylist()) == {"static-dunning"}
+    out = tmp_path / "ope"
+    args = ["ope", "--log", str(tmp_path / "export"), "--policy", "shadow", "--out", str(out), "--bootstrap", "20"]
+    assert main([*args, "--no-recommend", "--quiet", "--reward-model", "linear"]) == 0
+    report = json.loads((out / "ope.json").read_text())
+    assert report["candidate"]["policy"] == "shadow policy (server)"
+    assert report["excluded"]["decisions"] == 12 and report["excluded"]["decisions_counted"] == 12
+    assert report["estimators"]["ips"]["value"] is not None
