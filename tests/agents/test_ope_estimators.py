@@ -192,7 +192,7 @@ def test_a_deterministic_logger_gets_dm_with_a_warning_and_no_weighting() -> Non
     fb = dataclasses.replace(log.feedback, unsupported_mass=None)
     results = estimate(fb, seed=0, n_bootstrap=10, gate_settings=GateSettings(max_unsupported=1.0))
     for name in WEIGHTED:
-        assert results[name].refused is not None and "deterministic" in results[name].refused, name
+        assert "deterministic" in (results[name].refused or ""), name
         assert math.isnan(results[name].value)
     assert math.isfinite(results["dm"].value) and results["dm"].refused is None
     assert "deterministic" in (results["dm"].diagnostics.warning or "")
@@ -203,7 +203,7 @@ def test_estimators_without_a_model_are_refused_in_estimate_and_raise_alone() ->
     results = estimate(fb, seed=0, n_bootstrap=10)
     assert math.isfinite(results["ips"].value) and math.isfinite(results["snips"].value)
     for name in ("dm", "dr", "sndr", "switch-dr", "dros"):
-        assert results[name].refused is not None and "q_" in results[name].refused, name
+        assert "q_" in (results[name].refused or ""), name
     with pytest.raises(ValueError, match="q_target"):
         dm(fb)
     with pytest.raises(ValueError, match="q_logged"):
@@ -255,7 +255,7 @@ def test_bad_feedback_is_refused_naming_the_field(field: str, value: object, mes
 
 def test_empty_feedback_is_refused() -> None:
     with pytest.raises(ValueError, match="reward must hold at least one"):
-        BanditFeedback(cluster=[], reward=[], pscore=[], target_prob=[])
+        BanditFeedback(cluster=np.array([], int), reward=np.array([]), pscore=np.array([]), target_prob=np.array([]))
 
 
 @pytest.mark.parametrize(

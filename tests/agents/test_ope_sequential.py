@@ -111,6 +111,7 @@ def test_sequential_estimators_are_unbiased_on_a_small_mdp(gamma: float) -> None
     errors: dict[str, list[float]] = {name: [] for name in names}
     for seed in range(10):
         fb = _log(mdp, 600, np.random.default_rng(seed), gamma)
+        assert fb.q_logged is not None and fb.q_target is not None and fb.v_next is not None
         # A wrong model, so that DR's unbiasedness is not the model's doing.
         # (V(s_{t+1}) shifted with V(s_t): the same wrong model at the next state, 0 where the trajectory ended.)
         wrong = dataclasses.replace(
@@ -161,14 +162,14 @@ def test_one_step_trajectories_reduce_pdis_to_ips() -> None:
 def test_pdis_weights_each_reward_by_the_decisions_before_it() -> None:
     # One trajectory of three steps: rho = 2, 2*0.5, 2*0.5*3; discount 0.5.
     fb = TrajectoryFeedback(
-        trajectory=[4, 4, 4],
-        step=[2, 0, 1],
-        reward=[1.0, 1.0, 1.0],
-        pscore=[0.25, 0.5, 1.0],
-        target_prob=[0.75, 1.0, 0.5],
-        q_logged=[0.0, 0.0, 0.0],
-        q_target=[1.0, 1.0, 1.0],
-        v_next=[0.0, 1.0, 1.0],
+        trajectory=np.array([4, 4, 4]),
+        step=np.array([2, 0, 1]),
+        reward=np.array([1.0, 1.0, 1.0]),
+        pscore=np.array([0.25, 0.5, 1.0]),
+        target_prob=np.array([0.75, 1.0, 0.5]),
+        q_logged=np.array([0.0, 0.0, 0.0]),
+        q_target=np.array([1.0, 1.0, 1.0]),
+        v_next=np.array([0.0, 1.0, 1.0]),
     )
     assert pdis(fb, gamma=0.5) == pytest.approx(2.0 + 0.5 * 1.0 + 0.25 * 3.0)
     # pddr: sum_t g^t [rho_t (r_t - q_t) + rho_{t-1} v_t], rho_{-1} = 1.
