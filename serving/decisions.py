@@ -277,26 +277,26 @@ class DecisionOps:
         for i, p in enumerate(points):
             t, a = p.time, acts_list[i]
             sent = send_list[i] if contact[i] else None
-            # Plain values, serialised as they are (serving.responses): the model is not built per decision.
+            # Plain values, serialised as they are (serving.responses): no model is built per decision.
             out.append(
-                DecisionAnswer(
-                    decision_id=decision_ids[i],
-                    arrangement_id=p.req.arrangement_id,
-                    kind=p.req.kind,
-                    installment=p.installment,
-                    time=t,
-                    at=self.at_of(t),
-                    action=self._responses.action_plain(a),
-                    message_id=int(message_ids[i]) if contact[i] else None,
-                    send_time=sent,
-                    send_at=None if sent is None else self.at_of(sent),
-                    masked_rules=[m for m in masked_names[i].split(",") if m],
-                    masked=masked_plain[i],
-                    policy=result.policy,
-                    policy_version=result.version,
-                    propensity=prop_list[i],
-                    fallback=fallback,
-                )
+                {
+                    "decision_id": decision_ids[i],
+                    "arrangement_id": p.req.arrangement_id,
+                    "kind": p.req.kind,
+                    "installment": p.installment,
+                    "time": t,
+                    "at": self.at_of(t),
+                    "action": self._responses.action_plain(a),
+                    "message_id": int(message_ids[i]) if contact[i] else None,
+                    "send_time": sent,
+                    "send_at": None if sent is None else self.at_of(sent),
+                    "masked_rules": [m for m in masked_names[i].split(",") if m],
+                    "masked": masked_plain[i],
+                    "policy": result.policy,
+                    "policy_version": result.version,
+                    "propensity": prop_list[i],
+                    "fallback": fallback,
+                }
             )
         counts = Counter((p.req.kind, _CHANNEL_NAMES[acts_list[i][0]]) for i, p in enumerate(points))
         for (kind_name, channel), k in counts.items():

@@ -3,8 +3,8 @@
 A batch of a thousand decisions repeats a handful of actions and masking patterns; building each part once
 keeps the per-decision cost of a response to a dictionary look-up. The parts are only serialised, never changed.
 
-A decision's answer is a :class:`DecisionAnswer`, serialised by :func:`pydantic_core.to_json` from its plain
-values: the bytes :meth:`schemas.DecisionOut.model_dump_json` gives for the same decision (the same serialiser;
+A decision's answer is a :class:`DecisionAnswer` (a typed dict), serialised by :func:`pydantic_core.to_json`: the
+bytes :meth:`schemas.DecisionOut.model_dump_json` gives for the same decision (the same serialiser;
 ``tests/serving/test_responses.py`` checks it), at a third of the cost of building the model first.
 """
 
@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, TypedDict, cast
 
 import numpy as np
 import pydantic_core
@@ -22,7 +21,7 @@ from regsim.config import CHANNELS
 from regsim.decision import PART_NAMES, ContextBatch
 from serving import schemas
 
-__all__ = ["DecisionAnswer", "ResponseParts", "batch_json"]
+__all__ = ["DecisionAnswer", "ResponseParts", "answer_json", "answer_model", "batch_json"]
 
 _CHANNEL_NAMES = ("none", *CHANNELS)
 
@@ -31,12 +30,12 @@ _CHANNEL_NAMES = ("none", *CHANNELS)
 Plain = Any
 
 
-@dataclass(frozen=True, slots=True)
-class DecisionAnswer:
-    """A committed decision, as ``POST /v1/decisions`` answers it: the fields of :class:`schemas.DecisionOut`.
+class DecisionAnswer(TypedDict):
+    """A committed decision, as ``POST /v1/decisions`` answers it: the fields of :class:`schemas.DecisionOut`, in
+    their order, as JSON-ready values (a dict at run time: nothing is built per decision but the dict itself).
 
-    ``action`` and ``masked`` are the plain (JSON-ready) forms of :class:`schemas.Action` and the
-    :class:`schemas.MaskedOption` list, shared with other answers (never changed).
+    ``action`` and ``masked`` are the plain forms of :class:`schemas.Action` and the :class:`schemas.MaskedOption`
+    list (:class:`ResponseParts`), shared with other answers and never changed.
     """
 
     decision_id: int
@@ -56,26 +55,25 @@ class DecisionAnswer:
     propensity: float
     fallback: bool
 
-    def plain(self) -> dict[str, Plain]:
-        """The answer as JSON-ready values, keys in the order of :class:`schemas.DecisionOut`'s fields."""
-        return {name: getattr(self, name) for name in _FIELDS}
 
-    def json(self) -> str:
-        """The answer's JSON: what :meth:`schemas.DecisionOut.model_dump_json` gives for it."""
-        return pydantic_core.to_json(self.plain()).decode("utf-8")
-
-    def model(self) -> schemas.DecisionOut:
-        """The answer as its schema's model (validated)."""
-        return schemas.DecisionOut.model_validate(self.plain())
+assert tuple(DecisionAnswer.__annotations__) == tuple(schemas.DecisionOut.model_fields), (
+    "DecisionAnswer must list the fields of schemas.DecisionOut in order"
+)
 
 
-_FIELDS = tuple(schemas.DecisionOut.model_fields)
-assert DecisionAnswer.__slots__ == _FIELDS, "DecisionAnswer must list the fields of schemas.DecisionOut in order"
+def answer_json(answer: DecisionAnswer) -> str:
+    """An answer's JSON: what :meth:`schemas.DecisionOut.model_dump_json` gives for it."""
+    return pydantic_core.to_json(answer).decode("utf-8")
+
+
+def answer_model(answer: DecisionAnswer) -> schemas.DecisionOut:
+    """An answer as its schema's model (validated)."""
+    return schemas.DecisionOut.model_validate(answer)
 
 
 def batch_json(answers: Sequence[DecisionAnswer]) -> str:
     """The JSON of ``POST /v1/decisions/batch``'s answer: what :class:`schemas.BatchDecisionOut` serialises to."""
-    return pydantic_core.to_json({"decisions": [a.plain() for a in answers]}).decode("utf-8")
+    return pydantic_core.to_json({"decisions": answers}).decode("utf-8")
 
 
 class ResponseParts:

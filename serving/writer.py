@@ -55,7 +55,7 @@ from serving.idempotency import (
 )
 from serving.lease import LeaseLostError, WriterLease
 from serving.metrics import Metrics
-from serving.responses import batch_json
+from serving.responses import answer_json, batch_json
 from serving.service import DecisionService, ServiceError
 
 __all__ = ["Outcome", "WriteOp", "Writer"]
@@ -272,7 +272,7 @@ class Writer:
                         restore = self._restorer(conn, ws, reworked)
                         decided = self.service.decide_each(conn, ws, [group[i].body for i in run], restore)
                         for i, res in zip(run, decided, strict=True):
-                            results[i] = res if isinstance(res, Exception) else Outcome(200, res.json())
+                            results[i] = res if isinstance(res, Exception) else Outcome(200, answer_json(res))
                         run.clear()
                         run_ids.clear()
                         reworked.clear()

@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 
 from serving import schemas
 from serving.app import create_app
-from serving.responses import DecisionAnswer, batch_json
+from serving.responses import DecisionAnswer, answer_json, answer_model, batch_json
 from tests.serving.conftest import AUTH, make_settings
 
 
@@ -67,13 +67,12 @@ def test_answers_are_the_bytes_of_their_models(tmp_path: Path) -> None:
     assert any(a["masked"] for a in answers), "the run needs masked options"
 
 
-def test_an_answer_with_every_optional_value_serialises_as_its_model() -> None:
-    at = dt.datetime(2026, 1, 4, 9, 30, tzinfo=dt.UTC)
+def _answer(at: dt.datetime, contact: bool) -> DecisionAnswer:
     action = schemas.Action(
         channel="email", send_slot="day+1 09:00", due_day=None, deferral_days=14, reduction=0.1, indices=[1, 0, 0, 2, 1]
     )
     masked = [schemas.MaskedOption(part="channel", option="sms", rules=["opt_out"])]
-    common: dict[str, Any] = {
+    return {
         "decision_id": 12,
         "arrangement_id": 7,
         "kind": "missed",
@@ -81,6 +80,9 @@ def test_an_answer_with_every_optional_value_serialises_as_its_model() -> None:
         "time": 33.395833333333336,
         "at": at,
         "action": action.model_dump(mode="json"),
+        "message_id": 3 if contact else None,
+        "send_time": 34.375 if contact else None,
+        "send_at": at + dt.timedelta(days=1) if contact else None,
         "masked_rules": ["opt_out"],
         "masked": [m.model_dump(mode="json") for m in masked],
         "policy": "static-dunning",
@@ -88,12 +90,15 @@ def test_an_answer_with_every_optional_value_serialises_as_its_model() -> None:
         "propensity": 1e-07,
         "fallback": True,
     }
-    with_contact = DecisionAnswer(message_id=3, send_time=34.375, send_at=at + dt.timedelta(days=1), **common)
-    without = DecisionAnswer(message_id=None, send_time=None, send_at=None, **common)
-    for answer in (with_contact, without):
-        model = schemas.DecisionOut.model_validate(answer.plain())
-        assert answer.json() == model.model_dump_json()
-        assert answer.model() == model
-    batch = batch_json([with_contact, without])
-    assert batch == schemas.BatchDecisionOut(decisions=[a.model() for a in (with_contact, without)]).model_dump_json()
+
+
+def test_an_answer_with_every_optional_value_serialises_as_its_model() -> None:
+    at = dt.datetime(2026, 1, 4, 9, 30, 0, 123456, tzinfo=dt.UTC)
+    answers = [_answer(at, contact=True), _answer(at, contact=False)]
+    for answer in answers:
+        model = schemas.DecisionOut.model_validate(answer)
+        assert answer_json(answer) == model.model_dump_json()
+        assert answer_model(answer) == model
+    batch = batch_json(answers)
+    assert batch == schemas.BatchDecisionOut(decisions=[answer_model(a) for a in answers]).model_dump_json()
     assert json.loads(batch)["decisions"][1]["send_at"] is None
