@@ -364,3 +364,34 @@ def test_the_reward_model_refuses_bad_shapes_naming_the_argument() -> None:
         cross_fitted_rewards(*args, action_sizes=(k,), seed=0, folds=1000)
     with pytest.raises(ValueError, match="features must have shape"):
         cross_fitted_rewards(log.features[:, 0], *args[1:], action_sizes=(k,), seed=0)
+
+
+@pytest.mark.parametrize("with_kinds", [False, True])
+@pytest.mark.parametrize("interactions", [False, True])
+def test_predictions_without_the_design_matrix_equal_the_design_times_the_coefficients(
+    with_kinds: bool, interactions: bool
+) -> None:
+    from agents.ope.reward_model import _design, _predict
+
+    rng = np.random.default_rng(0)
+    x, code = rng.normal(size=(40, 4)), rng.random((40, 7))
+    kinds = np.eye(3)[rng.integers(0, 3, size=40)] if with_kinds else None
+    design = _design(x, code, kinds, interactions)
+    assert design.shape[1] == 1 + 4 + 7 + (21 if with_kinds else 0) + (28 if interactions else 0)
+    beta = rng.normal(size=design.shape[1])
+    np.testing.assert_allclose(_predict(x, code, kinds, interactions, beta), design @ beta, atol=1e-12)
+
+
+def test_the_decision_kind_lets_the_action_effect_differ_by_kind() -> None:
+    rng = np.random.default_rng(1)
+    n, k = 6000, 3
+    kind = rng.integers(0, 2, size=n)
+    action = rng.integers(0, k, size=n)
+    # Action 1 pays 2 more in kind 1 and 2 less in kind 0; the context plays no part.
+    reward = np.where(action == 1, np.where(kind == 1, 2.0, -2.0), 0.0) + rng.normal(0.0, 0.1, size=n)
+    args = (rng.normal(size=(n, 2)), action[:, None], np.full((n, 1, 1), 1), np.ones((n, 1)), reward, np.arange(n))
+    _, with_kind = cross_fitted_rewards(*args, action_sizes=(k,), seed=0, kinds=kind)
+    _, without = cross_fitted_rewards(*args, action_sizes=(k,), seed=0)
+    truth = np.where(kind == 1, 2.0, -2.0)
+    assert np.abs(with_kind - truth).max() < 0.1
+    assert np.abs(without - truth).mean() > 1.5
