@@ -378,7 +378,7 @@ def test_predictions_without_the_design_matrix_equal_the_design_times_the_coeffi
     kinds = np.eye(3)[rng.integers(0, 3, size=40)] if with_kinds else None
     design = _design(x, code, kinds, interactions)
     assert design.shape[1] == 1 + 4 + 7 + (21 if with_kinds else 0) + (28 if interactions else 0)
-    beta = rng.normal(size=design.shape[1])
+    beta = np.asarray(rng.normal(size=design.shape[1]), dtype=np.float64)
     np.testing.assert_allclose(_predict(x, code, kinds, interactions, beta), design @ beta, atol=1e-12)
 
 
