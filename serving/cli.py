@@ -1,6 +1,6 @@
-"""``regsim serve`` and ``regsim export-log``: :func:`register` adds them to the ``regsim`` command line.
+"""``regsim serve``, ``regsim export-log`` and ``regsim staff-user``: :func:`register` adds them to ``regsim``.
 
-Until they are wired into ``experiments/cli.py``, run ``python -m serving.cli serve ...``.
+They are subcommands of ``regsim`` (``experiments/cli.py`` registers them); ``python -m serving.cli ...`` runs them too.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["export_log", "main", "register"]
+__all__ = ["export_log", "main", "register", "staff_user_entry"]
 
 
 def export_log(store: str, out: Path, population: str | None = None) -> Path:
@@ -101,8 +101,42 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def staff_user_entry(user: str, password: str) -> str:
+    """A ``REGSIM_STAFF_USERS`` entry, ``USER:scrypt$SALT$HASH``, for a user and password (never stored in clear).
+
+    Raises:
+        ValueError: The user name is empty or holds ``:`` or ``,`` (the entry's separators), or the password is
+            shorter than 12 characters.
+    """
+    from serving.pages.session import hash_password
+
+    if not user or any(c in user for c in ":,") or user != user.strip():
+        raise ValueError(f"user: {user!r} must be non-empty, without ':' or ',' or surrounding spaces")
+    if len(password) < 12:
+        raise ValueError("password: at least 12 characters")
+    return f"{user}:{hash_password(password)}"
+
+
+def _cmd_staff_user(args: argparse.Namespace) -> int:
+    import getpass
+
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass(f"password for {args.user}: ")
+        if getpass.getpass("again: ") != password:
+            print("error: the passwords differ", file=sys.stderr)
+            return 2
+    try:
+        print(staff_user_entry(args.user, password))
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``serve`` and ``export-log`` to a ``regsim`` argument parser's subcommands."""
+    """Add ``serve``, ``export-log`` and ``staff-user`` to a ``regsim`` argument parser's subcommands."""
     sv = subparsers.add_parser("serve", help="serve a policy over HTTP (settings also from REGSIM_* variables)")
     sv.add_argument("--policy", required=True, help="policy artifact folder (or a registered policy name)")
     sv.add_argument(
@@ -124,10 +158,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ex.add_argument("--out", required=True, help="output folder")
     ex.add_argument("--population", default=None, help="world config YAML giving the epoch (default: default world)")
     ex.set_defaults(func=_cmd_export)
+    su = subparsers.add_parser(
+        "staff-user",
+        help="print a REGSIM_STAFF_USERS entry (USER:scrypt$SALT$HASH) for a staff login to the /staff pages",
+    )
+    su.add_argument("user", help="the login name")
+    su.add_argument(
+        "--password-stdin", action="store_true", help="read the password from the first line of stdin (scripts)"
+    )
+    su.set_defaults(func=_cmd_staff_user)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m serving.cli serve|export-log ...``."""
+    """``python -m serving.cli serve|export-log|staff-user ...``."""
     parser = argparse.ArgumentParser(prog="regsim")
     register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)

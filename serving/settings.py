@@ -78,7 +78,7 @@ class ServerSettings(BaseSettings):
     staff_users: Annotated[tuple[str, ...], NoDecode] = Field(
         (),
         description="Staff who may log in to the staff pages (/staff), comma-separated USER:scrypt$SALT$HASH "
-        "entries (python -m serving.pages.session USER prints one); none: the pages are off.",
+        "entries (regsim staff-user USER prints one); none: the pages are off.",
     )
     session_secret: str | None = Field(
         None,
@@ -118,7 +118,7 @@ class ServerSettings(BaseSettings):
             if not user or not stored.startswith("scrypt$") or stored.count("$") != 2:
                 raise ValueError(
                     f"staff_users: {user or entry[:16]!r} is not USER:scrypt$SALT$HASH "
-                    "(python -m serving.pages.session USER prints one)"
+                    "(regsim staff-user USER prints one)"
                 )
         return value
 

@@ -129,6 +129,31 @@ def test_pages_show_the_arrangement_search_and_portfolio(staff: TestClient) -> N
     assert "Collected (EUR)" in portfolio and "100.00" in portfolio
 
 
+def test_regsim_staff_user_prints_an_entry_that_logs_in(tmp_path: Path) -> None:
+    regsim = Path(sys.executable).with_name("regsim")  # the installed command, as an operator runs it
+    made = subprocess.run(
+        [str(regsim), "staff-user", "bob", "--password-stdin"],
+        input=PASSWORD + "\n",
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert made.returncode == 0, made.stderr
+    entry = made.stdout.strip()
+    assert entry.startswith("bob:scrypt$") and PASSWORD not in entry
+    short = subprocess.run(
+        [str(regsim), "staff-user", "bob", "--password-stdin"], input="short\n", capture_output=True, text=True
+    )
+    assert short.returncode == 2 and "at least 12 characters" in short.stderr
+    settings = make_settings(f"sqlite:///{tmp_path / 's.db'}", staff_users=(entry,), session_secret=SECRET)
+    with TestClient(create_app(settings), follow_redirects=False) as client:
+        form = client.get("/staff/login")
+        ok = client.post(
+            "/staff/login", data={"username": "bob", "password": PASSWORD, "csrf": _csrf(form.text), "next": "/staff/"}
+        )
+        assert ok.status_code == 303 and ok.headers["location"] == "/staff/"
+
+
 def test_pages_are_off_without_staff_users(tmp_path: Path) -> None:
     with TestClient(create_app(make_settings(f"sqlite:///{tmp_path / 's.db'}")), follow_redirects=False) as client:
         off = client.get("/staff/login")
