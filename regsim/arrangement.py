@@ -18,6 +18,9 @@ Re-planning (documented contract, used identically by the server):
   plan gives a week). The plan may not exceed ``K`` installments:
   the last one absorbs any remainder.
 * **Due day** (at plan creation) moves all installments to that day of the month.
+* **A new plan** of ``m`` installments (self-service, staff): the open balance over ``m`` installments of the
+  balance over ``m`` rounded up to the cent, dated as a reduction dates them.
+* **A concession** (a discount, a waiver) lowers the balance, taken off the last open installments.
 """
 
 from __future__ import annotations
@@ -210,9 +213,58 @@ class Schedules:
         """Re-spread the open balance over smaller installments (see the module docstring)."""
         if len(ids) == 0:
             return
-        fo = self.first_open[ids]
         new_amount = _round_cents(self.current_amount(ids) * (1.0 - fraction))
-        new_amount = np.maximum(new_amount, 0.01)
+        self._respread(ids, np.maximum(new_amount, 0.01), day)
+
+    def new_plan(self, ids: NDArray[np.integer], n_open: NDArray[np.integer], day: int | NDArray[np.int64]) -> None:
+        """Re-spread the open balance over ``n_open`` installments (a plan the debtor chose, or staff set up).
+
+        The installment is the balance over ``n_open`` rounded up to the cent (so the plan has ``n_open``
+        installments, the last one the remainder), laid out as a reduction lays them out (first due date kept,
+        or ``replan_days`` from now when it has passed); at most ``K`` installments in all.
+        """
+        if len(ids) == 0:
+            return
+        n_open = np.maximum(np.asarray(n_open, dtype=np.float64), 1.0)
+        amount = np.ceil(self.balance[ids] / n_open * 100.0 - 1e-6) / 100.0
+        self._respread(ids, np.maximum(amount, 0.01), day)
+
+    def concede(self, ids: NDArray[np.integer], amounts: NDArray[np.float64]) -> None:
+        """Lower the open balance by ``amounts`` (a discount, a waiver), taken off the last open installments.
+
+        Installments left with nothing to pay drop off the end of the plan. Each amount must leave at least a
+        cent of the balance (callers cap it), so the arrangement stays open.
+        """
+        ids = np.asarray(ids, dtype=np.int64)
+        if len(ids) == 0:
+            return
+        left = np.asarray(amounts, dtype=np.float64).copy()
+        self.balance[ids] = _round_cents(self.balance[ids] - left)
+        fo, n = self.first_open[ids], self.n[ids]
+        for j in range(self.capacity - 1, -1, -1):
+            live = (left > _EPS) & (j < n) & (j >= fo)
+            if not live.any():
+                continue
+            r = ids[live]
+            cut = np.minimum(left[live], self.amount[r, j] - self.paid[r, j])
+            self.amount[r, j] = _round_cents(self.amount[r, j] - cut)
+            left[live] -= cut
+        cols = self._cols[None, :]
+        open_part = np.where((cols >= fo[:, None]) & (cols < n[:, None]), self.amount[ids] - self.paid[ids], 0.0)
+        has = open_part > _EPS
+        new_n = np.where(has.any(axis=1), self.capacity - np.argmax(has[:, ::-1], axis=1), n)
+        gone = cols >= new_n[:, None]
+        self.amount[ids] = np.where(gone, 0.0, self.amount[ids])
+        self.due[ids] = np.where(gone, _NEVER, self.due[ids]).astype(np.int32)
+        self.n[ids] = new_n
+        self.came_due[ids] = np.minimum(self.came_due[ids], new_n)
+        self.miss_ptr[ids] = np.minimum(self.miss_ptr[ids], new_n)
+
+    def _respread(
+        self, ids: NDArray[np.integer], new_amount: NDArray[np.float64], day: int | NDArray[np.int64]
+    ) -> None:
+        """The open balance over installments of ``new_amount`` (the last the remainder), dated as a reduction."""
+        fo = self.first_open[ids]
         balance = self.balance[ids]
         n_open = np.ceil(balance / new_amount - _EPS).astype(np.int64)
         n_new = np.minimum(fo + n_open, self.capacity)

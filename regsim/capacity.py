@@ -101,9 +101,14 @@ class _CallCentre:
         calendar: Calendar,
         connect: Callable[[NDArray[np.int64], float], None],
         wanted: Callable[[NDArray[np.int64]], NDArray[np.bool_]],
+        resolve: Callable[[NDArray[np.int64], float], None] | None = None,
+        case_wanted: Callable[[NDArray[np.int64]], NDArray[np.bool_]] | None = None,
     ) -> None:
         self.env = env
         self.name = name
+        # Cases (self-service custom solutions) share the queue with calls; they are queued as ``-1 - case``.
+        self._resolve = resolve
+        self._case_wanted = case_wanted
         self.per_hour = max(1, int(servers * 60.0 // minutes_per_call))
         self.hours = hours
         self.closed = closed_weekdays
@@ -136,9 +141,18 @@ class _CallCentre:
             at = self._next_opening(max(self.env.now, self._next_hour))
             yield self.env.timeout(at - self.env.now)
             self._next_hour = at + 1.0 / 24.0
-            budget, batch = self.per_hour, []
+            budget, batch, cases = self.per_hour, [], []
             while budget > 0 and self.queue:
                 head = self.queue.popleft()
+                if len(head) and head[0] < 0:  # a group of cases: staff take them in the same hours
+                    assert self._case_wanted is not None and self._resolve is not None
+                    head = head[self._case_wanted(-1 - head)]
+                    take, rest = head[:budget], head[budget:]
+                    cases.append(-1 - take)
+                    budget -= len(take)
+                    if len(rest):
+                        self.queue.appendleft(rest)
+                    continue
                 head = head[self._wanted(head)]
                 take, rest = head[:budget], head[budget:]
                 batch.append(take)
@@ -150,6 +164,10 @@ class _CallCentre:
             self.served_this_hour = len(served)
             if len(served):
                 self._connect(served, float(self.env.now))
+            if cases:
+                assert self._resolve is not None
+                self.served_this_hour += sum(len(c) for c in cases)
+                self._resolve(np.concatenate(cases), float(self.env.now))
         self.served_this_hour = 0
         self._running = False
 
@@ -230,6 +248,8 @@ class SharedCapacity:
         quiet_hours: Hours (start, end) in which the rules allow contact.
         quiet_weekdays: Weekdays (0=Monday) on which the rules allow no contact.
         print_room: Whether to run the print room (a world with :class:`DedicatedCapacity` has no use for it).
+        resolve: Called as ``resolve(case_ids, time)`` when collectors take self-service cases (:meth:`queue_cases`).
+        case_wanted: Called as ``case_wanted(case_ids)``; False where a case is no longer open.
     """
 
     def __init__(
@@ -244,6 +264,8 @@ class SharedCapacity:
         quiet_hours: tuple[int, int] = (0, 24),
         quiet_weekdays: tuple[int, ...] = (),
         print_room: bool = True,
+        resolve: Callable[[NDArray[np.int64], float], None] | None = None,
+        case_wanted: Callable[[NDArray[np.int64]], NDArray[np.bool_]] | None = None,
     ) -> None:
         self.env = env
         self.config = config
@@ -262,6 +284,8 @@ class SharedCapacity:
             calendar,
             connect,
             wanted,
+            resolve,
+            case_wanted,
         )
         self.robocall_lines = _CallCentre(
             env,
@@ -286,6 +310,14 @@ class SharedCapacity:
     def call(self, message_ids: NDArray[np.int64], collector: bool) -> None:
         """Queue calls (by collectors if ``collector``, else robocalls), oldest first."""
         (self.collectors if collector else self.robocall_lines).submit(message_ids)
+
+    def queue_cases(self, case_ids: NDArray[np.int64]) -> None:
+        """Queue self-service cases (custom solutions) for the collectors, behind the calls already waiting.
+
+        A case takes a collector's call slot, as a call does (the shared capacity of mechanism 8).
+        """
+        if len(case_ids):
+            self.collectors.submit(-1 - np.asarray(case_ids, dtype=np.int64))
 
     # -- letters ------------------------------------------------------------------------------------------
     def queue_letters(self, message_ids: NDArray[np.int64]) -> None:

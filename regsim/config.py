@@ -11,7 +11,8 @@ The sections live in modules by family and are all importable from here: the sha
 (:data:`CHANNELS`, :data:`DEBTOR_TYPES`, :data:`INCOME_SCHEDULES`) and :class:`ConfigError` in
 :mod:`regsim.config_base`; the population in :mod:`regsim.config_population`; arrangements and decisions in
 :mod:`regsim.config_arrangements`; channels and capacity in :mod:`regsim.config_channels`; business rules in
-:mod:`regsim.config_rules`. This module holds the simulation section, the whole :class:`WorldConfig` and its
+:mod:`regsim.config_rules`; self-service (off by default) in
+:mod:`regsim.config_self_service`. This module holds the simulation section, the whole :class:`WorldConfig` and its
 loading and error reporting.
 """
 
@@ -37,6 +38,7 @@ from regsim.config_population import (
     ShockConfig,
 )
 from regsim.config_rules import HistoryTier, RulesConfig
+from regsim.config_self_service import SelfServiceConfig
 from regsim.runoff import RunoffCap
 
 __all__ = [
@@ -57,6 +59,7 @@ __all__ = [
     "IncomeConfig",
     "PopulationConfig",
     "RulesConfig",
+    "SelfServiceConfig",
     "SendSlot",
     "ShockConfig",
     "SimulationConfig",
@@ -103,6 +106,7 @@ class WorldConfig(_Section):
     channels: ChannelsConfig = Field(default_factory=ChannelsConfig)
     capacity: CapacityConfig = Field(default_factory=CapacityConfig)
     rules: RulesConfig = Field(default_factory=RulesConfig)
+    self_service: SelfServiceConfig = Field(default_factory=SelfServiceConfig)
     simulation: SimulationConfig = Field(default_factory=SimulationConfig)
 
     @model_validator(mode="after")

@@ -293,3 +293,5 @@ class MessageDelivery(WorldParts):
                 rows, owed = rows[first], owed[first]
             ledger.message_clicked(mids[rows], at(t, rows))
             self._pay(debtors[rows], owed, at(t, rows), channel=ch[rows])
+        if self.desk is not None:  # self-service: a debtor who cannot pay may follow the link to the menu
+            self.desk.after_notice(mids, t)

@@ -5,6 +5,23 @@ The log holds nothing only a simulator knows: no debtor type, liquidity, shock o
 probability the policy gave the action, and the rules that masked other options, so the log is enough for
 KPIs, off-policy evaluation and retraining.
 
+**Self-service events** use the schema's columns with a meaning per event (as ``amount_eur`` and
+``deferral_days`` already have), so the schema, and the server's store that mirrors it, stay as they are:
+
+* ``menu_shown``: ``decision_id`` = the menu's id; the six slot levels are ``a_deferral`` (deferral),
+  ``a_reduction`` (plan), ``a_due_day`` (discount) and the bits of ``a_channel`` (1 waiver, 2 counselling,
+  4 custom);
+  ``propensity`` the policy's probability of the whole menu; ``masked_rules`` the menu rules that capped
+  options; ``policy``, ``policy_version``; ``installment`` the overdue installment.
+* ``menu_choice``: ``decision_id`` = the menu's id; ``a_channel`` = the option chosen
+  (:class:`regsim.menu.MenuOption`, 0 = closed the page); its confirmation, if any, is a message logged under
+  the menu's id (``decision_id``).
+* ``new_plan``: ``n_installments``, ``installment_eur``, ``installment`` (the plan after it), like a re-plan.
+* ``concession``: ``amount_eur`` = EUR conceded; ``reduction`` = the discount fraction (null for a waiver);
+  ``n_installments``, ``installment_eur`` (the plan after it).
+* ``case_resolved``: ``decision_id`` = the menu's id; ``amount_eur`` = the staff call's cost;
+  ``deferral_days`` and ``n_installments`` = the solution staff agreed.
+
 Records are buffered column-wise in chunks (a whole day's payments are one append), then written as one Arrow
 table / Parquet file sorted by time. ``time`` is in days since the run's start (production: since the epoch
 of :data:`EPOCH`); ``timestamp`` is the calendar time.
@@ -49,6 +66,16 @@ class EventType(IntEnum):
     COMPLETED = 15
     BROKEN = 16
     REFERRED = 17
+    MENU_SHOWN = 18
+    """A self-service menu shown (regsim.menu): see "Self-service events" in the module docstring."""
+    MENU_CHOICE = 19
+    """The debtor's answer to a menu (an option, or closing the page)."""
+    NEW_PLAN = 20
+    """A plan the debtor chose (or staff set up): the open balance over a new number of installments."""
+    CONCESSION = 21
+    """A discount or a waiver of collection costs: ``amount_eur`` is the concession, counted in net recovery."""
+    CASE_RESOLVED = 22
+    """Staff resolved a custom-solution case (from outside the ledger, like a payment)."""
 
 
 _EVENT_NAMES = [e.name.lower() for e in EventType]

@@ -37,6 +37,7 @@ from regsim.config import WorldConfig
 from regsim.decision import ActionSpace, DecisionKind, message_purpose
 from regsim.eventlog import EventType
 from regsim.history import ObservableHistory
+from regsim.ledger_menu import MenuLedger
 from regsim.ledger_messages import EventSink, MessageLedger
 from regsim.messages import MessageBook
 
@@ -74,7 +75,7 @@ class Payments:
     completed: NDArray[np.int64]
 
 
-class Ledger(MessageLedger):
+class Ledger(MessageLedger, MenuLedger):
     """The state of ``n`` arrangements and its one transition.
 
     Args:
@@ -108,6 +109,12 @@ class Ledger(MessageLedger):
         """When the last letter was posted to each arrangement (collection costs need one, F8)."""
         self.booked_day = np.full(n, -1, dtype=np.int64)
         """The last day whose bookkeeping (:meth:`book`) a row had through :meth:`catch_up`."""
+        self.costs_waived = np.zeros(n, dtype=bool)
+        """Self-service: the debtor chose a waiver of collection costs (a later breakdown charges none)."""
+        self.chosen = np.zeros(n, dtype=bool)
+        """Self-service: the arrangement runs on a solution its debtor chose (mechanism 10's ownership)."""
+        self.concessions = np.zeros(n, dtype=np.int64)
+        """Self-service: discounts and waivers granted."""
         self.book_of_messages = MessageBook()
         self._time_of = np.zeros(n)  # each row's moment while a batch of payments is applied
 
@@ -433,6 +440,7 @@ class Ledger(MessageLedger):
             if collection_costs_eur is None:
                 letter = self.last_letter_time[rows]  # (-inf: no letter was ever posted, so no notice was given)
                 warned = np.isfinite(letter) & (letter <= t - COLLECTION_COSTS_NOTICE_DAYS)
+                warned &= ~self.costs_waived[rows]  # (a waiver chosen on the self-service page)
                 costs = np.where(warned, statutory_collection_costs(balance), 0.0)
             else:
                 costs = np.asarray(collection_costs_eur, dtype=np.float64)
@@ -466,7 +474,17 @@ class Ledger(MessageLedger):
     def _row_state(self) -> list[tuple[Any, str]]:
         """(owner, attribute) of every per-row array: the ledger's own, the plan's and the history's."""
         out: list[tuple[Any, str]] = [
-            (self, name) for name in ("status", "end_time", "last_letter_time", "booked_day", "_time_of")
+            (self, name)
+            for name in (
+                "status",
+                "end_time",
+                "last_letter_time",
+                "booked_day",
+                "_time_of",
+                "costs_waived",
+                "chosen",
+                "concessions",
+            )
         ]
         for owner in (self.sched, self.history):
             out += [(owner, k) for k, v in vars(owner).items() if isinstance(v, np.ndarray) and not k.startswith("_")]
@@ -510,7 +528,20 @@ class Ledger(MessageLedger):
 
 #: Attributes :meth:`Ledger._setup` makes (per ledger); the others (config, tables) are shared by copies.
 _PER_LEDGER = frozenset(
-    {"n", "sched", "history", "status", "end_time", "last_letter_time", "booked_day", "book_of_messages", "_time_of"}
+    {
+        "n",
+        "sched",
+        "history",
+        "status",
+        "end_time",
+        "last_letter_time",
+        "booked_day",
+        "book_of_messages",
+        "_time_of",
+        "costs_waived",
+        "chosen",
+        "concessions",
+    }
 )
 _FAR = np.iinfo(np.int64).max // 4  # a day no row reaches
 _CENT_TOLERANCE = 0.005  # amounts are in cents: half a cent is rounding

@@ -10,7 +10,8 @@ KPI definitions (A = arrangements created in the log):
 * ``breakdown_rate`` = broken / A; ``referral_rate`` = referred / A; ``active_rate`` = still open at the end / A
 * ``on_time_installment_rate`` = installments paid in full by their due date / installments that fell due
   (or were paid before they did)
-* ``collected_eur`` = sum of payments; ``contact_cost_eur`` = sum of the costs of messages sent
+* ``collected_eur`` = sum of payments; ``contact_cost_eur`` = sum of the costs of messages sent (and of
+  self-service custom cases' collector calls)
 * ``cost_per_eur_collected`` = contact_cost_eur / collected_eur
 * ``contacts_per_arrangement`` = messages sent / A
 * ``mean_days_to_completion`` = mean over completed arrangements of (completion time - creation time)
@@ -45,8 +46,8 @@ END_KINDS: tuple[str, ...] = ("completed", "broken", "referred", "censored")
 #: plan is worth that much beyond the money it brought (the debtor keeps paying the creditor, no hand-over).
 COMPLETION_BONUS_EUR = 300.0
 
-#: A column of concessions granted (discounts, waived costs) per event, in EUR, summed when the log has it.
-_CONCESSION_COLUMN = "concession_eur"
+#: The ``a_channel`` of a ``menu_choice`` event that chose debt counselling (``regsim.menu.MenuOption.COUNSELLING``).
+MENU_COUNSELLING = 5
 
 #: The KPIs every evaluation reports, in display order.
 KPI_NAMES: tuple[str, ...] = (
@@ -85,9 +86,12 @@ def arrangement_outcomes(
         ``installments_on_time``, ``days_to_completion`` (NaN unless completed), and
 
         * ``debt_eur``: the original debt (the ``arrangement_created`` event's amount);
-        * ``concessions_eur``: discounts and waived costs granted, the sum of the log's ``concession_eur``
-          column. The action space grants none yet and the schema has no such column, so it is 0 today; it is
-          read from the log so that a log that records concessions is charged for them without a change here;
+        * ``concessions_eur``: discounts and waived costs granted on the self-service page, the sum of the
+          ``concession`` events' amounts (0 without self-service, which is off by default);
+        * ``custom_cases``: custom-solution cases staff resolved; their collector calls count in
+          ``contact_cost_eur``;
+        * ``counselled``: 1 when the debtor chose debt counselling on the page (the arrangement then ends
+          ``referred``, its own outcome beside a shock's referral);
         * ``net_recovery_eur`` = collected_eur - contact_cost_eur - concessions_eur;
         * ``end_kind``: one of :data:`END_KINDS` (the first end event; ``"censored"`` if none);
         * ``months_to_end``: (end time, or the censoring time, - creation time) / 30.
@@ -119,7 +123,8 @@ def arrangement_outcomes(
     out["broken"] = count(EventType.BROKEN).clip(upper=1)
     out["referred"] = count(EventType.REFERRED).clip(upper=1)
     out["collected_eur"] = total(EventType.PAYMENT)
-    out["contact_cost_eur"] = total(EventType.MESSAGE_SENT)
+    # A custom-solution case is a collector's call back (self-service): its cost is a contact's.
+    out["contact_cost_eur"] = total(EventType.MESSAGE_SENT) + total(EventType.CASE_RESOLVED)
     out["contacts"] = count(EventType.MESSAGE_SENT)
     # Installments that fell due, or were paid before they did (a prepaid last installment never falls due).
     inst = events.column("installment").to_numpy(zero_copy_only=False).astype(np.int64)
@@ -133,14 +138,9 @@ def arrangement_outcomes(
     out["days_to_completion"] = (done_time - created_time).reindex(index)
 
     out["debt_eur"] = _created_column(events, created_mask, ids, "amount_eur", index)
-    if _CONCESSION_COLUMN in events.column_names:
-        conc = events.column(_CONCESSION_COLUMN).to_numpy(zero_copy_only=False).astype(np.float64)
-        keep = np.isfinite(conc)
-        out["concessions_eur"] = (
-            pd.Series(conc[keep], index=ids[keep]).groupby(level=0).sum().reindex(index, fill_value=0.0)
-        )
-    else:
-        out["concessions_eur"] = 0.0
+    out["concessions_eur"] = total(EventType.CONCESSION)
+    out["custom_cases"] = count(EventType.CASE_RESOLVED)
+    out["counselled"] = count(EventType.MENU_CHOICE, _chose(events, codes, MENU_COUNSELLING)).clip(upper=1)
     out["net_recovery_eur"] = out["collected_eur"] - out["contact_cost_eur"] - out["concessions_eur"]
 
     end_codes = np.array([EventType.COMPLETED, EventType.BROKEN, EventType.REFERRED])
@@ -158,6 +158,12 @@ def arrangement_outcomes(
     end = np.where(kind < 3, ends["time"].to_numpy(dtype=np.float64), censor)
     out["months_to_end"] = (end - start) / DAYS_PER_MONTH
     return out
+
+
+def _chose(events: pa.Table, codes: np.ndarray, option: int) -> np.ndarray:
+    """Per event, whether it is a ``menu_choice`` of ``option`` (``a_channel``; False for other events)."""
+    a = events.column("a_channel").to_numpy(zero_copy_only=False)
+    return (codes == EventType.MENU_CHOICE) & (np.nan_to_num(a.astype(np.float64), nan=-1.0) == option)
 
 
 def _created_column(

@@ -71,6 +71,12 @@ class PaymentBehaviour(WorldParts):
         able = self.state.cash[ids] >= owed - PAY_TOLERANCE_EUR
         partial = arr.partial_payment_prob * (self.state.cash[ids] >= arr.min_partial_payment_eur)
         p_effective = p * np.where(able, 1.0, partial)
+        if self._ownership is not None:  # mechanism 10: a chosen solution is kept more often
+            owned = self.ledger.chosen[ids]
+            if owned.any():
+                w = self.pop.willingness[ids]
+                lifted = (w + self._ownership * (1.0 - w)) / np.maximum(w, 1e-12)
+                p_effective = p_effective * np.where(owned, lifted, 1.0)
         return p_effective, owed
 
     def _settle(self, debtors: NDArray[np.int64], t: Time) -> None:

@@ -66,6 +66,10 @@ class Purpose(IntEnum):
     WILLING = 24
     POLICY = 25
     PRIOR_DAY = 26
+    MENU_VISIT = 27
+    """Whether a debtor follows a reminder's link to the self-service page."""
+    MENU_CHOICE = 28
+    """The taste shocks of the debtor's choice on the page (one per option type: the index)."""
 
 
 def _mix(z: NDArray[np.uint64]) -> NDArray[np.uint64]:

@@ -29,6 +29,7 @@ from regsim.context import ContextColumns
 from regsim.decision import ActionSpace, ContextBatch, DecisionKind
 from regsim.eventlog import EventType, event_codes
 from regsim.ledger import OPEN_STATUSES, Ledger
+from regsim.ledger_menu import levels_from_log
 from regsim.messages import MessageState
 from regsim.rewards import EventChunk
 from regsim.rules import RuleSet
@@ -51,6 +52,9 @@ APPLIED_EVENTS = frozenset(
         EventType.MESSAGE_CLICKED,
         EventType.OPT_OUT,
         EventType.REFERRED,
+        EventType.MENU_SHOWN,
+        EventType.MENU_CHOICE,
+        EventType.CASE_RESOLVED,
     }
 )
 #: Events a ledger derives, but which may also come from outside: applied when the ledger has not derived them
@@ -72,6 +76,7 @@ _INT_COLUMNS = (
     "n_installments",
     "prior_payments",
     "prior_pay_dom",
+    "deferral_days",
 )
 _OPEN = np.array([int(s) for s in OPEN_STATUSES], dtype=np.int8)
 
@@ -123,6 +128,7 @@ class LogReplay:
         self._ids_buf = self.ids
         self.ledger = Ledger(self.config, len(self.ids), self.calendar, self)
         self._message_of: dict[int, int] = {}  # decision id -> book position of its message
+        self._menus: dict[int, NDArray[np.int64]] = {}  # menu id -> its slot levels (self-service)
 
     # -- the ledger's sink ----------------------------------------------------------------------------------
     def keeps(self, event: EventType) -> bool:
@@ -209,6 +215,8 @@ class LogReplay:
             if len(positions):
                 self._message_of[int(e["decision_id"])] = int(positions[0])
             return out
+        elif event in (EventType.MENU_SHOWN, EventType.MENU_CHOICE, EventType.CASE_RESOLVED):
+            self._self_service(event, e, r, t, day)
         elif event == EventType.PAYMENT:
             ledger.pay(r, np.array([e["amount_eur"]]), np.array([t]), day, int(e["channel"]))
         elif event == EventType.OPT_OUT:
@@ -237,6 +245,53 @@ class LogReplay:
             elif ledger.messages.state[position] == int(MessageState.PENDING):  # cancelled from outside
                 ledger.cancel(m, t)
         return None
+
+    def _self_service(self, event: EventType, e: dict[str, Any], r: NDArray[np.int64], t: float, day: int) -> None:
+        """Apply a self-service event: a menu shown (kept for its choice), a choice, a case staff resolved."""
+        ledger, menu_id = self.ledger, int(e["decision_id"])
+        ids = np.array([menu_id], dtype=np.int64)
+        inst = np.array([int(e["installment"])], dtype=np.int64)
+        if event == EventType.MENU_SHOWN:
+            cols = [np.array([int(e[c])]) for c in ("a_deferral", "a_reduction", "a_due_day", "a_channel")]
+            levels = levels_from_log(*cols)
+            self._menus[menu_id] = levels
+            ledger.menu_shown(
+                r,
+                t,
+                menu_ids=ids,
+                installments=inst,
+                levels=levels,
+                propensity=np.array([e["propensity"]]),
+                masked_rules=[e["masked_rules"] or ""],
+                policy=str(e["policy"]),
+                policy_version=str(e["policy_version"]),
+            )
+        elif event == EventType.MENU_CHOICE:
+            shown = self._menus.get(menu_id)
+            if shown is None:
+                raise ValueError(f"menu_choice of menu {menu_id} without its menu_shown event in the log")
+            positions = ledger.menu_chosen(
+                r,
+                t,
+                day,
+                menu_ids=ids,
+                installments=inst,
+                levels=shown,
+                options=np.array([int(e["a_channel"])], dtype=np.int64),
+                message_ids=np.array([-1], dtype=np.int64),  # learned from the message's first event
+            )
+            if len(positions):
+                self._message_of[menu_id] = int(positions[0])
+        elif ledger.status[int(r[0])] == int(ArrangementStatus.ACTIVE):  # a case resolved by staff
+            ledger.case_resolved(
+                r,
+                t,
+                day,
+                menu_ids=ids,
+                deferral_days=np.array([int(e["deferral_days"])], dtype=np.int64),
+                n_installments=np.array([int(e["n_installments"])], dtype=np.int64),
+                cost_eur=np.array([e["amount_eur"]]),
+            )
 
     def _message(self, e: dict[str, Any]) -> int:
         """The book position of an event's message (``-1`` if none), learning the message's id."""

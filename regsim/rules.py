@@ -19,6 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from regsim.config import HistoryTier, RulesConfig
+from regsim.config_self_service import SelfServiceConfig
 from regsim.decision import (
     CHANNEL,
     DEFERRAL,
@@ -32,8 +33,18 @@ from regsim.decision import (
     DecisionKind,
     RuleViolation,
 )
+from regsim.menu import (
+    DEFERRAL_SLOT,
+    DISCOUNT_SLOT,
+    PLAN_SLOT,
+    SLOT_NAMES,
+    WAIVER_SLOT,
+    MenuBatch,
+    MenuDecisionBatch,
+    MenuSpace,
+)
 
-__all__ = ["Rule", "RuleSet"]
+__all__ = ["MenuRule", "MenuRuleSet", "Rule", "RuleSet"]
 
 _REMINDER_KINDS = np.array(sorted(REMINDER_KINDS), dtype=np.int64)
 
@@ -60,7 +71,7 @@ def _part_slice(space: ActionSpace, part: int) -> slice:
     return slice(off, off + space.nvec[part])
 
 
-def _on_time_share(batch: ContextBatch) -> NDArray[np.float64]:
+def _on_time_share(batch: ContextBatch | MenuBatch) -> NDArray[np.float64]:
     """Share of due installments paid on time; 1.0 (top tier) for an arrangement with none due yet."""
     due = batch.columns["installments_due"].astype(np.float64)
     on_time = batch.columns["on_time"].astype(np.float64)
@@ -317,3 +328,183 @@ def slot_send_time(space: ActionSpace, day: NDArray[np.integer], slot: NDArray[n
     offsets = np.array([s.day_offset for s in space.send_slots], dtype=np.float64)
     hours = np.array([s.hour for s in space.send_slots], dtype=np.float64)
     return np.asarray(day, dtype=np.float64) + offsets[slot] + hours[slot] / 24.0
+
+
+# ==========================================================================================================
+# Menu rules (self-service, regsim.menu): the same style, on a MenuBatch's levels
+# ==========================================================================================================
+class MenuRule(Protocol):
+    """A business rule of the self-service menu: which levels it forbids in each row of a menu batch."""
+
+    @property
+    def name(self) -> str:
+        """The rule's name, as recorded for every level it caps."""
+        ...
+
+    def forbid(self, batch: MenuBatch) -> NDArray[np.bool_]:
+        """Forbidden levels, shape ``(B, space.mask_size)``."""
+        ...
+
+
+def _slot_slice(space: MenuSpace, slot: int) -> slice:
+    off = space.offsets[slot]
+    return slice(off, off + space.nvec[slot])
+
+
+def _menu_empty(batch: MenuBatch) -> NDArray[np.bool_]:
+    return np.zeros((len(batch), batch.space.mask_size), dtype=bool)
+
+
+@dataclass(frozen=True)
+class MenuDeferralCap:
+    """Deferral days capped by payment history (seeds/002: reliable 10 days, frequent late payer 3), and no
+    deferral once ``max_count`` deferrals were granted (the arrangement rules' ``max_deferrals``)."""
+
+    tiers: tuple[HistoryTier, ...]
+    max_count: int
+    name: ClassVar[str] = "menu_deferral_cap"
+
+    def forbid(self, batch: MenuBatch) -> NDArray[np.bool_]:
+        out = _menu_empty(batch)
+        days = np.array(batch.space.deferral_days, dtype=np.float64)
+        cap = _tier_cap(_on_time_share(batch), self.tiers)
+        cap = np.where(batch.columns["deferrals"] >= self.max_count, 0.0, cap)
+        out[:, _slot_slice(batch.space, DEFERRAL_SLOT)] = days[None, :] > cap[:, None]
+        return out
+
+
+@dataclass(frozen=True)
+class MenuPlanCap:
+    """A new plan's length capped by payment history, and the whole plan by ``max_total_installments``."""
+
+    tiers: tuple[HistoryTier, ...]
+    max_total_installments: int
+    name: ClassVar[str] = "menu_plan_cap"
+
+    def forbid(self, batch: MenuBatch) -> NDArray[np.bool_]:
+        out = _menu_empty(batch)
+        n = np.array(batch.space.plan_installments, dtype=np.float64)
+        cap = _tier_cap(_on_time_share(batch), self.tiers)
+        total = batch.columns["installments_paid"].astype(np.float64)[:, None] + n[None, :]
+        out[:, _slot_slice(batch.space, PLAN_SLOT)] = (n[None, :] > cap[:, None]) | (
+            total > self.max_total_installments
+        )
+        return out
+
+
+@dataclass(frozen=True)
+class MenuDiscountCap:
+    """The discount capped by payment history (the seed's "maximum discount")."""
+
+    tiers: tuple[HistoryTier, ...]
+    name: ClassVar[str] = "menu_discount_cap"
+
+    def forbid(self, batch: MenuBatch) -> NDArray[np.bool_]:
+        out = _menu_empty(batch)
+        fractions = np.array(batch.space.discounts, dtype=np.float64)
+        cap = _tier_cap(_on_time_share(batch), self.tiers)
+        out[:, _slot_slice(batch.space, DISCOUNT_SLOT)] = fractions[None, :] > cap[:, None] + 1e-12
+        return out
+
+
+@dataclass(frozen=True)
+class MenuWaiverRule:
+    """A waiver of collection costs only from an on-time share, and never twice."""
+
+    min_on_time_share: float
+    name: ClassVar[str] = "menu_waiver_rule"
+
+    def forbid(self, batch: MenuBatch) -> NDArray[np.bool_]:
+        out = _menu_empty(batch)
+        no = (_on_time_share(batch) < self.min_on_time_share) | batch.costs_waived
+        out[no, batch.space.offsets[WAIVER_SLOT] + 1] = True
+        return out
+
+
+@dataclass(frozen=True)
+class MenuConcessionCap:
+    """At most ``max_count`` concessions (discounts and waivers) per arrangement."""
+
+    max_count: int
+    name: ClassVar[str] = "menu_concession_cap"
+
+    def forbid(self, batch: MenuBatch) -> NDArray[np.bool_]:
+        out = _menu_empty(batch)
+        full = batch.concessions >= self.max_count
+        out[full, batch.space.offsets[WAIVER_SLOT] + 1] = True
+        sl = _slot_slice(batch.space, DISCOUNT_SLOT)
+        out[full, sl.start + 1 : sl.stop] = True
+        return out
+
+
+class MenuRuleSet:
+    """The business rules of the self-service menu, applied to menu batches.
+
+    Args:
+        config: The ``self_service`` section (the menu's caps).
+        rules: The ``rules`` section (the arrangement caps the menu shares: deferrals, plan length).
+        space: The menu space the masks refer to.
+    """
+
+    def __init__(self, config: SelfServiceConfig, rules: RulesConfig, space: MenuSpace) -> None:
+        self.space = space
+        self.rules: tuple[MenuRule, ...] = (
+            MenuDeferralCap(config.max_deferral_days, rules.max_deferrals),
+            MenuPlanCap(config.max_plan_installments, rules.max_total_installments),
+            MenuWaiverRule(config.waiver_min_on_time_share),
+            MenuDiscountCap(config.max_discount),
+            MenuConcessionCap(config.max_concessions),
+        )
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Names of the menu rules, in the order they are applied."""
+        return tuple(r.name for r in self.rules)
+
+    def apply(self, batch: MenuBatch) -> MenuBatch:
+        """Fill ``batch.mask`` and ``batch.forbidden`` (in place; returns the batch); level 0 stays allowed."""
+        keep = np.zeros(self.space.mask_size, dtype=bool)
+        keep[list(self.space.offsets)] = True
+        union = np.zeros((len(batch), self.space.mask_size), dtype=bool)
+        forbidden = {}
+        for rule in self.rules:
+            f = rule.forbid(batch) & ~keep
+            if f.any():
+                forbidden[rule.name] = f
+                union |= f
+        batch.forbidden = forbidden
+        batch.mask = ~union
+        return batch
+
+    def check(self, batch: MenuBatch, menus: MenuDecisionBatch) -> None:
+        """Refuse menus that show a capped level.
+
+        Raises:
+            RuleViolation: For the first offending row, naming the rule(s), the slot, the level and the levels
+                that slot allows.
+        """
+        if len(menus) != len(batch):
+            raise ValueError(f"{len(menus)} menus for {len(batch)} menu points")
+        nvec = np.array(self.space.nvec)
+        lv = menus.levels
+        bad = (lv < 0) | (lv >= nvec[None, :])
+        if bad.any():
+            row, slot = map(int, np.argwhere(bad)[0])
+            raise RuleViolation(
+                f"menu {row}: {SLOT_NAMES[slot]}={int(lv[row, slot])} is not a level; allowed: 0..{nvec[slot] - 1}",
+                rules=("menu_space",),
+            )
+        flat = lv + np.array(self.space.offsets)[None, :]
+        ok = np.take_along_axis(batch.mask, flat, axis=1)
+        if ok.all():
+            return
+        row, slot = map(int, np.argwhere(~ok)[0])
+        rules = [name for name, f in batch.forbidden.items() if f[row, flat[row, slot]]]
+        labels = self.space.level_labels(slot)
+        allowed = [labels[j] for j in np.flatnonzero(batch.slot_mask(slot)[row])]
+        raise RuleViolation(
+            f"menu for arrangement {int(batch.columns['arrangement_id'][row])} breaks rule "
+            f"{' and '.join(repr(r) for r in rules)}: {SLOT_NAMES[slot]}={labels[int(lv[row, slot])]!r} is capped; "
+            f"allowed {SLOT_NAMES[slot]}: {allowed}",
+            rules=rules,
+        )

@@ -89,6 +89,8 @@ class VectorWorld(World):
         seed: int | None = None,
         skip_quiet_days: bool = True,
     ) -> None:
+        if config.self_service.enabled:  # (its menu points are taken inside a row's day, which rows here skip)
+            raise ValueError("self_service.enabled: the vector world does not simulate self-service; allowed: false")
         super().__init__(
             config,
             None,

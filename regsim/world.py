@@ -54,6 +54,7 @@ from regsim.random import Purpose, Streams
 from regsim.rewards import RewardCosts, resolve_reward
 from regsim.rules import RuleSet
 from regsim.runoff import RunoffCap
+from regsim.self_service import SelfServiceDesk
 
 __all__ = ["World"]
 
@@ -167,6 +168,10 @@ class World(PaymentBehaviour, MessageDelivery):
         if policy is not None and window:
             self.matcher = OutcomeMatcher(float(window), resolve_reward(policy.feedback_reward), RewardCosts.of(config))
         self._feedback_cursor = 0
+        ss = config.self_service
+        # Self-service (mechanism 10) exists only when switched on: otherwise nothing of it runs or draws.
+        self.desk: SelfServiceDesk | None = SelfServiceDesk(self) if ss.enabled else None
+        self._ownership: float | None = ss.ownership.theta if ss.enabled and ss.ownership.enabled else None
         self._build_engine(sample_queues=sample_queues, dedicated_capacity=dedicated_capacity)
         self._ready: simpy.Event | None = None
         self._answer: simpy.Event | None = None
@@ -198,6 +203,8 @@ class World(PaymentBehaviour, MessageDelivery):
             quiet_hours=quiet_hours,
             quiet_weekdays=quiet_weekdays,
             print_room=not dedicated_capacity,
+            resolve=None if self.desk is None else self.desk.resolve,
+            case_wanted=None if self.desk is None else self.desk.case_wanted,
         )
         self.dedicated: DedicatedCapacity | None = (
             DedicatedCapacity(self.config.capacity, self.calendar, quiet_hours, quiet_weekdays)

@@ -24,6 +24,7 @@ from regsim.random import Streams
 
 if TYPE_CHECKING:
     from regsim.capacity import DedicatedCapacity, SharedCapacity
+    from regsim.self_service import SelfServiceDesk
 
 __all__ = ["WorldParts"]
 
@@ -51,6 +52,10 @@ class WorldParts:
     thank_installment: NDArray[np.int64]
     capacity: SharedCapacity
     dedicated: DedicatedCapacity | None
+    desk: SelfServiceDesk | None
+    """Self-service (mechanism 10), ``None`` unless ``self_service.enabled``."""
+    _ownership: float | None
+    """The ownership effect's theta on chosen solutions (mechanism 10), ``None`` when off."""
     _by_channel: dict[str, NDArray[np.float64]]
     _fatigue_weight: NDArray[np.float64]
 
