@@ -18,6 +18,8 @@ Subcommands:
   (:mod:`experiments.facts`).
 * ``regsim ope``: off-policy evaluation of a policy on an event log, with a deploy gate (:mod:`experiments.ope`);
   ``regsim ope-validate``: the estimators checked against on-policy simulations (:mod:`experiments.ope_validation`).
+* ``regsim calibrate``: a world's parameters fitted to an event log, with intervals and a back-test
+  (:mod:`experiments.calibration`).
 """
 
 from __future__ import annotations
@@ -582,6 +584,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_ope_parser(sub)
     add_validate_parser(sub)
+    from experiments.calibration.cli import add_calibrate_parser
+
+    add_calibrate_parser(sub)
     try:
         from serving.cli import register as _register_serving
     except ImportError:

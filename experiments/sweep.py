@@ -50,7 +50,16 @@ from experiments.config import (
 from experiments.provenance import RunRecord, SeedBook
 from experiments.runner import execute, read_run_config, run_logging, start_run
 
-__all__ = ["ONE_THREAD", "SWEEP_COLUMNS", "Trial", "expand_trials", "run_sweep", "run_trial", "sweep_table"]
+__all__ = [
+    "ONE_THREAD",
+    "SWEEP_COLUMNS",
+    "Trial",
+    "expand_trials",
+    "map_tasks",
+    "run_sweep",
+    "run_trial",
+    "sweep_table",
+]
 
 log = logging.getLogger("regsim.run")
 
@@ -179,18 +188,26 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
                 os.environ[k] = v
 
 
-def _submit_local(dirs: list[str], workers: int, done: Callable[[str], None]) -> None:
+def _submit_local(
+    tasks: Sequence[tuple[Any, ...]], workers: int, done: Callable[[Any], None], task: Callable[..., Any] = run_trial
+) -> None:
     # Spawned workers: a forked copy of a process that has started torch's threads can deadlock.
     with (
         _environment(ONE_THREAD),
         ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool,
     ):
-        futures = [pool.submit(run_trial, d, True) for d in dirs]
+        futures = [pool.submit(task, *args) for args in tasks]
         for f in as_completed(futures):
             done(f.result())
 
 
-def _submit_ray(dirs: list[str], workers: int, address: str | None, done: Callable[[str], None]) -> None:
+def _submit_ray(
+    tasks: Sequence[tuple[Any, ...]],
+    workers: int,
+    address: str | None,
+    done: Callable[[Any], None],
+    task: Callable[..., Any] = run_trial,
+) -> None:
     import ray
 
     started_here = not ray.is_initialized()
@@ -202,14 +219,45 @@ def _submit_ray(dirs: list[str], workers: int, address: str | None, done: Callab
                 num_cpus=workers, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": ONE_THREAD}
             )
     try:
-        task = ray.remote(num_cpus=1)(run_trial)
-        pending = [task.remote(d, True) for d in dirs]  # type: ignore[call-arg]  # ray's stubs miss the arity
+        remote = ray.remote(num_cpus=1)(task)
+        pending = [remote.remote(*args) for args in tasks]
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)
             done(ray.get(ready[0]))
     finally:
         if started_here:
             ray.shutdown()
+
+
+def map_tasks(
+    task: Callable[..., Any],
+    tasks: Sequence[tuple[Any, ...]],
+    done: Callable[[Any], None],
+    *,
+    executor: Executor = "local",
+    workers: int = 1,
+    ray_address: str | None = None,
+) -> None:
+    """Run ``task(*args)`` for every ``args`` of ``tasks`` on the sweep's executors, calling ``done`` with each
+    result as it finishes (in completion order).
+
+    ``task`` must be a module-level function of plain arguments (shipped to spawned processes or Ray).
+    ``local`` with one worker runs the tasks in this process, in order.
+
+    Raises:
+        ValueError: An unknown executor or fewer than one worker.
+    """
+    if executor not in ("local", "ray"):
+        raise ValueError(f"executor: expected 'local' or 'ray', got {executor!r}")
+    if workers < 1:
+        raise ValueError(f"workers: must be >= 1, got {workers}")
+    if executor == "ray":
+        _submit_ray(tasks, workers, ray_address or os.environ.get("RAY_ADDRESS"), done, task)
+    elif workers == 1:
+        for args in tasks:
+            done(task(*args))
+    else:
+        _submit_local(tasks, workers, done, task)
 
 
 def run_sweep(
@@ -281,9 +329,9 @@ def run_sweep(
                 if not dirs:
                     pass
                 elif executor == "ray":
-                    _submit_ray(dirs, workers, address, done)
+                    _submit_ray([(d, True) for d in dirs], workers, address, done)
                 else:
-                    _submit_local(dirs, workers, done)
+                    _submit_local([(d, True) for d in dirs], workers, done)
             table = sweep_table(run_dir, trials)
             table.to_parquet(run_dir / "sweep.parquet", index=False)
             html: Path | None = None

@@ -1,0 +1,324 @@
+"""The method of simulated moments: the objective, its minimisation by CMA-ES, and a Gauss-Newton polish.
+
+Objective. With the log's moments :math:`\\hat m` (``K`` of them), their bootstrap standard errors
+:math:`s_k`, and the moments :math:`m(\\theta)` of a simulation of ``A_sim`` arrangements under the log's own
+decisions (:mod:`experiments.calibration.replaying`) with one fixed seed (common random numbers),
+
+.. math:: Q(\\theta) = \\sum_k w_k\\,(\\hat m_k - m_k(\\theta))^2, \\qquad
+    w_k = 1 / \\big(s_k^2\\,(1 + A_{log}/A_{sim})\\big),
+
+inverse-variance weights of the difference of a log moment and a simulated one (the simulation's own sampling
+variance is the log's scaled by ``A_log / A_sim``). A moment the simulation does not produce (no denominator)
+adds 1 (one standard error off); a parameter vector that gives no valid world scores :data:`INVALID`.
+
+Minimisation. optuna's CMA-ES sampler over the unit cube of the spec's bounds (``theta = low + u (high - low)``),
+started at the base world's values (clipped into the bounds) with step 0.25, run in generations of ``popsize``
+trials evaluated in parallel (:func:`experiments.calibration.simulation.run_points`). CMA-ES needs no gradient,
+which the objective does not have in any useful sense (a simulation is piecewise constant in a parameter at a
+fixed seed). Then a local linear model of the moments around the best trial (:class:`LocalModel`: least squares
+over ``3P`` simulations uniform in a box of +-15% of each range, same seed, plus the CMA-ES trials inside it),
+and one Gauss-Newton step on it, kept only if it lowers Q. The local model's Jacobian and noise are reused for
+the intervals (:mod:`experiments.calibration.inference`). Finite differences were tried first: at a fixed seed
+their Jacobian over a step of 5% of the range was dominated by the simulation's roughness (the curvature it gave
+fell 50-fold when the step was made 8 times larger), so intervals from it were far too narrow.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+
+from experiments.calibration.moments import LogMoments
+from experiments.calibration.replaying import ReplayStats
+from experiments.calibration.simulation import Executor, SimulationJob, run_points
+
+__all__ = ["INVALID", "FitResult", "LocalModel", "Objective", "Trial", "fit", "local_model", "scaled_curvature"]
+
+log = logging.getLogger("regsim.calibrate")
+
+#: Objective of a parameter vector that gives no valid world.
+INVALID = 1e12
+
+
+@dataclass(frozen=True)
+class Objective:
+    """``Q`` of the module docstring.
+
+    Attributes:
+        target: Log moments, shape ``(K,)``.
+        variance: ``s_k^2 (1 + A_log / A_sim)``, shape ``(K,)``.
+    """
+
+    target: NDArray[np.float64]
+    variance: NDArray[np.float64]
+
+    @classmethod
+    def from_log(cls, moments: LogMoments, sim_arrangements: int) -> Objective:
+        """Weights from a log's moments for simulations of ``sim_arrangements``."""
+        factor = 1.0 + moments.arrangements / sim_arrangements
+        return cls(moments.values.copy(), moments.se**2 * factor)
+
+    @property
+    def weights(self) -> NDArray[np.float64]:
+        """``w_k``, shape ``(K,)``."""
+        return 1.0 / self.variance
+
+    def contributions(self, simulated: NDArray[np.float64]) -> NDArray[np.float64]:
+        """Each moment's term of Q (1 where the simulation lacks the moment), shape ``(K,)``."""
+        terms = (self.target - simulated) ** 2 * self.weights
+        return np.where(np.isnan(simulated), 1.0, terms)
+
+    def value(self, simulated: NDArray[np.float64]) -> float:
+        """``Q``; :data:`INVALID` when every moment is missing (no world)."""
+        if np.isnan(simulated).all():
+            return INVALID
+        return float(self.contributions(simulated).sum())
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One evaluated parameter vector: its values (spec order), Q and how it was proposed."""
+
+    values: tuple[float, ...]
+    objective: float
+    source: str
+
+
+@dataclass
+class FitResult:
+    """The fit.
+
+    Attributes:
+        estimate: The fitted parameters, shape ``(P,)``.
+        objective: Q at the estimate.
+        simulated: Simulated moments at the estimate, shape ``(K,)``.
+        model: The local linear model of the moments around the CMA-ES optimum (its Jacobian, noise).
+        trials: Every evaluation, in order.
+        seed: The common-random-numbers seed of every evaluation.
+        seconds: Wall time of the fit.
+        gauss_newton_accepted: Whether the Gauss-Newton step lowered Q.
+        replay: The replaying policy's counts at the estimate.
+        objective_dof: Moments minus parameters (the degrees of freedom of Q at a correct model).
+    """
+
+    estimate: NDArray[np.float64]
+    objective: float
+    simulated: NDArray[np.float64]
+    model: LocalModel
+    trials: list[Trial]
+    seed: int
+    seconds: float
+    gauss_newton_accepted: bool
+    replay: ReplayStats = field(default_factory=ReplayStats)
+    objective_dof: int = 0
+
+
+def _start(job: SimulationJob) -> NDArray[np.float64]:
+    spec = job.spec
+    return spec.clip(spec.values_of(job.base))
+
+
+@dataclass(frozen=True)
+class LocalModel:
+    """The simulated moments, linear in the parameters near the optimum, fitted by least squares.
+
+    :math:`m_k(\\theta) \\approx a_k + J_k (\\theta - c)`, fitted per moment over simulations at points around
+    ``c``. At a fixed seed a simulation is a step function of a parameter (each debtor's discrete outcomes flip
+    at thresholds), so a finite difference over a small step measures that roughness, not the slope; a
+    regression over points spread over :data:`LOCAL_SPREAD` of each range averages it out, and its residual
+    variance says how much is left (:attr:`noise`).
+
+    Attributes:
+        center: ``c``, shape ``(P,)``.
+        intercept: ``a``, the smoothed moments at ``c``, shape ``(K,)``.
+        jacobian: ``J``, shape ``(K, P)``.
+        residual_var: Per moment, the residual variance of the regression, shape ``(K,)``.
+        slope_cov: ``(X'X)^{-1}`` of the slopes in range units, shape ``(P, P)``: ``Cov(J_k D) = s_k^2 slope_cov``.
+        points: Simulations in the regression.
+    """
+
+    center: NDArray[np.float64]
+    intercept: NDArray[np.float64]
+    jacobian: NDArray[np.float64]
+    residual_var: NDArray[np.float64]
+    slope_cov: NDArray[np.float64]
+    points: int
+
+
+#: Half-width of the local design around the optimum, as a share of each parameter's range.
+LOCAL_SPREAD = 0.15
+
+
+def local_points(
+    job: SimulationJob, center: NDArray[np.float64], n: int, rng: np.random.Generator
+) -> list[NDArray[np.float64]]:
+    """``n`` points uniform in the box ``center +- LOCAL_SPREAD * range``, clipped into the bounds."""
+    widths = job.spec.highs - job.spec.lows
+    z = rng.uniform(-1.0, 1.0, size=(n, len(widths)))
+    return [job.spec.clip(center + LOCAL_SPREAD * widths * row) for row in z]
+
+
+def local_model(
+    thetas: NDArray[np.float64], values: NDArray[np.float64], center: NDArray[np.float64], widths: NDArray[np.float64]
+) -> LocalModel:
+    """Least squares of each moment on ``[1, (theta - center) / widths]`` (a missing value is replaced by that
+    moment's mean over the points).
+
+    Raises:
+        ValueError: Fewer points than parameters plus two.
+    """
+    n, p = thetas.shape
+    if n < p + 2:
+        raise ValueError(f"a local linear model of {p} parameters needs at least {p + 2} simulations, got {n}")
+    y = np.where(np.isnan(values), np.nanmean(values, axis=0, keepdims=True), values)
+    y = np.nan_to_num(y, nan=0.0)
+    x = np.column_stack([np.ones(n), (thetas - center) / widths])
+    xtx_inv = np.linalg.pinv(x.T @ x)
+    beta = xtx_inv @ x.T @ y  # (1 + P, K)
+    resid = y - x @ beta
+    residual_var = (resid**2).sum(axis=0) / max(n - p - 1, 1)
+    return LocalModel(center, beta[0], (beta[1:] / widths[:, None]).T, residual_var, xtx_inv[1:, 1:], n)
+
+
+def scaled_curvature(objective: Objective, model: LocalModel, widths: NDArray[np.float64]) -> NDArray[np.float64]:
+    """:math:`H_s = D J^\\top W J D - (\\sum_k w_k s_k^2)\\,(X^\\top X)^{-1}`: the curvature of Q in range units,
+    with the part the regression's noise adds to :math:`J^\\top W J` in expectation taken off (an unbiased
+    estimate of the noise-free curvature), shape ``(P, P)``."""
+    js = model.jacobian * widths[None, :]
+    w = objective.weights
+    raw = js.T @ (w[:, None] * js)
+    noise = float((w * model.residual_var).sum()) * model.slope_cov
+    return raw - noise
+
+
+def _floored_inverse(h: NDArray[np.float64], floor: float) -> NDArray[np.float64]:
+    values, vectors = np.linalg.eigh((h + h.T) / 2.0)
+    return (vectors / np.maximum(values, floor)) @ vectors.T
+
+
+def gauss_newton_step(objective: Objective, model: LocalModel, widths: NDArray[np.float64]) -> NDArray[np.float64]:
+    """The step :math:`D H_s^{-1} D J^\\top W (\\hat m - a)` from the local model's centre, with the eigenvalues of
+    :math:`H_s` floored at 1 (a move across the whole range worth at least one unit of Q), shape ``(P,)``."""
+    h = scaled_curvature(objective, model, widths)
+    grad = (model.jacobian * widths[None, :]).T @ (objective.weights * (objective.target - model.intercept))
+    return widths * (_floored_inverse(h, 1.0) @ grad)
+
+
+def fit(
+    job: SimulationJob,
+    moments: LogMoments,
+    *,
+    trials: int,
+    seed: int,
+    executor: Executor = "local",
+    workers: int = 1,
+    ray_address: str | None = None,
+    quiet: bool = False,
+    local: int | None = None,
+) -> FitResult:
+    """Fit the spec's parameters to the log's moments (module docstring).
+
+    Args:
+        job: The simulations' shared job (its design must be ``moments.design``).
+        moments: The log's moments.
+        trials: CMA-ES evaluations (rounded up to whole generations); the local design adds ``local`` and the
+            Gauss-Newton step one.
+        seed: The common-random-numbers seed of every simulation, and the sampler's seed.
+        executor: ``local`` or ``ray``.
+        workers: Parallel simulations.
+        ray_address: A Ray cluster.
+        quiet: No progress output.
+        local: Simulations of the local design (default ``3P``, at least ``P + 2``).
+
+    Raises:
+        ValueError: ``trials`` < 1.
+    """
+    import optuna
+
+    if trials < 1:
+        raise ValueError(f"trials: expected an integer >= 1, got {trials}")
+    started = time.perf_counter()
+    spec = job.spec
+    local = max(local if local is not None else 3 * len(spec), len(spec) + 2)
+    objective = Objective.from_log(moments, job.arrangements)
+    lows, widths = spec.lows, spec.highs - spec.lows
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    popsize = max(4 + math.floor(3 * math.log(len(spec))), 2 * workers if workers > 1 else 0)
+    x0 = {f"u{j}": float((v - lows[j]) / widths[j]) for j, v in enumerate(_start(job))}
+    sampler = optuna.samplers.CmaEsSampler(
+        x0=x0, sigma0=0.25, seed=seed, popsize=popsize, warn_independent_sampling=False
+    )
+    study = optuna.create_study(direction="minimize", sampler=sampler)
+    history: list[Trial] = []
+    sims: list[NDArray[np.float64]] = []
+    best_value, best_theta, best_sim = math.inf, _start(job), np.full(len(objective.target), np.nan)
+    replay = ReplayStats()
+    generations = math.ceil(trials / popsize)
+    for g in range(generations):
+        asked = [study.ask() for _ in range(popsize)]
+        thetas = [
+            lows + widths * np.array([t.suggest_float(f"u{j}", 0.0, 1.0) for j in range(len(spec))]) for t in asked
+        ]
+        results = run_points(
+            job,
+            [(th, seed) for th in thetas],
+            executor=executor,
+            workers=workers,
+            ray_address=ray_address,
+            desc=f"CMA-ES generation {g + 1}/{generations}",
+            quiet=quiet,
+        )
+        for t, th, res in zip(asked, thetas, results, strict=True):
+            q = objective.value(res.values)
+            study.tell(t, q)
+            history.append(Trial(tuple(float(x) for x in th), q, "cma-es"))
+            sims.append(res.values)
+            if q < best_value:
+                best_value, best_theta, best_sim, replay = q, th, res.values, res.replay
+        if not quiet:
+            log.info(
+                "generation %d/%d: best Q %.1f over %d moments", g + 1, generations, best_value, len(objective.target)
+            )
+    rng = np.random.default_rng([seed, 0x4C4F43])  # the local design's own stream
+    points = local_points(job, best_theta, local, rng)
+    results = run_points(
+        job,
+        [(p, seed) for p in points],
+        executor=executor,
+        workers=workers,
+        ray_address=ray_address,
+        desc="local design",
+        quiet=quiet,
+    )
+    for p, r in zip(points, results, strict=True):
+        history.append(Trial(tuple(float(x) for x in p), objective.value(r.values), "local"))
+    # The regression uses the local design and every CMA-ES trial inside its box.
+    box = [(np.array(t.values), v) for t, v in zip(history[: len(sims)], sims, strict=True)]
+    near = [(th, v) for th, v in box if np.all(np.abs(th - best_theta) <= LOCAL_SPREAD * widths + 1e-12)]
+    thetas = np.array([p for p in points] + [th for th, _ in near])
+    values = np.array([r.values for r in results] + [v for _, v in near])
+    model = local_model(thetas, values, best_theta, widths)
+    candidate = spec.clip(best_theta + gauss_newton_step(objective, model, widths))
+    (res,) = run_points(job, [(candidate, seed)], executor="local", workers=1, quiet=True)
+    q = objective.value(res.values)
+    history.append(Trial(tuple(float(x) for x in candidate), q, "gauss-newton"))
+    accepted = q < best_value
+    if accepted:
+        best_value, best_theta, best_sim, replay = q, candidate, res.values, res.replay
+    return FitResult(
+        estimate=np.asarray(best_theta, float),
+        objective=best_value,
+        simulated=best_sim,
+        model=model,
+        trials=history,
+        seed=seed,
+        seconds=time.perf_counter() - started,
+        gauss_newton_accepted=accepted,
+        replay=replay,
+        objective_dof=len(objective.target) - len(spec),
+    )

@@ -1,0 +1,241 @@
+"""The outputs of a calibration: ``world.yaml``, ``fit.json`` and ``fit.html``.
+
+* ``world.yaml``: the calibrated world, every section written out, loadable by
+  :func:`regsim.config.load_world_config` and by ``regsim simulate --population OUT/world.yaml``.
+* ``fit.json``: the set-up; each parameter (path, bounds, estimate, interval, standard deviation, identified,
+  warnings); each moment (name, family, segment, month, cell, log value and standard error, log interval, fitted
+  value and interval, count, term of Q); the objective; the replay's counts; the back-test's held-out moments
+  with predictive intervals and coverage.
+* ``fit.html``: one page in the style of the report (:mod:`experiments.report_html`): the parameters, the
+  warnings, a plot of log vs fitted moments with their intervals, the worst-fitted moments and the back-test.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from matplotlib.figure import Figure
+
+from experiments.calibration.fit import Objective
+from experiments.calibration.run import Calibration
+from experiments.calibration.spec import config_data
+from experiments.report_html import _e, _img, _p, _section
+from regsim.config import parse_world_config
+
+__all__ = ["fit_json", "render_html", "write_outputs"]
+
+_CSS = (
+    "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}"
+    "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
+    "td:first-child,th:first-child{text-align:left}.warn{color:#a40}.ok{color:#270}img{max-width:100%}"
+)
+
+
+def _num(x: float) -> float | None:
+    return None if x is None or not math.isfinite(float(x)) else float(x)
+
+
+def fit_json(cal: Calibration) -> dict[str, Any]:
+    """The contents of ``fit.json`` (module docstring)."""
+    spec, inf, res, m = cal.spec, cal.inference, cal.fit, cal.moments
+    objective = Objective.from_log(m, cal.sim_arrangements)
+    terms = objective.contributions(res.simulated)
+    z = 1.959963984540054
+    params = [
+        {
+            "path": p.path,
+            "low": p.low,
+            "high": p.high,
+            "estimate": float(res.estimate[j]),
+            "interval": [float(inf.low[j]), float(inf.high[j])],
+            "sd": _num(inf.se[j]),
+            "identified": inf.identification[j].identified,
+            "curvature": _num(inf.identification[j].curvature),
+            "warnings": list(inf.identification[j].warnings),
+        }
+        for j, p in enumerate(spec.params)
+    ]
+    moments = [
+        {
+            "name": k.name,
+            "family": k.family,
+            "segment": k.segment,
+            "month": k.month,
+            "cell": k.cell,
+            "log": float(m.values[i]),
+            "log_se": float(m.se[i]),
+            "log_interval": [float(m.values[i] - z * m.se[i]), float(m.values[i] + z * m.se[i])],
+            "fitted": _num(res.simulated[i]),
+            "fitted_interval": [_num(inf.moment_low[i]), _num(inf.moment_high[i])],
+            "count": float(m.counts[i]),
+            "objective_term": float(terms[i]),
+        }
+        for i, k in enumerate(m.design.keys)
+    ]
+    out: dict[str, Any] = {
+        "log": cal.log_path,
+        "arrangements": cal.arrangements,
+        "sim_arrangements": cal.sim_arrangements,
+        "months_fitted": cal.months,
+        "holdout_months": cal.holdout_months,
+        "seed": res.seed,
+        "seconds": cal.seconds,
+        "estimator": "method of simulated moments, inverse-variance weights, optuna CMA-ES then one Gauss-Newton step",
+        "moment_errors": m.method,
+        "uncertainty": inf.method,
+        "level": inf.level,
+        "objective": res.objective,
+        "objective_dof": res.objective_dof,
+        "evaluations": len(res.trials),
+        "gauss_newton_accepted": res.gauss_newton_accepted,
+        "replay": {
+            "replayed": res.replay.replayed,
+            "partly_fallback": res.replay.partly_fallback,
+            "fallback": res.replay.fallback,
+            "fallback_by_kind": dict(res.replay.by_kind),
+        },
+        "parameters": params,
+        "moments": moments,
+        "trials": [{"values": list(t.values), "objective": t.objective, "source": t.source} for t in res.trials],
+        "backtest": None,
+    }
+    bt = cal.backtest
+    if bt is not None:
+        out["backtest"] = {
+            "cutoff_days": bt.cutoff_days,
+            "level": bt.level,
+            "draws": bt.draws,
+            "coverage": _num(bt.coverage),
+            "by_family": {f: {"moments": n, "coverage": c} for f, (n, c) in bt.by_family().items()},
+            "moments": [
+                {
+                    "name": k.name,
+                    "log": float(bt.log_values[i]),
+                    "predictive": [_num(bt.low[i]), _num(bt.high[i])],
+                    "median": _num(bt.median[i]),
+                    "covered": bool(bt.covered[i]),
+                }
+                for i, k in enumerate(bt.keys)
+            ],
+        }
+    return out
+
+
+def _fmt(x: float | None) -> str:
+    return "" if x is None else f"{x:.3f}"
+
+
+def _moment_plot(cal: Calibration) -> Figure:
+    m, res, inf = cal.moments, cal.fit, cal.inference
+    fig = Figure(figsize=(7.5, 6.5))
+    ax = fig.add_subplot(1, 1, 1)
+    families = sorted({k.family for k in m.design.keys})
+    cmap = [f"C{i % 10}" for i in range(len(families))]
+    for family, color in zip(families, cmap, strict=True):
+        sel = np.array([k.family == family for k in m.design.keys]) & ~np.isnan(res.simulated)
+        x, y = m.values[sel], res.simulated[sel]
+        yerr = np.abs(np.vstack([y - inf.moment_low[sel], inf.moment_high[sel] - y]))
+        ax.errorbar(x, y, xerr=1.96 * m.se[sel], yerr=yerr, fmt="o", ms=3, lw=0.6, color=color, label=family, alpha=0.7)
+    ax.plot([0, 1], [0, 1], color="#888", lw=0.8, ls="--")
+    ax.set_xlabel("log moment (share, 0-1), with its 95% bootstrap interval")
+    ax.set_ylabel("fitted world's moment (share, 0-1), with its 95% interval")
+    ax.set_title("Moments: log vs calibrated world")
+    ax.legend(fontsize=7, loc="upper left")
+    return fig
+
+
+def render_html(cal: Calibration, payload: dict[str, Any]) -> str:
+    """``fit.html`` (module docstring)."""
+    rows = "".join(
+        f"<tr><td><code>{_e(p['path'])}</code></td><td>{p['low']:g}</td><td>{p['high']:g}</td>"
+        f"<td>{p['estimate']:.4g}</td><td>[{p['interval'][0]:.4g}, {p['interval'][1]:.4g}]</td>"
+        f"<td class='{'ok' if p['identified'] else 'warn'}'>{'yes' if p['identified'] else 'no'}</td></tr>"
+        for p in payload["parameters"]
+    )
+    params = (
+        "<table><tr><th>parameter</th><th>low</th><th>high</th><th>estimate</th>"
+        f"<th>{cal.inference.level:.0%} interval</th><th>identified</th></tr>{rows}</table>"
+    )
+    warnings = [f"<li><code>{_e(p['path'])}</code>: {_e(w)}</li>" for p in payload["parameters"] for w in p["warnings"]]
+    worst = sorted(payload["moments"], key=lambda r: -r["objective_term"])[:15]
+    worst_rows = "".join(
+        f"<tr><td>{_e(r['name'])}</td><td>{r['log']:.3f} &plusmn; {1.96 * r['log_se']:.3f}</td>"
+        f"<td>{_fmt(r['fitted'])}</td><td>{r['count']:.0f}</td><td>{r['objective_term']:.1f}</td></tr>"
+        for r in worst
+    )
+    parts = [
+        _p(
+            _e(
+                f"Log {cal.log_path}: {cal.arrangements:,} arrangements, {cal.months} months fitted"
+                f"{f', {cal.holdout_months} held out' if cal.holdout_months else ''}; "
+                f"{len(cal.moments.values)} moments; {len(cal.spec)} parameters; simulations of "
+                f"{cal.sim_arrangements:,} arrangements under the log's own decisions, seed {cal.fit.seed} for every "
+                f"parameter vector. Objective Q = {cal.fit.objective:.1f} "
+                f"on {cal.fit.objective_dof} degrees of freedom "
+                f"after {len(cal.fit.trials)} simulations ({cal.seconds:.0f} s)."
+            )
+        ),
+        "<h3>Parameters</h3>",
+        params,
+        _p(_e("Intervals: " + cal.inference.method + ". Moment errors: " + cal.moments.method + ".")),
+    ]
+    if warnings:
+        parts += ["<h3>Not identified</h3><ul>" + "".join(warnings) + "</ul>"]
+    parts += [
+        "<h3>Log vs fitted moments</h3>",
+        _img(_moment_plot(cal), "log vs fitted moments, one point per moment, coloured by family"),
+        "<h3>The worst-fitted moments</h3>",
+        "<table><tr><th>moment</th><th>log (95%)</th><th>fitted</th><th>count</th><th>term of Q</th></tr>"
+        + worst_rows
+        + "</table>",
+    ]
+    bt = payload["backtest"]
+    if bt is not None:
+        fam = "".join(
+            f"<tr><td>{_e(f)}</td><td>{v['moments']}</td><td>{v['coverage']:.0%}</td></tr>"
+            for f, v in bt["by_family"].items()
+        )
+        parts += [
+            "<h3>Back-test</h3>",
+            _p(
+                _e(
+                    f"Held out from day {bt['cutoff_days']:.0f}: {len(bt['moments'])} moments; "
+                    f"{bt['level']:.0%} predictive intervals from {bt['draws']} simulations with parameter draws; "
+                    f"coverage {bt['coverage']:.0%} (nominal {bt['level']:.0%})."
+                )
+            ),
+            f"<table><tr><th>family</th><th>moments</th><th>coverage</th></tr>{fam}</table>",
+        ]
+    section = _section("calibration", "Calibration to the log", *parts)
+    return (
+        "<!DOCTYPE html>\n<html lang='en'>\n<head>\n<meta charset='utf-8'>\n"
+        f"<title>regsim calibrate: {_e(cal.world.name)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
+        f"<h1>regsim calibrate: {_e(cal.world.name)}</h1>\n{section}\n</body>\n</html>\n"
+    )
+
+
+def write_outputs(cal: Calibration, out: str | Path) -> tuple[Path, Path, Path]:
+    """Write ``world.yaml``, ``fit.json`` and ``fit.html`` into ``out`` (created); returns the three paths."""
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    data = config_data(cal.world)
+    data["name"] = f"{cal.base.name}-calibrated"
+    parse_world_config(data)  # what is written must load
+    world = folder / "world.yaml"
+    header = (
+        f"# Calibrated by regsim calibrate to {cal.log_path}: the parameters of the spec set to their estimates\n"
+        "# (fit.json has their intervals); every other field is the base world's.\n"
+    )
+    text = yaml.safe_dump(json.loads(json.dumps(data, default=str)), sort_keys=False)
+    world.write_text(header + text, encoding="utf-8")
+    payload = fit_json(cal)
+    js = folder / "fit.json"
+    js.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    page = folder / "fit.html"
+    page.write_text(render_html(cal, payload), encoding="utf-8")
+    return world, js, page
