@@ -13,6 +13,7 @@ import agents
 from agents.ope.behaviour import EpsilonMixture, logged_behaviour
 from agents.ope.candidates import candidate_on_log, effective_actions, probability_source, uniform_probabilities
 from agents.ope.logged import (
+    LoggedDecisions,
     arrangement_values,
     build_feedback,
     decision_rewards,
@@ -37,11 +38,11 @@ def mixture_log() -> pa.Table:
 
 
 @pytest.fixture(scope="module")
-def mixture_logged(mixture_log: pa.Table):  # type: ignore[no-untyped-def]
+def mixture_logged(mixture_log: pa.Table) -> LoggedDecisions:
     return logged_decisions(mixture_log, WORLD)
 
 
-def test_rewards_are_what_the_bandits_matcher_credits(mixture_log: pa.Table, mixture_logged) -> None:  # type: ignore[no-untyped-def]
+def test_rewards_are_what_the_bandits_matcher_credits(mixture_log: pa.Table, mixture_logged: LoggedDecisions) -> None:
     """decision_rewards gives each decision what regsim.feedback.OutcomeMatcher gives it (payments in the window
     minus its own messages' cost), and marks as closed exactly the decisions the matcher matures."""
     rewards = decision_rewards(mixture_log)
@@ -88,7 +89,7 @@ def test_logged_propensities_are_rebuilt_exactly_from_the_log(name: str) -> None
     np.testing.assert_allclose(on_log.weights.sum(axis=1), 1.0)
 
 
-def test_uniform_probabilities_sum_to_one_over_the_effective_actions(mixture_logged) -> None:  # type: ignore[no-untyped-def]
+def test_uniform_probabilities_sum_to_one_over_the_effective_actions(mixture_logged: LoggedDecisions) -> None:
     """Every slot of "no contact" is one effective action: summed over the distinct effective actions, the
     uniform distribution over allowed options has mass 1 in every context."""
     contexts = mixture_logged.contexts.take(np.arange(0, len(mixture_logged), max(1, len(mixture_logged) // 5)))
@@ -101,7 +102,7 @@ def test_uniform_probabilities_sum_to_one_over_the_effective_actions(mixture_log
         assert p.sum() == pytest.approx(1.0, abs=1e-12)
 
 
-def test_a_deterministic_candidate_has_probability_one_where_it_agrees(mixture_logged) -> None:  # type: ignore[no-untyped-def]
+def test_a_deterministic_candidate_has_probability_one_where_it_agrees(mixture_logged: LoggedDecisions) -> None:
     policy = agents.make("static-dunning")
     assert probability_source(policy, mixture_logged.contexts) == "deterministic"
     on_log = candidate_on_log(policy, mixture_logged.contexts, mixture_logged.actions, rng=np.random.default_rng(0))
@@ -111,12 +112,14 @@ def test_a_deterministic_candidate_has_probability_one_where_it_agrees(mixture_l
     assert 0.6 < on_log.target_prob.mean() < 0.95
 
 
-def test_ground_truth_candidates_are_refused(mixture_logged) -> None:  # type: ignore[no-untyped-def]
+def test_ground_truth_candidates_are_refused(mixture_logged: LoggedDecisions) -> None:
     with pytest.raises(ValueError, match="ground truth"):
         probability_source(agents.make("one-step-oracle"), mixture_logged.contexts)
 
 
-def test_feedback_counts_only_closed_windows_and_reports_the_rest(mixture_log: pa.Table, mixture_logged) -> None:  # type: ignore[no-untyped-def]
+def test_feedback_counts_only_closed_windows_and_reports_the_rest(
+    mixture_log: pa.Table, mixture_logged: LoggedDecisions
+) -> None:
     label = np.unique(mixture_logged.policy)[0]
     behaviours = {label: logged_behaviour(*label.split(" ", 1))}
     assert isinstance(behaviours[label], EpsilonMixture)
@@ -153,7 +156,9 @@ def test_arrangement_values_add_up_to_the_run_off_net_recovery() -> None:
     np.testing.assert_allclose(values, outcomes["net_recovery_eur"].reindex(ids).to_numpy(), atol=1.0)
 
 
-def test_the_shadow_policy_is_evaluated_from_its_stored_actions(mixture_log: pa.Table, mixture_logged) -> None:  # type: ignore[no-untyped-def]
+def test_the_shadow_policy_is_evaluated_from_its_stored_actions(
+    mixture_log: pa.Table, mixture_logged: LoggedDecisions
+) -> None:
     """A shadow table holding static dunning's decisions gives the same probabilities as static dunning itself;
     decisions without a shadow row are left out and counted."""
     own = effective_actions(

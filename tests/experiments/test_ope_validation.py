@@ -61,26 +61,31 @@ def test_the_command_refuses_an_unknown_logging_policy(capsys: pytest.CaptureFix
 
 
 @pytest.mark.statistical
-def test_intervals_cover_the_on_policy_truth_for_a_candidate_close_to_the_logger() -> None:
+def test_sequential_intervals_cover_the_on_policy_run_off_value_of_a_candidate_close_to_the_logger() -> None:
     """Logged by static dunning mixed with uniform draws half of the time, a candidate that mixes 40% of the time
-    is estimated over 20 seeds: per-arrangement PDIS (unbiased for the run-off net recovery) and per-decision DR
-    must cover the on-policy truth as often as a 95% interval should (the binomial band: at least 17 of 20).
+    is estimated over 20 seeds of 300 arrangements. The per-arrangement estimand (run-off net recovery) is what an
+    on-policy run measures, so per-decision IS and DR over the trajectories must cover the on-policy truth as often
+    as a 95% interval should (the binomial band: at least 17 of 20) with a small bias.
 
-    Fails if a propensity, a reward's attribution or the replay of a context is wrong (weights then bias the
-    estimates), or if the clustered bootstrap is too narrow."""
+    Fails if a propensity, a step's reward, the step order or the replay of a context is wrong (the weights then
+    bias the estimates), or if the bootstrap over arrangements is too narrow. (The per-decision estimand is the
+    candidate's reward on the *logged* contexts, which an on-policy run does not measure: its coverage of the
+    on-policy value is reported by ``regsim ope-validate``, not asserted; here DR covered it in 15 of 20.)"""
     spec = ValidationSpec(
         behaviours={"mix-0.5": lambda seed: EpsilonMixture(base="static-dunning", epsilon=0.5, seed=seed)},
         candidates={"mix-0.4": lambda seed: EpsilonMixture(base="static-dunning", epsilon=0.4, seed=1_000 + seed)},
         sizes=(300,),
         seeds=tuple(range(20)),
         n_bootstrap=200,
-        estimators=("ips", "dr"),
+        estimators=("ips",),
         interactions=False,
     )
-    frame = run_validation(SHORT, spec).frame().set_index(["estimand", "estimator"])
+    result = run_validation(SHORT, spec)
+    print(result.frame().to_string())
+    rows = {(r.estimand, r.estimator): r for r in result.rows}
     lo, _ = coverage_band(20)
-    for cell in (("per-arrangement", "pdis"), ("per-decision", "dr")):
-        row = frame.loc[cell]
-        assert row["runs"] == 20, cell
-        assert row["coverage"] >= lo, (cell, row.to_dict())
-        assert abs(row["relative_bias"]) < 0.05, (cell, row.to_dict())
+    for cell in (("per-arrangement", "pdis"), ("per-arrangement", "pddr")):
+        row = rows[cell]
+        assert row.runs == 20, row
+        assert row.coverage >= lo, row
+        assert abs(row.relative_bias) < 0.05, row
