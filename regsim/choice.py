@@ -19,7 +19,7 @@ among those shown and the outside option, :math:`\\epsilon` i.i.d. standard Gumb
 
 The model is linear in its parameters, :math:`V_{ij} = x_{ij}^\\top \\theta`, with :data:`N_PARAMS` parameters
 (:func:`design`); :func:`fit_mnl` maximises the log-likelihood of logged choices (McFadden 1974) with
-:func:`scipy.optimize.minimize` and the exact gradient, and reports standard errors from the exact Hessian. A
+:func:`scipy.optimize.minimize` (Newton steps in a trust region, with the exact gradient and Hessian), and reports standard errors from the exact Hessian. A
 creditor calibrating to their own log does the same with observable proxies for the latent covariates.
 """
 
@@ -268,10 +268,11 @@ def fit_mnl(
     if not avail[np.arange(b), chosen].all():
         raise ValueError("a chosen option was not shown")
     rows = np.arange(b)
-    x_chosen = x[rows, chosen]
+    x_sum_chosen = x[rows, chosen].sum(axis=0)
+    flat = x.reshape(b * N_OPTIONS, N_PARAMS)  # one row per (choice, option): every step is a product with it
 
     def probs(theta: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-        v = np.where(avail, x @ theta, -np.inf)
+        v = np.where(avail, (flat @ theta).reshape(b, N_OPTIONS), -np.inf)
         m = v.max(axis=1, keepdims=True)
         e = np.exp(v - m)
         s = e.sum(axis=1, keepdims=True)
@@ -279,15 +280,28 @@ def fit_mnl(
 
     def objective(theta: NDArray[np.float64]) -> tuple[float, NDArray[np.float64]]:
         p, lse = probs(theta)
-        ll = float((x_chosen @ theta - lse).sum())
-        grad = (x_chosen - np.einsum("bj,bjk->bk", p, x)).sum(axis=0)
+        ll = float(x_sum_chosen @ theta - lse.sum())
+        grad = x_sum_chosen - flat.T @ p.reshape(-1)
         return -ll / b, -grad / b
 
-    res = minimize(objective, np.zeros(N_PARAMS), jac=True, method="BFGS", options={"gtol": 1e-8, "maxiter": 2000})
+    def information(theta: NDArray[np.float64]) -> NDArray[np.float64]:
+        """The negative Hessian of the log-likelihood: sum over choices of the covariance of x under p."""
+        p, _ = probs(theta)
+        mean_x = (p[:, :, None] * x).sum(axis=1)
+        return np.asarray(flat.T @ (p.reshape(-1, 1) * flat) - mean_x.T @ mean_x, dtype=np.float64)
+
+    # The log-likelihood is concave: Newton steps in a trust region converge in a few iterations.
+    res = minimize(
+        objective,
+        np.zeros(N_PARAMS),
+        jac=True,
+        hess=lambda theta: information(theta) / b,
+        method="trust-exact",
+        options={"gtol": 1e-9, "maxiter": 200},
+    )
     theta = np.asarray(res.x, dtype=np.float64)
     p, lse = probs(theta)
-    mean_x = np.einsum("bj,bjk->bk", p, x)
-    hessian = np.einsum("bj,bjk,bjl->kl", p, x, x) - mean_x.T @ mean_x
+    hessian = information(theta)
     std = np.sqrt(np.clip(np.diag(np.linalg.pinv(hessian)), 0.0, None))
-    ll = float((x_chosen @ theta - lse).sum())
+    ll = float(x_sum_chosen @ theta - lse.sum())
     return MnlFit(MnlParams.from_vector(theta), theta, std, ll, b, bool(res.success))

@@ -132,7 +132,8 @@ class OwnershipConfig(_Section):
     """A chosen solution is kept more often (seeds/002's claim, as a mechanism that can be switched off).
 
     While an arrangement runs on a solution its debtor chose (a deferral, a plan, a waiver, a discount, a custom
-    solution), their willingness in the intent to pay (mechanism 2) is ``w + theta * (1 - w)``.
+    solution), their daily intent to pay (mechanism 2: attention and willingness together) is
+    ``pi + theta * (1 - pi)``: they remember and mean to keep their own plan; the money must still be there.
     """
 
     enabled: bool = Field(True, description="Switch for the ownership effect.")
@@ -140,7 +141,7 @@ class OwnershipConfig(_Section):
         0.3,
         ge=0.0,
         le=1.0,
-        description="Share of the gap to full willingness that a chosen solution closes (unit: fraction). "
+        description="Share of the gap to a sure intent to pay that a chosen solution closes (unit: fraction). "
         "Assumption: the seed claims more kept arrangements without a number.",
     )
 

@@ -70,13 +70,11 @@ class PaymentBehaviour(WorldParts):
         p = behaviour.pay_intent_probability(self.state, self.pop, self.config.population, arr, ids, days_to_due)
         able = self.state.cash[ids] >= owed - PAY_TOLERANCE_EUR
         partial = arr.partial_payment_prob * (self.state.cash[ids] >= arr.min_partial_payment_eur)
-        p_effective = p * np.where(able, 1.0, partial)
         if self._ownership is not None:  # mechanism 10: a chosen solution is kept more often
             owned = self.ledger.chosen[ids]
             if owned.any():
-                w = self.pop.willingness[ids]
-                lifted = (w + self._ownership * (1.0 - w)) / np.maximum(w, 1e-12)
-                p_effective = p_effective * np.where(owned, lifted, 1.0)
+                p = np.where(owned, p + self._ownership * (1.0 - p), p)
+        p_effective = p * np.where(able, 1.0, partial)
         return p_effective, owed
 
     def _settle(self, debtors: NDArray[np.int64], t: Time) -> None:
