@@ -19,8 +19,9 @@ among those shown and the outside option, :math:`\\epsilon` i.i.d. standard Gumb
 
 The model is linear in its parameters, :math:`V_{ij} = x_{ij}^\\top \\theta`, with :data:`N_PARAMS` parameters
 (:func:`design`); :func:`fit_mnl` maximises the log-likelihood of logged choices (McFadden 1974) with
-:func:`scipy.optimize.minimize` (Newton steps in a trust region, with the exact gradient and Hessian), and reports standard errors from the exact Hessian. A
-creditor calibrating to their own log does the same with observable proxies for the latent covariates.
+:func:`scipy.optimize.minimize` (Newton steps in a trust region, with the exact gradient and Hessian), and
+reports standard errors from the exact Hessian. A creditor calibrating to their own log does the same with
+observable proxies for the latent covariates.
 """
 
 from __future__ import annotations
@@ -300,7 +301,7 @@ def fit_mnl(
         options={"gtol": 1e-9, "maxiter": 200},
     )
     theta = np.asarray(res.x, dtype=np.float64)
-    p, lse = probs(theta)
+    _, lse = probs(theta)
     hessian = information(theta)
     std = np.sqrt(np.clip(np.diag(np.linalg.pinv(hessian)), 0.0, None))
     ll = float(x_sum_chosen @ theta - lse.sum())

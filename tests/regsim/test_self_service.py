@@ -355,7 +355,7 @@ def plan_choosers_completion(theta: float, enabled: bool = True) -> tuple[pa.Tab
 
 def test_the_ownership_effect_raises_completion_of_chosen_plans_and_off_changes_nothing() -> None:
     """Paired on the same debtors and shocks (common random numbers): the same first choices, on and off."""
-    log_on, on = plan_choosers_completion(theta=0.6)
+    _, on = plan_choosers_completion(theta=0.6)
     log_off, off = plan_choosers_completion(theta=0.0)
     assert on.keys() == off.keys() and len(on) > 100  # the same debtors chose the same plan at their first visit
     better = sum(on[a] > off[a] for a in on)
@@ -369,5 +369,5 @@ def test_the_ownership_effect_raises_completion_of_chosen_plans_and_off_changes_
 def test_the_vector_world_refuses_self_service() -> None:
     from regsim.vector_world import VectorWorld
 
-    with pytest.raises(ValueError, match="self_service.enabled"):
+    with pytest.raises(ValueError, match=r"self_service\.enabled"):
         VectorWorld(world_with(), 4)
