@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from agents.ope.behaviour import EpsilonMixture, logged_behaviour
@@ -36,6 +37,7 @@ from agents.ope.inputs import BanditFeedback, EstimatorResult, TrajectoryFeedbac
 from agents.ope.intervals import bootstrap_sums, cluster_codes, cluster_sums, percentile_interval
 from agents.ope.logged import (
     DEFAULT_WINDOW_DAYS,
+    LoggedDecisions,
     LoggedFeedback,
     LogSummary,
     build_feedback,
@@ -343,8 +345,8 @@ def _feedback_for(
     spec: str,
     flag: str,
     log_dir: Path,
-    events: object,
-    logged: object,
+    events: pa.Table,
+    logged: LoggedDecisions,
     *,
     config: WorldConfig,
     behaviours: dict[str, Policy | None],
@@ -352,11 +354,6 @@ def _feedback_for(
     interactions: bool,
 ) -> tuple[LoggedFeedback, str]:
     """The feedback of the policy a flag names (``shadow``: the server's stored shadow decisions)."""
-    import pyarrow as pa
-
-    from agents.ope.logged import LoggedDecisions
-
-    assert isinstance(events, pa.Table) and isinstance(logged, LoggedDecisions)
     if spec == SHADOW:
         path = log_dir / "shadow_decisions.parquet"
         if not path.is_file():
