@@ -124,8 +124,8 @@ class RandomMenus:
 def test_fitting_an_mnl_to_a_simulated_worlds_log_recovers_its_parameters() -> None:
     """The world's own log (menus and choices) with the side channel's latent covariates at each visit.
 
-    Tolerance: each estimate within 4 standard errors. Counselling and custom solutions are chosen rarely, so
-    their parameters are estimated loosely; the test asks for standard errors below 1.5.
+    Tolerance: each estimate within 4 standard errors, every standard error below 1 but the discount term's
+    (below 6). About 13,000 visits; 20,000 arrangements over 6 months take about 11 s on one core.
     """
     config = WorldConfig().with_overrides(
         self_service={"enabled": True, "visit": {"follow_prob": 1.0, "min_days_between_visits": 0.0}}
@@ -155,4 +155,8 @@ def test_fitting_an_mnl_to_a_simulated_worlds_log_recovers_its_parameters() -> N
     z = (fit.theta - PARAMS.vector()) / fit.std_errors
     assert len(ids) > 5_000
     assert np.abs(z).max() < 4.0, dict(zip(MnlParams.names(), np.round(z, 2), strict=True))
-    assert fit.std_errors.max() < 1.5
+    se = dict(zip(MnlParams.names(), fit.std_errors, strict=True))
+    # The menu rules leave little variation in the discount offered (0 to 10%, mostly 0 for the late payers who
+    # visit), so its term's weight is estimated loosely; every other standard error is below 1.
+    assert se.pop("discount.gamma") < 6.0
+    assert max(se.values()) < 1.0, se
