@@ -20,16 +20,25 @@ candidate actions per row.
 Cross-fitting (Chernozhukov et al. 2018; in OPE, Narita, Yasui & Yata 2019): arrangements are split into
 ``folds`` at random; each row is predicted by the model fitted on the other folds, so that no row's reward
 (and no decision of its arrangement) shapes its own prediction, which keeps DR's correction term unbiased given
-the model. One pass over the rows, in blocks, accumulates each fold's Gram
-matrix :math:`X_f^\\top X_f` and :math:`X_f^\\top y_f`; each fold's fit is then one ``D x D`` solve on the other
-folds' sums (``D`` the number of coefficients), and the predictions a second pass (block by block, without the
-design matrix). Time :math:`O(n D^2)`, memory :math:`O(\\text{folds}\\, D^2)` plus one block.
+the model.
+
+The normal equations are built without the design matrix. A logged row's design row is a few *slots*: the
+intercept and context :math:`u = (1, x)` at fixed columns, and per action part ``p`` the same :math:`u` (or just 1
+without the context interactions) at the columns of its level, and a 1 at the column of its (level, kind). So
+every block of :math:`X^\\top X` is a sum of :math:`u u^\\top` (or of :math:`u`, or of counts) grouped by the pair of
+categories of two slots: one sparse indicator product per pair of slots. Time :math:`O(n (d+1)^2 P^2)` plus one
+:math:`D \\times D` solve per fold (``D`` the number of coefficients), instead of :math:`O(n D^2)`; memory
+:math:`O(\\text{folds}\\, D^2)` plus one block of rows. Predictions are made from the coefficients block by
+block (per coefficient group), also without the design matrix.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+from scipy import sparse
 
 __all__ = ["cross_fitted_rewards"]
 
@@ -52,7 +61,11 @@ def _encode(actions: NDArray[np.int64], weights: Array, action_sizes: tuple[int,
 
 
 def _design(x: Array, code: Array, kind_onehot: Array | None, context_interactions: bool) -> Array:
-    """The design matrix ``[1, x, code, code x kind, x x code]``, written into one preallocated array."""
+    """The design matrix ``[1, x, code, code x kind, x x code]``, written into one preallocated array.
+
+    The fit never builds it (see the module docstring); it defines the column order that :func:`_slots` and
+    :func:`_predict` follow, and the tests check both against it.
+    """
     n, d = x.shape
     s = code.shape[1]
     g = 0 if kind_onehot is None else kind_onehot.shape[1]
@@ -88,6 +101,102 @@ def _predict(x: Array, code: Array, kind_onehot: Array | None, context_interacti
     if context_interactions:
         q += np.einsum("ij,ij->i", x @ beta[start : start + d * s].reshape(d, s), code)
     return q
+
+
+@dataclass(frozen=True)
+class _Slot:
+    """A group of design columns that a row fills from one category: ``values`` go to ``columns[category]``.
+
+    Every logged row's design row is the sum of its slots (their columns never overlap): the intercept and the
+    context (one category), and per action part its level's code column and context interactions, and per part
+    its (level, kind) column.
+    """
+
+    category: NDArray[np.int64]  # (n,)
+    columns: NDArray[np.int64]  # (n_categories, m)
+    values: Array  # (n, m)
+
+
+def _slots(
+    z: Array,
+    logged: NDArray[np.int64],
+    sizes: tuple[int, ...],
+    kind: NDArray[np.int64] | None,
+    n_kinds: int,
+    context_interactions: bool,
+) -> list[_Slot]:
+    n, d = z.shape
+    total = sum(sizes)
+    u = np.concatenate([np.ones((n, 1)), z], axis=1)
+    code_start, kind_start = 1 + d, 1 + d + total
+    inter_start = kind_start + total * (n_kinds if kind is not None else 0)
+    slots = [_Slot(np.zeros(n, dtype=np.int64), np.arange(d + 1)[None, :], u)]
+    offset = 0
+    for p, size in enumerate(sizes):
+        level = offset + np.arange(size)
+        if context_interactions:
+            columns = np.concatenate(
+                [code_start + level[:, None], inter_start + np.arange(d)[None, :] * total + level[:, None]], axis=1
+            )
+            slots.append(_Slot(logged[:, p], columns, u))
+        else:
+            slots.append(_Slot(logged[:, p], (code_start + level)[:, None], u[:, :1]))
+        if kind is not None:
+            columns = kind_start + (level[:, None] * n_kinds + np.arange(n_kinds)[None, :]).reshape(-1, 1)
+            slots.append(_Slot(logged[:, p] * n_kinds + kind, columns, u[:, :1]))
+        offset += size
+    return slots
+
+
+def _pair_sums(a: _Slot, b: _Slot, outer: Array) -> tuple[NDArray[np.int64], Array]:
+    """Per joint category ``(i, j)`` of two slots, :math:`\\sum_r a_r b_r^\\top` over its rows.
+
+    Args:
+        a: One slot.
+        b: Another (or the same) slot.
+        outer: The rows' :math:`u u^\\top`, shape ``(n, (d+1)^2)``, for a pair of wide slots (both of values ``u``).
+
+    Returns:
+        The joint keys ``i * n_categories(b) + j`` present, shape ``(k,)``, and their sums, shape ``(k, m_a, m_b)``.
+    """
+    n = len(a.category)
+    n_b = len(b.columns)
+    key = a.category * n_b + b.category
+    m_a, m_b = a.values.shape[1], b.values.shape[1]
+    if m_a > 1 and m_b > 1:
+        products = outer
+    elif m_a > 1:
+        products = a.values
+    else:
+        products = b.values * a.values[:, :1]
+    # Grouped sums as one sparse product: the (categories x rows) indicator times the rows' products.
+    indicator = sparse.csc_matrix((np.ones(n), key, np.arange(n + 1)), shape=(len(a.columns) * n_b, n))
+    sums = np.asarray(indicator @ products, dtype=np.float64)
+    keys = np.flatnonzero(np.bincount(key, minlength=len(a.columns) * n_b))
+    return keys.astype(np.int64), sums[keys].reshape(len(keys), m_a, m_b)
+
+
+def _normal_equations(slots: list[_Slot], y: Array, width: int) -> tuple[Array, Array]:
+    """:math:`X^\\top X` and :math:`X^\\top y` of the logged design from its slots, without the design matrix.
+
+    Cost :math:`O(n\\,m^2)` per pair of slots (``m`` = 1 + number of features), not :math:`O(n D^2)`.
+    """
+    gram = np.zeros((width, width))
+    moment = np.zeros(width)
+    u = slots[0].values
+    outer = (u[:, :, None] * u[:, None, :]).reshape(len(u), -1)
+    for i, a in enumerate(slots):
+        # A slot's columns differ between its categories, so each index below occurs once: plain += is exact.
+        for col in range(a.values.shape[1]):
+            moment[a.columns[:, col]] += np.bincount(a.category, weights=a.values[:, col] * y, minlength=len(a.columns))
+        for b in slots[i:]:
+            keys, sums = _pair_sums(a, b, outer)
+            rows = a.columns[keys // len(b.columns)]
+            cols = b.columns[keys % len(b.columns)]
+            gram[rows[:, :, None], cols[:, None, :]] += sums
+            if b is not a:
+                gram[cols[:, :, None], rows[:, None, :]] += sums.transpose(0, 2, 1)
+    return gram, moment
 
 
 def cross_fitted_rewards(
@@ -181,32 +290,33 @@ def cross_fitted_rewards(
     z = (x - mean) / np.where(sd > 0.0, sd, 1.0)
     logged_code = _encode(logged[:, None, :].astype(np.int64), np.ones((n, 1)), sizes)
     target_code = _encode(target.astype(np.int64), tw, sizes)
+    n_kinds = 0 if kind_onehot is None else kind_onehot.shape[1]
+    kind_code = None if kind_onehot is None else np.argmax(kind_onehot, axis=1).astype(np.int64)
+    width = 1 + x.shape[1] + sum(sizes) * (1 + n_kinds + (x.shape[1] if context_interactions else 0))
     fold_rows = [np.flatnonzero(fold == f) for f in range(folds)]
-
-    def design(code: Array, rows: NDArray[np.intp]) -> Array:
-        kind_rows = None if kind_onehot is None else kind_onehot[rows]
-        return _design(z[rows], code[rows], kind_rows, context_interactions)
-
-    width = design(logged_code, fold_rows[0][:1]).shape[1]
-    # Rows per block, so that a block's design matrix stays near 64 MiB whatever the number of coefficients.
-    block = max(1024, (64 << 20) // (8 * width))
     gram = np.zeros((folds, width, width))
     moment = np.zeros((folds, width))
+    logged64 = logged.astype(np.int64)
+    # Rows per block of the normal equations: the rows' outer products u u^T stay near 64 MiB.
+    block = max(1024, (64 << 20) // (8 * (x.shape[1] + 1) ** 2))
     for f, rows_f in enumerate(fold_rows):
         for lo in range(0, len(rows_f), block):
             rows = rows_f[lo : lo + block]
-            d = design(logged_code, rows)
-            gram[f] += d.T @ d
-            moment[f] += d.T @ y[rows]
+            kind_rows = None if kind_code is None else kind_code[rows]
+            slots = _slots(z[rows], logged64[rows], sizes, kind_rows, n_kinds, context_interactions)
+            gram_block, moment_block = _normal_equations(slots, y[rows], width)
+            gram[f] += gram_block
+            moment[f] += moment_block
     penalty = np.full(width, alpha)
     penalty[0] = 0.0
+    total_gram, total_moment = gram.sum(axis=0), moment.sum(axis=0)
     q_logged = np.empty(n)
     q_target = np.empty(n)
-    for f, rows_f in enumerate(fold_rows):
-        beta = np.linalg.solve(gram.sum(axis=0) - gram[f] + np.diag(penalty), moment.sum(axis=0) - moment[f])
-        for lo in range(0, len(rows_f), block):
-            rows = rows_f[lo : lo + block]
-            kind_rows = None if kind_onehot is None else kind_onehot[rows]
-            q_logged[rows] = _predict(z[rows], logged_code[rows], kind_rows, context_interactions, beta)
-            q_target[rows] = _predict(z[rows], target_code[rows], kind_rows, context_interactions, beta)
+    for f, rows in enumerate(fold_rows):
+        lhs = total_gram - gram[f]
+        lhs[np.diag_indices(width)] += penalty
+        beta = np.linalg.solve(lhs, total_moment - moment[f])
+        kind_rows = None if kind_onehot is None else kind_onehot[rows]
+        q_logged[rows] = _predict(z[rows], logged_code[rows], kind_rows, context_interactions, beta)
+        q_target[rows] = _predict(z[rows], target_code[rows], kind_rows, context_interactions, beta)
     return q_logged, q_target

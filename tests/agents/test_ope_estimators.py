@@ -395,3 +395,23 @@ def test_the_decision_kind_lets_the_action_effect_differ_by_kind() -> None:
     truth = np.where(kind == 1, 2.0, -2.0)
     assert np.abs(with_kind - truth).max() < 0.1
     assert np.abs(without - truth).mean() > 1.5
+
+
+@pytest.mark.parametrize("with_kinds", [False, True])
+@pytest.mark.parametrize("interactions", [False, True])
+def test_the_normal_equations_from_slots_equal_those_of_the_design_matrix(with_kinds: bool, interactions: bool) -> None:
+    from agents.ope.reward_model import _design, _encode, _normal_equations, _slots
+
+    rng = np.random.default_rng(0)
+    n, sizes = 300, (4, 3, 2)
+    z = rng.normal(size=(n, 3))
+    logged = np.stack([rng.integers(0, s, size=n) for s in sizes], axis=1)
+    y = rng.normal(size=n)
+    kind = rng.integers(0, 3, size=n)
+    design = _design(
+        z, _encode(logged[:, None, :], np.ones((n, 1)), sizes), np.eye(3)[kind] if with_kinds else None, interactions
+    )
+    slots = _slots(z, logged, sizes, kind if with_kinds else None, 3 if with_kinds else 0, interactions)
+    gram, moment = _normal_equations(slots, y, design.shape[1])
+    np.testing.assert_allclose(gram, design.T @ design, atol=1e-9)
+    np.testing.assert_allclose(moment, design.T @ y, atol=1e-9)
