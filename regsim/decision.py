@@ -11,6 +11,12 @@ what is served.
   what an online learner is told later (:class:`Feedback`), and the protocol every policy answers
   (:class:`Policy`; :class:`LearningPolicy` for one whose learning state is saved and restored).
 
+* Self-service menus (:mod:`regsim.menu`, docs/mechanisms.md#mechanism-10) are a decision beside this one, with
+  their own :class:`~regsim.menu.MenuSpace`, :class:`~regsim.menu.MenuBatch` and
+  :class:`~regsim.menu.MenuDecisionBatch`: a policy may add ``decide_menu(menus)`` (the
+  :class:`~regsim.menu.MenuPolicy` protocol); one without it is answered by the rule-based default menu. Nothing
+  of the five-part action, the contexts or the feature layout changes.
+
 Every name of the contract can be imported from this module.
 """
 
@@ -168,7 +174,9 @@ class Policy(Protocol):
     says whether it learns online (``feedback_window_days``: the world and the server then feed it matured
     outcomes through :meth:`update`, rewarded by ``feedback_reward``) and whether it reads the simulator's ground
     truth (``requires_ground_truth``: refused outside simulation; the world binds the view before it decides).
-    :class:`agents.base.BasePolicy` gives every member but :meth:`decide_batch` a default.
+    :class:`agents.base.BasePolicy` gives every member but :meth:`decide_batch` a default. An optional member,
+    ``decide_menu`` (:class:`regsim.menu.MenuPolicy`), tailors self-service menus; it is not part of this
+    protocol, so every policy written before self-service still is one.
     """
 
     @property
