@@ -75,11 +75,51 @@ def event_row(event: EventType, time: float, arrangement_id: int, **columns: Any
 
 
 def insert_events(conn: sa.Connection, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Append events (in the given order, which is their log order)."""
-    execute_many(conn, _INSERT_EVENTS, rows)
+    """Append events (in the given order, which is their log order).
+
+    An event sets a few of the log's thirty columns; the rest hold their defaults (-1, ``"none"``, NULL). The
+    driver binds every parameter it is given, at a cost per value that exceeds the rest of SQLite's insert, so
+    each run of consecutive rows of one event type is inserted by a statement that binds only the columns some
+    row of the run sets, and writes the defaults as constants. The rows, their order and the stored values are
+    those of a statement that binds every column.
+    """
+    n, start = len(rows), 0
+    while start < n:
+        event, end = rows[start]["event"], start + 1
+        while end < n and rows[end]["event"] == event:
+            end += 1
+        run = rows[start:end] if start or end < n else rows
+        bound = tuple(c for c in _ROW_COLUMNS if c in _ALWAYS or any(r[c] != _DEFAULTS[c] for r in run))
+        stmt = _INSERTS.get(bound)
+        if stmt is None:
+            stmt = _INSERTS[bound] = _insert_binding(bound)
+        _execute_many(conn, stmt, run, None)  # (the statement names its values)
+        start = end
 
 
-_INSERT_EVENTS = db.events.insert()
+#: The ``events`` columns a row holds (``seq`` is the database's), with the value a row holds when unset.
+_DEFAULTS: dict[str, Any] = {**EVENT_DEFAULTS, "arrived_at": None}
+_ROW_COLUMNS = tuple(_DEFAULTS)
+#: Bound in every statement (the columns every event sets).
+_ALWAYS = frozenset({"time", "event", "arrangement_id"})
+#: One insert statement per set of bound columns (built once each: execute_many keeps their compiled form).
+_INSERTS: dict[tuple[str, ...], sa.Insert] = {}
+
+
+def _insert_binding(bound: tuple[str, ...]) -> sa.Insert:
+    """An insert into ``events`` binding ``bound`` and writing every other column's default as a constant."""
+    values: dict[str, Any] = {}
+    for name in _ROW_COLUMNS:
+        if name in bound:
+            values[name] = sa.bindparam(name)
+        else:
+            default = _DEFAULTS[name]
+            # The defaults are this module's constants (-1, "none", None), never a request's value.
+            sql = "NULL" if default is None else repr(default) if isinstance(default, int) else f"'{default}'"
+            values[name] = sa.literal_column(sql)
+    return db.events.insert().values(values).inline()
+
+
 # (dialect, id of the statement) -> (the statement, kept alive so that its id stays unique; SQL; parameter
 # order for positional paramstyles; parameter names)
 _COMPILED: dict[tuple[str, int], tuple[UpdateBase, str, tuple[str, ...] | None, dict[str, Any]]] = {}
@@ -110,9 +150,15 @@ def execute_many(conn: sa.Connection, stmt: UpdateBase, rows: Sequence[Mapping[s
     and ``None``, as event, message and arrangement rows are). Give it statements built once (module
     constants): the compiled form is kept per statement.
     """
-    if not rows:
-        return
-    sql, positions, names = _compiled(conn, stmt, list(rows[0]) if isinstance(stmt, sa.Insert) else None)
+    if rows:
+        _execute_many(conn, stmt, rows, list(rows[0]) if isinstance(stmt, sa.Insert) else None)
+
+
+def _execute_many(
+    conn: sa.Connection, stmt: UpdateBase, rows: Sequence[Mapping[str, Any]], keys: list[str] | None
+) -> None:
+    """:func:`execute_many` with the column keys to compile an insert for (``None``: the statement's own)."""
+    sql, positions, names = _compiled(conn, stmt, keys)
     if positions is not None:
         if len(positions) == 1:
             params: list[Any] = [(r[positions[0]],) for r in rows]

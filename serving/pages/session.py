@@ -2,8 +2,10 @@
 
 Machines keep the bearer token of the API; people log in with a form. A login sets one cookie, ``regsim_staff``:
 a JSON payload (the user, a CSRF token, the expiry) signed with HMAC-SHA256 under the ``session_secret``
-setting, so the server keeps no session table and a restart keeps people logged in. The cookie is ``HttpOnly``
-(no script reads it), ``SameSite=Strict`` (no other site's page sends it) and ``Secure`` where the page is
+setting, so the server keeps no session table and a restart keeps people logged in. Logging out revokes the
+session on the server (:meth:`SessionSigner.revoke`): a copy of the cookie taken before is refused from then
+on, by this server process (a restart forgets revocations; the session then ends at its expiry). The cookie is
+``HttpOnly`` (no script reads it), ``SameSite=Strict`` (no other site's page sends it) and ``Secure`` where the page is
 served over HTTPS. Every page also carries a CSRF token: a form that changes something (login, logout) posts
 it back, and the server compares it with the one in the signed cookie (double submit, signed), so a forged
 cross-site form fails even where a browser ignores ``SameSite``.
@@ -77,6 +79,20 @@ class SessionSigner:
     def __init__(self, secret: str, lifetime_s: float) -> None:
         self._key = hashlib.sha256(b"regsim-staff-session\0" + secret.encode("utf-8")).digest()
         self.lifetime_s = lifetime_s
+        # Sessions logged out before their expiry, by their CSRF token (fresh at every login: the session's
+        # id), until they expire: a copy of a logged-out cookie is no session. Kept in this process only.
+        self._revoked: dict[str, float] = {}
+
+    def revoke(self, session: Session) -> None:
+        """End a session before its expiry (logout): its cookie, and every copy of it, is no session any more.
+
+        Revocations live in this server process (a restart forgets them; sessions then end at their expiry,
+        ``session_hours`` after login, or when ``session_secret`` changes, which ends them all).
+        """
+        now = time.time()
+        self._revoked = {token: expiry for token, expiry in self._revoked.items() if expiry > now}
+        if session.expires > now:
+            self._revoked[session.csrf] = session.expires
 
     def dump(self, session: Session) -> str:
         """The cookie value of a session."""
@@ -98,7 +114,9 @@ class SessionSigner:
             return None
         if session.user is not None and not isinstance(session.user, str):
             return None
-        return session if session.expires > time.time() else None
+        if session.expires <= time.time() or session.csrf in self._revoked:
+            return None
+        return session
 
     def _sign(self, body: str) -> str:
         mac = hmac.new(self._key, body.encode("ascii"), hashlib.sha256).digest()

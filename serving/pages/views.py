@@ -158,8 +158,11 @@ def build_pages_router(settings: ServerSettings, state: Callable[[Request], Any]
 
     @router.post("/logout")
     async def logout(request: Request) -> Response:
-        if signer is None or csrf_ok(request, (await form(request)).get("csrf")) is None:
+        ended = None if signer is None else csrf_ok(request, (await form(request)).get("csrf"))
+        if signer is None or ended is None:
             return HTMLResponse("<!doctype html><title>Refused</title><p>Refused.</p>", 403, headers=_SECURITY_HEADERS)
+        if ended.user is not None:
+            signer.revoke(ended)  # the cookie, and any copy of it, is no session from now on
         response = RedirectResponse(f"{PREFIX}/login", status_code=303)
         _set_cookie(request, response, signer.dump(Session.anonymous(signer.lifetime_s)), signer.lifetime_s)
         return response

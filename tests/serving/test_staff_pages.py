@@ -98,6 +98,9 @@ def test_login_session_csrf_and_logout(staff: TestClient) -> None:
     token = _csrf(staff.get("/staff/").text)
     assert staff.post("/staff/logout", data={"csrf": token}).status_code == 303
     assert staff.get("/staff/portfolio").status_code == 303
+    # Logging out ends the session on the server: a copy of the cookie taken before is no session.
+    staff.cookies.set("regsim_staff", value, domain=domain, path="/staff")
+    assert staff.get("/staff/portfolio").status_code == 303
     # An open redirect is not possible through the login's "next".
     form = staff.get("/staff/login")
     away = staff.post(
