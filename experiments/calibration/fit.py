@@ -12,7 +12,8 @@ variance is the log's scaled by ``A_log / A_sim``). A moment the simulation does
 adds 1 (one standard error off); a parameter vector that gives no valid world scores :data:`INVALID`.
 
 Minimisation. optuna's CMA-ES sampler over the unit cube of the spec's bounds (``theta = low + u (high - low)``),
-started at the base world's values (clipped into the bounds) with step 0.25, run in generations of ``popsize``
+centred on the box with step 1/6 of it (optuna's defaults), the base world's values (clipped into the bounds) its
+first trial, run in generations of ``popsize``
 trials evaluated in parallel (:func:`experiments.calibration.simulation.run_points`). CMA-ES needs no gradient,
 which the objective does not have in any useful sense (a simulation is piecewise constant in a parameter at a
 fixed seed). Then a local linear model of the moments around the best trial (:class:`LocalModel`: least squares
@@ -250,10 +251,9 @@ def fit(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     popsize = max(4 + math.floor(3 * math.log(len(spec))), 2 * workers if workers > 1 else 0)
     x0 = {f"u{j}": float((v - lows[j]) / widths[j]) for j, v in enumerate(_start(job))}
-    sampler = optuna.samplers.CmaEsSampler(
-        x0=x0, sigma0=0.25, seed=seed, popsize=popsize, warn_independent_sampling=False
-    )
+    sampler = optuna.samplers.CmaEsSampler(seed=seed, popsize=popsize, warn_independent_sampling=False)
     study = optuna.create_study(direction="minimize", sampler=sampler)
+    study.enqueue_trial(x0)  # the base world's values are the first trial
     history: list[Trial] = []
     sims: list[NDArray[np.float64]] = []
     best_value, best_theta, best_sim = math.inf, _start(job), np.full(len(objective.target), np.nan)
@@ -300,9 +300,9 @@ def fit(
     # The regression uses the local design and every CMA-ES trial inside its box.
     box = [(np.array(t.values), v) for t, v in zip(history[: len(sims)], sims, strict=True)]
     near = [(th, v) for th, v in box if np.all(np.abs(th - best_theta) <= LOCAL_SPREAD * widths + 1e-12)]
-    thetas = np.array([p for p in points] + [th for th, _ in near])
-    values = np.array([r.values for r in results] + [v for _, v in near])
-    model = local_model(thetas, values, best_theta, widths)
+    design_x = np.array(list(points) + [th for th, _ in near])
+    design_y = np.array([r.values for r in results] + [v for _, v in near])
+    model = local_model(design_x, design_y, best_theta, widths)
     candidate = spec.clip(best_theta + gauss_newton_step(objective, model, widths))
     (res,) = run_points(job, [(candidate, seed)], executor="local", workers=1, quiet=True)
     q = objective.value(res.values)

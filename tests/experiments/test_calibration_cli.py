@@ -1,0 +1,72 @@
+"""``regsim calibrate`` end to end on a tiny log: world.yaml loads as a world, fit.json holds every parameter and
+moment with intervals and the back-test, fit.html has the moment plot; bad input exits 2 naming the flag."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import agents
+from experiments.cli import main
+from regsim import WorldConfig, load_world_config, simulate
+
+SPEC = (
+    "population.types.forgetful.attention: {low: 0.05, high: 0.5}\n"
+    "population.shocks.income_factor: {low: 0.05, high: 0.6}\n"
+)
+
+
+@pytest.fixture(scope="module")
+def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("log")
+    simulate(WorldConfig(), agents.make("epsilon-mixture", seed=2), arrangements=250, months=3, seed=2).write(folder)
+    (folder / "spec.yaml").write_text(SPEC, encoding="utf-8")
+    return folder
+
+
+def test_calibrate_writes_a_world_and_a_fit_report(log_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "cal"
+    args = ["calibrate", "--log", str(log_dir), "--world", "default", "--params", str(log_dir / "spec.yaml")]
+    args += ["--out", str(out), "--trials", "6", "--holdout-months", "1", "--draws", "2", "--bootstrap", "20"]
+    assert main([*args, "--quiet"]) == 0
+    world = load_world_config(out / "world.yaml")
+    fit = json.loads((out / "fit.json").read_text(encoding="utf-8"))
+    assert world.name == "default-calibrated"
+    assert [p["path"] for p in fit["parameters"]] == [
+        "population.types.forgetful.attention",
+        "population.shocks.income_factor",
+    ]
+    assert world.population.types["forgetful"].attention == pytest.approx(fit["parameters"][0]["estimate"])
+    for p in fit["parameters"]:
+        assert p["low"] <= p["interval"][0] <= p["estimate"] <= p["interval"][1] <= p["high"] or not p["identified"]
+    assert fit["moments"] and {"log", "log_se", "fitted", "fitted_interval", "count"} <= set(fit["moments"][0])
+    bt = fit["backtest"]
+    assert bt["moments"] and all(m["name"].split("/")[2] == "m2" for m in bt["moments"])
+    assert 0.0 <= bt["coverage"] <= 1.0
+    html = (out / "fit.html").read_text(encoding="utf-8")
+    assert "data:image/png;base64," in html and "Back-test" in html
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--trials", "0"], "--trials: expected an integer >= 1"),
+        (["--holdout-months", "3"], "--holdout-months: expected 0..2"),
+        (["--sim-arrangements", "100000"], "--sim-arrangements: expected 1..250"),
+    ],
+)
+def test_bad_arguments_exit_2(log_dir: Path, tmp_path: Path, extra: list[str], message: str, capsys) -> None:
+    args = ["calibrate", "--log", str(log_dir), "--world", "default", "--params", str(log_dir / "spec.yaml")]
+    assert main([*args, "--out", str(tmp_path), "--quiet", *extra]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_bad_spec_exits_2_naming_the_path(log_dir: Path, tmp_path: Path, capsys) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("population.types.forgetful.atention: {low: 0.1, high: 0.2}\n", encoding="utf-8")
+    args = ["calibrate", "--log", str(log_dir), "--world", "default", "--params", str(bad), "--out", str(tmp_path)]
+    assert main([*args, "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "population.types.forgetful.atention: unknown field 'atention'" in err and "'attention'" in err
