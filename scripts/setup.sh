@@ -8,10 +8,10 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-if ! .venv/bin/python -c "import regsim, torch, gymnasium, sb3_contrib, pytest, ray, matplotlib, nbclient, fastapi, psycopg, schemathesis, lifelines" >/dev/null 2>&1; then
+if ! .venv/bin/python -c "import regsim, torch, gymnasium, sb3_contrib, pytest, ray, matplotlib, nbclient, fastapi, psycopg, schemathesis, lifelines, optuna, cmaes" >/dev/null 2>&1; then
   .venv/bin/python -m pip install --quiet --upgrade pip
   .venv/bin/python -m pip install --quiet "torch==2.13.0"
-  .venv/bin/python -m pip install --quiet -e ".[rl,serve,experiments,dev]"
+  .venv/bin/python -m pip install --quiet -e ".[rl,serve,experiments,calibrate,dev]"
 fi
 # System packages: PostgreSQL's server binaries (the server's tests start a real, throwaway PostgreSQL with
 # initdb + pg_ctl) and wrk (the server benchmark's load generator; it falls back to Python clients without it).
