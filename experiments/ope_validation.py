@@ -220,14 +220,15 @@ class _Runs:
     refused: int = 0
 
 
-def _sequential(trajectory: object, level: float, n_bootstrap: int, seed: int) -> dict[str, tuple[float, float, float]]:
-    """The per-arrangement estimators of :mod:`agents.ope.sequential` on a trajectory feedback, if available."""
+def _sequential(
+    trajectory: object, level: float, n_bootstrap: int, seed: int
+) -> dict[str, tuple[float, float, float] | None]:
+    """The per-arrangement estimators of :mod:`agents.ope.sequential` on a trajectory feedback (``None``: refused)."""
     from experiments.ope import sequential_estimates
 
     return {
-        name: (r.value, r.ci_low, r.ci_high)
+        name: None if r.refused is not None else (r.value, r.ci_low, r.ci_high)
         for name, r in sequential_estimates(trajectory, n_bootstrap=n_bootstrap, level=level, seed=seed).items()
-        if r.refused is None
     }
 
 
@@ -293,7 +294,11 @@ def run_validation(
                     if fb.trajectory is not None:
                         seq = _sequential(fb.trajectory, spec.level, spec.n_bootstrap, seed)
                         for name, v in seq.items():
-                            cells.setdefault((beh, label, size, "per-arrangement", name), _Runs([])).values.append(v)
+                            seq_cell = cells.setdefault((beh, label, size, "per-arrangement", name), _Runs([]))
+                            if v is None:
+                                seq_cell.refused += 1
+                            else:
+                                seq_cell.values.append(v)
             say(f"seed {seed}: {beh} logged, {len(spec.candidates)} candidates estimated ({_since(started)})")
     rows = []
     for (beh, label, size, estimand, name), runs in cells.items():
