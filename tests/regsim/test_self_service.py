@@ -262,12 +262,13 @@ def test_counselling_ends_the_arrangement_as_referred() -> None:
 
 
 def test_a_chosen_plan_respreads_the_balance_over_its_installments() -> None:
-    ledger, sink = one_arrangement()
+    ledger, sink = one_arrangement(debt=100.0)
     space = MenuSpace.from_config(WorldConfig().self_service)
-    choose(ledger, MenuOption.PLAN, [0, space.plan_installments.index(6), 0, 0, 0, 0])
+    choose(ledger, MenuOption.PLAN, [0, space.plan_installments.index(3), 0, 0, 0, 0])
     s = ledger.sched
-    assert s.n[0] == 6 and s.amount[0, :6].sum() == pytest.approx(300.0)
-    assert (np.diff(s.due[0, :6]) > 0).all()
+    # Three installments (33.34, 33.34, 33.32): rounded up to the cent, so no fourth one for a remainder.
+    assert s.n[0] == 3 and s.amount[0, :3].tolist() == [33.34, 33.34, 33.32]
+    assert (np.diff(s.due[0, :3]) > 0).all()
     assert EventType.NEW_PLAN in {EventType(c["event"]) for _, c in sink.log._chunks}
 
 
