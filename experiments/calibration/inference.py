@@ -9,7 +9,8 @@ is refitted by one Gauss-Newton step from the optimum :math:`\\hat\\theta`, line
 
 with ``J`` the Jacobian of the fit's local linear model (:class:`experiments.calibration.fit.LocalModel`), ``W``
 the fit's weights, ``D`` the spec's ranges and :math:`H_s` the noise-corrected curvature in range units
-(:func:`experiments.calibration.fit.scaled_curvature`), its eigenvalues floored at 1. The factor
+(:func:`experiments.calibration.fit.scaled_curvature`), inverted over its identified directions only (eigenvalues
+of at least :data:`WEAK_EIGENVALUE`; along a weaker direction the regression's Jacobian is mostly noise). The factor
 :math:`\\sqrt{1 + A_{log}/A_{sim}}` adds the simulation's own sampling noise (the fitted simulation's moments
 vary like the log's scaled by ``A_log / A_sim``, independently). The interval is the draws' 2.5%-97.5%
 percentiles, clipped into the spec's bounds. This is the sandwich covariance of MSM evaluated by resampling (it
@@ -25,7 +26,7 @@ Identification warnings (:class:`Identification`), each on the scaled curvature
 * ``flat``: :math:`(H_s)_{jj} < 4`: moving the parameter alone across its entire range changes Q by less than
   4 (two standard errors), i.e. the moments barely see it.
 * ``wide``: the interval covers more than half of the spec's range.
-* ``confounded``: the parameter loads (|loading| > 0.4) on an eigenvector of :math:`H_s` whose eigenvalue is
+* ``confounded``: the parameter loads (|loading| > 0.3) on an eigenvector of :math:`H_s` whose eigenvalue is
   below 4 or :math:`10^{-3}` of the largest (a direction in which the Jacobian is nearly rank deficient: moving
   the parameters together along it barely changes Q); the others loaded on it are named.
 """
@@ -45,6 +46,11 @@ __all__ = ["Identification", "Inference", "infer"]
 
 #: Interval level.
 LEVEL = 0.95
+#: An eigenvalue of the scaled curvature below this is a direction the moments do not identify (a move across the
+#: whole range along it changes Q by less than two standard errors).
+WEAK_EIGENVALUE = 4.0
+#: A parameter whose loading on a weak direction exceeds this is confounded along it.
+WEAK_LOADING = 0.3
 
 
 @dataclass(frozen=True)
@@ -101,7 +107,12 @@ def infer(spec: Spec, moments: LogMoments, fit: FitResult, sim_arrangements: int
     widths = spec.highs - spec.lows
     scaled = scaled_curvature(objective, model, widths)
     values, vectors = np.linalg.eigh((scaled + scaled.T) / 2.0)
-    inverse = (vectors / np.maximum(values, 1.0)) @ vectors.T
+    top = max(float(values[-1]), 1e-12)
+    weak = [k for k, e in enumerate(values) if e < max(1e-3 * top, WEAK_EIGENVALUE)]
+    strong = np.array([k not in weak for k in range(len(values))])
+    # The pseudo-inverse over the identified directions only: along a weak one the regression's Jacobian is mostly
+    # noise, and dividing by its (floored) eigenvalue would throw every parameter across its range.
+    inverse = (vectors[:, strong] / values[strong]) @ vectors[:, strong].T
     js = model.jacobian * widths[None, :]
     gain = widths[:, None] * (inverse @ (js.T * objective.weights[None, :]))  # (P, K)
     inflate = np.sqrt(1.0 + moments.arrangements / sim_arrangements)
@@ -111,8 +122,6 @@ def infer(spec: Spec, moments: LogMoments, fit: FitResult, sim_arrangements: int
     low, high = np.quantile(draws, [alpha, 1.0 - alpha], axis=0)
     moved = fit.simulated[None, :] + (raw - fit.estimate[None, :]) @ model.jacobian.T
     m_low, m_high = np.nanquantile(moved, [alpha, 1.0 - alpha], axis=0)
-    top = max(float(values[-1]), 1e-12)
-    weak = [k for k, e in enumerate(values) if e < max(1e-3 * top, 4.0)]
     ident = []
     for j, p in enumerate(spec.params):
         notes = []
@@ -128,8 +137,8 @@ def infer(spec: Spec, moments: LogMoments, fit: FitResult, sim_arrangements: int
                 f"{(high[j] - low[j]) / widths[j]:.0%} of the range"
             )
         for k in weak:
-            if abs(vectors[j, k]) > 0.4 and not notes:
-                others = [spec.params[i].path for i in range(len(spec)) if i != j and abs(vectors[i, k]) > 0.4]
+            if abs(vectors[j, k]) > WEAK_LOADING and not notes:
+                others = [spec.params[i].path for i in range(len(spec)) if i != j and abs(vectors[i, k]) > WEAK_LOADING]
                 with_ = f" with {', '.join(others)}" if others else ""
                 notes.append(f"confounded{with_}: a direction along which the objective is nearly flat")
         if notes:

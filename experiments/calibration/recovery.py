@@ -6,13 +6,14 @@ uses ``configs/calibration/recovery.yaml`` (ten parameters) and :data:`RECOVERY_
 logs under ``epsilon-mixture`` (static dunning mixed with uniform exploration, exact propensities:
 :mod:`agents.ope.behaviour`), calibrates from the default world and writes ``recovery.json`` and
 ``recovery.md`` (parameter, true, default, estimate, interval, identified, covered) beside the calibration's
-outputs.
+outputs (and ``calibration.pkl``, the whole :class:`~experiments.calibration.run.Calibration`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import pickle
 import sys
 import time
 from dataclasses import dataclass
@@ -174,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     wall = time.perf_counter() - started
     write_outputs(cal, out)
+    # The whole calibration, so its inference can be re-examined without re-running the simulations.
+    (out / "calibration.pkl").write_bytes(pickle.dumps(cal, protocol=pickle.HIGHEST_PROTOCOL))
     table = _markdown(rows)
     (out / "recovery.md").write_text(table, encoding="utf-8")
     payload = {
