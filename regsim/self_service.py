@@ -24,18 +24,20 @@ channel for tests and calibration, never in the event log.
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import simpy
 from numpy.typing import NDArray
 
 from regsim import behaviour
 from regsim.arrangement import ArrangementStatus
 from regsim.choice import N_OPTIONS, MnlParams, draw_choice, utilities
 from regsim.clock import Time, at, whole_day
-from regsim.decision import MessagePurpose
-from regsim.menu import MenuBatch, MenuOption, MenuSpace, decide_menus
+from regsim.decision import ContextBatch, MessagePurpose
+from regsim.menu import MenuBatch, MenuDecisionBatch, MenuOption, MenuSpace, decide_menus
 from regsim.payments import PAY_TOLERANCE_EUR
 from regsim.random import Purpose
 from regsim.rules import MenuRuleSet
@@ -92,6 +94,10 @@ class SelfServiceDesk:
         self._case_menu: list[int] = []
         self.visits = VisitRecord()
         self._staff_cost = world.config.channels.collector.cost_eur
+        self.external = False
+        """Menus of a policy-less world come from outside (:meth:`next_point`, :meth:`submit`); else the default."""
+        self.pending: MenuBatch | None = None
+        self._answer: simpy.Event | None = None
 
     # -- visits -------------------------------------------------------------------------------------------
     def after_notice(self, mids: NDArray[np.int64], t: Time) -> None:
@@ -139,7 +145,57 @@ class SelfServiceDesk:
             np.ones((len(rows), self.space.mask_size), dtype=bool),
         )
         self.rules.apply(batch)
-        menus = decide_menus(w.policy, batch)
+        if w.policy is None and self.external:  # asked from outside: the world stops here until it is answered
+            w.env.process(self._ask(batch, rows, t, owed))
+            return
+        self._carry_out(batch, decide_menus(w.policy, batch), rows, t, owed)
+
+    def _ask(
+        self, batch: MenuBatch, rows: NDArray[np.int64], t: NDArray[np.float64], owed: NDArray[np.float64]
+    ) -> Generator[Any, Any, None]:
+        """The menu point handed out by the world's ``next_decision`` run (:meth:`next_point`), then carried out."""
+        w = self.world
+        self.pending, self._answer = batch, w.env.event()
+        assert w._ready is not None and not w._ready.triggered, "one decision point at a time"
+        w._ready.succeed(batch)
+        menus = yield self._answer
+        self._carry_out(batch, menus, rows, t, owed)
+
+    def next_point(self) -> ContextBatch | MenuBatch | None:
+        """Drive a policy-less world with external menus: its next decision point or menu point (``None``: done).
+
+        Arrangement decision points are answered with the world's ``submit``, menu points with :meth:`submit`.
+        """
+        if self.pending is not None:
+            return self.pending
+        point: ContextBatch | MenuBatch | None = self.world.next_decision()  # (a MenuBatch when _ask handed one)
+        return point
+
+    def submit(self, menus: MenuDecisionBatch) -> None:
+        """Answer the pending menu point; the world resumes at the next :meth:`next_point`.
+
+        Raises:
+            RuleViolation: A menu shows a capped level; nothing is applied and the menu point stays pending.
+        """
+        if self.pending is None or self._answer is None:
+            raise RuntimeError("no menu point is pending; call next_point() first")
+        self.rules.check(self.pending, menus)
+        answer, self._answer, self.pending = self._answer, None, None
+        answer.succeed(menus)
+
+    def _carry_out(
+        self,
+        batch: MenuBatch,
+        menus: MenuDecisionBatch,
+        rows: NDArray[np.int64],
+        t: NDArray[np.float64],
+        owed: NDArray[np.float64],
+    ) -> None:
+        """Log checked menus, draw the debtors' choices and apply them through the ledger."""
+        w = self.world
+        ledger = w.ledger
+        day = np.asarray(whole_day(t), dtype=np.int64)
+        menu_ids, inst = batch.menu_ids, ledger.sched.first_open[rows]
         self.rules.check(batch, menus)
         ledger.menu_shown(
             rows,
