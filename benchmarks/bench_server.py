@@ -18,6 +18,10 @@ Run from the repository root (``wrk`` installed: ``apt-get install -y wrk``)::
    decision was committed to the store.
 4. The bare app is measured again at the end; the reference is the faster of its two runs (the machine is
    shared, so this keeps the ratios conservative).
+5. Beside the rates, the server process's CPU time (user + system, from ``/proc``) during each measured run:
+   CPU per request and its ratio to the bare app's (the ratio a server would reach on a core of its own), and
+   batch decisions per CPU-second. On a machine shared with other work, a rate says how much of its core a
+   server got as much as how fast it is; CPU per request says the second.
 
 The server runs on core 0 and the load generator on core 1 (``taskset``) when the machine has two cores or
 more; with ``--store postgresql`` the database server shares the generator's core. Targets:
@@ -201,37 +205,54 @@ def store_url(kind: str, folder: Path, name: str) -> Iterator[str]:
 # --------------------------------------------------------------------------------------------------------------
 # Runs
 # --------------------------------------------------------------------------------------------------------------
-def _load(args: argparse.Namespace, base_url: str, bodies: Sequence[bytes], cpu: int | None) -> LoadResult:
-    """``POST /v1/decisions`` from ``args.connections`` clients: a short warm-up, then the measured run."""
-    path, keys = "/v1/decisions", args.idempotency_keys
+def _load(
+    args: argparse.Namespace, server: UvicornProcess, bodies: Sequence[bytes], cpu: int | None
+) -> tuple[LoadResult, float]:
+    """``POST /v1/decisions`` from ``args.connections`` clients: a short warm-up, then the measured run; returns
+    what the clients measured and the server's CPU seconds during the measured run."""
+    base_url, path, keys = server.base_url, "/v1/decisions", args.idempotency_keys
     common: dict[str, Any] = {"headers": _headers(), "connections": args.connections, "cpu": cpu}
     # The warm-up opens the connections and fills caches and lazy imports.
     run_load(base_url, path, bodies, seconds=min(2.0, args.seconds), unique_idempotency_keys=keys, **common)
+    used = server.cpu_seconds()
     result = run_load(base_url, path, bodies, seconds=args.seconds, unique_idempotency_keys=keys, **common)
+    used = server.cpu_seconds() - used
     if result.errors:
         raise RuntimeError(f"{path} at {base_url}: {result.errors} errors of {result.requests} requests")
-    return result
+    return result, used
 
 
-def _load_batches(base_url: str, bodies: Sequence[bytes], connections: int, seconds: float) -> LoadResult:
+def _load_batches(
+    server: UvicornProcess, bodies: Sequence[bytes], connections: int, seconds: float
+) -> tuple[LoadResult, float]:
     # Batches take long enough that wrk's deadline would drop much of the work in flight; see run_slow_requests.
     # One request warms up; then every client posts for at least ``seconds`` and at least one batch.
-    path = "/v1/decisions/batch"
+    base_url, path = server.base_url, "/v1/decisions/batch"
     run_slow_requests(base_url, path, bodies, headers=_headers(), connections=1, seconds=0.0, min_requests=1)
+    used = server.cpu_seconds()
     result = run_slow_requests(
         base_url, path, bodies, headers=_headers(), connections=connections, seconds=seconds, min_requests=1
     )
+    used = server.cpu_seconds() - used
     if result.errors:
         raise RuntimeError(f"/v1/decisions/batch at {base_url}: {result.errors} errors of {result.requests} requests")
-    return result
+    return result, used
+
+
+def _runs(args: argparse.Namespace, server: UvicornProcess, single: list[bytes], batch: list[bytes], core: int | None):
+    decisions, decisions_cpu = _load(args, server, single, core)
+    batches, batch_cpu = _load_batches(server, batch, args.batch_connections, args.seconds)
+    return {
+        "decisions": decisions,
+        "batch": batches,
+        "decisions_cpu_us_per_request": decisions_cpu / max(decisions.requests, 1) * 1e6,
+        "batch_cpu_us_per_decision": batch_cpu / max(batches.requests * args.batch_size, 1) * 1e6,
+    }
 
 
 def bench_bare(args: argparse.Namespace, single: list[bytes], batch: list[bytes], cores: tuple[int | None, int | None]):
     with UvicornProcess("benchmarks.bare_app:create_app", cpu=cores[0]) as server:
-        return {
-            "decisions": _load(args, server.base_url, single, cores[1]),
-            "batch": _load_batches(server.base_url, batch, args.batch_connections, args.seconds),
-        }
+        return _runs(args, server, single, batch, cores[1])
 
 
 def bench_regsim(
@@ -256,15 +277,13 @@ def bench_regsim(
             prepare_arrangements(server.base_url, ids)
             setup_s = time.perf_counter() - started
             sample = check_decision(server.base_url, ids[0], name)
-            single_result = _load(args, server.base_url, single, cores[1])
-            batch_result = _load_batches(server.base_url, batch, args.batch_connections, args.seconds)
+            runs = _runs(args, server, single, batch, cores[1])
     return {
         "policy": sample["policy"],
         "policy_version": sample["policy_version"],
         "setup_seconds": setup_s,
-        "decisions": single_result,
-        "batch": batch_result,
-        "batch_decisions_per_second": batch_result.requests_per_second * args.batch_size,
+        **runs,
+        "batch_decisions_per_second": runs["batch"].requests_per_second * args.batch_size,
     }
 
 
@@ -324,26 +343,32 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     ref_single = max(bare_first["decisions"], bare_last["decisions"], key=lambda r: r.requests_per_second)
     ref_batch = max(bare_first["batch"], bare_last["batch"], key=lambda r: r.requests_per_second)
+    # The CPU reference: the bare app's least CPU per request of its two runs (conservative, as above).
+    ref_cpu = min(bare_first["decisions_cpu_us_per_request"], bare_last["decisions_cpu_us_per_request"])
     generator = ref_single.generator
     print(
         f"\nPOST /v1/decisions: {args.connections} clients, {args.seconds:.0f} s per run, one uvicorn worker "
         f"(server core {cores[0]}, {generator} on core {cores[1]}), store {args.store}"
     )
-    print(f"  {'':<26}{'req/s':>10}{'ratio':>8}{'p50 ms':>9}{'p99 ms':>9}")
+    print(f"  {'':<26}{'req/s':>10}{'ratio':>8}{'p50 ms':>9}{'p99 ms':>9}{'CPU us/req':>12}{'CPU ratio':>11}")
     print(
         f"  {'bare FastAPI (reference)':<26}{ref_single.requests_per_second:>10,.0f}{1:>8.2f}"
-        f"{ref_single.p50_ms:>9.2f}{ref_single.p99_ms:>9.2f}"
+        f"{ref_single.p50_ms:>9.2f}{ref_single.p99_ms:>9.2f}{ref_cpu:>12.0f}{1:>11.2f}"
     )
     summary: dict[str, Any] = {}
     for name, res in regsim.items():
         single_res: LoadResult = res["decisions"]
         ratio = single_res.requests_per_second / ref_single.requests_per_second
+        cpu_ratio = ref_cpu / res["decisions_cpu_us_per_request"]
         print(
             f"  {'regsim ' + name:<26}{single_res.requests_per_second:>10,.0f}{ratio:>8.2f}"
-            f"{single_res.p50_ms:>9.2f}{single_res.p99_ms:>9.2f}"
+            f"{single_res.p50_ms:>9.2f}{single_res.p99_ms:>9.2f}{res['decisions_cpu_us_per_request']:>12.0f}"
+            f"{cpu_ratio:>11.2f}"
         )
         summary[name] = {
             "throughput_ratio": ratio,
+            "cpu_ratio": cpu_ratio,
+            "batch_decisions_per_cpu_second": 1e6 / res["batch_cpu_us_per_decision"],
             "p99_ms": single_res.p99_ms,
             "batch_decisions_per_second": res["batch_decisions_per_second"],
             "batch_ratio": res["batch"].requests_per_second / ref_batch.requests_per_second,
@@ -355,7 +380,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             },
         }
     print(f"\nPOST /v1/decisions/batch: {args.batch_size} decisions per request, {args.batch_connections} clients")
-    print(f"  {'':<26}{'decisions/s':>12}{'ratio':>8}{'p50 ms':>9}{'p99 ms':>9}")
+    print(f"  {'':<26}{'decisions/s':>12}{'ratio':>8}{'p50 ms':>9}{'p99 ms':>9}{'per CPU-s':>11}")
     print(
         f"  {'bare FastAPI (reference)':<26}{ref_batch.requests_per_second * args.batch_size:>12,.0f}{1:>8.2f}"
         f"{ref_batch.p50_ms:>9.1f}{ref_batch.p99_ms:>9.1f}"
@@ -364,7 +389,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(
             f"  {'regsim ' + name:<26}{res['batch_decisions_per_second']:>12,.0f}{summary[name]['batch_ratio']:>8.2f}"
             f"{res['batch'].p50_ms:>9.1f}{res['batch'].p99_ms:>9.1f}"
+            f"{summary[name]['batch_decisions_per_cpu_second']:>11,.0f}"
         )
+    print(
+        "\n(CPU: the server process's user + system time during the measured run. On a shared machine requests/s "
+        "depend on how much of its core a server got; CPU per request much less. CPU ratio: the bare app's CPU "
+        "per request over the server's, the ratio on a core of its own; per CPU-s: batch decisions per second of "
+        "the server's CPU. With PostgreSQL the database's own CPU is not counted.)"
+    )
     print(
         f"\ntargets: ratio >= {TARGETS['throughput_ratio']:.0%}, p99 < {TARGETS['p99_ms']:.0f} ms, "
         f"batch >= {TARGETS['batch_decisions_per_second']:,.0f} decisions/s"

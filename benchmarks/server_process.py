@@ -115,6 +115,20 @@ class UvicornProcess:
                     raise RuntimeError(f"{self.app} not healthy after {self.start_timeout_s} s:\n{self.log_tail()}")
                 time.sleep(0.1)
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the child has used so far, from ``/proc`` (0.0 where there is none).
+
+        On a shared machine a server's requests per second depend on how much of its core it got; its CPU time
+        per request does not (much), so the server benchmark reports both.
+        """
+        if self.process is None:
+            return 0.0
+        try:
+            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def log_tail(self, chars: int = 4000) -> str:
         """The end of the child's combined stdout/stderr."""
         return self._log.read_text(errors="replace")[-chars:] if self._log.exists() else ""

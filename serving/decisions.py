@@ -34,7 +34,7 @@ from serving.online import OnlineLearner
 from serving.policies import PolicyRunner, ShadowResult
 from serving.refusals import ConflictError, InvalidFieldError, ServiceError
 from serving.responses import DecisionAnswer, ResponseParts
-from serving.store import execute_many, insert_events, next_ids
+from serving.store import execute_many, insert_events, next_ids, pipelined
 from serving.store_rows import rows_of
 
 __all__ = ["DecisionOps"]
@@ -301,9 +301,10 @@ class DecisionOps:
         counts = Counter((p.req.kind, _CHANNEL_NAMES[acts_list[i][0]]) for i, p in enumerate(points))
         for (kind_name, channel), k in counts.items():
             self.metrics.decisions.labels(kind_name, channel, result.policy).inc(k)
-        insert_events(conn, rows)
-        execute_many(conn, _INSERT_MESSAGES, messages)
-        self._touch(conn, ws, ids, times)
+        with pipelined(conn):  # (on PostgreSQL: one round trip for the three)
+            insert_events(conn, rows)
+            execute_many(conn, _INSERT_MESSAGES, messages)
+            self._touch(conn, ws, ids, times)
         if result.fallback_reason is not None:
             self.metrics.fallbacks.labels(result.fallback_reason).inc(n)
             conn.execute(
