@@ -97,3 +97,24 @@ def test_min_count_drops_rare_cells(small_log) -> None:
     assert few.counts.min() >= 100
     with pytest.raises(ValueError, match="min_count"):
         log_moments(small_log.events, rng=np.random.default_rng(0), n_boot=10, min_count=10**9)
+
+
+@pytest.mark.parametrize(
+    ("days_late", "cell"),
+    [
+        (-6, "early"),
+        (-5, "due_week"),
+        (0, "due_week"),
+        (1, "late_1_7"),
+        (7, "late_1_7"),
+        (8, "late_8_30"),
+        (30, "late_8_30"),
+        (31, "unpaid"),
+    ],
+)
+def test_pay_timing_bin_edges(days_late: int, cell: str) -> None:
+    frame = _log()
+    first = (frame["arrangement_id"] == 1) & (frame["event"] == "installment_paid")
+    frame.loc[first, "deferral_days"] = days_late
+    # B's installment is 3 days late: a share of 1 in its cell when A's lands there too.
+    assert _values(frame)[MomentKey("pay_timing", SEG, 0, cell)] == (1.0 if cell == "late_1_7" else 0.5)
