@@ -15,7 +15,7 @@ from envs.self_service import SelfServiceEnv
 
 
 def make() -> SelfServiceEnv:
-    env = gym.make(envs.SELF_SERVICE_ENV_IDS[0]).unwrapped
+    env = gym.make(envs.SELF_SERVICE_ENV_IDS[0], months=6).unwrapped  # (a short horizon keeps the checks quick)
     assert isinstance(env, SelfServiceEnv)
     return env
 

@@ -346,7 +346,7 @@ def plan_choosers_completion(theta: float, enabled: bool = True) -> tuple[pa.Tab
         ownership={"enabled": enabled, "theta": theta},
         choice={"plan": {"alpha": 3.0, "beta_need": 0.0, "beta_shock": 0.0, "gamma": 0.0}},
     )
-    result = simulate(config, WithMenus("static-dunning", only(1)), arrangements=1500, months=12, seed=9)
+    result = simulate(config, WithMenus("static-dunning", only(1)), arrangements=1000, months=12, seed=9)
     ev = result.events.to_pandas()
     first = ev[ev.event == "menu_choice"].drop_duplicates("arrangement_id")
     plan = first[first.a_channel == int(MenuOption.PLAN)].arrangement_id
