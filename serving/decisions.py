@@ -34,7 +34,7 @@ from serving.online import OnlineLearner
 from serving.policies import PolicyRunner, ShadowResult
 from serving.refusals import ConflictError, InvalidFieldError, ServiceError
 from serving.responses import DecisionAnswer, ResponseParts
-from serving.store import execute_many, insert_events, next_ids, pipelined
+from serving.store import execute_many, insert_events, next_decision_and_message_ids, pipelined
 from serving.store_rows import rows_of
 
 __all__ = ["DecisionOps"]
@@ -229,10 +229,10 @@ class DecisionOps:
         shadow = self.runner.decide_shadow(batch)
 
         acts, prop = result.decisions.actions, result.decisions.propensity
-        decision_ids = next_ids(conn, "decision", n)
         contact = acts[:, 0] > 0
+        decision_ids, contact_ids = next_decision_and_message_ids(conn, n, int(contact.sum()))
         message_ids = np.full(n, -1, dtype=np.int64)
-        message_ids[contact] = next_ids(conn, "message", int(contact.sum()))
+        message_ids[contact] = contact_ids
         send = self._send_times(rp, days, acts, contact)
         _, masked_names, masked_plain = self._responses.masked(batch)
         sink = rows_of(rp)

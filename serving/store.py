@@ -31,6 +31,7 @@ __all__ = [
     "insert_events",
     "iter_event_tables",
     "load_events",
+    "next_decision_and_message_ids",
     "next_ids",
     "pipelined",
 ]
@@ -230,6 +231,32 @@ _NEXT_IDS = (
     .values(value=db.counters.c.value + sa.bindparam("b_n"))
     .returning(db.counters.c.value)
 )
+
+
+_NEXT_DECISION_AND_MESSAGE_IDS = (
+    sa.update(db.counters)
+    .where(sa.or_(db.counters.c.name == "decision", db.counters.c.name == "message"))
+    .values(
+        value=db.counters.c.value
+        + sa.case(
+            (db.counters.c.name == "decision", sa.bindparam("b_decisions", type_=sa.BigInteger())),
+            else_=sa.bindparam("b_messages", type_=sa.BigInteger()),
+        )
+    )
+    .returning(db.counters.c.name, db.counters.c.value)
+)
+
+
+def next_decision_and_message_ids(conn: sa.Connection, decisions: int, messages: int) -> tuple[list[int], list[int]]:
+    """``decisions`` fresh decision ids and ``messages`` fresh message ids in one statement (one round trip)."""
+    if decisions <= 0 or messages <= 0:
+        return next_ids(conn, "decision", decisions), next_ids(conn, "message", messages)
+    _, returned = execute_one(conn, _NEXT_DECISION_AND_MESSAGE_IDS, {"b_decisions": decisions, "b_messages": messages})
+    last = {str(name): int(value) for name, value in returned}
+    return (
+        list(range(last["decision"] - decisions + 1, last["decision"] + 1)),
+        list(range(last["message"] - messages + 1, last["message"] + 1)),
+    )
 
 
 def next_ids(conn: sa.Connection, counter: str, n: int) -> list[int]:

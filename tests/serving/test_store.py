@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from regsim.eventlog import EventType
 from serving import db
 from serving.lease import WriterLease
-from serving.store import event_row, execute_many, insert_events, next_ids
+from serving.store import event_row, execute_many, insert_events, next_decision_and_message_ids, next_ids
 
 
 def _rows() -> list[dict[str, Any]]:
@@ -78,3 +78,17 @@ def test_the_lease_check_and_id_counters_run_inside_the_transaction(store_url: s
                 raise AssertionError("the older server still confirmed its lease")
     finally:
         engine.dispose()
+
+
+def test_decision_and_message_ids_come_from_their_own_counters_in_one_statement(store_url: str) -> None:
+    engine = db.make_engine(store_url)
+    db.upgrade_to_head(engine)
+    try:
+        with engine.begin() as conn:
+            decisions, messages = next_ids(conn, "decision", 2), next_ids(conn, "message", 5)
+            both = next_decision_and_message_ids(conn, 3, 1)
+            alone = next_decision_and_message_ids(conn, 2, 0)  # (no contact: no message id)
+    finally:
+        engine.dispose()
+    assert both == ([decisions[-1] + 1, decisions[-1] + 2, decisions[-1] + 3], [messages[-1] + 1])
+    assert alone == ([decisions[-1] + 4, decisions[-1] + 5], [])
