@@ -45,6 +45,8 @@ _COLUMNS: dict[str, tuple[type, tuple[int, ...]]] = {
     "_on_time": (np.int64, ()),
     "_missed": (np.int64, ()),
     "_charged": (np.float64, ()),
+    "_conceded": (np.float64, ()),
+    "_staff": (np.float64, ()),
     "_completed": (np.bool_, ()),
     "_broken": (np.bool_, ()),
     "_referred": (np.bool_, ()),
@@ -75,6 +77,8 @@ class OutcomeMatcher:
     _on_time: NDArray[np.int64]
     _missed: NDArray[np.int64]
     _charged: NDArray[np.float64]
+    _conceded: NDArray[np.float64]
+    _staff: NDArray[np.float64]
     _completed: NDArray[np.bool_]
     _broken: NDArray[np.bool_]
     _referred: NDArray[np.bool_]
@@ -148,7 +152,9 @@ class OutcomeMatcher:
 
         ``columns`` holds ``arrangement_id`` and ``time`` (arrays, or a scalar time), and as the event needs them
         ``amount_eur`` (payments, message costs), ``decision_id`` (messages), ``deferral_days`` (installments
-        paid: days late) and ``collection_costs_eur`` (breakdowns). Other event types are passed over.
+        paid: days late) and ``collection_costs_eur`` (breakdowns). Concessions and staff's custom cases
+        (self-service) are credited by their ``amount_eur`` like payments: to every pending decision of the
+        arrangement whose window covers them. Other event types are passed over.
         """
         if event not in FEEDBACK_EVENTS or not len(self._ids):
             return
@@ -185,6 +191,10 @@ class OutcomeMatcher:
             np.add.at(self._on_time, k[late <= 0], 1)
         elif event == EventType.INSTALLMENT_MISSED:
             np.add.at(self._missed, k, 1)
+        elif event == EventType.CONCESSION:
+            np.add.at(self._conceded, k, np.broadcast_to(columns["amount_eur"], arr.shape)[ev])
+        elif event == EventType.CASE_RESOLVED:
+            np.add.at(self._staff, k, np.broadcast_to(columns["amount_eur"], arr.shape)[ev])
         else:
             if event == EventType.BROKEN and "collection_costs_eur" in columns:
                 np.add.at(self._charged, k, np.broadcast_to(columns["collection_costs_eur"], arr.shape)[ev])
@@ -214,6 +224,8 @@ class OutcomeMatcher:
             missed_installments=self._missed[idx],
             days=np.minimum(now - self._time[idx], self.window_days),
             balance_eur=self._balance[idx],
+            concessions_eur=self._conceded[idx],
+            staff_cost_eur=self._staff[idx],
         )
 
     def _release(self, take: NDArray[np.bool_], now: float, censored: bool) -> Feedback | None:

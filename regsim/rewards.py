@@ -16,11 +16,17 @@ The rewards, with ``scale = 0.01`` (a reward of 1 is EUR 100):
 * ``holding``: ``collected`` minus the creditor's cost of waiting, ``scale * balance * annual_rate / 365 * days``;
 * ``completion_value``: ``scale * (collected - cost_weight * contact_cost - breakdown_cost * broken)`` plus
   ``completion_bonus`` for a completed plan minus the waiting charge (``annual_rate`` 100% a year).
-* ``runoff_value`` (the envs' default): ``scale * (collected - contact_cost - concessions)`` plus
+* ``runoff_value`` (the envs' default): ``scale * (collected - contact_cost - staff_cost - concessions)`` plus
   ``completion_bonus`` (3.0 = EUR 300) for a completed plan: summed over an episode that runs from the
   arrangement's creation to its end, it is ``scale`` times :func:`regsim.metrics.runoff_value`, the objective of
-  a run-off verdict (net recovery plus EUR 300 per completion). Concessions are 0 until the action space grants
-  any (the outcome columns have none yet).
+  a run-off verdict (net recovery plus EUR 300 per completion).
+
+Self-service (mechanism 10, off by default) adds two outcome columns: ``concessions_eur`` (discounts and waived
+collection costs granted on the page, the ``concession`` events' amounts) and ``staff_cost_eur`` (custom-solution
+cases resolved by staff, at a collector call's cost: the ``case_resolved`` events' amounts). As
+:func:`regsim.metrics.arrangement_outcomes` does, a staff case costs what a contact costs (every reward that
+charges contact costs charges it) and ``runoff_value`` subtracts concessions from net recovery. Without
+self-service both columns are 0 and every reward is what it was, bit for bit (``x - 0.0 == x``).
 
 The default reward puts no price on time, so deferring a payment is free to a learner while a breakdown is
 dear; a learner then defers everything and completes little within any horizon. ``holding`` and
@@ -67,6 +73,8 @@ OUTCOME_EVENTS = frozenset(
         EventType.COMPLETED,
         EventType.BROKEN,
         EventType.REFERRED,
+        EventType.CONCESSION,
+        EventType.CASE_RESOLVED,
     }
 )
 
@@ -87,6 +95,9 @@ class Outcomes:
         missed_installments: Installments missed.
         days: Length of the span (days).
         balance_eur: What the debtor owed at the decision.
+        concessions_eur: Discounts and waived collection costs granted on the self-service page (0 without it).
+        staff_cost_eur: Cost of the custom-solution cases staff resolved (a collector call's each; 0 without
+            self-service).
     """
 
     collected_eur: NDArray[np.float64]
@@ -100,6 +111,8 @@ class Outcomes:
     missed_installments: NDArray[np.int64]
     days: NDArray[np.float64]
     balance_eur: NDArray[np.float64]
+    concessions_eur: NDArray[np.float64]
+    staff_cost_eur: NDArray[np.float64]
 
     def __len__(self) -> int:
         return len(self.days)
@@ -149,7 +162,7 @@ def net_collected_eur(
 def collected(outcomes: Outcomes, costs: RewardCosts, scale: float = 0.01) -> NDArray[np.float64]:
     """:func:`net_collected_eur` of each decision's outcomes, times ``scale``."""
     o = outcomes
-    return scale * net_collected_eur(o.collected_eur, o.contact_cost_eur, o.broken, costs)
+    return scale * net_collected_eur(o.collected_eur, _contact_and_staff(o), o.broken, costs)
 
 
 def completion(outcomes: Outcomes, costs: RewardCosts) -> NDArray[np.float64]:
@@ -190,7 +203,7 @@ def completion_value(
     euro collected (README, "Agents").
     """
     o = outcomes
-    money = o.collected_eur - cost_weight * o.contact_cost_eur - costs.breakdown_cost_eur * o.broken
+    money = o.collected_eur - cost_weight * _contact_and_staff(o) - costs.breakdown_cost_eur * o.broken
     waiting = o.balance_eur * annual_rate / 365.0 * o.days
     return scale * (money - waiting) + completion_bonus * o.completed
 
@@ -198,17 +211,26 @@ def completion_value(
 def runoff_value(
     outcomes: Outcomes, costs: RewardCosts, scale: float = 0.01, completion_bonus: float = 3.0
 ) -> NDArray[np.float64]:
-    """The run-off verdict's objective, per step: net recovery (euros collected minus contact costs) times
-    ``scale`` (a reward of 1 is EUR 100), plus ``completion_bonus`` when the plan completes.
+    """The run-off verdict's objective, per step: net recovery (euros collected minus contact and staff costs
+    minus concessions) times ``scale`` (a reward of 1 is EUR 100), plus ``completion_bonus`` when the plan
+    completes.
 
     Over an episode from an arrangement's creation to its end the rewards add up to ``scale`` times
     :func:`regsim.metrics.runoff_value` of that arrangement (its bonus, EUR 300, is ``completion_bonus / scale``);
-    nothing is charged for time or a breakdown beyond the money they do not bring. Concessions (discounts, waived
-    costs) will be subtracted like contact costs once the action space grants them; today there are none.
+    nothing is charged for time or a breakdown beyond the money they do not bring. Net recovery is the verdict's,
+    ``collected - contact_cost - concessions`` of :func:`regsim.metrics.arrangement_outcomes`, whose contact cost
+    includes staff cases.
     """
     o = outcomes
-    net = np.asarray(o.collected_eur, dtype=np.float64) - np.asarray(o.contact_cost_eur, dtype=np.float64)
+    net = np.asarray(o.collected_eur, dtype=np.float64) - _contact_and_staff(o)
+    net = net - np.asarray(o.concessions_eur, dtype=np.float64)
     return scale * net + completion_bonus * np.asarray(o.completed, dtype=np.float64)
+
+
+def _contact_and_staff(o: Outcomes) -> NDArray[np.float64]:
+    """Contact costs plus staff's custom cases (the verdict counts a case as a contact); exactly the contact
+    costs without self-service (``x + 0.0 == x``)."""
+    return np.asarray(o.contact_cost_eur, dtype=np.float64) + np.asarray(o.staff_cost_eur, dtype=np.float64)
 
 
 #: The named rewards.
@@ -283,11 +305,13 @@ def tally(
         EventType.PAYMENT: [],
         EventType.MESSAGE_SENT: [],
         EventType.BROKEN: [],
+        EventType.CONCESSION: [],
+        EventType.CASE_RESOLVED: [],
     }
     flags: dict[str, list[NDArray[np.int64]]] = {k: [] for k in ("on_time", "missed", "completed", "referred")}
     broken: list[NDArray[np.int64]] = []
     for event, r, cols in chunks:
-        if event is EventType.PAYMENT or event is EventType.MESSAGE_SENT:
+        if event in (EventType.PAYMENT, EventType.MESSAGE_SENT, EventType.CONCESSION, EventType.CASE_RESOLVED):
             money[event].append((r, cols["amount_eur"]))
         elif event is EventType.INSTALLMENT_PAID:
             flags["on_time"].append(r[np.asarray(cols["deferral_days"]) <= 0])
@@ -304,6 +328,7 @@ def tally(
     paid, cost, charged = (
         _sum_by_chunk(money[e], n) for e in (EventType.PAYMENT, EventType.MESSAGE_SENT, EventType.BROKEN)
     )
+    conceded, staff = (_sum_by_chunk(money[e], n) for e in (EventType.CONCESSION, EventType.CASE_RESOLVED))
     contacts = np.bincount(np.concatenate([r for r, _ in money[EventType.MESSAGE_SENT]] or [_NONE]), minlength=n)
     on_time, missed = (np.bincount(np.concatenate(flags[k] or [_NONE]), minlength=n) for k in ("on_time", "missed"))
     completed, was_broken, referred = (
@@ -323,6 +348,8 @@ def tally(
         missed_installments=missed[at],
         days=np.asarray(days, dtype=np.float64),
         balance_eur=np.asarray(balance_eur, dtype=np.float64),
+        concessions_eur=conceded[at],
+        staff_cost_eur=staff[at],
     )
 
 
