@@ -15,11 +15,15 @@ its end. Whether a day is quiet is decided from bounds that are exact or early, 
   :func:`regsim.behaviour.pay_intent_upper_bound` (memory and annoyance only decay on quiet days; the bound
   takes the least annoyance the stretch reaches); and a debtor whose cash is below what they owe and below a
   partial payment's minimum pays nothing before the next payday (what is owed only grows while nothing is
-  paid, and until a payday a morning only shrinks cash);
+  paid, and until a payday a morning only shrinks cash); with self-service's ownership effect on, the bound of
+  an arrangement on a solution its debtor chose is raised as the probability is (``p + theta (1 - p)``,
+  increasing in ``p``: mechanism 10);
 * referrals: an overdue row in a shock is drawn a referral each day of it, and a new shock may start: days
   whose uniforms can do neither are quiet;
 * anything pending for the row (a thank-you point, a planned payment, annoyance above the disengagement
-  threshold, the horizon's last day, an event in the queue) makes its day eventful.
+  threshold, the horizon's last day, an event in the queue) makes its day eventful. A self-service menu point
+  comes up only inside an event (a reminder taken in), and a custom case's resolution is one: neither falls on
+  a quiet day.
 
 ``VectorWorld(skip_quiet_days=False)`` runs every day in full instead; tests compare the two, and
 ``benchmarks/bench_env.py`` measures what the skipping buys.
@@ -203,6 +207,12 @@ def first_eventful_day(
             open_due[todo][:, None] - days,
             lowest_annoyance=lowest[:, None],
         )
+        ss = cfg.self_service
+        if ss.enabled and ss.ownership.enabled:  # mechanism 10: a chosen solution is kept more often
+            owned = world.ledger.chosen[r]
+            if owned.any():
+                theta = ss.ownership.theta
+                bound = np.where(owned[:, None], bound + theta * (1.0 - bound), bound)
         eventful = (u < bound + _DRAW_MARGIN) & (days >= broke_until[todo][:, None])
         if late.any():
             shock_until = state.shock_until[r][:, None]

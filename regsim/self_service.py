@@ -146,9 +146,30 @@ class SelfServiceDesk:
         )
         self.rules.apply(batch)
         if w.policy is None and self.external:  # asked from outside: the world stops here until it is answered
-            w.env.process(self._ask(batch, rows, t, owed))
+            self.hold(batch, rows, t, owed)
             return
         self._carry_out(batch, decide_menus(w.policy, batch), rows, t, owed)
+
+    def hold(
+        self, batch: MenuBatch, rows: NDArray[np.int64], t: NDArray[np.float64], owed: NDArray[np.float64]
+    ) -> None:
+        """Hold menu points asked from outside until they are answered, then carry them out.
+
+        Here the world's SimPy process waits (:meth:`next_point`, :meth:`submit`); a world whose rows keep their
+        own clocks freezes the rows instead (:class:`regsim.vector_world.VectorWorld`).
+        """
+        self.world.env.process(self._ask(batch, rows, t, owed))
+
+    def carry_out(
+        self,
+        batch: MenuBatch,
+        menus: MenuDecisionBatch,
+        rows: NDArray[np.int64],
+        t: NDArray[np.float64],
+        owed: NDArray[np.float64],
+    ) -> None:
+        """Carry out held menu points with the menus given (checked against the rules first)."""
+        self._carry_out(batch, menus, rows, t, owed)
 
     def _ask(
         self, batch: MenuBatch, rows: NDArray[np.int64], t: NDArray[np.float64], owed: NDArray[np.float64]

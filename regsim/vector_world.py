@@ -16,6 +16,11 @@ hook), and every random draw is keyed by that local day. What differs is only th
   evening) are the moments of :mod:`regsim.engine`, computed with SimPy's arithmetic, and take their place in
   the creation order at the moment the day process would have created them. The events of many rows run
   together, one vectorised call per kind and round; rows without pending events cost nothing.
+* **Self-service** (mechanism 10, when ``self_service.enabled``): a menu point comes up inside a row's events
+  (a reminder taken in), as in the world. With the default menus it is answered at once (the world's
+  :func:`regsim.menu.default_menu`); with ``external_menus=True`` the row freezes mid-event
+  (:attr:`Phase.MENU`) until :meth:`VectorWorld.answer_menus`, then its day goes on exactly where it stopped.
+  Custom cases wait for the row's own collectors (their events are queued under ``-1 - case``: not messages).
 * **Shared resources.** Rows are independent episodes: each row has its own collectors, robocall lines and
   print room (:class:`regsim.capacity.DedicatedCapacity`, as a one-arrangement world has), so a lone debtor
   never queues behind another slot.
@@ -27,7 +32,7 @@ Only what the Gymnasium adapter needs is kept per step: the events that make up 
 from __future__ import annotations
 
 from dataclasses import fields
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -37,12 +42,15 @@ from regsim.arrangement import ArrangementStatus
 from regsim.behaviour import DebtorState
 from regsim.clock import Day, Time
 from regsim.config import WorldConfig
+from regsim.context import ContextColumns
 from regsim.decision import ContextBatch, DecisionBatch
 from regsim.engine import Action, EventQueue, distinct_rank
 from regsim.eventlog import EventType
+from regsim.menu import MenuBatch, MenuDecisionBatch
 from regsim.population import Population, draw_population
 from regsim.quiet_days import skip_quiet_days
 from regsim.rewards import OUTCOME_EVENTS, EventChunk
+from regsim.self_service import SelfServiceDesk
 from regsim.world import World
 
 __all__ = ["Phase", "VectorWorld"]
@@ -54,6 +62,12 @@ _ENDED = np.array(
     ]
 )
 _COMPACT_MIN = 1 << 16  # messages kept before the book is first compacted
+#: Self-service events kept beside the outcome events when self-service is on (a menu env's reward reads them).
+SELF_SERVICE_EVENTS = frozenset(
+    {EventType.MENU_SHOWN, EventType.MENU_CHOICE, EventType.CONCESSION, EventType.CASE_RESOLVED}
+)
+# Where a row's events stopped at a menu point: what of its day follows them once the menu is answered.
+_AFTER_WAKE, _AFTER_DECISION_POINT, _AFTER_EVENING = 0, 1, 2
 
 
 class Phase:
@@ -65,6 +79,19 @@ class Phase:
     """Frozen at a decision point, waiting for :meth:`VectorWorld.answer`."""
     DONE = 2
     """The arrangement ended or reached the horizon (the episode is over)."""
+    MENU = 3
+    """Frozen at a menu point mid-event (``external_menus``), waiting for :meth:`VectorWorld.answer_menus`."""
+
+
+class _RowDesk(SelfServiceDesk):
+    """The self-service desk of a vector world: menus asked from outside freeze their rows."""
+
+    world: VectorWorld
+
+    def hold(
+        self, batch: MenuBatch, rows: NDArray[np.int64], t: NDArray[np.float64], owed: NDArray[np.float64]
+    ) -> None:
+        self.world._hold_menus(batch, rows, t, owed)
 
 
 class VectorWorld(World):
@@ -78,6 +105,8 @@ class VectorWorld(World):
             that population.
         skip_quiet_days: Run stretches of quiet days in one call (:mod:`regsim.quiet_days`); False runs every
             day in full. The results are the same.
+        external_menus: With self-service on, menu points freeze their rows until :meth:`answer_menus`
+            (default ``False``: the default menu, answered at once as in a policy-less world's run).
     """
 
     def __init__(
@@ -88,9 +117,8 @@ class VectorWorld(World):
         months: int | None = None,
         seed: int | None = None,
         skip_quiet_days: bool = True,
+        external_menus: bool = False,
     ) -> None:
-        if config.self_service.enabled:  # (its menu points are taken inside a row's day, which rows here skip)
-            raise ValueError("self_service.enabled: the vector world does not simulate self-service; allowed: false")
         super().__init__(
             config,
             None,
@@ -120,6 +148,17 @@ class VectorWorld(World):
         self._freezing: list[tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]] = []
         #: Outcome events since the last :meth:`take_outcome_events`: (event, rows, columns).
         self.outcome_events: list[EventChunk] = []
+        #: Menu points of the rows frozen at one (``external_menus``): (rows, menus, times, amounts owed).
+        self.menus: list[tuple[NDArray[np.int64], MenuBatch, NDArray[np.float64], NDArray[np.float64]]] = []
+        self._resume_stage = np.zeros(n, dtype=np.int8)
+        self._resume_until = np.zeros(n)
+        self._resume_made = np.zeros(n, dtype=np.int64)
+        self._kept = OUTCOME_EVENTS
+        if self.desk is not None:  # its menus freeze rows when asked from outside
+            self.desk = _RowDesk(self)
+            self.desk.external = bool(external_menus)
+            self._build_engine(sample_queues=False, dedicated_capacity=True)
+            self._kept = OUTCOME_EVENTS | SELF_SERVICE_EVENTS
 
     def __getstate__(self) -> dict[str, Any]:
         # Pickling keeps the rows mid-episode (a training checkpoint resumes them exactly). SimPy's environment
@@ -153,6 +192,11 @@ class VectorWorld(World):
                 elif stay.any():
                     kept.append((group[stay], batch.take(np.flatnonzero(stay))))
             self.frozen = kept
+        if self.menus and (self.phase[rows] == Phase.MENU).any():
+            self.menus, _ = self._menus_of(rows)
+        if self.desk is not None:
+            self.desk.last_visit[rows] = -np.inf
+            self.desk.case_pending[rows] = False
         self.gid[rows] = gid
         pop = draw_population(self.config, gid, self.streams)
         for f in fields(Population):
@@ -179,8 +223,14 @@ class VectorWorld(World):
     def _compact_messages(self) -> None:
         """Forget the messages no pending event or cancellation can reach (the book would grow forever)."""
         m = self.ledger.messages
-        live = np.unique(np.concatenate([m.pending_pool, self._queue.messages()]))
-        self._queue.renumber(m.compact(live))  # the same order: only the positions change
+        queued = self._queue.messages()
+        cases = queued[queued < 0]  # (custom cases, -1 - case: not messages)
+        live = np.unique(np.concatenate([m.pending_pool, queued[queued >= 0]]))
+        new_id = m.compact(live)
+        if len(cases):  # a case's code indexes from the end: appended codes map each one onto itself
+            k = int(-cases.min())
+            new_id = np.concatenate([new_id, np.arange(-k, 0, dtype=new_id.dtype)])
+        self._queue.renumber(new_id)  # the same order: only the positions change
         self._compact_at = max(_COMPACT_MIN, 4 * len(live))
 
     # ======================================================================================================
@@ -261,6 +311,102 @@ class VectorWorld(World):
             todo.append((group, batch, decisions))
         return todo, keep
 
+    # -- menu points (self-service with external_menus) ----------------------------------------------------------
+    def _hold_menus(
+        self, batch: MenuBatch, rows: NDArray[np.int64], t: NDArray[np.float64], owed: NDArray[np.float64]
+    ) -> None:
+        """The desk's menu points asked from outside: their rows freeze mid-event (see :meth:`_run_events`)."""
+        assert self._in_events, "a menu point comes up inside a row's events"
+        self.phase[rows] = Phase.MENU
+        self.menus.append((rows, batch, t, owed))
+
+    def menu_points(self) -> tuple[NDArray[np.int64], MenuBatch] | None:
+        """The rows frozen at a menu point and their menus, in one batch (``None``: none)."""
+        if not self.menus:
+            return None
+        if len(self.menus) > 1:
+            self.menus = [
+                (
+                    np.concatenate([m[0] for m in self.menus]),
+                    _concat_menus([m[1] for m in self.menus]),
+                    np.concatenate([m[2] for m in self.menus]),
+                    np.concatenate([m[3] for m in self.menus]),
+                )
+            ]
+        return self.menus[0][0], self.menus[0][1]
+
+    def _menus_of(
+        self, rows: NDArray[np.int64]
+    ) -> tuple[
+        list[tuple[NDArray[np.int64], MenuBatch, NDArray[np.float64], NDArray[np.float64]]],
+        list[tuple[NDArray[np.int64], MenuBatch, NDArray[np.float64], NDArray[np.float64], NDArray[np.int64]]],
+    ]:
+        """The menu points left when those of ``rows`` are taken, and those taken (with each one's place in
+        ``rows``)."""
+        position = np.full(self.n, -1, dtype=np.int64)
+        position[rows] = np.arange(len(rows))
+        kept, taken = [], []
+        for group, batch, t, owed in self.menus:
+            at = position[group]
+            mine = at >= 0
+            if (~mine).any():
+                k = np.flatnonzero(~mine)
+                kept.append((group[k], _take_menus(batch, k), t[k], owed[k]))
+            if mine.any():
+                k = np.flatnonzero(mine)
+                taken.append((group[k], _take_menus(batch, k), t[k], owed[k], at[k]))
+        return kept, taken
+
+    def answer_menus(self, rows: NDArray[np.int64], levels: NDArray[np.int64]) -> None:
+        """Answer the menu points of these frozen rows (one menu of slot levels per row); their days go on.
+
+        Each row runs on to where it would have been had the menu been answered at once: the rest of its
+        events up to the day process's next moment, then what of its day follows (the morning, the decision
+        point, or the evening); a row may freeze again (a decision point, another menu point) or end.
+
+        Raises:
+            RuleViolation: A menu shows a capped level; nothing is applied and the rows stay frozen.
+        """
+        rows = np.asarray(rows, dtype=np.int64)
+        levels = np.asarray(levels, dtype=np.int64).reshape(len(rows), -1)
+        if np.any(self.phase[rows] != Phase.MENU):
+            raise RuntimeError("answer_menus(): every row must be frozen at a menu point")
+        assert self.desk is not None
+        kept, taken = self._menus_of(rows)
+        answers = [MenuDecisionBatch(levels[at], np.full(len(at), np.nan)) for *_, at in taken]
+        for (_, batch, *_), menus in zip(taken, answers, strict=True):
+            self.desk.rules.check(batch, menus)
+        self.menus = kept
+        self._in_events = True  # (the choice happens at the menu point's moment, inside the row's events)
+        try:
+            for (group, batch, t, owed, _), menus in zip(taken, answers, strict=True):
+                self.desk.carry_out(batch, menus, group, t, owed)
+        finally:
+            self._in_events = False
+        self.phase[rows] = Phase.RUNNING
+        for stage in (_AFTER_WAKE, _AFTER_DECISION_POINT, _AFTER_EVENING):
+            sub = rows[self._resume_stage[rows] == stage]
+            if not len(sub):
+                continue
+            until = self._resume_until[sub]
+            self._run_events(sub, until, stage, self._resume_made[sub])
+            go = self.phase[sub] != Phase.MENU
+            sub, until = sub[go], until[go]
+            if stage == _AFTER_WAKE:
+                self.clock[sub] = until
+                going = self._morning_rest(sub)
+                self._draw_payments(going)
+                self._evening(going)
+            elif stage == _AFTER_DECISION_POINT:
+                self.phase[sub] = Phase.DECIDING  # (its decision point is among the frozen ones)
+            else:
+                self._evening_rest(sub, until)
+
+    def _resolve_cases(self, codes: NDArray[np.int64], t: Time) -> None:
+        """Staff resolve the custom cases of these queued codes (``-1 - case``)."""
+        assert self.desk is not None
+        self.desk.resolve(-1 - codes, t)
+
     def take_outcome_events(self) -> list[EventChunk]:
         """The outcome events logged since the last call (and forget them)."""
         out, self.outcome_events = self.outcome_events, []
@@ -272,16 +418,23 @@ class VectorWorld(World):
         clock, day = self.clock[rows], self.local_day[rows]
         # The day process sleeps until the morning only when it is not already there (day 0 starts at once).
         wake = np.where(clock < day, engine.after(clock, engine.until_morning(clock, day)), clock)
-        self._run_events(rows, wake)
+        self._run_events(rows, wake, _AFTER_WAKE)
+        if self.menus:
+            keep = self.phase[rows] != Phase.MENU
+            rows, wake = rows[keep], wake[keep]
         self.clock[rows] = wake
+        return self._morning_rest(rows)
+
+    def _morning_rest(self, rows: NDArray[np.int64]) -> NDArray[np.int64]:
+        """The morning of these rows after the events before it: the day's start and its decision points."""
         ids, kinds, installments = self._begin_day(rows)
         if not len(ids):
             return rows
         # A decision point: what was due at this moment runs before the world waits for the answer.
-        self._run_events(ids, self.clock[ids])
+        self._run_events(ids, self.clock[ids], _AFTER_DECISION_POINT)
         order = np.argsort(ids, kind="stable")
         self._freezing.append((ids[order], kinds[order], installments[order]))
-        self.phase[ids] = Phase.DECIDING
+        self.phase[ids[self.phase[ids] != Phase.MENU]] = Phase.DECIDING  # (one at a menu point: after it)
         return rows[self.phase[rows] == Phase.RUNNING]
 
     def _evening(self, rows: NDArray[np.int64]) -> None:
@@ -290,7 +443,15 @@ class VectorWorld(World):
             return
         clock, day = self.clock[rows], self.local_day[rows]
         evening = engine.after(clock, engine.until_evening(clock, day))
-        self._run_events(rows, evening)
+        self._run_events(rows, evening, _AFTER_EVENING)
+        if self.menus:
+            keep = self.phase[rows] != Phase.MENU
+            rows, evening = rows[keep], evening[keep]
+        self._evening_rest(rows, evening)
+
+    def _evening_rest(self, rows: NDArray[np.int64], evening: NDArray[np.float64]) -> None:
+        """These rows' evening after the day's events: its payments, then the next day or the end."""
+        day = self.local_day[rows]
         self.clock[rows] = evening
         self._end_day(rows, evening)
         ended = _ENDED[self.ledger.status[rows]] | (day + 1 >= self.days)
@@ -298,22 +459,32 @@ class VectorWorld(World):
         self.phase[rows[~ended]] = Phase.RUNNING
         self.local_day[rows[~ended]] += 1
 
-    def _run_events(self, rows: NDArray[np.int64], until: NDArray[np.float64]) -> None:
+    def _run_events(
+        self,
+        rows: NDArray[np.int64],
+        until: NDArray[np.float64],
+        stage: int,
+        made: NDArray[np.int64] | None = None,
+    ) -> None:
         """Run each row's pending events that come before the day process's next moment ``until``.
 
         In the one-arrangement world the day process sleeps on a SimPy timeout created at that moment, so
         events already pending come first, ties included, and events created later come after: the bound
-        takes the next creation number. Events run in rounds: each round takes the next event of every row
-        that has one (a row's events keep their order), and runs the events of all rows in the round as one
-        call per kind (messages sent, delivered, noticed, opened, calls connected, letters posted), with
-        each message's own time.
+        takes the next creation number (``made``: each row's, when a run stopped at a menu point resumes).
+        A row whose event brings a menu point asked from outside stops there (:attr:`Phase.MENU`): what of its
+        day comes after the events (``stage``) waits with its bound until :meth:`answer_menus`.
+
+        Events run in rounds: each round takes the next event of every row that has one (a row's events keep
+        their order), and runs the events of all rows in the round as one call per kind (messages sent,
+        delivered, noticed, opened, calls connected, letters posted), with each message's own time.
         """
         due = self.next_event[rows] <= until
         if not due.any():
             return
         rows, until = rows[due], until[due]
         q = self._queue
-        bound_made = q.new_numbers(1)  # the day process's timeout is created now
+        bound_made = np.zeros(self.n, dtype=np.int64)
+        bound_made[rows] = q.new_numbers(1) if made is None else made[due]  # the day process's timeout
         bound = np.full(self.n, -np.inf)
         bound[rows] = until
         # Rows in a round go in the order given (so do their messages in each call), as the heaps did.
@@ -333,7 +504,7 @@ class VectorWorld(World):
                     break
                 hrow, htime, hmade, entries, group = heads
                 limit = bound[hrow]
-                ready = (htime < limit) | ((htime == limit) & (hmade < bound_made))
+                ready = (htime < limit) | ((htime == limit) & (hmade < bound_made[hrow]))
                 # Rows done: no event left, or the next one comes after the bound (the day process resumes).
                 finished = hrow[~ready]
                 self.next_event[finished] = htime[~ready]
@@ -358,6 +529,16 @@ class VectorWorld(World):
                 for kind in dict.fromkeys(first_kinds.tolist()):  # actions in order of their first row
                     mine = kinds == kind
                     q.actions[kind](mids[mine], times[mine])
+                if self.menus:  # rows now at a menu point stop; their events resume once it is answered
+                    held = hrow[ready][self.phase[hrow[ready]] == Phase.MENU]
+                    held = held[active[held]]
+                    if len(held):
+                        active[held] = False
+                        left -= len(held)
+                        self._resume_stage[held] = stage
+                        self._resume_until[held] = bound[held]
+                        self._resume_made[held] = bound_made[held]
+                        self.next_event[held] = -np.inf  # (their next event is found when they resume)
         finally:
             self._in_events = False
 
@@ -392,7 +573,11 @@ class VectorWorld(World):
         time, created in increasing order of time (as :meth:`World._at_each` creates them)."""
         if not len(mids):
             return
-        rows = self.ledger.messages.row[mids]
+        if self.desk is not None and action == self.desk.resolve:  # custom cases, not messages
+            rows = np.asarray(self.desk._case_row, dtype=np.int64)[mids]
+            mids, action = -1 - mids, self._resolve_cases
+        else:
+            rows = self.ledger.messages.row[mids]
         # Decisions are applied at the row's morning; events are created at the time of the event running.
         now = self._now_of[rows] if self._in_events else self.clock[rows]
         when = engine.after(now, np.maximum(0.0, times - now))  # SimPy's arithmetic for a timeout
@@ -406,8 +591,41 @@ class VectorWorld(World):
             np.minimum.at(self.next_event, rows, when)
 
     def keeps(self, event: EventType) -> bool:
-        return event in OUTCOME_EVENTS
+        return event in self._kept
 
     def record(self, event: EventType, t: Time, rows: NDArray[np.int64], **columns: Any) -> None:
-        if event in OUTCOME_EVENTS and len(rows):
+        if event in self._kept and len(rows):
             self.outcome_events.append((event, np.asarray(rows), columns))
+
+
+def _by_name(batch: MenuBatch) -> dict[str, NDArray[Any]]:
+    return cast(dict[str, NDArray[Any]], batch.columns)
+
+
+def _take_menus(batch: MenuBatch, k: NDArray[np.int64]) -> MenuBatch:
+    """The menu points ``k`` of a batch."""
+    columns = cast(ContextColumns, {name: v[k] for name, v in _by_name(batch).items()})
+    return MenuBatch(
+        batch.space,
+        batch.menu_ids[k],
+        columns,
+        batch.concessions[k],
+        batch.costs_waived[k],
+        batch.mask[k],
+        {name: f[k] for name, f in batch.forbidden.items()},
+    )
+
+
+def _concat_menus(batches: list[MenuBatch]) -> MenuBatch:
+    """Menu points of several batches in one."""
+    names = sorted({name for b in batches for name in b.forbidden})
+    first = batches[0]
+    return MenuBatch(
+        first.space,
+        np.concatenate([b.menu_ids for b in batches]),
+        cast(ContextColumns, {n: np.concatenate([_by_name(b)[n] for b in batches]) for n in _by_name(first)}),
+        np.concatenate([b.concessions for b in batches]),
+        np.concatenate([b.costs_waived for b in batches]),
+        np.concatenate([b.mask for b in batches]),
+        {n: np.concatenate([b.forbidden.get(n, np.zeros_like(b.mask)) for b in batches]) for n in names},
+    )

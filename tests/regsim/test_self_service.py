@@ -365,10 +365,3 @@ def test_the_ownership_effect_raises_completion_of_chosen_plans_and_off_changes_
     # Switched off, its theta counts for nothing: the world is that of a zero effect, bit for bit.
     log_disabled, _ = plan_choosers_completion(theta=0.6, enabled=False)
     assert fingerprint(log_disabled) == fingerprint(log_off)
-
-
-def test_the_vector_world_refuses_self_service() -> None:
-    from regsim.vector_world import VectorWorld
-
-    with pytest.raises(ValueError, match=r"self_service\.enabled"):
-        VectorWorld(world_with(), 4)
