@@ -107,8 +107,8 @@ def vector_world(menus: bool, skip: bool) -> Recording:
         world.advance()
         points = world.menu_points()
         if points is not None:  # menus first: a row at a menu point is mid-event
-            rows, batch = points
-            world.answer_menus(rows, tailored(batch).levels)
+            menu_rows, menus_asked = points
+            world.answer_menus(menu_rows, tailored(menus_asked).levels)
             continue
         if not world.frozen:
             break
