@@ -17,8 +17,9 @@ first trial, run in generations of ``popsize``
 trials evaluated in parallel (:func:`experiments.calibration.simulation.run_points`). CMA-ES needs no gradient,
 which the objective does not have in any useful sense (a simulation is piecewise constant in a parameter at a
 fixed seed). Then a local linear model of the moments around the best trial (:class:`LocalModel`: least squares
-over ``3P`` simulations uniform in a box of +-15% of each range, same seed, plus the CMA-ES trials inside it),
-and one Gauss-Newton step on it, kept only if it lowers Q. The local model's Jacobian and noise are reused for
+over ``6P`` simulations uniform in a box of +-30% of each range, each with its own seed), and one Gauss-Newton
+step on it, evaluated at the common seed and kept only if it lowers Q.
+The local model's Jacobian and noise are reused for
 the intervals (:mod:`experiments.calibration.inference`). Finite differences were tried first: at a fixed seed
 their Jacobian over a step of 5% of the range was dominated by the simulation's roughness (the curvature it gave
 fell 50-fold when the step was made 8 times larger), so intervals from it were far too narrow.
@@ -130,9 +131,9 @@ class LocalModel:
 
     :math:`m_k(\\theta) \\approx a_k + J_k (\\theta - c)`, fitted per moment over simulations at points around
     ``c``. At a fixed seed a simulation is a step function of a parameter (each debtor's discrete outcomes flip
-    at thresholds), so a finite difference over a small step measures that roughness, not the slope; a
-    regression over points spread over :data:`LOCAL_SPREAD` of each range averages it out, and its residual
-    variance says how much is left (:attr:`noise`).
+    at thresholds), so a finite difference over a small step measures that roughness, not the slope. The
+    regression runs over points spread over :data:`LOCAL_SPREAD` of each range, each with its own seed, so the
+    roughness is independent noise that its residual variance measures (:attr:`residual_var`).
 
     Attributes:
         center: ``c``, shape ``(P,)``.
@@ -152,7 +153,9 @@ class LocalModel:
 
 
 #: Half-width of the local design around the optimum, as a share of each parameter's range.
-LOCAL_SPREAD = 0.15
+LOCAL_SPREAD = 0.3
+#: The local design's point ``i`` runs with seed ``LOCAL_SEED_OFFSET + seed + i``.
+LOCAL_SEED_OFFSET = 1_000_003
 
 
 def local_points(
@@ -234,7 +237,7 @@ def fit(
         workers: Parallel simulations.
         ray_address: A Ray cluster.
         quiet: No progress output.
-        local: Simulations of the local design (default ``3P``, at least ``P + 2``).
+        local: Simulations of the local design (default ``6P``, at least ``P + 2``).
 
     Raises:
         ValueError: ``trials`` < 1.
@@ -245,7 +248,7 @@ def fit(
         raise ValueError(f"trials: expected an integer >= 1, got {trials}")
     started = time.perf_counter()
     spec = job.spec
-    local = max(local if local is not None else 3 * len(spec), len(spec) + 2)
+    local = max(local if local is not None else 6 * len(spec), len(spec) + 2)
     objective = Objective.from_log(moments, job.arrangements)
     lows, widths = spec.lows, spec.highs - spec.lows
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -255,7 +258,6 @@ def fit(
     study = optuna.create_study(direction="minimize", sampler=sampler)
     study.enqueue_trial(x0)  # the base world's values are the first trial
     history: list[Trial] = []
-    sims: list[NDArray[np.float64]] = []
     best_value, best_theta, best_sim = math.inf, _start(job), np.full(len(objective.target), np.nan)
     replay = ReplayStats()
     generations = math.ceil(trials / popsize)
@@ -277,7 +279,6 @@ def fit(
             q = objective.value(res.values)
             study.tell(t, q)
             history.append(Trial(tuple(float(x) for x in th), q, "cma-es"))
-            sims.append(res.values)
             if q < best_value:
                 best_value, best_theta, best_sim, replay = q, th, res.values, res.replay
         if not quiet:
@@ -286,9 +287,14 @@ def fit(
             )
     rng = np.random.default_rng([seed, 0x4C4F43])  # the local design's own stream
     points = local_points(job, best_theta, local, rng)
+    # Each point of the local design has its own seed: at one seed the moments are a rough function of the
+    # parameters at every scale, so a regression over one seed's points inherits a slope that is roughness, which
+    # no residual shows; over independent seeds the roughness is independent noise, which the residual variance
+    # measures and scaled_curvature takes off.
+    seeds = [LOCAL_SEED_OFFSET + seed + i for i in range(len(points))]
     results = run_points(
         job,
-        [(p, seed) for p in points],
+        list(zip(points, seeds, strict=True)),
         executor=executor,
         workers=workers,
         ray_address=ray_address,
@@ -297,11 +303,8 @@ def fit(
     )
     for p, r in zip(points, results, strict=True):
         history.append(Trial(tuple(float(x) for x in p), objective.value(r.values), "local"))
-    # The regression uses the local design and every CMA-ES trial inside its box.
-    box = [(np.array(t.values), v) for t, v in zip(history[: len(sims)], sims, strict=True)]
-    near = [(th, v) for th, v in box if np.all(np.abs(th - best_theta) <= LOCAL_SPREAD * widths + 1e-12)]
-    design_x = np.array(list(points) + [th for th, _ in near])
-    design_y = np.array([r.values for r in results] + [v for _, v in near])
+    design_x = np.array(points)
+    design_y = np.array([r.values for r in results])
     model = local_model(design_x, design_y, best_theta, widths)
     candidate = spec.clip(best_theta + gauss_newton_step(objective, model, widths))
     (res,) = run_points(job, [(candidate, seed)], executor="local", workers=1, quiet=True)
