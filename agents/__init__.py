@@ -5,6 +5,7 @@ Importing this package registers every policy; make one with :func:`agents.make`
 
 from agents import artifact as _artifact  # noqa: F401  (registers make("artifact", path=...))
 from agents import bandits as _bandits  # noqa: F401  (registers the contextual bandits)
+from agents import menus as _menus  # noqa: F401  (registers the self-service menu policies)
 from agents import oracle as _oracle  # noqa: F401  (registers the one-step oracle)
 from agents import reference as _reference  # noqa: F401  (registers the reference policies)
 from agents import rules_based as _rules_based  # noqa: F401  (registers the rule-based policies)

@@ -235,6 +235,9 @@ def train_online(
         n = max(50, math.ceil(share * (steps - training.decisions) / rate))
         world_seed = training_seed(seed, len(training.runs))
         result = simulate(config, policy, arrangements=n, months=months, seed=world_seed)
+        learn_from_run = getattr(policy, "learn_from_run", None)
+        if callable(learn_from_run):  # a learner of what only the run's log shows (the menus of agents.menus)
+            learn_from_run(result)
         run = _summarise(result, config, world_seed, n, months)
         if run.decisions == 0:
             raise ValueError(f"online run {len(training.runs)} (seed {world_seed}, {n} arrangements) made no decisions")

@@ -21,7 +21,7 @@ __all__ = ["AGENT_KINDS", "BANDIT_KINDS", "DEEP_RL_KINDS", "AgentConfig", "Train
 #: Agents trained by :func:`agents.train.train_policy` (Stable-Baselines3).
 DEEP_RL_KINDS: tuple[str, ...] = ("maskable-ppo", "ppo", "dqn")
 #: Agents trained online on the population simulator (:mod:`agents.online`).
-BANDIT_KINDS: tuple[str, ...] = ("epsilon-greedy", "linucb", "linear-ts")
+BANDIT_KINDS: tuple[str, ...] = ("epsilon-greedy", "linucb", "linear-ts", "menu-ts")
 AGENT_KINDS: tuple[str, ...] = (*DEEP_RL_KINDS, *BANDIT_KINDS)
 
 # SB3 constructor arguments that train_policy sets itself (a config may not).
@@ -59,7 +59,7 @@ class AgentConfig(_Section):
     """One agent to train: its report name, kind, hyperparameters and budget."""
 
     name: str = Field(..., description="Report name; also the folder name under agents/ and tb/.")
-    kind: Literal["maskable-ppo", "ppo", "dqn", "epsilon-greedy", "linucb", "linear-ts"]
+    kind: Literal["maskable-ppo", "ppo", "dqn", "epsilon-greedy", "linucb", "linear-ts", "menu-ts"]
     hyperparameters: dict[str, Any] = Field(
         default_factory=dict,
         description="SB3 constructor arguments (algo_kwargs) for deep RL, constructor arguments for bandits.",
