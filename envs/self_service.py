@@ -2,8 +2,9 @@
 
 One arrangement per episode, one step per **menu point** (a debtor in arrears who cannot pay follows a reminder's
 link); the arrangement's own decision points are answered by a fixed base policy (``static-dunning`` by default),
-so the agent learns the menu alone. The world is :mod:`regsim`'s with ``self_service.enabled``; the env adds no
-dynamics of its own.
+so the agent learns the menu alone. The env is one slot of :class:`envs.self_service_vec.SelfServiceVecEnv`
+(``regsim/SelfServiceVec-v0``), whose engine is :class:`regsim.vector_world.VectorWorld` with self-service on;
+it adds no dynamics of its own.
 """
 
 from __future__ import annotations
@@ -13,27 +14,12 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from gymnasium import spaces
 from numpy.typing import NDArray
 
-from regsim.arrangement import ArrangementStatus
-from regsim.config import WorldConfig, load_world_config
-from regsim.context import ContextBatch
-from regsim.decision import DecisionBatch
-from regsim.eventlog import EventType
-from regsim.features import FEATURE_LAYOUT, FEATURE_VERSION, features
-from regsim.menu import SLOT_NAMES, MenuBatch, MenuDecisionBatch
-from regsim.runoff import covering_months
-from regsim.world import World
+from envs.self_service_vec import SelfServiceVecEnv
+from regsim.config import WorldConfig
 
 __all__ = ["SelfServiceEnv"]
-
-_ID_RANGE = 2**31
-_ENDED = {int(s) for s in (ArrangementStatus.COMPLETED, ArrangementStatus.BROKEN, ArrangementStatus.REFERRED)}
-#: Debtors tried per reset before giving up: most visit the page at least once, some never fall behind.
-_MAX_DRAWS = 200
-#: Completion bonus of the reward, in reward units (EUR 300 at 0.01 per euro), as ``runoff_value``.
-_COMPLETION_BONUS = 3.0
 
 
 class SelfServiceEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
@@ -77,10 +63,15 @@ class SelfServiceEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
     * ``base_policy``: the registered policy answering the arrangement's own decision points.
     * ``months``: a fixed horizon in months (default ``None``: run-off).
     * ``world_seed``: the population's seed (default: the config's); debtors are drawn by the env's seed.
+    * ``search``: debtors run ahead to their first menu point (:class:`envs.self_service_vec.SelfServiceVecEnv`'s
+      engine; default 8): a reset costs less wall time, the episodes are the same.
 
     ## Version History
 
-    * v0: initial version (feature layout ``features-1`` plus two entries).
+    * v0: initial version (feature layout ``features-1`` plus two entries). Since it runs as one slot of
+      ``regsim/SelfServiceVec-v0`` (rows of a vector world, quiet days skipped), a menu's choice is carried out
+      at the moment of its menu point, before any other event of that moment (the SimPy world had carried it
+      out after them): episodes differ only where two events of the arrangement fall on the very same moment.
     """
 
     metadata: dict[str, Any] = {"render_modes": []}  # noqa: RUF012
@@ -92,31 +83,20 @@ class SelfServiceEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         base_policy: str = "static-dunning",
         months: int | None = None,
         world_seed: int | None = None,
+        search: int = 8,
     ) -> None:
-        base = config if isinstance(config, WorldConfig) else WorldConfig() if config is None else None
-        if base is None:
-            base = load_world_config(config)  # type: ignore[arg-type]
-        self.config = base.with_overrides(self_service={"enabled": True})
-        import agents  # (here: agents builds on envs, so envs imports it only when an env is made)
-
-        self.base = agents.make(base_policy)
-        self.months = int(months if months is not None else covering_months(self.config))
-        if self.months < 1:
-            raise ValueError(f"months: must be >= 1, got {self.months}")
-        self.world_seed = int(world_seed if world_seed is not None else self.config.simulation.seed)
-        probe = World(self.config, None, arrangements=1, months=1, seed=self.world_seed)
-        assert probe.desk is not None
-        self.menu_space = probe.desk.space
-        self.action_space = spaces.MultiDiscrete(np.array(self.menu_space.nvec, dtype=np.int64))
-        low = np.array([f.low for f in FEATURE_LAYOUT] + [0.0, 0.0], dtype=np.float32)
-        high = np.array([f.high for f in FEATURE_LAYOUT] + [1.0, 1.0], dtype=np.float32)
-        self.observation_space = spaces.Box(low, high, dtype=np.float32)
-        self.feature_version = FEATURE_VERSION
-        self._space = probe.space
-        self.world: World | None = None
-        self._menu: MenuBatch | None = None
-        self._obs = np.zeros(len(low), dtype=np.float32)
-        self._replaced = 0
+        self.vec = SelfServiceVecEnv(
+            1, config=config, base_policy=base_policy, months=months, world_seed=world_seed, search=search
+        )
+        self.config = self.vec.config
+        self.base = self.vec.base
+        self.months = self.vec.months
+        self.world_seed = self.vec.world_seed
+        self.menu_space = self.vec.menu_space
+        self.action_space = self.vec.single_action_space
+        self.observation_space = self.vec.single_observation_space
+        self.feature_version = self.vec.feature_version
+        self._started = False
 
     # -- Gymnasium API ------------------------------------------------------------------------------------
     def reset(
@@ -125,85 +105,31 @@ class SelfServiceEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         super().reset(seed=seed)
         if options:
             raise ValueError(f"options: unknown keys {sorted(options)}; allowed: none")
-        self._replaced = 0
-        for _ in range(_MAX_DRAWS):
-            debtor = int(self.np_random.integers(0, _ID_RANGE))
-            self.world = World(
-                self.config,
-                None,
-                arrangements=1,
-                months=self.months,
-                seed=self.world_seed,
-                first_id=debtor,
-                policy_name=self.base.name,
-                policy_version=self.base.version,
-                sample_queues=False,
-                dedicated_capacity=True,
-            )
-            assert self.world.desk is not None
-            self.world.desk.external = True
-            if self._advance():
-                return self._obs.copy(), self._info()
-        raise RuntimeError(f"no debtor of {_MAX_DRAWS} drawn reached a menu point within {self.months} months")
+        if seed is not None or not self._started:  # the slot draws its debtors by this env's generator
+            self.vec.set_generators({0: self.np_random})
+        self._started = True
+        obs, info = self.vec.reset()
+        return obs[0].copy(), _single(info)
 
     def step(self, action: NDArray[np.int64]) -> tuple[NDArray[np.float32], float, bool, bool, dict[str, Any]]:
-        if self.world is None or self._menu is None:
+        if not self._started:
             raise RuntimeError("call reset() before step()")
-        w, desk = self.world, self.world.desk
-        assert desk is not None
         levels = np.asarray(action, dtype=np.int64).reshape(1, -1)
-        if levels.shape[1] != len(SLOT_NAMES):
-            raise ValueError(f"action: expected {len(SLOT_NAMES)} slot levels {self.menu_space.nvec}")
-        allowed = np.take_along_axis(self._menu.mask, levels + np.array(self.menu_space.offsets)[None, :], axis=1)
-        if not allowed.all():
-            self._replaced += 1
-            levels = np.where(allowed, levels, 0)
-        cursor = w.log.n_chunks
-        desk.submit(MenuDecisionBatch(levels, np.full(1, np.nan)))
-        reached = self._advance()
-        reward = 0.0
-        for event, _, cols in w.log.chunks_since(cursor):
-            amount = np.nansum(np.atleast_1d(np.asarray(cols.get("amount_eur", 0.0), dtype=np.float64)))
-            if event == EventType.PAYMENT:
-                reward += 0.01 * amount
-            elif event in (EventType.MESSAGE_SENT, EventType.CASE_RESOLVED, EventType.CONCESSION):
-                reward -= 0.01 * amount
-            elif event == EventType.COMPLETED:
-                reward += _COMPLETION_BONUS
-        terminated = int(w.ledger.status[0]) in _ENDED
-        truncated = not reached and not terminated
-        return self._obs.copy(), float(reward), terminated, truncated, self._info()
+        if levels.shape[1] != len(self.menu_space.nvec):
+            raise ValueError(f"action: expected {len(self.menu_space.nvec)} slot levels {self.menu_space.nvec}")
+        obs, reward, terminated, truncated, info = self.vec.step(levels)
+        return obs[0].copy(), float(reward[0]), bool(terminated[0]), bool(truncated[0]), _single(info)
 
     def action_masks(self) -> NDArray[np.bool_]:
         """The menu rules' flat mask of the current menu point (as ``MaskablePPO`` expects)."""
-        if self._menu is None:
-            return np.ones(self.menu_space.mask_size, dtype=bool)
-        return self._menu.mask[0].copy()
+        return self.vec.action_masks()[0]
 
-    # -- helpers ------------------------------------------------------------------------------------------
-    def _advance(self) -> bool:
-        """Run the world to its next menu point (True), answering arrangement decisions with the base policy."""
-        assert self.world is not None and self.world.desk is not None
-        w, desk = self.world, self.world.desk
-        while True:
-            point = desk.next_point()
-            if point is None:
-                return False
-            if isinstance(point, MenuBatch):
-                self._menu = point
-                ctx = ContextBatch(self._space, point.columns, np.ones((1, self._space.mask_size), dtype=bool))
-                extra = np.array([min(float(point.concessions[0]), 3.0) / 3.0, float(point.costs_waived[0])])
-                self._obs = np.concatenate([features(ctx)[0], extra.astype(np.float32)])
-                return True
-            w.submit(DecisionBatch.from_decisions(self.base.decide_batch(point)))
 
-    def _info(self) -> dict[str, Any]:
-        assert self.world is not None
-        w = self.world
-        masked = self._menu.masked_by(0) if self._menu is not None else {}
-        return {
-            "arrangement_id": int(w.gid[0]),
-            "replaced_actions": self._replaced,
-            "masked_by": {f"{SLOT_NAMES[s]}={lv}": rules for (s, lv), rules in masked.items()},
-            "truth": {"debtor_type": int(w.pop.type[0])},
-        }
+def _single(info: dict[str, Any]) -> dict[str, Any]:
+    """Slot 0 of a vector info, as plain values."""
+    return {
+        "arrangement_id": int(info["arrangement_id"][0]),
+        "replaced_actions": int(info["replaced_actions"][0]),
+        "masked_by": dict(info["masked_by"][0]),
+        "truth": {"debtor_type": int(info["truth"]["debtor_type"][0])},
+    }

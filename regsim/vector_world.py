@@ -368,6 +368,8 @@ class VectorWorld(World):
             RuleViolation: A menu shows a capped level; nothing is applied and the rows stay frozen.
         """
         rows = np.asarray(rows, dtype=np.int64)
+        if not len(rows):
+            return
         levels = np.asarray(levels, dtype=np.int64).reshape(len(rows), -1)
         if np.any(self.phase[rows] != Phase.MENU):
             raise RuntimeError("answer_menus(): every row must be frozen at a menu point")
