@@ -121,7 +121,7 @@ def infer(spec: Spec, moments: LogMoments, fit: FitResult, sim_arrangements: int
     alpha = (1.0 - LEVEL) / 2.0
     low, high = np.quantile(draws, [alpha, 1.0 - alpha], axis=0)
     moved = fit.simulated[None, :] + (raw - fit.estimate[None, :]) @ model.jacobian.T
-    m_low, m_high = np.nanquantile(moved, [alpha, 1.0 - alpha], axis=0)
+    m_low, m_high = np.clip(np.nanquantile(moved, [alpha, 1.0 - alpha], axis=0), 0.0, 1.0)  # moments are shares
     ident = []
     for j, p in enumerate(spec.params):
         notes = []
