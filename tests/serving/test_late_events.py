@@ -101,6 +101,25 @@ def test_a_payment_stamped_before_the_decision_cancels_its_reminder(store_url: s
         assert _metric(api, 'regsim_cancelled_reminders_total{cause="payment"}') == 1.0
 
 
+def test_a_late_opt_out_is_taken_in_event_time_but_a_late_decision_is_refused(tmp_path: Path) -> None:
+    with TestClient(create_app(make_settings(f"sqlite:///{tmp_path / 'store.db'}")), headers=AUTH) as api:
+        pre = _start(api, 9)
+        channel = pre["action"]["channel"]
+        # The debtor opted out of the reminder's channel before the decision; the letter saying so came later.
+        late = api.post("/v1/events", json={"arrangement_id": 9, "type": "opt_out", "channel": channel, "time": 10.0})
+        assert late.status_code == 200, late.text
+        assert late.json()["late"] is True
+        assert channel in api.get("/v1/arrangements/9").json()["opted_out"]
+        # Decisions from now on respect it: the channel is masked by the opt-out rule.
+        after = api.post("/v1/decisions", json={"arrangement_id": 9, "kind": "pre_due", "time": 22.5})
+        assert after.status_code == 200, after.text
+        assert after.json()["action"]["channel"] != channel
+        assert any(m["part"] == "channel" and m["option"] == channel for m in after.json()["masked"])
+        # A decision is taken at the arrangement's present: one dated before its latest event is refused, saying so.
+        past = api.post("/v1/decisions", json={"arrangement_id": 9, "kind": "pre_due", "time": 21.0})
+        assert past.status_code == 409 and "arrangement's present" in past.json()["detail"]
+
+
 def test_a_late_event_the_history_cannot_take_is_refused_and_changes_nothing(tmp_path: Path) -> None:
     with TestClient(create_app(make_settings(f"sqlite:///{tmp_path / 's.db'}")), headers=AUTH) as api:
         _start(api, 9)
