@@ -4,19 +4,26 @@ The simulator is the one place where an off-policy estimate can be held against 
 seed, a log is simulated under a known stochastic logging policy (exact propensities: ``epsilon-mixture``,
 ``epsilon-greedy``, ``random``), every candidate is estimated on it by every estimator
 (:func:`agents.ope.estimators.estimate`, on :func:`agents.ope.logged.build_feedback`), and each candidate is run
-on-policy with the same seed (common random numbers: the same debtors and shocks). The truth of the
-per-decision estimand is the on-policy mean per-decision reward (``decision_value_eur`` of ``regsim simulate``),
-pooled over the seeds; of the per-arrangement estimand, the on-policy mean run-off net recovery.
+on-policy with the same seed (common random numbers: the same debtors and shocks). Every world here has
+dedicated capacity (:func:`experiments.ope_truth.simulate_log`: each arrangement its own collectors), so that an
+arrangement's life is a function of its own actions and a logged decision can be branched.
+
+Two truths, each row of the table naming its own (``truth_kind``):
+
+* ``branched`` (the per-decision estimand, under a fixed logger): the candidate's mean reward *on the logged
+  contexts*, what IPS and DR estimate. Each logged decision of a sample of the largest log is branched
+  (:func:`experiments.ope_truth.branched_truth`): the candidate's action there, the logger deciding after, on the
+  same random numbers; the branched rewards are pooled over the seeds (its standard error is ``truth_se``).
+* ``on-policy``: the candidate's own on-policy mean, pooled over the seeds: the run-off net recovery per arrangement
+  for the per-arrangement estimators (``pdis``, ``pddr``), whose estimand it is; and the mean per-decision reward
+  (``decision_value_eur`` of ``regsim simulate``) for the per-decision estimators under a learning logger, whose
+  decisions cannot be branched (its distribution at a decision depends on the log's other outcomes). That on-policy
+  mean is over the contexts the *candidate* leads to, not the per-decision estimand: a gap of the truth, not of
+  the estimator.
 
 Log sizes are nested: the log of ``n`` arrangements is the first ``n`` arrangements (by id) of the seed's largest
 log, so one simulation and one replay per seed and logging policy serve every size. The worlds are run off
 (each arrangement to its end or its cap, ``simulation.runoff_months_after_plan``), so every arrangement counts.
-
-What the per-decision truth is not. A per-decision estimator estimates the candidate's mean reward *on the logged
-contexts* (those the logging policy led to); the on-policy mean is over the contexts the candidate leads to. Where
-the candidate changes which decision points arise (a deferral, a due day), the two differ even with infinite data:
-that gap is part of the error reported here, as it is part of the error of an OPE estimate made to decide a
-deployment. The per-arrangement (sequential) estimand has no such gap.
 
 :func:`run_validation` returns a :class:`ValidationResult`: the table (estimator x log size x candidate x logging
 policy: relative error, relative bias, coverage) and, per estimator, the smallest log size at which it is within
@@ -28,7 +35,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -44,10 +51,9 @@ from agents.ope.logged import (
     decision_rewards,
     logged_decisions,
 )
+from experiments.ope_truth import branchable, branched_truth, simulate_log
 from regsim.config import WorldConfig
 from regsim.decision import Policy
-from regsim.runoff import RunoffCap
-from regsim.simulate import simulate
 
 __all__ = [
     "PolicyFactory",
@@ -77,6 +83,8 @@ class ValidationSpec:
         window_days: The per-decision feedback window (days).
         estimators: The per-decision estimators to run.
         interactions: The reward model's context x action interactions (slower; ``regsim ope``'s default).
+        truth_sample: Logged decisions per seed branched for the per-decision truth (a uniform random sample of the
+            largest log's counted decisions; ``None``: all of them).
     """
 
     behaviours: dict[str, PolicyFactory]
@@ -88,6 +96,7 @@ class ValidationSpec:
     window_days: float = DEFAULT_WINDOW_DAYS
     estimators: tuple[str, ...] = ESTIMATOR_NAMES
     interactions: bool = True
+    truth_sample: int | None = 3_000
 
     def __post_init__(self) -> None:
         if not self.behaviours or not self.candidates:
@@ -99,6 +108,8 @@ class ValidationSpec:
         unknown = [e for e in self.estimators if e not in ESTIMATOR_NAMES]
         if unknown:
             raise ValueError(f"estimators: unknown {unknown}; allowed: {list(ESTIMATOR_NAMES)}")
+        if self.truth_sample is not None and self.truth_sample < 1:
+            raise ValueError(f"truth_sample: expected a number of decisions >= 1 or None, got {self.truth_sample}")
 
 
 @dataclass(frozen=True)
@@ -111,7 +122,11 @@ class ValidationRow:
         arrangements: The log size (arrangements).
         estimand: ``per-decision`` or ``per-arrangement``.
         estimator: The estimator.
-        truth: The on-policy value (EUR per decision, or per arrangement), pooled over the seeds.
+        truth: The true value (EUR per decision, or per arrangement), pooled over the seeds.
+        truth_kind: Which truth: ``branched`` (the candidate on the logged contexts) or ``on-policy`` (see the
+            module docstring).
+        truth_se: The truth's standard error (branched: over the sampled decisions, clustered by arrangement;
+            on-policy: over the arrangements).
         mean_estimate: The mean estimate over the runs that gave one.
         relative_error: Mean over those runs of ``|estimate - truth| / |truth|``.
         relative_bias: ``(mean_estimate - truth) / |truth|``.
@@ -126,6 +141,8 @@ class ValidationRow:
     estimand: str
     estimator: str
     truth: float
+    truth_kind: str
+    truth_se: float
     mean_estimate: float
     relative_error: float
     relative_bias: float
@@ -212,6 +229,35 @@ class ValidationResult:
         return str(pool["relative_error"].idxmin())
 
 
+_CONTINUATION = 1_000_003  # offset of the seed of the logger that goes on deciding in the branches
+_TRUTH_TAG = 0x54525554  # ASCII "TRUT": the stream of the branched truth's sample of decisions
+
+
+@dataclass
+class _Pool:
+    """Values pooled over the seeds with their clusters (arrangements of a seed), for a mean and its error."""
+
+    values: list[np.ndarray] = field(default_factory=list)
+    clusters: list[np.ndarray] = field(default_factory=list)
+
+    def add(self, values: np.ndarray, arrangement_id: np.ndarray, seed: int) -> None:
+        self.values.append(np.asarray(values, dtype=np.float64))
+        self.clusters.append(np.asarray(arrangement_id, dtype=np.int64) + (seed << 32))
+
+    def mean(self) -> tuple[float, float]:
+        """The pooled mean and its standard error with arrangements as the units (``nan`` if empty)."""
+        if not self.values:
+            return math.nan, math.nan
+        v, c = np.concatenate(self.values), np.concatenate(self.clusters)
+        if not len(v):
+            return math.nan, math.nan
+        _, inverse = np.unique(c, return_inverse=True)
+        g = int(inverse.max()) + 1
+        resid = np.bincount(inverse, weights=v - v.mean(), minlength=g)
+        se = math.sqrt(g / (g - 1) * float(np.sum(resid**2))) / len(v) if g > 1 else math.nan
+        return float(v.mean()), se
+
+
 @dataclass
 class _Runs:
     """Estimates collected per cell: values, interval hits and refusals (truth applied at the end)."""
@@ -251,30 +297,45 @@ def run_validation(
     """
     started = time.perf_counter()
     say = progress or (lambda _: None)
-    cap = RunoffCap(months_after_plan=world.simulation.runoff_months_after_plan)
     largest = spec.sizes[-1]
-    truth_decisions: dict[str, list[float]] = {c: [] for c in spec.candidates}
-    truth_arrangements: dict[str, list[float]] = {c: [] for c in spec.candidates}
+    on_policy_decisions = {c: _Pool() for c in spec.candidates}
+    on_policy_arrangements = {c: _Pool() for c in spec.candidates}
+    branched = {(b, c): _Pool() for b in spec.behaviours for c in spec.candidates}
+    fixed = {b: branchable(make_beh(0)) for b, make_beh in spec.behaviours.items()}
     cells: dict[tuple[str, str, int, str, str], _Runs] = {}
     for seed in spec.seeds:
         for label, make in spec.candidates.items():
-            run = simulate(world, make(seed), arrangements=largest, runoff=cap, seed=seed)
-            rewards = decision_rewards(run.events, window_days=spec.window_days)
-            truth_decisions[label].extend(rewards.reward[rewards.closed].tolist())
-            truth_arrangements[label].extend(arrangement_values(run.events, world)[1].tolist())
+            events = simulate_log(world, make(seed), arrangements=largest, seed=seed)
+            rewards = decision_rewards(events, window_days=spec.window_days)
+            closed = rewards.closed
+            on_policy_decisions[label].add(rewards.reward[closed], rewards.arrangement_id[closed], seed)
+            ids, values = arrangement_values(events, world)
+            on_policy_arrangements[label].add(values, ids, seed)
         say(f"seed {seed}: on-policy truths of {len(spec.candidates)} candidates ({_since(started)})")
         for beh, make_beh in spec.behaviours.items():
-            log = simulate(world, make_beh(seed), arrangements=largest, runoff=cap, seed=seed)
-            everything = logged_decisions(log.events, world, window_days=spec.window_days)
+            events = simulate_log(world, make_beh(seed), arrangements=largest, seed=seed)
+            everything = logged_decisions(events, world, window_days=spec.window_days)
             behaviours = {lab: logged_behaviour(*lab.split(" ", 1)) for lab in np.unique(everything.policy).tolist()}
             arrangement_ids = np.unique(everything.rewards.arrangement_id)
             for label, make in spec.candidates.items():
                 candidate = make(seed)
+                if fixed[beh]:
+                    branch = branched_truth(
+                        world,
+                        seed,
+                        everything,
+                        make(seed),
+                        make_beh(_CONTINUATION + seed),
+                        rng=np.random.default_rng(np.random.SeedSequence([seed, _TRUTH_TAG])),
+                        sample=spec.truth_sample,
+                        window_days=spec.window_days,
+                    )
+                    branched[beh, label].add(branch.rewards, everything.rewards.arrangement_id[branch.rows], seed)
                 for size in spec.sizes:
                     subset = everything.of_arrangements(arrangement_ids[:size])
                     logged = everything.take(subset)
                     fb = build_feedback(
-                        log.events,
+                        events,
                         logged,
                         candidate,
                         config=world,
@@ -302,8 +363,13 @@ def run_validation(
             say(f"seed {seed}: {beh} logged, {len(spec.candidates)} candidates estimated ({_since(started)})")
     rows = []
     for (beh, label, size, estimand, name), runs in cells.items():
-        pool = truth_decisions[label] if estimand == "per-decision" else truth_arrangements[label]
-        truth = float(np.mean(pool)) if pool else math.nan
+        if estimand == "per-arrangement":
+            pool, kind = on_policy_arrangements[label], "on-policy"
+        elif fixed[beh]:
+            pool, kind = branched[beh, label], "branched"
+        else:
+            pool, kind = on_policy_decisions[label], "on-policy"
+        truth, truth_se = pool.mean()
         vals = np.array(runs.values, dtype=np.float64).reshape(-1, 3)
         n = len(vals)
         scale = abs(truth) if truth else math.nan
@@ -315,6 +381,8 @@ def run_validation(
                 estimand=estimand,
                 estimator=name,
                 truth=truth,
+                truth_kind=kind,
+                truth_se=truth_se,
                 mean_estimate=float(vals[:, 0].mean()) if n else math.nan,
                 relative_error=float(np.mean(np.abs(vals[:, 0] - truth)) / scale) if n else math.nan,
                 relative_bias=float((vals[:, 0].mean() - truth) / scale) if n else math.nan,
