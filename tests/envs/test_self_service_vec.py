@@ -125,3 +125,24 @@ def test_a_capped_level_is_shown_as_not_shown_and_counted() -> None:
     actions[slot, part] = index - env.menu_space.offsets[part]
     *_, info = env.step(actions)
     assert info["replaced_actions"][slot] == 1 and info["replaced_actions"].sum() == 1
+
+
+def test_maskable_ppo_trains_on_the_menu_env_and_shows_only_allowed_levels() -> None:
+    """A smoke test: sb3-contrib's MaskablePPO learns on ``SelfService-v0`` and its menus respect the masks."""
+    import torch
+    from sb3_contrib import MaskablePPO
+
+    torch.set_num_threads(1)
+    env = SelfServiceEnv(months=MONTHS)
+    model = MaskablePPO("MlpPolicy", env, n_steps=32, batch_size=16, n_epochs=2, seed=0, device="cpu")
+    model.learn(total_timesteps=64)
+    obs, _ = env.reset(seed=3)
+    for _ in range(10):
+        mask = env.action_masks()
+        action, _ = model.predict(obs, action_masks=mask, deterministic=False)
+        offsets = np.asarray(env.menu_space.offsets)
+        assert mask[offsets + np.asarray(action)].all()
+        obs, _, terminated, truncated, info = env.step(action)
+        assert info["replaced_actions"] == 0
+        if terminated or truncated:
+            obs, _ = env.reset()
