@@ -64,7 +64,7 @@ class SelfServiceEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
     * ``months``: a fixed horizon in months (default ``None``: run-off).
     * ``world_seed``: the population's seed (default: the config's); debtors are drawn by the env's seed.
     * ``search``: debtors run ahead to their first menu point (:class:`envs.self_service_vec.SelfServiceVecEnv`'s
-      engine; default 8): a reset costs less wall time, the episodes are the same.
+      engine; default 16): a reset costs less wall time, the episodes are the same.
 
     ## Version History
 
@@ -83,7 +83,7 @@ class SelfServiceEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         base_policy: str = "static-dunning",
         months: int | None = None,
         world_seed: int | None = None,
-        search: int = 8,
+        search: int = 16,
     ) -> None:
         self.vec = SelfServiceVecEnv(
             1, config=config, base_policy=base_policy, months=months, world_seed=world_seed, search=search

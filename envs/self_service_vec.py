@@ -77,7 +77,8 @@ class SelfServiceVecEnv(VectorEnv[NDArray[np.float32], NDArray[np.int64], NDArra
 
     Each slot owns ``1 + search`` rows of one :class:`regsim.vector_world.VectorWorld`: the row of its current
     episode, and the next ``search`` debtors of its draws, each run ahead to its first menu point (where it
-    waits) or to its end without one (it is dropped and the slot's next debtor takes the row). All rows advance
+    waits) or to its end without one (it is dropped and the slot's next debtor takes the row, once half of the
+    slot's run-ahead rows are free, so that they run together). All rows advance
     together, quiet days skipped, the arrangements' own decision points answered by the base policy in one batch.
     A slot's episodes are the first debtors of its draws, in order, that reach a menu point, whatever
     ``search`` and ``num_envs``: so slot ``i`` gives exactly the episodes of ``SelfService-v0`` reset with
@@ -255,11 +256,14 @@ class SelfServiceVecEnv(VectorEnv[NDArray[np.float32], NDArray[np.int64], NDArra
                 self._free[s].append(int(self._current[s]))
                 self._current[s] = -1
 
-    def _refill(self) -> None:
-        """Every free row of a slot takes the slot's next debtor, run ahead to its first menu point."""
+    def _refill(self, waiting: set[int]) -> None:
+        """Free rows of a slot take the slot's next debtors, run ahead to their first menu point: once half of
+        its run-ahead rows are free (so that they run together, one vectorised call for many), or at once when
+        the slot waits for its next episode and has none run ahead."""
         rows, ids = [], []
+        batch = max(1, (self.rows_per_slot - 1) // 2)
         for s in range(self.num_envs):
-            if self._free[s]:
+            if len(self._free[s]) >= batch or (s in waiting and not self._queue[s] and self._free[s]):
                 rng = self._rngs[s]
                 assert rng is not None
                 for row in sorted(self._free[s]):
@@ -278,7 +282,7 @@ class SelfServiceVecEnv(VectorEnv[NDArray[np.float32], NDArray[np.int64], NDArra
         w, phase = self.world, self.world.phase
         waiting = set(new.tolist())
         while True:
-            self._refill()
+            self._refill(waiting)
             w.advance()
             self._tally()
             if w.frozen:  # the arrangements' own decision points: the base policy, in one batch
