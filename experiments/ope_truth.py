@@ -205,6 +205,8 @@ class BranchedTruth:
         rewards: Their branched rewards.
         sampled: Whether ``rows`` is a uniform random sample of the counted decisions (else all of them).
         logged_value: The logged mean reward over the same decisions (the logger's own value there).
+        difference_se: Standard error of ``value - logged_value`` (paired on the decisions, clustered by
+            arrangement): much smaller than ``standard_error`` where the candidate is close to the logger.
     """
 
     value: float
@@ -213,6 +215,7 @@ class BranchedTruth:
     rewards: NDArray[np.float64]
     sampled: bool
     logged_value: float
+    difference_se: float
 
 
 def _clustered_se(values: NDArray[np.float64], cluster: NDArray[np.int64]) -> float:
@@ -274,4 +277,5 @@ def branched_truth(
         rewards=rewards,
         sampled=bool(sampled),
         logged_value=float(logged.rewards.reward[rows].mean()),
+        difference_se=_clustered_se(rewards - logged.rewards.reward[rows], cluster),
     )
