@@ -10,6 +10,8 @@
   and the segment labels of :data:`agents.evaluate.DEFAULT_SEGMENTS` (hidden ``debtor_type`` from ground truth,
   observable ``debt_band`` from the ``arrangement_created`` event) plus the debt itself.
 * ``mix.parquet``: messages sent, counted by (policy, seed, debtor_type, debt_band, channel, send hour).
+* ``menus.parquet`` (only with self-service on): per (policy, seed, arrangement), the menus shown, each option
+  offered and chosen, concessions and custom cases (:func:`experiments.report_menu.menu_rows`).
 * ``resources.parquet``: the queue samples of the shared resources (``SimulationResult.resources``: time,
   resource, queued, busy, capacity), tagged with policy and seed.
 
@@ -99,6 +101,7 @@ class RunDetails:
     _outcomes: list[pd.DataFrame] = field(default_factory=list)
     _mix: list[pd.DataFrame] = field(default_factory=list)
     _resources: list[pd.DataFrame] = field(default_factory=list)
+    _menus: list[pd.DataFrame] = field(default_factory=list)
     _seen: set[tuple[str, int]] = field(default_factory=set)
 
     def add(self, policy: str, seed: int, result: SimulationResult) -> None:
@@ -119,6 +122,10 @@ class RunDetails:
         labels = _labels(result)
         self._outcomes.append(_outcomes(key, result, labels))
         self._mix.append(_mix(key, result, labels))
+        if result.world.desk is not None:  # self-service on: the menus' summary (experiments.report_menu)
+            from experiments.report_menu import menu_rows
+
+            self._menus.append(menu_rows(key, result, labels))
         res = result.resources
         self._resources.append(
             pd.DataFrame(
@@ -169,6 +176,10 @@ class RunDetails:
             path = folder / f"{name}.parquet"
             pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path)
             paths[name] = path
+        if self._menus:
+            path = folder / "menus.parquet"
+            pq.write_table(pa.Table.from_pandas(pd.concat(self._menus, ignore_index=True), preserve_index=False), path)
+            paths["menus"] = path
         return paths
 
 

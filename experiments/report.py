@@ -10,7 +10,8 @@ arrangements, and the caveat that the world is simulated, with the calibration f
 does not meet named). Everything
 is inline (CSS, images); the page loads nothing from anywhere and runs no script.
 
-Every section has a stable ``id`` (:data:`SECTION_IDS`); a section whose input is missing (no trained agents:
+Every section has a stable ``id`` (:data:`SECTION_IDS`; with self-service on, ``self-service`` after ``queues``,
+:mod:`experiments.report_menu`); a section whose input is missing (no trained agents:
 no learning curves, no feature importance) says so in a sentence instead.
 
 :func:`load_run` returns the folder's tables as a :class:`RunData`, which ``notebooks/evaluation.ipynb`` uses
@@ -28,6 +29,7 @@ from pathlib import Path
 
 from experiments.plots import format_diff, format_value
 from experiments.report_html import _e, figure_data_uri
+from experiments.report_menu import menu_section
 from experiments.report_sections import (
     REPORT_KPIS,
     SEGMENT_KPIS,
@@ -149,11 +151,14 @@ def render_report(data: RunData) -> str:
         _channel_mix(data),
         _send_hour_mix(data),
         _queues(data),
+        menu := menu_section(data),  # only when the run's world had self-service on
         _learning_curves(data),
         _feature_importance(data),
         _sweep(data),
     ]
     ids = [i for i in SECTION_IDS if i != "sweep" or data.sweep is not None]
+    if menu:
+        ids.insert(ids.index("queues") + 1, "self-service")
     name = data.config.get("name") or data.run_dir.name
     return (
         "<!DOCTYPE html>\n<html lang='en'>\n<head>\n<meta charset='utf-8'>\n"
