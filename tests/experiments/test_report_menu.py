@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.patches import Rectangle
 
 import agents
 from agents.evaluate import evaluate
@@ -97,7 +98,7 @@ def test_the_section_is_in_the_report_only_with_self_service_on(menu_run: Path, 
     fig = uptake_figure(pd.read_parquet(menu_run / "evaluation" / "menus.parquet"), POLICIES)
     ax = fig.axes[0]
     assert "(%)" in ax.get_ylabel() and ax.get_xlabel()
-    heights = np.array([p.get_height() for p in ax.patches])
+    heights = np.array([p.get_height() for p in ax.patches if isinstance(p, Rectangle)])
     assert len(heights) == 7 * len(POLICIES) and heights.max() <= 100.0
     off = _run_folder(tmp_path / "off", WorldConfig(), n=40)  # (the whole report without it: test_report.py)
     assert not (off / "evaluation" / "menus.parquet").exists()
