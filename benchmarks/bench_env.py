@@ -1,9 +1,10 @@
-"""Benchmark of ``regsim/Arrangement-v0`` and ``regsim/ArrangementVec-v0``: steps/s and the env's share of training.
+"""Benchmark of ``regsim/Arrangement-v0``, ``regsim/ArrangementVec-v0`` and the self-service menu envs: steps/s, shares.
 
 Run from the repository root (one core)::
 
     python -m benchmarks.bench_env [--seconds 20] [--train-steps 8192] [--vec-envs 64 256 1024 2048 4096] \
-        [--vec-seconds 20] [--vec-train-envs 2048 4096] [--vec-n-steps 16] [--vec-train-steps 65536]
+        [--vec-seconds 20] [--vec-train-envs 2048 4096] [--vec-n-steps 16] [--vec-train-steps 65536] \
+        [--menu-envs 1 64 256] [--menus-only]
 
 1. Steps per second of a single env under random *masked* actions (``env.action_space.sample()`` draws among
    the allowed options), episodes reset as they end.
@@ -26,6 +27,15 @@ Run from the repository root (one core)::
    ``--worker-envs`` N and ``--workers`` count: steps per second of wall time under random masked actions, with
    the ratio to one process (``workers`` 1, measured in the same run) and the workers' start-up time. Every
    worker needs a core of its own: run it on a quiet machine.
+
+7. The self-service menu envs (issue 18): ``regsim/SelfService-v0`` (one menu point per step) under random
+   masked menus for ``--seconds``, and ``regsim/SelfServiceVec-v0`` for each ``--menu-envs`` N for
+   ``--vec-seconds``, each with its ratio to the arrangement env's steps per second measured in the same run
+   (``Arrangement-v0`` for the single env; ``ArrangementVec-v0`` at the same N, measured for these N). A menu
+   step costs more than a decision step: between two menu points the world answers several of the
+   arrangement's own decision points, and a reset runs debtors until one reaches a menu point.
+   ``--menus-only`` runs 1., the arrangement vector env at the ``--menu-envs`` N and 7. alone (results to
+   ``benchmarks/results/env_menus.json``).
 
 Steps per second are given per second of wall time and per second of this process's CPU time
 (``time.process_time``): on a machine shared with other work the wall-clock rate understates what one core
@@ -159,6 +169,93 @@ def vector_random_masked_steps(num_envs: int, seconds: float, skip_quiet_days: b
         "cpu_steps_per_second": vector_steps * num_envs / cpu,
         "skip_quiet_days": skip_quiet_days,
     }
+
+
+def menu_random_masked_steps(seconds: float) -> dict[str, float]:
+    """Steps (menu points) per second of ``regsim/SelfService-v0`` under random masked menus."""
+    env = envs.SelfServiceEnv()
+    rng = np.random.default_rng(0)
+    space = env.menu_space
+    t = time.perf_counter()
+    env.reset(seed=0)
+    reset_seconds = time.perf_counter() - t
+    steps = episodes = 0
+    start, cpu = time.perf_counter(), time.process_time()
+    while steps == 0 or time.perf_counter() - start < seconds:
+        menu = random_masked_masks(env.action_masks()[None, :], space.offsets, space.nvec, rng)[0]
+        *_, terminated, truncated, _ = env.step(menu)
+        steps += 1
+        if terminated or truncated:
+            env.reset()
+            episodes += 1
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
+    return {
+        "steps": steps,
+        "episodes": episodes,
+        "seconds": elapsed,
+        "cpu_seconds": cpu,
+        "first_reset_seconds": reset_seconds,
+        "steps_per_second": steps / elapsed,
+        "cpu_steps_per_second": steps / cpu,
+        "steps_per_episode": steps / max(episodes, 1),
+    }
+
+
+def menu_vector_random_masked_steps(num_envs: int, seconds: float) -> dict[str, float]:
+    """Steps (menu points) per second summed over the slots of ``regsim/SelfServiceVec-v0``."""
+    vec = envs.SelfServiceVecEnv(num_envs)
+    rng = np.random.default_rng(0)
+    space = vec.menu_space
+    t = time.perf_counter()
+    vec.reset(seed=0)
+    reset_seconds = time.perf_counter() - t
+    vector_steps = episodes = 0
+    start, cpu = time.perf_counter(), time.process_time()
+    while vector_steps == 0 or time.perf_counter() - start < seconds:
+        menus = random_masked_masks(vec.action_masks(), space.offsets, space.nvec, rng)
+        *_, terminated, truncated, _ = vec.step(menus)
+        vector_steps += 1
+        episodes += int(np.sum(terminated | truncated))
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
+    return {
+        "num_envs": num_envs,
+        "steps": vector_steps * num_envs,
+        "episodes": episodes,
+        "seconds": elapsed,
+        "cpu_seconds": cpu,
+        "reset_seconds": reset_seconds,
+        "steps_per_second": vector_steps * num_envs / elapsed,
+        "cpu_steps_per_second": vector_steps * num_envs / cpu,
+    }
+
+
+def menu_section(args: argparse.Namespace, rand: dict[str, float], vector: list[dict[str, Any]]) -> dict[str, Any]:
+    """7.: the menu envs, printed beside the arrangement envs' rates of the same run (their ratios)."""
+    single = menu_random_masked_steps(args.seconds)
+    single["ratio_to_arrangement"] = single["steps_per_second"] / rand["steps_per_second"]
+    single["cpu_ratio_to_arrangement"] = single["cpu_steps_per_second"] / rand["cpu_steps_per_second"]
+    print("self-service menus (issue 18) on one core, beside the arrangement env of this run")
+    print(
+        f"  regsim/SelfService-v0       {single['steps_per_second']:>10,.1f} menu steps/s "
+        f"({single['cpu_steps_per_second']:,.1f} per CPU second)   x{single['ratio_to_arrangement']:.3f} "
+        f"Arrangement-v0's {rand['steps_per_second']:,.0f}   ({single['steps_per_episode']:.1f} steps/episode)"
+    )
+    by_n = {v["num_envs"]: v for v in vector}
+    menus = []
+    for n in args.menu_envs:
+        m = menu_vector_random_masked_steps(n, args.vec_seconds)
+        ref = by_n.get(n)
+        m["ratio_to_single_menu_env"] = m["steps_per_second"] / single["steps_per_second"]
+        line = (
+            f"  regsim/SelfServiceVec-v0 N = {n:>5} {m['steps_per_second']:>10,.1f} menu steps/s "
+            f"({m['cpu_steps_per_second']:,.1f} per CPU second)   x{m['ratio_to_single_menu_env']:.1f} SelfService-v0"
+        )
+        if ref is not None:
+            m["ratio_to_arrangement_vec"] = m["cpu_steps_per_second"] / ref["cpu_steps_per_second"]
+            line += f"   x{m['ratio_to_arrangement_vec']:.3f} ArrangementVec-v0 at N = {n} (CPU time)"
+        print(line)
+        menus.append(m)
+    return {"single": single, "vector": menus}
 
 
 def worker_random_masked_steps(num_envs: int, workers: int, seconds: float) -> dict[str, float]:
@@ -356,9 +453,25 @@ def main() -> None:
     )
     parser.add_argument("--workers", type=int, nargs="*", default=[1, 2], help="worker counts of those runs")
     parser.add_argument("--worker-seconds", type=float, default=10.0, help="duration of each worker-process run")
-    parser.add_argument("--out", type=Path, default=RESULTS, help="where to write the results (JSON)")
+    parser.add_argument(
+        "--menu-envs", type=int, nargs="*", default=[1, 64, 256], help="slots of the menu vector-env runs (7.)"
+    )
+    parser.add_argument("--menus-only", action="store_true", help="run 1., the vector env at --menu-envs and 7.")
+    parser.add_argument("--out", type=Path, default=None, help="where to write the results (JSON)")
     args = parser.parse_args()
     rand = random_masked_steps(args.seconds)
+    if args.menus_only:
+        print(f"regsim/Arrangement-v0 on one core: {rand['steps_per_second']:,.0f} steps/s (random masked actions)")
+        vector = [vector_random_masked_steps(n, args.vec_seconds) for n in args.menu_envs]
+        for v in vector:
+            print(f"  regsim/ArrangementVec-v0 N = {v['num_envs']:>5} {v['cpu_steps_per_second']:>10,.0f} steps/CPU s")
+        menus = menu_section(args, rand, vector)
+        menus_out: Path = args.out or RESULTS.with_name("env_menus.json")
+        menus_out.parent.mkdir(parents=True, exist_ok=True)
+        body = {"random_masked": rand, "vector_random_masked": vector, "menus": menus}
+        menus_out.write_text(json.dumps(body, indent=2) + "\n")
+        print(f"wrote {menus_out}")
+        return
     train = training_share(args.train_steps)
     quiet = [vector_random_masked_steps(args.quiet_envs, args.vec_seconds, skip) for skip in (True, False)]
     vector = [vector_random_masked_steps(n, args.vec_seconds) for n in args.vec_envs]
@@ -413,6 +526,7 @@ def main() -> None:
         f"  env {path['env_steps_per_second']:,.0f} steps/s inside training; "
         f"the rest (rollout loop, forward passes, updates) {path['rest_steps_per_second']:,.0f} steps/s"
     )
+    menus = menu_section(args, rand, vector)
     print("the SB3 adapter with its slots split over worker processes (wall clock; one core per worker)")
     for r in sharded:
         alone = next(x for x in sharded if x["num_envs"] == r["num_envs"] and x["workers"] == 1)
@@ -421,7 +535,7 @@ def main() -> None:
             f"  N = {r['num_envs']:>5}, workers = {r['workers']}  {r['steps_per_second']:>10,.0f} steps/s   "
             f"x{r['ratio_to_one_process']:.2f} one process   (start-up {r['startup_seconds']:.1f} s)"
         )
-    out: Path = args.out
+    out: Path = args.out or RESULTS
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(
         json.dumps(
@@ -433,6 +547,7 @@ def main() -> None:
                 "vector_maskable_ppo": vector_train,
                 "training_path": path,
                 "worker_processes": sharded,
+                "menus": menus,
                 "targets": {"steps_per_second": 10_000, "env_share": 0.25},
             },
             indent=2,

@@ -10,6 +10,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import pytest
 
 import envs
 from envs.self_service import SelfServiceEnv
@@ -146,3 +147,24 @@ def test_maskable_ppo_trains_on_the_menu_env_and_shows_only_allowed_levels() -> 
         assert info["replaced_actions"] == 0
         if terminated or truncated:
             obs, _ = env.reset()
+
+
+def test_compacting_the_message_store_with_custom_cases_queued_changes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cases wait in the event queue under negative codes; compacting the messages at every restart keeps them."""
+    import regsim.vector_world
+    from regsim import WorldConfig
+    from regsim.vector_world import VectorWorld
+
+    config = WorldConfig().with_overrides(self_service={"visit": {"follow_prob": 0.9}})
+    expected = run(SelfServiceVecEnv(6, config=config, months=MONTHS, search=2), steps=30, seed=8)
+    with_cases = [0]
+    compact = VectorWorld._compact_messages
+
+    def counting(world: VectorWorld) -> None:
+        with_cases[0] += int((world._queue.messages() < 0).any())
+        compact(world)
+
+    monkeypatch.setattr(regsim.vector_world, "_COMPACT_MIN", 0)
+    monkeypatch.setattr(VectorWorld, "_compact_messages", counting)
+    assert_same(run(SelfServiceVecEnv(6, config=config, months=MONTHS, search=2), steps=30, seed=8), expected)
+    assert with_cases[0] > 0  # some compactions happened while a custom case waited
