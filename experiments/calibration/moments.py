@@ -27,7 +27,10 @@ moment counts (``-1``: the whole log). The families (``family`` of :class:`Momen
   is at most the log's ``q``-quantile of that ratio, for ``q`` in :data:`AMOUNT_QUANTILES` (quantiles as
   indicator moments: the log's value is about ``q`` by construction, a simulation's says where its quantile lies).
 
-The log has no self-service menu in this schema, so no choice shares are computed. Cells whose log denominator
+* ``menu_choice`` (segment), when the log has self-service menus (``menu_shown``, ``menu_choice``: regsim.menu):
+  the share of menus shown whose answer was each option (``close``, ``deferral``, ``plan``, ...).
+
+Cells whose log denominator
 is below ``min_count`` are dropped (:func:`design_from_log`); a simulation is measured on the log's cells and
 thresholds (:func:`moment_values`).
 """
@@ -73,7 +76,7 @@ _TIMING_CELLS = ("early", "due_week", "late_1_7", "late_8_30")
 #: Delivery hour bands (unit: hour of day, [start, end)).
 _HOUR_BANDS = ((0.0, 12.0, "morning"), (12.0, 17.0, "afternoon"), (17.0, 24.0, "evening"))
 _COLUMNS = ("time", "event", "arrangement_id", "installment", "amount_eur", "channel", "n_installments")
-_COLUMNS_OPT = ("installment_eur", "deferral_days")
+_COLUMNS_OPT = ("installment_eur", "deferral_days", "a_channel")
 
 
 @dataclass(frozen=True, order=True)
@@ -312,6 +315,30 @@ def _per_arrangement(frame: pd.DataFrame, seg: pd.DataFrame) -> list[pd.DataFram
     return out
 
 
+def _menus(frame: pd.DataFrame, seg: pd.DataFrame) -> list[pd.DataFrame]:
+    """Choice shares of the self-service menu (regsim.menu), when the log has menus."""
+    from regsim.menu import MenuOption
+
+    shown = frame[frame["event"] == "menu_shown"]
+    if len(shown) == 0 or "a_channel" not in frame:
+        return []
+    den = shown.groupby("arrangement_id").size()
+    chosen = frame[frame["event"] == "menu_choice"][["arrangement_id", "a_channel"]]
+    out = []
+    base = seg[seg["arrangement_id"].isin(den.index)]
+    for option in MenuOption:
+        num = chosen[chosen["a_channel"] == int(option)].groupby("arrangement_id").size()
+        rows = base.assign(
+            num=base["arrangement_id"].map(num).fillna(0).to_numpy(float),
+            den=base["arrangement_id"].map(den).to_numpy(float),
+        )
+        out += [
+            _rows(rows, "menu_choice", -1, option.name.lower()),
+            _all(_rows(rows, "menu_choice", -1, option.name.lower())),
+        ]
+    return out
+
+
 def _amount_ratios(frame: pd.DataFrame, seg: pd.DataFrame) -> pd.DataFrame:
     pays = frame[frame["event"] == "payment"][["arrangement_id", "amount_eur"]].merge(seg, on="arrangement_id")
     return pays.assign(ratio=pays["amount_eur"].to_numpy(float) / pays["installment_eur"].to_numpy(float))
@@ -367,6 +394,7 @@ def contributions(
         *_concessions(frame, seg),
         *_per_arrangement(frame, seg),
         *_amounts(frame, seg, thresholds),
+        *_menus(frame, seg),
     ]
     long = pd.concat([p for p in parts if len(p)], ignore_index=True)
     long = long[long["den"] > 0]

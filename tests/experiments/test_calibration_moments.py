@@ -118,3 +118,20 @@ def test_pay_timing_bin_edges(days_late: int, cell: str) -> None:
     frame.loc[first, "deferral_days"] = days_late
     # B's installment is 3 days late: a share of 1 in its cell when A's lands there too.
     assert _values(frame)[MomentKey("pay_timing", SEG, 0, cell)] == (1.0 if cell == "late_1_7" else 0.5)
+
+
+def test_menu_choice_shares_when_the_log_has_menus() -> None:
+    frame = _log().assign(a_channel=-1)
+    menus = pd.DataFrame(
+        {
+            "arrangement_id": [1, 1, 2, 1],
+            "time": [20.0, 20.0, 21.0, 21.0],
+            "event": ["menu_shown", "menu_choice", "menu_shown", "menu_choice"],
+            "a_channel": [-1, 2, -1, 0],  # A chose a new plan, then closed a page not shown in between
+        }
+    )
+    frame = pd.concat([frame, menus], ignore_index=True).sort_values("time", kind="stable")
+    v = _values(frame.reset_index(drop=True))
+    assert v[MomentKey("menu_choice", SEG, -1, "plan")] == 0.5
+    assert v[MomentKey("menu_choice", SEG, -1, "close")] == 0.5
+    assert MomentKey("menu_choice", SEG, -1, "plan") not in _values(_log())
