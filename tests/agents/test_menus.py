@@ -9,6 +9,7 @@ a menu policy changes does not depend on the ownership parameter at all.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -182,6 +183,12 @@ def test_menu_ts_refuses_bad_hyperparameters_naming_the_field(field: str, value:
 # ------------------------------------------------------------------------------------------------------------
 # Ownership off: no gain credited to choice as such
 # ------------------------------------------------------------------------------------------------------------
+@functools.cache
+def _imposed(enabled: bool, theta: float) -> pd.DataFrame:
+    """The imposed plan's outcomes (no menu), once per ownership setting."""
+    return _kpis(world(ownership={"enabled": enabled, "theta": theta}), "no-menu")
+
+
 @pytest.mark.parametrize("policy", ["menu-ts", "rule-based-menu"])
 def test_with_ownership_off_what_a_menu_changes_owes_nothing_to_choice_as_such(policy: str) -> None:
     """Off, the menu policy's difference to the imposed plan is the same whatever the ownership parameter; on,
@@ -191,7 +198,7 @@ def test_with_ownership_off_what_a_menu_changes_owes_nothing_to_choice_as_such(p
         config = world(ownership={"enabled": enabled, "theta": theta})
         kwargs = {"seed": 1} if policy == "menu-ts" else {}
         cols = ["net_recovery_eur", "completed"]
-        return (_kpis(config, policy, **kwargs)[cols] - _kpis(config, "no-menu")[cols]).sum()
+        return (_kpis(config, policy, **kwargs)[cols] - _imposed(enabled, theta)[cols]).sum()
 
     pd.testing.assert_series_equal(gain(False, 0.3), gain(False, 0.9))
     on = gain(True, 0.3) - gain(True, 0.9)
