@@ -203,3 +203,12 @@ def test_with_ownership_off_what_a_menu_changes_owes_nothing_to_choice_as_such(p
     pd.testing.assert_series_equal(gain(False, 0.3), gain(False, 0.9))
     on = gain(True, 0.3) - gain(True, 0.9)
     assert on.abs().sum() > 0
+
+
+def test_online_training_learns_the_menus_from_each_runs_log(tmp_path: Path) -> None:
+    from agents.online import train_online
+
+    policy = MenuThompson(seed=4)
+    training = train_online(policy, world(), steps=600, seed=2, months=6, checkpoint_dir=tmp_path)
+    assert len(training.runs) >= 2 and policy.learned == policy.decisions > 0
+    assert sum(int(a.n.sum()) for a in policy.arms.values()) == len(SLOT_NAMES) * policy.learned
