@@ -1,5 +1,6 @@
-"""``regsim calibrate`` end to end on a tiny log (150 arrangements, 2 months): world.yaml loads as a world, fit.json holds every parameter and
-moment with intervals and the back-test, fit.html has the moment plot; bad input exits 2 naming the flag."""
+"""``regsim calibrate`` end to end on a tiny log (150 arrangements, 2 months): world.yaml loads as a world,
+fit.json holds every parameter and moment with intervals and the back-test, fit.html has the moment plot; bad
+input exits 2 naming the flag."""
 
 from __future__ import annotations
 
