@@ -113,7 +113,7 @@ def kpi_bars(evaluation: Evaluation, kpis: Sequence[str] = TABLE_KPIS, segment: 
 def portfolio(evaluation: Evaluation, per: int = 10_000) -> Figure:
     """The portfolio in euros: net recovery of ``per`` arrangements per policy, and its difference to the baseline.
 
-    Net recovery is collected minus contact cost minus concessions (``net_recovery_eur_per_arrangement``, scaled
+    Net recovery is collected minus contact cost, net of concessions once (``net_recovery_eur_per_arrangement``, scaled
     to ``per`` arrangements, in thousands of euros). Left: each policy's value (bar, its colour). Right: each
     policy's difference to the baseline with its 95 % paired interval (the interval of a difference is what
     the pairing measures; a value alone has no paired interval). An evaluation made before net recovery was

@@ -112,7 +112,8 @@ def _portfolio(data: RunData) -> str:
         return _missing("portfolio", "The portfolio in euros", "No evaluation in this run folder.")
     net = "net_recovery_eur_per_arrangement" in set(ev.frame["kpi"])
     what = (
-        "collected minus contact cost (emails, SMS, letters, calls) minus concessions (discounts, waived costs)"
+        "collected minus contact cost (emails, SMS, letters, calls); collected is net of concessions (discounts, "
+        "waived costs), which come off what the debtor owes"
         if net
         else "collected (gross: this evaluation was made before net recovery was measured)"
     )

@@ -45,7 +45,7 @@ PER_ARRANGEMENTS = 10_000
 #: The completion KPI (a share of arrangements).
 COMPLETION_KPI = "completion_rate"
 
-#: The euro KPI the best policy is chosen by: collected minus contact cost minus concessions, per arrangement.
+#: The euro KPI the best policy is chosen by: collected minus contact cost (net of concessions), per arrangement.
 EURO_KPI = "net_recovery_eur_per_arrangement"
 
 #: The stand-in for :data:`EURO_KPI` in an evaluation made before net recovery was measured.

@@ -16,7 +16,9 @@ KPI definitions (A = arrangements created in the log):
 * ``contacts_per_arrangement`` = messages sent / A
 * ``mean_days_to_completion`` = mean over completed arrangements of (completion time - creation time)
 * ``collected_eur_per_arrangement`` = collected_eur / A
-* ``net_recovery_eur_per_arrangement`` = sum of (collected - contact cost - concessions) / A
+* ``net_recovery_eur_per_arrangement`` = sum of (collected - contact cost) / A, net of concessions once: a
+  discount or a waiver lowers what the debtor owes, so what is collected is already net of it (subtracting it
+  again would count every concession twice); the concessions themselves are reported beside it
 * ``recovered_share`` = collected_eur / sum of the debts at creation (the share of the original debt recovered)
 * ``censored_rate`` = arrangements still open when followed no longer (at the run's end or their run-off cap) / A
 
@@ -92,7 +94,8 @@ def arrangement_outcomes(
           ``contact_cost_eur``;
         * ``counselled``: 1 when the debtor chose debt counselling on the page (the arrangement then ends
           ``referred``, its own outcome beside a shock's referral);
-        * ``net_recovery_eur`` = collected_eur - contact_cost_eur - concessions_eur;
+        * ``net_recovery_eur`` = collected_eur - contact_cost_eur: net of concessions already, since a
+          concession comes off the balance and so off what can be collected (not subtracted a second time);
         * ``end_kind``: one of :data:`END_KINDS` (the first end event; ``"censored"`` if none);
         * ``months_to_end``: (end time, or the censoring time, - creation time) / 30.
     """
@@ -141,7 +144,8 @@ def arrangement_outcomes(
     out["concessions_eur"] = total(EventType.CONCESSION)
     out["custom_cases"] = count(EventType.CASE_RESOLVED)
     out["counselled"] = count(EventType.MENU_CHOICE, _chose(events, codes, MENU_COUNSELLING)).clip(upper=1)
-    out["net_recovery_eur"] = out["collected_eur"] - out["contact_cost_eur"] - out["concessions_eur"]
+    # A concession comes off the balance, so collected_eur is net of it already: it is not subtracted again.
+    out["net_recovery_eur"] = out["collected_eur"] - out["contact_cost_eur"]
 
     end_codes = np.array([EventType.COMPLETED, EventType.BROKEN, EventType.REFERRED])
     ending = np.isin(codes, end_codes)

@@ -16,7 +16,7 @@ The rewards, with ``scale = 0.01`` (a reward of 1 is EUR 100):
 * ``holding``: ``collected`` minus the creditor's cost of waiting, ``scale * balance * annual_rate / 365 * days``;
 * ``completion_value``: ``scale * (collected - cost_weight * contact_cost - breakdown_cost * broken)`` plus
   ``completion_bonus`` for a completed plan minus the waiting charge (``annual_rate`` 100% a year).
-* ``runoff_value`` (the envs' default): ``scale * (collected - contact_cost - staff_cost - concessions)`` plus
+* ``runoff_value`` (the envs' default): ``scale * (collected - contact_cost - staff_cost)`` plus
   ``completion_bonus`` (3.0 = EUR 300) for a completed plan: summed over an episode that runs from the
   arrangement's creation to its end, it is ``scale`` times :func:`regsim.metrics.runoff_value`, the objective of
   a run-off verdict (net recovery plus EUR 300 per completion).
@@ -25,7 +25,8 @@ Self-service (mechanism 10, off by default) adds two outcome columns: ``concessi
 collection costs granted on the page, the ``concession`` events' amounts) and ``staff_cost_eur`` (custom-solution
 cases resolved by staff, at a collector call's cost: the ``case_resolved`` events' amounts). As
 :func:`regsim.metrics.arrangement_outcomes` does, a staff case costs what a contact costs (every reward that
-charges contact costs charges it) and ``runoff_value`` subtracts concessions from net recovery. Without
+charges contact costs charges it). A concession comes off the debtor's balance, so what is collected is net of
+it already: ``runoff_value`` does not subtract it a second time (nor does the verdict's net recovery). Without
 self-service both columns are 0 and every reward is what it was, bit for bit (``x - 0.0 == x``).
 
 The default reward puts no price on time, so deferring a payment is free to a learner while a breakdown is
@@ -211,19 +212,18 @@ def completion_value(
 def runoff_value(
     outcomes: Outcomes, costs: RewardCosts, scale: float = 0.01, completion_bonus: float = 3.0
 ) -> NDArray[np.float64]:
-    """The run-off verdict's objective, per step: net recovery (euros collected minus contact and staff costs
-    minus concessions) times ``scale`` (a reward of 1 is EUR 100), plus ``completion_bonus`` when the plan
-    completes.
+    """The run-off verdict's objective, per step: net recovery (euros collected minus contact and staff costs;
+    net of concessions, which lower what can be collected) times ``scale`` (a reward of 1 is EUR 100), plus
+    ``completion_bonus`` when the plan completes.
 
     Over an episode from an arrangement's creation to its end the rewards add up to ``scale`` times
     :func:`regsim.metrics.runoff_value` of that arrangement (its bonus, EUR 300, is ``completion_bonus / scale``);
     nothing is charged for time or a breakdown beyond the money they do not bring. Net recovery is the verdict's,
-    ``collected - contact_cost - concessions`` of :func:`regsim.metrics.arrangement_outcomes`, whose contact cost
-    includes staff cases.
+    ``collected - contact_cost`` of :func:`regsim.metrics.arrangement_outcomes`, whose contact cost includes staff
+    cases.
     """
     o = outcomes
     net = np.asarray(o.collected_eur, dtype=np.float64) - _contact_and_staff(o)
-    net = net - np.asarray(o.concessions_eur, dtype=np.float64)
     return scale * net + completion_bonus * np.asarray(o.completed, dtype=np.float64)
 
 

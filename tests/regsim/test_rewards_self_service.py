@@ -1,8 +1,8 @@
 """Rewards charge self-service's concessions and staff cases (issue 18): net recovery in training is the verdict's.
 
 Without self-service every reward is what it was, bit for bit; with it, the run-off reward of an arrangement's
-whole log is ``0.01`` times its run-off value of :func:`regsim.metrics.runoff_value`, concessions and staff
-cases included.
+whole log is ``0.01`` times its run-off value of :func:`regsim.metrics.runoff_value`, staff cases included
+and concessions counted once (they come off the balance, so off what is collected).
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ def _chunks(events: pa.Table, ids: np.ndarray) -> list[EventChunk]:
     return out
 
 
-def test_tally_counts_concessions_and_staff_cases_and_runoff_value_charges_them() -> None:
+def test_tally_counts_concessions_and_staff_cases_and_runoff_value_charges_each_once() -> None:
+    """A staff case is charged as a contact; a concession is not charged again (what is collected is net of it)."""
     chunks: list[EventChunk] = [
         (EventType.PAYMENT, np.array([0, 1]), {"amount_eur": np.array([100.0, 50.0])}),
         (EventType.CONCESSION, np.array([0]), {"amount_eur": np.array([20.0])}),
@@ -47,7 +48,7 @@ def test_tally_counts_concessions_and_staff_cases_and_runoff_value_charges_them(
     o = tally(chunks, 2, np.ones(2), np.full(2, 500.0))
     np.testing.assert_array_equal(o.concessions_eur, [20.0, 0.0])
     np.testing.assert_array_equal(o.staff_cost_eur, [0.0, 4.0])
-    np.testing.assert_allclose(REWARDS["runoff_value"](o, COSTS), [0.8, 0.46])
+    np.testing.assert_allclose(REWARDS["runoff_value"](o, COSTS), [1.0, 0.46])
     np.testing.assert_allclose(REWARDS["collected"](o, COSTS), [1.0, 0.46])  # a staff case is a contact
 
 
