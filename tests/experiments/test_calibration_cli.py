@@ -71,3 +71,19 @@ def test_a_bad_spec_exits_2_naming_the_path(log_dir: Path, tmp_path: Path, capsy
     assert main([*args, "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "population.types.forgetful.atention: unknown field 'atention'" in err and "'attention'" in err
+
+
+@pytest.mark.statistical  # with the other Ray check: starting Ray takes tens of seconds
+def test_ray_and_a_process_pool_give_the_in_process_fit(log_dir: Path, tmp_path: Path) -> None:
+    args = ["calibrate", "--log", str(log_dir), "--world", "default", "--params", str(log_dir / "spec.yaml")]
+    args += ["--trials", "6", "--bootstrap", "20", "--quiet"]
+    fits = {}
+    for name, extra in {
+        "inline": ["--workers", "1"],
+        "pool": ["--workers", "2"],
+        "ray": ["--executor", "ray", "--workers", "2"],
+    }.items():
+        assert main([*args, "--out", str(tmp_path / name), *extra]) == 0
+        fit = json.loads((tmp_path / name / "fit.json").read_text(encoding="utf-8"))
+        fits[name] = ([p["estimate"] for p in fit["parameters"]], fit["objective"])
+    assert fits["pool"] == fits["inline"] == fits["ray"]
