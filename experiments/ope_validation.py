@@ -206,7 +206,7 @@ class ValidationResult:
                     f"coverage {float(last['coverage']):.0%} over {int(last['runs'])} runs "
                     f"({'near' if near else 'not near'} {self.level:.0%}: band {lo:.0%}-{hi:.0%})"
                 )
-            out.append(f"{est} ({estimand}), {cand} logged by {beh}: {size}; {cover}")
+            out.append(f"{est} ({estimand}, {last['truth_kind']} truth), {cand} logged by {beh}: {size}; {cover}")
         return out
 
     def best(self, estimand: str = "per-decision") -> str | None:
