@@ -41,7 +41,8 @@ def test_simulate_exits_zero_and_writes_outputs(simulated: tuple[subprocess.Comp
 def test_simulate_kpis_json_has_exactly_the_kpi_names(simulated: tuple[subprocess.CompletedProcess[str], Path]) -> None:
     _, out = simulated
     values = json.loads((out / "kpis.json").read_text())
-    assert list(values) == list(KPI_NAMES)
+    # The KPIs of a log, then the mean per-decision reward an on-policy run gives as OPE's truth (issue 19).
+    assert list(values) == [*KPI_NAMES, "decision_value_eur"]
     assert all(isinstance(v, float) for v in values.values())
     assert 0.0 <= values["completion_rate"] <= 1.0
 

@@ -216,7 +216,14 @@ def test_staff_pages_in_chromium(live_server: str) -> None:
     if found is None:
         pytest.skip("Chromium not installed: apt-get install chromium chromium-driver (scripts/setup.sh does)")
     webdriver = pytest.importorskip("selenium.webdriver", reason="selenium not installed (pip install -e '.[dev]')")
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def heading_becomes(text: str) -> None:
+        """Wait for the next page's heading: a click returns before the browser has loaded what it asked for."""
+        wait = WebDriverWait(browser, 20, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException))
+        wait.until(lambda b: b.find_element(By.TAG_NAME, "h1").text == text)
 
     with httpx.Client(base_url=live_server, headers=AUTH) as api:
         seeded = _seed(lambda path, body: api.post(path, json=body))
@@ -235,14 +242,14 @@ def test_staff_pages_in_chromium(live_server: str) -> None:
         browser.find_element(By.ID, "password").send_keys(PASSWORD)
         shots.append(_shot(browser, "1-login"))
         browser.find_element(By.CSS_SELECTOR, "form.stacked button").click()
-        assert browser.find_element(By.TAG_NAME, "h1").text == "Arrangement 7"  # and brought back
+        heading_becomes("Arrangement 7")  # and brought back
 
         browser.get(f"{live_server}/staff/")
         field = browser.find_element(By.ID, "arrangement_id")
         field.send_keys("7")
         shots.append(_shot(browser, "2-search"))
         field.submit()
-        assert browser.find_element(By.TAG_NAME, "h1").text == "Arrangement 7"
+        heading_becomes("Arrangement 7")
         rows = browser.find_elements(By.CSS_SELECTOR, "#installments tbody tr")
         assert [r.find_elements(By.TAG_NAME, "td")[4].text for r in rows] == ["paid", "open", "open"]
         contacts = browser.find_elements(By.CSS_SELECTOR, "#contacts tbody tr")
@@ -258,13 +265,14 @@ def test_staff_pages_in_chromium(live_server: str) -> None:
         shots.append(_shot(browser, "3-arrangement"))
 
         browser.find_element(By.LINK_TEXT, "Portfolio").click()
+        heading_becomes("Portfolio")
         kpis = browser.find_element(By.ID, "kpis").text
         assert "Arrangements 1" in kpis and "Collected (EUR) 100.00" in kpis, kpis
         assert "email" in browser.find_element(By.ID, "channels").text
         shots.append(_shot(browser, "4-portfolio"))
 
         browser.find_element(By.CSS_SELECTOR, "form.logout button").click()
-        assert browser.find_element(By.TAG_NAME, "h1").text == "Log in"
+        heading_becomes("Log in")
     finally:
         browser.quit()
     print("staff page screenshots:", *shots, sep="\n  ")
