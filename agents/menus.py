@@ -55,6 +55,7 @@ from numpy.typing import NDArray
 from agents.bandits.base import masked_argmax
 from agents.bandits.design import FeatureSet, design_columns, design_matrix, design_names
 from agents.bandits.linear import RidgeArms
+from agents.bandits.thompson import win_probability
 from agents.base import BasePolicy
 from agents.registry import make, register
 from regsim.config import WorldConfig
@@ -72,7 +73,6 @@ __all__ = ["MenuThompson", "MenuThompsonConfig", "NoMenu", "RuleBasedMenu", "men
 
 _STATE, _CONFIG = "state.npz", "config.json"
 _STREAM_TAG = 0x4D454E55  # ASCII "MENU", mixed into the exploration seed
-_CHUNK_DRAWS = 1 << 20
 #: Extra design columns of a menu point beyond the bandits' design: concessions so far / 3, costs waived.
 MENU_EXTRA = ("concessions_granted", "costs_waived")
 
@@ -274,19 +274,7 @@ class MenuThompson(_MenuOnBase):
         arm: NDArray[np.int64],
     ) -> NDArray[np.float64]:
         """Monte Carlo estimate of each row's probability that ``arm`` wins (as ``LinearTS._propensity``)."""
-        n, k = mean.shape
-        m = self.config.propensity_samples
-        centre = np.where(available, mean, -np.inf).astype(np.float32)
-        scale = sd.astype(np.float32)
-        wins = np.zeros(n, dtype=np.int64)
-        step = max(1, _CHUNK_DRAWS // (m * k))
-        for lo in range(0, n, step):
-            hi = min(n, lo + step)
-            draws = self.rng.standard_normal((hi - lo, m, k), dtype=np.float32)
-            draws *= scale[lo:hi, None, :]
-            draws += centre[lo:hi, None, :]
-            wins[lo:hi] = (np.argmax(draws, axis=2) == arm[lo:hi, None]).sum(axis=1)
-        return np.asarray(np.maximum(wins, 1) / m, dtype=np.float64)
+        return win_probability(mean, sd, available, arm, self.config.propensity_samples, self.rng)
 
     def _ensure_space(self, menus: MenuBatch) -> None:
         nvec = tuple(int(v) for v in menus.space.nvec)

@@ -13,7 +13,7 @@ from agents.bandits.design import FeatureSet
 from agents.bandits.linear import RidgeArms
 from agents.registry import register
 
-__all__ = ["LinearTS", "LinearTSConfig"]
+__all__ = ["LinearTS", "LinearTSConfig", "win_probability"]
 
 #: Largest number of normal draws held at once while estimating propensities (memory bound, ~4 MiB).
 _CHUNK_DRAWS = 1 << 20
@@ -124,18 +124,41 @@ class LinearTS(LinearBandit):
         arm: NDArray[np.int64],
     ) -> NDArray[np.float64]:
         """Monte Carlo estimate of each row's probability of choosing ``arm`` (see the class docstring)."""
-        n, k = mean.shape
-        m = self.config.propensity_samples
-        # Unavailable arms get mean -inf, so that they never win; float32 draws halve the cost of the
-        # estimate (its standard error, ~1/sqrt(m), dwarfs float32 rounding).
-        centre = np.where(available, mean, -np.inf).astype(np.float32)
-        scale = sd.astype(np.float32)
-        wins = np.zeros(n, dtype=np.int64)
-        step = max(1, _CHUNK_DRAWS // (m * k))
-        for lo in range(0, n, step):  # chunks of rows, to bound memory; each chunk is one vectorised draw
-            hi = min(n, lo + step)
-            draws = self.rng.standard_normal((hi - lo, m, k), dtype=np.float32)
-            draws *= scale[lo:hi, None, :]
-            draws += centre[lo:hi, None, :]
-            wins[lo:hi] = (np.argmax(draws, axis=2) == arm[lo:hi, None]).sum(axis=1)
-        return np.maximum(wins, 1) / m
+        return win_probability(mean, sd, available, arm, self.config.propensity_samples, self.rng)
+
+
+def win_probability(
+    mean: NDArray[np.float64],
+    sd: NDArray[np.float64],
+    available: NDArray[np.bool_],
+    arm: NDArray[np.int64],
+    samples: int,
+    rng: np.random.Generator,
+) -> NDArray[np.float64]:
+    """Monte Carlo estimate of each row's probability that ``arm`` wins a Thompson draw, at least ``1/samples``.
+
+    Args:
+        mean: Posterior means, shape ``(n, k)``.
+        sd: Posterior standard deviations, shape ``(n, k)``.
+        available: Allowed arms, shape ``(n, k)``; the others never win.
+        arm: The arm chosen per row, shape ``(n,)``.
+        samples: Draws per row (the estimate's standard error is about ``1/sqrt(samples)``).
+        rng: The generator the draws come from.
+
+    Returns:
+        The estimated probabilities, shape ``(n,)``.
+    """
+    n, k = mean.shape
+    # Unavailable arms get mean -inf, so that they never win; float32 draws halve the cost of the
+    # estimate (its standard error, ~1/sqrt(m), dwarfs float32 rounding).
+    centre = np.where(available, mean, -np.inf).astype(np.float32)
+    scale = sd.astype(np.float32)
+    wins = np.zeros(n, dtype=np.int64)
+    step = max(1, _CHUNK_DRAWS // (samples * k))
+    for lo in range(0, n, step):  # chunks of rows, to bound memory; each chunk is one vectorised draw
+        hi = min(n, lo + step)
+        draws = rng.standard_normal((hi - lo, samples, k), dtype=np.float32)
+        draws *= scale[lo:hi, None, :]
+        draws += centre[lo:hi, None, :]
+        wins[lo:hi] = (np.argmax(draws, axis=2) == arm[lo:hi, None]).sum(axis=1)
+    return np.asarray(np.maximum(wins, 1) / samples, dtype=np.float64)
