@@ -9,7 +9,6 @@ ownership effect raises the completion of chosen plans only while it is switched
 from __future__ import annotations
 
 import hashlib
-from collections import Counter
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -28,8 +27,8 @@ from regsim.eventlog import EventLog, EventType
 from regsim.ledger import Ledger
 from regsim.menu import MenuBatch, MenuDecisionBatch, MenuOption, MenuSpace, default_menu
 from regsim.metrics import arrangement_outcomes
-from regsim.replay import LogReplay
 from regsim.rules import MenuRuleSet
+from tests.regsim.replay_check import assert_replay_rederives_the_log
 
 ON = {"enabled": True}
 
@@ -303,33 +302,8 @@ def test_custom_solutions_wait_in_the_collectors_queue() -> None:
 def test_replaying_a_log_with_menus_rederives_every_event_it_holds() -> None:
     config = world_with()
     result = simulate(config, agents.make("static-dunning"), arrangements=400, months=8, seed=4)
-    ids = result.world.gid.tolist()
-    replay = LogReplay(config, ids, result.world.days, keep_events=True)
-    replay.feed(result.events, contexts=False)
-    replay.ledger.catch_up(np.arange(len(ids)), result.world.days - 1)
-
-    def key(event: str, row: dict[str, Any]) -> tuple[Any, ...]:
-        names = ("arrangement_id", "time", "installment", "amount_eur", "deferral_days", "collection_costs_eur")
-
-        def value(n: str) -> float | None:
-            v = row.get(n)
-            unset = v is None or v != v or (n in ("installment", "deferral_days") and v == -1)
-            return None if unset else round(float(v), 9)
-
-        return (event, *(value(n) for n in names))
-
-    logged = Counter(key(r["event"], r) for r in result.events.to_pylist())
-    derived: Counter[tuple[Any, ...]] = Counter()
-    for event, rows, cols in replay.events:
-        for i in range(len(rows)):
-            row = {n: (v if np.ndim(v) == 0 else v[i]) for n, v in cols.items() if n != "channel"}
-            derived[key(event.name.lower(), {n: v for n, v in row.items() if not isinstance(v, str)})] += 1
-    assert derived == logged
-    kinds = {k[0] for k in logged}
+    kinds = assert_replay_rederives_the_log(config, result)
     assert {"menu_shown", "menu_choice", "new_plan", "concession", "case_resolved", "deferral"} <= kinds
-    for name, value in result.world.ledger.row_arrays().items():
-        if name not in ("booked_day", "_time_of"):
-            np.testing.assert_array_equal(replay.ledger.row_arrays()[name], value, err_msg=name)
 
 
 def test_menus_are_logged_with_their_rules_and_propensity() -> None:
