@@ -94,10 +94,15 @@ def random_masked_steps(seconds: float) -> dict[str, float]:
     env = envs.ArrangementEnv()
     env.action_space.seed(0)
     env.reset(seed=0)
+    return _timed_steps(env, env.action_space.sample, seconds)
+
+
+def _timed_steps(env: Any, action: Any, seconds: float, at_least_one: bool = False) -> dict[str, float]:
+    """Step a reset single env with ``action()`` for ``seconds`` (resetting at each episode's end): its rates."""
     steps = episodes = 0
     start, cpu = time.perf_counter(), time.process_time()
-    while time.perf_counter() - start < seconds:
-        *_, terminated, truncated, _ = env.step(env.action_space.sample())
+    while (at_least_one and steps == 0) or time.perf_counter() - start < seconds:
+        *_, terminated, truncated, _ = env.step(action())
         steps += 1
         if terminated or truncated:
             env.reset()
@@ -179,26 +184,11 @@ def menu_random_masked_steps(seconds: float) -> dict[str, float]:
     t = time.perf_counter()
     env.reset(seed=0)
     reset_seconds = time.perf_counter() - t
-    steps = episodes = 0
-    start, cpu = time.perf_counter(), time.process_time()
-    while steps == 0 or time.perf_counter() - start < seconds:
-        menu = random_masked_masks(env.action_masks()[None, :], space.offsets, space.nvec, rng)[0]
-        *_, terminated, truncated, _ = env.step(menu)
-        steps += 1
-        if terminated or truncated:
-            env.reset()
-            episodes += 1
-    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
-    return {
-        "steps": steps,
-        "episodes": episodes,
-        "seconds": elapsed,
-        "cpu_seconds": cpu,
-        "first_reset_seconds": reset_seconds,
-        "steps_per_second": steps / elapsed,
-        "cpu_steps_per_second": steps / cpu,
-        "steps_per_episode": steps / max(episodes, 1),
-    }
+
+    def menu() -> np.ndarray:
+        return random_masked_masks(env.action_masks()[None, :], space.offsets, space.nvec, rng)[0]
+
+    return {**_timed_steps(env, menu, seconds, at_least_one=True), "first_reset_seconds": reset_seconds}
 
 
 def menu_vector_random_masked_steps(num_envs: int, seconds: float) -> dict[str, float]:
