@@ -142,7 +142,7 @@ def test_batch_endpoint_gives_the_simulated_decisions(tmp_path: Path, ppo_artifa
 
 def test_http_replay_of_a_year_of_500_arrangements_gives_the_simulated_run(tmp_path: Path) -> None:
     """At scale, with every kind of consequence in the run: completions, breakdowns (and collection costs),
-    referrals, opt-outs, deferrals, reductions, partial payments and cancelled reminders."""
+    referrals, opt-outs, deferrals, reductions, partial and late payments and cancelled reminders."""
     config = load_world_config(DEFAULT_POPULATION)
     result = simulate(config, agents.make("random"), arrangements=500, months=12, seed=YEAR_SEED)
     events = result.events.to_pandas()
@@ -153,4 +153,8 @@ def test_http_replay_of_a_year_of_500_arrangements_gives_the_simulated_run(tmp_p
     paid = events[events["event"].astype(str) == "installment_paid"]
     assert (events["collection_costs_eur"].fillna(0) > 0).any()
     assert len(payments) > len(paid.groupby(["arrangement_id", "time"]))  # some payments pay no installment
+    # Late payments: installments paid after they were booked as missed.
+    missed = events[events["event"].astype(str) == "installment_missed"][["arrangement_id", "installment", "time"]]
+    late = paid.merge(missed, on=["arrangement_id", "installment"], suffixes=("", "_missed"))
+    assert (late["time"] > late["time_missed"]).any()
     _replay_and_compare(result, f"sqlite:///{tmp_path / 'store.db'}", "random", tmp_path, batch=True)
