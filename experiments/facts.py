@@ -39,6 +39,7 @@ from scipy import stats
 
 from agents.base import BasePolicy, slot_index
 from agents.rules_based import Silent, StaticDunning
+from experiments.run_folder import FactRow
 from regsim import WorldConfig, simulate
 from regsim.config import CHANNELS
 from regsim.decision import CHANNEL, ContextBatch, DecisionBatch, DecisionKind, Policy
@@ -128,32 +129,19 @@ FACTS: dict[str, FactSpec] = {
 
 
 @dataclass(frozen=True)
-class FactCheck:
-    """One fact measured on a world.
+class FactCheck(FactRow):
+    """One fact measured on a world: the record of ``facts.json`` (:class:`FactRow`) with the fact's range.
 
     Attributes:
-        id: The fact's id (``F3``, ``F9a-short``, ...).
-        fact: What is measured, in words.
-        source_value: The source's value, in words.
-        sim_value: The simulated value (a share or a difference of shares, or days for ``F7-delay``).
-        ci_low: Lower end of its 95% interval.
-        ci_high: Upper end of its 95% interval.
-        in_range: Whether the interval meets the fact's range ``[low, high]``.
         low: The fact's range, lower end.
         high: The fact's range, upper end.
     """
 
-    id: str
-    fact: str
-    source_value: str
-    sim_value: float
-    ci_low: float
-    ci_high: float
-    in_range: bool
     low: float
     high: float
 
-    JSON_KEYS: ClassVar[tuple[str, ...]] = ("id", "fact", "source_value", "sim_value", "ci_low", "ci_high", "in_range")
+    #: The keys written to ``facts.json``: exactly the fields of :class:`FactRow`, which its reader checks.
+    JSON_KEYS: ClassVar[tuple[str, ...]] = tuple(FactRow.__dataclass_fields__)
 
     @classmethod
     def of(cls, spec: FactSpec, value: float, ci: tuple[float, float]) -> FactCheck:

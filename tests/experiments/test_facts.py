@@ -9,10 +9,13 @@ unexpected pass (``strict=True``). The run is ``regsim facts``'s default (4,000 
 from __future__ import annotations
 
 from functools import cache
+from pathlib import Path
 
+import numpy as np
 import pytest
 
-from experiments.facts import FACTS, FactCheck, measure_facts
+from experiments.facts import FACTS, FactCheck, measure_facts, write_facts
+from experiments.run_folder import FactRow, read_facts
 from regsim import WorldConfig
 
 #: Facts the default world does not meet, with the measured value (``regsim facts``, 2026-12-03) and why.
@@ -51,3 +54,12 @@ def test_a_fact_is_in_range_only_when_its_interval_meets_the_range() -> None:
     assert not FactCheck.of(spec, 0.10, (0.0901, 0.11)).in_range
     assert FactCheck.of(spec, 0.06, (0.05, 0.07)).in_range
     assert not FactCheck.of(spec, 0.06, (0.05, 0.0699)).in_range
+
+
+def test_facts_json_written_by_regsim_facts_reads_back_as_the_report_reads_it(tmp_path: Path) -> None:
+    """The writer and the report's reader share one record, :class:`experiments.run_folder.FactRow`."""
+    checks = [FactCheck.of(FACTS["F3"], 0.08, (0.07, 0.09)), FactCheck.of(FACTS["F8"], float("nan"), (0.0, 0.0))]
+    rows = read_facts(write_facts(checks, tmp_path))
+    assert [r.id for r in rows] == ["F3", "F8"]
+    assert rows[0] == FactRow(**{k: getattr(checks[0], k) for k in FactRow.__dataclass_fields__})
+    assert np.isnan(rows[1].sim_value)
