@@ -62,7 +62,9 @@ __all__ = ["Outcome", "WriteOp", "Writer"]
 
 log = logging.getLogger("regsim.serving")
 
-OpKind = Literal["register", "decide", "batch", "event", "clock"]
+OpKind = Literal["register", "decide", "batch", "event", "clock", "apply"]
+#: A request handled by a service outside this module (``apply`` ops): its effect and answer, in the transaction.
+Apply = Callable[[Connection, Workspace, Any], "Outcome"]
 _OPEN = ("offered", "active")
 
 
@@ -80,12 +82,14 @@ class WriteOp:
 
     Attributes:
         kind: ``register`` (arrangement), ``decide`` (one decision point), ``batch`` (decision points),
-            ``event`` or ``clock`` (every open arrangement).
+            ``event``, ``clock`` (every open arrangement) or ``apply`` (run by ``apply``).
         body: The validated request body.
         key: Its ``Idempotency-Key`` (or ``None``).
         method: HTTP method (for the idempotency record).
         path: Request path (for the idempotency record).
         digest: Hash of the request (:func:`serving.idempotency.request_hash`; only with a key).
+        apply: For ``apply``: the effect and answer (e.g. :mod:`serving.menu_service`'s), refused with a
+            :class:`~serving.service.ServiceError` as the others.
     """
 
     kind: OpKind
@@ -94,6 +98,7 @@ class WriteOp:
     method: str = "POST"
     path: str = ""
     digest: str = ""
+    apply: Apply | None = None
     future: asyncio.Future[Outcome] | None = field(default=None, repr=False)
 
     def arrangement_ids(self, conn: Connection) -> list[int]:
@@ -166,10 +171,12 @@ class Writer:
                 await self._task
         self._thread.shutdown(wait=True)
 
-    async def write(self, kind: OpKind, body: BaseModel, key: str | None, method: str, path: str) -> Outcome:
+    async def write(
+        self, kind: OpKind, body: BaseModel, key: str | None, method: str, path: str, apply: Apply | None = None
+    ) -> Outcome:
         """Queue a validated POST (with its ``Idempotency-Key``, hashed here); its answer once committed."""
         digest = request_hash(method, path, body.model_dump(mode="json")) if key is not None else ""
-        return await self.submit(WriteOp(kind, body, key, method, path, digest))
+        return await self.submit(WriteOp(kind, body, key, method, path, digest, apply))
 
     async def submit(self, op: WriteOp) -> Outcome:
         """Queue a request; return its answer once its transaction has committed (or raise its error)."""
@@ -347,6 +354,8 @@ class Writer:
         snap = ws.snapshot(ids) if not (alone or fresh) else None
         try:
             model: BaseModel
+            if op.apply is not None:
+                return op.apply(conn, ws, op.body)
             if op.kind == "register":
                 model, created = self.service.register(conn, ws, op.body)
                 return Outcome(201 if created else 200, model.model_dump_json())
