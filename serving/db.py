@@ -27,6 +27,8 @@ Tables:
   retention period), written in the same transaction as the request's effect.
 * ``policy_state``: the online learner's state, written in the same transaction as the decisions and
   events that change it.
+* ``revoked_sessions``: staff sessions ended by a logout, by the SHA-256 of the session's id, until the
+  session's expiry (:mod:`serving.pages.session`); expired rows are purged.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ __all__ = [
     "metadata",
     "normalise_url",
     "policy_state",
+    "revoked_sessions",
     "shadow_decisions",
     "upgrade_to_head",
 ]
@@ -220,6 +223,14 @@ policy_state = sa.Table(
     sa.Column("origin", sa.String(255), nullable=False),
     sa.Column("state", sa.LargeBinary(), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+revoked_sessions = sa.Table(
+    "revoked_sessions",
+    metadata,
+    sa.Column("session_hash", sa.String(64), primary_key=True),  # SHA-256 of the session's id, hex
+    sa.Column("expires_at", _FLOAT, nullable=False),  # the session's expiry, seconds since the Unix epoch
+    sa.Index("ix_revoked_sessions_expires_at", "expires_at"),
 )
 
 

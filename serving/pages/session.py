@@ -2,9 +2,10 @@
 
 Machines keep the bearer token of the API; people log in with a form. A login sets one cookie, ``regsim_staff``:
 a JSON payload (the user, a CSRF token, the expiry) signed with HMAC-SHA256 under the ``session_secret``
-setting, so the server keeps no session table and a restart keeps people logged in. Logging out revokes the
-session on the server (:meth:`SessionSigner.revoke`): a copy of the cookie taken before is refused from then
-on, by this server process (a restart forgets revocations; the session then ends at its expiry). The cookie is
+setting, so the server keeps no table of live sessions and a restart keeps people logged in. Logging out revokes
+the session in the store (:meth:`SessionSigner.revoke`, table ``revoked_sessions``): a copy of the cookie taken
+before is refused from then on, by every server process on the store and after restarts, until the session's
+expiry (then the expiry refuses it, and the row is purged). The cookie is
 ``HttpOnly`` (no script reads it), ``SameSite=Strict`` (no other site's page sends it) and ``Secure`` where the page is
 served over HTTPS. Every page also carries a CSRF token: a form that changes something (login, logout) posts
 it back, and the server compares it with the one in the signed cookie (double submit, signed), so a forged
@@ -25,6 +26,12 @@ import secrets
 import sys
 import time
 from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
+
+from serving import db
 
 __all__ = ["COOKIE", "Session", "SessionSigner", "hash_password", "verify_password"]
 
@@ -69,7 +76,7 @@ class Session:
 
 
 class SessionSigner:
-    """Signs and checks session cookies.
+    """Signs and checks session cookies; keeps the sessions ended by a logout in the store.
 
     Args:
         secret: The signing key (the ``session_secret`` setting, at least 32 characters).
@@ -79,20 +86,27 @@ class SessionSigner:
     def __init__(self, secret: str, lifetime_s: float) -> None:
         self._key = hashlib.sha256(b"regsim-staff-session\0" + secret.encode("utf-8")).digest()
         self.lifetime_s = lifetime_s
-        # Sessions logged out before their expiry, by their CSRF token (fresh at every login: the session's
-        # id), until they expire: a copy of a logged-out cookie is no session. Kept in this process only.
-        self._revoked: dict[str, float] = {}
 
-    def revoke(self, session: Session) -> None:
+    def revoke(self, session: Session, engine: Engine) -> None:
         """End a session before its expiry (logout): its cookie, and every copy of it, is no session any more.
 
-        Revocations live in this server process (a restart forgets them; sessions then end at their expiry,
-        ``session_hours`` after login, or when ``session_secret`` changes, which ends them all).
+        The session's id (its CSRF token, fresh at every login) is stored hashed in ``revoked_sessions`` with
+        the session's expiry, in one transaction that also purges the rows whose expiry has passed. A session
+        already expired needs no row; revoking a session twice keeps one row.
         """
         now = time.time()
-        self._revoked = {token: expiry for token, expiry in self._revoked.items() if expiry > now}
-        if session.expires > now:
-            self._revoked[session.csrf] = session.expires
+        table = db.revoked_sessions
+        with engine.begin() as conn:
+            conn.execute(sa.delete(table).where(table.c.expires_at <= now))
+            if session.expires > now:
+                insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
+                row = {"session_hash": _session_hash(session), "expires_at": session.expires}
+                conn.execute(insert.values(row).on_conflict_do_nothing(index_elements=["session_hash"]))
+
+    def is_revoked(self, session: Session, engine: Engine) -> bool:
+        """Whether ``session`` was ended by a logout (one primary-key look-up in ``revoked_sessions``)."""
+        with engine.connect() as conn:
+            return conn.execute(_SELECT_REVOKED, {"h": _session_hash(session)}).first() is not None
 
     def dump(self, session: Session) -> str:
         """The cookie value of a session."""
@@ -100,8 +114,13 @@ class SessionSigner:
         body = base64.urlsafe_b64encode(payload.encode("utf-8")).decode("ascii").rstrip("=")
         return f"{body}.{self._sign(body)}"
 
-    def load(self, value: str | None) -> Session | None:
-        """The session of a cookie value, or ``None`` if it is missing, forged or expired."""
+    def load(self, value: str | None, engine: Engine) -> Session | None:
+        """The session of a cookie value, or ``None`` if it is missing, forged, expired or logged out.
+
+        Args:
+            value: The cookie's value.
+            engine: The store, where logged-out sessions are listed (only a logged-in session is looked up).
+        """
         if not value or "." not in value:
             return None
         body, _, signature = value.rpartition(".")
@@ -114,13 +133,25 @@ class SessionSigner:
             return None
         if session.user is not None and not isinstance(session.user, str):
             return None
-        if session.expires <= time.time() or session.csrf in self._revoked:
+        if session.expires <= time.time():
+            return None
+        if session.user is not None and self.is_revoked(session, engine):
             return None
         return session
 
     def _sign(self, body: str) -> str:
         mac = hmac.new(self._key, body.encode("ascii"), hashlib.sha256).digest()
         return base64.urlsafe_b64encode(mac).decode("ascii").rstrip("=")
+
+
+def _session_hash(session: Session) -> str:
+    """What ``revoked_sessions`` keeps of a session: the SHA-256 of its id (the CSRF token), hex."""
+    return hashlib.sha256(session.csrf.encode("utf-8")).hexdigest()
+
+
+_SELECT_REVOKED = sa.select(db.revoked_sessions.c.session_hash).where(
+    db.revoked_sessions.c.session_hash == sa.bindparam("h")
+)
 
 
 def _main() -> None:

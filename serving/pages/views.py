@@ -19,6 +19,7 @@ from urllib.parse import parse_qs, quote
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.concurrency import run_in_threadpool
 
 from serving import schemas
 from serving.pages.portfolio import portfolio
@@ -81,7 +82,11 @@ def build_pages_router(settings: ServerSettings, state: Callable[[Request], Any]
         request: Request, template: str, status: int = 200, session: Session | None = None, **ctx: Any
     ) -> Response:
         assert signer is not None
-        session = session or signer.load(request.cookies.get(COOKIE)) or Session.anonymous(signer.lifetime_s)
+        session = (
+            session
+            or signer.load(request.cookies.get(COOKIE), state(request).engine)
+            or Session.anonymous(signer.lifetime_s)
+        )
         html = env.get_template(template).render(user=session.user, csrf=session.csrf, prefix=PREFIX, **ctx)
         response = HTMLResponse(html, status_code=status, headers=_SECURITY_HEADERS)
         _set_cookie(request, response, signer.dump(session), signer.lifetime_s)
@@ -96,7 +101,7 @@ def build_pages_router(settings: ServerSettings, state: Callable[[Request], Any]
                 status_code=404,
                 headers=_SECURITY_HEADERS,
             )
-        session = signer.load(request.cookies.get(COOKIE))
+        session = signer.load(request.cookies.get(COOKIE), state(request).engine)
         if session is None or session.user is None:
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             return RedirectResponse(f"{PREFIX}/login?next={quote(target, safe='')}", status_code=303)
@@ -110,7 +115,7 @@ def build_pages_router(settings: ServerSettings, state: Callable[[Request], Any]
 
     def csrf_ok(request: Request, sent: str | None) -> Session | None:
         assert signer is not None
-        session = signer.load(request.cookies.get(COOKIE))
+        session = signer.load(request.cookies.get(COOKIE), state(request).engine)
         if session is None or not sent or not hmac.compare_digest(session.csrf, sent):
             return None
         return session
@@ -141,7 +146,7 @@ def build_pages_router(settings: ServerSettings, state: Callable[[Request], Any]
             return answer
         fields = await form(request)
         target = safe_next(fields.get("next"))
-        if csrf_ok(request, fields.get("csrf")) is None:
+        if await run_in_threadpool(csrf_ok, request, fields.get("csrf")) is None:
             error = "The form has expired or did not come from this site. Please log in again."
             return page(request, "login.html", 403, Session.anonymous(signer.lifetime_s), next=target, error=error)
         user, password = fields.get("username", ""), fields.get("password", "")
@@ -158,11 +163,12 @@ def build_pages_router(settings: ServerSettings, state: Callable[[Request], Any]
 
     @router.post("/logout")
     async def logout(request: Request) -> Response:
-        ended = None if signer is None else csrf_ok(request, (await form(request)).get("csrf"))
+        ended = None if signer is None else await run_in_threadpool(csrf_ok, request, (await form(request)).get("csrf"))
         if signer is None or ended is None:
             return HTMLResponse("<!doctype html><title>Refused</title><p>Refused.</p>", 403, headers=_SECURITY_HEADERS)
         if ended.user is not None:
-            signer.revoke(ended)  # the cookie, and any copy of it, is no session from now on
+            # The cookie, and any copy of it, is no session from now on (kept in the store: restarts too).
+            await run_in_threadpool(signer.revoke, ended, state(request).engine)
         response = RedirectResponse(f"{PREFIX}/login", status_code=303)
         _set_cookie(request, response, signer.dump(Session.anonymous(signer.lifetime_s)), signer.lifetime_s)
         return response

@@ -21,8 +21,10 @@ from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
+from serving import db
 from serving.app import create_app
 from serving.pages.session import hash_password
 from tests.serving.conftest import AUTH, TOKEN, make_settings
@@ -112,6 +114,42 @@ def test_login_session_csrf_and_logout(staff: TestClient) -> None:
     assert staff.get("/v1/arrangements/7").status_code == 401
     staff.cookies.clear()
     assert staff.get("/staff/portfolio", headers=AUTH).status_code == 303
+
+
+def test_logout_stays_revoked_after_a_restart(store_url: str) -> None:
+    """A session ended by logout is refused after the server restarts on the same store (SQLite, PostgreSQL).
+
+    Revocations are rows of ``revoked_sessions`` (migration 0004), not this process's memory: a second app on the
+    store refuses the logged-out cookie's copy while a session logged in alongside it, never logged out, stays
+    valid there; a row past its expiry is purged at the next logout.
+    """
+    settings = make_settings(store_url, staff_users=(f"alice:{_HASH}",), session_secret=SECRET)
+    with TestClient(create_app(settings), follow_redirects=False) as first:
+        assert _login(first).status_code == 303
+        ended = first.cookies.get("regsim_staff")
+        first.cookies.clear()
+        assert _login(first).status_code == 303
+        kept = first.cookies.get("regsim_staff")
+        assert ended is not None and kept is not None and ended != kept
+        first.cookies.clear()
+        first.cookies.set("regsim_staff", ended, path="/staff")
+        token = _csrf(first.get("/staff/").text)
+        assert first.post("/staff/logout", data={"csrf": token}).status_code == 303
+    with TestClient(create_app(settings), follow_redirects=False) as second:
+        second.cookies.set("regsim_staff", ended, path="/staff")
+        assert second.get("/staff/portfolio").status_code == 303  # refused: back to the login
+        second.cookies.set("regsim_staff", kept, path="/staff")
+        assert second.get("/staff/portfolio").status_code == 200
+        engine = second.app.state.regsim.engine  # type: ignore[attr-defined]
+        with engine.begin() as conn:
+            assert conn.execute(sa.select(sa.func.count()).select_from(db.revoked_sessions)).scalar_one() == 1
+            # Expired rows go at the next logout (the cookie's own expiry refuses it by then).
+            conn.execute(sa.update(db.revoked_sessions).values(expires_at=time.time() - 1.0))
+        token = _csrf(second.get("/staff/").text)
+        assert second.post("/staff/logout", data={"csrf": token}).status_code == 303
+        with engine.connect() as conn:
+            rows = conn.execute(sa.select(db.revoked_sessions.c.expires_at)).scalars().all()
+        assert len(rows) == 1 and rows[0] > time.time()  # the purged one gone, the new logout kept
 
 
 def test_pages_show_the_arrangement_search_and_portfolio(staff: TestClient) -> None:
