@@ -38,6 +38,7 @@ from regsim.choice import N_OPTIONS, MnlParams, draw_choice, utilities
 from regsim.clock import Time, at, whole_day
 from regsim.decision import ContextBatch, MessagePurpose
 from regsim.menu import MenuBatch, MenuDecisionBatch, MenuOption, MenuSpace, decide_menus
+from regsim.menu_points import menu_batch
 from regsim.payments import PAY_TOLERANCE_EUR
 from regsim.random import Purpose
 from regsim.rules import MenuRuleSet
@@ -133,18 +134,7 @@ class SelfServiceDesk:
         self.last_visit[rows] = t
         menu_ids = np.arange(w._next_decision_id, w._next_decision_id + len(rows), dtype=np.int64)
         w._next_decision_id += len(rows)
-        inst = ledger.sched.first_open[rows]
-        columns = ledger.history.context_columns(rows, np.full(len(rows), -1), inst, day, ledger.sched, w.calendar)
-        columns["arrangement_id"] = w.gid[rows]
-        batch = MenuBatch(
-            self.space,
-            menu_ids,
-            columns,
-            ledger.concessions[rows].copy(),
-            ledger.costs_waived[rows].copy(),
-            np.ones((len(rows), self.space.mask_size), dtype=bool),
-        )
-        self.rules.apply(batch)
+        batch = menu_batch(ledger, rows, w.gid[rows], day, menu_ids, self.space, self.rules, w.calendar)
         if w.policy is None and self.external:  # asked from outside: the world stops here until it is answered
             self.hold(batch, rows, t, owed)
             return
