@@ -47,9 +47,13 @@ class SelfServiceEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
 
     ## Reward
 
-    0.01 x (euros collected - contact costs - staff costs of custom cases - concessions) over the step, plus 3.0
-    when the arrangement completes: an episode's return is 0.01 x :func:`regsim.metrics.runoff_value` of the
-    arrangement from its first menu point on. ``info["truth"]`` holds the debtor type (never observed).
+    The named reward of :mod:`regsim.rewards` (default ``runoff_value``; one of
+    :data:`envs.self_service_vec.SUMMED_REWARDS`) of the outcome columns :func:`regsim.rewards.tally` makes of the
+    step's events: by default 0.01 x (euros collected - contact costs - staff costs of custom cases) over the step,
+    plus 3.0 when the arrangement completes. A concession (discount, waived costs) comes off the balance, so what is
+    collected is net of it already and it is not charged again. An episode's return is 0.01 x
+    :func:`regsim.metrics.runoff_value` of the arrangement from its first menu point on. ``info["truth"]`` holds
+    the debtor type (never observed).
 
     ## Episode End
 
@@ -63,6 +67,7 @@ class SelfServiceEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
     * ``base_policy``: the registered policy answering the arrangement's own decision points.
     * ``months``: a fixed horizon in months (default ``None``: run-off).
     * ``world_seed``: the population's seed (default: the config's); debtors are drawn by the env's seed.
+    * ``reward``, ``reward_kwargs``: the reward's name and keyword arguments (:func:`regsim.rewards.resolve_reward`).
     * ``search``: debtors run ahead to their first menu point (:class:`envs.self_service_vec.SelfServiceVecEnv`'s
       engine; default 16): a reset costs less wall time, the episodes are the same.
 
@@ -72,6 +77,8 @@ class SelfServiceEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
       ``regsim/SelfServiceVec-v0`` (rows of a vector world, quiet days skipped), a menu's choice is carried out
       at the moment of its menu point, before any other event of that moment (the SimPy world had carried it
       out after them): episodes differ only where two events of the arrangement fall on the very same moment.
+      Its reward is that of :mod:`regsim.rewards` (``reward``, default ``runoff_value``); before, the env had its
+      own tally, which charged a concession a second time.
     """
 
     metadata: dict[str, Any] = {"render_modes": []}  # noqa: RUF012
@@ -84,9 +91,18 @@ class SelfServiceEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         months: int | None = None,
         world_seed: int | None = None,
         search: int = 16,
+        reward: str = "runoff_value",
+        reward_kwargs: dict[str, float] | None = None,
     ) -> None:
         self.vec = SelfServiceVecEnv(
-            1, config=config, base_policy=base_policy, months=months, world_seed=world_seed, search=search
+            1,
+            config=config,
+            base_policy=base_policy,
+            months=months,
+            world_seed=world_seed,
+            search=search,
+            reward=reward,
+            reward_kwargs=reward_kwargs,
         )
         self.config = self.vec.config
         self.base = self.vec.base

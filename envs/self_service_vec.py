@@ -23,13 +23,13 @@ from regsim.arrangement import ArrangementStatus
 from regsim.config import WorldConfig, load_world_config
 from regsim.context import ContextBatch
 from regsim.decision import ActionSpace
-from regsim.eventlog import EventType
 from regsim.features import FEATURE_LAYOUT, FEATURE_VERSION, features
 from regsim.menu import SLOT_NAMES, MenuBatch, MenuSpace
+from regsim.rewards import Reward, RewardCosts, resolve_reward, tally
 from regsim.runoff import covering_months
 from regsim.vector_world import Phase, VectorWorld
 
-__all__ = ["SelfServiceVecEnv"]
+__all__ = ["SUMMED_REWARDS", "SelfServiceVecEnv", "menu_observations"]
 
 _ID_RANGE = 2**31
 _ENDED = np.array(
@@ -40,16 +40,10 @@ _ENDED = np.array(
 )
 #: Debtors tried in a row per slot before giving up: most reach a menu point, some never fall behind.
 MAX_DRAWS = 200
-#: Completion bonus of the reward, in reward units (EUR 300 at 0.01 per euro), as ``runoff_value``.
-COMPLETION_BONUS = 3.0
-_SCALE = 0.01
-# The sign of each event's amount in the reward (payments in, contact and staff costs and concessions out).
-_SIGN = {
-    EventType.PAYMENT: 1.0,
-    EventType.MESSAGE_SENT: -1.0,
-    EventType.CASE_RESOLVED: -1.0,
-    EventType.CONCESSION: -1.0,
-}
+#: The rewards of :data:`regsim.rewards.REWARDS` a menu step may use: those that are sums over the events of a
+#: span (no charge per day or on the balance at the decision), so that a step's reward is the sum of its parts,
+#: tallied as the world advances.
+SUMMED_REWARDS: tuple[str, ...] = ("runoff_value", "collected", "completion", "burden")
 
 
 def menu_observations(batch: MenuBatch, space: ActionSpace) -> NDArray[np.float32]:
@@ -101,13 +95,18 @@ class SelfServiceVecEnv(VectorEnv[NDArray[np.float32], NDArray[np.int64], NDArra
 
     ## Arguments
 
-    ``num_envs``, ``config``, ``base_policy``, ``months``, ``world_seed`` (as ``SelfService-v0``), ``search``
-    (debtors run ahead per slot, default 4: more rows per vectorised call; the episodes are the same) and
-    ``skip_quiet_days`` (default ``True``; the episodes are the same).
+    ``num_envs``, ``config``, ``base_policy``, ``months``, ``world_seed``, ``reward``, ``reward_kwargs`` (as
+    ``SelfService-v0``), ``search`` (debtors run ahead per slot, default 4: more rows per vectorised call; the
+    episodes are the same), ``skip_quiet_days`` (default ``True``; the episodes are the same) and
+    ``autoreset_mode`` (``NEXT_STEP``, the default, or ``SAME_STEP``: a slot whose episode ended starts its next
+    in the same step and the info holds the last observation in ``final_obs`` / ``_final_obs``, as SB3 expects;
+    see :mod:`envs.sb3_menu_vec`).
 
     ## Version History
 
-    * v0: initial version (feature layout ``features-1`` plus two entries).
+    * v0: initial version (feature layout ``features-1`` plus two entries). The reward is
+      :func:`regsim.rewards.tally` of the step's events through the named reward (so a concession, which comes off
+      the balance, is not charged a second time; before, the env had its own tally and charged it).
     """
 
     metadata: dict[str, Any] = {"autoreset_mode": AutoresetMode.NEXT_STEP}  # noqa: RUF012
@@ -122,7 +121,17 @@ class SelfServiceVecEnv(VectorEnv[NDArray[np.float32], NDArray[np.int64], NDArra
         world_seed: int | None = None,
         search: int = 4,
         skip_quiet_days: bool = True,
+        reward: str = "runoff_value",
+        reward_kwargs: dict[str, float] | None = None,
+        autoreset_mode: AutoresetMode = AutoresetMode.NEXT_STEP,
     ) -> None:
+        if reward not in SUMMED_REWARDS:
+            raise ValueError(f"reward: {reward!r} is not one a menu step can sum; allowed: {list(SUMMED_REWARDS)}")
+        mode = AutoresetMode(autoreset_mode)
+        if mode not in (AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP):
+            raise ValueError(f"autoreset_mode: expected NEXT_STEP or SAME_STEP, got {mode}")
+        self.autoreset_mode = mode
+        self.metadata = {"autoreset_mode": mode}
         if int(num_envs) < 1:
             raise ValueError(f"num_envs: must be >= 1, got {num_envs}")
         if int(search) < 1:
@@ -131,6 +140,9 @@ class SelfServiceVecEnv(VectorEnv[NDArray[np.float32], NDArray[np.int64], NDArra
         if base is None:
             base = load_world_config(config)  # type: ignore[arg-type]
         self.config = base.with_overrides(self_service={"enabled": True})
+        self.reward_name = reward
+        self.reward: Reward = resolve_reward(reward, reward_kwargs)
+        self.costs = RewardCosts.of(self.config)
         import agents  # (here: agents builds on envs, so envs imports it only when an env is made)
 
         self.base = agents.make(base_policy)
@@ -229,7 +241,20 @@ class SelfServiceVecEnv(VectorEnv[NDArray[np.float32], NDArray[np.int64], NDArra
         terminated[stepping] = done & _ENDED[w.ledger.status[rows]]
         truncated[stepping] = done & ~terminated[stepping]
         self._ended = terminated | truncated
-        return self._obs.copy(), rewards, terminated, truncated, self._infos()
+        if self.autoreset_mode == AutoresetMode.NEXT_STEP or not self._ended.any():
+            return self._obs.copy(), rewards, terminated, truncated, self._infos()
+        # SAME_STEP: the ended slots start their next episodes now; their last observations go in the info.
+        ended = np.flatnonzero(self._ended)
+        final_obs = np.full(self.num_envs, None, dtype=object)
+        for i in ended.tolist():
+            final_obs[i] = self._obs[i].copy()
+        self._drop_current(ended)
+        self._replaced[ended] = 0
+        self._run(new=ended, stepping=np.zeros(0, dtype=np.int64))
+        self._ended[:] = False
+        infos = self._infos()
+        infos["final_obs"], infos["_final_obs"] = final_obs, terminated | truncated
+        return self._obs.copy(), rewards, terminated, truncated, infos
 
     def action_masks(self) -> NDArray[np.bool_]:
         """The menu rules' masks of the slots' current menu points, ``(num_envs, sum(nvec))``."""
@@ -312,17 +337,16 @@ class SelfServiceVecEnv(VectorEnv[NDArray[np.float32], NDArray[np.int64], NDArra
         self._read(np.concatenate([new, stepping[phase[self._current[stepping]] == Phase.MENU]]))
 
     def _tally(self) -> None:
-        """Each row's reward from the events logged since the last call."""
-        acc = self._reward
-        for event, rows, cols in self.world.take_outcome_events():
-            if event == EventType.COMPLETED:
-                np.add.at(acc, rows, COMPLETION_BONUS)
-                continue
-            sign = _SIGN.get(event)
-            if sign is None:
-                continue
-            amount = np.broadcast_to(np.asarray(cols.get("amount_eur", 0.0), dtype=np.float64), rows.shape)
-            np.add.at(acc, rows, sign * _SCALE * np.nan_to_num(amount))
+        """Add to each row's reward that of the events logged since the last call: their outcome columns
+        (:func:`regsim.rewards.tally`) through the env's reward, which is a sum over events
+        (:data:`SUMMED_REWARDS`), so a step's reward is the sum of these parts."""
+        chunks = self.world.take_outcome_events()
+        if not chunks:
+            return
+        rows = np.unique(np.concatenate([r for _, r, _ in chunks]))  # only the rows with events are tallied
+        local = [(event, np.searchsorted(rows, r), cols) for event, r, cols in chunks]
+        zeros = np.zeros(len(rows))
+        self._reward[rows] += self.reward(tally(local, len(rows), zeros, zeros), self.costs)
 
     def _read(self, slots: NDArray[np.int64]) -> None:
         """The observations, masks and capped levels of these slots' current menu points."""
