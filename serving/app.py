@@ -8,7 +8,9 @@ Run for real with uvicorn (one worker)::
 Routes (all under bearer-token auth, checked before the body is read, except ``/healthz``, ``/readyz``, ``/docs``
 and ``/openapi.json``): ``POST /v1/arrangements``,
 ``GET /v1/arrangements/{arrangement_id}``, ``POST /v1/decisions``, ``POST /v1/decisions/batch``,
-``POST /v1/events``, ``POST /v1/clock``, ``GET /metrics``, ``GET /docs``, ``GET /openapi.json``.
+``POST /v1/events``, ``POST /v1/clock``, ``GET /metrics``, ``GET /docs``, ``GET /openapi.json``; self-service
+(:mod:`serving.menus_api`): ``POST /v1/menus``, ``POST /v1/choices``, ``POST /v1/debtor-links``, and the debtor's
+page under ``/self-service`` (:mod:`serving.pages.debtor`, reached by a signed link, no token).
 
 Writes go through one writer (:mod:`serving.writer`): requests that arrive together share one transaction
 (group commit), and each response is sent only after the commit of its transaction returned, so an
@@ -50,10 +52,13 @@ from serving.errors import HANDLED, error_response
 from serving.fastpath import DecisionFastPath, replay_body
 from serving.gate import ApiGate, bearer_token_ok
 from serving.lease import WriterLease
+from serving.menu_service import MenuService
+from serving.menus_api import build_menus_router
 from serving.metrics import Metrics, RequestRecorder
 from serving.online import OnlineLearner, is_online
 from serving.openapi import refine as refine_openapi
 from serving.pages import build_pages_router
+from serving.pages.debtor import build_debtor_router
 from serving.policies import PolicyRunner, load
 from serving.service import DecisionService
 from serving.settings import ServerSettings
@@ -234,6 +239,7 @@ class _State:
                 restored = self.online.restore(conn)
             log.info("online policy %s: state %s", active.policy.name, "restored" if restored else "from its artifact")
         self.service = DecisionService(self.config, self.runner, self.metrics, self.online, settings.max_batch)
+        self.menus = MenuService(self.service)
         self.cache = ReplayCache(self.config)
         self.lease = WriterLease(self.engine)
         self.writer = Writer(
@@ -389,8 +395,10 @@ def create_app(settings: ServerSettings) -> ServerApp:
     )
     app.state.settings = settings
     app.include_router(_build_router())
+    app.include_router(build_menus_router(_state))
     # The staff pages (HTML, a browser login; off without REGSIM_STAFF_USERS): serving/pages.
     app.include_router(build_pages_router(settings, _state))
+    app.include_router(build_debtor_router(_state))
     world = load_world_config(settings.population)
     longest_plan = max(world.rules.max_total_installments, world.arrangements.max_installments)
     plain_openapi = app.openapi

@@ -87,6 +87,16 @@ class ServerSettings(BaseSettings):
         "staff_users). Changing it logs everyone out.",
     )
     session_hours: float = Field(8.0, gt=0, le=24 * 30, description="How long a staff login lasts (hours).")
+    debtor_link_secret: str | None = Field(
+        None,
+        min_length=32,
+        description="Key that signs the links to the debtors' self-service pages (/self-service) sent in "
+        "reminders, and their forms' CSRF cookies (at least 32 characters); none: the pages are off. Changing it "
+        "voids every link sent.",
+    )
+    debtor_link_days: float = Field(
+        30.0, gt=0, le=365, description="How long a debtor's link stays valid after it is made (days)."
+    )
     host: str = Field("127.0.0.1", description="Interface to listen on.")
     port: int = Field(8000, ge=0, le=65535, description="TCP port to listen on.")
 
