@@ -166,7 +166,7 @@ _LOADERS: dict[str, Loader] = {}
 
 # Modules that register the loaders of a family of kinds, imported on first use so that loading an artifact
 # does not need its family imported beforehand (and ``import agents.artifact`` stays free of torch).
-_LOADER_MODULES: dict[str, str] = {"sb3-": "agents.sb3", "bandit-": "agents.bandits"}
+_LOADER_MODULES: dict[str, str] = {"sb3-": "agents.sb3", "sb3-menu-": "agents.sb3_menu", "bandit-": "agents.bandits"}
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -3,8 +3,11 @@
 :func:`train_policy` is the one entry point, and every algorithm trains the same way: SB3's own ``learn()`` on
 an SB3 ``VecEnv`` of ``n_envs`` slots of ``regsim/ArrangementVec-v0`` (:class:`envs.sb3_vec.ArrangementSB3VecEnv`;
 DQN through :class:`agents.flat_actions.FlatActionVecEnv`), driven by :func:`agents.vector_training.learn_on_vector`
-(learning curve, progress, exact checkpoints). The trained network is wrapped as a
-:class:`~regsim.decision.Policy` (:mod:`agents.sb3`), evaluated briefly by simulating a population with it (the
+(learning curve, progress, exact checkpoints). With ``decision="menu"`` MaskablePPO learns the self-service menu
+instead, on :class:`envs.sb3_menu_vec.SelfServiceSB3VecEnv` (``regsim/SelfServiceVec-v0``, the arrangement
+decisions answered by :data:`MENU_BASE`), through the same loop. The trained network is wrapped as a
+:class:`~regsim.decision.Policy` (:mod:`agents.sb3`; a menu network as :class:`agents.sb3_menu.SB3MenuPolicy`),
+evaluated briefly by simulating a population with it (the
 same path evaluation and serving use), and written as an artifact.
 
 Layout of ``out``::
@@ -38,15 +41,20 @@ from agents.flat_actions import DEFAULT_DQN_PARTS, FlatActionVecEnv
 from agents.online import write_curve
 from agents.sb3 import POLICIES
 from agents.vector_training import learn_on_vector
+from envs.sb3_menu_vec import SelfServiceSB3VecEnv
 from envs.sb3_vec import ArrangementSB3VecEnv
+from envs.self_service_vec import SUMMED_REWARDS
 from regsim.config import WorldConfig
 from regsim.rewards import REWARDS
 from regsim.runoff import covering_months
 from regsim.simulate import simulate
 
 __all__ = [
+    "DECISIONS",
     "DEFAULT_ALGO_KWARGS",
+    "DEFAULT_MENU_N_ENVS",
     "DEFAULT_N_ENVS",
+    "MENU_BASE",
     "deterministic_torch",
     "train_policy",
 ]
@@ -89,6 +97,15 @@ DEFAULT_ALGO_KWARGS: dict[str, dict[str, Any]] = {
 #: about three quarters of what it costs at 1,024 (benchmarks/bench_env.py), for the same minibatches. DQN
 #: learns after every vector step, so it steps few slots.
 DEFAULT_N_ENVS: dict[str, int] = {"ppo": 2048, "maskable-ppo": 2048, "dqn": 16}
+
+#: The decisions a network can learn: the arrangement's (``regsim/ArrangementVec-v0``) or the self-service
+#: menu's (``regsim/SelfServiceVec-v0``, MaskablePPO only).
+DECISIONS: tuple[str, ...] = ("arrangement", "menu")
+#: Slots of ``regsim/SelfServiceVec-v0`` stepped together by default: a menu step spans some fifty of the
+#: arrangement's own decision points (benchmarks/bench_env.py: about 215 menu steps a second at 256 slots).
+DEFAULT_MENU_N_ENVS = 256
+#: The policy that answers the arrangement decisions while a menu network trains (and after, as its base).
+MENU_BASE = "static-dunning"
 
 #: Slots per worker process when ``workers`` is not given. A vector step has a large fixed cost, so halving a
 #: block saves far less than half its time: on two cores, 2 x 512 slots step 1.2x as fast as 1,024 in one process,
@@ -135,6 +152,23 @@ def _merge(defaults: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any
     return out
 
 
+def _check_decision(decision: str, algorithm: str, config: WorldConfig, reward: Any, workers: int | None) -> bool:
+    """Whether the training is of the menu decision; what that needs, each refused with what is allowed."""
+    if decision not in DECISIONS:
+        raise ValueError(f"decision: unknown {decision!r}; allowed: {list(DECISIONS)}")
+    if decision == "arrangement":
+        return False
+    if algorithm != "maskable-ppo":
+        raise ValueError(f"decision: 'menu' is learned by 'maskable-ppo' only, not {algorithm!r}")
+    if not config.self_service.enabled:
+        raise ValueError("decision: 'menu' needs a world with self_service.enabled: true (no menus otherwise)")
+    if reward not in SUMMED_REWARDS:
+        raise ValueError(f"env_kwargs.reward: a menu step takes one of {list(SUMMED_REWARDS)}, not {reward!r}")
+    if workers not in (None, 1):
+        raise ValueError(f"workers: the menu slots run in one process; allowed: 1, got {workers}")
+    return True
+
+
 def train_policy(
     algorithm: str,
     *,
@@ -154,8 +188,9 @@ def train_policy(
     tensorboard_dir: Path | None = None,
     checkpoint_dir: Path | None = None,
     checkpoint_every: int | None = None,
+    decision: str = "arrangement",
 ) -> Path:
-    """Train an SB3 policy on ``regsim/Arrangement-v0``'s MDP and write it as an artifact.
+    """Train an SB3 policy on ``regsim/Arrangement-v0``'s MDP (or the menu's) and write it as an artifact.
 
     Args:
         algorithm: ``"ppo"``, ``"maskable-ppo"`` or ``"dqn"`` (the keys of :data:`agents.sb3.POLICIES`).
@@ -190,6 +225,11 @@ def train_policy(
             uninterrupted training would have (:mod:`agents.vector_training`). DQN writes none (its replay buffer
             is not saved): resumed, it trains again from the start, with the same result.
         checkpoint_every: Transitions between checkpoints (default: after the last update only).
+        decision: ``"arrangement"`` (the default) or ``"menu"``: MaskablePPO on the self-service menu
+            (``regsim/SelfServiceVec-v0``; the world must have ``self_service.enabled``; a reward of
+            :data:`envs.self_service_vec.SUMMED_REWARDS`; one process; ``n_envs`` default
+            :data:`DEFAULT_MENU_N_ENVS`); the artifact is an :class:`agents.sb3_menu.SB3MenuPolicy` on
+            :data:`MENU_BASE`. Transitions are then menu points.
 
     Also writes ``out/learning_curve.parquet``: columns ``step`` (int64, transitions trained on so far),
     ``metric`` (string) and ``value`` (float64), with ``reward_per_decision`` (mean step reward) and
@@ -219,10 +259,11 @@ def train_policy(
     if not (callable(reward) or (isinstance(reward, str) and reward in REWARDS)):
         raise ValueError(f"env_kwargs.reward: unknown reward {reward!r}; allowed: {sorted(REWARDS)} or a function")
     reward_name = reward if isinstance(reward, str) else getattr(reward, "__qualname__", repr(reward))
-    n_envs = int(n_envs if n_envs is not None else DEFAULT_N_ENVS[algorithm])
+    menu = _check_decision(decision, algorithm, config, reward, workers)
+    n_envs = int(n_envs if n_envs is not None else DEFAULT_MENU_N_ENVS if menu else DEFAULT_N_ENVS[algorithm])
     if n_envs < 1:
         raise ValueError(f"n_envs: must be >= 1, got {n_envs}")
-    workers = int(workers if workers is not None else default_workers(n_envs))
+    workers = int(workers if workers is not None else 1 if menu else default_workers(n_envs))
     if not 1 <= workers <= n_envs:
         raise ValueError(f"workers: must be in [1, n_envs={n_envs}], got {workers}")
     if checkpoint_every is not None and checkpoint_every < 1:
@@ -251,16 +292,28 @@ def train_policy(
     tb_dir = Path(tensorboard_dir) if tensorboard_dir is not None else out / "tb"
 
     with deterministic_torch(seed):
-        slots = ArrangementSB3VecEnv(
-            n_envs,
-            workers=workers,
-            config=config,
-            invalid_action=invalid_action,
-            reward=reward,
-            reward_kwargs=reward_kwargs,
-            months=months,
-            world_seed=world_seed,
-        )
+        slots: ArrangementSB3VecEnv | SelfServiceSB3VecEnv
+        if menu:
+            slots = SelfServiceSB3VecEnv(
+                n_envs,
+                config=config,
+                base_policy=MENU_BASE,
+                reward=reward,
+                reward_kwargs=reward_kwargs,
+                months=months,
+                world_seed=world_seed,
+            )
+        else:
+            slots = ArrangementSB3VecEnv(
+                n_envs,
+                workers=workers,
+                config=config,
+                invalid_action=invalid_action,
+                reward=reward,
+                reward_kwargs=reward_kwargs,
+                months=months,
+                world_seed=world_seed,
+            )
         env: VecEnv = FlatActionVecEnv(slots, parts) if algorithm == "dqn" else slots
         model = cls.model_class(
             "MlpPolicy",
@@ -282,6 +335,7 @@ def train_policy(
             "months": months,
             "world_seed": world_seed,
             "n_envs": n_envs,
+            **({"decision": decision} if menu else {}),
         }
         start = time.perf_counter()
         try:
@@ -299,7 +353,13 @@ def train_policy(
             env.close()  # (stops the worker processes)
         seconds = time.perf_counter() - start
         curve = list(training.curve)
-        policy = cls.from_model(model, space=slots.space, action_parts=parts if algorithm == "dqn" else None)
+        policy: Any
+        if isinstance(slots, SelfServiceSB3VecEnv):
+            from agents.sb3_menu import SB3MenuPolicy  # (imports the menu env's observations)
+
+            policy = SB3MenuPolicy.from_model(model, menu_space=slots.menu_space, base=MENU_BASE)
+        else:
+            policy = cls.from_model(model, space=slots.space, action_parts=parts if algorithm == "dqn" else None)
         returns = np.asarray(training.last_returns, dtype=np.float64)
         metrics: dict[str, Any] = {
             "trained_steps": int(model.num_timesteps),
@@ -321,7 +381,8 @@ def train_policy(
             curve.extend((int(model.num_timesteps), f"eval/{k}", float(v)) for k, v in result.kpis.items())
     write_curve(curve, out / "learning_curve.parquet")
     record = {
-        "env_id": "regsim/ArrangementVec-v0",
+        "env_id": "regsim/SelfServiceVec-v0" if menu else "regsim/ArrangementVec-v0",
+        "decision": decision,
         "algorithm": algorithm,
         "sb3_class": cls.model_class.__name__,
         "steps": steps,
@@ -332,7 +393,7 @@ def train_policy(
             "reward": reward_name,
             "months": months,
             "world_seed": world_seed,
-            "invalid_action": invalid_action,
+            **({"base_policy": MENU_BASE} if menu else {"invalid_action": invalid_action}),
         },
         "reward_kwargs": dict(reward_kwargs or {}),
         "algo_kwargs": kwargs,

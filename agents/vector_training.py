@@ -1,8 +1,9 @@
-"""The one training loop: an SB3 algorithm on ``regsim/ArrangementVec-v0``, with a learning curve and exact checkpoints.
+"""The one training loop: an SB3 algorithm on a vector env of the world, with a learning curve and exact checkpoints.
 
 SB3 collects the transitions itself: ``model.learn`` steps :class:`envs.sb3_vec.ArrangementSB3VecEnv` (for DQN
 through :class:`agents.flat_actions.FlatActionVecEnv`), whose ``n_envs`` slots are independent episodes of
-``regsim/Arrangement-v0`` simulated together (a PPO rollout is ``n_steps * n_envs`` transitions, ``n_steps`` per
+``regsim/Arrangement-v0`` simulated together, or :class:`envs.sb3_menu_vec.SelfServiceSB3VecEnv` (the menu
+decision, ``regsim/SelfServiceVec-v0``) (a PPO rollout is ``n_steps * n_envs`` transitions, ``n_steps`` per
 slot in SB3's sense). :func:`learn_on_vector` adds what an experiment needs around it:
 
 * a learning curve per rollout: ``reward_per_decision`` (mean step reward of the rollout) and
@@ -29,7 +30,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 from numpy.typing import NDArray
@@ -40,13 +41,22 @@ from tqdm.auto import tqdm
 
 from agents.checkpoints import write_checkpoint_folder
 from agents.sb3_checkpoint import restore_model, set_global_rng_state, write_model_files
-from envs.sb3_vec import ArrangementSB3VecEnv
 
-__all__ = ["CHECKPOINT_PREFIX", "VectorTraining", "learn_on_vector"]
+__all__ = ["CHECKPOINT_PREFIX", "SlotStates", "VectorTraining", "learn_on_vector"]
 
 CHECKPOINT_PREFIX = "vec-"
 _SLOTS = "slots.pkl"
 _LAST_RETURNS = 100
+
+
+@runtime_checkable
+class SlotStates(Protocol):
+    """A vector env whose slots can be saved and restored mid-episode (what a checkpoint needs):
+    :class:`envs.sb3_vec.ArrangementSB3VecEnv` and :class:`envs.sb3_menu_vec.SelfServiceSB3VecEnv`."""
+
+    def get_state(self) -> bytes: ...
+
+    def set_state(self, state: bytes) -> None: ...
 
 
 @dataclass
@@ -126,7 +136,7 @@ class _Bookkeeping(BaseCallback):
 
 def _save(model: BaseAlgorithm, folder: Path, state: VectorTraining, identity: dict[str, Any]) -> Path:
     env = model.get_env()
-    assert isinstance(env, ArrangementSB3VecEnv)
+    assert isinstance(env, SlotStates)
 
     def write(tmp: Path) -> None:
         write_model_files(
@@ -156,7 +166,7 @@ def _resume(model: BaseAlgorithm, folder: Path, identity: dict[str, Any]) -> Vec
     latest, progress, rng = restored
     slots = pickle.loads((latest / _SLOTS).read_bytes())  # the run's own checkpoint (see the module)
     env = model.get_env()
-    assert isinstance(env, ArrangementSB3VecEnv)
+    assert isinstance(env, SlotStates)
     env.set_state(slots["env"])
     model._last_obs = slots["last_obs"]
     model._last_episode_starts = slots["last_episode_starts"]
@@ -185,12 +195,12 @@ def learn_on_vector(
     On-policy algorithms round up to whole rollouts of ``n_steps * n_envs`` transitions.
 
     Args:
-        model: The model, built on the adapter (its env).
+        model: The model, built on an adapter (its env): arrangement slots or menu slots.
         total_steps: Transitions to train on (SB3's ``total_timesteps``).
         identity: What defines the training (seed, hyperparameters, env arguments, ...): stored in each
             checkpoint, and a checkpoint of another identity is refused when resuming.
         checkpoint_dir: Where checkpoints go (None: none; on-policy algorithms on an
-            :class:`~envs.sb3_vec.ArrangementSB3VecEnv` only). When it holds one already, training resumes from
+            :class:`SlotStates` env only). When it holds one already, training resumes from
             the newest.
         checkpoint_every: Transitions between checkpoints (after the update that reaches them); the last
             update is always checkpointed when ``checkpoint_dir`` is given.
@@ -208,9 +218,9 @@ def learn_on_vector(
     env = model.get_env()
     assert env is not None
     folder = Path(checkpoint_dir) if checkpoint_dir is not None else None
-    if folder is not None and not (isinstance(model, OnPolicyAlgorithm) and isinstance(env, ArrangementSB3VecEnv)):
+    if folder is not None and not (isinstance(model, OnPolicyAlgorithm) and isinstance(env, SlotStates)):
         raise TypeError(
-            f"checkpoint_dir: checkpoints are for on-policy algorithms on an ArrangementSB3VecEnv, "
+            f"checkpoint_dir: checkpoints are for on-policy algorithms on slots that save their state "
             f"not {type(model).__name__} on {type(env).__name__}"
         )
     resumed = _resume(model, folder, identity) if folder is not None else None

@@ -53,6 +53,12 @@ class TrainConfig(_Section):
     eval_arrangements: int = Field(
         0, ge=0, description="Deep RL: arrangements in train_policy's own check run after training (0: none)."
     )
+    decision: Literal["arrangement", "menu"] = Field(
+        "arrangement",
+        description="Deep RL: the decision learned: the arrangement's (regsim/ArrangementVec-v0) or the "
+        "self-service menu's (maskable-ppo only, on regsim/SelfServiceVec-v0; needs self_service.enabled; "
+        "n_envs default 256, one process).",
+    )
 
 
 class AgentConfig(_Section):
@@ -83,6 +89,10 @@ class AgentConfig(_Section):
 def _check_slots(kind: str, train: TrainConfig) -> None:
     """The vector-env settings a kind takes (each refused with what is allowed)."""
     deep = ("maskable-ppo", "ppo", "dqn")
+    if train.decision == "menu" and kind != "maskable-ppo":
+        raise ValueError(f"train.decision: 'menu' is learned by 'maskable-ppo' only, not {kind!r}")
+    if train.decision == "menu" and train.workers not in (None, 1):
+        raise ValueError(f"train.workers: the menu slots run in one process; allowed: 1, got {train.workers}")
     if kind not in deep:
         for name in ("n_envs", "workers"):
             if getattr(train, name) is not None:

@@ -189,6 +189,7 @@ def _train_deep(
         workers=agent.train.workers,
         checkpoint_dir=folder / "checkpoints",
         checkpoint_every=agent.train.checkpoint_every,
+        decision=agent.train.decision,
     )
 
 
