@@ -16,13 +16,15 @@ from pydantic import Field, field_validator, model_validator
 
 from experiments.config_base import _NAME, _Section
 
-__all__ = ["AGENT_KINDS", "BANDIT_KINDS", "DEEP_RL_KINDS", "AgentConfig", "TrainConfig"]
+__all__ = ["AGENT_KINDS", "BANDIT_KINDS", "DEEP_RL_KINDS", "GREEDY_KINDS", "AgentConfig", "TrainConfig"]
 
 #: Agents trained by :func:`agents.train.train_policy` (Stable-Baselines3).
 DEEP_RL_KINDS: tuple[str, ...] = ("maskable-ppo", "ppo", "dqn")
 #: Agents trained online on the population simulator (:mod:`agents.online`).
 BANDIT_KINDS: tuple[str, ...] = ("epsilon-greedy", "linucb", "linear-ts", "menu-ts")
 AGENT_KINDS: tuple[str, ...] = (*DEEP_RL_KINDS, *BANDIT_KINDS)
+#: Agents whose artifacts take the loading option ``deterministic`` (:func:`agents.artifact.load_policy`).
+GREEDY_KINDS: tuple[str, ...] = (*DEEP_RL_KINDS, "menu-ts")
 
 # SB3 constructor arguments that train_policy sets itself (a config may not).
 _RESERVED_SB3 = ("env", "policy", "seed", "device", "tensorboard_log", "verbose", "_init_setup_model")
@@ -71,6 +73,13 @@ class AgentConfig(_Section):
         description="SB3 constructor arguments (algo_kwargs) for deep RL, constructor arguments for bandits.",
     )
     train: TrainConfig
+    deterministic: bool | None = Field(
+        None,
+        description="How the trained artifact decides in the evaluation: greedy (true: its best allowed action, "
+        "propensity 1) or drawing from its distribution (false); default: the artifact's own (SB3 networks "
+        "greedy, menu-ts as trained: drawing). The kinds whose artifacts take this loading option: deep RL and "
+        "menu-ts (the online bandits explore and keep learning in the evaluation).",
+    )
 
     @field_validator("name")
     @classmethod
@@ -83,6 +92,8 @@ class AgentConfig(_Section):
     def _hyperparameters_fit(self) -> AgentConfig:
         _check_hyperparameters(self.kind, self.hyperparameters)
         _check_slots(self.kind, self.train)
+        if self.deterministic is not None and self.kind not in GREEDY_KINDS:
+            raise ValueError(f"deterministic: applies to {list(GREEDY_KINDS)} only, not {self.kind!r}")
         return self
 
 

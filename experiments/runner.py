@@ -25,6 +25,7 @@ Evaluation depends only on the artifacts and the seeds, so a resumed run ends wi
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -224,6 +225,17 @@ def _train_bandit(
 # ---------------------------------------------------------------------------------------------------------------
 # Evaluating and writing
 # ---------------------------------------------------------------------------------------------------------------
+def _evaluated(agent: AgentConfig, folder: Path, world: WorldConfig) -> Any:
+    """What the evaluation runs of a trained agent: its artifact folder, or, with ``deterministic`` set, a
+    factory loading it with that loading option (:func:`agents.artifact.load_policy`)."""
+    if agent.deterministic is None:
+        return str(folder)
+    from agents.artifact import load_policy
+
+    load_policy(folder, rules_version=world.rules.version, deterministic=agent.deterministic)  # refuse a bad one now
+    return functools.partial(load_policy, folder, rules_version=world.rules.version, deterministic=agent.deterministic)
+
+
 def _nan_to_none(value: float) -> float | None:
     return float(value) if math.isfinite(value) else None
 
@@ -357,7 +369,7 @@ def execute(
                 artifacts[agent.name] = _train_agent(agent, config, world, seeds, run_dir, not quiet)
                 record.seeds = seeds.seeds
                 record.write()
-            policies: dict[str, Any] = {name: str(path) for name, path in artifacts.items()}
+            policies: dict[str, Any] = {a.name: _evaluated(a, artifacts[a.name], world) for a in config.agents}
             policies.update({name: name for name in config.policies})
             evaluation = _evaluate(config, world, seeds, run_dir, policies, not quiet)
             _feature_importance(config, world, seeds, run_dir, artifacts)

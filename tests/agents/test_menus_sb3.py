@@ -102,3 +102,31 @@ def test_an_experiment_config_refuses_the_menu_decision_for_other_kinds() -> Non
         AgentConfig(name="m", kind="ppo", train={"steps": 10, "decision": "menu"})
     with pytest.raises(ValueError, match="one process"):
         AgentConfig(name="m", kind="maskable-ppo", train={"steps": 10, "decision": "menu", "workers": 2})
+
+
+def test_an_agents_deterministic_switch_decides_how_its_artifact_is_evaluated(tmp_path: Path) -> None:
+    """``deterministic`` of an agent is the artifact's loading option: greedy menus (propensity 1) or draws."""
+    from agents.menus import MenuThompson
+    from agents.online import train_bandit
+    from experiments.config_agents import AgentConfig
+    from experiments.runner import _evaluated
+
+    folder, _ = train_bandit(
+        "menu-ts", CONFIG, steps=300, seed=1, world_seed=2, months=MONTHS, out=tmp_path / "ts", progress=False
+    )
+    menus = _menus()
+
+    def evaluated(deterministic: bool | None) -> MenuThompson:
+        agent = AgentConfig(name="ts", kind="menu-ts", train={"steps": 300}, deterministic=deterministic)
+        made = _evaluated(agent, folder, CONFIG)
+        policy = load_policy(made) if isinstance(made, str) else made()
+        assert isinstance(policy, MenuThompson)
+        return policy
+
+    assert evaluated(None).config.deterministic is False  # the artifact's own: as trained, drawing
+    assert (evaluated(None).decide_menu(menus).propensity < 1).any()
+    greedy = evaluated(True)
+    assert greedy.config.deterministic is True
+    np.testing.assert_array_equal(greedy.decide_menu(menus).propensity, 1.0)
+    with pytest.raises(ValueError, match="deterministic: applies to"):
+        AgentConfig(name="b", kind="linucb", train={"steps": 10}, deterministic=True)
