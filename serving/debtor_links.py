@@ -1,6 +1,7 @@
 """Signed links to a debtor's self-service page, and the CSRF tokens of its forms.
 
-A reminder carries a link ``/self-service/<token>``: the token names one arrangement and an expiry, signed
+A reminder carries a link ``/self-service/<token>``: the token (``<arrangement id>.<expiry>.<signature>``)
+names one arrangement and an expiry, signed
 with HMAC-SHA256 under the ``debtor_link_secret`` setting, so the page needs no login (the debtor has none) and
 no one can reach another arrangement's page by changing the number. The page's forms carry a CSRF token that the
 server also puts in a cookie (``regsim_debtor``, ``HttpOnly``, ``SameSite=Strict``, scoped to the page), signed
@@ -53,15 +54,15 @@ class LinkSigner:
     def token(self, arrangement_id: int, now: float | None = None) -> tuple[str, float]:
         """A link token for an arrangement, and its expiry (Unix seconds)."""
         expires = float(int((time.time() if now is None else now) + self.lifetime_s))
-        body = f"{arrangement_id}-{int(expires)}"
-        return f"{body}-{self._sign('link', body)}", expires
+        body = f"{arrangement_id}.{int(expires)}"
+        return f"{body}.{self._sign('link', body)}", expires
 
     def verify(self, token: str, now: float | None = None) -> PageLink | None:
         """The link a token stands for, or ``None`` if it is malformed, forged or expired."""
-        parts = token.split("-")
+        parts = token.split(".")
         if len(parts) != 3 or not parts[0].isdigit() or not parts[1].isdigit():
             return None
-        body = f"{parts[0]}-{parts[1]}"
+        body = f"{parts[0]}.{parts[1]}"
         if not hmac.compare_digest(self._sign("link", body), parts[2]):
             return None
         link = PageLink(int(parts[0]), float(parts[1]))
