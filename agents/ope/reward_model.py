@@ -30,17 +30,22 @@ categories of two slots: one sparse indicator product per pair of slots. Time :m
 :math:`D \\times D` solve per fold (``D`` the number of coefficients), instead of :math:`O(n D^2)`; memory
 :math:`O(\\text{folds}\\, D^2)` plus one block of rows. Predictions are made from the coefficients block by
 block (per coefficient group), also without the design matrix.
+
+The fit does not depend on the candidate: :func:`fit_cross_fitted` fits the folds once
+(:class:`CrossFittedModel`), and :meth:`CrossFittedModel.predict` gives any candidate's :math:`\\hat q(x, \\pi)` from
+it, so candidates evaluated on one log share one fit. :func:`cross_fitted_rewards` does both for one candidate.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy import sparse
+from scipy import linalg, sparse
 
-__all__ = ["cross_fitted_rewards"]
+__all__ = ["CrossFittedModel", "cross_fitted_rewards", "fit_cross_fitted"]
 
 Array = NDArray[np.float64]
 
@@ -199,6 +204,168 @@ def _normal_equations(slots: list[_Slot], y: Array, width: int) -> tuple[Array, 
     return gram, moment
 
 
+def _check_target(
+    target_actions: ArrayLike, target_weights: ArrayLike, n: int, sizes: tuple[int, ...]
+) -> tuple[NDArray[np.int64], Array]:
+    target = np.asarray(target_actions)
+    if target.ndim != 3 or target.shape[0] != n or target.shape[2] != len(sizes):
+        raise ValueError(f"target_actions must have shape (n, K, P) with n={n}, P={len(sizes)}, got {target.shape}")
+    tw = np.asarray(target_weights, dtype=np.float64)
+    if tw.shape != target.shape[:2]:
+        raise ValueError(f"target_weights must have shape (n, K) = {target.shape[:2]}, got {tw.shape}")
+    if np.any(tw < 0.0) or not np.allclose(tw.sum(axis=1), 1.0, atol=1e-6):
+        raise ValueError("target_weights must be >= 0 with every row summing to 1")
+    _check_levels("target_actions", target, sizes)
+    return target.astype(np.int64), tw
+
+
+def _check_levels(name: str, acts: NDArray[Any], sizes: tuple[int, ...]) -> None:
+    if not np.issubdtype(acts.dtype, np.integer):
+        raise ValueError(f"{name} must hold integers, got dtype {acts.dtype}")
+    flat = acts.reshape(-1, len(sizes))
+    if np.any(flat < 0) or np.any(flat >= np.asarray(sizes)):
+        raise ValueError(f"{name}: part p must lie in [0, action_sizes[p]) with action_sizes={list(sizes)}")
+
+
+@dataclass(frozen=True)
+class CrossFittedModel:
+    r"""The reward model cross-fitted on ``n`` logged rows: each fold's coefficients and each row's fold.
+
+    Attributes:
+        sizes: Levels of each action part.
+        context_interactions: Whether the model has the context x action-part interactions.
+        z: The standardised features, shape ``(n, d)``.
+        kind_onehot: The rows' decision kinds one-hot, shape ``(n, g)``, or ``None``.
+        fold_rows: The rows of each fold.
+        betas: Each fold's coefficients (fitted on the other folds), shape ``(folds, D)``.
+        q_logged: :math:`\hat q(x_i, a_i)` of each row from the model that did not see its arrangement, ``(n,)``.
+    """
+
+    sizes: tuple[int, ...]
+    context_interactions: bool
+    z: Array
+    kind_onehot: Array | None
+    fold_rows: tuple[NDArray[np.int64], ...]
+    betas: Array
+    q_logged: Array
+
+    def predict(self, target_actions: ArrayLike, target_weights: ArrayLike) -> Array:
+        r""":math:`\sum_k \pi_{ik} \hat q(x_i, a_{ik})` per row, each from the model that did not see its
+        arrangement.
+
+        Args:
+            target_actions: The candidate's actions per row, shape ``(n, K, P)``, int.
+            target_weights: Their probabilities, shape ``(n, K)``, rows summing to 1.
+
+        Raises:
+            ValueError: Misshapen arguments, levels outside ``sizes`` or weights that are not probabilities.
+        """
+        target, tw = _check_target(target_actions, target_weights, len(self.z), self.sizes)
+        code = _encode(target, tw, self.sizes)
+        out = np.empty(len(self.z))
+        for f, rows in enumerate(self.fold_rows):
+            kind_rows = None if self.kind_onehot is None else self.kind_onehot[rows]
+            out[rows] = _predict(self.z[rows], code[rows], kind_rows, self.context_interactions, self.betas[f])
+        return out
+
+
+def _solve_spd(lhs: Array, rhs: Array) -> Array:
+    """``lhs^{-1} rhs`` for a symmetric positive definite ``lhs`` (Cholesky; LU if it is not numerically so)."""
+    try:
+        factor = linalg.cho_factor(lhs, lower=True, check_finite=False)
+        return np.asarray(linalg.cho_solve(factor, rhs, check_finite=False), dtype=np.float64)
+    except linalg.LinAlgError:
+        return np.asarray(np.linalg.solve(lhs, rhs), dtype=np.float64)
+
+
+def fit_cross_fitted(
+    features: ArrayLike,
+    logged_actions: ArrayLike,
+    reward: ArrayLike,
+    groups: ArrayLike,
+    *,
+    action_sizes: tuple[int, ...] | list[int],
+    folds: int = 5,
+    seed: int | np.random.SeedSequence | np.random.Generator,
+    kinds: ArrayLike | None = None,
+    alpha: float = 1.0,
+    context_interactions: bool = True,
+) -> CrossFittedModel:
+    """Fit the reward model once per fold (on the other folds); the arguments as :func:`cross_fitted_rewards`.
+
+    Raises:
+        ValueError: Misshapen or out-of-range arguments, naming the argument.
+    """
+    x = np.asarray(features, dtype=np.float64)
+    if x.ndim != 2:
+        raise ValueError(f"features must have shape (n, d), got {x.shape}")
+    n = len(x)
+    sizes = tuple(int(s) for s in action_sizes)
+    if not sizes or min(sizes) < 1:
+        raise ValueError(f"action_sizes must be a non-empty list of sizes >= 1, got {list(action_sizes)}")
+    logged = np.asarray(logged_actions)
+    if logged.shape != (n, len(sizes)):
+        raise ValueError(f"logged_actions must have shape (n, P) = ({n}, {len(sizes)}), got {logged.shape}")
+    _check_levels("logged_actions", logged, sizes)
+    y = np.asarray(reward, dtype=np.float64)
+    if y.shape != (n,) or not np.all(np.isfinite(y)):
+        raise ValueError(f"reward must be finite with shape ({n},), got shape {y.shape}")
+    group = np.asarray(groups)
+    if group.shape != (n,):
+        raise ValueError(f"groups must have shape ({n},), got {group.shape}")
+    unique, codes = np.unique(group, return_inverse=True)
+    if not 2 <= folds <= len(unique):
+        raise ValueError(f"folds must lie in [2, number of arrangements = {len(unique)}], got {folds}")
+    if not alpha > 0.0:
+        raise ValueError(f"alpha must be > 0, got {alpha}")
+    kind_onehot: Array | None = None
+    if kinds is not None:
+        kind = np.asarray(kinds)
+        if kind.shape != (n,):
+            raise ValueError(f"kinds must have shape ({n},), got {kind.shape}")
+        _, kind_codes = np.unique(kind, return_inverse=True)
+        kind_onehot = np.eye(int(kind_codes.max()) + 1)[kind_codes.reshape(-1)]
+
+    rng = np.random.default_rng(seed)
+    fold_of_group = rng.permutation(len(unique)) % folds
+    fold = fold_of_group[codes.reshape(-1)]
+    # The features are scaled with all rows' moments: they carry no reward, so no row's reward reaches its own
+    # prediction, and one scaling lets every fold's fit share the per-fold Gram matrices below.
+    mean = x.mean(axis=0)
+    sd = x.std(axis=0)
+    z = (x - mean) / np.where(sd > 0.0, sd, 1.0)
+    logged_code = _encode(logged[:, None, :].astype(np.int64), np.ones((n, 1)), sizes)
+    n_kinds = 0 if kind_onehot is None else kind_onehot.shape[1]
+    kind_code = None if kind_onehot is None else np.argmax(kind_onehot, axis=1).astype(np.int64)
+    width = 1 + x.shape[1] + sum(sizes) * (1 + n_kinds + (x.shape[1] if context_interactions else 0))
+    fold_rows = tuple(np.flatnonzero(fold == f) for f in range(folds))
+    gram = np.zeros((folds, width, width))
+    moment = np.zeros((folds, width))
+    logged64 = logged.astype(np.int64)
+    # Rows per block of the normal equations: the rows' outer products u u^T stay near 64 MiB.
+    block = max(1024, (64 << 20) // (8 * (x.shape[1] + 1) ** 2))
+    for f, rows_f in enumerate(fold_rows):
+        for lo in range(0, len(rows_f), block):
+            rows = rows_f[lo : lo + block]
+            kind_rows = None if kind_code is None else kind_code[rows]
+            slots = _slots(z[rows], logged64[rows], sizes, kind_rows, n_kinds, context_interactions)
+            gram_block, moment_block = _normal_equations(slots, y[rows], width)
+            gram[f] += gram_block
+            moment[f] += moment_block
+    penalty = np.full(width, alpha)
+    penalty[0] = 0.0
+    total_gram, total_moment = gram.sum(axis=0), moment.sum(axis=0)
+    betas = np.empty((folds, width))
+    q_logged = np.empty(n)
+    for f, rows in enumerate(fold_rows):
+        lhs = total_gram - gram[f]
+        lhs[np.diag_indices(width)] += penalty
+        betas[f] = _solve_spd(lhs, total_moment - moment[f])
+        kind_rows = None if kind_onehot is None else kind_onehot[rows]
+        q_logged[rows] = _predict(z[rows], logged_code[rows], kind_rows, context_interactions, betas[f])
+    return CrossFittedModel(sizes, context_interactions, z, kind_onehot, fold_rows, betas, q_logged)
+
+
 def cross_fitted_rewards(
     features: ArrayLike,
     logged_actions: ArrayLike,
@@ -247,76 +414,18 @@ def cross_fitted_rewards(
     logged = np.asarray(logged_actions)
     if logged.shape != (n, len(sizes)):
         raise ValueError(f"logged_actions must have shape (n, P) = ({n}, {len(sizes)}), got {logged.shape}")
-    target = np.asarray(target_actions)
-    if target.ndim != 3 or target.shape[0] != n or target.shape[2] != len(sizes):
-        raise ValueError(f"target_actions must have shape (n, K, P) with n={n}, P={len(sizes)}, got {target.shape}")
-    tw = np.asarray(target_weights, dtype=np.float64)
-    if tw.shape != target.shape[:2]:
-        raise ValueError(f"target_weights must have shape (n, K) = {target.shape[:2]}, got {tw.shape}")
-    if np.any(tw < 0.0) or not np.allclose(tw.sum(axis=1), 1.0, atol=1e-6):
-        raise ValueError("target_weights must be >= 0 with every row summing to 1")
-    for name, acts in (("logged_actions", logged), ("target_actions", target)):
-        if not np.issubdtype(acts.dtype, np.integer):
-            raise ValueError(f"{name} must hold integers, got dtype {acts.dtype}")
-        flat = acts.reshape(-1, len(sizes))
-        if np.any(flat < 0) or np.any(flat >= np.asarray(sizes)):
-            raise ValueError(f"{name}: part p must lie in [0, action_sizes[p]) with action_sizes={list(sizes)}")
-    y = np.asarray(reward, dtype=np.float64)
-    if y.shape != (n,) or not np.all(np.isfinite(y)):
-        raise ValueError(f"reward must be finite with shape ({n},), got shape {y.shape}")
-    group = np.asarray(groups)
-    if group.shape != (n,):
-        raise ValueError(f"groups must have shape ({n},), got {group.shape}")
-    unique, codes = np.unique(group, return_inverse=True)
-    if not 2 <= folds <= len(unique):
-        raise ValueError(f"folds must lie in [2, number of arrangements = {len(unique)}], got {folds}")
-    if not alpha > 0.0:
-        raise ValueError(f"alpha must be > 0, got {alpha}")
-    kind_onehot: Array | None = None
-    if kinds is not None:
-        kind = np.asarray(kinds)
-        if kind.shape != (n,):
-            raise ValueError(f"kinds must have shape ({n},), got {kind.shape}")
-        _, kind_codes = np.unique(kind, return_inverse=True)
-        kind_onehot = np.eye(int(kind_codes.max()) + 1)[kind_codes.reshape(-1)]
-
-    rng = np.random.default_rng(seed)
-    fold_of_group = rng.permutation(len(unique)) % folds
-    fold = fold_of_group[codes.reshape(-1)]
-    # The features are scaled with all rows' moments: they carry no reward, so no row's reward reaches its own
-    # prediction, and one scaling lets every fold's fit share the per-fold Gram matrices below.
-    mean = x.mean(axis=0)
-    sd = x.std(axis=0)
-    z = (x - mean) / np.where(sd > 0.0, sd, 1.0)
-    logged_code = _encode(logged[:, None, :].astype(np.int64), np.ones((n, 1)), sizes)
-    target_code = _encode(target.astype(np.int64), tw, sizes)
-    n_kinds = 0 if kind_onehot is None else kind_onehot.shape[1]
-    kind_code = None if kind_onehot is None else np.argmax(kind_onehot, axis=1).astype(np.int64)
-    width = 1 + x.shape[1] + sum(sizes) * (1 + n_kinds + (x.shape[1] if context_interactions else 0))
-    fold_rows = [np.flatnonzero(fold == f) for f in range(folds)]
-    gram = np.zeros((folds, width, width))
-    moment = np.zeros((folds, width))
-    logged64 = logged.astype(np.int64)
-    # Rows per block of the normal equations: the rows' outer products u u^T stay near 64 MiB.
-    block = max(1024, (64 << 20) // (8 * (x.shape[1] + 1) ** 2))
-    for f, rows_f in enumerate(fold_rows):
-        for lo in range(0, len(rows_f), block):
-            rows = rows_f[lo : lo + block]
-            kind_rows = None if kind_code is None else kind_code[rows]
-            slots = _slots(z[rows], logged64[rows], sizes, kind_rows, n_kinds, context_interactions)
-            gram_block, moment_block = _normal_equations(slots, y[rows], width)
-            gram[f] += gram_block
-            moment[f] += moment_block
-    penalty = np.full(width, alpha)
-    penalty[0] = 0.0
-    total_gram, total_moment = gram.sum(axis=0), moment.sum(axis=0)
-    q_logged = np.empty(n)
-    q_target = np.empty(n)
-    for f, rows in enumerate(fold_rows):
-        lhs = total_gram - gram[f]
-        lhs[np.diag_indices(width)] += penalty
-        beta = np.linalg.solve(lhs, total_moment - moment[f])
-        kind_rows = None if kind_onehot is None else kind_onehot[rows]
-        q_logged[rows] = _predict(z[rows], logged_code[rows], kind_rows, context_interactions, beta)
-        q_target[rows] = _predict(z[rows], target_code[rows], kind_rows, context_interactions, beta)
-    return q_logged, q_target
+    _check_levels("logged_actions", logged, sizes)  # (before the candidate's, as the arguments come)
+    target, tw = _check_target(target_actions, target_weights, n, sizes)
+    model = fit_cross_fitted(
+        x,
+        logged,
+        reward,
+        groups,
+        action_sizes=sizes,
+        folds=folds,
+        seed=seed,
+        kinds=kinds,
+        alpha=alpha,
+        context_interactions=context_interactions,
+    )
+    return model.q_logged, model.predict(target, tw)

@@ -12,16 +12,12 @@ import pytest
 import agents
 from agents.ope.behaviour import EpsilonMixture, logged_behaviour
 from agents.ope.candidates import candidate_on_log, effective_actions, probability_source, uniform_probabilities
-from agents.ope.logged import (
-    LoggedDecisions,
-    arrangement_values,
-    build_feedback,
-    decision_rewards,
-    logged_decisions,
-    shadow_candidate,
-)
+from agents.ope.feedback import build_feedback, fit_reward_models
+from agents.ope.logged import LoggedDecisions, arrangement_values, decision_rewards, logged_decisions, shadow_candidate
+from agents.ope.reward_model import cross_fitted_rewards
 from regsim import load_world_config, simulate
 from regsim.eventlog import EventType, event_codes
+from regsim.features import features
 from regsim.feedback import OutcomeMatcher
 from regsim.metrics import arrangement_outcomes
 from regsim.rewards import RewardCosts
@@ -136,6 +132,40 @@ def test_feedback_counts_only_closed_windows_and_reports_the_rest(
     # The mixture gives every allowed action positive probability: the candidate is fully supported.
     assert np.all(fb.bandit.support_gap == 0.0)
     assert s.arrangements_counted + s.arrangements_open == s.arrangements  # (3 months: most still open)
+
+
+def test_one_fit_of_the_reward_models_serves_every_candidate_with_its_own_numbers(
+    mixture_log: pa.Table, mixture_logged: LoggedDecisions
+) -> None:
+    """The models fitted once on the log (shared by candidates) give each candidate the q of a fit for it alone
+    (:func:`cross_fitted_rewards`, the same folds): fails if the prediction uses another candidate's actions or
+    the shared fit differs from the per-candidate one. Models of another set of decisions are refused."""
+    models = fit_reward_models(mixture_log, mixture_logged, config=WORLD, folds=2, seed=3, interactions=False)
+    feats = features(mixture_logged.contexts).astype(np.float64)
+    for name in ("payday-aligned", "silent", "random"):
+        fb = build_feedback(
+            mixture_log, mixture_logged, agents.make(name), config=WORLD, reward_models=models, folds=2, seed=3
+        )
+        r = fb.rows
+        q_logged, q_target = cross_fitted_rewards(
+            feats[r],
+            mixture_logged.actions[r],
+            fb.candidate.support[r],
+            fb.candidate.weights[r],
+            mixture_logged.rewards.reward[r],
+            mixture_logged.rewards.arrangement_id[r],
+            action_sizes=tuple(mixture_logged.contexts.space.nvec),
+            folds=2,
+            seed=3,
+            kinds=mixture_logged.kind[r],
+            context_interactions=False,
+        )
+        assert fb.bandit.q_logged is not None and fb.bandit.q_target is not None
+        assert np.allclose(fb.bandit.q_logged, q_logged, rtol=1e-9, atol=1e-9)
+        assert np.allclose(fb.bandit.q_target, q_target, rtol=1e-9, atol=1e-9)
+    half = mixture_logged.take(mixture_logged.of_arrangements(np.unique(mixture_logged.rewards.arrangement_id)[:30]))
+    with pytest.raises(ValueError, match="reward_models"):
+        build_feedback(mixture_log, half, agents.make("silent"), config=WORLD, reward_models=models)
 
 
 def test_a_deterministic_logger_leaves_the_other_actions_unsupported() -> None:
