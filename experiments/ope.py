@@ -1,7 +1,7 @@
 """``regsim ope``: off-policy evaluation of a candidate policy on an event log, with a deploy gate.
 
 :func:`run_ope` reads ``LOG/events.parquet`` (a simulator's log or the server's ``regsim export-log``), rebuilds
-every decision's context from the log (:mod:`agents.ope.logged`), runs every estimator of
+every decision's context from the log (:mod:`agents.ope.logged`, :mod:`agents.ope.feedback`), runs every estimator of
 :mod:`agents.ope.estimators` on the per-decision estimand (euros paid within the feedback window minus the
 decision's contact cost) and the sequential ones of :mod:`agents.ope.sequential` on the per-arrangement estimand
 (run-off net recovery), and decides the deploy gate (:func:`paired_gate`): the candidate's value minus the
@@ -33,18 +33,10 @@ import pyarrow.parquet as pq
 
 from agents.ope.behaviour import EpsilonMixture, logged_behaviour
 from agents.ope.estimators import ESTIMATOR_NAMES, ESTIMATORS, EstimatorParams, estimate
+from agents.ope.feedback import LoggedFeedback, LogSummary, RewardModels, build_feedback, fit_reward_models
 from agents.ope.inputs import BanditFeedback, EstimatorResult, TrajectoryFeedback
 from agents.ope.intervals import bootstrap_sums, cluster_codes, cluster_sums, percentile_interval
-from agents.ope.logged import (
-    DEFAULT_WINDOW_DAYS,
-    LoggedDecisions,
-    LoggedFeedback,
-    LogSummary,
-    build_feedback,
-    logged_decisions,
-    read_log,
-    shadow_candidate,
-)
+from agents.ope.logged import DEFAULT_WINDOW_DAYS, LoggedDecisions, logged_decisions, read_log, shadow_candidate
 from regsim.config import WorldConfig
 from regsim.decision import Policy
 
@@ -352,8 +344,10 @@ def _feedback_for(
     behaviours: dict[str, Policy | None],
     seed: int,
     interactions: bool,
+    models: Callable[[], RewardModels],
 ) -> tuple[LoggedFeedback, str]:
-    """The feedback of the policy a flag names (``shadow``: the server's stored shadow decisions)."""
+    """The feedback of the policy a flag names (``shadow``: the server's stored shadow decisions; any other:
+    with the log's reward models ``models()``, shared by the candidate and the baseline)."""
     if spec == SHADOW:
         path = log_dir / "shadow_decisions.parquet"
         if not path.is_file():
@@ -375,7 +369,14 @@ def _feedback_for(
         return fb, "shadow policy (server)"
     policy = make_policy(spec, flag)
     fb = build_feedback(
-        events, logged, policy, config=config, behaviours=behaviours, seed=seed, interactions=interactions
+        events,
+        logged,
+        policy,
+        config=config,
+        behaviours=behaviours,
+        reward_models=models(),
+        seed=seed,
+        interactions=interactions,
     )
     return fb, spec
 
@@ -411,6 +412,14 @@ def run_ope(
     logged = logged_decisions(events, config, window_days=window_days, progress=tell)
     labels = tuple(np.unique(logged.policy).tolist())
     behaviours = {lab: logged_behaviour(*lab.split(" ", 1)) for lab in labels}
+    fitted: list[RewardModels] = []
+
+    def models() -> RewardModels:
+        """The log's reward models, fitted on first use (the same for every policy but the shadow)."""
+        if not fitted:
+            fitted.append(fit_reward_models(events, logged, config=config, seed=seed, interactions=interactions))
+        return fitted[0]
+
     fb, cand_label = _feedback_for(
         policy,
         "--policy",
@@ -421,6 +430,7 @@ def run_ope(
         behaviours=behaviours,
         seed=seed,
         interactions=interactions,
+        models=models,
     )
     tell(f"{fb.summary.decisions_counted:,} decisions counted; estimating")
     results = estimate(fb.bandit, ESTIMATOR_NAMES, seed=seed, n_bootstrap=n_bootstrap, level=level)
@@ -469,6 +479,7 @@ def run_ope(
             behaviours=behaviours,
             seed=seed,
             interactions=interactions,
+            models=models,
         )
         common = np.intersect1d(fb.rows, bfb.rows)
         base_fb = bfb.bandit.take(np.flatnonzero(np.isin(bfb.rows, common)))

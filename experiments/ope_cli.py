@@ -145,6 +145,11 @@ def _candidate(name: str) -> PolicyFactory:
     return lambda seed: make_policy(name, "--candidates")
 
 
+def _label(policy: object) -> str:
+    """A policy's label as a log records it (``"name version"``)."""
+    return f"{getattr(policy, 'name', '')} {getattr(policy, 'version', '')}"
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     """``regsim ope-validate``: run the validation, print and write the table (CSV and JSON)."""
     import json
@@ -174,7 +179,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
             sizes=sizes,
             seeds=seeds_from(args.first_seed, args.seeds),
             n_bootstrap=args.bootstrap,
-            interactions=args.interactions,
+            interactions=args.reward_model == "interactions",
         )
     except (ConfigError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -184,14 +189,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     frame.to_csv(out / "ope_validation.csv", index=False)
-    payload = {
-        "world": f"{config.name}, run off with cap plan + {args.runoff_months:g} months",
-        "reward_model_interactions": bool(args.interactions),
-        "seeds": list(result.seeds),
-        "wall_s": result.wall_s,
-        "rows": frame.to_dict(orient="records"),
-        "statements": result.statements(),
-    }
+    payload = result.to_json(
+        world=f"{config.name}, run off with cap plan + {args.runoff_months:g} months",
+        reward_model=args.reward_model,
+        sizes=list(sizes),
+        behaviour_labels={b: _label(make(0)) for b, make in behaviours.items()},
+    )
     (out / "ope_validation.json").write_text(json.dumps(payload, indent=2, default=float) + "\n")
     shown = frame.assign(
         relative_error=frame["relative_error"].map(lambda x: f"{x:.1%}"),
@@ -228,9 +231,10 @@ def add_validate_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples per estimate (default: 200)")
     p.add_argument("--runoff-months", type=float, default=2.0, help="run-off cap after the plan, months (default: 2)")
     p.add_argument(
-        "--interactions",
-        action="store_true",
-        help="fit the reward model with context x action interactions, as regsim ope does (slower; default off)",
+        "--reward-model",
+        choices=("interactions", "linear"),
+        default="interactions",
+        help="DM/DR's reward model, as in regsim ope: with context x action interactions (default) or linear",
     )
     p.add_argument("--out", default="runs/ope-validation", help="output folder (default: runs/ope-validation)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")

@@ -42,7 +42,7 @@ import pyarrow as pa
 from numpy.typing import NDArray
 
 from agents.ope.candidates import effective_actions
-from agents.ope.logged import DEFAULT_WINDOW_DAYS, LoggedDecisions, decision_rewards
+from agents.ope.logged import LoggedDecisions, decision_rewards
 from regsim.clock import Time
 from regsim.config import WorldConfig
 from regsim.decision import ContextBatch, Policy
@@ -94,6 +94,17 @@ def _positions(arrangement_id: NDArray[np.int64], time: NDArray[np.float64]) -> 
     return out
 
 
+def _window(logged: LoggedDecisions, window_days: float | None) -> float:
+    """The log's feedback window, refusing another one."""
+    own = logged.rewards.window_days
+    if window_days is not None and window_days != own:
+        raise ValueError(
+            f"window_days: {window_days:g} days, but the log's rewards were computed with {own:g} "
+            "(logged_decisions(..., window_days=...)); branch with the log's window"
+        )
+    return own
+
+
 def branch_rewards(
     config: WorldConfig,
     seed: int,
@@ -102,7 +113,7 @@ def branch_rewards(
     actions: NDArray[np.int64],
     continuation: Policy,
     *,
-    window_days: float = DEFAULT_WINDOW_DAYS,
+    window_days: float | None = None,
     replay_identical: bool = False,
 ) -> NDArray[np.float64]:
     """The reward of each logged decision ``rows[j]`` had ``actions[j]`` been taken there, the logger going on.
@@ -115,7 +126,8 @@ def branch_rewards(
         actions: The action taken at each, shape ``(m, 5)`` (effective actions; must be allowed there).
         continuation: The logging policy (fixed: :func:`branchable`), deciding every later decision of a branch
             whose action differs from the logged one.
-        window_days: The reward's feedback window (the log's).
+        window_days: The reward's feedback window: the log's (``logged.rewards.window_days``, the default); another
+            is refused (the logged rewards and closed windows would be of another estimand).
         replay_identical: Play the branches whose action equals the logged one too (with every logged action
             after it: the logged life), rather than reading their reward from the log. For checking.
 
@@ -123,10 +135,11 @@ def branch_rewards(
         The branched rewards, shape ``(m,)``.
 
     Raises:
-        ValueError: Misshapen ``actions``, or a continuation that is not fixed.
+        ValueError: Misshapen ``actions``, a continuation that is not fixed, or a window other than the log's.
         RuleViolation: An action breaks a rule at its decision (or the log was not made with dedicated capacity
             and a replayed prefix no longer fits).
     """
+    window_days = _window(logged, window_days)
     rows = np.asarray(rows, dtype=np.int64)
     acts = np.asarray(actions, dtype=np.int64)
     if acts.shape != (len(rows), 5):
@@ -240,7 +253,7 @@ def branched_truth(
     *,
     rng: np.random.Generator,
     sample: int | None = None,
-    window_days: float = DEFAULT_WINDOW_DAYS,
+    window_days: float | None = None,
 ) -> BranchedTruth:
     """The candidate's true per-decision value on a log's counted (closed-window) decisions, by branching.
 
@@ -254,13 +267,14 @@ def branched_truth(
         rng: Draws the sample of decisions.
         sample: Branch a uniform random sample of this many counted decisions (without replacement); ``None`` or
             at least their number: all of them.
-        window_days: The feedback window.
+        window_days: The feedback window: the log's (the default); another is refused.
 
     Raises:
-        ValueError: ``sample < 1``; no counted decision; a logger that is not fixed.
+        ValueError: ``sample < 1``; no counted decision; a logger that is not fixed; a window other than the log's.
     """
     if sample is not None and sample < 1:
         raise ValueError(f"sample: expected a number of decisions >= 1, got {sample}")
+    window_days = _window(logged, window_days)
     counted = np.flatnonzero(logged.rewards.closed)
     if not len(counted):
         raise ValueError("logged: no decision with a closed feedback window to branch")

@@ -3,7 +3,7 @@
 The simulator is the one place where an off-policy estimate can be held against the value it estimates. For each
 seed, a log is simulated under a known stochastic logging policy (exact propensities: ``epsilon-mixture``,
 ``epsilon-greedy``, ``random``), every candidate is estimated on it by every estimator
-(:func:`agents.ope.estimators.estimate`, on :func:`agents.ope.logged.build_feedback`), and each candidate is run
+(:func:`agents.ope.estimators.estimate`, on :func:`agents.ope.feedback.build_feedback`), and each candidate is run
 on-policy with the same seed (common random numbers: the same debtors and shocks). Every world here has
 dedicated capacity (:func:`experiments.ope_truth.simulate_log`: each arrangement its own collectors), so that an
 arrangement's life is a function of its own actions and a logged decision can be branched.
@@ -34,8 +34,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, fields
 from typing import Literal
 
 import numpy as np
@@ -44,13 +44,8 @@ from scipy import stats
 
 from agents.ope.behaviour import logged_behaviour
 from agents.ope.estimators import ESTIMATOR_NAMES, estimate
-from agents.ope.logged import (
-    DEFAULT_WINDOW_DAYS,
-    arrangement_values,
-    build_feedback,
-    decision_rewards,
-    logged_decisions,
-)
+from agents.ope.feedback import build_feedback, fit_reward_models
+from agents.ope.logged import DEFAULT_WINDOW_DAYS, arrangement_values, decision_rewards, logged_decisions
 from experiments.ope_truth import branchable, branched_truth, simulate_log
 from regsim.config import WorldConfig
 from regsim.decision import Policy
@@ -209,14 +204,33 @@ class ValidationResult:
             out.append(f"{est} ({estimand}, {last['truth_kind']} truth), {cand} logged by {beh}: {size}; {cover}")
         return out
 
-    def best(self, estimand: str = "per-decision") -> str | None:
-        """The estimator with the smallest relative error at the largest size, among those whose coverage is near
-        the level there (else among all that gave estimates); ``None`` if every one was refused."""
+    def best(
+        self,
+        estimand: str = "per-decision",
+        *,
+        behaviours: Sequence[str] | None = None,
+        candidates: Sequence[str] | None = None,
+        arrangements: int | None = None,
+    ) -> str | None:
+        """The estimator with the smallest relative error at one log size, among those whose coverage is near the
+        level there (else among all that gave estimates); ``None`` if every one was refused.
+
+        Args:
+            estimand: ``per-decision`` or ``per-arrangement``.
+            behaviours: Only these logging policies' cells (default all), errors and coverages averaged over them.
+            candidates: Only these candidates' cells (default all), averaged likewise.
+            arrangements: The size: the largest validated one at most this (the smallest if all are larger);
+                default the largest.
+        """
         frame = self.frame()
         frame = frame[(frame["estimand"] == estimand) & (frame["runs"] > 0)]
+        if behaviours is not None:
+            frame = frame[frame["behaviour"].isin(list(behaviours))]
+        if candidates is not None:
+            frame = frame[frame["candidate"].isin(list(candidates))]
         if frame.empty:
             return None
-        frame = frame[frame["arrangements"] == frame["arrangements"].max()]
+        frame = frame[frame["arrangements"] == self.size_for(arrangements, frame)]
         scores = frame.groupby("estimator")[["relative_error", "coverage", "runs"]].mean()
         near = [
             name
@@ -227,6 +241,54 @@ class ValidationResult:
         ]
         pool = scores.loc[near] if near else scores
         return str(pool["relative_error"].idxmin())
+
+    def size_for(self, arrangements: int | None, frame: pd.DataFrame | None = None) -> int:
+        """The validated log size that stands for a log of ``arrangements``: the largest at most it (the smallest
+        if every one is larger; the largest if ``None``)."""
+        sizes = sorted(set((self.frame() if frame is None else frame)["arrangements"].astype(int)))
+        if not sizes:
+            raise ValueError("the validation has no rows")
+        if arrangements is None:
+            return sizes[-1]
+        below = [s for s in sizes if s <= arrangements]
+        return below[-1] if below else sizes[0]
+
+    def to_json(self, **meta: object) -> dict[str, object]:
+        """The result as the JSON object ``regsim ope-validate`` writes (``meta`` added at the top level)."""
+        return {
+            **meta,
+            "seeds": list(self.seeds),
+            "wall_s": self.wall_s,
+            "level": self.level,
+            "rows": self.frame().to_dict(orient="records"),
+            "statements": self.statements(),
+        }
+
+    @classmethod
+    def from_json(cls, payload: dict[str, object]) -> ValidationResult:
+        """The result back from :meth:`to_json`'s object (``ope_validation.json``).
+
+        Raises:
+            ValueError: The object lacks ``rows`` or ``seeds``, or a row lacks a field (named).
+        """
+        rows, seeds = payload.get("rows"), payload.get("seeds")
+        if not isinstance(rows, list) or not isinstance(seeds, list):
+            raise ValueError("--validation: expected the ope_validation.json of regsim ope-validate (rows, seeds)")
+        names = [f.name for f in fields(ValidationRow)]
+        parsed = []
+        for r in rows:
+            missing = [n for n in names if n not in r]
+            if missing:
+                raise ValueError(f"--validation: a row lacks {missing}")
+            parsed.append(ValidationRow(**{n: r[n] for n in names}))
+        level = payload.get("level", 0.95)
+        wall = payload.get("wall_s", math.nan)
+        return cls(
+            tuple(parsed),
+            tuple(int(x) for x in seeds),
+            float(wall) if isinstance(wall, int | float) else math.nan,
+            float(level) if isinstance(level, int | float) else 0.95,
+        )
 
 
 _CONTINUATION = 1_000_003  # offset of the seed of the logger that goes on deciding in the branches
@@ -317,6 +379,12 @@ def run_validation(
             everything = logged_decisions(events, world, window_days=spec.window_days)
             behaviours = {lab: logged_behaviour(*lab.split(" ", 1)) for lab in np.unique(everything.policy).tolist()}
             arrangement_ids = np.unique(everything.rewards.arrangement_id)
+            # Per size, the first arrangements' decisions and their reward models (shared by the candidates).
+            per_size = {}
+            for size in spec.sizes:
+                logged = everything.take(everything.of_arrangements(arrangement_ids[:size]))
+                models = fit_reward_models(events, logged, config=world, seed=seed, interactions=spec.interactions)
+                per_size[size] = logged, models
             for label, make in spec.candidates.items():
                 candidate = make(seed)
                 if fixed[beh]:
@@ -331,15 +399,14 @@ def run_validation(
                         window_days=spec.window_days,
                     )
                     branched[beh, label].add(branch.rewards, everything.rewards.arrangement_id[branch.rows], seed)
-                for size in spec.sizes:
-                    subset = everything.of_arrangements(arrangement_ids[:size])
-                    logged = everything.take(subset)
+                for size, (logged, models) in per_size.items():
                     fb = build_feedback(
                         events,
                         logged,
                         candidate,
                         config=world,
                         behaviours=behaviours,
+                        reward_models=models,
                         seed=seed,
                         interactions=spec.interactions,
                     )

@@ -100,3 +100,57 @@ def test_a_learning_logger_cannot_be_branched(log: tuple[pa.Table, LoggedDecisio
     rows = np.flatnonzero(logged.rewards.closed)[:3]
     with pytest.raises(ValueError, match="continuation"):
         branch_rewards(SHORT, SEED, logged, rows, logged.actions[rows], learner)
+
+
+#: A feedback window long enough to hold the decisions after a branched one (about every two weeks), so that the
+#: policy going on deciding (the continuation) shapes the branched reward.
+LONG_WINDOW = 60.0
+
+
+@pytest.fixture(scope="module")
+def long_window_log() -> LoggedDecisions:
+    """A log of 80 arrangements (twice the other: a tighter paired error) read with the long window."""
+    events = simulate_log(SHORT, _logger(SEED), arrangements=80, seed=SEED)
+    return logged_decisions(events, SHORT, window_days=LONG_WINDOW)
+
+
+def _paired_se(a: np.ndarray, b: np.ndarray, cluster: np.ndarray) -> float:
+    """Standard error of ``mean(a - b)`` with arrangements as the units."""
+    d = a - b
+    _, inverse = np.unique(cluster, return_inverse=True)
+    resid = np.bincount(inverse, weights=d - d.mean())
+    g = len(resid)
+    return float(np.sqrt(g / (g - 1) * np.sum(resid**2)) / len(d))
+
+
+def test_a_wrong_logger_continuation_changes_the_branched_truth_under_a_long_window(
+    long_window_log: LoggedDecisions,
+) -> None:
+    """Under a 60-day window the decisions after a branched one fall inside its window. Branched with the logger
+    going on, a candidate drawn like the logger keeps the logger's on-policy value (the logged mean, on the same
+    random numbers) within three paired standard errors; branched with a wrong continuation (uniform draws after
+    the branched decision instead of the logger's 30%), the same candidate's truth moves by more than three paired
+    standard errors (a milder one, static dunning without the uniform draws, moves it by about two). Fails if the
+    branches ignore the continuation (the logger, the logged actions or anything else deciding after the branched
+    decision whatever ``continuation`` is)."""
+    logged = long_window_log
+    rows = np.flatnonzero(logged.rewards.closed)
+    assert len(rows) > 200
+    cluster = logged.rewards.arrangement_id[rows]
+    truths = {
+        name: branched_truth(SHORT, SEED, logged, _logger(seed=7), continuation, rng=np.random.default_rng(0))
+        for name, continuation in {
+            "logger": _logger(),
+            "random": agents.make("random", seed=11),
+        }.items()
+    }
+    right = truths["logger"]
+    assert np.array_equal(right.rows, rows)
+    assert abs(right.value - right.logged_value) < 3 * right.difference_se, (right.value, right.logged_value)
+    for name in ("random",):
+        wrong = truths[name]
+        assert np.array_equal(wrong.rows, rows)
+        se = _paired_se(wrong.rewards, right.rewards, cluster)
+        assert abs(wrong.value - right.value) > 3 * se, (name, wrong.value, right.value, se)
+    with pytest.raises(ValueError, match="window_days"):
+        branched_truth(SHORT, SEED, logged, _logger(seed=7), _logger(), rng=np.random.default_rng(0), window_days=14.0)
