@@ -55,6 +55,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             ray_address=args.ray_address,
             quiet=args.quiet,
             log_path=str(args.log),
+            pairing=args.pairing,
         )
     except (ConfigError, SpecError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -95,7 +96,17 @@ def add_calibrate_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser
     cal.add_argument("--ray-address", default=None, help="Ray cluster (default: $RAY_ADDRESS, else a local Ray)")
     cal.add_argument("--holdout-months", type=int, default=0, help="hold out the log's last months (default: 0)")
     cal.add_argument(
-        "--sim-arrangements", type=int, default=None, help="arrangements per simulation (default: the log's)"
+        "--sim-arrangements",
+        type=int,
+        default=None,
+        help="arrangements per simulation (default: the log's, up to 20000; the intervals carry 1 + log/simulated)",
+    )
+    cal.add_argument(
+        "--pairing",
+        choices=("arrangement", "debtor"),
+        default="arrangement",
+        help="which log arrangement's decisions a simulated one replays: the same number, or the same plan length "
+        "and nearest debt (default: arrangement)",
     )
     cal.add_argument("--bootstrap", type=int, default=200, help="bootstrap draws of the moments (default: 200)")
     cal.add_argument("--min-count", type=int, default=30, help="smallest log denominator of a moment (default: 30)")

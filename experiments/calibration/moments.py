@@ -165,8 +165,9 @@ class LogMoments:
 
 
 def event_frame(events: pa.Table | pd.DataFrame, horizon_days: float | None = None) -> pd.DataFrame:
-    """The columns the moments read, as a DataFrame with ``event`` and ``channel`` as strings; events at or after
-    ``horizon_days`` (unit: days since the start) dropped."""
+    """The columns the moments read, as a DataFrame with ``event`` and ``channel`` as categoricals of strings
+    (compared and filtered by code, not string by string; each family turns the rows it keeps into strings);
+    events at or after ``horizon_days`` (unit: days since the start) dropped."""
     if isinstance(events, pa.Table):
         names = [c for c in (*_COLUMNS, *_COLUMNS_OPT) if c in events.column_names]
         frame = events.select(names).to_pandas()
@@ -176,7 +177,8 @@ def event_frame(events: pa.Table | pd.DataFrame, horizon_days: float | None = No
     if missing:
         raise ValueError(f"not an event log: missing columns {missing}")
     for c in ("event", "channel"):
-        frame[c] = frame[c].astype(str)
+        if not isinstance(frame[c].dtype, pd.CategoricalDtype):
+            frame[c] = frame[c].astype(str).astype("category")
     if horizon_days is not None:
         frame = frame[frame["time"] < horizon_days]
     return frame.reset_index(drop=True)
@@ -253,6 +255,7 @@ def _hour_band(time: NDArray[np.float64]) -> NDArray[np.object_]:
 
 def _messages(frame: pd.DataFrame, seg: pd.DataFrame) -> list[pd.DataFrame]:
     delivered = frame[frame["event"] == "message_delivered"][["arrangement_id", "time", "channel"]]
+    delivered = delivered.assign(channel=delivered["channel"].astype(str))
     delivered = delivered.merge(seg, on="arrangement_id").sort_values("time", kind="stable")
     pays = frame[frame["event"] == "payment"][["arrangement_id", "time"]].rename(columns={"time": "pay_time"})
     pays = pays.sort_values("pay_time", kind="stable")
@@ -266,7 +269,8 @@ def _messages(frame: pd.DataFrame, seg: pd.DataFrame) -> list[pd.DataFrame]:
         _all(_rows(d, "reminder_response", d["month"], d["channel"])),
     ]
     per_msg = frame[frame["event"].isin(["message_delivered", "message_opened", "message_clicked"])]
-    per_msg = per_msg[["arrangement_id", "event", "channel"]].merge(seg, on="arrangement_id")
+    per_msg = per_msg[["arrangement_id", "event", "channel"]].astype({"event": str, "channel": str})
+    per_msg = per_msg.merge(seg, on="arrangement_id")
     counts = per_msg.groupby(["arrangement_id", "segment", "channel", "event"]).size().unstack("event", fill_value=0)
     counts = counts.reset_index()
     for event, family in (("message_opened", "opened"), ("message_clicked", "clicked")):
@@ -280,6 +284,7 @@ def _messages(frame: pd.DataFrame, seg: pd.DataFrame) -> list[pd.DataFrame]:
 
 def _concessions(frame: pd.DataFrame, seg: pd.DataFrame) -> list[pd.DataFrame]:
     sub = frame[frame["event"].isin(["decision", "deferral", "reduction"])][["arrangement_id", "event", "time"]]
+    sub = sub.astype({"event": str})
     sub = sub.assign(month=(sub["time"] // 30).astype(np.int64)).merge(seg, on="arrangement_id")
     counts = sub.groupby(["arrangement_id", "segment", "month", "event"]).size().unstack("event", fill_value=0)
     counts = counts.reset_index()
@@ -369,6 +374,38 @@ def _amounts(frame: pd.DataFrame, seg: pd.DataFrame, thresholds: dict[str, tuple
     return out
 
 
+def _key_codes(long: pd.DataFrame) -> tuple[tuple[MomentKey, ...], NDArray[np.int64]]:
+    """The sorted distinct moments of the long rows and each row's position among them.
+
+    Each key column is factorised on its own (hashing, no sort of the long frame), the four codes combined into
+    one integer per row, and only the distinct combinations sorted as :class:`MomentKey` s.
+    """
+    codes: list[NDArray[np.int64]] = []
+    uniques: list[NDArray[np.object_]] = []
+    for column in ("family", "segment", "month", "cell"):
+        code, uniq = pd.factorize(long[column].to_numpy(), sort=False)
+        codes.append(code.astype(np.int64))
+        uniques.append(np.asarray(uniq, dtype=object))
+    combined = np.zeros(len(long), dtype=np.int64)
+    for code, uniq in zip(codes, uniques, strict=True):
+        combined = combined * max(len(uniq), 1) + code
+    distinct, inverse = np.unique(combined, return_inverse=True)
+    parts = []
+    rest = distinct
+    for uniq in reversed(uniques):
+        parts.append(rest % max(len(uniq), 1))
+        rest = rest // max(len(uniq), 1)
+    families, segments, months, cells = reversed(parts)
+    found = [
+        MomentKey(str(uniques[0][a]), str(uniques[1][b]), int(uniques[2][d]), str(uniques[3][e]))
+        for a, b, d, e in zip(families, segments, months, cells, strict=True)
+    ]
+    order = sorted(range(len(found)), key=found.__getitem__)
+    rank = np.empty(len(found), dtype=np.int64)
+    rank[np.asarray(order, dtype=np.int64)] = np.arange(len(found))
+    return tuple(found[i] for i in order), rank[inverse.ravel()]
+
+
 def contributions(
     events: pa.Table | pd.DataFrame,
     thresholds: dict[str, tuple[float, ...]] | None = None,
@@ -397,29 +434,14 @@ def contributions(
         *_menus(frame, seg),
     ]
     long = pd.concat([p for p in parts if len(p)], ignore_index=True)
-    long = long[long["den"] > 0]
-    grouped = long.groupby(["arrangement_id", "family", "segment", "month", "cell"], sort=True)[["num", "den"]].sum()
-    grouped = grouped.reset_index()
-    key_frame = (
-        grouped[["family", "segment", "month", "cell"]]
-        .drop_duplicates()
-        .sort_values(["family", "segment", "month", "cell"])
-    )
-    keys = tuple(MomentKey(str(f), str(s), int(m), str(c)) for f, s, m, c in key_frame.itertuples(index=False))
-    key_index = {k: i for i, k in enumerate(keys)}
-    col = np.fromiter(
-        (
-            key_index[MomentKey(f, s, int(m), c)]
-            for f, s, m, c in grouped[["family", "segment", "month", "cell"]].itertuples(index=False)
-        ),
-        dtype=np.int64,
-        count=len(grouped),
-    )
+    long = long[long["den"].to_numpy(float) > 0]
+    keys, col = _key_codes(long)
     ids = np.sort(seg["arrangement_id"].to_numpy(np.int64))
-    row = np.searchsorted(ids, grouped["arrangement_id"].to_numpy(np.int64))
+    row = np.searchsorted(ids, long["arrangement_id"].to_numpy(np.int64))
     shape = (len(ids), len(keys))
-    numer = sp.csr_matrix((grouped["num"].to_numpy(float), (row, col)), shape=shape)
-    denom = sp.csr_matrix((grouped["den"].to_numpy(float), (row, col)), shape=shape)
+    # A COO-to-CSR conversion sums the rows of one (arrangement, moment): the per-arrangement sums.
+    numer = sp.coo_matrix((long["num"].to_numpy(float), (row, col)), shape=shape).tocsr()
+    denom = sp.coo_matrix((long["den"].to_numpy(float), (row, col)), shape=shape).tocsr()
     return Contributions(ids, keys, numer, denom)
 
 

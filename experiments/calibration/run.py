@@ -23,15 +23,27 @@ from experiments.calibration.backtest import Backtest, backtest
 from experiments.calibration.fit import FitResult, fit
 from experiments.calibration.inference import Inference, infer
 from experiments.calibration.moments import LogMoments, log_moments, months_in
-from experiments.calibration.replaying import LoggedDecisions
+from experiments.calibration.replaying import LoggedDecisions, Pairing
 from experiments.calibration.simulation import Executor, SimulationJob
 from experiments.calibration.spec import Spec
 from regsim.config import WorldConfig
 from regsim.eventlog import read_events
 
-__all__ = ["Calibration", "calibrate", "read_log"]
+__all__ = ["DEFAULT_SIM_ARRANGEMENTS", "Calibration", "calibrate", "default_sim_arrangements", "read_log"]
 
 log = logging.getLogger("regsim.calibrate")
+
+#: Arrangements per simulation unless told otherwise: the log's, up to this many. The cost of a calibration is
+#: linear in it; what it costs in precision is the MSM factor ``1 + A_log / A_sim`` on the estimator's variance
+#: (the fitted simulation's sampling noise), which the weights and the intervals carry
+#: (:class:`~experiments.calibration.fit.Objective`, :func:`~experiments.calibration.inference.infer`): 2 for a log
+#: of at most 20,000 arrangements, 3.5 for 50,000 (intervals 1.32 times those of simulations as large as the log).
+DEFAULT_SIM_ARRANGEMENTS = 20_000
+
+
+def default_sim_arrangements(n_log: int) -> int:
+    """Arrangements per simulation for a log of ``n_log`` when none is given: ``min(n_log, 20,000)``."""
+    return min(n_log, DEFAULT_SIM_ARRANGEMENTS)
 
 
 @dataclass(frozen=True)
@@ -99,6 +111,7 @@ def calibrate(
     ray_address: str | None = None,
     quiet: bool = False,
     log_path: str = "<table>",
+    pairing: Pairing = "arrangement",
 ) -> Calibration:
     """Calibrate ``spec`` of ``base`` to a log (module docstring).
 
@@ -109,8 +122,8 @@ def calibrate(
         trials: CMA-ES evaluations.
         seed: The top seed (the fit's common-random-numbers seed).
         holdout_months: The log's last months held out for the back-test (0: none).
-        sim_arrangements: Arrangements per simulation (default: the log's; at most the log's, since each
-            simulated arrangement replays one logged arrangement).
+        sim_arrangements: Arrangements per simulation (default: :func:`default_sim_arrangements`, the log's up to
+            20,000; at most the log's, since each simulated arrangement replays one logged arrangement).
         n_boot: Bootstrap draws of the log's moments.
         min_count: Smallest log denominator of a moment kept.
         draws: Simulations of the back-test's predictive distribution.
@@ -119,6 +132,8 @@ def calibrate(
         ray_address: A Ray cluster.
         quiet: No progress output.
         log_path: Where the log came from (for the report).
+        pairing: Which log arrangement a simulated one replays
+            (:class:`~experiments.calibration.replaying.ReplayingPolicy`).
 
     Raises:
         ValueError: A bad size, too few months to hold out, or the moments' and fit's errors.
@@ -131,14 +146,14 @@ def calibrate(
         )
     decisions = LoggedDecisions.from_log(events)
     n_log = len(decisions.arrangement_ids)
-    n_sim = n_log if sim_arrangements is None else sim_arrangements
+    n_sim = default_sim_arrangements(n_log) if sim_arrangements is None else sim_arrangements
     if not 1 <= n_sim <= n_log:
         raise ValueError(f"--sim-arrangements: expected 1..{n_log} (the log's arrangements), got {n_sim}")
     cutoff = 30.0 * (months - holdout_months) if holdout_months else None
     rng = np.random.default_rng([seed, 0x424F4F54])  # "BOOT": the bootstrap's own stream
     moments = log_moments(events, rng=rng, min_count=min_count, n_boot=n_boot, horizon_days=cutoff)
     fit_months = months - holdout_months
-    job = SimulationJob(base, spec, moments.design, decisions, n_sim, fit_months, cutoff)
+    job = SimulationJob(base, spec, moments.design, decisions, n_sim, fit_months, cutoff, pairing)
     log.info(
         "calibrating %d parameters on %d moments of %d arrangements (%d months, %d held out); %d per simulation",
         len(spec),
@@ -155,7 +170,7 @@ def calibrate(
     bt: Backtest | None = None
     if cutoff is not None:
         full = log_moments(events, rng=np.random.default_rng([seed, 0x46554C4C]), min_count=min_count, n_boot=n_boot)
-        full_job = SimulationJob(base, spec, full.design, decisions, n_sim, months, None)
+        full_job = SimulationJob(base, spec, full.design, decisions, n_sim, months, None, pairing)
         bt = backtest(
             full_job,
             full,

@@ -26,7 +26,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from experiments.calibration.moments import MomentDesign, moment_values
-from experiments.calibration.replaying import LoggedDecisions, ReplayingPolicy, ReplayStats, fallback_policy
+from experiments.calibration.replaying import (
+    LoggedDecisions,
+    Pairing,
+    ReplayingPolicy,
+    ReplayStats,
+    fallback_policy,
+)
 from experiments.calibration.spec import Spec
 from regsim.config import ConfigError, WorldConfig
 
@@ -47,6 +53,8 @@ class SimulationJob:
         arrangements: Arrangements per simulation.
         months: Simulated horizon (unit: months of 30 days).
         horizon_days: Moments count only events before this time (unit: days); ``None``: all.
+        pairing: How simulated arrangements take log arrangements' decisions
+            (:class:`~experiments.calibration.replaying.ReplayingPolicy`).
     """
 
     base: WorldConfig
@@ -56,6 +64,7 @@ class SimulationJob:
     arrangements: int
     months: int
     horizon_days: float | None = None
+    pairing: Pairing = "arrangement"
 
     def write(self, folder: Path) -> Path:
         """Pickle the job into ``folder`` (created); returns the file."""
@@ -109,7 +118,7 @@ def simulate_point(job_path: str, index: int, values: list[float], seed: int) ->
     except ConfigError as exc:
         nan = np.full(len(job.design.keys), np.nan)
         return PointResult(index, nan, seed, 0.0, ReplayStats(), error=str(exc).splitlines()[0])
-    policy = ReplayingPolicy(job.decisions, fallback_policy(job.decisions, seed))
+    policy = ReplayingPolicy(job.decisions, fallback_policy(job.decisions, seed), job.pairing)
     result = simulate(world, policy, arrangements=job.arrangements, months=job.months, seed=seed)
     moments = moment_values(result.events, job.design, job.horizon_days)
     return PointResult(index, moments, seed, time.perf_counter() - started, policy.stats)

@@ -9,7 +9,13 @@ import pytest
 
 import agents
 from agents.ope.behaviour import EpsilonMixture
-from experiments.calibration.replaying import LoggedDecisions, NoAction, ReplayingPolicy, fallback_policy
+from experiments.calibration.replaying import (
+    LoggedDecisions,
+    NoAction,
+    ReplayingPolicy,
+    fallback_policy,
+    pair_by_debtor,
+)
 from regsim import WorldConfig, simulate
 
 WORLD = WorldConfig()
@@ -25,7 +31,7 @@ def test_replay_in_the_logging_world_gives_the_log_back(log) -> None:
     policy = ReplayingPolicy(decisions, NoAction())
     again = simulate(WORLD, policy, arrangements=300, months=3, seed=3)
     assert policy.stats.fallback == 0 and policy.stats.partly_fallback == 0
-    assert policy.stats.replayed == len(decisions.actions)
+    assert policy.stats.replayed == len(decisions)
     drop = ["policy", "policy_version", "propensity"]
     assert again.events.drop_columns(drop).equals(log.events.drop_columns(drop))
 
@@ -45,7 +51,7 @@ def test_unmatched_decision_points_go_to_the_logging_policy(log) -> None:
 
 def test_an_unknown_logging_policy_falls_back_to_no_action(log) -> None:
     decisions = LoggedDecisions.from_log(log.events)
-    unknown = LoggedDecisions(decisions.arrangement_ids, decisions.actions, "some-vendor-model", "7")
+    unknown = decisions.with_table(decisions.table, "some-vendor-model", "7")
     assert isinstance(fallback_policy(unknown, seed=0), NoAction)
 
 
@@ -53,8 +59,33 @@ def test_a_masked_logged_option_is_replaced_by_the_fallback(log) -> None:
     decisions = LoggedDecisions.from_log(log.events)
     # Log every decision as the longest deferral with the largest reduction: the history caps (rules.py) mask them
     # after a few, and the fallback's part is used there.
-    forced = {k: (0, 0, 0, 4, 2) for k in decisions.actions}
-    policy = ReplayingPolicy(LoggedDecisions(decisions.arrangement_ids, forced, None, None), NoAction())
+    forced = decisions.with_table(np.tile([0, 0, 0, 4, 2], (len(decisions), 1)), None, None)
+    policy = ReplayingPolicy(forced, NoAction())
     simulate(WORLD, policy, arrangements=300, months=3, seed=3)  # raises RuleViolation if a masked option got out
     assert policy.stats.partly_fallback > 0
     assert np.isfinite(policy.stats.total)
+
+
+def test_debtor_pairing_takes_the_same_plan_length_and_the_nearest_debt(log) -> None:
+    decisions = LoggedDecisions.from_log(log.events)
+    n, debt = decisions.n_installments, decisions.debt_eur
+    pool = np.flatnonzero(n == n[0])
+    j = int(pool[np.argsort(debt[pool])[len(pool) // 2]])  # a debtor in the middle of its plan length's debts
+    got = pair_by_debtor(decisions, np.array([n[j], n[j]]), np.array([debt[j] + 1e-6, debt[j] - 1e-6]))
+    assert got.tolist() == [j, j]
+    # A plan length the log lacks takes the nearest one it has.
+    longest = int(n.max())
+    far = pair_by_debtor(decisions, np.array([longest + 5]), np.array([500.0]))
+    assert decisions.n_installments[far[0]] == longest
+    with pytest.raises(ValueError, match="pairing: expected one of arrangement, debtor"):
+        ReplayingPolicy(decisions, NoAction(), pairing="by-name")  # type: ignore[arg-type]
+
+
+def test_debtor_pairing_in_the_logging_world_gives_the_log_back(log) -> None:
+    # Same seed, same debtors: each simulated arrangement's nearest log debtor of its plan length is itself.
+    decisions = LoggedDecisions.from_log(log.events)
+    policy = ReplayingPolicy(decisions, NoAction(), pairing="debtor")
+    again = simulate(WORLD, policy, arrangements=300, months=3, seed=3)
+    assert policy.stats.fallback == 0 and policy.stats.replayed == len(decisions)
+    drop = ["policy", "policy_version", "propensity"]
+    assert again.events.drop_columns(drop).equals(log.events.drop_columns(drop))
