@@ -214,7 +214,7 @@ class MenuService:
             lv = levels[slot]
             options.append(
                 OfferedOption(
-                    option=OPTION_NAMES[slot + 1],  # type: ignore[arg-type]
+                    option=OPTION_NAMES[slot + 1],
                     shown=lv > 0,
                     level=lv,
                     deferral_days=self.space.deferral_days[lv] if name == "deferral" and lv else None,
@@ -383,7 +383,7 @@ class MenuService:
             time=t,
             at=self.service.at_of(t),
             status=ws.status_of(aid),
-            follow_up=_FOLLOW_UP[req.option],  # type: ignore[arg-type]
+            follow_up=_FOLLOW_UP[req.option],
             concession_eur=sum(conceded) if conceded else None,
             balance_eur=float(rp.ledger.sched.balance[rp.row[aid]]),
             installments=installments_of(rp, aid, self.service.epoch),

@@ -181,9 +181,9 @@ def build_debtor_router(state: Callable[[Request], Any]) -> APIRouter:
             return notice(request, lang, "error_title", "expired_form", 403)
         try:
             given = Answers(
-                can_pay_now=fields.get("can_pay_now"),  # type: ignore[arg-type]
-                reason=fields.get("reason") or None,  # type: ignore[arg-type]
-                when_able=fields.get("when_able") or None,  # type: ignore[arg-type]
+                can_pay_now=fields.get("can_pay_now"),
+                reason=fields.get("reason") or None,
+                when_able=fields.get("when_able") or None,
             )
         except ValidationError:
             texts = catalogue(lang)
@@ -268,8 +268,8 @@ def build_debtor_router(state: Callable[[Request], Any]) -> APIRouter:
         body = ChoiceIn(
             arrangement_id=aid,
             menu_id=m.menu_id,
-            option=option,  # type: ignore[arg-type]
-            language=lang,  # type: ignore[arg-type]
+            option=option,
+            language=lang,
             time=max(now_days(request), m.time),
         )
         # Answered already, superseded or ended: the pages it redirects to say what holds now.
