@@ -156,7 +156,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from experiments.cli import _population_path
-    from experiments.ope_validation import ValidationSpec, parse_sizes, run_validation, seeds_from
+    from experiments.ope_validation import ValidationResult, ValidationSpec, parse_sizes, run_validation, seeds_from
     from regsim import ConfigError, load_world_config
 
     try:
@@ -184,18 +184,30 @@ def cmd_validate(args: argparse.Namespace) -> int:
     except (ConfigError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    result = run_validation(world, spec, progress=None if args.quiet else lambda s: print(s, file=sys.stderr))
-    frame = result.frame()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(out / "ope_validation.csv", index=False)
-    payload = result.to_json(
-        world=f"{config.name}, run off with cap plan + {args.runoff_months:g} months",
-        reward_model=args.reward_model,
-        sizes=list(sizes),
-        behaviour_labels={b: _label(make(0)) for b, make in behaviours.items()},
+    labels = {b: _label(make(0)) for b, make in behaviours.items()}
+
+    def write(result: ValidationResult, complete: bool) -> None:
+        """``ope_validation.csv`` and ``.json`` of the seeds done (rewritten after each seed: a checkpoint)."""
+        result.frame().to_csv(out / "ope_validation.csv", index=False)
+        payload = result.to_json(
+            world=f"{config.name}, run off with cap plan + {args.runoff_months:g} months",
+            reward_model=args.reward_model,
+            sizes=list(sizes),
+            behaviour_labels=labels,
+            complete=complete,
+        )
+        (out / "ope_validation.json").write_text(json.dumps(payload, indent=2, default=float) + "\n")
+
+    result = run_validation(
+        world,
+        spec,
+        progress=None if args.quiet else lambda s: print(s, file=sys.stderr),
+        on_seed=lambda partial: write(partial, complete=False),
     )
-    (out / "ope_validation.json").write_text(json.dumps(payload, indent=2, default=float) + "\n")
+    write(result, complete=True)
+    frame = result.frame()
     shown = frame.assign(
         relative_error=frame["relative_error"].map(lambda x: f"{x:.1%}"),
         relative_bias=frame["relative_bias"].map(lambda x: f"{x:+.1%}"),

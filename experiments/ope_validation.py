@@ -349,6 +349,7 @@ def run_validation(
     spec: ValidationSpec,
     *,
     progress: Callable[[str], None] | None = None,
+    on_seed: Callable[[ValidationResult], None] | None = None,
 ) -> ValidationResult:
     """Run the validation of the module docstring.
 
@@ -356,6 +357,7 @@ def run_validation(
         world: The world (run off with its ``simulation.runoff_months_after_plan`` cap).
         spec: Policies, sizes and seeds.
         progress: Called with a line after each step.
+        on_seed: Called after each seed but the last with the table of the seeds done so far (a checkpoint).
     """
     started = time.perf_counter()
     say = progress or (lambda _: None)
@@ -365,7 +367,42 @@ def run_validation(
     branched = {(b, c): _Pool() for b in spec.behaviours for c in spec.candidates}
     fixed = {b: branchable(make_beh(0)) for b, make_beh in spec.behaviours.items()}
     cells: dict[tuple[str, str, int, str, str], _Runs] = {}
-    for seed in spec.seeds:
+
+    def table(seeds: tuple[int, ...]) -> ValidationResult:
+        """The table of the runs so far (the seeds ``seeds``)."""
+        rows = []
+        for (beh, label, size, estimand, name), runs in cells.items():
+            if estimand == "per-arrangement":
+                pool, kind = on_policy_arrangements[label], "on-policy"
+            elif fixed[beh]:
+                pool, kind = branched[beh, label], "branched"
+            else:
+                pool, kind = on_policy_decisions[label], "on-policy"
+            truth, truth_se = pool.mean()
+            vals = np.array(runs.values, dtype=np.float64).reshape(-1, 3)
+            n = len(vals)
+            scale = abs(truth) if truth else math.nan
+            rows.append(
+                ValidationRow(
+                    behaviour=beh,
+                    candidate=label,
+                    arrangements=size,
+                    estimand=estimand,
+                    estimator=name,
+                    truth=truth,
+                    truth_kind=kind,
+                    truth_se=truth_se,
+                    mean_estimate=float(vals[:, 0].mean()) if n else math.nan,
+                    relative_error=float(np.mean(np.abs(vals[:, 0] - truth)) / scale) if n else math.nan,
+                    relative_bias=float((vals[:, 0].mean() - truth) / scale) if n else math.nan,
+                    coverage=float(np.mean((vals[:, 1] <= truth) & (truth <= vals[:, 2]))) if n else math.nan,
+                    runs=n,
+                    refused=runs.refused,
+                )
+            )
+        return ValidationResult(tuple(rows), seeds, time.perf_counter() - started, spec.level)
+
+    for done, seed in enumerate(spec.seeds, start=1):
         for label, make in spec.candidates.items():
             events = simulate_log(world, make(seed), arrangements=largest, seed=seed)
             rewards = decision_rewards(events, window_days=spec.window_days)
@@ -428,37 +465,9 @@ def run_validation(
                             else:
                                 seq_cell.values.append(v)
             say(f"seed {seed}: {beh} logged, {len(spec.candidates)} candidates estimated ({_since(started)})")
-    rows = []
-    for (beh, label, size, estimand, name), runs in cells.items():
-        if estimand == "per-arrangement":
-            pool, kind = on_policy_arrangements[label], "on-policy"
-        elif fixed[beh]:
-            pool, kind = branched[beh, label], "branched"
-        else:
-            pool, kind = on_policy_decisions[label], "on-policy"
-        truth, truth_se = pool.mean()
-        vals = np.array(runs.values, dtype=np.float64).reshape(-1, 3)
-        n = len(vals)
-        scale = abs(truth) if truth else math.nan
-        rows.append(
-            ValidationRow(
-                behaviour=beh,
-                candidate=label,
-                arrangements=size,
-                estimand=estimand,
-                estimator=name,
-                truth=truth,
-                truth_kind=kind,
-                truth_se=truth_se,
-                mean_estimate=float(vals[:, 0].mean()) if n else math.nan,
-                relative_error=float(np.mean(np.abs(vals[:, 0] - truth)) / scale) if n else math.nan,
-                relative_bias=float((vals[:, 0].mean() - truth) / scale) if n else math.nan,
-                coverage=float(np.mean((vals[:, 1] <= truth) & (truth <= vals[:, 2]))) if n else math.nan,
-                runs=n,
-                refused=runs.refused,
-            )
-        )
-    return ValidationResult(tuple(rows), tuple(spec.seeds), time.perf_counter() - started, spec.level)
+        if on_seed is not None and done < len(spec.seeds):
+            on_seed(table(tuple(spec.seeds[:done])))
+    return table(tuple(spec.seeds))
 
 
 def parse_sizes(text: str, flag: str = "--sizes") -> tuple[int, ...]:
