@@ -111,7 +111,7 @@ def build_menus_router(state: Callable[[Request], Any]) -> APIRouter:
         "/debtor-links",
         response_model=DebtorLinkOut,
         status_code=200,
-        responses={k: v for k, v in _ERRORS.items() if k in (401, 409, 422)},
+        responses={k: v for k, v in _ERRORS.items() if k in (400, 401, 409, 413, 415, 422)},
         summary="A signed link to an arrangement's self-service page, to put in a reminder",
     )
     def post_debtor_link(request: Request, body: DebtorLinkIn) -> DebtorLinkOut:
