@@ -48,6 +48,7 @@ __all__ = [
     "make_policy",
     "paired_gate",
     "recommend_estimator",
+    "recommend_from_validation",
     "run_ope",
     "sequential_estimates",
 ]
@@ -208,10 +209,13 @@ class Recommendation:
         estimator: The recommended estimator (``None`` if the validation gave no estimate).
         world: The validation's world and its run-off cap.
         behaviour: The logging policy the validation logged with, and whether it is the log's own.
-        arrangements: Arrangements per validation log.
+        arrangements: Arrangements per validation log (the size the recommendation rests on).
         seeds: Seeds run.
-        table: Per estimator: relative error and coverage in the validation.
+        table: Per estimator: relative error, coverage and runs in the validation at that size.
         sentence: What was done and what it says.
+        source: Where the validation comes from: ``run now`` (a small one on this log's world) or the
+            ``ope_validation.json`` it was read from (``regsim ope --validation``).
+        candidates: The validation's candidates the numbers are averaged over.
     """
 
     estimator: str | None
@@ -221,6 +225,8 @@ class Recommendation:
     seeds: int
     table: tuple[tuple[str, float, float, int], ...]
     sentence: str
+    source: str = "run now"
+    candidates: tuple[str, ...] = ("candidate",)
 
 
 def recommend_estimator(
@@ -295,9 +301,92 @@ def recommend_estimator(
         sentence = (
             f"Trust {best}: on {seeds} simulated logs of {size:,} arrangements in {world_label}, logged by "
             f"{beh_note}, it had the smallest relative error ({err:.1%}) among the estimators whose intervals "
-            f"covered the on-policy truth as often as a {result.level:.0%} interval should (or among all, if none did)."
+            f"covered the truth as often as a {result.level:.0%} interval should (or among all, if none did). "
+            f"A small validation run now; `regsim ope --validation` reads a larger one (regsim ope-validate)."
         )
     return Recommendation(best, world_label, f"{beh_label} ({beh_note})", size, seeds, table, sentence)
+
+
+def recommend_from_validation(
+    path: str | Path,
+    *,
+    logging_labels: tuple[str, ...],
+    candidate: str,
+    arrangements: int,
+) -> Recommendation:
+    """The estimator a saved validation (``ope_validation.json`` of ``regsim ope-validate``) recommends for a log.
+
+    The cells used: the validation's logging policies whose logged label (``behaviour_labels``) is one of the
+    log's (else all of them, said so); its candidate named ``candidate`` if it has one (else all, averaged, said
+    so); and the largest validated log size at most the log's ``arrangements`` (the smallest if all are larger).
+    The rule is :meth:`~experiments.ope_validation.ValidationResult.best`'s.
+
+    Raises:
+        FileNotFoundError: No such file (naming ``--validation``).
+        ValueError: Not a validation's JSON, or no per-decision cell to recommend from.
+    """
+    import json
+
+    from experiments.ope_validation import ValidationResult, coverage_band
+
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"--validation: no file {file} (the ope_validation.json of regsim ope-validate)")
+    payload = json.loads(file.read_text())
+    if not isinstance(payload, dict):
+        raise ValueError(f"--validation: {file} is not the ope_validation.json of regsim ope-validate")
+    result = ValidationResult.from_json(payload)
+    frame = result.frame()
+    frame = frame[frame["estimand"] == "per-decision"]
+    if frame.empty:
+        raise ValueError(f"--validation: {file} holds no per-decision cell")
+    labels = payload.get("behaviour_labels") or {}
+    own = [b for b, lab in dict(labels).items() if lab in logging_labels and b in set(frame["behaviour"])]
+    behaviours = own or sorted(set(frame["behaviour"]))
+    beh_note = (
+        "the log's own logging policy"
+        if own
+        else "the validation's logging policies (none is the log's own: a stand-in)"
+    )
+    have = set(frame["candidate"])
+    candidates = [candidate] if candidate in have else sorted(have)
+    cand_note = (
+        f"candidate {candidate}"
+        if candidate in have
+        else f"the candidates {', '.join(candidates)} (averaged; {candidate} was not validated)"
+    )
+    cells = frame[frame["behaviour"].isin(behaviours) & frame["candidate"].isin(candidates)]
+    size = result.size_for(arrangements, cells)
+    at = cells[cells["arrangements"] == size]
+    scores = at.groupby("estimator")[["relative_error", "coverage", "runs"]].mean()
+    table = tuple((str(e), float(r.relative_error), float(r.coverage), int(r.runs)) for e, r in scores.iterrows())
+    best = result.best("per-decision", behaviours=behaviours, candidates=candidates, arrangements=arrangements)
+    world = str(payload.get("world", "the validation's world"))
+    seeds = len(result.seeds)
+    model = payload.get("reward_model", "unknown")
+    if best is None:
+        sentence = f"No recommendation: every estimator was refused in the validation {file}."
+    else:
+        err, cov, runs = next((t[1], t[2], t[3]) for t in table if t[0] == best)
+        lo, hi = coverage_band(runs, result.level)
+        sentence = (
+            f"Trust {best}: in the validation {file} ({seeds} seeds, {world}, reward model {model}), on logs of "
+            f"{size:,} arrangements (the validated size standing for this log's {arrangements:,}) logged by "
+            f"{beh_note} ({', '.join(behaviours)}), for {cand_note}, it had the smallest relative error "
+            f"({err:.1%}, coverage {cov:.0%}; band {lo:.0%}-{hi:.0%}) among the estimators whose intervals covered "
+            f"the truth as often as a {result.level:.0%} interval should (or among all, if none did)."
+        )
+    return Recommendation(
+        best,
+        world,
+        f"{', '.join(behaviours)} ({beh_note})",
+        size,
+        seeds,
+        table,
+        sentence,
+        source=str(file),
+        candidates=tuple(candidates),
+    )
 
 
 @dataclass(frozen=True)
@@ -394,12 +483,15 @@ def run_ope(
     recommend: bool = True,
     recommend_seeds: int = 3,
     interactions: bool = True,
+    validation: str | Path | None = None,
     say: Say | None = None,
 ) -> OpeReport:
     """Evaluate ``policy`` on the log in ``log`` (see the module docstring).
 
     ``interactions`` chooses the reward model's context x action interactions (on: better DM/DR models, a
     ~2,000-coefficient solve per fold; off: the linear model) for the estimates and the recommendation alike.
+    ``validation``, an ``ope_validation.json`` of ``regsim ope-validate``, makes the recommendation from that
+    (larger) validation (:func:`recommend_from_validation`) instead of a small one run now.
 
     Raises:
         FileNotFoundError: No event log (or no shadow decisions for ``shadow``), naming the flag.
@@ -450,7 +542,12 @@ def run_ope(
             "arrangements would have ended, so they hold for a run-off log only"
         )
     recommendation = None
-    if recommend and policy != SHADOW:
+    if recommend and validation is not None:
+        recommendation = recommend_from_validation(
+            validation, logging_labels=labels, candidate=policy, arrangements=fb.summary.arrangements
+        )
+        tell(f"recommendation from {validation}: {recommendation.estimator}")
+    elif recommend and policy != SHADOW:
         tell("recommending an estimator: a small validation on a world like the log's")
         recommendation = recommend_estimator(
             config,

@@ -61,6 +61,7 @@ def cmd_ope(args: argparse.Namespace) -> int:
             recommend=not args.no_recommend,
             recommend_seeds=args.recommend_seeds,
             interactions=args.reward_model == "interactions",
+            validation=args.validation,
             say=say,
         )
     except (ConfigError, FileNotFoundError, ValueError) as exc:
@@ -104,6 +105,11 @@ def add_ope_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--no-recommend", action="store_true", help="skip the estimator recommendation (validation)")
     p.add_argument("--recommend-seeds", type=int, default=3, help="seeds of that validation (default: 3)")
+    p.add_argument(
+        "--validation",
+        default=None,
+        help="recommend the estimator from this ope_validation.json (regsim ope-validate) instead of a small run",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=cmd_ope)
 

@@ -168,3 +168,39 @@ def test_a_servers_shadow_policy_is_evaluated_from_its_export(tmp_path: Path) ->
     assert report["candidate"]["policy"] == "shadow policy (server)"
     assert report["excluded"]["decisions"] == 12 and report["excluded"]["decisions_counted"] == 12
     assert report["estimators"]["ips"]["value"] is not None
+
+
+def test_the_recommendation_can_come_from_a_saved_validation_and_says_what_it_rests_on(
+    log_dir: Path, tmp_path: Path
+) -> None:
+    """``--validation FILE`` recommends from that table: the log's own logger's cells, the candidate's, at the
+    largest validated size at most the log's (40 arrangements: the 20-arrangement cells, where ``ips`` is best;
+    at 1,000 it would be ``dr``; ``dm`` is smaller still but covers badly, so it is passed over). The report names
+    the file, the size and the seeds, and the gate uses the recommended estimator."""
+    from experiments.ope_validation import ValidationResult, ValidationRow
+
+    label = str(np.unique(logged_decisions(read_events(log_dir / "events.parquet"), WORLD).policy)[0])
+
+    def row(size: int, estimator: str, error: float, coverage: float, behaviour: str = "mix") -> ValidationRow:
+        return ValidationRow(behaviour, "static-dunning", size, "per-decision", estimator, 30.0, "branched", 0.2,
+                             30.0, error, 0.0, coverage, 20, 0)  # fmt: skip
+
+    rows = [row(20, "ips", 0.10, 0.95), row(20, "dr", 0.15, 0.95), row(20, "dm", 0.05, 0.40)]
+    rows += [row(1000, "ips", 0.05, 0.95), row(1000, "dr", 0.02, 0.95), row(1000, "dm", 0.01, 0.40)]
+    rows += [row(20, "dr", 0.01, 0.95, behaviour="other")]  # (another logger's cell: not the log's, left out)
+    payload = ValidationResult(tuple(rows), tuple(range(20)), 1.0, 0.95).to_json(
+        world="default", reward_model="interactions", behaviour_labels={"mix": label, "other": "random 1"}
+    )
+    file = tmp_path / "ope_validation.json"
+    file.write_text(json.dumps(payload))
+    out = tmp_path / "ope"
+    args = ["ope", "--log", str(log_dir), "--policy", "static-dunning", "--out", str(out), "--bootstrap", "20"]
+    assert main([*args, "--validation", str(file), "--quiet", "--reward-model", "linear"]) == 0
+    report = json.loads((out / "ope.json").read_text())
+    rec = report["recommendation"]
+    assert rec["estimator"] == "ips" and rec["arrangements"] == 20 and rec["seeds"] == 20
+    assert rec["source"] == str(file) and rec["candidates"] == ["static-dunning"]
+    assert "20 seeds" in rec["sentence"] and "20 arrangements" in rec["sentence"]
+    assert report["gate"]["estimator"] == "ips"
+    missing = tmp_path / "none.json"
+    assert main([*args, "--validation", str(missing), "--quiet", "--reward-model", "linear"]) == 2
