@@ -39,7 +39,8 @@ def self_service_population(folder: Path, enabled: bool = True) -> Path:
 
 def client_for(store: str, folder: Path, enabled: bool = True, **overrides: Any) -> TestClient:
     population = str(self_service_population(folder, enabled))
-    settings = make_settings(store, policy="rule-based-menu", population=population, **overrides)
+    values: dict[str, Any] = {"policy": "rule-based-menu", "population": population, **overrides}
+    settings = make_settings(store, **values)
     return TestClient(create_app(settings), headers=AUTH)
 
 
@@ -333,3 +334,16 @@ def test_routes_are_in_the_schema_with_examples_and_counted_in_metrics(api: Test
     text = api.get("/metrics").text
     assert 'method="POST",route="/v1/menus",status="200"' in text
     assert 'method="POST",route="/v1/choices",status="404"' in text
+
+
+def test_a_learning_menu_policy_chooses_the_menu_and_its_propensity_is_logged(tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path / 'store.db'}"
+    with client_for(store, tmp_path, policy="menu-ts") as api:
+        t = in_arrears(api)
+        m = api.post("/v1/menus", json={"arrangement_id": AID, "time": t}).json()
+    assert (m["policy"], m["policy_version"]) == ("menu-ts", "1")
+    assert 0.0 < m["propensity"] < 1.0  # Thompson sampling over six slots: not a sure menu
+    for o in m["options"]:
+        assert all(c["level"] != o["level"] for c in o["capped"]), o  # nothing the rules forbid is shown
+    (shown,) = [e for e in _events(store) if e["event"] == "menu_shown"]
+    assert shown["propensity"] == m["propensity"] and shown["policy"] == "menu-ts"
