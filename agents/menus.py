@@ -26,15 +26,19 @@ recovery, concessions and staff cases charged, + 3.0 per completion) from the me
 run: the verdict's objective, to go. It is known only from the log, so the policy keeps each menu it drew
 (design row, levels, balance) and learns at the end of each training run from that run's event log
 (:meth:`MenuThompson.learn_from_run`, called by :func:`agents.online.train_online`; or :meth:`learn_from_log`).
-Arrangements still open when the run stops give a truncated reward (a run of ``months`` months; run-off runs avoid
-it). The target of the regression is the reward per EUR 100 of the balance at the menu (at least EUR 100): the
+Arrangements still open when the run stops give a truncated reward: a run of fewer months than
+:func:`regsim.runoff.covering_months` cuts some menus' values to go short, a run that long (what ``regsim run``
+gives an agent without ``train.months`` or ``env.months``) follows every arrangement to its end or its run-off cap,
+so each menu learns its run-off value to go. The target of the regression is the reward per EUR 100 of the balance at the menu (at least EUR 100): the
 balance is known when the menu is drawn, so dividing by it changes no argmax at a context while a discount's cost,
 proportional to the balance, becomes a constant a linear head can fit. Every head updates the level it chose with
 the menu's reward, the other slots' contributions acting as noise (the pitfall stated in :mod:`agents.bandits.base`).
 
 State and artifact: ``state.npz`` (arrays, no pickle) with every head's statistics, the counters and the
 exploration generator's state, ``config.json`` of the hyperparameters, and a manifest of kind ``menu-ts``
-(:mod:`agents.artifact`); the loader takes ``deterministic`` (greedy menus, propensity 1, nothing recorded).
+(:mod:`agents.artifact`); the loader takes ``deterministic`` (greedy menus, propensity 1, nothing recorded;
+an experiment agent's ``deterministic: true`` evaluates it so: it learns only from whole training runs, so drawing
+in an evaluation, where it learns nothing, only costs).
 """
 
 from __future__ import annotations
