@@ -347,3 +347,29 @@ def test_a_learning_menu_policy_chooses_the_menu_and_its_propensity_is_logged(tm
         assert all(c["level"] != o["level"] for c in o["capped"]), o  # nothing the rules forbid is shown
     (shown,) = [e for e in _events(store) if e["event"] == "menu_shown"]
     assert shown["propensity"] == m["propensity"] and shown["policy"] == "menu-ts"
+
+
+def test_migration_0005_makes_the_menus_table_the_code_reads_and_takes_it_back(store_url: str) -> None:
+    from alembic import command
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    engine = sa.create_engine(db.normalise_url(store_url))
+    try:
+        assert db.upgrade_to_head(engine) == db.head_revision()
+        with engine.connect() as conn:
+            only_menus = sa.MetaData()
+            menus.to_metadata(only_menus)
+            diff = compare_metadata(
+                MigrationContext.configure(
+                    conn, opts={"include_name": lambda name, kind, _: kind != "table" or name == "menus"}
+                ),
+                only_menus,
+            )
+        assert diff == [], diff
+        with engine.begin() as conn:
+            command.downgrade(db._alembic_config(conn), "0004")
+        assert "menus" not in sa.inspect(engine).get_table_names()
+        assert db.upgrade_to_head(engine) == db.head_revision() and "menus" in sa.inspect(engine).get_table_names()
+    finally:
+        engine.dispose()
