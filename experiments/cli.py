@@ -303,6 +303,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         return 2
     if args.policy in BANDITS:
         return _train_bandit(args, config, out)
+    if args.decision == "menu":  # the menu exists only with self-service on (as in regsim/SelfServiceVec-v0)
+        config = config.with_overrides(self_service={"enabled": True})
     try:
         # Imported here: torch and Stable-Baselines3 are optional (the `rl` extra).
         from agents.train import train_policy
@@ -334,6 +336,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
             tensorboard=not args.no_tensorboard,
             n_envs=args.n_envs,
             workers=args.workers,
+            decision=args.decision,
         )
     except (ValueError, FileExistsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -540,6 +543,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="deep RL: processes the slots are split over (default: one per 2048 slots, at most one per core; the "
         "result is the same for any number)",
+    )
+    tr.add_argument(
+        "--decision",
+        choices=("arrangement", "menu"),
+        default="arrangement",
+        help="deep RL: the decision learned (default: arrangement); menu: maskable-ppo on the self-service menu "
+        "(regsim/SelfServiceVec-v0, self-service switched on in the population, n-envs default 256)",
     )
     tr.add_argument("--no-tensorboard", action="store_true", help="no TensorBoard logs (deep RL)")
     tr.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -130,3 +130,20 @@ def test_an_agents_deterministic_switch_decides_how_its_artifact_is_evaluated(tm
     np.testing.assert_array_equal(greedy.decide_menu(menus).propensity, 1.0)
     with pytest.raises(ValueError, match="deterministic: applies to"):
         AgentConfig(name="b", kind="linucb", train={"steps": 10}, deterministic=True)
+
+
+def test_regsim_train_learns_the_menu_on_a_population_without_self_service(tmp_path: Path) -> None:
+    """``regsim train --decision menu`` switches self-service on (the menu exists only then) and writes a menu
+    artifact; another algorithm is refused with the allowed one named."""
+    from tests.experiments.conftest import regsim
+
+    out = tmp_path / "m"
+    done = regsim(
+        "train", "--policy", "maskable-ppo", "--decision", "menu", "--steps", "64", "--n-envs", "8",
+        "--algo-kwargs", '{"n_steps": 8, "batch_size": 32, "n_epochs": 1}', "--out", str(out), "--quiet",
+        "--no-tensorboard",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert isinstance(load_policy(out / "policy"), SB3MenuPolicy)
+    refused = regsim("train", "--policy", "ppo", "--decision", "menu", "--steps", "8", "--out", str(tmp_path / "p"))
+    assert refused.returncode == 2 and "'maskable-ppo' only" in refused.stderr
