@@ -11,11 +11,13 @@ the newest server writes, with a cache loaded from the store, and the older one 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from serving import db
-from serving.store import execute_one
+from serving.store import ID_COUNTERS, execute_one
 
 __all__ = ["LEASE_COUNTER", "LeaseLostError", "WriterLease"]
 
@@ -30,8 +32,46 @@ _CONFIRM = (
 )
 
 
+_BIG = sa.BigInteger()
+_c = db.counters.c
+#: The confirmation a write transaction ends with (see :meth:`WriterLease.confirm_with_ids`): the id counters
+#: set to their new values and the lease row left as it is, every row divided by 1 if it holds what this
+#: process expects and by 0 otherwise. Division by zero is an error on PostgreSQL; on SQLite it gives NULL,
+#: which the column refuses (NOT NULL): either way the statement, and so the transaction, fails.
+_CONFIRM_WITH_IDS = (
+    sa.update(db.counters)
+    .where(sa.or_(*(_c.name == name for name in (LEASE_COUNTER, *ID_COUNTERS))))
+    .values(
+        value=sa.case(
+            (_c.name == "decision", sa.bindparam("b_decision", type_=_BIG)),
+            (_c.name == "message", sa.bindparam("b_message", type_=_BIG)),
+            else_=_c.value,
+        )
+        // sa.case(
+            (
+                _c.value
+                == sa.case(
+                    (_c.name == "decision", sa.bindparam("b_decision_was", type_=_BIG)),
+                    (_c.name == "message", sa.bindparam("b_message_was", type_=_BIG)),
+                    else_=sa.bindparam("b_gen", type_=_BIG),
+                ),
+                1,
+            ),
+            else_=0,
+        )
+    )
+)
+
+
 class LeaseLostError(Exception):
     """Another server process has taken over the store; this one may no longer write (503)."""
+
+
+#: What a write refused for a lost lease says.
+LOST = (
+    "another server process has taken over this store (one writer per store); this one no longer writes: "
+    "restart it or route traffic to the newer one"
+)
 
 
 class WriterLease:
@@ -73,7 +113,31 @@ class WriterLease:
         """
         matched, _ = execute_one(conn, _CONFIRM, {"b_gen": self.generation})
         if matched != 1:
-            raise LeaseLostError(
-                "another server process has taken over this store (one writer per store); this one no longer "
-                "writes: restart it or route traffic to the newer one"
-            )
+            raise LeaseLostError(LOST)
+
+    def confirm_with_ids(self, conn: sa.Connection, was: Mapping[str, int], now: Mapping[str, int]) -> None:
+        """End a write transaction: write the id counters' new values, if the lease is still this process's.
+
+        One statement: it fails in the database, and with it the transaction, unless the lease row holds this
+        process's generation and the id counters hold ``was`` (the values this process's copy gave out ids
+        from, :class:`serving.store.IdCounters`); it takes the rows' locks, so the check holds until the
+        commit. Run it last, after the transaction's other writes: a transaction of a process that lost the
+        lease, or working from a stale copy of the counters, stores nothing. (Which of the two failed is told
+        by :meth:`held`.) Since it comes last, the transactions of this process before it never wait for one
+        another's locks on these rows while they work.
+
+        Args:
+            conn: The write transaction.
+            was: The counters' values when the transaction started (``decision``, ``message``).
+            now: Their values after the ids the transaction gave out.
+        """
+        params = {
+            "b_decision": now["decision"],
+            "b_message": now["message"],
+            "b_decision_was": was["decision"],
+            "b_message_was": was["message"],
+            "b_gen": self.generation,
+        }
+        matched, _ = execute_one(conn, _CONFIRM_WITH_IDS, params)
+        if matched != 1 + len(ID_COUNTERS):  # (a row missing: the store was not made by these migrations)
+            raise LeaseLostError(LOST)

@@ -24,6 +24,7 @@ from serving import db
 
 __all__ = [
     "EVENT_DEFAULTS",
+    "IdCounters",
     "event_row",
     "events_table",
     "execute_many",
@@ -197,6 +198,10 @@ def pipelined(conn: sa.Connection) -> Iterator[None]:
         yield
 
 
+# conn.info key: a write transaction's id allocation (IdCounters.allocating).
+_IDS = "regsim.ids"
+
+
 def execute_one(conn: sa.Connection, stmt: UpdateBase, params: Mapping[str, Any]) -> tuple[int, list[tuple[Any, ...]]]:
     """Run a statement built once (a module constant) with one set of bound parameters on the driver's cursor.
 
@@ -248,7 +253,13 @@ _NEXT_DECISION_AND_MESSAGE_IDS = (
 
 
 def next_decision_and_message_ids(conn: sa.Connection, decisions: int, messages: int) -> tuple[list[int], list[int]]:
-    """``decisions`` fresh decision ids and ``messages`` fresh message ids in one statement (one round trip)."""
+    """``decisions`` fresh decision ids and ``messages`` fresh message ids in one statement (one round trip).
+
+    Inside :meth:`IdCounters.allocating`, from the writer's copy of the counters (no statement).
+    """
+    held = conn.info.get(_IDS)
+    if held is not None:
+        return held.take("decision", decisions), held.take("message", messages)
     if decisions <= 0 or messages <= 0:
         return next_ids(conn, "decision", decisions), next_ids(conn, "message", messages)
     _, returned = execute_one(conn, _NEXT_DECISION_AND_MESSAGE_IDS, {"b_decisions": decisions, "b_messages": messages})
@@ -260,12 +271,85 @@ def next_decision_and_message_ids(conn: sa.Connection, decisions: int, messages:
 
 
 def next_ids(conn: sa.Connection, counter: str, n: int) -> list[int]:
-    """``n`` fresh ids from a counter (``"decision"`` or ``"message"``), inside the caller's transaction."""
+    """``n`` fresh ids from a counter (``"decision"`` or ``"message"``), inside the caller's transaction.
+
+    Inside :meth:`IdCounters.allocating`, from the writer's copy of the counters (no statement).
+    """
+    held = conn.info.get(_IDS)
+    if held is not None:
+        return held.take(counter, n)
     if n <= 0:
         return []
     _, returned = execute_one(conn, _NEXT_IDS, {"b_name": counter, "b_n": n})
     last = int(returned[0][0])
     return list(range(last - n + 1, last + 1))
+
+
+#: The id counters (``counters`` rows) a write transaction allocates from.
+ID_COUNTERS = ("decision", "message")
+_READ_COUNTERS = sa.select(db.counters.c.name, db.counters.c.value).where(db.counters.c.name.in_(ID_COUNTERS))
+
+
+class _Allocation:
+    """One transaction's ids: the counters as they were when it began (``start``) and as they are now."""
+
+    def __init__(self, start: dict[str, int]) -> None:
+        self.start = start
+        self.now = dict(start)
+
+    def take(self, counter: str, n: int) -> list[int]:
+        if n <= 0:
+            return []
+        last = self.now[counter] + n
+        self.now[counter] = last
+        return list(range(last - n + 1, last + 1))
+
+
+class IdCounters:
+    """The writer's copy of the decision and message id counters: ids without a round trip per transaction.
+
+    Only the process holding the writer lease writes the store (:mod:`serving.lease`), so between its
+    transactions the ``counters`` rows hold what this copy says. A transaction takes its ids from the copy
+    (:meth:`allocating`); its commit writes the counters' new values with a statement that fails in the
+    database unless the rows still hold the values the copy started from and the lease is still this
+    process's (:meth:`serving.lease.WriterLease.confirm_with_ids`), so a stale copy can never hand out an id
+    twice: its transaction fails and stores nothing. The copy moves on only when the commit has returned; after
+    any failed transaction it is read again from the store.
+    """
+
+    def __init__(self) -> None:
+        self.values: dict[str, int] | None = None
+
+    @contextlib.contextmanager
+    def allocating(self, conn: sa.Connection) -> Iterator[_Allocation]:
+        """Inside, :func:`next_ids` and :func:`next_decision_and_message_ids` take ids from this copy.
+
+        Yields the transaction's allocation (``start`` and ``now`` values, for the confirmation). Call
+        :meth:`committed` with it after the commit; an exception leaving the block forgets the copy.
+        """
+        if self.values is None:
+            read = {str(name): int(value) for name, value in conn.execute(_READ_COUNTERS)}
+            missing = set(ID_COUNTERS) - set(read)
+            if missing:
+                raise RuntimeError(f"the store's counters table lacks {sorted(missing)} (run the migrations)")
+            self.values = read
+        allocation = _Allocation(dict(self.values))
+        conn.info[_IDS] = allocation
+        try:
+            yield allocation
+        except BaseException:
+            self.values = None
+            raise
+        finally:
+            conn.info.pop(_IDS, None)
+
+    def committed(self, allocation: _Allocation) -> None:
+        """The transaction of ``allocation`` has committed: its counters are the store's."""
+        self.values = dict(allocation.now)
+
+    def forget(self) -> None:
+        """Read the counters from the store again before the next transaction (after a failure)."""
+        self.values = None
 
 
 def events_table(rows: Sequence[Mapping[str, Any]] | Sequence[sa.RowMapping], epoch: dt.date) -> pa.Table:

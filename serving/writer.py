@@ -14,6 +14,23 @@ and the replayed state it touched is restored, so it does not affect the others.
 transaction back and the group's requests are retried one transaction each, so a single bad request fails
 alone. The replay cache (:mod:`serving.cache`) takes the group's state only after the commit.
 
+Ids and the lease. A group takes its decision and message ids from the writer's copy of the id counters
+(:class:`serving.store.IdCounters`, exact while this process holds the lease) and ends with one statement that
+writes the counters' new values and confirms the lease, failing in the database unless both are as this
+process expects (:meth:`serving.lease.WriterLease.confirm_with_ids`): no round trip for ids, and no row lock
+taken before the group's last statement.
+
+Overlap (PostgreSQL). A commit waits for the database's WAL flush (about 4 ms on the benchmark's disk), during
+which the writer would sit idle while the next clients wait to be served. With ``overlap`` (the default on
+PostgreSQL), the writer works on the next group, in its own transaction on another connection, while the
+previous group's commit runs on a committer thread: it decides, writes its rows, then waits for that commit
+before writing the learner's state and its lease confirmation and handing its own commit over. Each group's
+answers go out only when its own commit has returned, so "acknowledged = committed" holds. If a commit fails,
+the group worked on top of it is rolled back, the cache and the id counters forget what the two took, and both
+are run again one transaction at a time (:meth:`Writer._redo`). Commits stay in order: a group's commit is sent
+only after the previous one has returned. SQLite allows one writing transaction at a time, so there the writer
+stays serial.
+
 Lingering. Much of a group's cost is fixed (the transaction, the lease check, one context build, one policy
 call, one insert per table), so larger groups mean fewer fixed costs per request. Closed-loop clients send
 their next request as soon as their answer arrives; taking the next group the moment the previous one commits
@@ -53,10 +70,11 @@ from serving.idempotency import (
     remember_many,
     request_hash,
 )
-from serving.lease import LeaseLostError, WriterLease
+from serving.lease import LOST, LeaseLostError, WriterLease
 from serving.metrics import Metrics
 from serving.responses import answer_json, batch_json
 from serving.service import DecisionService, ServiceError
+from serving.store import IdCounters
 
 __all__ = ["Outcome", "WriteOp", "Writer"]
 
@@ -129,6 +147,8 @@ class Writer:
         idempotency_retention_s: How long idempotency keys are kept (seconds); older ones are purged, inside a
             write transaction, at most once every ``purge_every_s``.
         purge_every_s: Least time between two purges (seconds).
+        overlap: Work on a group while the one before it commits (see the module doc); ``None``: on
+            PostgreSQL only.
     """
 
     def __init__(
@@ -143,6 +163,7 @@ class Writer:
         linger_max_s: float = 0.002,
         idempotency_retention_s: float = 72 * 3600.0,
         purge_every_s: float = 60.0,
+        overlap: bool | None = None,
     ) -> None:
         self.engine, self.service, self.cache, self.lease, self.metrics = engine, service, cache, lease, metrics
         self.retention = dt.timedelta(seconds=idempotency_retention_s)
@@ -154,6 +175,11 @@ class Writer:
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="regsim-writer")
+        # The commits of overlapped groups, one at a time, in order.
+        self._committer = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="regsim-commit")
+        self.overlap = engine is not None and engine.dialect.name == "postgresql" if overlap is None else overlap
+        self.ids = IdCounters()
+        self._inflight: _InFlight | None = None
 
     # -- the event loop's side ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -164,12 +190,13 @@ class Writer:
     async def stop(self) -> None:
         """Finish the queued requests, then stop."""
         if self._task is not None:
-            while self._queue:
+            while self._queue or self._inflight is not None:
                 await asyncio.sleep(0.01)
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         self._thread.shutdown(wait=True)
+        self._committer.shutdown(wait=True)
 
     async def write(
         self, kind: OpKind, body: BaseModel, key: str | None, method: str, path: str, apply: Apply | None = None
@@ -191,24 +218,75 @@ class Writer:
         loop = asyncio.get_running_loop()
         while True:
             if not self._queue:
+                if self._inflight is not None:  # nothing new to work on: see the group in flight through
+                    await self._settle(loop)
+                    continue
                 self._wake.clear()
                 await self._wake.wait()
             await self._linger()
             group = self._take()
             self.metrics.write_group.observe(len(group))
             try:
-                results = await loop.run_in_executor(self._thread, self._run, group)
+                if self.overlap:
+                    await self._overlapped(loop, group)
+                else:
+                    self._answer(group, await loop.run_in_executor(self._thread, self._run, group))
             except Exception as exc:  # the writer must survive anything; each request gets the error
                 log.exception("write group failed")
-                results = [exc] * len(group)
-            for op, res in zip(group, results, strict=True):
-                assert op.future is not None
-                if op.future.done():  # the client went away; its effect (if any) is committed all the same
-                    continue
-                if isinstance(res, Exception):
-                    op.future.set_exception(res)
-                else:
-                    op.future.set_result(res)
+                self._answer(group, [exc] * len(group))
+
+    def _answer(self, group: list[WriteOp], results: list[Result]) -> None:
+        for op, res in zip(group, results, strict=True):
+            assert op.future is not None
+            if op.future.done():  # the client went away; its effect (if any) is committed all the same
+                continue
+            if isinstance(res, Exception):
+                op.future.set_exception(res)
+            else:
+                op.future.set_result(res)
+
+    async def _overlapped(self, loop: asyncio.AbstractEventLoop, group: list[WriteOp]) -> None:
+        """Work on ``group`` while the group before it commits; its answers go out once its own commit returns."""
+        before = self._inflight
+        try:
+            results, commit = await loop.run_in_executor(
+                self._thread, self._prepare, group, None if before is None else before.commit
+            )
+        except Exception as exc:
+            # Rolled back: the group before it failed to commit (_RedoError), or this one failed. See the one before
+            # through first, then run this one on its own, as without overlap.
+            if not isinstance(exc, _RedoError):
+                log.warning("overlapped write group of %d failed (%s: %s)", len(group), type(exc).__name__, exc)
+            if self._inflight is not None:
+                await self._settle(loop)
+            self._answer(group, await loop.run_in_executor(self._thread, self._redo, group))
+            return
+        # The group before has committed (_prepare waited for it) and was answered when it did.
+        flight = self._inflight = _InFlight(group, results, commit)
+
+        def committed(done: concurrent.futures.Future[None]) -> None:
+            if done.exception() is None:
+                loop.call_soon_threadsafe(self._answer, flight.group, flight.results)
+
+        commit.add_done_callback(committed)
+
+    async def _settle(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Wait for the group in flight to commit; if its commit failed, run it again without overlap."""
+        flight, self._inflight = self._inflight, None
+        assert flight is not None
+        try:
+            await asyncio.wrap_future(flight.commit)
+        except Exception as exc:
+            log.warning(
+                "write group of %d failed to commit (%s: %s); running it again",
+                len(flight.group),
+                type(exc).__name__,
+                exc,
+            )
+            self._answer(flight.group, await loop.run_in_executor(self._thread, self._redo, flight.group))
+            return
+        await loop.run_in_executor(self._thread, self.service.committed)
+        self._answer(flight.group, flight.results)  # (already answered by its callback, unless that is queued)
 
     async def _linger(self) -> None:
         """Let the event loop queue the requests already on their way, then return (see the module doc)."""
@@ -260,75 +338,137 @@ class Writer:
         return out
 
     def _transaction(self, group: list[WriteOp]) -> list[Result]:
-        results: list[Result | None] = [None] * len(group)
-        keep = True
+        """The group in one transaction, committed before this returns (the serial path)."""
         try:
-            with self.engine.begin() as conn:
-                self.lease.confirm(conn)
-                ws = self.cache.workspace(conn, [a for op in group for a in op.arrangement_ids(conn)])
-                keyed = [(op.key, op.method, op.path, op.digest) for op in group if op.key is not None]
-                stored = lookup_many(conn, keyed) if keyed else {}
-                run: list[int] = []
-                run_ids: set[int] = set()
-                run_day: list[int | None] = [None]
-                touched: set[int] = set()  # arrangements the group's earlier requests worked on
-                reworked: set[int] = set()  # those of the run's arrangements among them
-
-                def flush() -> None:
-                    if run:
-                        restore = self._restorer(conn, ws, reworked)
-                        decided = self.service.decide_each(conn, ws, [group[i].body for i in run], restore)
-                        for i, res in zip(run, decided, strict=True):
-                            results[i] = res if isinstance(res, Exception) else Outcome(200, answer_json(res))
-                        run.clear()
-                        run_ids.clear()
-                        reworked.clear()
-
-                for i, op in enumerate(group):
-                    if op.key is not None and op.key in stored:
-                        results[i] = _replayed(stored[op.key])
-                    elif op.kind == "decide":
-                        # A run: distinct arrangements (one point each per batch), one decision day.
-                        day = self._day(op.body)
-                        if run and (op.body.arrangement_id in run_ids or day != run_day[0]):
-                            flush()
-                        run.append(i)
-                        run_ids.add(op.body.arrangement_id)
-                        if op.body.arrangement_id in touched:
-                            reworked.add(op.body.arrangement_id)
-                        touched.add(op.body.arrangement_id)
-                        run_day[0] = day
-                    else:
-                        # In arrival order: the decisions before this request are taken first.
-                        flush()
-                        ids = op.arrangement_ids(conn)
-                        fresh = touched.isdisjoint(ids)
-                        touched.update(ids)
-                        results[i] = self._one(conn, ws, op, alone=len(group) == 1, fresh=fresh)
-                        # A refused request alone in its group left its changes in the workspace: drop it.
-                        keep = not (len(group) == 1 and isinstance(results[i], ServiceError))
-                flush()
-                remember_many(
-                    conn,
-                    [
-                        (op.key, op.method, op.path, op.digest, StoredResponse(res.status_code, res.body))
-                        for op, res in zip(group, results, strict=True)
-                        if op.key is not None and isinstance(res, Outcome) and op.key not in stored
-                    ],
-                )
-                if time.monotonic() >= self._next_purge:
-                    purge(conn, dt.datetime.now(dt.UTC) - self.retention)
-                    self._next_purge = time.monotonic() + self.purge_every_s
+            with self.engine.begin() as conn, self.ids.allocating(conn) as ids:
+                results, ws, keep = self._work(conn, group)
                 self.service.save_online(conn)
-        except BaseException:
+                self.lease.confirm_with_ids(conn, ids.start, ids.now)
+        except BaseException as exc:
             self.service.rolled_back()
+            self.ids.forget()
+            if isinstance(exc, Exception) and not isinstance(exc, LeaseLostError) and not self._holds_lease():
+                raise LeaseLostError(LOST) from exc
             raise
-        # Committed: only now may the cache and the learner's save flags move on.
+        # Committed: only now may the cache, the id counters and the learner's save flags move on.
+        self.ids.committed(ids)
         if keep:
             self.cache.commit(ws)
         self.service.committed()
+        return results
+
+    def _prepare(
+        self, group: list[WriteOp], before: concurrent.futures.Future[None] | None
+    ) -> tuple[list[Result], concurrent.futures.Future[None]]:
+        """The overlapped path: the group's work in a transaction of its own, while ``before`` commits.
+
+        Waits for ``before`` (the previous group's commit) only after the work, before writing the learner's
+        state and the lease confirmation; if it failed, this transaction is rolled back and :class:`_RedoError`
+        raised. Otherwise the group's effects go into the cache and the id counters at once, so that the next
+        group works on top of them, and its commit is handed to the committer thread (the future returned).
+        If that commit fails, :meth:`_redo` forgets what the cache and the counters took.
+        """
+        conn = self.engine.connect()
+        try:
+            tx = conn.begin()
+            with self.ids.allocating(conn) as ids:
+                results, ws, keep = self._work(conn, group)
+                if before is not None:
+                    try:
+                        before.result()
+                    except BaseException as exc:
+                        raise _RedoError from exc
+                    self.service.committed()  # (the previous group's)
+                self.service.save_online(conn)
+                self.lease.confirm_with_ids(conn, ids.start, ids.now)
+        except BaseException:
+            conn.close()  # (rolls the transaction back)
+            self.service.rolled_back()
+            raise
+        self.ids.committed(ids)
+        if keep:
+            self.cache.commit(ws)
+        return results, self._committer.submit(_commit, conn, tx)
+
+    def _redo(self, group: list[WriteOp]) -> list[Result]:
+        """Run a group again, without overlap, after a failed overlapped transaction.
+
+        What the failed transactions put into the cache, the id counters and the learner's save flags is
+        forgotten first: the cache is reloaded from the store as needed, the counters read again.
+        """
+        self.cache.clear()
+        self.ids.forget()
+        self.service.rolled_back()
+        return self._run(group)
+
+    def _holds_lease(self) -> bool:
+        try:
+            with self.engine.connect() as conn:
+                return self.lease.held(conn)
+        except Exception:  # the store cannot tell: report the original failure
+            return True
+
+    def _work(self, conn: Connection, group: list[WriteOp]) -> tuple[list[Result], Workspace, bool]:
+        """The group's effects inside ``conn``'s transaction: each request's answer, the workspace, and
+        whether the cache may take it."""
+        results: list[Result | None] = [None] * len(group)
+        keep = True
+        ws = self.cache.workspace(conn, [a for op in group for a in op.arrangement_ids(conn)])
+        keyed = [(op.key, op.method, op.path, op.digest) for op in group if op.key is not None]
+        stored = lookup_many(conn, keyed) if keyed else {}
+        run: list[int] = []
+        run_ids: set[int] = set()
+        run_day: list[int | None] = [None]
+        touched: set[int] = set()  # arrangements the group's earlier requests worked on
+        reworked: set[int] = set()  # those of the run's arrangements among them
+
+        def flush() -> None:
+            if run:
+                restore = self._restorer(conn, ws, reworked)
+                decided = self.service.decide_each(conn, ws, [group[i].body for i in run], restore)
+                for i, res in zip(run, decided, strict=True):
+                    results[i] = res if isinstance(res, Exception) else Outcome(200, answer_json(res))
+                run.clear()
+                run_ids.clear()
+                reworked.clear()
+
+        for i, op in enumerate(group):
+            if op.key is not None and op.key in stored:
+                results[i] = _replayed(stored[op.key])
+            elif op.kind == "decide":
+                # A run: distinct arrangements (one point each per batch), one decision day.
+                day = self._day(op.body)
+                if run and (op.body.arrangement_id in run_ids or day != run_day[0]):
+                    flush()
+                run.append(i)
+                run_ids.add(op.body.arrangement_id)
+                if op.body.arrangement_id in touched:
+                    reworked.add(op.body.arrangement_id)
+                touched.add(op.body.arrangement_id)
+                run_day[0] = day
+            else:
+                # In arrival order: the decisions before this request are taken first.
+                flush()
+                ids = op.arrangement_ids(conn)
+                fresh = touched.isdisjoint(ids)
+                touched.update(ids)
+                results[i] = self._one(conn, ws, op, alone=len(group) == 1, fresh=fresh)
+                # A refused request alone in its group left its changes in the workspace: drop it.
+                keep = not (len(group) == 1 and isinstance(results[i], ServiceError))
+        flush()
+        remember_many(
+            conn,
+            [
+                (op.key, op.method, op.path, op.digest, StoredResponse(res.status_code, res.body))
+                for op, res in zip(group, results, strict=True)
+                if op.key is not None and isinstance(res, Outcome) and op.key not in stored
+            ],
+        )
+        if time.monotonic() >= self._next_purge:
+            purge(conn, dt.datetime.now(dt.UTC) - self.retention)
+            self._next_purge = time.monotonic() + self.purge_every_s
         assert all(r is not None for r in results)
-        return [r for r in results if r is not None]
+        return [r for r in results if r is not None], ws, keep
 
     def _restorer(self, conn: Connection, ws: Workspace, reworked: set[int]) -> Callable[[int], None]:
         """How to undo a refused decision point: from the cache, which holds every arrangement as it was before
@@ -378,6 +518,27 @@ class Writer:
             return math.floor(self.service.time_of(body))
         except ServiceError:
             return None  # decide_each refuses it with its own error
+
+
+class _RedoError(Exception):
+    """The previous group's commit failed; the group working on top of it was rolled back."""
+
+
+@dataclass
+class _InFlight:
+    """An overlapped group whose commit is under way: its answers, given once ``commit`` has returned."""
+
+    group: list[WriteOp]
+    results: list[Result]
+    commit: concurrent.futures.Future[None]
+
+
+def _commit(conn: Connection, tx: sa.RootTransaction) -> None:
+    """Commit an overlapped group's transaction (on the committer thread) and give its connection back."""
+    try:
+        tx.commit()
+    finally:
+        conn.close()
 
 
 def _replayed(stored: StoredResponse | IdempotencyConflictError) -> Result:

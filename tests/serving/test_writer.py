@@ -338,3 +338,67 @@ def test_lingering_stops_when_the_group_is_full_or_the_time_is_up() -> None:
     assert size == 50  # a full group is taken at once
     size, waited = asyncio.run(scenario(max_s=0.05, max_group=10**9))
     assert 1 < size < 100_000 and waited < 5.0  # a steady stream does not keep the group waiting
+
+
+def test_a_failed_commit_of_an_overlapped_group_is_run_again(postgres_server: Any, monkeypatch: Any) -> None:
+    """PostgreSQL: groups are worked on while the one before commits; one commit fails on purpose.
+
+    The failed group, and the group worked on top of it, are run again without overlap: every request is
+    answered once, no decision id is given twice, every acknowledged decision is stored once, and the id
+    counters are those of the decisions stored.
+    """
+    import serving.writer as writer_module
+
+    real_commit, prepared = writer_module._commit, writer_module.Writer._prepare
+    commits, overlapped, fail_at = [0], [0], [-1]
+
+    def failing_commit(conn: Any, tx: Any) -> None:
+        commits[0] += 1
+        if commits[0] == fail_at[0]:
+            tx.rollback()
+            conn.close()
+            raise RuntimeError("the commit was lost")
+        real_commit(conn, tx)
+
+    def counting_prepare(self: Any, group: Any, before: Any) -> Any:
+        overlapped[0] += before is not None and not before.done()
+        return prepared(self, group, before)
+
+    monkeypatch.setattr(writer_module, "_commit", failing_commit)
+    monkeypatch.setattr(writer_module.Writer, "_prepare", counting_prepare)
+    store = postgres_server.create_database("overlap_commit_failure")
+    app = create_app(make_settings(store))
+    ids = list(range(1, 25))
+    answers: list[dict[str, Any]] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+    with TestClient(app, headers=AUTH) as client:
+        assert app.state.regsim.writer.overlap
+        _register_and_plan(client, ids)
+        fail_at[0] = commits[0] + 4  # a commit among the concurrent decisions'
+
+        def post(aid: int) -> None:
+            for k in range(4):
+                body = {"arrangement_id": aid, "kind": "pre_due", "time": 3.0 + k}
+                r = client.post("/v1/decisions", json=body)
+                with lock:
+                    (answers.append(r.json()) if r.status_code == 200 else errors.append(r.text))
+
+        threads = [threading.Thread(target=post, args=(a,)) for a in ids]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        with app.state.regsim.engine.connect() as conn:
+            stored = conn.execute(
+                sa.select(db.events.c.decision_id, db.events.c.arrangement_id).where(db.events.c.event == "decision")
+            ).all()
+            counters = dict(conn.execute(sa.select(db.counters.c.name, db.counters.c.value)).all())
+    assert commits[0] > fail_at[0] and overlapped[0] > 0  # the failure happened, and groups did overlap
+    assert not errors, errors[:3]
+    assert len(answers) == 4 * len(ids)
+    assert len({a["decision_id"] for a in answers}) == len(answers)
+    by_id = dict(stored)
+    assert len(by_id) == len(stored)  # no decision stored twice
+    assert all(by_id.get(a["decision_id"]) == a["arrangement_id"] for a in answers)
+    assert counters["decision"] == max(by_id)
