@@ -205,6 +205,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
             complete=complete,
         )
         (out / "ope_validation.json").write_text(json.dumps(payload, indent=2, default=float) + "\n")
+        (out / "ope_validation.md").write_text(result.markdown() + "\n")
 
     result = run_validation(
         world,
@@ -225,7 +226,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     print()
     for line in result.statements():
         print(line)
-    print(f"\n{len(result.seeds)} seeds, {result.wall_s:.0f} s; wrote {out}/ope_validation.csv and .json")
+    print(f"\n{len(result.seeds)} seeds, {result.wall_s:.0f} s; wrote {out}/ope_validation.csv, .json and .md")
     return 0
 
 

@@ -174,6 +174,48 @@ class ValidationResult:
         """The table as a frame, one row per cell."""
         return pd.DataFrame([asdict(r) for r in self.rows])
 
+    def markdown(self, tolerance: float = 0.10) -> str:
+        """The table in Markdown, one per logging policy: a row per estimator, a column per candidate and size
+        (``relative error / coverage``), then per estimator and candidate the smallest size within ``tolerance``
+        and the sizes whose coverage is inside :func:`coverage_band`."""
+
+        def near(r: ValidationRow) -> bool:
+            lo, hi = coverage_band(r.runs, self.level)
+            return r.runs > 0 and lo <= r.coverage <= hi
+
+        out: list[str] = []
+        for beh in dict.fromkeys(r.behaviour for r in self.rows):
+            rows = [r for r in self.rows if r.behaviour == beh]
+            candidates = list(dict.fromkeys(r.candidate for r in rows))
+            sizes = sorted({r.arrangements for r in rows})
+            cells = [(c, n) for c in candidates for n in sizes]
+            by = {(r.estimator, r.candidate, r.arrangements): r for r in rows}
+            out.append(f"Logged by `{beh}`:\n")
+            out.append("| estimator | truth | " + " | ".join(f"{c} {n:,}" for c, n in cells) + " |")
+            out.append("|---|---|" + "---|" * len(cells))
+            summary: list[str] = []
+            for est in dict.fromkeys(r.estimator for r in rows):
+                text = []
+                for c, n in cells:
+                    r = by.get((est, c, n))
+                    text.append(
+                        "" if r is None else "refused" if r.runs == 0 else f"{r.relative_error:.0%} / {r.coverage:.0%}"
+                    )
+                kind = next(r.truth_kind for r in rows if r.estimator == est)
+                out.append(f"| `{est}` | {kind} | " + " | ".join(text) + " |")
+                for c in candidates:
+                    mine = [by[est, c, n] for n in sizes if (est, c, n) in by and by[est, c, n].runs > 0]
+                    within = [r.arrangements for r in mine if r.relative_error <= tolerance]
+                    covered = ", ".join(f"{r.arrangements:,}" for r in mine if near(r)) or "none"
+                    size = f"from {within[0]:,}" if within else "never"
+                    summary.append(f"| `{est}` | {c} | {size} | {covered} |")
+            out.append("")
+            out.append(f"| estimator | candidate | within {tolerance:.0%} | coverage near {self.level:.0%} at |")
+            out.append("|---|---|---|---|")
+            out.extend(summary)
+            out.append("")
+        return "\n".join(out)
+
     def statements(self, tolerance: float = 0.10) -> list[str]:
         """Per logging policy, candidate and estimator: the smallest log size within ``tolerance`` relative error
         and whether the coverage at the largest size is near the level (inside :func:`coverage_band`)."""

@@ -3,12 +3,15 @@ near 95% for a candidate close to the logger (statistical: ``-m statistical``)."
 
 from __future__ import annotations
 
+import json
+
+import pandas as pd
 import pytest
 
 import agents
 from agents.ope.behaviour import EpsilonMixture
 from experiments.cli import main
-from experiments.ope_validation import ValidationSpec, coverage_band, parse_sizes, run_validation
+from experiments.ope_validation import ValidationResult, ValidationSpec, coverage_band, parse_sizes, run_validation
 from regsim import load_world_config
 from tests.experiments.conftest import REPO
 
@@ -49,6 +52,13 @@ def test_the_validation_table_has_a_row_per_cell_and_says_what_it_shows() -> Non
     assert len(statements) == frame.groupby(["behaviour", "candidate", "estimand", "estimator"]).ngroups
     assert all(("arrangements" in s and "coverage" in s) or "refused" in s for s in statements)
     assert result.best() in {"ips", "dr"}
+    # Saved and read back (regsim ope --validation), the table is the same; its Markdown has a row per estimator.
+    back = ValidationResult.from_json(json.loads(json.dumps(result.to_json(world="short"), default=float)))
+    pd.testing.assert_frame_equal(back.frame(), frame)
+    assert back.seeds == result.seeds and back.best() == result.best()
+    assert back.size_for(8) == 6 and back.size_for(100) == 12 and back.size_for(3) == 6
+    text = result.markdown()
+    assert "| `ips` | branched |" in text and "| `dr` | static-dunning |" in text and "static-dunning 12" in text
 
 
 @pytest.mark.parametrize("text", ["", "100,50", "1,2", "a,b", "10,10"])
