@@ -147,3 +147,15 @@ def test_regsim_train_learns_the_menu_on_a_population_without_self_service(tmp_p
     assert isinstance(load_policy(out / "policy"), SB3MenuPolicy)
     refused = regsim("train", "--policy", "ppo", "--decision", "menu", "--steps", "8", "--out", str(tmp_path / "p"))
     assert refused.returncode == 2 and "'maskable-ppo' only" in refused.stderr
+
+
+def test_a_menu_training_resumed_from_its_checkpoint_ends_with_the_same_weights(tmp_path: Path) -> None:
+    import shutil
+
+    whole = load_policy(_train(tmp_path / "whole"))
+    resumed_out = tmp_path / "resumed"
+    (resumed_out / "checkpoints").mkdir(parents=True)
+    shutil.copytree(tmp_path / "whole" / "checkpoints" / "vec-64", resumed_out / "checkpoints" / "vec-64")
+    resumed = load_policy(_train(resumed_out))
+    assert isinstance(whole, SB3MenuPolicy) and isinstance(resumed, SB3MenuPolicy)
+    assert resumed.version == whole.version  # weights bit for bit (the version is their digest)
