@@ -7,6 +7,10 @@ episode), so the adapter runs :class:`envs.self_service_vec.SelfServiceVecEnv` w
 once. :meth:`SelfServiceSB3VecEnv.get_state` / :meth:`~SelfServiceSB3VecEnv.set_state` save and restore the
 slots mid-episode, so that :func:`agents.vector_training.learn_on_vector` checkpoints a menu training as exactly
 as an arrangement one. The slots run in this process (a menu step's cost is the world's, vectorised over slots).
+
+A menu episode's last observation is that of its last menu point (the env observes nothing between menu points);
+SB3 bootstraps from it only when the horizon cut the episode, which a run-off horizon (the default) leaves to the
+few arrangements that outlast every cap.
 """
 
 from __future__ import annotations
