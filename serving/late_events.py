@@ -30,9 +30,11 @@ arrangement whose time precedes the arrangement's latest recorded event is *late
 An event that arrives in order costs nothing of this: it is applied to the cached state as before. A decision
 is taken at the arrangement's present, never late (409).
 
-The online learner is told of the late event's row only (its rewards are matched to decisions by time, so a
-late payment still counts for the decisions before it; the derived events that the re-derivation changed are
-not retracted from what it learned).
+The online learner is given the re-derived log (:meth:`serving.online.OnlineLearner.rederived`): every decision
+of the arrangement is processed again in event-time order, and what the learner took from the old log is
+replaced by what in-order processing takes from the new one (each matured decision's reward, decisions that
+matured early because of an ending the late event undid, or late because of one it adds, the pending ones). For
+the linear bandits' statistics this is exact.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ from regsim.replay import LogReplay, morning_booking_day
 from serving import db, schemas
 from serving.cache import ArrangementInfo, Workspace
 from serving.metrics import Metrics
+from serving.online import OnlineLearner
 from serving.refusals import ConflictError
 from serving.store import event_row, events_table, execute_many, insert_events
 from serving.store_rows import rows_of
@@ -89,6 +92,9 @@ class LateEventOps:
     metrics: Metrics
     epoch: dt.date
     template: LogReplay
+    online: OnlineLearner | None
+    dirty: bool
+    learned: bool
 
     # (defined by the service)
     def _message(self, ws: Workspace, aid: int, message_id: int) -> np.ndarray[Any, Any]:
@@ -176,7 +182,8 @@ class LateEventOps:
             if x["event"] == "message_cancelled" and int(x["message_id"]) not in was_cancelled and x["message_id"] >= 0
         ]
         self._count_cancelled_after(rows, {id(x) for x in newly})
-        self._learn(max(info.last_time, t), [new])
+        self._learn(max(info.last_time, t), [])  # (the clock)
+        self._relearn(aid, stored, rows)
         return schemas.EventOut(
             arrangement_id=aid,
             type=kind,
@@ -188,6 +195,14 @@ class LateEventOps:
             late=True,
             incidents=[_incident_out(i) for i in recorded],
         )
+
+    def _relearn(self, aid: int, before: list[dict[str, Any]], after: list[dict[str, Any]]) -> None:
+        """Tell the online learner of the re-derived log (:meth:`serving.online.OnlineLearner.rederived`)."""
+        if self.online is None:
+            return
+        if self.online.rederived(aid, events_table(before, self.epoch), events_table(after, self.epoch)):
+            self.learned = True
+        self.dirty = True
 
     # ------------------------------------------------------------------------------------------------------
     def _reported_row(self, ws: Workspace, aid: int, ev: Any, t: float, now: float) -> dict[str, Any]:

@@ -137,6 +137,177 @@ class OnlineLearner:
             if event in FEEDBACK_EVENTS:
                 self._buffer.append((event, _outcome_columns(r)))
 
+    # -- a late event re-derived an arrangement's past -------------------------------------------------------
+    def rederived(self, arrangement_id: int, before: pa.Table, after: pa.Table) -> bool:
+        """Make the learner what in-order processing of the re-derived log would have made it.
+
+        A late event rewrote one arrangement's log (``before`` -> ``after``, each in the event-log schema and
+        in event-time order): installments paid instead of missed, an ending added or undone, the late event
+        itself. The learner took its earlier updates from ``before``. For every decision of the arrangement,
+        its fate under in-order processing up to the current day boundary (:meth:`_in_order`: matured at which
+        boundary and with which reward, or still pending with which accumulated outcome) is worked out from
+        both logs, and the difference is applied:
+
+        * a decision matured under both with rewards ``r`` and ``r'``: its chosen arms' ridge statistics move
+          by ``x (r' - r)`` (``b``) and the reward sum by ``r' - r`` (``A`` and the counts are those of the
+          same rows);
+        * matured only under ``before`` (an ending undone): its row is taken out of ``A``, ``b``, ``n`` and the
+          reward sum, and it is pending again; matured only under ``after``: its row is added;
+        * the pending decisions of the arrangement, and its events not yet observed, are replaced by those of
+          ``after``.
+
+        For the ridge statistics of the linear bandits (:class:`agents.bandits.base.LinearBandit`: sums of
+        ``x x'``, ``x r`` and ``r``) this is exact: the statistics equal in-order processing's up to the order
+        of floating-point additions; the inverses and estimates are computed again from them. Another learner
+        has no update that can be taken back; for it only the pending decisions and events are replaced (the
+        past updates stay as learned) and False is returned.
+
+        Returns:
+            True if the learned statistics changed (they need saving).
+        """
+        if self.day < 0:
+            return False
+        old, new = self._in_order(before), self._in_order(after)
+        # Each decision with the context it was taken in: the live matcher's for the pending ones, the earlier
+        # log's for the others (a log rebuilt after the late event gives the decisions after the late event's
+        # time a context that holds it, which the decision was not taken in).
+        rows = {**new.rows, **old.rows, **self._pending_rows(arrangement_id)}
+        # The live matcher: the arrangement's pending decisions and unobserved events as in-order has them.
+        self.matcher._drop(self.matcher._arr != arrangement_id)
+        self._buffer = [e for e in self._buffer if int(e[1]["arrangement_id"][0]) != arrangement_id]
+        new.restore_into(self, rows)
+        arms = getattr(self.policy, "arms", None)
+        if not isinstance(arms, dict) or not hasattr(self.policy, "heads"):
+            return False
+        changed = False
+        for decision_id in sorted(set(old.matured) | set(new.matured)):
+            was, now = old.matured.get(decision_id), new.matured.get(decision_id)
+            if was is not None and now is not None and was[0] == now[0]:
+                continue
+            self._adjust(rows[decision_id], was, now)
+            changed = True
+        if changed:
+            self._refresh_estimates()
+        return changed
+
+    def _pending_rows(self, arrangement_id: int) -> dict[int, _Row]:
+        """The live matcher's pending decisions of an arrangement: id -> (context, action, propensity)."""
+        m = self.matcher
+        idx = np.flatnonzero(m._arr == arrangement_id)
+        if not len(idx):
+            return {}
+        contexts = m._gather_contexts(idx)  # (in the order of idx)
+        return {
+            int(m._ids[k]): (
+                contexts.take(np.array([j])),
+                m._actions[k : k + 1].copy(),
+                m._propensity[k : k + 1].copy(),
+            )
+            for j, k in enumerate(idx.tolist())
+        }
+
+    def _in_order(self, log: pa.Table) -> _InOrder:
+        """One arrangement's decisions processed in order, day boundary by day boundary, up to ``self.day``.
+
+        As the live learner does with events that arrive in time: a decision registered at its day
+        (``floor(time)``), the events of ``[b - 1, b)`` observed at boundary ``b`` in log order, then
+        ``mature(b)``. Only the boundaries where something can change are run (after a day with an event or a
+        decision, where a window closes); between them nothing matures, so the outcome is the same.
+        """
+        matcher = OutcomeMatcher(self.matcher.window_days, self.matcher.reward, self.matcher.costs)
+        out = _InOrder(matcher)
+        codes = event_codes(log)
+        decisions = np.flatnonzero(codes == EventType.DECISION)
+        if not len(decisions):
+            out.events = _feedback_events(log, codes, 0)
+            return out
+        contexts = contexts_from_log(log, self.config)
+        assert contexts is not None
+        time = log.column("time").to_numpy()
+        ids = log.column("decision_id").to_numpy().astype(np.int64)
+        actions = np.stack(
+            [log.column(c).to_numpy() for c in ("a_channel", "a_send_slot", "a_due_day", "a_deferral", "a_reduction")],
+            axis=1,
+        ).astype(np.int64)
+        propensity = log.column("propensity").to_numpy(zero_copy_only=False).astype(np.float64)
+        day = np.floor(time[decisions])
+        for k, e in enumerate(decisions.tolist()):
+            out.rows[int(ids[e])] = (contexts.take(np.array([k])), actions[e : e + 1], propensity[e : e + 1])
+        events = _feedback_events(log, codes, 0)
+        window = self.matcher.window_days
+        marks = {math.floor(float(t)) + 1 for t in time} | {math.ceil(float(d) + window) for d in day}
+        boundaries = sorted(b for b in marks if b <= self.day)
+        added = np.zeros(len(decisions), dtype=bool)
+        seen = 0
+        for b in boundaries:
+            self._add_days(out, matcher, decisions, day, ids, added, float(b))
+            while seen < len(events) and events[seen][1]["time"][0] < b:
+                matcher.observe(*events[seen])
+                seen += 1
+            feedback = matcher.mature(float(b))
+            if feedback is not None:
+                for decision_id, reward in zip(feedback.decision_ids.tolist(), feedback.rewards.tolist(), strict=True):
+                    out.matured[int(decision_id)] = (float(reward), float(b))
+        self._add_days(out, matcher, decisions, day, ids, added, math.inf)
+        out.events = events[seen:]
+        return out
+
+    @staticmethod
+    def _add_days(
+        out: _InOrder,
+        matcher: OutcomeMatcher,
+        decisions: np.ndarray[Any, Any],
+        day: np.ndarray[Any, Any],
+        ids: np.ndarray[Any, Any],
+        added: np.ndarray[Any, Any],
+        before: float,
+    ) -> None:
+        """Register the decisions of the days before boundary ``before`` not registered yet."""
+        for k in np.flatnonzero(~added & (day < before)).tolist():
+            context, action, propensity = out.rows[int(ids[decisions[k]])]
+            matcher.add(ids[decisions[k] : decisions[k] + 1], float(day[k]), context, action, propensity)
+            added[k] = True
+
+    def _adjust(
+        self,
+        row: _Row,
+        was: tuple[float, float] | None,
+        now: tuple[float, float] | None,
+    ) -> None:
+        """Move one decision's contribution to the ridge statistics from reward ``was`` to ``now`` (None: none)."""
+        from agents.bandits.design import design_matrix
+
+        context, action, _ = row
+        policy: Any = self.policy
+        x = design_matrix(context, policy.config.feature_set)[0]
+        kind = int(np.asarray(context.columns["kind"])[0])
+        count = (now is not None) - (was is not None)
+        delta = (0.0 if now is None else now[0]) - (0.0 if was is None else was[0])
+        for head in policy.heads:
+            if not head.active_at[kind]:
+                continue
+            arm = int(head.arms_of(action)[0])
+            if arm < 0:
+                continue
+            stats = policy.arms[head.name]
+            if count:
+                stats.A[arm] += count * np.outer(x, x)
+                stats.n[arm] += count
+            stats.b[arm] += delta * x
+            stats.reward_sum = np.asarray(stats.reward_sum + delta, dtype=np.float64)
+        policy.learned += count
+
+    def _refresh_estimates(self) -> None:
+        """The inverses and estimates of every head, from its (adjusted) sums, as ``RidgeArms.update`` does."""
+        policy: Any = self.policy
+        for stats in policy.arms.values():
+            inv = np.linalg.inv(stats.A)
+            stats.A_inv = 0.5 * (inv + inv.transpose(0, 2, 1))
+            rhs = stats.b.copy()
+            rhs[:, 0] += stats.ridge * stats.prior_mean
+            stats.theta = np.einsum("kij,kj->ki", stats.A_inv, rhs)
+            stats._stacked = None
+
     # -- persistence ----------------------------------------------------------------------------------------
     def _blobs(self, with_big: bool) -> tuple[bytes | None, bytes]:
         """The state as blobs: the learned statistics (an ``.npz`` of arrays; only ``with_big``) and the scalars.
@@ -244,6 +415,66 @@ class OnlineLearner:
                 self.add_events([r])
         # What matured by the last boundary was learned before the restart.
         self.matcher.mature(boundary)
+
+
+#: A decision's context, action and propensity (one row each).
+_Row = tuple[ContextBatch, np.ndarray[Any, Any], np.ndarray[Any, Any]]
+
+
+class _InOrder:
+    """One arrangement under in-order processing (:meth:`OnlineLearner._in_order`).
+
+    Attributes:
+        matcher: Its pending decisions, with what was observed of them.
+        matured: decision id -> (reward, boundary) of the decisions matured by the current boundary.
+        rows: decision id -> its context, action and propensity (one row each).
+        events: Its outcome events not observed yet (time from the current boundary on), in log order.
+    """
+
+    def __init__(self, matcher: OutcomeMatcher) -> None:
+        self.matcher = matcher
+        self.matured: dict[int, tuple[float, float]] = {}
+        self.rows: dict[int, _Row] = {}
+        self.events: list[tuple[EventType, dict[str, Any]]] = []
+
+    def restore_into(self, learner: OnlineLearner, rows: dict[int, _Row]) -> None:
+        """Put the pending decisions (with what they accumulated, in the contexts of ``rows``) and the unobserved
+        events into ``learner``."""
+        pending = self.matcher
+        for k, decision_id in enumerate(pending._ids.tolist()):
+            start = learner.matcher._n
+            context, action, propensity = rows[int(decision_id)]
+            learner.matcher.add(pending._ids[k : k + 1], float(pending._time[k]), context, action, propensity)
+            for name in _ACCUMULATED:
+                getattr(learner.matcher, name)[start] = getattr(pending, name)[k]
+        learner._buffer.extend(self.events)
+
+
+#: The matcher's columns that observing events accumulates (copied for a pending decision put back).
+_ACCUMULATED = (
+    "_paid",
+    "_cost",
+    "_contacts",
+    "_on_time",
+    "_missed",
+    "_charged",
+    "_conceded",
+    "_staff",
+    "_completed",
+    "_broken",
+    "_referred",
+)
+
+
+def _feedback_events(log: pa.Table, codes: np.ndarray[Any, Any], start: int) -> list[tuple[EventType, dict[str, Any]]]:
+    """The log's outcome events from row ``start`` on, as (type, columns) in log order."""
+    rows = log.slice(start).to_pylist()
+    out = []
+    for e, r in enumerate(rows, start):
+        event = EventType(int(codes[e]))
+        if event in FEEDBACK_EVENTS:
+            out.append((event, _outcome_columns(r)))
+    return out
 
 
 def _outcome_columns(row: dict[str, Any]) -> dict[str, Any]:

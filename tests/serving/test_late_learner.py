@@ -1,0 +1,143 @@
+"""The online learner after late events: the statistics of in-order processing of the re-derived log.
+
+A late payment re-derives its arrangement's past (:mod:`serving.late_events`): installments paid instead of
+missed, an arrangement completed. The linear bandit learning online must then hold what it would hold had it
+learned from the re-derived log in event-time order (:meth:`serving.online.OnlineLearner.rederived`). The truth
+is computed here independently of the server: a fresh copy of the policy, regsim's outcome matcher, the final
+stored log processed day boundary by day boundary (decisions registered at their day, the events of a day
+observed at the boundary after it, then ``mature`` and ``update``), as the world and the server's learner do.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+
+from regsim.config import load_world_config
+from regsim.eventlog import EventType, event_codes
+from regsim.feedback import FEEDBACK_EVENTS, OutcomeMatcher
+from regsim.rewards import RewardCosts, resolve_reward
+from serving import db
+from serving.app import create_app
+from serving.online import OnlineLearner, _outcome_columns
+from serving.policies import load
+from serving.settings import DEFAULT_POPULATION
+from serving.store import iter_event_tables
+from tests.serving.conftest import AUTH, make_settings
+
+
+def _in_order_truth(artifact: Path, engine: sa.Engine, last_day: int, taken: dict[int, Any]) -> Any:
+    """The policy after learning, in event-time order, from the stored log up to the boundary ``last_day``.
+
+    ``taken``: decision id -> (day, context, action, propensity) as the server decided (a decision is learned
+    in the context it was taken in, not in one rebuilt from a log that a later late event rewrote).
+    """
+    config = load_world_config(DEFAULT_POPULATION)
+    policy: Any = load(str(artifact), config.rules.version).policy
+    matcher = OutcomeMatcher(
+        float(policy.feedback_window_days), resolve_reward(policy.feedback_reward), RewardCosts.of(config)
+    )
+    with engine.connect() as conn:
+        log = pa.concat_tables(list(iter_event_tables(conn, config.simulation.start_date)))
+    # Event-time order within each arrangement (the stored order); across arrangements it does not matter.
+    codes = event_codes(log)
+    time = log.column("time").to_numpy()
+    stored = set(log.column("decision_id").to_numpy()[codes == EventType.DECISION].tolist())
+    assert stored == set(taken)
+    rows = log.to_pylist()
+    for b in range(min(int(d) for d, *_ in taken.values()) + 1, last_day + 1):
+        for decision_id, (day, context, action, propensity) in sorted(taken.items()):
+            if day == b - 1:
+                matcher.add(np.array([decision_id]), float(day), context, action, propensity)
+        for e in np.flatnonzero((time >= b - 1) & (time < b)).tolist():
+            event = EventType(int(codes[e]))
+            if event in FEEDBACK_EVENTS:
+                matcher.observe(event, _outcome_columns(rows[e]))
+        feedback = matcher.mature(float(b))
+        if feedback is not None:
+            policy.update(feedback)
+    return policy
+
+
+def _assert_same_statistics(served: Any, truth: Any) -> None:
+    assert served.learned == truth.learned
+    for name, stats in truth.arms.items():
+        mine = served.arms[name]
+        np.testing.assert_array_equal(mine.n, stats.n)
+        for key in ("A", "b", "reward_sum", "A_inv", "theta"):
+            np.testing.assert_allclose(getattr(mine, key), getattr(stats, key), rtol=1e-9, atol=1e-9, err_msg=key)
+
+
+def test_late_payments_give_the_learner_the_statistics_of_in_order_processing(
+    tmp_path: Path, linucb_artifact: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    taken: dict[int, Any] = {}
+    add = OnlineLearner.add_decisions
+
+    def recording(self: OnlineLearner, ids: list[int], time: float, contexts: Any, actions: Any, prop: Any) -> None:
+        for k, decision_id in enumerate(ids):
+            taken[int(decision_id)] = (int(time), contexts.take(np.array([k])), actions[k : k + 1], prop[k : k + 1])
+        add(self, ids, time, contexts, actions, prop)
+
+    monkeypatch.setattr(OnlineLearner, "add_decisions", recording)
+    app = create_app(make_settings(f"sqlite:///{tmp_path / 'store.db'}", policy=str(linucb_artifact)))
+    with TestClient(app, headers=AUTH) as api:
+
+        def post(path: str, body: dict[str, Any]) -> dict[str, Any]:
+            r = api.post(path, json=body)
+            assert r.status_code in (200, 201), r.text
+            out: dict[str, Any] = r.json()
+            return out
+
+        for aid in range(1, 7):
+            body = {"arrangement_id": aid, "time": 0.0, "debt_eur": 300.0, "n_installments": 3, "due_day": 5}
+            post("/v1/arrangements", body)
+        post(
+            "/v1/decisions/batch",
+            {"decisions": [{"arrangement_id": a, "kind": "plan_created", "time": 0.0} for a in range(1, 7)]},
+        )
+        post("/v1/clock", {"time": 30.0})
+        post(
+            "/v1/decisions/batch",
+            {"decisions": [{"arrangement_id": a, "kind": "pre_due", "time": 33.0} for a in range(1, 7)]},
+        )
+        post("/v1/events", {"arrangement_id": 2, "type": "payment", "amount_eur": 100.0, "time": 34.0})  # in order
+        post("/v1/events", {"arrangement_id": 6, "type": "payment", "amount_eur": 100.0, "time": 40.0})  # in order
+        post("/v1/clock", {"time": 44.0})
+        # Late, and before the day-33 decision, still pending: the arrangement now completes at day 40 (with the
+        # payment of that day), so the decision matures at once, learned in the context it was taken in (without
+        # the payment), not in the one the rewritten log gives it.
+        late = post("/v1/events", {"arrangement_id": 6, "type": "payment", "amount_eur": 200.0, "time": 32.0})
+        assert late["late"] and late["status"] == "completed"
+        post("/v1/clock", {"time": 56.0})  # the first installments of 1, 3, 4 and 5 missed (due at 36)
+        learner = app.state.regsim.online
+        assert learner.day == 56 and learner.policy.learned > 0
+        # Late: the decision of day 0 has matured without this payment (window 14 days).
+        assert post("/v1/events", {"arrangement_id": 3, "type": "payment", "amount_eur": 50.0, "time": 2.0})["late"]
+        # Late: the first installment paid, not missed; the day-33 decision matured (at 47) with a miss.
+        late = post("/v1/events", {"arrangement_id": 1, "type": "payment", "amount_eur": 100.0, "time": 35.0})
+        assert late["late"] and late["installments_paid"] == [0]
+        # Late, and it ends the arrangement (paid in full): the day-33 decision's outcome is its completion.
+        late = post("/v1/events", {"arrangement_id": 4, "type": "payment", "amount_eur": 300.0, "time": 35.5})
+        assert late["late"] and late["status"] == "completed"
+        # A decision pending at the late event that the late event's completion matures at once.
+        post("/v1/decisions", {"arrangement_id": 5, "kind": "missed", "time": 56.0})
+        post("/v1/clock", {"time": 58.0})
+        late = post("/v1/events", {"arrangement_id": 5, "type": "payment", "amount_eur": 300.0, "time": 57.0})
+        assert late["late"] and late["status"] == "completed"
+        post("/v1/clock", {"time": 60.0})
+        truth = _in_order_truth(linucb_artifact, app.state.regsim.engine, learner.day, taken)
+        _assert_same_statistics(learner.policy, truth)
+        # The corrected statistics are what the store keeps (a restarted server learns on from them).
+        with app.state.regsim.engine.connect() as conn:
+            assert conn.execute(sa.select(sa.func.count()).select_from(db.policy_state)).scalar_one() == 2
+    with TestClient(
+        create_app(make_settings(f"sqlite:///{tmp_path / 'store.db'}", policy=str(linucb_artifact))), headers=AUTH
+    ) as again:
+        _assert_same_statistics(again.app.state.regsim.online.policy, truth)  # type: ignore[attr-defined]
