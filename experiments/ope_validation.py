@@ -176,8 +176,8 @@ class ValidationResult:
 
     def markdown(self, tolerance: float = 0.10) -> str:
         """The table in Markdown, one per logging policy: a row per estimator, a column per candidate and size
-        (``relative error / coverage``), then per estimator and candidate the smallest size within ``tolerance``
-        and the sizes whose coverage is inside :func:`coverage_band`."""
+        (``relative error / coverage``), then per estimator and candidate the smallest size from which on every size is
+        within ``tolerance``, and the sizes whose coverage is inside :func:`coverage_band`."""
 
         def near(r: ValidationRow) -> bool:
             lo, hi = coverage_band(r.runs, self.level)
@@ -205,7 +205,12 @@ class ValidationResult:
                 out.append(f"| `{est}` | {kind} | " + " | ".join(text) + " |")
                 for c in candidates:
                     mine = [by[est, c, n] for n in sizes if (est, c, n) in by and by[est, c, n].runs > 0]
-                    within = [r.arrangements for r in mine if r.relative_error <= tolerance]
+                    # The smallest size from which on every larger one is within the tolerance too.
+                    within = [
+                        r.arrangements
+                        for k, r in enumerate(mine)
+                        if all(m.relative_error <= tolerance for m in mine[k:])
+                    ]
                     covered = ", ".join(f"{r.arrangements:,}" for r in mine if near(r)) or "none"
                     size = f"from {within[0]:,}" if within else "never"
                     summary.append(f"| `{est}` | {c} | {size} | {covered} |")
@@ -217,8 +222,9 @@ class ValidationResult:
         return "\n".join(out)
 
     def statements(self, tolerance: float = 0.10) -> list[str]:
-        """Per logging policy, candidate and estimator: the smallest log size within ``tolerance`` relative error
-        and whether the coverage at the largest size is near the level (inside :func:`coverage_band`)."""
+        """Per logging policy, candidate and estimator: the smallest log size from which on the relative error is
+        within ``tolerance`` (at it and every larger size) and whether the coverage at the largest size is near the
+        level (inside :func:`coverage_band`)."""
         out: list[str] = []
         frame = self.frame()
         if frame.empty:
@@ -227,7 +233,9 @@ class ValidationResult:
             ["behaviour", "candidate", "estimand", "estimator"], sort=False
         ):
             g = g.sort_values("arrangements")
-            within = g[g["relative_error"] <= tolerance]
+            # The smallest size from which on every larger one is within the tolerance too.
+            errors = g["relative_error"].to_numpy()
+            within = g[[bool(np.all(errors[k:] <= tolerance)) for k in range(len(g))]]
             size = (
                 f"within {tolerance:.0%} from {int(within['arrangements'].iloc[0]):,} arrangements"
                 if len(within)
