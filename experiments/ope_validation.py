@@ -22,7 +22,8 @@ Two truths, each row of the table naming its own (``truth_kind``):
   the estimator.
 
 Log sizes are nested: the log of ``n`` arrangements is the first ``n`` arrangements (by id) of the seed's largest
-log, so one simulation and one replay per seed and logging policy serve every size. The worlds are run off
+log, so one simulation and one replay per seed and logging policy serve every size, and one fit of the reward
+models per size (:func:`agents.ope.feedback.fit_reward_models`) serves every candidate. The worlds are run off
 (each arrangement to its end or its cap, ``simulation.runoff_months_after_plan``), so every arrangement counts.
 
 :func:`run_validation` returns a :class:`ValidationResult`: the table (estimator x log size x candidate x logging
