@@ -16,6 +16,9 @@ The server side of mechanism 10 (docs/mechanisms.md#mechanism-10), with the simu
   (deferral, new plan, waiver and discount as ``concession`` events, counselling refers the arrangement) and
   schedules the confirmation, which the server numbers as a message (report it with ``POST /v1/events``). A
   custom solution's case is queued for the collectors (:func:`serving.menu_store.queued_cases`).
+* **A case resolved** (:meth:`MenuService.resolve`): staff took a queued custom case; as the world's collectors
+  do, :meth:`regsim.ledger_menu.MenuLedger.case_resolved` sets up a new plan (by default the world's
+  ``self_service.custom`` length, within the rules' cap) and a deferral, and logs the case's cost.
 
 Both run inside the single writer's transaction (:mod:`serving.writer`'s ``apply`` ops); a refusal raises a
 :class:`~serving.refusals.ServiceError` before anything is written, and the writer restores the workspace.
@@ -40,18 +43,31 @@ from regsim.rules import MenuRuleSet
 from serving import db
 from serving.cache import Workspace
 from serving.late_events import mark_arrived
-from serving.menu_store import MenuRow, insert_menu, latest_menu, mark_chosen, menu_row, queued_cases, supersede
+from serving.menu_store import (
+    MenuRow,
+    insert_menu,
+    latest_menu,
+    mark_chosen,
+    mark_resolved,
+    menu_row,
+    queued_cases,
+    supersede,
+)
 from serving.overview import installments_of
 from serving.refusals import ConflictError, InvalidFieldError, NotFoundError
 from serving.schemas_menu import (
     OPTION_NAMES,
     CappedLevel,
+    CaseIn,
+    CaseOut,
     ChoiceIn,
     ChoiceOut,
     Confirmation,
     MenuIn,
     MenuOut,
     OfferedOption,
+    QueuedCase,
+    QueueOut,
 )
 from serving.service import DecisionService
 from serving.store import next_ids
@@ -79,6 +95,7 @@ _FOLLOW_UP = {
 _PARAMETER_OF = {"deferral_days": "deferral", "n_installments": "plan", "discount": "discount"}
 _MENU_EVENTS = frozenset({"menu_shown"})
 _CHOICE_EVENTS = frozenset({"menu_choice"})
+_CASE_EVENTS = frozenset({"case_resolved"})
 
 
 class MenuService:
@@ -394,6 +411,89 @@ class MenuService:
     def offered_days(self, m: MenuRow) -> int:
         """The deferral days a stored menu offered (0: none)."""
         return int(self.space.deferral_days[m.levels[0]])
+
+    # ======================================================================================================
+    # The collectors' queue
+    # ======================================================================================================
+    def resolve(self, conn: sa.Connection, ws: Workspace, req: CaseIn) -> Outcome:
+        """Staff resolved a queued custom case: a new plan and a deferral through the ledger (uncommitted)."""
+        self._require_enabled()
+        s = self.service
+        t = s.time_of(req)
+        aid = req.arrangement_id
+        info = s._info(ws, aid)
+        m = menu_row(conn, req.menu_id)
+        if m is None or m.arrangement_id != aid:
+            raise NotFoundError(f"menu_id: menu {req.menu_id} of arrangement {aid} is not in the store")
+        if m.case_state != "queued":
+            state = (
+                "resolved already" if m.case_state == "resolved" else f"no custom solution (chose {m.chosen_option!r})"
+            )
+            raise ConflictError(f"menu_id: menu {m.menu_id} has no case waiting in the collectors' queue: {state}")
+        s._check_time(info, t)
+        rp = ws.replay
+        rows = s._book(ws, aid, t, EventType.CASE_RESOLVED)
+        status = ws.status_of(aid)
+        if status != "active":
+            raise ConflictError(f"arrangement {aid} is {status}: a case is resolved on an active arrangement only")
+        r = np.array([rp.row[aid]], dtype=np.int64)
+        custom = self.config.custom
+        room = self.service.config.rules.max_total_installments - int(rp.ledger.sched.first_open[r[0]])
+        if req.n_installments is None:
+            n = int(np.clip(custom.plan_installments, 1, max(room, 1)))  # as the world's staff do
+        elif req.n_installments > room:
+            raise InvalidFieldError(
+                ("body", "n_installments"),
+                f"n_installments: at most {room} (rules.max_total_installments less the installments paid), "
+                f"got {req.n_installments}",
+                req.n_installments,
+            )
+        else:
+            n = req.n_installments
+        days = custom.deferral_days if req.deferral_days is None else req.deferral_days
+        cost = self.service.config.channels.collector.cost_eur if req.cost_eur is None else req.cost_eur
+        rp.ledger.case_resolved(
+            r,
+            t,
+            math.floor(t),
+            menu_ids=np.array([m.menu_id], dtype=np.int64),
+            deferral_days=np.array([days], dtype=np.int64),
+            n_installments=np.array([n], dtype=np.int64),
+            cost_eur=np.array([cost]),
+        )
+        done = rows_of(rp).take()
+        mark_arrived(done, _CASE_EVENTS, _time.time())
+        s._store(conn, rows + done)
+        s._touch(conn, ws, [aid], [t])
+        s._learn(t, rows + done)
+        mark_resolved(conn, m.menu_id)
+        out = CaseOut(
+            menu_id=m.menu_id,
+            arrangement_id=aid,
+            time=t,
+            at=s.at_of(t),
+            deferral_days=days,
+            n_installments=n,
+            cost_eur=cost,
+            events=[str(e["event"]) for e in done],
+            installments=installments_of(rp, aid, s.epoch),
+        )
+        return Outcome(200, out.model_dump_json())
+
+    def queue(self, conn: sa.Connection) -> QueueOut:
+        """The collectors' queue of custom cases, oldest first (read only)."""
+        s = self.service
+        return QueueOut(
+            cases=[
+                QueuedCase(
+                    menu_id=m.menu_id,
+                    arrangement_id=m.arrangement_id,
+                    time=float(m.chosen_time or m.time),
+                    at=s.at_of(float(m.chosen_time or m.time)),
+                )
+                for m in queued_cases(conn)
+            ]
+        )
 
     # ======================================================================================================
     # Reads (the debtor's page)

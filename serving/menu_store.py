@@ -10,7 +10,7 @@ the state of each menu:
 * ``superseded``: a later menu of the same arrangement replaced it before it was answered.
 
 A custom solution's menu has ``case_state`` ``queued``: the case waits in the collectors' queue
-(:func:`queued_cases`).
+(:func:`queued_cases`) until staff resolve it (``resolved``, :func:`mark_resolved`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,17 @@ import sqlalchemy as sa
 
 from serving import db
 
-__all__ = ["MenuRow", "insert_menu", "latest_menu", "mark_chosen", "menu_row", "menus", "queued_cases", "supersede"]
+__all__ = [
+    "MenuRow",
+    "insert_menu",
+    "latest_menu",
+    "mark_chosen",
+    "mark_resolved",
+    "menu_row",
+    "menus",
+    "queued_cases",
+    "supersede",
+]
 
 _FLOAT = sa.Float(precision=53)
 
@@ -155,3 +165,8 @@ def mark_chosen(conn: sa.Connection, menu_id: int, option: str, time: float, cho
             case_state="queued" if queued else None,
         )
     )
+
+
+def mark_resolved(conn: sa.Connection, menu_id: int) -> None:
+    """A queued custom case was resolved by staff."""
+    conn.execute(sa.update(menus).where(menus.c.menu_id == menu_id).values(case_state="resolved"))

@@ -1,4 +1,6 @@
-"""The self-service API's routes: ``POST /v1/menus``, ``POST /v1/choices`` and ``POST /v1/debtor-links``.
+"""The self-service API's routes: menus, choices, the collectors' queue of custom cases, and debtor links.
+
+``POST /v1/menus``, ``POST /v1/choices``, ``POST /v1/cases`` and ``GET /v1/cases``, ``POST /v1/debtor-links``.
 
 Thin routes, as the others of :mod:`serving.app`: each validates its body, queues its effect for the single
 writer (an ``apply`` op of :mod:`serving.writer`, with its ``Idempotency-Key``) and answers once the
@@ -19,7 +21,17 @@ from serving import schemas
 from serving.auth import require_token
 from serving.debtor_links import LinkSigner
 from serving.refusals import ConflictError
-from serving.schemas_menu import ChoiceIn, ChoiceOut, DebtorLinkIn, DebtorLinkOut, MenuIn, MenuOut
+from serving.schemas_menu import (
+    CaseIn,
+    CaseOut,
+    ChoiceIn,
+    ChoiceOut,
+    DebtorLinkIn,
+    DebtorLinkOut,
+    MenuIn,
+    MenuOut,
+    QueueOut,
+)
 
 __all__ = ["PAGE_PREFIX", "build_menus_router", "link_signer"]
 
@@ -106,6 +118,32 @@ def build_menus_router(state: Callable[[Request], Any]) -> APIRouter:
             "apply", body, idempotency_key, request.method, request.scope["path"], apply=st.menus.choose
         )
         return Response(outcome.body, outcome.status_code, media_type="application/json")
+
+    @router.post(
+        "/cases",
+        response_model=CaseOut,
+        status_code=200,
+        responses=_ERRORS,
+        summary="Staff resolved a custom-solution case of the collectors' queue (a new plan and a deferral)",
+    )
+    async def post_case(request: Request, body: CaseIn, idempotency_key: IdempotencyKey = None) -> Response:
+        st = state(request)
+        outcome = await st.writer.write(
+            "apply", body, idempotency_key, request.method, request.scope["path"], apply=st.menus.resolve
+        )
+        return Response(outcome.body, outcome.status_code, media_type="application/json")
+
+    @router.get(
+        "/cases",
+        response_model=QueueOut,
+        responses={401: _ERRORS[401]},
+        summary="The collectors' queue: custom-solution cases waiting for staff, oldest first",
+    )
+    def get_cases(request: Request) -> QueueOut:
+        st = state(request)
+        with st.engine.connect() as conn:
+            queue: QueueOut = st.menus.queue(conn)
+        return queue
 
     @router.post(
         "/debtor-links",

@@ -20,6 +20,8 @@ __all__ = [
     "OPTION_NAMES",
     "Answers",
     "CappedLevel",
+    "CaseIn",
+    "CaseOut",
     "ChoiceIn",
     "ChoiceOut",
     "Confirmation",
@@ -30,6 +32,8 @@ __all__ = [
     "MenuOut",
     "OfferedOption",
     "OptionName",
+    "QueueOut",
+    "QueuedCase",
 ]
 
 #: The options of a menu, in slot order, after ``close`` (the outside option): regsim.menu.MenuOption's names.
@@ -178,3 +182,57 @@ class DebtorLinkOut(BaseModel):
     arrangement_id: int
     path: str = Field(description="The page's path with its signature; prefix the server's public address.")
     expires_at: dt.datetime
+
+
+class CaseIn(_Timed):
+    """Staff resolved a custom-solution case of the collectors' queue: a new plan and a deferral."""
+
+    model_config = _timed(
+        {"arrangement_id": 7, "menu_id": 12, "time": 44.4},
+        {"arrangement_id": 7, "menu_id": 12, "deferral_days": 7, "n_installments": 9, "at": "2026-02-18T10:00:00Z"},
+    )
+
+    arrangement_id: ArrangementId
+    menu_id: MenuId = Field(ge=0, description="The menu whose custom solution this resolves.")
+    deferral_days: int | None = Field(
+        None, ge=0, le=365, description="Deferral staff agreed (default: the world's self_service.custom)."
+    )
+    n_installments: int | None = Field(
+        None,
+        ge=0,
+        le=1_000,
+        description="Installments of the new plan over the open balance (0: none; default: the world's, within "
+        "the rules' plan length cap).",
+    )
+    cost_eur: float | None = Field(
+        None, ge=0.0, le=10_000.0, description="What the case cost (default: a collector call's cost)."
+    )
+
+
+class CaseOut(BaseModel):
+    """A resolved case and the plan it left."""
+
+    menu_id: MenuId
+    arrangement_id: int
+    time: float
+    at: dt.datetime
+    deferral_days: int
+    n_installments: int
+    cost_eur: float
+    events: list[str] = Field(description="The events the ledger logged, in order.")
+    installments: list[InstallmentOut] = Field(description="The plan after the case, installment by installment.")
+
+
+class QueuedCase(BaseModel):
+    """A custom-solution case waiting in the collectors' queue."""
+
+    menu_id: MenuId
+    arrangement_id: int
+    time: float = Field(description="When the debtor asked for it (days since the epoch).")
+    at: dt.datetime
+
+
+class QueueOut(BaseModel):
+    """The collectors' queue of custom-solution cases, oldest first."""
+
+    cases: list[QueuedCase]

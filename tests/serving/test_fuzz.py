@@ -84,6 +84,8 @@ OPERATIONS = (
     ("POST", "/v1/clock"),
     ("POST", "/v1/menus"),
     ("POST", "/v1/choices"),
+    ("POST", "/v1/cases"),
+    ("GET", "/v1/cases"),
     ("POST", "/v1/debtor-links"),
     ("GET", "/metrics"),
     ("GET", "/healthz"),

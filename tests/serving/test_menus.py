@@ -373,3 +373,31 @@ def test_migration_0005_makes_the_menus_table_the_code_reads_and_takes_it_back(s
         assert db.upgrade_to_head(engine) == db.head_revision() and "menus" in sa.inspect(engine).get_table_names()
     finally:
         engine.dispose()
+
+
+def test_a_custom_case_waits_in_the_collectors_queue_until_staff_resolve_it(api: TestClient) -> None:
+    t = in_arrears(api)
+    menu_id = api.post("/v1/menus", json={"arrangement_id": AID, "time": t}).json()["menu_id"]
+    assert api.get("/v1/cases").json() == {"cases": []}
+    body = {"arrangement_id": AID, "menu_id": menu_id, "option": "custom", "time": t}
+    assert api.post("/v1/choices", json=body).json()["follow_up"] == "queued_for_collectors"
+    (case,) = api.get("/v1/cases").json()["cases"]
+    assert (case["menu_id"], case["arrangement_id"], case["time"]) == (menu_id, AID, t)
+    resolve = {"arrangement_id": AID, "menu_id": menu_id, "time": t + 2.0}
+    too_long = api.post("/v1/cases", json={**resolve, "n_installments": 500})
+    assert too_long.status_code == 422 and too_long.json()["detail"][0]["loc"] == ["body", "n_installments"]
+    done = api.post("/v1/cases", json=resolve)
+    assert done.status_code == 200, done.text
+    out = done.json()
+    # The world's staff terms (self_service.custom) and a collector call's cost (channels.collector).
+    assert (out["n_installments"], out["deferral_days"], out["cost_eur"]) == (12, 14, 9.0)
+    assert out["events"] == ["case_resolved", "new_plan", "deferral"]
+    assert len([i for i in out["installments"] if i["status"] != "paid"]) == 12
+    assert api.get("/v1/cases").json() == {"cases": []}
+    again = api.post("/v1/cases", json=resolve)
+    assert again.status_code == 409 and "resolved already" in again.json()["detail"]
+    # A new menu is offered again once the case is resolved (when in arrears).
+    other = api.post("/v1/menus", json={"arrangement_id": AID, "time": t + 2.5})
+    assert other.status_code in (200, 409) and "custom solution waiting" not in other.text
+    not_custom = api.post("/v1/cases", json={**resolve, "menu_id": menu_id + 1000})
+    assert not_custom.status_code == 404 and "menu_id" in not_custom.text

@@ -6,8 +6,8 @@ asked for (``POST /v1/menus``) and the simulated debtor's choice registered (``P
 builds each menu from its own store with the world's builder, rules and policy, so it must show the simulated
 levels with the same propensity, policy and masked rules; what its ledger derives from each choice (re-plans,
 deferrals, concessions, referrals, the confirmation and its messages) and afterwards must equal the world's.
-Arrangements whose debtor asked for a custom solution are left out: staff resolve those in the world's
-collectors' queue, which the server only queues (resolving a case over HTTP is not built).
+A custom solution waits in the collectors' queue; when the world's staff resolve it, the resolution is posted
+(``POST /v1/cases``, with the world's terms and cost) and the server's ledger derives the new plan and deferral.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 import yaml
 from fastapi.testclient import TestClient
 
@@ -24,7 +23,6 @@ import agents
 from regsim import simulate
 from regsim.config import parse_world_config
 from regsim.eventlog import read_events
-from regsim.menu import MenuOption
 from serving.app import create_app
 from serving.cli import export_log
 from serving.schemas_menu import OPTION_NAMES
@@ -32,9 +30,9 @@ from serving.settings import DEFAULT_POPULATION
 from tests.serving.conftest import AUTH, DERIVED, make_settings
 from tests.serving.test_menus import self_service_population
 
-ARRANGEMENTS, MONTHS, SEED = 150, 6, 3
+ARRANGEMENTS, MONTHS, SEED = 150, 6, 1
 #: What the ledger derives, here and in the world: the arrangement's bookkeeping and a choice's consequences.
-COMPARED = (*DERIVED, "new_plan", "concession", "referred", "menu_shown", "menu_choice")
+COMPARED = (*DERIVED, "new_plan", "concession", "referred", "menu_shown", "menu_choice", "case_resolved")
 KEYS = (
     "event",
     "arrangement_id",
@@ -63,12 +61,6 @@ def _world_config() -> Any:
     data = yaml.safe_load(Path(DEFAULT_POPULATION).read_text(encoding="utf-8"))
     data["self_service"]["enabled"] = True
     return parse_world_config(data, source="default + self_service.enabled")
-
-
-def _without_custom_cases(events: pa.Table) -> list[dict[str, Any]]:
-    rows = events.to_pylist()
-    custom = {r["arrangement_id"] for r in rows if r["event"] == "menu_choice" and r["a_channel"] == MenuOption.CUSTOM}
-    return [r for r in rows if r["arrangement_id"] not in custom]
 
 
 def _post_log(client: TestClient, rows: list[dict[str, Any]]) -> dict[int, int]:
@@ -103,6 +95,19 @@ def _post_log(client: TestClient, rows: list[dict[str, Any]]) -> dict[int, int]:
                 message_of[r["decision_id"]] = out.json()["confirmation"]["message_id"]
             if option == "counselling":
                 referred_by_choice.add((aid, t))
+            continue
+        if kind == "case_resolved":
+            menu_id = next(k for k, v in ids.items() if v == r["decision_id"])
+            body = {
+                "arrangement_id": aid,
+                "menu_id": menu_id,
+                "time": t,
+                "deferral_days": r["deferral_days"],
+                "n_installments": r["n_installments"],
+                "cost_eur": r["amount_eur"],
+            }
+            out = client.post("/v1/cases", json=body)
+            assert out.status_code == 200, (r, out.text)
             continue
         if kind in COMPARED and not (kind == "referred" and (aid, t) not in referred_by_choice):
             continue  # derived by the server's ledger
@@ -158,19 +163,19 @@ def test_menus_and_choices_over_http_give_the_worlds_menus_and_ledger_events(tmp
     result = simulate(
         _world_config(), agents.make("rule-based-menu"), arrangements=ARRANGEMENTS, months=MONTHS, seed=SEED
     )
-    rows = _without_custom_cases(result.events)
+    rows = result.events.to_pylist()
     chosen = Counter(OPTION_NAMES[int(r["a_channel"])] for r in rows if r["event"] == "menu_choice")
-    # The run has every consequence a choice can have but a custom case.
-    for option in ("close", "deferral", "plan", "waiver", "discount", "counselling"):
+    # The run has every consequence a choice can have, and custom cases resolved by the world's staff.
+    for option in OPTION_NAMES:
         assert chosen[option] > 0, chosen
+    assert any(r["event"] == "case_resolved" for r in rows)
     store = f"sqlite:///{tmp_path / 'store.db'}"
     settings = make_settings(store, policy="rule-based-menu", population=str(self_service_population(tmp_path)))
     with TestClient(create_app(settings), headers=AUTH) as client:
         ids = _post_log(client, rows)
         resp = client.post("/v1/clock", json={"time": float(result.world.days - 1)})
         assert resp.status_code == 200
-    kept = {r["arrangement_id"] for r in rows}
-    served = [r for r in read_events(export_log(store, tmp_path / "export")).to_pylist() if r["arrangement_id"] in kept]
+    served = read_events(export_log(store, tmp_path / "export")).to_pylist()
     want, got = _keys(rows), _keys(served, ids)
     assert sum(want.values()) > 0
     assert got == want, f"missing {list((want - got).items())[:3]}; extra {list((got - want).items())[:3]}"
