@@ -9,7 +9,8 @@ Routes (all under bearer-token auth, checked before the body is read, except ``/
 and ``/openapi.json``): ``POST /v1/arrangements``,
 ``GET /v1/arrangements/{arrangement_id}``, ``POST /v1/decisions``, ``POST /v1/decisions/batch``,
 ``POST /v1/events``, ``POST /v1/clock``, ``GET /metrics``, ``GET /docs``, ``GET /openapi.json``; self-service
-(:mod:`serving.menus_api`): ``POST /v1/menus``, ``POST /v1/choices``, ``POST /v1/debtor-links``, and the debtor's
+(:mod:`serving.menus_api`): ``POST /v1/menus``, ``POST /v1/choices``, ``GET``/``POST /v1/cases``,
+``POST /v1/debtor-links``, and the debtor's
 page under ``/self-service`` (:mod:`serving.pages.debtor`, reached by a signed link, no token).
 
 Writes go through one writer (:mod:`serving.writer`): requests that arrive together share one transaction
