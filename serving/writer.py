@@ -24,7 +24,10 @@ Overlap (PostgreSQL). A commit waits for the database's WAL flush (about 4 ms on
 which the writer would sit idle while the next clients wait to be served. With ``overlap`` (the default on
 PostgreSQL), the writer works on the next group, in its own transaction on another connection, while the
 previous group's commit runs on a committer thread: it decides, writes its rows, then waits for that commit
-before writing the learner's state and its lease confirmation and handing its own commit over. Each group's
+before writing the learner's state and its lease confirmation and handing its own commit over. Only groups of
+decisions overlap (they read the arrangements' state from the cache, which holds the previous group's
+effects); a group with a registration, an event, a clock tick or another request, which may read rows the
+previous transaction wrote and cannot yet be seen by another, waits for that commit first. Each group's
 answers go out only when its own commit has returned, so "acknowledged = committed" holds. If a commit fails,
 the group worked on top of it is rolled back, the cache and the id counters forget what the two took, and both
 are run again one transaction at a time (:meth:`Writer._redo`). Commits stay in order: a group's commit is sent
@@ -248,6 +251,11 @@ class Writer:
     async def _overlapped(self, loop: asyncio.AbstractEventLoop, group: list[WriteOp]) -> None:
         """Work on ``group`` while the group before it commits; its answers go out once its own commit returns."""
         before = self._inflight
+        if before is not None and not all(op.kind in _OVERLAPPING for op in group):
+            # It may read what the group in flight wrote, which another transaction cannot see before its
+            # commit (a late event reads its arrangement's log, a clock tick the open arrangements): wait.
+            await self._settle(loop)
+            before = None
         try:
             results, commit = await loop.run_in_executor(
                 self._thread, self._prepare, group, None if before is None else before.commit
@@ -518,6 +526,13 @@ class Writer:
             return math.floor(self.service.time_of(body))
         except ServiceError:
             return None  # decide_each refuses it with its own error
+
+
+#: Requests that may be worked on while the previous group commits: decisions read nothing from the store
+#: but what the cache holds (the arrangements the previous group touched are there, with its effects), and
+#: their writes (inserts; updates of rows by key, which wait for the previous commit's row locks) need nothing
+#: the previous group's transaction has not shown them.
+_OVERLAPPING = frozenset({"decide", "batch"})
 
 
 class _RedoError(Exception):
