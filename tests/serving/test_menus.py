@@ -401,3 +401,19 @@ def test_a_custom_case_waits_in_the_collectors_queue_until_staff_resolve_it(api:
     assert other.status_code in (200, 409) and "custom solution waiting" not in other.text
     not_custom = api.post("/v1/cases", json={**resolve, "menu_id": menu_id + 1000})
     assert not_custom.status_code == 404 and "menu_id" in not_custom.text
+
+
+def test_a_menu_shown_before_a_restart_is_answered_after_it_from_the_store(tmp_path: Path) -> None:
+    """The menu and the arrangement's state come back from the store (the replay cache is empty after a restart)."""
+    store = f"sqlite:///{tmp_path / 'store.db'}"
+    with client_for(store, tmp_path) as api:
+        t = in_arrears(api)
+        menu_id = api.post("/v1/menus", json={"arrangement_id": AID, "time": t}).json()["menu_id"]
+    with client_for(store, tmp_path) as api:
+        body = {"arrangement_id": AID, "menu_id": menu_id, "option": "waiver", "time": t + 0.5}
+        out = api.post("/v1/choices", json=body).json()
+        assert out["events"] == ["menu_choice", "concession"] and out["balance_eur"] == pytest.approx(170.0)
+        again = api.post("/v1/choices", json=body)
+        assert again.status_code == 409
+    with client_for(store, tmp_path) as api:  # and the waiver, replayed from the log, holds after another restart
+        assert api.get(f"/v1/arrangements/{AID}").json()["balance_eur"] == pytest.approx(170.0)
