@@ -29,8 +29,9 @@ run: the verdict's objective, to go. It is known only from the log, so the polic
 Arrangements still open when the run stops give a truncated reward: a run of fewer months than
 :func:`regsim.runoff.covering_months` cuts some menus' values to go short, a run that long (what ``regsim run``
 gives an agent without ``train.months`` or ``env.months``) follows every arrangement to its end or its run-off cap,
-so each menu learns its run-off value to go. The target of the regression is the reward per EUR 100 of the balance at the menu (at least EUR 100): the
-balance is known when the menu is drawn, so dividing by it changes no argmax at a context while a discount's cost,
+so each menu learns its run-off value to go. The target of the regression is the reward per EUR 100 of the balance
+at the menu (at least EUR 100): the balance is known when the menu is drawn, so dividing by it changes no argmax at a
+context while a discount's cost,
 proportional to the balance, becomes a constant a linear head can fit. Every head updates the level it chose with
 the menu's reward, the other slots' contributions acting as noise (the pitfall stated in :mod:`agents.bandits.base`).
 
