@@ -36,6 +36,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                 raise ValueError(f"{flag}: expected an integer >= {least}, got {value}")
         if args.seed < 0:
             raise ValueError(f"--seed: expected an integer >= 0, got {args.seed}")
+        candidates = {} if args.candidates is None else {"candidates": _candidates(args.candidates)}
         world = load_world_config(_population_path(args.world))
         spec = load_spec(args.params, world)
         events = read_log(args.log)
@@ -56,6 +57,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             quiet=args.quiet,
             log_path=str(args.log),
             pairing=args.pairing,
+            **candidates,
         )
     except (ConfigError, SpecError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -78,6 +80,22 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         print(f"back-test: {len(bt.keys)} held-out moments, {bt.level:.0%} predictive coverage {bt.coverage:.0%}")
     print("wrote " + ", ".join(str(p) for p in paths))
     return 0
+
+
+def _candidates(value: str) -> tuple[str, ...]:
+    """``--candidates``: comma-separated registered policy names, or ``none``."""
+    if value.strip().lower() == "none":
+        return ()
+    import agents
+
+    names = tuple(n.strip() for n in value.split(",") if n.strip())
+    unknown = [n for n in names if n not in agents.available()]
+    if not names or unknown:
+        raise ValueError(
+            f"--candidates: expected comma-separated registered policy names or 'none', got {value!r}; "
+            f"registered: {', '.join(sorted(agents.available()))}"
+        )
+    return names
 
 
 def add_calibrate_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -111,6 +129,12 @@ def add_calibrate_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser
     cal.add_argument("--bootstrap", type=int, default=200, help="bootstrap draws of the moments (default: 200)")
     cal.add_argument("--min-count", type=int, default=30, help="smallest log denominator of a moment (default: 30)")
     cal.add_argument("--draws", type=int, default=20, help="back-test simulations (default: 20)")
+    cal.add_argument(
+        "--candidates",
+        default=None,
+        help="policies the back-test ranks, calibrated world against OPE on the held-out months, when the log's "
+        "policy is stochastic: comma-separated names, or none (default: static-dunning,payday-aligned,silent,random)",
+    )
     cal.add_argument("--seed", type=int, default=0, help="top seed; every simulation of the fit uses it (default: 0)")
     cal.add_argument("--quiet", action="store_true", help="no progress output")
     cal.set_defaults(func=cmd_calibrate)

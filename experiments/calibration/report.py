@@ -22,6 +22,7 @@ import yaml
 from matplotlib.figure import Figure
 
 from experiments.calibration.fit import Objective
+from experiments.calibration.ranking import Ranking
 from experiments.calibration.run import Calibration
 from experiments.calibration.spec import config_data
 from experiments.report_html import _e, _img, _p, _section
@@ -122,8 +123,38 @@ def fit_json(cal: Calibration) -> dict[str, Any]:
                 }
                 for i, k in enumerate(bt.keys)
             ],
+            "ranking": None if cal.ranking is None else ranking_json(cal.ranking),
         }
     return out
+
+
+def ranking_json(r: Ranking) -> dict[str, Any]:
+    """The back-test's ranking of candidate policies as JSON (EUR per decision)."""
+    return {
+        "what": "mean per-decision reward (EUR paid within the feedback window minus contact cost) of each candidate "
+        "over the held-out decisions: OPE (doubly robust) on the log against the calibrated world's simulation",
+        "cutoff_days": r.cutoff_days,
+        "level": r.level,
+        "kendall_tau": _num(r.kendall_tau),
+        "pair_agreement": _num(r.pair_agreement),
+        "same_best": r.same_best,
+        "separated_pairs": r.separated_pairs,
+        "separated_agreement": _num(r.separated_agreement),
+        "world_inside_ope_interval": r.inside,
+        "candidates": [
+            {
+                "policy": c.policy,
+                "ope_dr": _num(c.ope),
+                "ope_interval": [_num(c.ope_low), _num(c.ope_high)],
+                "ope_snips": _num(c.ope_snips),
+                "ope_refused": c.ope_refused,
+                "world": _num(c.world),
+                "world_se": _num(c.world_se),
+                "decisions": c.decisions,
+            }
+            for c in r.candidates
+        ],
+    }
 
 
 def _fmt(x: float | None) -> str:
@@ -211,6 +242,32 @@ def render_html(cal: Calibration, payload: dict[str, Any]) -> str:
             ),
             f"<table><tr><th>family</th><th>moments</th><th>coverage</th></tr>{fam}</table>",
         ]
+        rk = bt["ranking"]
+        if rk is not None:
+            rows_rk = "".join(
+                f"<tr><td>{_e(c['policy'])}</td><td>{_fmt(c['ope_dr'])}</td>"
+                f"<td>[{_fmt(c['ope_interval'][0])}, {_fmt(c['ope_interval'][1])}]</td>"
+                f"<td>{_fmt(c['world'])} &plusmn; {_fmt(c['world_se'])}</td></tr>"
+                for c in rk["candidates"]
+            )
+            tau = rk["kendall_tau"]
+            sep = rk["separated_agreement"]
+            parts += [
+                "<h4>Candidate policies: calibrated world against OPE on the held-out months</h4>",
+                _p(
+                    _e(
+                        f"Per-decision reward (EUR) over the held-out decisions. Kendall's tau "
+                        f"{'n/a' if tau is None else f'{tau:.2f}'}; pairs ordered alike {rk['pair_agreement']:.0%}; "
+                        f"of the {rk['separated_pairs']} pairs OPE separates, "
+                        f"{'n/a' if sep is None else f'{sep:.0%}'} ordered alike; same best: "
+                        f"{'yes' if rk['same_best'] else 'no'}; world value inside OPE's {rk['level']:.0%} interval "
+                        f"for {rk['world_inside_ope_interval']} of {len(rk['candidates'])}."
+                    )
+                ),
+                "<table><tr><th>candidate</th><th>OPE (DR)</th><th>interval</th><th>calibrated world</th></tr>"
+                + rows_rk
+                + "</table>",
+            ]
     section = _section("calibration", "Calibration to the log", *parts)
     return (
         "<!DOCTYPE html>\n<html lang='en'>\n<head>\n<meta charset='utf-8'>\n"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from experiments.calibration.backtest import Backtest, backtest
 from experiments.calibration.fit import FitResult, fit
 from experiments.calibration.inference import Inference, infer
 from experiments.calibration.moments import LogMoments, log_moments, months_in
+from experiments.calibration.ranking import DEFAULT_CANDIDATES, Ranking, is_stochastic, rank_candidates
 from experiments.calibration.replaying import LoggedDecisions, Pairing
 from experiments.calibration.simulation import Executor, SimulationJob
 from experiments.calibration.spec import Spec
@@ -58,6 +60,8 @@ class Calibration:
         fit: The fit.
         inference: The parameters' intervals and identification.
         backtest: The back-test (``None`` without held-out months).
+        ranking: The back-test's ranking of candidate policies, calibrated world against OPE on the held-out
+            months (``None`` without held-out months, candidates, or a stochastic logging policy).
         log_path: The log read.
         arrangements: Arrangements in the log.
         sim_arrangements: Arrangements per simulation.
@@ -73,6 +77,7 @@ class Calibration:
     fit: FitResult
     inference: Inference
     backtest: Backtest | None
+    ranking: Ranking | None
     log_path: str
     arrangements: int
     sim_arrangements: int
@@ -112,6 +117,7 @@ def calibrate(
     quiet: bool = False,
     log_path: str = "<table>",
     pairing: Pairing = "arrangement",
+    candidates: Sequence[str] = DEFAULT_CANDIDATES,
 ) -> Calibration:
     """Calibrate ``spec`` of ``base`` to a log (module docstring).
 
@@ -132,6 +138,8 @@ def calibrate(
         ray_address: A Ray cluster.
         quiet: No progress output.
         log_path: Where the log came from (for the report).
+        candidates: Registered policies the back-test ranks (:mod:`~experiments.calibration.ranking`) when months
+            are held out and the log's policy is stochastic; empty: none.
         pairing: Which log arrangement a simulated one replays
             (:class:`~experiments.calibration.replaying.ReplayingPolicy`).
 
@@ -184,6 +192,22 @@ def calibrate(
             ray_address=ray_address,
             quiet=quiet,
         )
+    ranking: Ranking | None = None
+    if cutoff is not None and candidates and is_stochastic(events):
+        log.info("ranking %d candidate policies on the held-out months: OPE and the calibrated world", len(candidates))
+        ranking = rank_candidates(
+            events,
+            spec.apply(base, result.estimate),
+            base,
+            decisions,
+            candidates,
+            arrangements=n_sim,
+            months=months,
+            cutoff_days=cutoff,
+            seed=seed,
+            n_bootstrap=n_boot,
+            pairing=pairing,
+        )
     return Calibration(
         base=base,
         spec=spec,
@@ -192,6 +216,7 @@ def calibrate(
         fit=result,
         inference=inference,
         backtest=bt,
+        ranking=ranking,
         log_path=log_path,
         arrangements=n_log,
         sim_arrangements=n_sim,

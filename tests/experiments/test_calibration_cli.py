@@ -46,8 +46,12 @@ def test_calibrate_writes_a_world_and_a_fit_report(log_dir: Path, tmp_path: Path
     bt = fit["backtest"]
     assert bt["moments"] and all(m["name"].split("/")[2] == "m1" for m in bt["moments"])
     assert 0.0 <= bt["coverage"] <= 1.0
+    rk = bt["ranking"]  # the log's policy explores: the back-test ranks the default candidates
+    assert [c["policy"] for c in rk["candidates"]] == ["static-dunning", "payday-aligned", "silent", "random"]
+    assert all(c["decisions"] > 0 and c["world"] is not None for c in rk["candidates"])
+    assert 0.0 <= rk["pair_agreement"] <= 1.0
     html = (out / "fit.html").read_text(encoding="utf-8")
-    assert "data:image/png;base64," in html and "Back-test" in html
+    assert "data:image/png;base64," in html and "Back-test" in html and "calibrated world against OPE" in html
 
 
 @pytest.mark.parametrize(
@@ -56,6 +60,7 @@ def test_calibrate_writes_a_world_and_a_fit_report(log_dir: Path, tmp_path: Path
         (["--trials", "0"], "--trials: expected an integer >= 1"),
         (["--holdout-months", "2"], "--holdout-months: expected 0..1"),
         (["--sim-arrangements", "100000"], "--sim-arrangements: expected 1..150"),
+        (["--candidates", "static-dunning,no-such-policy"], "--candidates: expected comma-separated registered"),
     ],
 )
 def test_bad_arguments_exit_2(log_dir: Path, tmp_path: Path, extra: list[str], message: str, capsys) -> None:
