@@ -95,6 +95,9 @@ def morning_booking_day(event: EventType, t: float) -> int:
     return day
 
 
+#: Codes of the events a day's bookkeeping logs at the day's start (:meth:`~regsim.ledger.Ledger.book`).
+_BOOKED_CODES = np.array([int(e) for e in (EventType.INSTALLMENT_DUE, EventType.INSTALLMENT_MISSED)], dtype=np.int64)
+
 #: Events the morning of a day makes at its start, with or after that day's bookkeeping.
 _MORNING_EVENTS = frozenset(
     {EventType.ARRANGEMENT_CREATED, EventType.DECISION, EventType.BROKEN, EventType.MESSAGE_CANCELLED}
@@ -162,11 +165,36 @@ class LogReplay:
             out = self._apply(EventType(code), {name: values[e] for name, values in cols.items()}, contexts)
             if out is not None:
                 found.append(out)
+        self._book_through_logged_days(events, codes)
         if not found:
             return None
         columns = _stack([cast(dict[str, NDArray[Any]], c) for c in found])
         batch = ContextBatch(self.space, columns, np.ones((len(found), self.space.mask_size), dtype=bool))
         return self.rules.apply(batch)
+
+    def _book_through_logged_days(self, events: pa.Table, codes: NDArray[Any]) -> None:
+        """Book each arrangement through the last day whose bookkeeping the log records.
+
+        An installment falling due or missed is logged on the day it was booked (at the day's start), so it
+        proves that the ledger that wrote the log had booked that day. Events applied from outside catch their
+        arrangement up before them, but bookkeeping after an arrangement's last outside event (the server's
+        ``POST /v1/clock``, the end of a simulated run) is followed by none: without this the replay would stop
+        short of it and derive those installments again, a second time, at the arrangement's next event.
+        """
+        booked = np.isin(codes, _BOOKED_CODES)
+        if not booked.any():
+            return
+        ids = events.column("arrangement_id").to_numpy(zero_copy_only=False)[booked].tolist()
+        rows = np.array([self.row.get(int(a), -1) for a in ids], dtype=np.int64)
+        days = np.floor(events.column("time").to_numpy(zero_copy_only=False)[booked]).astype(np.int64)
+        tracked = rows >= 0
+        rows, days = rows[tracked], days[tracked]
+        last = np.full(len(self.ids), np.iinfo(np.int64).min, dtype=np.int64)
+        np.maximum.at(last, rows, days)
+        touched = np.unique(rows)
+        behind = touched[self.ledger.booked_day[touched] < last[touched]]
+        if len(behind):
+            self.ledger.catch_up(behind, last[behind])
 
     def _apply(self, event: EventType, e: dict[str, Any], contexts: bool = True) -> ContextColumns | None:
         """Apply one logged event (a dict of its columns); returns a decision's context columns."""
