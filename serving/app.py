@@ -491,7 +491,13 @@ def create_app(settings: ServerSettings) -> ServerApp:
         app.add_exception_handler(handled, refused)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> Response:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 405:
+            # Starlette names only the first route at the path; a path served by several (GET and POST
+            # /v1/cases) must list every method it answers.
+            allowed = _methods_at(app, request.url.path)
+            if allowed:
+                return JSONResponse({"detail": exc.detail}, status_code=405, headers={"Allow": ", ".join(allowed)})
         if exc.status_code == 400 and isinstance(exc.__cause__, RecursionError):
             # The JSON parser's recursion limit: a body nested that deep is malformed for this API.
             detail = "body: JSON nested too deeply to parse (no request of this API nests more than a few levels)"
@@ -529,6 +535,15 @@ def create_app(settings: ServerSettings) -> ServerApp:
     app.add_middleware(ApiGate, tokens=settings.tokens, json_routes=lambda: _templates(app, "post"))
     app.add_middleware(RequestMetrics, recorder=recorder, templates=lambda: _templates(app))
     return app
+
+
+def _methods_at(app: FastAPI, path: str) -> list[str]:
+    """Every method the app's schema documents at a request path (sorted; empty for paths outside it)."""
+    methods: set[str] = set()
+    for template, item in app.openapi()["paths"].items():
+        if compile_path(template)[0].match(path):
+            methods |= {m.upper() for m in item}
+    return sorted(methods)
 
 
 def _templates(app: FastAPI, method: str | None = None) -> list[str]:

@@ -190,3 +190,13 @@ def test_the_docs_page_is_public_and_serves_swagger_ui_itself(api: TestClient) -
     script = api.get("/docs/assets/swagger-ui-bundle.js", headers={"Authorization": ""})
     assert script.status_code == 200 and len(script.content) > 100_000
     assert api.get("/openapi.json", headers={"Authorization": ""}).json()["openapi"].startswith("3.1")
+
+
+def test_a_405_lists_every_method_its_path_answers(api: TestClient) -> None:
+    """``/v1/cases`` is served by two routes (GET and POST): the ``Allow`` header names both, as the schema does."""
+    paths = api.get("/openapi.json").json()["paths"]
+    for path, method in [("/v1/cases", "delete"), ("/v1/arrangements/7", "post"), ("/v1/decisions", "put")]:
+        r = api.request(method, path)
+        assert r.status_code == 405, (path, r.status_code)
+        template = path if path in paths else "/v1/arrangements/{arrangement_id}"
+        assert r.headers["allow"].split(", ") == sorted(m.upper() for m in paths[template]), path
