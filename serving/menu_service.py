@@ -9,8 +9,12 @@ The server side of mechanism 10 (docs/mechanisms.md#mechanism-10), with the simu
   world's :func:`~regsim.menu.default_menu`), the rules check it, and the ledger logs it
   (:meth:`regsim.ledger_menu.MenuLedger.menu_shown`: levels, propensity of the whole menu, policy, version,
   masked rules), so off-policy evaluation reads it as it reads a simulated menu. A menu is offered, as in the
-  world, only to an active arrangement with an installment overdue and no custom case waiting; a new menu
-  supersedes the arrangement's unanswered ones.
+  world, only to an active arrangement with an installment overdue and no custom case waiting. As the world
+  lets a debtor visit at most once per ``self_service.visit.min_days_between_visits``, a menu **stands** for that
+  long: while the arrangement's latest menu is unanswered and shown less than that many days before the
+  request, the same menu is answered again (``standing: true``; nothing is drawn or logged, the ledger is only
+  booked up to the request's time); after the window, or once the menu was answered, a new menu is drawn, and
+  it supersedes the arrangement's unanswered ones.
 * **A choice** (:meth:`MenuService.choose`): checked against the menu served (the option shown, the term it
   offered), then :meth:`regsim.ledger_menu.MenuLedger.menu_chosen` logs it and works out its consequences
   (deferral, new plan, waiver and discount as ``concession`` events, counselling refers the arrangement) and
@@ -150,6 +154,12 @@ class MenuService:
                 f"arrangement {aid} has a custom solution waiting for the collectors (menu {waiting[0].menu_id}); "
                 "no menu is offered until staff have resolved it"
             )
+        standing = self.standing(conn, aid, t)
+        if standing is not None:  # the debtor reloaded, or came back within the visit window: the same menu
+            s._store(conn, rows)
+            s._touch(conn, ws, [aid], [t])
+            s._learn(t, rows)
+            return MenuOut.model_validate_json(standing.menu_json).model_copy(update={"standing": True})
         (menu_id,) = next_ids(conn, "decision", 1)
         batch = menu_batch(
             rp.ledger,
@@ -197,6 +207,24 @@ class MenuService:
             answers_json=None if req.answers is None else req.answers.model_dump_json(),
         )
         return out
+
+    def standing(self, conn: sa.Connection, aid: int, t: float) -> MenuRow | None:
+        """The arrangement's standing menu at time ``t``, if any (see the module docstring).
+
+        Args:
+            conn: The store.
+            aid: The arrangement.
+            t: The request's time (days since the epoch).
+
+        Returns:
+            Its latest menu when that is unanswered (``open``) and was shown less than
+            ``self_service.visit.min_days_between_visits`` days before ``t`` (the world's spacing of visits);
+            ``None`` when a new menu is to be drawn.
+        """
+        m = latest_menu(conn, aid)
+        if m is None or m.state != "open" or t - m.time >= self.config.visit.min_days_between_visits:
+            return None
+        return m
 
     def _decide(self, batch: MenuBatch) -> tuple[MenuDecisionBatch, str, str]:
         """The active policy's menu, checked; a menu that breaks the rules is replaced by the rule-based one."""

@@ -92,7 +92,9 @@ def build_menus_router(state: Callable[[Request], Any]) -> APIRouter:
         summary="The self-service menu for an arrangement in arrears, chosen by the policy and logged",
         description="Each option says whether it is shown, with which term, and which business rules capped or "
         "hid it. The menu is logged (``menu_shown``) with the propensity of the whole menu, the policy and its "
-        "version. A new menu supersedes the arrangement's unanswered ones.",
+        "version. Within self_service.visit.min_days_between_visits of an unanswered menu (a reload, a repeat visit) "
+        "the same menu is answered again (``standing: true``, nothing logged); after it, a new menu is drawn and "
+        "supersedes the unanswered one.",
     )
     async def post_menu(request: Request, body: MenuIn, idempotency_key: IdempotencyKey = None) -> Response:
         st = state(request)

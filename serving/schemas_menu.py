@@ -117,6 +117,11 @@ class MenuOut(BaseModel):
     policy: str
     policy_version: str
     propensity: float = Field(description="The policy's probability of the whole menu (for off-policy evaluation).")
+    standing: bool = Field(
+        False,
+        description="True: the arrangement's unanswered menu shown again, within self_service.visit."
+        "min_days_between_visits of when it was drawn (a reload or a repeat visit); nothing new was logged.",
+    )
 
 
 class ChoiceIn(_Timed):

@@ -8,7 +8,9 @@ Reached by the signed per-arrangement link a reminder carries (``/self-service/<
 The flow, each form post answered with a redirect to a page that can be reloaded (post, redirect, get):
 
 1. ``GET /self-service/<token>``: the questions (can you pay now; why not; when can you pay again), or a
-   plain page saying why there is nothing to arrange (closed, up to date, a custom case waiting).
+   plain page saying why there is nothing to arrange (closed, up to date, a custom case waiting). While a menu
+   of the arrangement stands (unanswered, shown less than ``self_service.visit.min_days_between_visits`` ago:
+   :meth:`serving.menu_service.MenuService.standing`), the link leads straight to that menu.
 2. ``POST .../answers``: "I can pay" ends at a thank-you page; otherwise the menu is asked for through the
    same service code as ``POST /v1/menus`` (:meth:`serving.menu_service.MenuService.show`, through the writer),
    with the answers recorded, and the browser is sent to the menu.
@@ -167,6 +169,11 @@ def build_debtor_router(state: Callable[[Request], Any]) -> APIRouter:
         if isinstance(found, HTMLResponse):
             return found
         signer, aid = found
+        # A menu standing (unanswered, within the visit window): the debtor sees it again, not a new one.
+        with state(request).engine.connect() as conn:
+            standing = state(request).menus.standing(conn, aid, now_days(request))
+        if standing is not None and isinstance(situation(request, aid), dict):
+            return RedirectResponse(f"{PAGE_PREFIX}/{token}/menu/{standing.menu_id}?lang={language}", status_code=303)
         return questions(request, token, language, signer, aid, None)
 
     @router.post("/{token}/answers")

@@ -178,6 +178,30 @@ def test_the_page_asks_shows_the_menu_and_confirms_through_the_choice_service(pa
     assert [e["event"] for e in _rows(page, db.events) if e["arrangement_id"] == aid] == events
 
 
+def test_a_reload_or_a_second_visit_shows_the_standing_menu_again(tmp_path: Path) -> None:
+    """``menu-ts`` draws at random: following the link again, or answering the questions again, within the
+    visit window leads to the menu already shown, and nothing new is logged."""
+    with TestClient(create_app(_settings(tmp_path, policy="menu-ts")), follow_redirects=False) as page:
+        aid = in_arrears_now(*_api(page))
+        path = _link(page, aid)
+        token = path.split("/")[2].split("?")[0]
+        answers = {"lang": "nl", "can_pay_now": "no", "reason": "unexpected_costs", "when_able": "within_a_month"}
+        asked = page.post(f"/self-service/{token}/answers", data={**answers, "csrf": _csrf(page.get(path).text)})
+        assert asked.status_code == 303
+        shown = page.get(asked.headers["location"])
+        options = re.findall(r'<input type="radio" id="option-([a-z]+)"', shown.text)
+        again = page.get(path)
+        assert again.status_code == 303 and again.headers["location"] == asked.headers["location"]
+        reasked = page.post(f"/self-service/{token}/answers", data={**answers, "csrf": _csrf(shown.text)})
+        assert reasked.status_code == 303 and reasked.headers["location"] == asked.headers["location"]
+        assert re.findall(r'<input type="radio" id="option-([a-z]+)"', page.get(asked.headers["location"]).text) == (
+            options
+        )
+        assert len(_rows(page, menus)) == 1
+        events = [e["event"] for e in _rows(page, db.events) if e["arrangement_id"] == aid]
+        assert events.count("menu_shown") == 1
+
+
 def test_a_forged_or_expired_link_opens_nothing(page: TestClient) -> None:
     aid = in_arrears_now(*_api(page))
     path = _link(page, aid)

@@ -248,16 +248,17 @@ def test_bad_requests_are_refused_naming_the_field_and_leave_the_store_unchanged
         twice = api.post("/v1/choices", json={"arrangement_id": AID, "menu_id": menu_id, "option": "plan", "time": t})
         assert twice.status_code == 409 and "answered already ('close'" in twice.json()["detail"]
         first = api.post("/v1/menus", json={"arrangement_id": 8, "time": t}).json()["menu_id"]
-        second = api.post("/v1/menus", json={"arrangement_id": 8, "time": t + 0.1}).json()["menu_id"]
-        late = api.post("/v1/choices", json={"arrangement_id": 8, "menu_id": first, "option": "close", "time": t + 0.2})
+        # A new menu once the visit window (self_service.visit.min_days_between_visits, 7 days) has passed.
+        second = api.post("/v1/menus", json={"arrangement_id": 8, "time": t + 7.0}).json()["menu_id"]
+        late = api.post("/v1/choices", json={"arrangement_id": 8, "menu_id": first, "option": "close", "time": t + 7.1})
         assert late.status_code == 409 and f"replaced by a later menu of arrangement 8 (menu {second})" in late.text
         assert _events(store) == events
         # Counselling ends the arrangement: no choice or menu after it.
         gone = api.post(
-            "/v1/choices", json={"arrangement_id": 8, "menu_id": second, "option": "counselling", "time": t + 0.3}
+            "/v1/choices", json={"arrangement_id": 8, "menu_id": second, "option": "counselling", "time": t + 7.2}
         )
         assert gone.json()["status"] == "referred"
-        refused = api.post("/v1/menus", json={"arrangement_id": 8, "time": t + 0.4})
+        refused = api.post("/v1/menus", json={"arrangement_id": 8, "time": t + 7.3})
         assert refused.status_code == 409 and "referred" in refused.json()["detail"]
 
 
@@ -417,3 +418,32 @@ def test_a_menu_shown_before_a_restart_is_answered_after_it_from_the_store(tmp_p
         assert again.status_code == 409
     with client_for(store, tmp_path) as api:  # and the waiver, replayed from the log, holds after another restart
         assert api.get(f"/v1/arrangements/{AID}").json()["balance_eur"] == pytest.approx(170.0)
+
+
+def test_a_reload_shows_the_standing_menu_until_the_visit_window_has_passed(tmp_path: Path) -> None:
+    """As the world spaces a debtor's visits, an unanswered menu stands for min_days_between_visits (7 days).
+
+    ``menu-ts`` draws its menu at random, so a redraw on a reload would show other options (and log another
+    menu); within the window the same menu comes back, nothing logged; after it, or once answered, a new one.
+    """
+    store = f"sqlite:///{tmp_path / 'store.db'}"
+    with client_for(store, tmp_path, policy="menu-ts") as api:
+        t = in_arrears(api)
+        first = api.post("/v1/menus", json={"arrangement_id": AID, "time": t}).json()
+        assert first["standing"] is False and first["policy"] == "menu-ts"
+        for later in (t, t + 0.5, t + 6.9):
+            again = api.post("/v1/menus", json={"arrangement_id": AID, "time": later})
+            assert again.status_code == 200, again.text
+            assert again.json()["standing"] is True and {**again.json(), "standing": False} == first
+        shown = [e for e in _events(store) if e["event"] == "menu_shown"]
+        assert len(shown) == 1 and len(_menus(store)) == 1
+        # The window has passed: a new menu, which supersedes the unanswered one.
+        after = api.post("/v1/menus", json={"arrangement_id": AID, "time": t + 7.0}).json()
+        assert after["standing"] is False and after["menu_id"] != first["menu_id"]
+        assert [m["state"] for m in _menus(store)] == ["superseded", "open"]
+        # Answered: the next request draws a new menu at once.
+        body = {"arrangement_id": AID, "menu_id": after["menu_id"], "option": "close", "time": t + 7.0}
+        assert api.post("/v1/choices", json=body).status_code == 200
+        answered = api.post("/v1/menus", json={"arrangement_id": AID, "time": t + 7.1}).json()
+        assert answered["standing"] is False and answered["menu_id"] not in (first["menu_id"], after["menu_id"])
+        assert [e["event"] for e in _events(store)].count("menu_shown") == 3
