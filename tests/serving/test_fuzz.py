@@ -20,6 +20,13 @@ decision taken and a reminder planned, and about half of the valid requests are 
 decisions, events and overviews then reach real state (200s, 404s and 409s), not only the validation layer.
 The app runs the online LinUCB bandit (the policy with the most server-side state) on SQLite and on PostgreSQL.
 
+A second app has **self-service on** in its world config (``self_service.enabled: true``, the ``menu-ts``
+policy, SQLite) and arrangements in arrears, some with a custom case waiting for the collectors; the
+self-service operations (menus, choices, cases, debtor links) are fuzzed on it, half of the valid requests
+steered at those arrangements on a clock that only moves forward, a choice at the arrangement's latest menu with
+an option it allows, a case at a queued one, so that their success paths (200) are fuzzed too, not only their
+409 (a test checks each answered 200 at least once).
+
 Examples are bounded and derandomized (the same requests every run); the heavier run is ``statistical``.
 Schemathesis' own pytest integration (``schemathesis.pytest.from_fixture``) fails under pytest 9
 (``'Function' object has no attribute '_nodeid'``), so each operation's Hypothesis strategy
@@ -29,8 +36,10 @@ exactly the schema's, so a new route cannot escape the fuzz.
 
 from __future__ import annotations
 
+import collections
 import itertools
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -55,9 +64,12 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from serving.app import create_app
+from serving.menu_store import latest_menu, queued_cases
 from serving.schemas import MAX_ID
+from serving.schemas_menu import MenuOut
 from tests.serving.conftest import AUTH, make_settings
 from tests.serving.postgres import PostgresServer
+from tests.serving.test_menus import self_service_population
 
 CHECKS = [
     not_a_server_error,
@@ -220,3 +232,163 @@ def test_every_route_is_fuzzed_and_documents_its_errors(fuzz_schema: Any) -> Non
         if method == "POST":
             documented = set(paths[path]["post"]["responses"])
             assert {"401", "409", "413", "422"} <= documented, f"POST {path} documents only {sorted(documented)}"
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Self-service on: the menus, choices and cases routes on arrangements in arrears
+# ----------------------------------------------------------------------------------------------------------
+#: The self-service operations, fuzzed on the app with self-service on.
+MENU_OPERATIONS = (
+    ("POST", "/v1/menus"),
+    ("POST", "/v1/choices"),
+    ("POST", "/v1/cases"),
+    ("GET", "/v1/cases"),
+    ("POST", "/v1/debtor-links"),
+)
+MENU_RUNS = [(*op, GenerationMode.POSITIVE) for op in MENU_OPERATIONS] + [
+    (*op, GenerationMode.NEGATIVE) for op in MENU_OPERATIONS if op in WITH_INPUT
+]
+MENU_RUN_IDS = [f"{m} {p} {mode}" for m, p, mode in MENU_RUNS]
+#: Arrangements in arrears (menus and choices), and those with a custom case queued (cases).
+ARREARS_IDS = tuple(range(700, 708))
+CASE_IDS = tuple(range(720, 726))
+
+
+class _Clock:
+    """Request times that only move forward (a steered request is never before the arrangement's present)."""
+
+    def __init__(self, start: float) -> None:
+        self.t = start
+
+    def next(self) -> float:
+        self.t += 0.05
+        return round(self.t, 6)
+
+
+class MenuFuzz:
+    """The schema of the app with self-service on, its engine, the clock and the statuses each operation answered."""
+
+    def __init__(self, schema: Any, engine: Any, start: float) -> None:
+        self.schema = schema
+        self.engine = engine
+        self.clock = _Clock(start)
+        self.statuses: collections.defaultdict[tuple[str, str], collections.Counter[int]] = collections.defaultdict(
+            collections.Counter
+        )
+
+
+def _seed_menus(schema: Any) -> float:
+    """Arrangements in arrears (a menu shown), and others with a custom case queued; the time after."""
+    post = {path: schema[path]["POST"] for path in ("/v1/arrangements", "/v1/decisions", "/v1/clock", "/v1/menus")}
+    choose = schema["/v1/choices"]["POST"]
+    due = 0.0
+    for aid in ARREARS_IDS + CASE_IDS:
+        body: dict[str, Any] = {
+            "arrangement_id": aid,
+            "time": 0.0,
+            "debt_eur": 600.0,
+            "n_installments": 6,
+            "due_day": 1,
+        }
+        created = post["/v1/arrangements"].Case(body=body).call(headers=AUTH)
+        assert created.status_code == 201, created.text
+        due = float(created.json()["installments"][0]["due_time"])
+        decided = {"arrangement_id": aid, "kind": "plan_created", "time": 0.0}
+        assert post["/v1/decisions"].Case(body=decided).call(headers=AUTH).status_code == 200
+    t = due + 8.25  # the first installment missed
+    assert post["/v1/clock"].Case(body={"time": t}).call(headers=AUTH).status_code == 200
+    for aid in CASE_IDS:
+        for _ in range(20):  # menu-ts shows the custom solution on most menus; an answered menu draws a new one
+            menu = post["/v1/menus"].Case(body={"arrangement_id": aid, "time": t}).call(headers=AUTH)
+            assert menu.status_code == 200, menu.text
+            m = menu.json()
+            option = "custom" if "custom" in m["allowed_choices"] else "close"
+            body = {"arrangement_id": aid, "menu_id": m["menu_id"], "option": option, "time": t}
+            assert choose.Case(body=body).call(headers=AUTH).status_code == 200
+            if option == "custom":
+                break
+        else:
+            raise AssertionError(f"no custom solution offered to arrangement {aid}")
+    return t
+
+
+@pytest.fixture(scope="module")
+def menu_fuzz(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MenuFuzz]:
+    """The app with self-service on (SQLite, ``menu-ts``, debtor links on), seeded with arrangements in arrears
+    and queued cases."""
+    folder: Path = tmp_path_factory.mktemp("fuzz-menus")
+    settings = make_settings(
+        f"sqlite:///{folder / 'store.db'}",
+        policy="menu-ts",
+        population=str(self_service_population(folder)),
+        debtor_link_secret="a-debtor-link-secret-of-at-least-32-chars",
+    )
+    app = create_app(settings)
+    schema = schemathesis.openapi.from_asgi("/openapi.json", app, headers=AUTH)
+    try:
+        start = _seed_menus(schema)
+        yield MenuFuzz(schema, app.state.regsim.engine, start)
+    finally:
+        asgi.shutdown_lifespans()
+
+
+def _steer_menu(fuzz: MenuFuzz, path: str, item: Any, data: st.DataObject) -> None:
+    """Point a valid body at a seeded arrangement, at the clock's time, half of the time.
+
+    A choice goes to the arrangement's latest menu with an option it allows (no term: a term given must be the
+    offered one, which the fuzz cannot know); a case to a queued custom case, on the world's terms.
+    """
+    if not isinstance(item, dict) or "arrangement_id" not in item or not data.draw(st.booleans(), label="seeded"):
+        return
+    if "time" in item or "at" in item:
+        item.pop("at", None)
+        item["time"] = fuzz.clock.next()
+    ids = CASE_IDS if path == "/v1/cases" else ARREARS_IDS
+    aid = data.draw(st.sampled_from(ids), label="arrangement_id")
+    item["arrangement_id"] = aid
+    with fuzz.engine.connect() as conn:
+        if path == "/v1/choices":
+            m = latest_menu(conn, aid)
+            if m is not None:
+                item["menu_id"] = m.menu_id
+                allowed = MenuOut.model_validate_json(m.menu_json).allowed_choices
+                item["option"] = data.draw(st.sampled_from(allowed), label="option")
+                for term in ("deferral_days", "n_installments", "discount"):
+                    item.pop(term, None)
+        elif path == "/v1/cases":
+            waiting = queued_cases(conn, aid)
+            if waiting:
+                item["menu_id"] = waiting[0].menu_id
+                item.pop("n_installments", None)  # the plan length cap depends on the arrangement
+
+
+def _fuzz_menus(fuzz: MenuFuzz, method: str, path: str, mode: GenerationMode, max_examples: int) -> None:
+    strategy = fuzz.schema[path][method].as_strategy(mode, headers=dict(AUTH))
+
+    @settings(max_examples=max_examples, **_SETTINGS)
+    @given(case=strategy, data=st.data())
+    def run(case: Any, data: st.DataObject) -> None:
+        if mode.is_positive:
+            _steer_menu(fuzz, path, case.body, data)
+        response = case.call_and_validate(headers=dict(AUTH), checks=CHECKS)
+        fuzz.statuses[(method, path)][response.status_code] += 1
+
+    run()
+
+
+@pytest.mark.parametrize(("method", "path", "mode"), MENU_RUNS, ids=MENU_RUN_IDS)
+def test_self_service_operations_answer_within_their_schema_with_self_service_on(
+    menu_fuzz: MenuFuzz, method: str, path: str, mode: GenerationMode
+) -> None:
+    _fuzz_menus(menu_fuzz, method, path, mode, max_examples=12)
+    if mode.is_positive and method == "POST":
+        # The success path was fuzzed, not only the refusals.
+        assert menu_fuzz.statuses[(method, path)][200] >= 1, dict(menu_fuzz.statuses[(method, path)])
+
+
+@pytest.mark.statistical
+@pytest.mark.parametrize(("method", "path", "mode"), MENU_RUNS, ids=MENU_RUN_IDS)
+def test_self_service_operations_answer_within_their_schema_with_self_service_on_many_examples(
+    menu_fuzz: MenuFuzz, method: str, path: str, mode: GenerationMode
+) -> None:
+    _fuzz_menus(menu_fuzz, method, path, mode, max_examples=300)
