@@ -11,9 +11,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from serving.schemas import ArrangementId, InstallmentOut, _Timed, _timed
+from serving.schemas import MAX_ID, ArrangementId, InstallmentOut, _Strict, _Timed, _timed
 
 __all__ = [
     "LANGUAGES",
@@ -134,7 +134,7 @@ class ChoiceIn(_Timed):
     )
 
     arrangement_id: ArrangementId
-    menu_id: MenuId = Field(ge=0, description="The menu answered (``menu_id`` of POST /v1/menus).")
+    menu_id: MenuId = Field(ge=0, le=MAX_ID, description="The menu answered (``menu_id`` of POST /v1/menus).")
     option: OptionName
     deferral_days: int | None = Field(None, ge=0, le=365, description="Must equal the menu's (deferral only).")
     n_installments: int | None = Field(None, ge=1, le=1_000, description="Must equal the menu's (plan only).")
@@ -172,10 +172,13 @@ class ChoiceOut(BaseModel):
     confirmation: Confirmation | None = Field(description="The confirmation (none after close or counselling).")
 
 
-class DebtorLinkIn(BaseModel):
-    """Ask for the signed link to an arrangement's self-service page (to put in a reminder)."""
+class DebtorLinkIn(_Strict):
+    """Ask for the signed link to an arrangement's self-service page (to put in a reminder).
 
-    model_config = {"extra": "forbid", "json_schema_extra": {"examples": [{"arrangement_id": 7, "language": "nl"}]}}
+    Strict as every request body: an id is a JSON integer (``false`` is no id).
+    """
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"arrangement_id": 7, "language": "nl"}]})
 
     arrangement_id: ArrangementId
     language: Language = "nl"
@@ -198,7 +201,7 @@ class CaseIn(_Timed):
     )
 
     arrangement_id: ArrangementId
-    menu_id: MenuId = Field(ge=0, description="The menu whose custom solution this resolves.")
+    menu_id: MenuId = Field(ge=0, le=MAX_ID, description="The menu whose custom solution this resolves.")
     deferral_days: int | None = Field(
         None, ge=0, le=365, description="Deferral staff agreed (default: the world's self_service.custom)."
     )
