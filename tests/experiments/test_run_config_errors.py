@@ -75,7 +75,7 @@ BAD_CONFIGS = [
     (("agents.mppo.hyperparameters", {"seed": 1}), ["agents.mppo.hyperparameters:", "seed", "set by the runner"]),
     (("agents.mppo.name", "ucb"), ["agents: names used more than once: ['ucb']"]),
     (("agents.mppo.name", "has space"), ["agents.1.name:"]),
-    (("agents.mppo.trian", {}), ["agents.mppo.trian: unknown field", "allowed: ['hyperparameters'"]),
+    (("agents.mppo.trian", {}), ["agents.mppo.trian: unknown field", "allowed: ['deterministic', 'hyperparameters'"]),
     (("policies", ["silent", "nobody"]), ["policies:", "nobody", "static-dunning"]),
     (("evaluation.baseline", "nobody"), ["evaluation.baseline:", "'nobody'", "allowed"]),
     (("evaluation.oracle", "nobody"), ["evaluation.oracle:", "'nobody'"]),
