@@ -66,7 +66,7 @@ from torch import nn
 from agents.artifact import ArtifactError, Manifest, register_loader, write_manifest
 from agents.base import FixedPolicy
 from agents.flat_actions import DEFAULT_DQN_PARTS, FlatActions
-from agents.sb3_network import ACTIVATIONS, NETWORK, WEIGHTS, NetworkSpec, _labels, weights_digest
+from agents.sb3_network import ACTIVATIONS, NETWORK, WEIGHTS, NetworkSpec, _labels, load_weights, weights_digest
 from regsim.decision import PART_NAMES, ActionSpace, ContextBatch, DecisionBatch
 from regsim.features import FEATURE_LAYOUT, feature_names, features
 
@@ -287,17 +287,7 @@ class SB3Policy(FixedPolicy):
                 f"(same version, different entries: was FEATURE_VERSION bumped?)"
             )
         network = cls.build_network(spec)
-        try:
-            # weights_only=True: only tensors and plain containers are unpickled, never code.
-            state = torch.load(folder / WEIGHTS, map_location="cpu", weights_only=True)
-        except Exception as exc:  # torch raises UnpicklingError, RuntimeError or OSError here
-            raise ArtifactError(f"{folder}: {WEIGHTS} is not a plain state dict: {exc}") from None
-        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-            raise ArtifactError(f"{folder}: {WEIGHTS} is not a mapping of names to tensors")
-        try:
-            network.load_state_dict(state, strict=True)
-        except RuntimeError as exc:
-            raise ArtifactError(f"{folder}: {WEIGHTS} does not fit the architecture of {NETWORK}: {exc}") from None
+        load_weights(network, folder)
         return cls(
             network,
             spec,

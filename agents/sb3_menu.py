@@ -38,7 +38,7 @@ from torch import nn
 
 from agents.artifact import ArtifactError, Manifest, register_loader, write_manifest
 from agents.menus import MENU_EXTRA, _MenuOnBase
-from agents.sb3_network import ACTIVATIONS, NETWORK, WEIGHTS, weights_digest
+from agents.sb3_network import ACTIVATIONS, NETWORK, WEIGHTS, load_weights, weights_digest
 from envs.self_service_vec import menu_observations
 from regsim.config import WorldConfig
 from regsim.decision import ActionSpace
@@ -329,16 +329,7 @@ class SB3MenuPolicy(_MenuOnBase):
                 f"{FEATURE_VERSION!r} layout"
             )
         network = cls.build_network(spec)
-        try:
-            state = torch.load(folder / WEIGHTS, map_location="cpu", weights_only=True)
-        except Exception as exc:  # torch raises UnpicklingError, RuntimeError or OSError here
-            raise ArtifactError(f"{folder}: {WEIGHTS} is not a plain state dict: {exc}") from None
-        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-            raise ArtifactError(f"{folder}: {WEIGHTS} is not a mapping of names to tensors")
-        try:
-            network.load_state_dict(state, strict=True)
-        except RuntimeError as exc:
-            raise ArtifactError(f"{folder}: {WEIGHTS} does not fit the architecture of {NETWORK}: {exc}") from None
+        load_weights(network, folder)
         return cls(
             network,
             spec,

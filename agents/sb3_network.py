@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agents.artifact import ArtifactError
@@ -18,7 +19,7 @@ from regsim.decision import PART_NAMES, ActionSpace
 if TYPE_CHECKING:
     from torch import nn
 
-__all__ = ["ACTIVATIONS", "NETWORK", "WEIGHTS", "NetworkSpec", "weights_digest"]
+__all__ = ["ACTIVATIONS", "NETWORK", "WEIGHTS", "NetworkSpec", "load_weights", "weights_digest"]
 
 #: Activation functions a network may use (torch.nn class names); anything else is refused when loading.
 ACTIVATIONS: tuple[str, ...] = ("Tanh", "ReLU", "ELU", "LeakyReLU", "GELU", "SiLU", "Sigmoid", "Identity")
@@ -113,3 +114,25 @@ def weights_digest(network: nn.Module) -> str:
         digest.update(key.encode())
         digest.update(value.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
+
+
+def load_weights(network: nn.Module, folder: Path) -> None:
+    """Load an artifact's ``weights.pt`` into ``network`` (built from its ``network.json``), strictly.
+
+    Raises:
+        ArtifactError: The file is not a plain state dict of tensors (``weights_only``: no code is unpickled), or
+            it does not fit the network's architecture; naming the file.
+    """
+    import torch
+
+    try:
+        # weights_only=True: only tensors and plain containers are unpickled, never code.
+        state = torch.load(folder / WEIGHTS, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises UnpicklingError, RuntimeError or OSError here
+        raise ArtifactError(f"{folder}: {WEIGHTS} is not a plain state dict: {exc}") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ArtifactError(f"{folder}: {WEIGHTS} is not a mapping of names to tensors")
+    try:
+        network.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise ArtifactError(f"{folder}: {WEIGHTS} does not fit the architecture of {NETWORK}: {exc}") from None
