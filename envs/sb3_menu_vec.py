@@ -18,19 +18,19 @@ from __future__ import annotations
 import pickle
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode
 from numpy.typing import NDArray
-from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvObs, VecEnvStepReturn
+from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs, VecEnvStepReturn
 
+from envs.sb3_slots import SameSlotsVecEnv
 from envs.self_service_vec import SelfServiceVecEnv
 from regsim.menu import MenuSpace
 
 __all__ = ["SelfServiceSB3VecEnv"]
 
 
-class SelfServiceSB3VecEnv(VecEnv):
+class SelfServiceSB3VecEnv(SameSlotsVecEnv):
     """``num_envs`` independent menu episodes as an SB3 ``VecEnv`` with action masks.
 
     Args:
@@ -106,25 +106,6 @@ class SelfServiceSB3VecEnv(VecEnv):
         """The slots' masks, ``(num_envs, sum(nvec))``."""
         return self.venv.action_masks()
 
-    # -- VecEnv attribute plumbing: every slot is the same kind of env, described by the vector env ------------
-    def env_method(
-        self, method_name: str, *method_args: Any, indices: VecEnvIndices = None, **kwargs: Any
-    ) -> list[Any]:
-        idx = list(self._get_indices(indices))
-        if method_name == "action_masks":
-            masks = self.action_masks()
-            return [masks[i] for i in idx]
-        raise AttributeError(f"env_method({method_name!r}): the slots offer only 'action_masks'")
-
-    def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
-        value = getattr(self.venv, attr_name)
-        return [value for _ in self._get_indices(indices)]
-
-    def has_attr(self, attr_name: str) -> bool:
-        return attr_name == "action_masks" or hasattr(self.venv, attr_name)
-
-    def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
-        raise AttributeError(f"set_attr({attr_name!r}): the slots' attributes are read-only")
-
-    def env_is_wrapped(self, wrapper_class: type[gym.Wrapper], indices: VecEnvIndices = None) -> list[bool]:
-        return [False for _ in self._get_indices(indices)]
+    def _describer(self, attr_name: str) -> Any:
+        """The vector env answers every slot's attributes."""
+        return self.venv

@@ -19,19 +19,19 @@ from __future__ import annotations
 import pickle
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode
 from numpy.typing import NDArray
-from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvObs, VecEnvStepReturn
+from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs, VecEnvStepReturn
 
+from envs.sb3_slots import SameSlotsVecEnv
 from envs.shards import SlotShards
 from envs.vector import ArrangementVecEnv
 
 __all__ = ["ArrangementSB3VecEnv"]
 
 
-class ArrangementSB3VecEnv(VecEnv):
+class ArrangementSB3VecEnv(SameSlotsVecEnv):
     """``num_envs`` independent arrangements as an SB3 ``VecEnv`` with action masks.
 
     Args:
@@ -155,29 +155,6 @@ class ArrangementSB3VecEnv(VecEnv):
             return self.shards.action_masks()
         assert self.venv is not None
         return self.venv.action_masks()
-
-    # -- VecEnv attribute plumbing: every slot is the same kind of env, described by the vector env ------------
-    def env_method(
-        self, method_name: str, *method_args: Any, indices: VecEnvIndices = None, **kwargs: Any
-    ) -> list[Any]:
-        idx = list(self._get_indices(indices))
-        if method_name == "action_masks":
-            masks = self.action_masks()
-            return [masks[i] for i in idx]
-        raise AttributeError(f"env_method({method_name!r}): the slots offer only 'action_masks'")
-
-    def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
-        value = getattr(self._describer(attr_name), attr_name)
-        return [value for _ in self._get_indices(indices)]
-
-    def has_attr(self, attr_name: str) -> bool:
-        return attr_name == "action_masks" or hasattr(self.venv if self.venv is not None else _Described, attr_name)
-
-    def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
-        raise AttributeError(f"set_attr({attr_name!r}): the slots' attributes are read-only")
-
-    def env_is_wrapped(self, wrapper_class: type[gym.Wrapper], indices: VecEnvIndices = None) -> list[bool]:
-        return [False for _ in self._get_indices(indices)]
 
     def _describer(self, attr_name: str) -> Any:
         """What answers ``get_attr``: the in-process vector env, or (with workers) the attributes all slots share."""

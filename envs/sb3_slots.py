@@ -1,0 +1,56 @@
+"""What SB3's ``VecEnv`` asks of a vector env whose slots are all the same kind of env: the attribute plumbing.
+
+Both SB3 adapters (:mod:`envs.sb3_vec`, :mod:`envs.sb3_menu_vec`) run one vectorised env, not ``num_envs`` env
+objects, so ``env_method``, ``get_attr``, ``has_attr``, ``set_attr`` and ``env_is_wrapped`` are answered for all
+slots at once by the vector env that describes them: masks through ``env_method("action_masks")`` (what
+sb3-contrib's ``get_action_masks`` calls), read-only attributes, no wrappers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+from numpy.typing import NDArray
+from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices
+
+__all__ = ["SameSlotsVecEnv"]
+
+
+class SameSlotsVecEnv(VecEnv):
+    """A ``VecEnv`` whose slots are described by one object (:meth:`_describer`) and masked all at once."""
+
+    def action_masks(self) -> NDArray[Any]:
+        """The slots' masks, ``(num_envs, sum(nvec))``."""
+        raise NotImplementedError
+
+    def _describer(self, attr_name: str) -> Any:
+        """The object whose attribute ``attr_name`` every slot shares (raises ``AttributeError`` if none)."""
+        raise NotImplementedError
+
+    def env_method(
+        self, method_name: str, *method_args: Any, indices: VecEnvIndices = None, **kwargs: Any
+    ) -> list[Any]:
+        idx = list(self._get_indices(indices))
+        if method_name == "action_masks":
+            masks = self.action_masks()
+            return [masks[i] for i in idx]
+        raise AttributeError(f"env_method({method_name!r}): the slots offer only 'action_masks'")
+
+    def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
+        value = getattr(self._describer(attr_name), attr_name)
+        return [value for _ in self._get_indices(indices)]
+
+    def has_attr(self, attr_name: str) -> bool:
+        if attr_name == "action_masks":
+            return True
+        try:
+            return hasattr(self._describer(attr_name), attr_name)
+        except AttributeError:
+            return False
+
+    def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
+        raise AttributeError(f"set_attr({attr_name!r}): the slots' attributes are read-only")
+
+    def env_is_wrapped(self, wrapper_class: type[gym.Wrapper], indices: VecEnvIndices = None) -> list[bool]:
+        return [False for _ in self._get_indices(indices)]
