@@ -13,10 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-import os
 import re
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -32,8 +29,9 @@ from serving.app import create_app
 from serving.menu_store import menus
 from serving.settings import DEFAULT_POPULATION
 from tests.serving.conftest import AUTH, TOKEN, make_settings
+from tests.serving.live_server import chromium
+from tests.serving.live_server import live_server as run_live_server
 from tests.serving.test_menus import self_service_population
-from tests.serving.test_staff_pages import _chromium, _free_port
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "runs" / "test-artifacts" / "debtor-page"
@@ -241,41 +239,19 @@ def test_the_pages_are_off_without_a_link_secret_or_without_self_service(tmp_pat
 # -- in a real browser -----------------------------------------------------------------------------------
 @pytest.fixture
 def live_server(tmp_path: Path) -> Iterator[str]:
-    port = _free_port()
-    env = {
-        **os.environ,
+    settings = {
         "REGSIM_POLICY": "rule-based-menu",
         "REGSIM_STORE": f"sqlite:///{tmp_path / 'store.db'}",
         "REGSIM_TOKENS": TOKEN,
         "REGSIM_POPULATION": str(self_service_population(tmp_path)),
         "REGSIM_DEBTOR_LINK_SECRET": LINK_SECRET,
     }
-    cmd = [sys.executable, "-m", "uvicorn", "--factory", "serving.app:app_from_env", "--port", str(port)]
-    log = (tmp_path / "server.log").open("w")
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None:
-                pytest.fail(f"the server exited: {(tmp_path / 'server.log').read_text()}")
-            time.sleep(0.2)
-        else:
-            pytest.fail("the server did not become ready in 60 s")
+    with run_live_server(tmp_path, settings) as base:
         yield base
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
-        log.close()
 
 
 def test_debtor_page_in_chromium_with_the_keyboard_alone(live_server: str) -> None:
-    found = _chromium()
+    found = chromium()
     if found is None:
         pytest.skip("Chromium not installed: apt-get install chromium chromium-driver (scripts/setup.sh does)")
     webdriver = pytest.importorskip("selenium.webdriver", reason="selenium not installed (pip install -e '.[dev]')")

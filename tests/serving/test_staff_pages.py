@@ -8,10 +8,7 @@ arrangement, checks what the pages show and saves screenshots under ``runs/test-
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -28,6 +25,8 @@ from serving import db
 from serving.app import create_app
 from serving.pages.session import hash_password
 from tests.serving.conftest import AUTH, TOKEN, make_settings
+from tests.serving.live_server import chromium
+from tests.serving.live_server import live_server as run_live_server
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "runs" / "test-artifacts" / "staff-pages"
@@ -202,55 +201,21 @@ def test_pages_are_off_without_staff_users(tmp_path: Path) -> None:
 
 
 # -- in a real browser -----------------------------------------------------------------------------------
-def _chromium() -> tuple[str, str] | None:
-    browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver = shutil.which("chromedriver")
-    return (browser, driver) if browser and driver else None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def live_server(tmp_path: Path) -> Iterator[str]:
-    port = _free_port()
-    env = {
-        **os.environ,
+    settings = {
         "REGSIM_POLICY": "static-dunning",
         "REGSIM_STORE": f"sqlite:///{tmp_path / 'store.db'}",
         "REGSIM_TOKENS": TOKEN,
         "REGSIM_STAFF_USERS": f"alice:{_HASH}",
         "REGSIM_SESSION_SECRET": SECRET,
     }
-    cmd = [sys.executable, "-m", "uvicorn", "--factory", "serving.app:app_from_env", "--port", str(port)]
-    log = (tmp_path / "server.log").open("w")
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None:
-                pytest.fail(f"the server exited: {(tmp_path / 'server.log').read_text()}")
-            time.sleep(0.2)
-        else:
-            pytest.fail("the server did not become ready in 60 s")
+    with run_live_server(tmp_path, settings) as base:
         yield base
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
-        log.close()
 
 
 def test_staff_pages_in_chromium(live_server: str) -> None:
-    found = _chromium()
+    found = chromium()
     if found is None:
         pytest.skip("Chromium not installed: apt-get install chromium chromium-driver (scripts/setup.sh does)")
     webdriver = pytest.importorskip("selenium.webdriver", reason="selenium not installed (pip install -e '.[dev]')")
