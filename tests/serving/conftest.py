@@ -177,7 +177,7 @@ def replay_through_api(
         pending.clear()
 
     for r in rows:
-        kind, aid, t = r["event"], r["arrangement_id"], r["time"]
+        kind, t = r["event"], r["time"]
         if kind == "decision":
             if pending and (pending[-1]["time"] != t or not batch):
                 flush()
@@ -186,41 +186,53 @@ def replay_through_api(
         flush()
         if kind in DERIVED:
             continue
-        if kind == "arrangement_created":
-            body = {
-                "arrangement_id": aid,
-                "time": t,
-                "debt_eur": r["amount_eur"],
-                "n_installments": r["n_installments"],
-                "due_day": r["due_day"],
-                "prior_payments": r["prior_payments"],
-                "prior_late_share": r["prior_late_share"],
-                "prior_pay_dom": None if r["prior_pay_dom"] < 1 else r["prior_pay_dom"],
-            }
-            resp = client.post("/v1/arrangements", json=body)
-            assert resp.status_code == 201, resp.text
-            continue
-        if kind == "payment":
-            body = {"type": "payment", "arrangement_id": aid, "time": t, "amount_eur": r["amount_eur"]}
-            if r["channel"] != "none":
-                body["channel"] = r["channel"]
-        elif kind.startswith("message_"):
-            decision_of[int(r["message_id"])] = int(r["decision_id"])
-            body = {"type": kind, "arrangement_id": aid, "time": t, "message_id": message_of[int(r["decision_id"])]}
-            if kind == "message_sent":
-                body["cost_eur"] = r["amount_eur"]
-        elif kind == "opt_out":
-            body = {"type": kind, "arrangement_id": aid, "time": t, "channel": r["channel"]}
-            if r["message_id"] >= 0:
-                body["message_id"] = message_of[decision_of[int(r["message_id"])]]
-        elif kind == "referred":
-            body = {"type": kind, "arrangement_id": aid, "time": t}
-        else:
-            raise AssertionError(f"unexpected simulated event {kind!r}")
-        resp = client.post("/v1/events", json=body)
-        assert resp.status_code == 200, (body, resp.text)
+        post_production_event(client, r, message_of, decision_of)
     flush()
     if until is not None:
         resp = client.post("/v1/clock", json={"time": until})
         assert resp.status_code == 200, resp.text
     return pairs
+
+
+def post_production_event(
+    client: TestClient, r: dict[str, Any], message_of: dict[int, int], decision_of: dict[int, int]
+) -> None:
+    """Post one simulated event production reports: a registration, payment, message event, opt-out or referral.
+
+    ``message_of`` maps a simulated decision (or menu) id to the server's id of its message; ``decision_of`` is
+    filled with each simulated message id's decision id (an opt-out names the message it answered).
+    """
+    kind, aid, t = r["event"], r["arrangement_id"], r["time"]
+    if kind == "arrangement_created":
+        body = {
+            "arrangement_id": aid,
+            "time": t,
+            "debt_eur": r["amount_eur"],
+            "n_installments": r["n_installments"],
+            "due_day": r["due_day"],
+            "prior_payments": r["prior_payments"],
+            "prior_late_share": r["prior_late_share"],
+            "prior_pay_dom": None if r["prior_pay_dom"] < 1 else r["prior_pay_dom"],
+        }
+        resp = client.post("/v1/arrangements", json=body)
+        assert resp.status_code == 201, resp.text
+        return
+    if kind == "payment":
+        body = {"type": "payment", "arrangement_id": aid, "time": t, "amount_eur": r["amount_eur"]}
+        if r["channel"] != "none":
+            body["channel"] = r["channel"]
+    elif kind.startswith("message_"):
+        decision_of[int(r["message_id"])] = int(r["decision_id"])
+        body = {"type": kind, "arrangement_id": aid, "time": t, "message_id": message_of[int(r["decision_id"])]}
+        if kind == "message_sent":
+            body["cost_eur"] = r["amount_eur"]
+    elif kind == "opt_out":
+        body = {"type": kind, "arrangement_id": aid, "time": t, "channel": r["channel"]}
+        if r["message_id"] >= 0:
+            body["message_id"] = message_of[decision_of[int(r["message_id"])]]
+    elif kind == "referred":
+        body = {"type": kind, "arrangement_id": aid, "time": t}
+    else:
+        raise AssertionError(f"unexpected simulated event {kind!r}")
+    resp = client.post("/v1/events", json=body)
+    assert resp.status_code == 200, (body, resp.text)

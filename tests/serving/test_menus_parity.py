@@ -27,7 +27,7 @@ from serving.app import create_app
 from serving.cli import export_log
 from serving.schemas_menu import OPTION_NAMES
 from serving.settings import DEFAULT_POPULATION
-from tests.serving.conftest import AUTH, DERIVED, make_settings
+from tests.serving.conftest import AUTH, DERIVED, make_settings, post_production_event
 from tests.serving.test_menus import self_service_population
 
 ARRANGEMENTS, MONTHS, SEED = 150, 6, 1
@@ -111,38 +111,7 @@ def _post_log(client: TestClient, rows: list[dict[str, Any]]) -> dict[int, int]:
             continue
         if kind in COMPARED and not (kind == "referred" and (aid, t) not in referred_by_choice):
             continue  # derived by the server's ledger
-        if kind == "arrangement_created":
-            body = {
-                "arrangement_id": aid,
-                "time": t,
-                "debt_eur": r["amount_eur"],
-                "n_installments": r["n_installments"],
-                "due_day": r["due_day"],
-                "prior_payments": r["prior_payments"],
-                "prior_late_share": r["prior_late_share"],
-                "prior_pay_dom": None if r["prior_pay_dom"] < 1 else r["prior_pay_dom"],
-            }
-            assert client.post("/v1/arrangements", json=body).status_code == 201
-            continue
-        if kind == "payment":
-            body = {"type": "payment", "arrangement_id": aid, "time": t, "amount_eur": r["amount_eur"]}
-            if r["channel"] != "none":
-                body["channel"] = r["channel"]
-        elif kind.startswith("message_"):
-            decision_of[int(r["message_id"])] = int(r["decision_id"])
-            body = {"type": kind, "arrangement_id": aid, "time": t, "message_id": message_of[int(r["decision_id"])]}
-            if kind == "message_sent":
-                body["cost_eur"] = r["amount_eur"]
-        elif kind == "opt_out":
-            body = {"type": kind, "arrangement_id": aid, "time": t, "channel": r["channel"]}
-            if r["message_id"] >= 0:
-                body["message_id"] = message_of[decision_of[int(r["message_id"])]]
-        elif kind == "referred":
-            body = {"type": kind, "arrangement_id": aid, "time": t}
-        else:
-            raise AssertionError(f"unexpected simulated event {kind!r}")
-        answer = client.post("/v1/events", json=body)
-        assert answer.status_code == 200, (body, answer.text)
+        post_production_event(client, r, message_of, decision_of)
     return ids
 
 
