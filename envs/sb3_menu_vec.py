@@ -23,7 +23,7 @@ from gymnasium.vector import AutoresetMode
 from numpy.typing import NDArray
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs, VecEnvStepReturn
 
-from envs.sb3_slots import SameSlotsVecEnv
+from envs.sb3_slots import SameSlotsVecEnv, sb3_step_return
 from envs.self_service_vec import SelfServiceVecEnv
 from regsim.menu import MenuSpace
 
@@ -67,13 +67,7 @@ class SelfServiceSB3VecEnv(SameSlotsVecEnv):
         actions, self._actions = self._actions, None
         obs, rewards, terminated, truncated, info = self.venv.step(actions)
         final_obs = info.get("final_obs", np.full(self.num_envs, None, dtype=object))
-        dones = terminated | truncated
-        infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
-        for i in np.flatnonzero(dones):
-            infos[i]["TimeLimit.truncated"] = bool(truncated[i] and not terminated[i])
-            if final_obs[i] is not None:
-                infos[i]["terminal_observation"] = final_obs[i]
-        return obs, rewards.astype(np.float32), dones, infos
+        return sb3_step_return(obs, rewards, terminated, truncated, final_obs)
 
     def close(self) -> None:
         self.venv.close()

@@ -11,10 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 from numpy.typing import NDArray
-from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices
+from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvObs, VecEnvStepReturn
 
-__all__ = ["SameSlotsVecEnv"]
+__all__ = ["SameSlotsVecEnv", "sb3_step_return"]
 
 
 class SameSlotsVecEnv(VecEnv):
@@ -54,3 +55,17 @@ class SameSlotsVecEnv(VecEnv):
 
     def env_is_wrapped(self, wrapper_class: type[gym.Wrapper], indices: VecEnvIndices = None) -> list[bool]:
         return [False for _ in self._get_indices(indices)]
+
+
+def sb3_step_return(
+    obs: VecEnvObs, rewards: NDArray[Any], terminated: NDArray[Any], truncated: NDArray[Any], final_obs: NDArray[Any]
+) -> VecEnvStepReturn:
+    """A Gymnasium same-step-autoreset step in SB3's form: ``dones``, and per finished slot ``TimeLimit.truncated``
+    and its ``terminal_observation``."""
+    dones = terminated | truncated
+    infos: list[dict[str, Any]] = [{} for _ in range(len(dones))]
+    for i in np.flatnonzero(dones):
+        infos[i]["TimeLimit.truncated"] = bool(truncated[i] and not terminated[i])
+        if final_obs[i] is not None:
+            infos[i]["terminal_observation"] = final_obs[i]
+    return obs, rewards.astype(np.float32), dones, infos
