@@ -56,7 +56,7 @@ from regsim.replay import LogReplay, morning_booking_day
 from serving import db, schemas
 from serving.cache import ArrangementInfo, Workspace
 from serving.metrics import Metrics
-from serving.online import OnlineLearner
+from serving.online import OnlineLearner, taken_contexts
 from serving.refusals import ConflictError
 from serving.store import event_row, events_table, execute_many, insert_events
 from serving.store_rows import rows_of
@@ -200,7 +200,8 @@ class LateEventOps:
         """Tell the online learner of the re-derived log (:meth:`serving.online.OnlineLearner.rederived`)."""
         if self.online is None:
             return
-        if self.online.rederived(aid, events_table(before, self.epoch), events_table(after, self.epoch)):
+        taken = taken_contexts(self.template, before, self.epoch)
+        if self.online.rederived(aid, events_table(before, self.epoch), events_table(after, self.epoch), taken):
             self.learned = True
         self.dirty = True
 

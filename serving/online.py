@@ -15,7 +15,8 @@ Persistence. After every decision and every update, the policy's ``state_dict()`
 a fraction of an ``.npz`` archive to write on every transaction (states written as ``.npz`` still load). The
 matcher's pending decisions are not stored: they follow from the log. On start-up :meth:`OnlineLearner.restore`
 loads the state and rebuilds the matcher: decisions before the last boundary ``D`` are added with their
-contexts rebuilt by :func:`regsim.replay.contexts_from_log`, the log's events before ``D`` are observed,
+contexts rebuilt by :func:`regsim.replay.contexts_from_log` (for an arrangement a late event rewrote, from the
+order its events arrived in: :func:`taken_contexts`), the log's events before ``D`` are observed,
 ``mature(D)`` drops what was already learned, and the events from ``D`` on wait for the next boundary.
 Events given to the server more than a day after their time (out of order across arrangements) are
 observed at the next boundary.
@@ -27,6 +28,7 @@ import datetime as dt
 import io
 import json
 import math
+from collections.abc import Mapping, Sequence
 from typing import Any, TypeGuard
 
 import numpy as np
@@ -38,12 +40,12 @@ from regsim.config import WorldConfig
 from regsim.decision import ContextBatch, LearningPolicy, Policy
 from regsim.eventlog import EventType, event_codes
 from regsim.feedback import FEEDBACK_EVENTS, OutcomeMatcher
-from regsim.replay import contexts_from_log
+from regsim.replay import LogReplay, contexts_from_log, morning_booking_day
 from regsim.rewards import RewardCosts, resolve_reward
 from serving import db
-from serving.store import load_events
+from serving.store import events_table, load_events
 
-__all__ = ["OnlineLearner", "is_online"]
+__all__ = ["OnlineLearner", "is_online", "taken_contexts"]
 
 #: The columns of a logged event that a decision's outcome reads (:meth:`regsim.feedback.OutcomeMatcher.observe`).
 _OUTCOME_COLUMNS = ("time", "arrangement_id", "amount_eur", "decision_id", "deferral_days", "collection_costs_eur")
@@ -138,7 +140,13 @@ class OnlineLearner:
                 self._buffer.append((event, _outcome_columns(r)))
 
     # -- a late event re-derived an arrangement's past -------------------------------------------------------
-    def rederived(self, arrangement_id: int, before: pa.Table, after: pa.Table) -> bool:
+    def rederived(
+        self,
+        arrangement_id: int,
+        before: pa.Table,
+        after: pa.Table,
+        taken: Mapping[int, ContextBatch] | None = None,
+    ) -> bool:
         """Make the learner what in-order processing of the re-derived log would have made it.
 
         A late event rewrote one arrangement's log (``before`` -> ``after``, each in the event-log schema and
@@ -156,6 +164,11 @@ class OnlineLearner:
         * the pending decisions of the arrangement, and its events not yet observed, are replaced by those of
           ``after``.
 
+        Each decision is corrected in the context it was taken in: the live matcher's for a pending one, else
+        ``taken`` (:func:`taken_contexts`: from the order in which the events arrived), else the one ``before``
+        rebuilds (right only while no late event before the decision's time has rewritten the log already: a
+        second late event on an arrangement needs ``taken``).
+
         For the ridge statistics of the linear bandits (:class:`agents.bandits.base.LinearBandit`: sums of
         ``x x'``, ``x r`` and ``r``) this is exact: the statistics equal in-order processing's up to the order
         of floating-point additions; the inverses and estimates are computed again from them. Another learner
@@ -168,10 +181,14 @@ class OnlineLearner:
         if self.day < 0:
             return False
         old, new = self._in_order(before), self._in_order(after)
-        # Each decision with the context it was taken in: the live matcher's for the pending ones, the earlier
-        # log's for the others (a log rebuilt after the late event gives the decisions after the late event's
-        # time a context that holds it, which the decision was not taken in).
-        rows = {**new.rows, **old.rows, **self._pending_rows(arrangement_id)}
+        # Each decision with the context it was taken in: the live matcher's for the pending ones, the one the
+        # arrival order gives for the others (a log rebuilt after a late event gives the decisions after the
+        # late event's time a context that holds it, which the decision was not taken in).
+        rows = {**new.rows, **old.rows}
+        for decision_id, context in (taken or {}).items():
+            if decision_id in rows:
+                rows[decision_id] = (context, *rows[decision_id][1:])
+        rows.update(self._pending_rows(arrangement_id))
         # The live matcher: the arrangement's pending decisions and unobserved events as in-order has them.
         self.matcher._drop(self.matcher._arr != arrangement_id)
         self._buffer = [e for e in self._buffer if int(e[1]["arrangement_id"][0]) != arrangement_id]
@@ -398,11 +415,18 @@ class OnlineLearner:
             [log.column(c).to_numpy() for c in ("a_channel", "a_send_slot", "a_due_day", "a_deferral", "a_reduction")],
             axis=1,
         ).astype(np.int64)
+        # A log that a late event rewrote gives the decisions after its time a context that holds it.
+        taken = self._taken_after_late_events(conn, ids)
         for k, e in enumerate(decision_rows.tolist()):
             if time[e] + window > boundary:
                 one = slice(e, e + 1)
+                context = taken.get(int(decision_id[e]))
                 self.matcher.add(
-                    decision_id[one], float(time[e]), contexts.take(np.array([k])), actions[one], propensity[one]
+                    decision_id[one],
+                    float(time[e]),
+                    contexts.take(np.array([k])) if context is None else context,
+                    actions[one],
+                    propensity[one],
                 )
         early = pc.less(log.column("time"), pa.scalar(boundary)).to_numpy(zero_copy_only=False)
         rows = log.to_pylist()
@@ -416,9 +440,87 @@ class OnlineLearner:
         # What matured by the last boundary was learned before the restart.
         self.matcher.mature(boundary)
 
+    def _taken_after_late_events(self, conn: sa.Connection, ids: list[int]) -> dict[int, ContextBatch]:
+        """The contexts decisions were taken in (:func:`taken_contexts`), for the arrangements among ``ids``
+        that a late event rewrote (an event in the log before one that arrived earlier than it)."""
+        late: set[int] = set()
+        for k in range(0, len(ids), 500):
+            stmt = (
+                sa.select(db.events.c.arrangement_id, db.events.c.arrived_at)
+                .where(db.events.c.arrangement_id.in_(ids[k : k + 500]), db.events.c.arrived_at.is_not(None))
+                .order_by(db.events.c.seq)
+            )
+            latest: dict[int, float] = {}
+            for aid, arrived in conn.execute(stmt):
+                if float(arrived) < latest.get(int(aid), -math.inf):
+                    late.add(int(aid))
+                latest[int(aid)] = max(float(arrived), latest.get(int(aid), -math.inf))
+        if not late:
+            return {}
+        cols = [db.events.c[name] for name in (*db.EVENT_COLUMNS, "arrived_at")]
+        stmt = sa.select(*cols).where(db.events.c.arrangement_id.in_(sorted(late))).order_by(db.events.c.seq)
+        by_arrangement: dict[int, list[dict[str, Any]]] = {}
+        for r in conn.execute(stmt):
+            by_arrangement.setdefault(int(r.arrangement_id), []).append(dict(r._mapping))
+        horizon = max(int(max(float(r["time"]) for r in rows)) for rows in by_arrangement.values()) + 1
+        template = LogReplay(self.config, [], horizon)
+        out: dict[int, ContextBatch] = {}
+        for rows in by_arrangement.values():
+            out.update(taken_contexts(template, rows, self.epoch))
+        return out
+
 
 #: A decision's context, action and propensity (one row each).
 _Row = tuple[ContextBatch, np.ndarray[Any, Any], np.ndarray[Any, Any]]
+
+
+def taken_contexts(template: LogReplay, rows: Sequence[Mapping[str, Any]], epoch: dt.date) -> dict[int, ContextBatch]:
+    """The context each decision of one arrangement was taken in, from its stored rows and their arrival times.
+
+    A decision is taken at its arrangement's present, in the state the events that had *arrived* by then make:
+    an event that arrived after it, stamped before it (a late event), is in the log before the decision but
+    was not in its context. The reported rows (those with an ``arrived_at``) are replayed in arrival order,
+    each after catching the ledger up to its booking day, as the server applied them; a late arrival makes the
+    replay start again from what had arrived, in event-time order (as :mod:`serving.late_events` re-derived
+    it); each decision's context is the one its replay gives it. Derived rows are derived again.
+
+    Args:
+        template: A replay whose calendar covers the rows (:meth:`regsim.replay.LogReplay.blank` is used).
+        rows: The arrangement's stored events (every column and ``arrived_at``), in log order.
+        epoch: The calendar date of time 0.
+
+    Returns:
+        decision id -> its context (one row), for every decision among ``rows``.
+    """
+    reported = [(k, r) for k, r in enumerate(rows) if r["arrived_at"] is not None]
+    if not reported:
+        return {}
+    aid = int(reported[0][1]["arrangement_id"])
+    arrived: list[tuple[int, Mapping[str, Any]]] = []
+    replay: LogReplay | None = None
+    latest = -math.inf
+    out: dict[int, ContextBatch] = {}
+    for k, r in sorted(reported, key=lambda kr: (float(kr[1]["arrived_at"]), kr[0])):
+        arrived.append((k, r))
+        t = float(r["time"])
+        if replay is None or t < latest:  # (a late arrival: what had arrived, in event-time order)
+            replay = template.blank([aid])
+            for _, e in sorted(arrived, key=lambda ke: (float(ke[1]["time"]), ke[0])):
+                context = _feed_one(replay, e, epoch)
+        else:
+            context = _feed_one(replay, r, epoch)
+        latest = max(latest, t)
+        if r["event"] == "decision" and context is not None:
+            out[int(r["decision_id"])] = context
+    return out
+
+
+def _feed_one(replay: LogReplay, row: Mapping[str, Any], epoch: dt.date) -> ContextBatch | None:
+    """Apply one reported row to a one-arrangement replay, as the server did; a decision's context."""
+    event = EventType[str(row["event"]).upper()]
+    if event != EventType.ARRANGEMENT_CREATED:
+        replay.ledger.catch_up(np.array([0], dtype=np.int64), morning_booking_day(event, float(row["time"])))
+    return replay.feed(events_table([row], epoch), contexts=event == EventType.DECISION)
 
 
 class _InOrder:

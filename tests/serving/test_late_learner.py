@@ -141,3 +141,108 @@ def test_late_payments_give_the_learner_the_statistics_of_in_order_processing(
         create_app(make_settings(f"sqlite:///{tmp_path / 'store.db'}", policy=str(linucb_artifact))), headers=AUTH
     ) as again:
         _assert_same_statistics(again.app.state.regsim.online.policy, truth)  # type: ignore[attr-defined]
+
+
+def _recording_taken(monkeypatch: pytest.MonkeyPatch) -> dict[int, Any]:
+    """Record every decision the server registers with its learner: id -> (day, context, action, propensity)."""
+    taken: dict[int, Any] = {}
+    add = OnlineLearner.add_decisions
+
+    def recording(self: OnlineLearner, ids: list[int], time: float, contexts: Any, actions: Any, prop: Any) -> None:
+        for k, decision_id in enumerate(ids):
+            taken[int(decision_id)] = (int(time), contexts.take(np.array([k])), actions[k : k + 1], prop[k : k + 1])
+        add(self, ids, time, contexts, actions, prop)
+
+    monkeypatch.setattr(OnlineLearner, "add_decisions", recording)
+    return taken
+
+
+def test_two_late_payments_before_a_matured_decision_keep_the_context_it_was_taken_in(
+    tmp_path: Path, linucb_artifact: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two late payments on one arrangement, both arriving after a decision matured, the first stamped before it:
+    the second correction moves the decision's statistics in the context it was taken in (without the first
+    late payment), not in the one the first re-derived log gives it; so does a third, and a restart keeps them."""
+    taken = _recording_taken(monkeypatch)
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    app = create_app(make_settings(url, policy=str(linucb_artifact)))
+    with TestClient(app, headers=AUTH) as api:
+
+        def post(path: str, body: dict[str, Any]) -> dict[str, Any]:
+            r = api.post(path, json=body)
+            assert r.status_code in (200, 201), r.text
+            out: dict[str, Any] = r.json()
+            return out
+
+        for aid in range(1, 4):
+            body = {"arrangement_id": aid, "time": 0.0, "debt_eur": 300.0, "n_installments": 3, "due_day": 5}
+            post("/v1/arrangements", body)
+        post(
+            "/v1/decisions/batch",
+            {"decisions": [{"arrangement_id": a, "kind": "plan_created", "time": 0.0} for a in range(1, 4)]},
+        )
+        post("/v1/clock", {"time": 30.0})
+        post(
+            "/v1/decisions/batch",
+            {"decisions": [{"arrangement_id": a, "kind": "pre_due", "time": 33.0} for a in range(1, 4)]},
+        )
+        post("/v1/clock", {"time": 56.0})  # the day-33 decisions matured at 47
+        learner = app.state.regsim.online
+        assert learner.day == 56 and learner.policy.learned > 0
+        # Arrangement 1: a late payment of half the installment before the day-33 decision (in its context in the
+        # re-derived log, not in the one it was taken in; its reward unchanged), then the other half after it,
+        # within its window: the first installment is paid, and the second correction changes the reward.
+        assert post("/v1/events", {"arrangement_id": 1, "type": "payment", "amount_eur": 50.0, "time": 32.0})["late"]
+        late = post("/v1/events", {"arrangement_id": 1, "type": "payment", "amount_eur": 50.0, "time": 35.0})
+        assert late["late"] and late["installments_paid"] == [0]
+        # Arrangement 2: the same, then a third late payment before the decision that changes its reward again
+        # (the arrangement paid in full: completed).
+        assert post("/v1/events", {"arrangement_id": 2, "type": "payment", "amount_eur": 50.0, "time": 32.0})["late"]
+        assert post("/v1/events", {"arrangement_id": 2, "type": "payment", "amount_eur": 50.0, "time": 35.0})["late"]
+        late = post("/v1/events", {"arrangement_id": 2, "type": "payment", "amount_eur": 200.0, "time": 34.0})
+        assert late["late"] and late["status"] == "completed"
+        post("/v1/clock", {"time": 58.0})
+        truth = _in_order_truth(linucb_artifact, app.state.regsim.engine, learner.day, taken)
+        _assert_same_statistics(learner.policy, truth)
+    with TestClient(create_app(make_settings(url, policy=str(linucb_artifact))), headers=AUTH) as again:
+        _assert_same_statistics(again.app.state.regsim.online.policy, truth)  # type: ignore[attr-defined]
+
+
+def test_a_decision_pending_across_a_restart_matures_in_the_context_it_was_taken_in(
+    tmp_path: Path, linucb_artifact: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A late payment stamped before a pending decision, then a restart: the restarted learner rebuilds the
+    pending decision from the store, in the context it was taken in (without the late payment, which arrived
+    after it), not in the one the rewritten log gives it; once it matures, the statistics are in-order's."""
+    taken = _recording_taken(monkeypatch)
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    with TestClient(create_app(make_settings(url, policy=str(linucb_artifact))), headers=AUTH) as api:
+
+        def post(path: str, body: dict[str, Any]) -> dict[str, Any]:
+            r = api.post(path, json=body)
+            assert r.status_code in (200, 201), r.text
+            out: dict[str, Any] = r.json()
+            return out
+
+        for aid in range(1, 3):
+            body = {"arrangement_id": aid, "time": 0.0, "debt_eur": 300.0, "n_installments": 3, "due_day": 5}
+            post("/v1/arrangements", body)
+        post(
+            "/v1/decisions/batch",
+            {"decisions": [{"arrangement_id": a, "kind": "plan_created", "time": 0.0} for a in range(1, 3)]},
+        )
+        post("/v1/clock", {"time": 30.0})
+        post(
+            "/v1/decisions/batch",
+            {"decisions": [{"arrangement_id": a, "kind": "pre_due", "time": 33.0} for a in range(1, 3)]},
+        )
+        post("/v1/clock", {"time": 40.0})
+        assert post("/v1/events", {"arrangement_id": 1, "type": "payment", "amount_eur": 50.0, "time": 32.0})["late"]
+        assert post("/v1/events", {"arrangement_id": 1, "type": "payment", "amount_eur": 20.0, "time": 38.0})["late"]
+    app = create_app(make_settings(url, policy=str(linucb_artifact)))
+    with TestClient(app, headers=AUTH) as again:
+        r = again.post("/v1/clock", json={"time": 50.0})  # the day-33 decisions mature at 47, after the restart
+        assert r.status_code == 200, r.text
+        learner = app.state.regsim.online
+        truth = _in_order_truth(linucb_artifact, app.state.regsim.engine, learner.day, taken)
+        _assert_same_statistics(learner.policy, truth)
