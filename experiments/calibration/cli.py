@@ -26,7 +26,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     try:
         for flag, value, least in (
-            ("--trials", args.trials, 1),
+            ("--trials", 1 if args.trials is None else args.trials, 1),
             ("--workers", args.workers, 1),
             ("--bootstrap", args.bootstrap, 2),
             ("--min-count", args.min_count, 1),
@@ -46,6 +46,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             spec,
             trials=args.trials,
             seed=args.seed,
+            optimiser=args.optimiser,
             holdout_months=args.holdout_months,
             sim_arrangements=args.sim_arrangements,
             n_boot=args.bootstrap,
@@ -108,7 +109,19 @@ def add_calibrate_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser
     cal.add_argument("--world", required=True, help="world config: a YAML path or a name under configs/population/")
     cal.add_argument("--params", required=True, help="SPEC: YAML of dotted world-config paths to {low, high}")
     cal.add_argument("--out", required=True, help="output folder: world.yaml, fit.json, fit.html")
-    cal.add_argument("--trials", type=int, default=60, help="CMA-ES simulations (default: 60)")
+    cal.add_argument(
+        "--optimiser",
+        choices=("dfo-ls", "cma-es"),
+        default="dfo-ls",
+        help="minimiser of the objective: DFO-LS (trust-region Gauss-Newton on the residuals, stops at the "
+        "simulation's roughness scale) or CMA-ES (default: dfo-ls)",
+    )
+    cal.add_argument(
+        "--trials",
+        type=int,
+        default=None,
+        help="the optimiser's simulations at most (default: 5P+1 for dfo-ls, 10P for cma-es; P parameters)",
+    )
     cal.add_argument("--executor", choices=("local", "ray"), default="local", help="local processes or Ray tasks")
     cal.add_argument("--workers", type=int, default=1, help="parallel simulations (default: 1)")
     cal.add_argument("--ray-address", default=None, help="Ray cluster (default: $RAY_ADDRESS, else a local Ray)")

@@ -11,14 +11,16 @@ inverse-variance weights of the difference of a log moment and a simulated one (
 variance is the log's scaled by ``A_log / A_sim``). A moment the simulation does not produce (no denominator)
 adds 1 (one standard error off); a parameter vector that gives no valid world scores :data:`INVALID`.
 
-Minimisation. optuna's CMA-ES sampler over the unit cube of the spec's bounds (``theta = low + u (high - low)``),
-centred on the box with step 1/6 of it (optuna's defaults), the base world's values (clipped into the bounds) its
-first trial, run in generations of ``popsize``
-trials evaluated in parallel (:func:`experiments.calibration.simulation.run_points`). CMA-ES needs no gradient,
-which the objective does not have in any useful sense (a simulation is piecewise constant in a parameter at a
-fixed seed). Then a local linear model of the moments around the best trial (:class:`LocalModel`: least squares
-over ``6P`` simulations uniform in a box of +-30% of each range, each with its own seed), and one Gauss-Newton
-step on it, evaluated at the common seed and kept only if it lowers Q.
+Minimisation over the unit cube of the spec's bounds (``theta = low + u (high - low)``) from the base world's
+values (clipped into the bounds), by :mod:`experiments.calibration.optimiser`: DFO-LS by default (a trust-region
+Gauss-Newton method on interpolation models of the residuals ``r_k = (\\hat m_k - m_k) / \\sqrt{v_k}``, its first
+``P + 1`` points in parallel, then one simulation at a time; it stops when the trust region reaches the
+simulation's roughness scale, 3% of each range) or optuna's CMA-ES (generations of ``popsize`` in parallel);
+either within a budget that scales with ``P``. Neither needs a gradient, which the objective does not have in any
+useful sense (a simulation is piecewise constant in a parameter at a fixed seed); DFO-LS's models are fitted over
+steps of at least the roughness scale. Then a local linear model of the moments around the best point
+(:class:`LocalModel`: least squares over ``6P`` simulations uniform in a box of +-30% of each range, each with its
+own seed), and one Gauss-Newton step on it, evaluated at the common seed and kept only if it lowers Q.
 The local model's Jacobian and noise are reused for
 the intervals (:mod:`experiments.calibration.inference`). Finite differences were tried first: at a fixed seed
 their Jacobian over a step of 5% of the range was dominated by the simulation's roughness (the curvature it gave
@@ -29,15 +31,26 @@ from __future__ import annotations
 
 import logging
 import math
+import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
 
 from experiments.calibration.moments import LogMoments
-from experiments.calibration.replaying import ReplayStats
-from experiments.calibration.simulation import Executor, SimulationJob, run_points
+from experiments.calibration.optimiser import (
+    OPTIMISERS,
+    OptimiserName,
+    Search,
+    cma_es_search,
+    default_budget,
+    dfo_ls_search,
+)
+from experiments.calibration.replaying import Pairing, ReplayStats
+from experiments.calibration.simulation import Executor, SimulationJob, run_points, simulate_point
 
 __all__ = ["INVALID", "FitResult", "LocalModel", "Objective", "Trial", "fit", "local_model", "scaled_curvature"]
 
@@ -106,6 +119,8 @@ class FitResult:
         gauss_newton_accepted: Whether the Gauss-Newton step lowered Q.
         replay: The replaying policy's counts at the estimate.
         objective_dof: Moments minus parameters (the degrees of freedom of Q at a correct model).
+        search: The optimiser's result: which, its settings, evaluations, and why it stopped.
+        pairing: How simulated arrangements took the log's decisions.
     """
 
     estimate: NDArray[np.float64]
@@ -118,6 +133,8 @@ class FitResult:
     gauss_newton_accepted: bool
     replay: ReplayStats = field(default_factory=ReplayStats)
     objective_dof: int = 0
+    search: Search | None = None
+    pairing: Pairing = "arrangement"
 
 
 def _start(job: SimulationJob) -> NDArray[np.float64]:
@@ -217,8 +234,9 @@ def fit(
     job: SimulationJob,
     moments: LogMoments,
     *,
-    trials: int,
+    trials: int | None = None,
     seed: int,
+    optimiser: OptimiserName = "dfo-ls",
     executor: Executor = "local",
     workers: int = 1,
     ray_address: str | None = None,
@@ -230,9 +248,11 @@ def fit(
     Args:
         job: The simulations' shared job (its design must be ``moments.design``).
         moments: The log's moments.
-        trials: CMA-ES evaluations (rounded up to whole generations); the local design adds ``local`` and the
-            Gauss-Newton step one.
-        seed: The common-random-numbers seed of every simulation, and the sampler's seed.
+        trials: The optimiser's evaluations at most (default: its budget for the spec's ``P``,
+            :func:`~experiments.calibration.optimiser.default_budget`; CMA-ES rounds up to whole generations);
+            the local design adds ``local`` and the Gauss-Newton step one.
+        seed: The common-random-numbers seed of every simulation, and the optimiser's seed.
+        optimiser: ``dfo-ls`` or ``cma-es`` (:mod:`experiments.calibration.optimiser`).
         executor: ``local`` or ``ray``.
         workers: Parallel simulations.
         ray_address: A Ray cluster.
@@ -240,74 +260,85 @@ def fit(
         local: Simulations of the local design (default ``6P``, at least ``P + 2``).
 
     Raises:
-        ValueError: ``trials`` < 1.
+        ValueError: ``trials`` < 1 or an unknown optimiser.
     """
-    import optuna
-
-    if trials < 1:
-        raise ValueError(f"trials: expected an integer >= 1, got {trials}")
     started = time.perf_counter()
     spec = job.spec
-    local = max(local if local is not None else 6 * len(spec), len(spec) + 2)
+    p = len(spec)
+    budget = default_budget(optimiser, p) if trials is None else trials
+    if budget < 1:
+        raise ValueError(f"trials: expected an integer >= 1, got {budget}")
+    local = max(local if local is not None else 6 * p, p + 2)
     objective = Objective.from_log(moments, job.arrangements)
     lows, widths = spec.lows, spec.highs - spec.lows
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    popsize = max(4 + math.floor(3 * math.log(len(spec))), 2 * workers if workers > 1 else 0)
-    x0 = {f"u{j}": float((v - lows[j]) / widths[j]) for j, v in enumerate(_start(job))}
-    sampler = optuna.samplers.CmaEsSampler(seed=seed, popsize=popsize, warn_independent_sampling=False)
-    study = optuna.create_study(direction="minimize", sampler=sampler)
-    study.enqueue_trial(x0)  # the base world's values are the first trial
+    scale = np.sqrt(objective.variance)
     history: list[Trial] = []
-    best_value, best_theta, best_sim = math.inf, _start(job), np.full(len(objective.target), np.nan)
-    replay = ReplayStats()
-    generations = math.ceil(trials / popsize)
-    for g in range(generations):
-        asked = [study.ask() for _ in range(popsize)]
-        thetas = [
-            lows + widths * np.array([t.suggest_float(f"u{j}", 0.0, 1.0) for j in range(len(spec))]) for t in asked
-        ]
+    best: list[tuple[float, NDArray[np.float64], NDArray[np.float64], ReplayStats]] = []
+    with tempfile.TemporaryDirectory(prefix="regsim-calibrate-") as tmp:
+        job_path = str(job.write(Path(tmp)))
+        batches = 0
+
+        def evaluate(us: Sequence[NDArray[np.float64]]) -> list[NDArray[np.float64]]:
+            nonlocal batches
+            thetas = [spec.clip(lows + widths * np.asarray(u, float)) for u in us]
+            batches += 1
+            if len(thetas) == 1:  # a sequential step: in this process, no pool to start
+                results = [simulate_point(job_path, 0, [float(v) for v in thetas[0]], seed)]
+            else:
+                results = run_points(
+                    job,
+                    [(th, seed) for th in thetas],
+                    executor=executor,
+                    workers=workers,
+                    ray_address=ray_address,
+                    desc=f"{optimiser} batch {batches}",
+                    quiet=quiet,
+                )
+            out = []
+            for th, res in zip(thetas, results, strict=True):
+                q = objective.value(res.values)
+                history.append(Trial(tuple(float(x) for x in th), q, optimiser))
+                if not best or q < best[0][0]:
+                    best[:] = [(q, th, res.values, res.replay)]
+                out.append(_residuals(objective, res.values, scale))
+            if not quiet:
+                log.info("%s: %d sims, best Q %.1f on %d moments", optimiser, len(history), best[0][0], len(scale))
+            return out
+
+        x0 = (_start(job) - lows) / widths
+        if optimiser == "dfo-ls":
+            search = dfo_ls_search(evaluate, x0, budget=budget, seed=seed)
+        elif optimiser == "cma-es":
+            popsize = max(4 + math.floor(3 * math.log(p)), 2 * workers if workers > 1 else 0)
+            search = cma_es_search(evaluate, x0, budget=budget, seed=seed, popsize=popsize)
+        else:
+            raise ValueError(f"--optimiser: expected one of {', '.join(OPTIMISERS)}, got {optimiser!r}")
+        if not quiet:
+            log.info("%s stopped (%s) at %d sims: %s", optimiser, search.stop, search.evaluations, search.message)
+        best_value, best_theta, best_sim, replay = best[0]
+        rng = np.random.default_rng([seed, 0x4C4F43])  # the local design's own stream
+        points = local_points(job, best_theta, local, rng)
+        # Each point of the local design has its own seed: at one seed the moments are a rough function of the
+        # parameters at every scale, so a regression over one seed's points inherits a slope that is roughness,
+        # which no residual shows; over independent seeds the roughness is independent noise, which the residual
+        # variance measures and scaled_curvature takes off.
+        seeds = [LOCAL_SEED_OFFSET + seed + i for i in range(len(points))]
         results = run_points(
             job,
-            [(th, seed) for th in thetas],
+            list(zip(points, seeds, strict=True)),
             executor=executor,
             workers=workers,
             ray_address=ray_address,
-            desc=f"CMA-ES generation {g + 1}/{generations}",
+            desc="local design",
             quiet=quiet,
         )
-        for t, th, res in zip(asked, thetas, results, strict=True):
-            q = objective.value(res.values)
-            study.tell(t, q)
-            history.append(Trial(tuple(float(x) for x in th), q, "cma-es"))
-            if q < best_value:
-                best_value, best_theta, best_sim, replay = q, th, res.values, res.replay
-        if not quiet:
-            log.info(
-                "generation %d/%d: best Q %.1f over %d moments", g + 1, generations, best_value, len(objective.target)
-            )
-    rng = np.random.default_rng([seed, 0x4C4F43])  # the local design's own stream
-    points = local_points(job, best_theta, local, rng)
-    # Each point of the local design has its own seed: at one seed the moments are a rough function of the
-    # parameters at every scale, so a regression over one seed's points inherits a slope that is roughness, which
-    # no residual shows; over independent seeds the roughness is independent noise, which the residual variance
-    # measures and scaled_curvature takes off.
-    seeds = [LOCAL_SEED_OFFSET + seed + i for i in range(len(points))]
-    results = run_points(
-        job,
-        list(zip(points, seeds, strict=True)),
-        executor=executor,
-        workers=workers,
-        ray_address=ray_address,
-        desc="local design",
-        quiet=quiet,
-    )
-    for p, r in zip(points, results, strict=True):
-        history.append(Trial(tuple(float(x) for x in p), objective.value(r.values), "local"))
-    design_x = np.array(points)
-    design_y = np.array([r.values for r in results])
-    model = local_model(design_x, design_y, best_theta, widths)
-    candidate = spec.clip(best_theta + gauss_newton_step(objective, model, widths))
-    (res,) = run_points(job, [(candidate, seed)], executor="local", workers=1, quiet=True)
+        for pt, r in zip(points, results, strict=True):
+            history.append(Trial(tuple(float(x) for x in pt), objective.value(r.values), "local"))
+        design_x = np.array(points)
+        design_y = np.array([r.values for r in results])
+        model = local_model(design_x, design_y, best_theta, widths)
+        candidate = spec.clip(best_theta + gauss_newton_step(objective, model, widths))
+        res = simulate_point(job_path, 0, [float(v) for v in candidate], seed)
     q = objective.value(res.values)
     history.append(Trial(tuple(float(x) for x in candidate), q, "gauss-newton"))
     accepted = q < best_value
@@ -323,5 +354,15 @@ def fit(
         seconds=time.perf_counter() - started,
         gauss_newton_accepted=accepted,
         replay=replay,
-        objective_dof=len(objective.target) - len(spec),
+        objective_dof=len(objective.target) - p,
+        search=search,
+        pairing=job.pairing,
     )
+
+
+def _residuals(objective: Objective, simulated: NDArray[np.float64], scale: NDArray[np.float64]) -> NDArray[np.float64]:
+    """``r`` with ``||r||^2 = Q``: ``(\\hat m - m) / sqrt(v)``, 1 for a missing moment, all ``sqrt(INVALID / K)``
+    without a world."""
+    if np.isnan(simulated).all():
+        return np.full(len(scale), math.sqrt(INVALID / len(scale)))
+    return np.where(np.isnan(simulated), 1.0, (objective.target - simulated) / scale)

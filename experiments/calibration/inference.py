@@ -96,7 +96,8 @@ class Inference:
     level: float = LEVEL
     method: str = (
         "bootstrap over arrangements of the log's moments, each draw refitted by one Gauss-Newton step from the "
-        "optimum with the finite-difference Jacobian, inflated by sqrt(1 + A_log/A_sim) for simulation noise"
+        "optimum with the local linear model's Jacobian (independent seeds), inflated by sqrt(1 + A_log/A_sim) "
+        "for simulation noise"
     )
 
 

@@ -1,7 +1,7 @@
 """Validation by recovery: perturb a world's parameters, simulate a log under a stochastic policy, calibrate, and
 check that each true value lies in its interval.
 
-``python -m experiments.calibration.recovery --arrangements 5000 --months 6 --trials 40 --out runs/recovery``
+``python -m experiments.calibration.recovery --arrangements 5000 --months 6 --out runs/recovery``
 uses ``configs/calibration/recovery.yaml`` (ten parameters) and :data:`RECOVERY_TRUTH` (the perturbed values),
 logs under ``epsilon-mixture`` (static dunning mixed with uniform exploration, exact propensities:
 :mod:`agents.ope.behaviour`), calibrates from the default world and writes ``recovery.json`` and
@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from experiments.calibration.optimiser import OPTIMISERS, OptimiserName
 from experiments.calibration.run import Calibration, calibrate
 from experiments.calibration.spec import Spec, load_spec
 from regsim.config import WorldConfig
@@ -88,9 +89,10 @@ def recover(
     *,
     arrangements: int,
     months: int,
-    trials: int,
+    trials: int | None = None,
     seed: int,
     log_seed: int,
+    optimiser: OptimiserName = "dfo-ls",
     holdout_months: int = 0,
     draws: int = 10,
     workers: int = 1,
@@ -118,6 +120,7 @@ def recover(
         spec,
         trials=trials,
         seed=seed,
+        optimiser=optimiser,
         holdout_months=holdout_months,
         draws=draws,
         workers=workers,
@@ -147,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m experiments.calibration.recovery", description=__doc__)
     parser.add_argument("--arrangements", type=int, default=5000)
     parser.add_argument("--months", type=int, default=6)
-    parser.add_argument("--trials", type=int, default=40)
+    parser.add_argument("--trials", type=int, default=None, help="the optimiser's budget (default: its own for P)")
+    parser.add_argument("--optimiser", choices=OPTIMISERS, default="dfo-ls")
     parser.add_argument("--holdout-months", type=int, default=1)
     parser.add_argument("--draws", type=int, default=10)
     parser.add_argument("--workers", type=int, default=1)
@@ -166,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         months=args.months,
         trials=args.trials,
         seed=args.seed,
+        optimiser=args.optimiser,
         log_seed=args.log_seed,
         holdout_months=args.holdout_months,
         draws=args.draws,
@@ -183,6 +188,10 @@ def main(argv: list[str] | None = None) -> int:
         "command": " ".join(["python -m experiments.calibration.recovery", *(argv or sys.argv[1:])]),
         "wall_seconds": wall,
         "simulations": len(cal.fit.trials) + (cal.backtest.draws if cal.backtest else 0),
+        "optimiser": cal.fit.search.optimiser if cal.fit.search else None,
+        "stop": cal.fit.search.stop if cal.fit.search else None,
+        "objective": cal.fit.objective,
+        "objective_dof": cal.fit.objective_dof,
         "covered": int(sum(r.covered for r in rows)),
         "parameters": len(rows),
         "backtest_coverage": cal.backtest.coverage if cal.backtest else None,

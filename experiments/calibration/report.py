@@ -44,6 +44,7 @@ def _num(x: float) -> float | None:
 def fit_json(cal: Calibration) -> dict[str, Any]:
     """The contents of ``fit.json`` (module docstring)."""
     spec, inf, res, m = cal.spec, cal.inference, cal.fit, cal.moments
+    search = res.search
     objective = Objective.from_log(m, cal.sim_arrangements)
     terms = objective.contributions(res.simulated)
     z = 1.959963984540054
@@ -86,7 +87,22 @@ def fit_json(cal: Calibration) -> dict[str, Any]:
         "holdout_months": cal.holdout_months,
         "seed": res.seed,
         "seconds": cal.seconds,
-        "estimator": "method of simulated moments, inverse-variance weights, optuna CMA-ES then one Gauss-Newton step",
+        "estimator": (
+            f"method of simulated moments, inverse-variance weights, {search.optimiser if search else 'cma-es'} "
+            "then a local linear model over independent seeds and one Gauss-Newton step"
+        ),
+        "pairing": res.pairing,
+        "optimiser": None
+        if search is None
+        else {
+            "name": search.optimiser,
+            "settings": dict(search.settings),
+            "budget": search.budget,
+            "simulations": search.evaluations,
+            "stop": search.stop,
+            "message": search.message,
+            "objective": search.objective,
+        },
         "moment_errors": m.method,
         "uncertainty": inf.method,
         "level": inf.level,

@@ -24,6 +24,7 @@ from experiments.calibration.backtest import Backtest, backtest
 from experiments.calibration.fit import FitResult, fit
 from experiments.calibration.inference import Inference, infer
 from experiments.calibration.moments import LogMoments, log_moments, months_in
+from experiments.calibration.optimiser import OptimiserName
 from experiments.calibration.ranking import DEFAULT_CANDIDATES, Ranking, is_stochastic, rank_candidates
 from experiments.calibration.replaying import LoggedDecisions, Pairing
 from experiments.calibration.simulation import Executor, SimulationJob
@@ -104,8 +105,9 @@ def calibrate(
     base: WorldConfig,
     spec: Spec,
     *,
-    trials: int,
+    trials: int | None = None,
     seed: int,
+    optimiser: OptimiserName = "dfo-ls",
     holdout_months: int = 0,
     sim_arrangements: int | None = None,
     n_boot: int = 200,
@@ -125,7 +127,8 @@ def calibrate(
         events: The event log.
         base: The world whose fields the spec names (its calendar start must be the log's).
         spec: The fitted parameters.
-        trials: CMA-ES evaluations.
+        trials: The optimiser's evaluations at most (default: its budget for the spec's size).
+        optimiser: ``dfo-ls`` or ``cma-es`` (:mod:`~experiments.calibration.optimiser`).
         seed: The top seed (the fit's common-random-numbers seed).
         holdout_months: The log's last months held out for the back-test (0: none).
         sim_arrangements: Arrangements per simulation (default: :func:`default_sim_arrangements`, the log's up to
@@ -172,7 +175,15 @@ def calibrate(
         n_sim,
     )
     result = fit(
-        job, moments, trials=trials, seed=seed, executor=executor, workers=workers, ray_address=ray_address, quiet=quiet
+        job,
+        moments,
+        trials=trials,
+        seed=seed,
+        optimiser=optimiser,
+        executor=executor,
+        workers=workers,
+        ray_address=ray_address,
+        quiet=quiet,
     )
     inference = infer(spec, moments, result, n_sim)
     bt: Backtest | None = None

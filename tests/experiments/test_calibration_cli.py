@@ -35,6 +35,11 @@ def test_calibrate_writes_a_world_and_a_fit_report(log_dir: Path, tmp_path: Path
     world = load_world_config(out / "world.yaml")
     fit = json.loads((out / "fit.json").read_text(encoding="utf-8"))
     assert world.name == "default-calibrated"
+    assert fit["pairing"] == "arrangement"
+    opt = fit["optimiser"]  # the default optimiser, its settings, what it ran and why it stopped
+    assert opt["name"] == "dfo-ls" and opt["budget"] == 6 and 3 <= opt["simulations"] <= 6
+    assert opt["stop"] in ("converged", "budget") and opt["settings"]["rhoend"] == pytest.approx(0.03)
+    assert sum(t["source"] == "dfo-ls" for t in fit["trials"]) == opt["simulations"]
     assert [p["path"] for p in fit["parameters"]] == [
         "population.types.forgetful.attention",
         "population.shocks.income_factor",
@@ -52,6 +57,20 @@ def test_calibrate_writes_a_world_and_a_fit_report(log_dir: Path, tmp_path: Path
     assert 0.0 <= rk["pair_agreement"] <= 1.0
     html = (out / "fit.html").read_text(encoding="utf-8")
     assert "data:image/png;base64," in html and "Back-test" in html and "calibrated world against OPE" in html
+
+
+@pytest.mark.parametrize("optimiser", ["dfo-ls", "cma-es"])
+def test_the_same_seed_gives_the_same_fit_to_the_bit(log_dir: Path, tmp_path: Path, optimiser: str) -> None:
+    args = ["calibrate", "--log", str(log_dir), "--world", "default", "--params", str(log_dir / "spec.yaml")]
+    args += ["--trials", "5", "--bootstrap", "20", "--quiet", "--optimiser", optimiser, "--pairing", "debtor"]
+    fits = []
+    for run in ("a", "b"):
+        assert main([*args, "--out", str(tmp_path / run)]) == 0
+        fit = json.loads((tmp_path / run / "fit.json").read_text(encoding="utf-8"))
+        fits.append(fit)
+    assert fits[0]["optimiser"]["name"] == optimiser and fits[0]["pairing"] == "debtor"
+    assert fits[0]["trials"] == fits[1]["trials"]
+    assert [p["estimate"] for p in fits[0]["parameters"]] == [p["estimate"] for p in fits[1]["parameters"]]
 
 
 @pytest.mark.parametrize(
