@@ -46,6 +46,8 @@ class UvicornProcess:
         start_timeout_s: Seconds :meth:`start` waits for ``health_path``.
         argv: Run this command line instead of uvicorn (e.g. ``regsim serve ...``, the command as users run it);
             it must listen on ``port`` of 127.0.0.1. ``app`` then only names it in messages.
+        root: The source tree the child runs from (its working directory, first on its ``PYTHONPATH``); default
+            this repository (the A/B benchmark runs an older checkout of it beside the current one).
 
     The child's stdout and stderr go to a temporary log file whose tail is in every error message.
     """
@@ -60,8 +62,10 @@ class UvicornProcess:
         health_path: str = "/healthz",
         start_timeout_s: float = 60.0,
         argv: list[str] | None = None,
+        root: Path = REPO,
     ) -> None:
         self.app = app
+        self.root = root
         self.argv = argv
         self.env = dict(env or {})
         self.port = port if port is not None else free_port()
@@ -97,9 +101,11 @@ class UvicornProcess:
         # One thread per numeric library: the server has one core; oversubscribing it only adds contention.
         for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
             env.setdefault(var, "1")
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(self.root), env.get("PYTHONPATH")]))
         with self._log.open("ab") as log:
-            self.process = subprocess.Popen(self.command(), cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(
+                self.command(), cwd=self.root, env=env, stdout=log, stderr=subprocess.STDOUT
+            )
         deadline = time.monotonic() + self.start_timeout_s
         with httpx.Client(base_url=self.base_url, timeout=2.0) as client:
             while True:
