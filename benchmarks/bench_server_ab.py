@@ -9,7 +9,8 @@ how fast it is, and two runs minutes apart see different loads. This harness com
 by what depends least on the load, in a run where both see the same conditions:
 
 1. ``--a`` and ``--b`` name the versions: a git revision (exported with ``git archive`` into a temporary folder;
-   the repository itself is not touched) or ``WORKTREE``, this checkout as it is now (the default of ``--b``).
+   the repository itself is not touched), ``WORKTREE``, this checkout as it is now (the default of ``--b``), or
+   a folder holding a copy of the source tree (e.g. one with an experimental change).
 2. The artifacts (a tiny MaskablePPO and a tiny LinUCB, as :mod:`benchmarks.bench_server` trains them) are
    trained once, by this checkout, and served by both versions.
 3. Each round runs every policy under each version, in alternating order (A then B in odd rounds, B then A in
@@ -147,7 +148,7 @@ def _spread(values: Sequence[float]) -> dict[str, float]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--a", required=True, help="version A: a git revision, or WORKTREE")
+    parser.add_argument("--a", required=True, help="version A: a git revision, WORKTREE or a source folder")
     parser.add_argument("--b", default=WORKTREE, help="version B (default: this checkout as it is, WORKTREE)")
     parser.add_argument("--store", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--policies", default="maskable-ppo,linucb", help="comma-separated artifacts to serve")
@@ -182,6 +183,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         for name, rev in (("A", args.a), ("B", args.b)):
             if rev == WORKTREE:
                 trees[name] = REPO
+            elif Path(rev).is_dir():
+                trees[name] = Path(rev).resolve()
             else:
                 (folder / name).mkdir()
                 trees[name] = export_tree(rev, folder / name)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from regsim.eventlog import EventType
@@ -39,14 +40,62 @@ def test_events_binding_only_what_they_set_are_stored_as_every_column_bound(stor
             insert_events(conn, _rows())
             fast = _stored(conn)
             conn.execute(sa.delete(db.events))
-            execute_many(conn, db.events.insert(), _rows())  # every column bound
+            execute_many(conn, db.events.insert(), _rows())  # every column bound (on PostgreSQL, as arrays)
             full = _stored(conn)
+            conn.execute(sa.delete(db.events))
+            conn.execute(db.events.insert(), _rows())  # the reference: SQLAlchemy's own insert, row by row
+            reference = _stored(conn)
     finally:
         engine.dispose()
     # The same values in the same order (seq goes on counting: compare without it).
-    assert [r[1:] for r in fast] == [r[1:] for r in full]
+    assert [r[1:] for r in fast] == [r[1:] for r in full] == [r[1:] for r in reference]
     assert len(fast) == len(_rows())
     assert fast[4][-1] == 1_700_000_000.5 and fast[5][-1] is None  # arrived_at bound in that run only
+
+
+def test_many_rows_keep_their_order_and_the_columns_their_checks(store_url: str) -> None:
+    """Rows inserted together keep the order given (the log's ``seq``), and a value too long for its column is
+    refused as when bound alone (PostgreSQL binds columns as arrays: a cast must not cut it)."""
+    rows = [event_row(EventType.PAYMENT, 100.0 - k, k, amount_eur=float(k)) for k in range(60)]
+    # Values an array literal must quote or spell out (PostgreSQL binds the columns of many rows as arrays).
+    awkward = ['a "quoted", {braced} name', "back\\slash", "NULL", "", " padded ", "\u00e9t\u00e9"]
+    floats = [0.1 + 0.2, 1e-05, -0.0, 1.7976931348623157e308, 5e-324, float("inf")]
+    rows += [
+        event_row(EventType.DECISION, 200.0, 100 + k, decision_id=k, policy=name, propensity=x, masked_rules=None)
+        for k, (name, x) in enumerate(zip(awkward, floats, strict=True))
+    ]
+    message = {
+        "message_id": 1,
+        "arrangement_id": 1,
+        "decision_id": 1,
+        "installment": 0,
+        "channel": "sms",
+        "purpose": "reminder",
+        "send_time": 1.5,
+        "state": "pending",
+        "state_time": None,
+    }
+    engine = db.make_engine(store_url)
+    db.upgrade_to_head(engine)
+    try:
+        with engine.begin() as conn:
+            insert_events(conn, rows)
+            order = sa.select(db.events.c.arrangement_id).order_by(db.events.c.seq)
+            stored = [int(a) for a in conn.scalars(order)]
+            execute_many(conn, db.messages.insert(), [message, {**message, "message_id": 2, "state_time": 2.0}])
+            states = [tuple(r) for r in conn.execute(sa.select(db.messages.c.message_id, db.messages.c.state_time))]
+            fast = _stored(conn)
+            conn.execute(sa.delete(db.events))
+            conn.execute(db.events.insert(), rows)  # SQLAlchemy's own insert, row by row
+            assert [r[1:] for r in fast] == [r[1:] for r in _stored(conn)]
+        assert stored == [*range(60), *range(100, 106)]  # arrangement ids, in the order given
+        assert sorted(states) == [(1, None), (2, 2.0)]
+        if engine.dialect.name == "postgresql":  # SQLite does not enforce a string's length
+            too_long = [{**message, "message_id": 4}, {**message, "message_id": 3, "channel": "x" * 17}]
+            with pytest.raises(Exception, match="too long"), engine.begin() as conn:
+                execute_many(conn, db.messages.insert(), too_long)
+    finally:
+        engine.dispose()
 
 
 def test_the_lease_check_and_id_counters_run_inside_the_transaction(store_url: str) -> None:
