@@ -25,7 +25,7 @@ from regsim.feedback import FEEDBACK_EVENTS, OutcomeMatcher
 from regsim.rewards import RewardCosts, resolve_reward
 from serving import db
 from serving.app import create_app
-from serving.online import OnlineLearner, _outcome_columns
+from serving.online import OnlineLearner, _outcome_columns, taken_contexts
 from serving.policies import load
 from serving.settings import DEFAULT_POPULATION
 from serving.store import iter_event_tables
@@ -143,6 +143,31 @@ def test_late_payments_give_the_learner_the_statistics_of_in_order_processing(
         _assert_same_statistics(again.app.state.regsim.online.policy, truth)  # type: ignore[attr-defined]
 
 
+def _assert_taken_contexts(app: Any, taken: dict[int, Any]) -> None:
+    """The contexts :func:`serving.online.taken_contexts` rebuilds from the store are those decided in."""
+    from agents.bandits.design import design_matrix
+
+    st_ = app.state.regsim
+    features = st_.online.policy.config.feature_set
+    cols = [db.events.c[name] for name in (*db.EVENT_COLUMNS, "arrived_at")]
+    with st_.engine.connect() as conn:
+        rows = [dict(r._mapping) for r in conn.execute(sa.select(*cols).order_by(db.events.c.seq))]
+    rebuilt: dict[int, Any] = {}
+    for aid in sorted({int(r["arrangement_id"]) for r in rows}):
+        mine = [r for r in rows if int(r["arrangement_id"]) == aid]
+        rebuilt.update(taken_contexts(st_.service.template, mine, st_.service.epoch))
+    assert set(rebuilt) == set(taken)
+    for decision_id, (_, context, _, _) in taken.items():
+        np.testing.assert_array_equal(
+            design_matrix(rebuilt[decision_id], features), design_matrix(context, features), err_msg=str(decision_id)
+        )
+
+
+def taken_ids_at(taken: dict[int, Any], day: int) -> list[int]:
+    """The ids of the decisions taken on ``day``, in order."""
+    return sorted(d for d, (t, *_) in taken.items() if t == day)
+
+
 def _recording_taken(monkeypatch: pytest.MonkeyPatch) -> dict[int, Any]:
     """Record every decision the server registers with its learner: id -> (day, context, action, propensity)."""
     taken: dict[int, Any] = {}
@@ -201,9 +226,18 @@ def test_two_late_payments_before_a_matured_decision_keep_the_context_it_was_tak
         assert post("/v1/events", {"arrangement_id": 2, "type": "payment", "amount_eur": 50.0, "time": 35.0})["late"]
         late = post("/v1/events", {"arrangement_id": 2, "type": "payment", "amount_eur": 200.0, "time": 34.0})
         assert late["late"] and late["status"] == "completed"
-        post("/v1/clock", {"time": 58.0})
+        # Arrangement 3: a late payment before the day-33 decision makes its reminder moot (cancelled at the
+        # arrangement's present); a decision taken after that, in a context without the reminder, has matured
+        # when a second late payment arrives.
+        late = post("/v1/events", {"arrangement_id": 3, "type": "payment", "amount_eur": 100.0, "time": 32.5})
+        assert late["late"] and [c["decision_id"] for c in late["cancelled"]] == [taken_ids_at(taken, 33)[2]]
+        post("/v1/decisions", {"arrangement_id": 3, "kind": "pre_due", "time": 56.0})
+        post("/v1/clock", {"time": 75.0})
+        assert post("/v1/events", {"arrangement_id": 3, "type": "payment", "amount_eur": 50.0, "time": 60.0})["late"]
+        post("/v1/clock", {"time": 76.0})
         truth = _in_order_truth(linucb_artifact, app.state.regsim.engine, learner.day, taken)
         _assert_same_statistics(learner.policy, truth)
+        _assert_taken_contexts(app, taken)
     with TestClient(create_app(make_settings(url, policy=str(linucb_artifact))), headers=AUTH) as again:
         _assert_same_statistics(again.app.state.regsim.online.policy, truth)  # type: ignore[attr-defined]
 
