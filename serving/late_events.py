@@ -33,8 +33,10 @@ is taken at the arrangement's present, never late (409).
 The online learner is given the re-derived log (:meth:`serving.online.OnlineLearner.rederived`): every decision
 of the arrangement is processed again in event-time order, and what the learner took from the old log is
 replaced by what in-order processing takes from the new one (each matured decision's reward, decisions that
-matured early because of an ending the late event undid, or late because of one it adds, the pending ones). For
-the linear bandits' statistics this is exact.
+matured early because of an ending the late event undid, or late because of one it adds, the pending ones), each
+decision in the context it was taken in (:func:`serving.taken_contexts.taken_contexts`, from the order the
+arrangement's events arrived in, so that a second late event does not correct a decision in the context the
+first one's re-derived log gives it). For the linear bandits' statistics this is exact.
 """
 
 from __future__ import annotations
@@ -56,10 +58,11 @@ from regsim.replay import LogReplay, morning_booking_day
 from serving import db, schemas
 from serving.cache import ArrangementInfo, Workspace
 from serving.metrics import Metrics
-from serving.online import OnlineLearner, taken_contexts
+from serving.online import OnlineLearner
 from serving.refusals import ConflictError
 from serving.store import event_row, events_table, execute_many, insert_events
 from serving.store_rows import rows_of
+from serving.taken_contexts import taken_contexts
 
 __all__ = ["LateEventOps", "incidents_of", "mark_arrived"]
 

@@ -16,8 +16,8 @@ a fraction of an ``.npz`` archive to write on every transaction (states written 
 matcher's pending decisions are not stored: they follow from the log. On start-up :meth:`OnlineLearner.restore`
 loads the state and rebuilds the matcher: decisions before the last boundary ``D`` are added with their
 contexts rebuilt by :func:`regsim.replay.contexts_from_log` (for an arrangement a late event rewrote, from the
-order its events arrived in: :func:`taken_contexts`), the log's events before ``D`` are observed,
-``mature(D)`` drops what was already learned, and the events from ``D`` on wait for the next boundary.
+order its events arrived in: :func:`serving.taken_contexts.taken_contexts`), the log's events before ``D`` are
+observed, ``mature(D)`` drops what was already learned, and the events from ``D`` on wait for the next boundary.
 Events given to the server more than a day after their time (out of order across arrangements) are
 observed at the next boundary.
 """
@@ -28,7 +28,7 @@ import datetime as dt
 import io
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, TypeGuard
 
 import numpy as np
@@ -40,12 +40,13 @@ from regsim.config import WorldConfig
 from regsim.decision import ContextBatch, LearningPolicy, Policy
 from regsim.eventlog import EventType, event_codes
 from regsim.feedback import FEEDBACK_EVENTS, OutcomeMatcher
-from regsim.replay import LogReplay, contexts_from_log, morning_booking_day
+from regsim.replay import LogReplay, contexts_from_log
 from regsim.rewards import RewardCosts, resolve_reward
 from serving import db
-from serving.store import events_table, load_events
+from serving.store import load_events
+from serving.taken_contexts import taken_contexts
 
-__all__ = ["OnlineLearner", "is_online", "taken_contexts"]
+__all__ = ["OnlineLearner", "is_online"]
 
 #: The columns of a logged event that a decision's outcome reads (:meth:`regsim.feedback.OutcomeMatcher.observe`).
 _OUTCOME_COLUMNS = ("time", "arrangement_id", "amount_eur", "decision_id", "deferral_days", "collection_costs_eur")
@@ -165,9 +166,9 @@ class OnlineLearner:
           ``after``.
 
         Each decision is corrected in the context it was taken in: the live matcher's for a pending one, else
-        ``taken`` (:func:`taken_contexts`: from the order in which the events arrived), else the one ``before``
-        rebuilds (right only while no late event before the decision's time has rewritten the log already: a
-        second late event on an arrangement needs ``taken``).
+        ``taken`` (:func:`~serving.taken_contexts.taken_contexts`: from the order the events arrived in), else
+        the one ``before`` rebuilds (right only while no late event stamped before the decision has rewritten
+        the log already: a second late event on an arrangement needs ``taken``).
 
         For the ridge statistics of the linear bandits (:class:`agents.bandits.base.LinearBandit`: sums of
         ``x x'``, ``x r`` and ``r``) this is exact: the statistics equal in-order processing's up to the order
@@ -441,8 +442,9 @@ class OnlineLearner:
         self.matcher.mature(boundary)
 
     def _taken_after_late_events(self, conn: sa.Connection, ids: list[int]) -> dict[int, ContextBatch]:
-        """The contexts decisions were taken in (:func:`taken_contexts`), for the arrangements among ``ids``
-        that a late event rewrote (an event in the log before one that arrived earlier than it)."""
+        """The contexts decisions were taken in (:func:`~serving.taken_contexts.taken_contexts`), for the
+        arrangements among ``ids`` that a late event rewrote (an event in the log before one that arrived
+        earlier than it)."""
         late: set[int] = set()
         for k in range(0, len(ids), 500):
             stmt = (
@@ -472,55 +474,6 @@ class OnlineLearner:
 
 #: A decision's context, action and propensity (one row each).
 _Row = tuple[ContextBatch, np.ndarray[Any, Any], np.ndarray[Any, Any]]
-
-
-def taken_contexts(template: LogReplay, rows: Sequence[Mapping[str, Any]], epoch: dt.date) -> dict[int, ContextBatch]:
-    """The context each decision of one arrangement was taken in, from its stored rows and their arrival times.
-
-    A decision is taken at its arrangement's present, in the state the events that had *arrived* by then make:
-    an event that arrived after it, stamped before it (a late event), is in the log before the decision but
-    was not in its context. The reported rows (those with an ``arrived_at``) are replayed in arrival order,
-    each after catching the ledger up to its booking day, as the server applied them; a late arrival makes the
-    replay start again from what had arrived, in event-time order (as :mod:`serving.late_events` re-derived
-    it); each decision's context is the one its replay gives it. Derived rows are derived again.
-
-    Args:
-        template: A replay whose calendar covers the rows (:meth:`regsim.replay.LogReplay.blank` is used).
-        rows: The arrangement's stored events (every column and ``arrived_at``), in log order.
-        epoch: The calendar date of time 0.
-
-    Returns:
-        decision id -> its context (one row), for every decision among ``rows``.
-    """
-    reported = [(k, r) for k, r in enumerate(rows) if r["arrived_at"] is not None]
-    if not reported:
-        return {}
-    aid = int(reported[0][1]["arrangement_id"])
-    arrived: list[tuple[int, Mapping[str, Any]]] = []
-    replay: LogReplay | None = None
-    latest = -math.inf
-    out: dict[int, ContextBatch] = {}
-    for k, r in sorted(reported, key=lambda kr: (float(kr[1]["arrived_at"]), kr[0])):
-        arrived.append((k, r))
-        t = float(r["time"])
-        if replay is None or t < latest:  # (a late arrival: what had arrived, in event-time order)
-            replay = template.blank([aid])
-            for _, e in sorted(arrived, key=lambda ke: (float(ke[1]["time"]), ke[0])):
-                context = _feed_one(replay, e, epoch)
-        else:
-            context = _feed_one(replay, r, epoch)
-        latest = max(latest, t)
-        if r["event"] == "decision" and context is not None:
-            out[int(r["decision_id"])] = context
-    return out
-
-
-def _feed_one(replay: LogReplay, row: Mapping[str, Any], epoch: dt.date) -> ContextBatch | None:
-    """Apply one reported row to a one-arrangement replay, as the server did; a decision's context."""
-    event = EventType[str(row["event"]).upper()]
-    if event != EventType.ARRANGEMENT_CREATED:
-        replay.ledger.catch_up(np.array([0], dtype=np.int64), morning_booking_day(event, float(row["time"])))
-    return replay.feed(events_table([row], epoch), contexts=event == EventType.DECISION)
 
 
 class _InOrder:

@@ -25,10 +25,11 @@ from regsim.feedback import FEEDBACK_EVENTS, OutcomeMatcher
 from regsim.rewards import RewardCosts, resolve_reward
 from serving import db
 from serving.app import create_app
-from serving.online import OnlineLearner, _outcome_columns, taken_contexts
+from serving.online import OnlineLearner, _outcome_columns
 from serving.policies import load
 from serving.settings import DEFAULT_POPULATION
 from serving.store import iter_event_tables
+from serving.taken_contexts import taken_contexts
 from tests.serving.conftest import AUTH, make_settings
 
 
