@@ -94,6 +94,7 @@ class OnlineLearner:
         self._buffer: list[tuple[EventType, dict[str, Any]]] = []
         self.updates = 0
         self._saved = False
+        self._initial = policy.state_dict()  # (copies: what :meth:`reload` returns to without a stored state)
 
     # -- the clock ------------------------------------------------------------------------------------------
     def advance(self, time: float) -> bool:
@@ -371,6 +372,24 @@ class OnlineLearner:
     def forget_saved(self) -> None:
         """The last :meth:`save` was rolled back: the next one writes everything again."""
         self._saved = False
+
+    def reload(self, conn: sa.Connection) -> None:
+        """Forget everything in memory and take the state the store holds (after a rolled-back transaction).
+
+        The learner changes in memory while a transaction works (decisions registered, events queued, updates,
+        a late event's correction); if the transaction rolls back and its requests are run again, those changes
+        would be taken twice. Every transaction that changes the learner writes its state (:meth:`save`), so the
+        store holds exactly what the committed ones made of it: the policy's state and clock are loaded and the
+        matcher rebuilt from the log, as at start-up (:meth:`restore`); with no state stored, the policy goes
+        back to the state it was created with. Call it only when no other transaction is committing.
+        """
+        window = self.matcher.window_days
+        self.matcher = OutcomeMatcher(window, self.matcher.reward, self.matcher.costs)
+        self._buffer = []
+        self._saved = False
+        if not self.restore(conn):
+            self.policy.load_state_dict({k: np.copy(v) for k, v in self._initial.items()})
+            self.day = -1
 
     def restore(self, conn: sa.Connection) -> bool:
         """Load the persisted state (if it is this policy's, from the same origin) and rebuild the matcher.
