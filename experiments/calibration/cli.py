@@ -111,16 +111,17 @@ def add_calibrate_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser
     cal.add_argument("--out", required=True, help="output folder: world.yaml, fit.json, fit.html")
     cal.add_argument(
         "--optimiser",
-        choices=("dfo-ls", "cma-es"),
-        default="dfo-ls",
-        help="minimiser of the objective: DFO-LS (trust-region Gauss-Newton on the residuals, stops at the "
-        "simulation's roughness scale) or CMA-ES (default: dfo-ls)",
+        choices=("cma-es", "dfo-ls"),
+        default="cma-es",
+        help="minimiser of the objective: CMA-ES (generations in parallel, stops when the best objective falls by "
+        "less than 1%% over 3 generations) or DFO-LS (trust-region Gauss-Newton on the residuals, stops at the "
+        "simulation's roughness scale) (default: cma-es)",
     )
     cal.add_argument(
         "--trials",
         type=int,
         default=None,
-        help="the optimiser's simulations at most (default: 5P+1 for dfo-ls, 10P for cma-es; P parameters)",
+        help="the optimiser's simulations at most (default: 10P for cma-es, 5P+1 for dfo-ls; P parameters)",
     )
     cal.add_argument("--executor", choices=("local", "ray"), default="local", help="local processes or Ray tasks")
     cal.add_argument("--workers", type=int, default=1, help="parallel simulations (default: 1)")

@@ -12,13 +12,13 @@ variance is the log's scaled by ``A_log / A_sim``). A moment the simulation does
 adds 1 (one standard error off); a parameter vector that gives no valid world scores :data:`INVALID`.
 
 Minimisation over the unit cube of the spec's bounds (``theta = low + u (high - low)``) from the base world's
-values (clipped into the bounds), by :mod:`experiments.calibration.optimiser`: DFO-LS by default (a trust-region
-Gauss-Newton method on interpolation models of the residuals ``r_k = (\\hat m_k - m_k) / \\sqrt{v_k}``, its first
-``P + 1`` points in parallel, then one simulation at a time; it stops when the trust region reaches the
-simulation's roughness scale, 3% of each range) or optuna's CMA-ES (generations of ``popsize`` in parallel);
-either within a budget that scales with ``P``. Neither needs a gradient, which the objective does not have in any
-useful sense (a simulation is piecewise constant in a parameter at a fixed seed); DFO-LS's models are fitted over
-steps of at least the roughness scale. Then a local linear model of the moments around the best point
+values (clipped into the bounds), by :mod:`experiments.calibration.optimiser`: optuna's CMA-ES by default
+(generations of ``popsize`` in parallel, budget ``10P``, stopping when the best Q falls by less than 1% over 3
+generations) or DFO-LS (a trust-region Gauss-Newton method on interpolation models of the residuals
+``r_k = (\\hat m_k - m_k) / \\sqrt{v_k}``, its first ``P + 1`` points in parallel, then one simulation at a time;
+its trust region stops at the simulation's roughness scale, 3% of each range). Neither needs a gradient, which the
+objective does not have in any useful sense (a simulation is piecewise constant in a parameter at a fixed seed).
+Then a local linear model of the moments around the best point
 (:class:`LocalModel`: least squares over ``6P`` simulations uniform in a box of +-30% of each range, each with its
 own seed), and one Gauss-Newton step on it, evaluated at the common seed and kept only if it lowers Q.
 The local model's Jacobian and noise are reused for
@@ -236,7 +236,7 @@ def fit(
     *,
     trials: int | None = None,
     seed: int,
-    optimiser: OptimiserName = "dfo-ls",
+    optimiser: OptimiserName = "cma-es",
     executor: Executor = "local",
     workers: int = 1,
     ray_address: str | None = None,
@@ -252,7 +252,7 @@ def fit(
             :func:`~experiments.calibration.optimiser.default_budget`; CMA-ES rounds up to whole generations);
             the local design adds ``local`` and the Gauss-Newton step one.
         seed: The common-random-numbers seed of every simulation, and the optimiser's seed.
-        optimiser: ``dfo-ls`` or ``cma-es`` (:mod:`experiments.calibration.optimiser`).
+        optimiser: ``cma-es`` or ``dfo-ls`` (:mod:`experiments.calibration.optimiser`).
         executor: ``local`` or ``ray``.
         workers: Parallel simulations.
         ray_address: A Ray cluster.

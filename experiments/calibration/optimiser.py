@@ -1,4 +1,4 @@
-"""The fit's minimisers of a least-squares objective over the unit cube: DFO-LS (the default) and CMA-ES.
+"""The fit's minimisers of a least-squares objective over the unit cube: CMA-ES (the default) and DFO-LS.
 
 Both see the problem the same way: ``u`` in ``[0, 1]^P`` (the spec's bounds rescaled), a batch evaluator that
 maps a list of points to their residual vectors ``r(u)`` (``Q = ||r||^2``), and a budget of evaluations that
@@ -55,7 +55,7 @@ __all__ = [
 
 OptimiserName = Literal["dfo-ls", "cma-es"]
 #: The optimisers, the default first.
-OPTIMISERS: tuple[OptimiserName, ...] = ("dfo-ls", "cma-es")
+OPTIMISERS: tuple[OptimiserName, ...] = ("cma-es", "dfo-ls")
 
 #: Maps points of the unit cube (each shape ``(P,)``) to their residual vectors (each shape ``(K,)``), in order.
 BatchEvaluator = Callable[[Sequence[NDArray[np.float64]]], list[NDArray[np.float64]]]
@@ -68,6 +68,8 @@ DFO_RHOEND = 0.03
 DFO_SLOW_THRESHOLD = 1e-3
 #: Slow iterations in a row after which DFO-LS stops.
 DFO_SLOW_ITERS = 5
+#: Restarts of DFO-LS from its best point (trust region back to ``rhobeg``) that do not lower Q before it stops.
+DFO_RESTARTS = 2
 #: CMA-ES stops when its best Q has fallen by less than this share over :data:`CMA_PATIENCE` generations.
 CMA_TOLERANCE = 0.01
 #: Generations over which CMA-ES must improve by :data:`CMA_TOLERANCE`.
@@ -145,6 +147,7 @@ def dfo_ls_search(
     seed: int,
     rhobeg: float = DFO_RHOBEG,
     rhoend: float = DFO_RHOEND,
+    restarts: int = DFO_RESTARTS,
 ) -> Search:
     """Minimise ``||r(u)||^2`` over the unit cube by DFO-LS from ``x0`` (module docstring).
 
@@ -180,7 +183,10 @@ def dfo_ls_search(
 
     params = {
         "init.random_initial_directions": False,
-        "restarts.use_restarts": False,
+        "restarts.use_restarts": restarts > 0,
+        "restarts.max_unsuccessful_restarts": max(restarts, 1),
+        "restarts.use_soft_restarts": True,
+        "restarts.auto_detect": False,
         "slow.thresh_for_slow": DFO_SLOW_THRESHOLD,
         "slow.max_slow_iters": DFO_SLOW_ITERS,
         "logging.save_diagnostic_info": False,
@@ -219,6 +225,7 @@ def dfo_ls_search(
             ("rhoend", rhoend),
             ("slow_threshold", DFO_SLOW_THRESHOLD),
             ("slow_iterations", float(DFO_SLOW_ITERS)),
+            ("unsuccessful_restarts", float(restarts)),
         ),
     )
 

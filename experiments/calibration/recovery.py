@@ -92,7 +92,7 @@ def recover(
     trials: int | None = None,
     seed: int,
     log_seed: int,
-    optimiser: OptimiserName = "dfo-ls",
+    optimiser: OptimiserName = "cma-es",
     holdout_months: int = 0,
     draws: int = 10,
     workers: int = 1,
@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--arrangements", type=int, default=5000)
     parser.add_argument("--months", type=int, default=6)
     parser.add_argument("--trials", type=int, default=None, help="the optimiser's budget (default: its own for P)")
-    parser.add_argument("--optimiser", choices=OPTIMISERS, default="dfo-ls")
+    parser.add_argument("--optimiser", choices=OPTIMISERS, default="cma-es")
     parser.add_argument("--holdout-months", type=int, default=1)
     parser.add_argument("--draws", type=int, default=10)
     parser.add_argument("--workers", type=int, default=1)

@@ -107,7 +107,7 @@ def calibrate(
     *,
     trials: int | None = None,
     seed: int,
-    optimiser: OptimiserName = "dfo-ls",
+    optimiser: OptimiserName = "cma-es",
     holdout_months: int = 0,
     sim_arrangements: int | None = None,
     n_boot: int = 200,
@@ -128,7 +128,7 @@ def calibrate(
         base: The world whose fields the spec names (its calendar start must be the log's).
         spec: The fitted parameters.
         trials: The optimiser's evaluations at most (default: its budget for the spec's size).
-        optimiser: ``dfo-ls`` or ``cma-es`` (:mod:`~experiments.calibration.optimiser`).
+        optimiser: ``cma-es`` or ``dfo-ls`` (:mod:`~experiments.calibration.optimiser`).
         seed: The top seed (the fit's common-random-numbers seed).
         holdout_months: The log's last months held out for the back-test (0: none).
         sim_arrangements: Arrangements per simulation (default: :func:`default_sim_arrangements`, the log's up to

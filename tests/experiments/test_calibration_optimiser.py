@@ -39,9 +39,9 @@ class Problem:
 
 def test_dfo_ls_finds_the_minimum_and_stops_converged() -> None:
     problem = Problem()
-    search = dfo_ls_search(problem, np.full(P, 0.5), budget=dfo_ls_budget(P), seed=1)
+    search = dfo_ls_search(problem, np.full(P, 0.5), budget=100, seed=1)
     assert search.stop == "converged", search.message
-    assert search.evaluations < search.budget == 5 * P + 1
+    assert search.evaluations < search.budget
     assert search.objective < 1e-3
     np.testing.assert_allclose(search.best, problem.truth, atol=0.02)
     # its first model's P + 1 points in one batch, every later evaluation alone
@@ -64,8 +64,9 @@ def test_dfo_ls_stops_on_its_budget() -> None:
 
 def test_dfo_ls_stops_at_the_roughness_scale() -> None:
     # A smooth problem with a rough ripple (like a simulation at one seed, rough at every small scale): the trust
-    # region stops at rhoend (3% of the range) instead of chasing the ripple: converged, in fewer evaluations than
-    # with a trust region allowed down to 0.1% (24 on this problem), near the minimum.
+    # region stops at rhoend (3% of the range) instead of chasing the ripple, then restarts from its best point
+    # until restarts stop helping: converged, in fewer evaluations than with a trust region allowed down to 0.1%
+    # (80 on this problem), near the minimum.
     smooth = Problem()
     ripple = np.random.default_rng(1).normal(size=(K, P)) * 400.0
 
@@ -73,8 +74,8 @@ def test_dfo_ls_stops_at_the_roughness_scale() -> None:
         return [r + 0.05 * np.sin(ripple @ np.asarray(u)) for r, u in zip(smooth(us), us, strict=True)]
 
     search = dfo_ls_search(rough, np.full(P, 0.5), budget=300, seed=1)
-    assert search.stop == "converged" and "rhoend" in search.message, search.message
-    assert search.evaluations <= 20
+    assert search.stop == "converged" and "unsuccessful restarts" in search.message, search.message
+    assert search.evaluations <= 50
     np.testing.assert_allclose(search.best, smooth.truth, atol=0.05)
     finer = dfo_ls_search(rough, np.full(P, 0.5), budget=300, seed=1, rhoend=0.001)
     assert finer.evaluations > search.evaluations
@@ -112,7 +113,7 @@ def test_cma_es_stops_when_it_no_longer_improves() -> None:
 
 
 def test_budgets_scale_with_the_parameter_count() -> None:
-    assert default_budget("dfo-ls", 20) == 101 and default_budget("dfo-ls", 10) == 51
+    assert default_budget("dfo-ls", 20) == dfo_ls_budget(20) == 101 and default_budget("dfo-ls", 10) == 51
     assert default_budget("cma-es", 20) == 200
-    with pytest.raises(ValueError, match="--optimiser: expected one of dfo-ls, cma-es"):
+    with pytest.raises(ValueError, match="--optimiser: expected one of cma-es, dfo-ls"):
         default_budget("nelder-mead", 3)  # type: ignore[arg-type]
