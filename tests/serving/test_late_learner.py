@@ -184,13 +184,13 @@ def _recording_taken(monkeypatch: pytest.MonkeyPatch) -> dict[int, Any]:
 
 
 def test_two_late_payments_before_a_matured_decision_keep_the_context_it_was_taken_in(
-    tmp_path: Path, linucb_artifact: Path, monkeypatch: pytest.MonkeyPatch
+    store_url: str, linucb_artifact: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Two late payments on one arrangement, both arriving after a decision matured, the first stamped before it:
     the second correction moves the decision's statistics in the context it was taken in (without the first
     late payment), not in the one the first re-derived log gives it; so does a third, and a restart keeps them."""
     taken = _recording_taken(monkeypatch)
-    url = f"sqlite:///{tmp_path / 'store.db'}"
+    url = store_url
     app = create_app(make_settings(url, policy=str(linucb_artifact)))
     with TestClient(app, headers=AUTH) as api:
 
@@ -244,13 +244,13 @@ def test_two_late_payments_before_a_matured_decision_keep_the_context_it_was_tak
 
 
 def test_a_decision_pending_across_a_restart_matures_in_the_context_it_was_taken_in(
-    tmp_path: Path, linucb_artifact: Path, monkeypatch: pytest.MonkeyPatch
+    store_url: str, linucb_artifact: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A late payment stamped before a pending decision, then a restart: the restarted learner rebuilds the
     pending decision from the store, in the context it was taken in (without the late payment, which arrived
     after it), not in the one the rewritten log gives it; once it matures, the statistics are in-order's."""
     taken = _recording_taken(monkeypatch)
-    url = f"sqlite:///{tmp_path / 'store.db'}"
+    url = store_url
     with TestClient(create_app(make_settings(url, policy=str(linucb_artifact))), headers=AUTH) as api:
 
         def post(path: str, body: dict[str, Any]) -> dict[str, Any]:
