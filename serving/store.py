@@ -93,7 +93,8 @@ def insert_events(conn: sa.Connection, rows: Sequence[Mapping[str, Any]]) -> Non
         while end < n and rows[end]["event"] == event:
             end += 1
         run = rows[start:end] if start or end < n else rows
-        bound = tuple(c for c in _ROW_COLUMNS if c in _ALWAYS or any(r[c] != _DEFAULTS[c] for r in run))
+        # A column is bound when a row of the run holds another value than its default.
+        bound = tuple(c for c in _ROW_COLUMNS if c in _ALWAYS or set([r[c] for r in run]) != {_DEFAULTS[c]})
         stmt = _INSERTS.get(bound)
         if stmt is None:
             stmt = _INSERTS[bound] = _insert_binding(bound)
@@ -201,10 +202,15 @@ def _array_literal(values: list[Any]) -> str | list[Any]:
         return values
     if types == {int}:
         return "{" + ",".join(map(str, values)) + "}"
-    if types == {float}:
-        text = ",".join(map(repr, values))
-        if "n" not in text:  # (no nan, inf)
+    if str not in types:
+        # Numbers and NULLs; a float's repr holds a lowercase "n" only as nan or inf, spelled out below.
+        text = ",".join(["NULL" if v is None else repr(v) for v in values])
+        if "n" not in text:
             return "{" + text + "}"
+    elif types == {str}:
+        text = "\x00".join(values)
+        if '"' not in text and "\\" not in text:
+            return '{"' + '","'.join(values) + '"}'
     return "{" + ",".join(map(_element, values)) + "}"
 
 

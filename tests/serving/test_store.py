@@ -64,6 +64,10 @@ def test_many_rows_keep_their_order_and_the_columns_their_checks(store_url: str)
         event_row(EventType.DECISION, 200.0, 100 + k, decision_id=k, policy=name, propensity=x, masked_rules=None)
         for k, (name, x) in enumerate(zip(awkward, floats, strict=True))
     ]
+    # A run whose strings need no escaping (quoted all the same) after one of another type.
+    rows.append(event_row(EventType.PAYMENT, 201.0, 106, amount_eur=None))
+    plain = ["NULL", "", " padded ", "a,b", "{x}"]
+    rows += [event_row(EventType.DECISION, 202.0, 107 + k, decision_id=10 + k, policy=p) for k, p in enumerate(plain)]
     message = {
         "message_id": 1,
         "arrangement_id": 1,
@@ -88,7 +92,7 @@ def test_many_rows_keep_their_order_and_the_columns_their_checks(store_url: str)
             conn.execute(sa.delete(db.events))
             conn.execute(db.events.insert(), rows)  # SQLAlchemy's own insert, row by row
             assert [r[1:] for r in fast] == [r[1:] for r in _stored(conn)]
-        assert stored == [*range(60), *range(100, 106)]  # arrangement ids, in the order given
+        assert stored == [*range(60), *range(100, 112)]  # arrangement ids, in the order given
         assert sorted(states) == [(1, None), (2, 2.0)]
         if engine.dialect.name == "postgresql":  # SQLite does not enforce a string's length
             too_long = [{**message, "message_id": 4}, {**message, "message_id": 3, "channel": "x" * 17}]
