@@ -84,8 +84,9 @@ def insert_events(conn: sa.Connection, rows: Sequence[Mapping[str, Any]]) -> Non
     An event sets a few of the log's thirty columns; the rest hold their defaults (-1, ``"none"``, NULL). The
     driver binds every parameter it is given, at a cost per value that exceeds the rest of SQLite's insert, so
     each run of consecutive rows of one event type is inserted by a statement that binds only the columns some
-    row of the run sets, and writes the defaults as constants. The rows, their order and the stored values are
-    those of a statement that binds every column.
+    row of the run sets, and writes the defaults as constants (on PostgreSQL, a run of several rows is one
+    statement binding an array per column: :func:`_insert_columns`). The rows, their order and the stored
+    values are those of a statement that binds every column.
     """
     n, start = len(rows), 0
     while start < n:
@@ -163,7 +164,8 @@ def execute_many(conn: sa.Connection, stmt: UpdateBase, rows: Sequence[Mapping[s
     sends the rows' values straight to the driver, in the statement's parameter order. The statement must
     take exactly the rows' keys as parameters and need no type conversion of them (plain numbers, strings
     and ``None``, as event, message and arrangement rows are). Give it statements built once (module
-    constants): the compiled form is kept per statement.
+    constants): the compiled form is kept per statement. On PostgreSQL an insert of several rows is one
+    statement binding an array per column (:func:`_insert_columns`).
     """
     if not rows:
         return
