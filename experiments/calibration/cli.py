@@ -113,9 +113,9 @@ def add_calibrate_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser
         "--optimiser",
         choices=("cma-es", "dfo-ls"),
         default="cma-es",
-        help="minimiser of the objective: CMA-ES (generations in parallel, stops when the best objective falls by "
-        "less than 1%% over 3 generations) or DFO-LS (trust-region Gauss-Newton on the residuals, stops at the "
-        "simulation's roughness scale) (default: cma-es)",
+        help="minimiser of the objective: CMA-ES (generations in parallel) or DFO-LS (trust-region Gauss-Newton on "
+        "the residuals, down to the simulation's roughness scale); either stops once the objective is at most "
+        "dof + 2 sqrt(2 dof) (default: cma-es)",
     )
     cal.add_argument(
         "--trials",

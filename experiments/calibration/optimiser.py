@@ -18,8 +18,13 @@ scales with ``P``. Each returns a :class:`Search`: the best point, its Q, the ev
   5 iterations, :data:`DFO_SLOW_ITERS` times) also counts as converged. The budget is
   :func:`dfo_ls_budget` evaluations, the initial batch included.
 * **CMA-ES** (:func:`cma_es_search`, optuna's sampler): generations of ``popsize`` points in parallel; budget
-  :func:`cma_es_budget`; it stops converged when the best Q has fallen by less than :data:`CMA_TOLERANCE` over
-  the last :data:`CMA_PATIENCE` generations.
+  :func:`cma_es_budget`.
+
+Convergence stop (both): Q at or below ``target`` (the fit passes ``d + 2 sqrt(2 d)`` for ``d`` degrees of
+freedom, :func:`fit_target`: the objective a correct model reaches with probability about 0.98, so searching
+further would fit noise); CMA-ES, optionally (``patience``), also when the best Q has fallen by less than
+:data:`CMA_TOLERANCE` over ``patience`` generations (off by default: on the 8,000-arrangement recovery a patience
+of 3 stopped at Q = 363 on 262 degrees of freedom, where 120 trials reached 265).
 
 Reproducibility: DFO-LS draws from numpy's legacy global generator only for random initial directions and
 restarts, both off here; the search still runs under a global state seeded from ``seed`` and restored after,
@@ -37,7 +42,6 @@ import numpy as np
 from numpy.typing import NDArray
 
 __all__ = [
-    "CMA_PATIENCE",
     "CMA_TOLERANCE",
     "DFO_RHOBEG",
     "DFO_RHOEND",
@@ -50,6 +54,7 @@ __all__ = [
     "default_budget",
     "dfo_ls_budget",
     "dfo_ls_search",
+    "fit_target",
     "initial_points",
 ]
 
@@ -70,10 +75,14 @@ DFO_SLOW_THRESHOLD = 1e-3
 DFO_SLOW_ITERS = 5
 #: Restarts of DFO-LS from its best point (trust region back to ``rhobeg``) that do not lower Q before it stops.
 DFO_RESTARTS = 2
-#: CMA-ES stops when its best Q has fallen by less than this share over :data:`CMA_PATIENCE` generations.
+#: With a ``patience``, CMA-ES stops when its best Q has fallen by less than this share over that many generations.
 CMA_TOLERANCE = 0.01
-#: Generations over which CMA-ES must improve by :data:`CMA_TOLERANCE`.
-CMA_PATIENCE = 3
+
+
+def fit_target(dof: int) -> float | None:
+    """The convergence target of Q with ``dof`` degrees of freedom: ``dof + 2 sqrt(2 dof)`` (two standard deviations
+    above a chi-square's mean); ``None`` without degrees of freedom."""
+    return dof + 2.0 * math.sqrt(2.0 * dof) if dof > 0 else None
 
 
 @dataclass(frozen=True)
@@ -148,6 +157,7 @@ def dfo_ls_search(
     rhobeg: float = DFO_RHOBEG,
     rhoend: float = DFO_RHOEND,
     restarts: int = DFO_RESTARTS,
+    target: float | None = None,
 ) -> Search:
     """Minimise ``||r(u)||^2`` over the unit cube by DFO-LS from ``x0`` (module docstring).
 
@@ -190,6 +200,7 @@ def dfo_ls_search(
         "slow.thresh_for_slow": DFO_SLOW_THRESHOLD,
         "slow.max_slow_iters": DFO_SLOW_ITERS,
         "logging.save_diagnostic_info": False,
+        "model.abs_tol": 1e-12 if target is None else target,
     }
     # DFO-LS itself draws from numpy's legacy generator (random directions, restarts: both off here).
     state = np.random.get_state()  # noqa: NPY002
@@ -226,6 +237,7 @@ def dfo_ls_search(
             ("slow_threshold", DFO_SLOW_THRESHOLD),
             ("slow_iterations", float(DFO_SLOW_ITERS)),
             ("unsuccessful_restarts", float(restarts)),
+            ("target", math.nan if target is None else target),
         ),
     )
 
@@ -237,8 +249,9 @@ def cma_es_search(
     budget: int,
     seed: int,
     popsize: int,
+    target: float | None = None,
     tolerance: float = CMA_TOLERANCE,
-    patience: int = CMA_PATIENCE,
+    patience: int | None = None,
 ) -> Search:
     """Minimise ``||r(u)||^2`` over the unit cube by optuna's CMA-ES, ``x0`` its first trial (module docstring).
 
@@ -270,7 +283,14 @@ def cma_es_search(
                 best_u, best_q = u, q
         counted += len(us)
         history.append(best_q)
-        if len(history) > patience and history[-1 - patience] - best_q < tolerance * history[-1 - patience]:
+        if target is not None and best_q <= target:
+            stop, message = "converged", f"best Q {best_q:.1f} at or below the target {target:.1f}"
+            break
+        if (
+            patience
+            and len(history) > patience
+            and history[-1 - patience] - best_q < tolerance * history[-1 - patience]
+        ):
             stop, message = "converged", f"best Q fell by less than {tolerance:.0%} over {patience} generations"
             break
         if g == generations - 1:
@@ -283,5 +303,10 @@ def cma_es_search(
         budget=budget,
         stop=stop,
         message=message,
-        settings=(("popsize", float(popsize)), ("tolerance", tolerance), ("patience", float(patience))),
+        settings=(
+            ("popsize", float(popsize)),
+            ("target", math.nan if target is None else target),
+            ("tolerance", tolerance),
+            ("patience", float(patience or 0)),
+        ),
     )

@@ -15,6 +15,7 @@ from experiments.calibration.optimiser import (
     default_budget,
     dfo_ls_budget,
     dfo_ls_search,
+    fit_target,
     initial_points,
 )
 
@@ -105,11 +106,27 @@ def test_cma_es_stops_when_it_no_longer_improves() -> None:
         flat[0] += len(us)
         return [np.ones(K) for _ in us]
 
-    search = cma_es_search(constant, np.full(P, 0.5), budget=10 * P, seed=1, popsize=6)
+    search = cma_es_search(constant, np.full(P, 0.5), budget=10 * P, seed=1, popsize=6, patience=3)
     assert search.stop == "converged" and search.evaluations == 4 * 6 == flat[0]  # patience 3, then one more
+    assert cma_es_search(constant, np.full(P, 0.5), budget=10 * P, seed=1, popsize=6).stop == "budget"  # no patience
     problem = Problem()
     improving = cma_es_search(problem, np.full(P, 0.5), budget=24, seed=1, popsize=6)
     assert improving.stop == "budget" and improving.evaluations == 24
+
+
+def test_both_stop_once_the_objective_reaches_its_target() -> None:
+    assert fit_target(200) == pytest.approx(240.0) and fit_target(0) is None
+    problem = Problem()
+    full = cma_es_search(problem, np.full(P, 0.5), budget=60, seed=1, popsize=6)
+    target = 0.5 * min(float(np.dot(r, r)) for r in problem([np.full(P, 0.5)]))
+    problem = Problem()
+    early = cma_es_search(problem, np.full(P, 0.5), budget=60, seed=1, popsize=6, target=target)
+    assert early.stop == "converged" and early.objective <= target and early.evaluations < full.evaluations
+    assert "target" in early.message and early.evaluations % 6 == 0
+    problem = Problem()
+    dfo = dfo_ls_search(problem, np.full(P, 0.5), budget=100, seed=1, target=target)
+    assert dfo.stop == "converged" and dfo.objective <= target
+    assert dfo.evaluations < dfo_ls_search(Problem(), np.full(P, 0.5), budget=100, seed=1).evaluations
 
 
 def test_budgets_scale_with_the_parameter_count() -> None:
