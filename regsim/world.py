@@ -528,9 +528,24 @@ class World(PaymentBehaviour, MessageDelivery):
 
     def _at_each(self, times: NDArray[np.float64], action: Action, mids: NDArray[np.int64]) -> None:
         """Call ``action`` on each message at its own time ``times[i]``: one :meth:`_at` per distinct time, in
-        increasing order of time (the order in which their events are created)."""
-        for t in np.unique(times):
-            self._at(float(t), action, mids[times == t])
+        increasing order of time (the order in which their events are created).
+
+        Each group keeps the messages' own order. Most calls schedule one message or one time: those make one
+        event without sorting; more distinct times are split from one stable sort rather than a mask per time.
+        """
+        n = len(times)
+        if n == 0:
+            return
+        first = times[0]
+        if n == 1 or bool((times == first).all()):
+            self._at(float(first), action, mids.copy())
+            return
+        order = np.argsort(times, kind="stable")
+        ordered = times[order]
+        starts = np.flatnonzero(ordered[1:] != ordered[:-1]) + 1
+        bounds = [0, *starts.tolist(), n]
+        for a, b in zip(bounds[:-1], bounds[1:], strict=False):
+            self._at(float(ordered[a]), action, mids[order[a:b]])
 
     # ======================================================================================================
     # Outputs
