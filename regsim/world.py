@@ -27,6 +27,7 @@ The behaviour equations are in :mod:`regsim.behaviour` and docs/mechanisms.md.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Generator
 from typing import Any
 
@@ -544,7 +545,7 @@ class World(PaymentBehaviour, MessageDelivery):
         ordered = times[order]
         starts = np.flatnonzero(ordered[1:] != ordered[:-1]) + 1
         bounds = [0, *starts.tolist(), n]
-        for a, b in zip(bounds[:-1], bounds[1:], strict=False):
+        for a, b in itertools.pairwise(bounds):
             self._at(float(ordered[a]), action, mids[order[a:b]])
 
     # ======================================================================================================
