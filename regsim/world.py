@@ -448,7 +448,7 @@ class World(PaymentBehaviour, MessageDelivery):
             follow = active[(s.overdue(active) > 0) & follow_up]
             add(follow, DecisionKind.FOLLOW_UP, s.first_open[follow])
             j = np.minimum(s.came_due[active], s.capacity - 1)
-            soon = (s.came_due[active] < s.n[active]) & (s.due[active, j] - d == cfg.pre_due_days)
+            soon = (s.came_due[active] < s.n[active]) & (s.due_of(active, j) - d == cfg.pre_due_days)
             soon &= s.came_due[active] >= s.first_open[active]
             pre = active[soon]
             add(pre, DecisionKind.PRE_DUE, s.came_due[pre])
