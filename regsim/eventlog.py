@@ -176,7 +176,10 @@ class EventLog:
             unknown = set(columns) - _COLUMN_NAMES
             raise KeyError(f"unknown event columns {sorted(unknown)}; allowed: {sorted(_COLUMNS)}")
         if isinstance(time, float):
-            times: NDArray[np.float64] = np.full(n, time)
+            # One time for all rows: a read-only view of it with stride 0, as np.broadcast_to makes (no copy per
+            # row), built directly.
+            times: NDArray[np.float64] = np.ndarray((n,), np.float64, np.array([time], np.float64), 0, (0,))
+            times.flags.writeable = False
         elif type(time) is np.ndarray and time.dtype == np.float64 and time.shape == (n,):
             times = time
         else:
