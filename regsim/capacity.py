@@ -17,6 +17,7 @@ noon and at the end of the day.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
@@ -120,6 +121,7 @@ class _CallCentre:
         self.served_this_hour = 0
         self._running = False
         self._next_hour = 0.0
+        self._openings: NDArray[np.int64] | None = None
 
     def submit(self, message_ids: NDArray[np.int64]) -> None:
         if not len(message_ids):
@@ -131,7 +133,19 @@ class _CallCentre:
             self.env.process(self._serve())
 
     def _next_opening(self, now: float) -> float:
-        """The first hour mark at or after ``now`` at which the centre works."""
+        """The first hour mark at or after ``now`` at which the centre works.
+
+        :func:`next_opening`'s answer, looked up in the table of each hour mark's next opening (built on the
+        first call): the centre asks once per hour it serves, and a search from the evening walks the night's
+        hours one array step at a time. Outside the table (never in a run) the search itself answers.
+        """
+        if self._openings is None:
+            self._openings = _opening_table(self.hours, self.closed, self.calendar)
+        hour = math.ceil(float(now) * 24.0 - 1e-9)  # (the same IEEE operations as next_opening's)
+        if 0 <= hour < self.calendar.days * 24:
+            opening = int(self._openings[hour])
+            if opening - hour < _SEARCH_HOURS:
+                return opening / 24.0
         return float(next_opening(np.array([now]), self.hours, self.closed, self.calendar, self.name)[0])
 
     def _serve(self) -> Generator[Any, Any, None]:

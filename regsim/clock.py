@@ -23,9 +23,12 @@ Day = int | NDArray[np.int64]
 
 def at(value: Any, positions: NDArray[np.integer] | NDArray[np.bool_]) -> Any:
     """A day or time of some of the rows: a shared one as it is; per-row ones (one clock per row) at ``positions``."""
-    return value if np.ndim(value) == 0 else np.asarray(value)[positions]
+    # (A Python or NumPy scalar is recognised without ``np.ndim``: these run for every event of the world.)
+    if isinstance(value, (float, int)) or np.ndim(value) == 0:
+        return value
+    return np.asarray(value)[positions]
 
 
 def whole_day(t: Time) -> Day:
     """The day a time falls on (times are never negative), one or per element."""
-    return int(t) if np.ndim(t) == 0 else np.floor(t).astype(np.int64)
+    return int(t) if isinstance(t, float) or np.ndim(t) == 0 else np.floor(t).astype(np.int64)

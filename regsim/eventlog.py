@@ -120,6 +120,7 @@ EVENT_SCHEMA = pa.schema(
     + [pa.field(name, typ, metadata={"description": desc}) for name, (typ, _, desc) in _COLUMNS.items()]
 )
 
+_COLUMN_NAMES = frozenset(_COLUMNS)
 _NUMPY_DTYPES: dict[str, Any] = {
     name: (typ.index_type.to_pandas_dtype() if pa.types.is_dictionary(typ) else typ.to_pandas_dtype())
     for name, (typ, _, _) in _COLUMNS.items()
@@ -161,17 +162,32 @@ class EventLog:
             **columns: Further columns of :data:`EVENT_SCHEMA`, each a scalar or an array of the same length.
                 ``channel`` is an option index (0 = none); ``decision_kind`` a :class:`DecisionKind`.
         """
-        ids = np.atleast_1d(np.asarray(arrangement_id, dtype=np.int64))
+        # The world appends tens of thousands of small chunks per run: the common cases (an int64 array of ids,
+        # one float time or an aligned float array, array columns) skip NumPy's general conversions; every
+        # other input takes them, so what is stored is the same either way.
+        if type(arrangement_id) is np.ndarray and arrangement_id.dtype == np.int64 and arrangement_id.ndim == 1:
+            ids = arrangement_id
+        else:
+            ids = np.atleast_1d(np.asarray(arrangement_id, dtype=np.int64))
         n = len(ids)
         if n == 0:
             return
-        unknown = set(columns) - set(_COLUMNS)
-        if unknown:
+        if not _COLUMN_NAMES.issuperset(columns):
+            unknown = set(columns) - _COLUMN_NAMES
             raise KeyError(f"unknown event columns {sorted(unknown)}; allowed: {sorted(_COLUMNS)}")
-        chunk: dict[str, Any] = {"arrangement_id": ids, "time": np.broadcast_to(np.asarray(time, float), (n,))}
+        if isinstance(time, float):
+            # One time for all rows: a read-only view of it with stride 0, as np.broadcast_to makes (no copy per
+            # row), built directly.
+            times: NDArray[np.float64] = np.ndarray((n,), np.float64, np.array([time], np.float64), 0, (0,))
+            times.flags.writeable = False
+        elif type(time) is np.ndarray and time.dtype == np.float64 and time.shape == (n,):
+            times = time
+        else:
+            times = np.broadcast_to(np.asarray(time, float), (n,))
+        chunk: dict[str, Any] = {"arrangement_id": ids, "time": times}
         chunk["event"] = int(event)
         for name, value in columns.items():
-            chunk[name] = value if np.ndim(value) == 0 else np.asarray(value)
+            chunk[name] = value if type(value) is np.ndarray or np.ndim(value) == 0 else np.asarray(value)
         self._chunks.append((n, chunk))
         self._n += n
 
@@ -183,6 +199,11 @@ class EventLog:
         """
         n = self._n
         starts = np.cumsum([0] + [size for size, _ in self._chunks])
+        # Which chunks set each column, gathered in one pass (each column then visits only its own chunks).
+        setting: dict[str, list[int]] = {name: [] for name in _COLUMNS}
+        for k, (_, chunk) in enumerate(self._chunks):
+            for name in chunk:
+                setting[name].append(k)
         time = np.empty(n)
         for k, (size, chunk) in enumerate(self._chunks):
             time[starts[k] : starts[k] + size] = chunk["time"]
@@ -195,9 +216,8 @@ class EventLog:
                 continue
             string = pa.types.is_string(typ)
             col = np.full(n, None, dtype=object) if string else np.full(n, fill, dtype=_NUMPY_DTYPES[name])
-            for k, (size, chunk) in enumerate(self._chunks):
-                if name in chunk:
-                    col[starts[k] : starts[k] + size] = chunk[name]
+            for k in setting[name]:
+                col[starts[k] : starts[k + 1]] = self._chunks[k][1][name]
             col = col[order]
             if name == "event":
                 fields.append(pa.DictionaryArray.from_arrays(pa.array(col, pa.int8()), _EVENT_NAMES))

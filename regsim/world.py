@@ -27,6 +27,7 @@ The behaviour equations are in :mod:`regsim.behaviour` and docs/mechanisms.md.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Generator
 from typing import Any
 
@@ -447,7 +448,7 @@ class World(PaymentBehaviour, MessageDelivery):
             follow = active[(s.overdue(active) > 0) & follow_up]
             add(follow, DecisionKind.FOLLOW_UP, s.first_open[follow])
             j = np.minimum(s.came_due[active], s.capacity - 1)
-            soon = (s.came_due[active] < s.n[active]) & (s.due[active, j] - d == cfg.pre_due_days)
+            soon = (s.came_due[active] < s.n[active]) & (s.due_of(active, j) - d == cfg.pre_due_days)
             soon &= s.came_due[active] >= s.first_open[active]
             pre = active[soon]
             add(pre, DecisionKind.PRE_DUE, s.came_due[pre])
@@ -528,9 +529,24 @@ class World(PaymentBehaviour, MessageDelivery):
 
     def _at_each(self, times: NDArray[np.float64], action: Action, mids: NDArray[np.int64]) -> None:
         """Call ``action`` on each message at its own time ``times[i]``: one :meth:`_at` per distinct time, in
-        increasing order of time (the order in which their events are created)."""
-        for t in np.unique(times):
-            self._at(float(t), action, mids[times == t])
+        increasing order of time (the order in which their events are created).
+
+        Each group keeps the messages' own order. Most calls schedule one message or one time: those make one
+        event without sorting; more distinct times are split from one stable sort rather than a mask per time.
+        """
+        n = len(times)
+        if n == 0:
+            return
+        first = times[0]
+        if n == 1 or bool((times == first).all()):
+            self._at(float(first), action, mids.copy())
+            return
+        order = np.argsort(times, kind="stable")
+        ordered = times[order]
+        starts = np.flatnonzero(ordered[1:] != ordered[:-1]) + 1
+        bounds = [0, *starts.tolist(), n]
+        for a, b in itertools.pairwise(bounds):
+            self._at(float(ordered[a]), action, mids[order[a:b]])
 
     # ======================================================================================================
     # Outputs
