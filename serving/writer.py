@@ -183,6 +183,9 @@ class Writer:
         self.overlap = engine is not None and engine.dialect.name == "postgresql" if overlap is None else overlap
         self.ids = IdCounters()
         self._inflight: _InFlight | None = None
+        # The learner changes in memory while a transaction works; after a rollback it must take the state the
+        # store holds before the next transaction (see _forget_learned).
+        self._learner_stale = False
 
     # -- the event loop's side ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -349,12 +352,14 @@ class Writer:
         """The group in one transaction, committed before this returns (the serial path)."""
         try:
             with self.engine.begin() as conn, self.ids.allocating(conn) as ids:
+                self._reload_stale_learner(conn)
                 results, ws, keep = self._work(conn, group)
                 self.service.save_online(conn)
                 self.lease.confirm_with_ids(conn, ids.start, ids.now)
         except BaseException as exc:
             self.service.rolled_back()
             self.ids.forget()
+            self._forget_learned()
             if isinstance(exc, Exception) and not isinstance(exc, LeaseLostError) and not self._holds_lease():
                 raise LeaseLostError(LOST) from exc
             raise
@@ -380,6 +385,7 @@ class Writer:
         try:
             tx = conn.begin()
             with self.ids.allocating(conn) as ids:
+                self._reload_stale_learner(conn)
                 results, ws, keep = self._work(conn, group)
                 if before is not None:
                     try:
@@ -392,6 +398,8 @@ class Writer:
         except BaseException:
             conn.close()  # (rolls the transaction back)
             self.service.rolled_back()
+            # Not reloaded here: the group before may still be committing, and what the learner took from it is
+            # not in the store yet. _overlapped sees that commit through and then _redo forgets this group's part.
             raise
         self.ids.committed(ids)
         if keep:
@@ -401,13 +409,33 @@ class Writer:
     def _redo(self, group: list[WriteOp]) -> list[Result]:
         """Run a group again, without overlap, after a failed overlapped transaction.
 
-        What the failed transactions put into the cache, the id counters and the learner's save flags is
-        forgotten first: the cache is reloaded from the store as needed, the counters read again.
+        What the failed transactions put into the cache, the id counters and the online learner is forgotten
+        first: the cache is reloaded from the store as needed, the counters read again, the learner takes the
+        state the store holds (no commit is in flight here: the caller saw the one before through).
         """
         self.cache.clear()
         self.ids.forget()
         self.service.rolled_back()
+        self._forget_learned()
         return self._run(group)
+
+    def _forget_learned(self) -> None:
+        """After a rollback: the learner takes the state the store holds, so that the requests' next run (the
+        redo, or the client's retry after an error) does not teach it the same things twice. If the store cannot
+        be read now, the next transaction reloads it first (:meth:`_reload_stale_learner`)."""
+        if self.service.online is None:
+            return
+        self._learner_stale = True
+        try:
+            with self.engine.connect() as conn:
+                self._reload_stale_learner(conn)
+        except Exception:  # the store is failing too; the next transaction tries again
+            log.warning("the online learner could not be reloaded after a rollback; the next write reloads it")
+
+    def _reload_stale_learner(self, conn: Connection) -> None:
+        if self._learner_stale and self.service.online is not None:
+            self.service.online.reload(conn)
+            self._learner_stale = False
 
     def _holds_lease(self) -> bool:
         try:

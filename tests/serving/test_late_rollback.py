@@ -2,13 +2,12 @@
 
 The learner changes in memory while a transaction works (decisions registered for feedback, a late payment's
 correction of the learned statistics, :meth:`serving.online.OnlineLearner.rederived`). When the transaction
-fails, the writer forgets what the cache and the id counters took (:meth:`serving.writer.Writer._redo`, on
-PostgreSQL after a failed overlapped commit) but not what the learner took, so the request's second run (the
-writer's redo, or the client sending it again after a 500) teaches it the same things twice. Each test runs
-as shipped (a strict xfail: it fails, the bug) and with the writer making the learner take the state the store
-holds first (:meth:`serving.online.OnlineLearner.reload`, wired in by the test: the writer is not this
-module's to change), checked against an independent in-order run of the stored log
-(:func:`tests.serving.test_late_learner._in_order_truth`).
+fails, the writer forgets what the cache and the id counters took and makes the learner take the state the store holds
+(:meth:`serving.online.OnlineLearner.reload`, from :meth:`serving.writer.Writer._redo` on PostgreSQL after a
+failed overlapped commit, and from the serial path's failed transaction), so the request's second run (the
+writer's redo, or the client sending it again after a 500) teaches it each thing once. Checked against an
+independent in-order run of the stored log (:func:`tests.serving.test_late_learner._in_order_truth`); without
+the reload the learner takes a late payment's correction twice and registers a decision twice for feedback.
 """
 
 from __future__ import annotations
@@ -25,37 +24,12 @@ from tests.serving.conftest import AUTH, make_settings
 from tests.serving.test_late_learner import _assert_same_statistics, _in_order_truth, _recording_taken
 
 
-@pytest.mark.parametrize(
-    "reloading",
-    [
-        pytest.param(
-            False,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="the writer's _redo does not yet reload the learner (OnlineLearner.reload): learned twice",
-            ),
-            id="as-shipped",
-        ),
-        pytest.param(True, id="redo-reloads-the-learner"),
-    ],
-)
 def test_a_late_payment_whose_commit_fails_is_learned_once(
-    postgres_server: Any, linucb_artifact: Path, monkeypatch: pytest.MonkeyPatch, reloading: bool
+    postgres_server: Any, linucb_artifact: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """``reloading``: the writer's ``_redo`` first makes the learner take the state the store holds
-    (:meth:`serving.online.OnlineLearner.reload`), as the cache and the id counters forget theirs."""
+    """PostgreSQL (overlapped commits): a late payment's commit, then a decision's, fails once; the writer's
+    redo runs each again on the state the store holds."""
     import serving.writer as writer_module
-
-    if reloading:
-        real_redo = writer_module.Writer._redo
-
-        def reloading_redo(self: Any, group: Any) -> Any:
-            if self.service.online is not None:
-                with self.engine.connect() as conn:
-                    self.service.online.reload(conn)
-            return real_redo(self, group)
-
-        monkeypatch.setattr(writer_module.Writer, "_redo", reloading_redo)
 
     taken = _recording_taken(monkeypatch)
     real_commit = writer_module._commit
@@ -72,7 +46,7 @@ def test_a_late_payment_whose_commit_fails_is_learned_once(
         real_commit(conn, tx)
 
     monkeypatch.setattr(writer_module, "_commit", failing_commit)
-    store = postgres_server.create_database(f"late_commit_failure_{int(reloading)}")
+    store = postgres_server.create_database("late_commit_failure")
     app = create_app(make_settings(store, policy=str(linucb_artifact)))
     with TestClient(app, headers=AUTH) as api:
         assert app.state.regsim.writer.overlap
@@ -116,30 +90,15 @@ def test_a_late_payment_whose_commit_fails_is_learned_once(
         assert np.isfinite(learner.policy.learned)
 
 
-@pytest.mark.parametrize(
-    "reloading",
-    [
-        pytest.param(
-            False,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="the writer's serial path does not yet reload the learner after a failed transaction",
-            ),
-            id="as-shipped",
-        ),
-        pytest.param(True, id="a-failed-transaction-reloads-the-learner"),
-    ],
-)
 def test_a_request_whose_transaction_fails_and_is_sent_again_is_learned_once(
-    tmp_path: Path, linucb_artifact: Path, monkeypatch: pytest.MonkeyPatch, reloading: bool
+    tmp_path: Path, linucb_artifact: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """SQLite (the serial writer): a late payment's transaction, then a decision's, fails after its work (the
-    client is answered 500 and sends it again); the learner takes each once. ``reloading``: a failed
-    transaction makes the learner take the state the store holds."""
+    client is answered 500 and sends it again); the learner takes each once."""
     import serving.writer as writer_module
 
     taken = _recording_taken(monkeypatch)
-    real_work, real_transaction = writer_module.Writer._work, writer_module.Writer._transaction
+    real_work = writer_module.Writer._work
     fail_next = [False]
 
     def failing_work(self: Any, conn: Any, group: Any) -> Any:
@@ -149,18 +108,7 @@ def test_a_request_whose_transaction_fails_and_is_sent_again_is_learned_once(
             raise RuntimeError("the transaction failed after its work")
         return out
 
-    def reloading_transaction(self: Any, group: Any) -> Any:
-        try:
-            return real_transaction(self, group)
-        except Exception:
-            if self.service.online is not None:
-                with self.engine.connect() as conn:
-                    self.service.online.reload(conn)
-            raise
-
     monkeypatch.setattr(writer_module.Writer, "_work", failing_work)
-    if reloading:
-        monkeypatch.setattr(writer_module.Writer, "_transaction", reloading_transaction)
     app = create_app(make_settings(f"sqlite:///{tmp_path / 'store.db'}", policy=str(linucb_artifact)))
     with TestClient(app, headers=AUTH, raise_server_exceptions=False) as api:
 
