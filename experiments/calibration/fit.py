@@ -14,7 +14,8 @@ adds 1 (one standard error off); a parameter vector that gives no valid world sc
 Minimisation over the unit cube of the spec's bounds (``theta = low + u (high - low)``) from the base world's
 values (clipped into the bounds), by :mod:`experiments.calibration.optimiser`: optuna's CMA-ES by default
 (generations of ``popsize`` in parallel, budget ``10P``, stopping once Q is at most ``d + 2 sqrt(2 d)`` for
-``d = K - P`` degrees of freedom) or DFO-LS (a trust-region Gauss-Newton method on interpolation models of the residuals
+``d = K - P`` degrees of freedom, after at least half its budget) or DFO-LS (a trust-region Gauss-Newton method
+on interpolation models of the residuals
 ``r_k = (\\hat m_k - m_k) / \\sqrt{v_k}``, its first ``P + 1`` points in parallel, then one simulation at a time;
 its trust region stops at the simulation's roughness scale, 3% of each range). Neither needs a gradient, which the
 objective does not have in any useful sense (a simulation is piecewise constant in a parameter at a fixed seed).
@@ -312,7 +313,9 @@ def fit(
             search = dfo_ls_search(evaluate, x0, budget=budget, seed=seed, target=target)
         elif optimiser == "cma-es":
             popsize = max(4 + math.floor(3 * math.log(p)), 2 * workers if workers > 1 else 0)
-            search = cma_es_search(evaluate, x0, budget=budget, seed=seed, popsize=popsize, target=target)
+            search = cma_es_search(
+                evaluate, x0, budget=budget, seed=seed, popsize=popsize, target=target, min_evaluations=budget // 2
+            )
         else:
             raise ValueError(f"--optimiser: expected one of {', '.join(OPTIMISERS)}, got {optimiser!r}")
         if not quiet:

@@ -22,7 +22,9 @@ scales with ``P``. Each returns a :class:`Search`: the best point, its Q, the ev
 
 Convergence stop (both): Q at or below ``target`` (the fit passes ``d + 2 sqrt(2 d)`` for ``d`` degrees of
 freedom, :func:`fit_target`: the objective a correct model reaches with probability about 0.98, so searching
-further would fit noise); CMA-ES, optionally (``patience``), also when the best Q has fallen by less than
+further would fit noise), for CMA-ES only once ``min_evaluations`` have run (the fit passes half the budget: a
+population search's first generations can land below the target by luck, far from the optimum); CMA-ES,
+optionally (``patience``), also when the best Q has fallen by less than
 :data:`CMA_TOLERANCE` over ``patience`` generations (off by default: on the 8,000-arrangement recovery a patience
 of 3 stopped at Q = 363 on 262 degrees of freedom, where 120 trials reached 265).
 
@@ -250,6 +252,7 @@ def cma_es_search(
     seed: int,
     popsize: int,
     target: float | None = None,
+    min_evaluations: int = 0,
     tolerance: float = CMA_TOLERANCE,
     patience: int | None = None,
 ) -> Search:
@@ -283,7 +286,7 @@ def cma_es_search(
                 best_u, best_q = u, q
         counted += len(us)
         history.append(best_q)
-        if target is not None and best_q <= target:
+        if target is not None and best_q <= target and counted >= min_evaluations:
             stop, message = "converged", f"best Q {best_q:.1f} at or below the target {target:.1f}"
             break
         if (
@@ -306,6 +309,7 @@ def cma_es_search(
         settings=(
             ("popsize", float(popsize)),
             ("target", math.nan if target is None else target),
+            ("min_evaluations", float(min_evaluations)),
             ("tolerance", tolerance),
             ("patience", float(patience or 0)),
         ),

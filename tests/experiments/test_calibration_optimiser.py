@@ -124,6 +124,9 @@ def test_both_stop_once_the_objective_reaches_its_target() -> None:
     assert early.stop == "converged" and early.objective <= target and early.evaluations < full.evaluations
     assert "target" in early.message and early.evaluations % 6 == 0
     problem = Problem()
+    later = cma_es_search(problem, np.full(P, 0.5), budget=60, seed=1, popsize=6, target=target, min_evaluations=40)
+    assert later.stop == "converged" and later.evaluations == max(42, early.evaluations)
+    problem = Problem()
     dfo = dfo_ls_search(problem, np.full(P, 0.5), budget=100, seed=1, target=target)
     assert dfo.stop == "converged" and dfo.objective <= target
     assert dfo.evaluations < dfo_ls_search(Problem(), np.full(P, 0.5), budget=100, seed=1).evaluations
