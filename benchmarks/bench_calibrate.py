@@ -16,9 +16,9 @@ Steps, in one run:
 3. The command: ``regsim calibrate --log OUT_DIR/log --world default --params OUT_DIR/spec.yaml --out
    OUT_DIR/fit --workers W`` in a child process (its progress and summary in ``OUT_DIR/calibrate.stderr`` and
    ``.stdout``): only the flags a user must give and the machine's core count; every other setting (optimiser
-   CMA-ES with its budget of ``10P`` simulations in whole generations and its convergence stop, local design of
+   CMA-ES with its whole budget of ``10P`` simulations in whole generations, local design of
    ``6P``, simulation size, bootstrap) is the command's default: at 20 parameters and 2 workers, generations of
-   12, at most 17 of them (204) + 120 + 1 = 325 simulations. The spec is the ten parameters of
+   12, 17 of them (204) + 120 + 1 = 325 simulations. The spec is the ten parameters of
    ``configs/calibration/recovery.yaml`` then further attentions, willingness, notice probabilities, reminder
    effects and the shock duration (:data:`_MORE`), ``--params`` of them.
 
