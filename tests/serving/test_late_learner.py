@@ -10,6 +10,7 @@ observed at the boundary after it, then ``mature`` and ``update``), as the world
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,34 @@ from serving.settings import DEFAULT_POPULATION
 from serving.store import iter_event_tables
 from serving.taken_contexts import taken_contexts
 from tests.serving.conftest import AUTH, make_settings
+
+Post = Callable[[str, dict[str, Any]], dict[str, Any]]
+
+
+def poster(api: TestClient) -> Post:
+    """``post(path, body)`` through ``api``: asserts a 200 or 201 and returns the JSON answer."""
+
+    def post(path: str, body: dict[str, Any]) -> dict[str, Any]:
+        r = api.post(path, json=body)
+        assert r.status_code in (200, 201), r.text
+        out: dict[str, Any] = r.json()
+        return out
+
+    return post
+
+
+def open_with_pre_due_decisions(post: Post, n: int) -> None:
+    """Arrangements 1..n registered at day 0 (EUR 300 in 3 installments, due day 5), their plan-creation
+    decisions taken, the clock moved to day 30 and their pre-due decisions taken at day 33."""
+    for aid in range(1, n + 1):
+        body = {"arrangement_id": aid, "time": 0.0, "debt_eur": 300.0, "n_installments": 3, "due_day": 5}
+        post("/v1/arrangements", body)
+    ids = range(1, n + 1)
+    post(
+        "/v1/decisions/batch", {"decisions": [{"arrangement_id": a, "kind": "plan_created", "time": 0.0} for a in ids]}
+    )
+    post("/v1/clock", {"time": 30.0})
+    post("/v1/decisions/batch", {"decisions": [{"arrangement_id": a, "kind": "pre_due", "time": 33.0} for a in ids]})
 
 
 def _in_order_truth(artifact: Path, engine: sa.Engine, last_day: int, taken: dict[int, Any]) -> Any:
@@ -89,25 +118,9 @@ def test_late_payments_give_the_learner_the_statistics_of_in_order_processing(
     monkeypatch.setattr(OnlineLearner, "add_decisions", recording)
     app = create_app(make_settings(f"sqlite:///{tmp_path / 'store.db'}", policy=str(linucb_artifact)))
     with TestClient(app, headers=AUTH) as api:
+        post = poster(api)
 
-        def post(path: str, body: dict[str, Any]) -> dict[str, Any]:
-            r = api.post(path, json=body)
-            assert r.status_code in (200, 201), r.text
-            out: dict[str, Any] = r.json()
-            return out
-
-        for aid in range(1, 7):
-            body = {"arrangement_id": aid, "time": 0.0, "debt_eur": 300.0, "n_installments": 3, "due_day": 5}
-            post("/v1/arrangements", body)
-        post(
-            "/v1/decisions/batch",
-            {"decisions": [{"arrangement_id": a, "kind": "plan_created", "time": 0.0} for a in range(1, 7)]},
-        )
-        post("/v1/clock", {"time": 30.0})
-        post(
-            "/v1/decisions/batch",
-            {"decisions": [{"arrangement_id": a, "kind": "pre_due", "time": 33.0} for a in range(1, 7)]},
-        )
+        open_with_pre_due_decisions(post, 6)
         post("/v1/events", {"arrangement_id": 2, "type": "payment", "amount_eur": 100.0, "time": 34.0})  # in order
         post("/v1/events", {"arrangement_id": 6, "type": "payment", "amount_eur": 100.0, "time": 40.0})  # in order
         post("/v1/clock", {"time": 44.0})
@@ -193,25 +206,9 @@ def test_two_late_payments_before_a_matured_decision_keep_the_context_it_was_tak
     url = store_url
     app = create_app(make_settings(url, policy=str(linucb_artifact)))
     with TestClient(app, headers=AUTH) as api:
+        post = poster(api)
 
-        def post(path: str, body: dict[str, Any]) -> dict[str, Any]:
-            r = api.post(path, json=body)
-            assert r.status_code in (200, 201), r.text
-            out: dict[str, Any] = r.json()
-            return out
-
-        for aid in range(1, 4):
-            body = {"arrangement_id": aid, "time": 0.0, "debt_eur": 300.0, "n_installments": 3, "due_day": 5}
-            post("/v1/arrangements", body)
-        post(
-            "/v1/decisions/batch",
-            {"decisions": [{"arrangement_id": a, "kind": "plan_created", "time": 0.0} for a in range(1, 4)]},
-        )
-        post("/v1/clock", {"time": 30.0})
-        post(
-            "/v1/decisions/batch",
-            {"decisions": [{"arrangement_id": a, "kind": "pre_due", "time": 33.0} for a in range(1, 4)]},
-        )
+        open_with_pre_due_decisions(post, 3)
         post("/v1/clock", {"time": 56.0})  # the day-33 decisions matured at 47
         learner = app.state.regsim.online
         assert learner.day == 56 and learner.policy.learned > 0
@@ -252,25 +249,9 @@ def test_a_decision_pending_across_a_restart_matures_in_the_context_it_was_taken
     taken = _recording_taken(monkeypatch)
     url = store_url
     with TestClient(create_app(make_settings(url, policy=str(linucb_artifact))), headers=AUTH) as api:
+        post = poster(api)
 
-        def post(path: str, body: dict[str, Any]) -> dict[str, Any]:
-            r = api.post(path, json=body)
-            assert r.status_code in (200, 201), r.text
-            out: dict[str, Any] = r.json()
-            return out
-
-        for aid in range(1, 3):
-            body = {"arrangement_id": aid, "time": 0.0, "debt_eur": 300.0, "n_installments": 3, "due_day": 5}
-            post("/v1/arrangements", body)
-        post(
-            "/v1/decisions/batch",
-            {"decisions": [{"arrangement_id": a, "kind": "plan_created", "time": 0.0} for a in range(1, 3)]},
-        )
-        post("/v1/clock", {"time": 30.0})
-        post(
-            "/v1/decisions/batch",
-            {"decisions": [{"arrangement_id": a, "kind": "pre_due", "time": 33.0} for a in range(1, 3)]},
-        )
+        open_with_pre_due_decisions(post, 2)
         post("/v1/clock", {"time": 40.0})
         assert post("/v1/events", {"arrangement_id": 1, "type": "payment", "amount_eur": 50.0, "time": 32.0})["late"]
         assert post("/v1/events", {"arrangement_id": 1, "type": "payment", "amount_eur": 20.0, "time": 38.0})["late"]

@@ -21,7 +21,13 @@ from fastapi.testclient import TestClient
 
 from serving.app import create_app
 from tests.serving.conftest import AUTH, make_settings
-from tests.serving.test_late_learner import _assert_same_statistics, _in_order_truth, _recording_taken
+from tests.serving.test_late_learner import (
+    _assert_same_statistics,
+    _in_order_truth,
+    _recording_taken,
+    open_with_pre_due_decisions,
+    poster,
+)
 
 
 def test_a_late_payment_whose_commit_fails_is_learned_once(
@@ -51,24 +57,9 @@ def test_a_late_payment_whose_commit_fails_is_learned_once(
     with TestClient(app, headers=AUTH) as api:
         assert app.state.regsim.writer.overlap
 
-        def post(path: str, body: dict[str, Any]) -> dict[str, Any]:
-            r = api.post(path, json=body)
-            assert r.status_code in (200, 201), r.text
-            out: dict[str, Any] = r.json()
-            return out
+        post = poster(api)
 
-        for aid in range(1, 4):
-            body = {"arrangement_id": aid, "time": 0.0, "debt_eur": 300.0, "n_installments": 3, "due_day": 5}
-            post("/v1/arrangements", body)
-        post(
-            "/v1/decisions/batch",
-            {"decisions": [{"arrangement_id": a, "kind": "plan_created", "time": 0.0} for a in range(1, 4)]},
-        )
-        post("/v1/clock", {"time": 30.0})
-        post(
-            "/v1/decisions/batch",
-            {"decisions": [{"arrangement_id": a, "kind": "pre_due", "time": 33.0} for a in range(1, 4)]},
-        )
+        open_with_pre_due_decisions(post, 3)
         post("/v1/clock", {"time": 56.0})  # the day-33 decisions matured at 47
         learner = app.state.regsim.online
         # Late, after the day-33 decision, within its window: its reward changes. The commit fails once.
@@ -111,30 +102,14 @@ def test_a_request_whose_transaction_fails_and_is_sent_again_is_learned_once(
     monkeypatch.setattr(writer_module.Writer, "_work", failing_work)
     app = create_app(make_settings(f"sqlite:///{tmp_path / 'store.db'}", policy=str(linucb_artifact)))
     with TestClient(app, headers=AUTH, raise_server_exceptions=False) as api:
-
-        def post(path: str, body: dict[str, Any]) -> dict[str, Any]:
-            r = api.post(path, json=body)
-            assert r.status_code in (200, 201), r.text
-            out: dict[str, Any] = r.json()
-            return out
+        post = poster(api)
 
         def post_failing_once(path: str, body: dict[str, Any]) -> dict[str, Any]:
             fail_next[0] = True
             assert api.post(path, json=body).status_code == 500
             return post(path, body)
 
-        for aid in range(1, 4):
-            body = {"arrangement_id": aid, "time": 0.0, "debt_eur": 300.0, "n_installments": 3, "due_day": 5}
-            post("/v1/arrangements", body)
-        post(
-            "/v1/decisions/batch",
-            {"decisions": [{"arrangement_id": a, "kind": "plan_created", "time": 0.0} for a in range(1, 4)]},
-        )
-        post("/v1/clock", {"time": 30.0})
-        post(
-            "/v1/decisions/batch",
-            {"decisions": [{"arrangement_id": a, "kind": "pre_due", "time": 33.0} for a in range(1, 4)]},
-        )
+        open_with_pre_due_decisions(post, 3)
         post("/v1/clock", {"time": 56.0})
         learner = app.state.regsim.online
         late = {"arrangement_id": 1, "type": "payment", "amount_eur": 100.0, "time": 35.0}
