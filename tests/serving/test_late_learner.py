@@ -107,15 +107,7 @@ def _assert_same_statistics(served: Any, truth: Any) -> None:
 def test_late_payments_give_the_learner_the_statistics_of_in_order_processing(
     tmp_path: Path, linucb_artifact: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    taken: dict[int, Any] = {}
-    add = OnlineLearner.add_decisions
-
-    def recording(self: OnlineLearner, ids: list[int], time: float, contexts: Any, actions: Any, prop: Any) -> None:
-        for k, decision_id in enumerate(ids):
-            taken[int(decision_id)] = (int(time), contexts.take(np.array([k])), actions[k : k + 1], prop[k : k + 1])
-        add(self, ids, time, contexts, actions, prop)
-
-    monkeypatch.setattr(OnlineLearner, "add_decisions", recording)
+    taken = _recording_taken(monkeypatch)
     app = create_app(make_settings(f"sqlite:///{tmp_path / 'store.db'}", policy=str(linucb_artifact)))
     with TestClient(app, headers=AUTH) as api:
         post = poster(api)
