@@ -31,6 +31,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             ("--bootstrap", args.bootstrap, 2),
             ("--min-count", args.min_count, 1),
             ("--draws", args.draws, 2),
+            ("--refine", 0 if args.refine is None else args.refine, 0),
         ):
             if value < least:
                 raise ValueError(f"{flag}: expected an integer >= {least}, got {value}")
@@ -45,6 +46,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             world,
             spec,
             trials=args.trials,
+            refine=args.refine,
             seed=args.seed,
             optimiser=args.optimiser,
             holdout_months=args.holdout_months,
@@ -114,14 +116,21 @@ def add_calibrate_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser
         choices=("cma-es", "dfo-ls"),
         default="cma-es",
         help="minimiser of the objective: CMA-ES (generations in parallel) or DFO-LS (trust-region Gauss-Newton on "
-        "the residuals, down to the simulation's roughness scale); either stops once the objective is at most "
-        "dof + 2 sqrt(2 dof) (default: cma-es)",
+        "the residuals, down to the simulation's roughness scale), then the Gauss-Newton refinement (default: cma-es)",
     )
     cal.add_argument(
         "--trials",
         type=int,
         default=None,
-        help="the optimiser's simulations at most (default: 10P for cma-es, 5P+1 for dfo-ls; P parameters)",
+        help="the optimiser's simulations at most (default: 4P for cma-es before the refinement, 10P without it; "
+        "5P+1 for dfo-ls; P parameters)",
+    )
+    cal.add_argument(
+        "--refine",
+        type=int,
+        default=None,
+        help="simulations of the iterated Gauss-Newton refinement after the optimiser (local regression models over "
+        "independent seeds in a trust region; default: 12P); 0: one local design of 6P and one Gauss-Newton step",
     )
     cal.add_argument("--executor", choices=("local", "ray"), default="local", help="local processes or Ray tasks")
     cal.add_argument("--workers", type=int, default=1, help="parallel simulations (default: 1)")

@@ -37,6 +37,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
@@ -53,7 +54,21 @@ from experiments.calibration.optimiser import (
 from experiments.calibration.replaying import Pairing, ReplayStats
 from experiments.calibration.simulation import Executor, SimulationJob, run_points, simulate_point
 
-__all__ = ["INVALID", "FitResult", "LocalModel", "Objective", "Trial", "fit", "local_model", "scaled_curvature"]
+if TYPE_CHECKING:
+    from experiments.calibration.gauss_newton import GaussNewtonResult
+
+__all__ = [
+    "INVALID",
+    "REFINED_CMA_BUDGET",
+    "REFINE_BUDGET",
+    "FitResult",
+    "LocalModel",
+    "Objective",
+    "Trial",
+    "fit",
+    "local_model",
+    "scaled_curvature",
+]
 
 log = logging.getLogger("regsim.calibrate")
 
@@ -122,6 +137,7 @@ class FitResult:
         objective_dof: Moments minus parameters (the degrees of freedom of Q at a correct model).
         search: The optimiser's result: which, its settings, evaluations, and why it stopped.
         pairing: How simulated arrangements took the log's decisions.
+        refinement: The iterated Gauss-Newton stage (its iterations, why it stopped), ``None`` when it did not run.
     """
 
     estimate: NDArray[np.float64]
@@ -136,6 +152,7 @@ class FitResult:
     objective_dof: int = 0
     search: Search | None = None
     pairing: Pairing = "arrangement"
+    refinement: GaussNewtonResult | None = None
 
 
 def _start(job: SimulationJob) -> NDArray[np.float64]:
@@ -173,6 +190,10 @@ class LocalModel:
 #: Half-width of the local design around the optimum, as a share of each parameter's range.
 LOCAL_SPREAD = 0.3
 #: The local design's point ``i`` runs with seed ``LOCAL_SEED_OFFSET + seed + i``.
+#: CMA-ES's default budget before the refinement, per parameter (it finds the basin; the refinement the optimum).
+REFINED_CMA_BUDGET = 4
+#: The iterated Gauss-Newton refinement's default budget, per parameter (about six iterations of ``2P + 1``).
+REFINE_BUDGET = 12
 LOCAL_SEED_OFFSET = 1_000_003
 
 
@@ -243,33 +264,48 @@ def fit(
     ray_address: str | None = None,
     quiet: bool = False,
     local: int | None = None,
+    refine: int | None = None,
 ) -> FitResult:
     """Fit the spec's parameters to the log's moments (module docstring).
 
     Args:
         job: The simulations' shared job (its design must be ``moments.design``).
         moments: The log's moments.
-        trials: The optimiser's evaluations at most (default: its budget for the spec's ``P``,
-            :func:`~experiments.calibration.optimiser.default_budget`; CMA-ES rounds up to whole generations);
-            the local design adds ``local`` and the Gauss-Newton step one.
+        trials: The optimiser's evaluations at most (default: :data:`REFINED_CMA_BUDGET` ``P`` for CMA-ES
+            followed by the refinement, else the optimiser's own budget for the spec's ``P``,
+            :func:`~experiments.calibration.optimiser.default_budget`; CMA-ES rounds up to whole generations).
         seed: The common-random-numbers seed of every simulation, and the optimiser's seed.
         optimiser: ``cma-es`` or ``dfo-ls`` (:mod:`experiments.calibration.optimiser`).
         executor: ``local`` or ``ray``.
         workers: Parallel simulations.
         ray_address: A Ray cluster.
         quiet: No progress output.
-        local: Simulations of the local design (default ``6P``, at least ``P + 2``).
+        local: New design points per refinement iteration (default ``2P``), or, with ``refine=0``, the one local
+            design's (default ``6P``); at least ``P + 2``.
+        refine: Simulations of the iterated Gauss-Newton refinement (:mod:`experiments.calibration.gauss_newton`;
+            default :data:`REFINE_BUDGET` ``P``); 0: one local design of ``local`` points and one Gauss-Newton step.
 
     Raises:
-        ValueError: ``trials`` < 1 or an unknown optimiser.
+        ValueError: ``trials`` < 1, ``refine`` < 0 or an unknown optimiser.
     """
+    from experiments.calibration.gauss_newton import iterated_gauss_newton  # it imports this module's model
+
     started = time.perf_counter()
     spec = job.spec
     p = len(spec)
-    budget = default_budget(optimiser, p) if trials is None else trials
+    refine = REFINE_BUDGET * p if refine is None else refine
+    if refine < 0:
+        raise ValueError(f"refine: expected an integer >= 0, got {refine}")
+    if trials is not None:
+        budget = trials
+    elif refine > 0 and optimiser == "cma-es":
+        budget = REFINED_CMA_BUDGET * p
+    else:
+        budget = default_budget(optimiser, p)
     if budget < 1:
         raise ValueError(f"trials: expected an integer >= 1, got {budget}")
-    local = max(local if local is not None else 6 * p, p + 2)
+    local = max(local if local is not None else (2 if refine > 0 else 6) * p, p + 2)
+    refine = max(refine, local + 1) if refine > 0 else 0
     objective = Objective.from_log(moments, job.arrangements)
     lows, widths = spec.lows, spec.highs - spec.lows
     scale = np.sqrt(objective.variance)
@@ -325,33 +361,75 @@ def fit(
             log.info("%s stopped (%s) at %d sims: %s", optimiser, search.stop, search.evaluations, search.message)
         best_value, best_theta, best_sim, replay = best[0]
         rng = np.random.default_rng([seed, 0x4C4F43])  # the local design's own stream
-        points = local_points(job, best_theta, local, rng)
-        # Each point of the local design has its own seed: at one seed the moments are a rough function of the
-        # parameters at every scale, so a regression over one seed's points inherits a slope that is roughness,
-        # which no residual shows; over independent seeds the roughness is independent noise, which the residual
-        # variance measures and scaled_curvature takes off.
-        seeds = [LOCAL_SEED_OFFSET + seed + i for i in range(len(points))]
-        results = run_points(
-            job,
-            list(zip(points, seeds, strict=True)),
-            executor=executor,
-            workers=workers,
-            ray_address=ray_address,
-            desc="local design",
-            quiet=quiet,
-        )
-        for pt, r in zip(points, results, strict=True):
-            history.append(Trial(tuple(float(x) for x in pt), objective.value(r.values), "local"))
-        design_x = np.array(points)
-        design_y = np.array([r.values for r in results])
-        model = local_model(design_x, design_y, best_theta, widths)
-        candidate = spec.clip(best_theta + gauss_newton_step(objective, model, widths))
-        res = simulate_point(job_path, 0, [float(v) for v in candidate], seed)
-    q = objective.value(res.values)
-    history.append(Trial(tuple(float(x) for x in candidate), q, "gauss-newton"))
-    accepted = q < best_value
-    if accepted:
-        best_value, best_theta, best_sim, replay = q, candidate, res.values, res.replay
+        design_seeds = iter(range(LOCAL_SEED_OFFSET + seed, LOCAL_SEED_OFFSET + seed + 10**9))
+
+        def evaluate_design(points: Sequence[NDArray[np.float64]], desc: str = "local design") -> NDArray[np.float64]:
+            # Each design point has its own seed: at one seed the moments are a rough function of the parameters
+            # at every scale, so a regression over one seed's points inherits a slope that is roughness, which no
+            # residual shows; over independent seeds the roughness is independent noise, which the residual
+            # variance measures and scaled_curvature takes off.
+            seeds = [next(design_seeds) for _ in points]
+            results = run_points(
+                job,
+                list(zip(points, seeds, strict=True)),
+                executor=executor,
+                workers=workers,
+                ray_address=ray_address,
+                desc=desc,
+                quiet=quiet,
+            )
+            for pt, r in zip(points, results, strict=True):
+                history.append(Trial(tuple(float(x) for x in pt), objective.value(r.values), "local"))
+            return np.array([r.values for r in results])
+
+        def evaluate_step(theta: NDArray[np.float64]) -> tuple[float, NDArray[np.float64]]:
+            res = simulate_point(job_path, 0, [float(v) for v in theta], seed)
+            q = objective.value(res.values)
+            history.append(Trial(tuple(float(x) for x in theta), q, "gauss-newton"))
+            steps.append((q, theta, res.values, res.replay))
+            return q, res.values
+
+        steps: list[tuple[float, NDArray[np.float64], NDArray[np.float64], ReplayStats]] = []
+        refinement: GaussNewtonResult | None = None
+        if refine > 0:
+            refinement = iterated_gauss_newton(
+                objective,
+                lows,
+                spec.highs,
+                best_theta,
+                best_value,
+                best_sim,
+                evaluate_design,
+                evaluate_step,
+                budget=refine,
+                per_iteration=local,
+                rng=rng,
+                box=LOCAL_SPREAD,
+            )
+            model = refinement.model
+            if not quiet:
+                log.info(
+                    "gauss-newton stopped (%s) after %d iterations, %d sims: Q %.1f, box %.3g",
+                    refinement.stop,
+                    len(refinement.iterations),
+                    refinement.simulations,
+                    refinement.objective,
+                    refinement.box,
+                )
+        else:
+            points = local_points(job, best_theta, local, rng)
+            model = local_model(np.array(points), evaluate_design(points), best_theta, widths)
+            evaluate_step(spec.clip(best_theta + gauss_newton_step(objective, model, widths)))
+    accepted = False
+    if refinement is not None:
+        accepted = any(it.accepted for it in refinement.iterations)
+        for q, theta, sim, rep in steps:
+            if theta is refinement.center:
+                best_value, best_theta, best_sim, replay = q, theta, sim, rep
+    else:
+        for q, theta, sim, rep in steps:
+            if q < best_value:
+                best_value, best_theta, best_sim, replay, accepted = q, theta, sim, rep, True
     return FitResult(
         estimate=np.asarray(best_theta, float),
         objective=best_value,
@@ -365,6 +443,7 @@ def fit(
         objective_dof=len(objective.target) - p,
         search=search,
         pairing=job.pairing,
+        refinement=refinement,
     )
 
 

@@ -90,6 +90,7 @@ def recover(
     arrangements: int,
     months: int,
     trials: int | None = None,
+    refine: int | None = None,
     seed: int,
     log_seed: int,
     optimiser: OptimiserName = "cma-es",
@@ -119,6 +120,7 @@ def recover(
         base,
         spec,
         trials=trials,
+        refine=refine,
         seed=seed,
         optimiser=optimiser,
         holdout_months=holdout_months,
@@ -150,7 +152,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m experiments.calibration.recovery", description=__doc__)
     parser.add_argument("--arrangements", type=int, default=5000)
     parser.add_argument("--months", type=int, default=6)
-    parser.add_argument("--trials", type=int, default=None, help="the optimiser's budget (default: its own for P)")
+    parser.add_argument("--trials", type=int, default=None, help="the optimiser's budget (default: the fit's for P)")
+    parser.add_argument(
+        "--refine", type=int, default=None, help="the Gauss-Newton refinement's simulations (default: 12P; 0: one step)"
+    )
     parser.add_argument("--optimiser", choices=OPTIMISERS, default="cma-es")
     parser.add_argument("--holdout-months", type=int, default=1)
     parser.add_argument("--draws", type=int, default=10)
@@ -169,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         arrangements=args.arrangements,
         months=args.months,
         trials=args.trials,
+        refine=args.refine,
         seed=args.seed,
         optimiser=args.optimiser,
         log_seed=args.log_seed,

@@ -27,7 +27,7 @@ from experiments.calibration.moments import LogMoments, log_moments, months_in
 from experiments.calibration.optimiser import OptimiserName
 from experiments.calibration.ranking import DEFAULT_CANDIDATES, Ranking, is_stochastic, rank_candidates
 from experiments.calibration.replaying import LoggedDecisions, Pairing
-from experiments.calibration.simulation import Executor, SimulationJob
+from experiments.calibration.simulation import Executor, SimulationJob, sized_world
 from experiments.calibration.spec import Spec
 from regsim.config import WorldConfig
 from regsim.eventlog import read_events
@@ -106,6 +106,7 @@ def calibrate(
     spec: Spec,
     *,
     trials: int | None = None,
+    refine: int | None = None,
     seed: int,
     optimiser: OptimiserName = "cma-es",
     holdout_months: int = 0,
@@ -127,7 +128,8 @@ def calibrate(
         events: The event log.
         base: The world whose fields the spec names (its calendar start must be the log's).
         spec: The fitted parameters.
-        trials: The optimiser's evaluations at most (default: its budget for the spec's size).
+        trials: The optimiser's evaluations at most (default: :func:`~experiments.calibration.fit.fit`'s).
+        refine: Simulations of the iterated Gauss-Newton refinement (default: ``fit``'s, ``12P``; 0: one step).
         optimiser: ``cma-es`` or ``dfo-ls`` (:mod:`~experiments.calibration.optimiser`).
         seed: The top seed (the fit's common-random-numbers seed).
         holdout_months: The log's last months held out for the back-test (0: none).
@@ -164,7 +166,8 @@ def calibrate(
     rng = np.random.default_rng([seed, 0x424F4F54])  # "BOOT": the bootstrap's own stream
     moments = log_moments(events, rng=rng, min_count=min_count, n_boot=n_boot, horizon_days=cutoff)
     fit_months = months - holdout_months
-    job = SimulationJob(base, spec, moments.design, decisions, n_sim, fit_months, cutoff, pairing)
+    sim_base = sized_world(base, n_log, n_sim)  # the shared capacity at the simulation's share of the book
+    job = SimulationJob(sim_base, spec, moments.design, decisions, n_sim, fit_months, cutoff, pairing)
     log.info(
         "calibrating %d parameters on %d moments of %d arrangements (%d months, %d held out); %d per simulation",
         len(spec),
@@ -178,6 +181,7 @@ def calibrate(
         job,
         moments,
         trials=trials,
+        refine=refine,
         seed=seed,
         optimiser=optimiser,
         executor=executor,
@@ -189,7 +193,7 @@ def calibrate(
     bt: Backtest | None = None
     if cutoff is not None:
         full = log_moments(events, rng=np.random.default_rng([seed, 0x46554C4C]), min_count=min_count, n_boot=n_boot)
-        full_job = SimulationJob(base, spec, full.design, decisions, n_sim, months, None, pairing)
+        full_job = SimulationJob(sim_base, spec, full.design, decisions, n_sim, months, None, pairing)
         bt = backtest(
             full_job,
             full,
@@ -208,7 +212,7 @@ def calibrate(
         log.info("ranking %d candidate policies on the held-out months: OPE and the calibrated world", len(candidates))
         ranking = rank_candidates(
             events,
-            spec.apply(base, result.estimate),
+            spec.apply(sim_base, result.estimate),
             base,
             decisions,
             candidates,
