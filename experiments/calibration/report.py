@@ -21,7 +21,7 @@ import numpy as np
 import yaml
 from matplotlib.figure import Figure
 
-from experiments.calibration.fit import Objective
+from experiments.calibration.fit import FitResult, Objective
 from experiments.calibration.ranking import Ranking
 from experiments.calibration.run import Calibration
 from experiments.calibration.spec import config_data
@@ -89,7 +89,11 @@ def fit_json(cal: Calibration) -> dict[str, Any]:
         "seconds": cal.seconds,
         "estimator": (
             f"method of simulated moments, inverse-variance weights, {search.optimiser if search else 'cma-es'} "
-            "then a local linear model over independent seeds and one Gauss-Newton step"
+            + (
+                "then iterated Gauss-Newton on local linear models over independent seeds in a trust region"
+                if res.refinement is not None
+                else "then a local linear model over independent seeds and one Gauss-Newton step"
+            )
         ),
         "pairing": res.pairing,
         "optimiser": None
@@ -110,6 +114,7 @@ def fit_json(cal: Calibration) -> dict[str, Any]:
         "objective_dof": res.objective_dof,
         "evaluations": len(res.trials),
         "gauss_newton_accepted": res.gauss_newton_accepted,
+        "refinement": _refinement(res),
         "replay": {
             "replayed": res.replay.replayed,
             "partly_fallback": res.replay.partly_fallback,
@@ -224,7 +229,7 @@ def render_html(cal: Calibration, payload: dict[str, Any]) -> str:
                 f"{cal.sim_arrangements:,} arrangements under the log's own decisions, seed {cal.fit.seed} for every "
                 f"parameter vector. Objective Q = {cal.fit.objective:.1f} "
                 f"on {cal.fit.objective_dof} degrees of freedom "
-                f"after {len(cal.fit.trials)} simulations ({cal.seconds:.0f} s)."
+                f"after {len(cal.fit.trials)} simulations ({cal.seconds:.0f} s)." + _refinement_sentence(cal)
             )
         ),
         "<h3>Parameters</h3>",
@@ -312,3 +317,44 @@ def write_outputs(cal: Calibration, out: str | Path) -> tuple[Path, Path, Path]:
     page = folder / "fit.html"
     page.write_text(render_html(cal, payload), encoding="utf-8")
     return world, js, page
+
+
+def _refinement(res: FitResult) -> dict[str, Any] | None:
+    """fit.json's record of the iterated Gauss-Newton stage (``None`` when it did not run)."""
+    ref = res.refinement
+    if ref is None:
+        return None
+    return {
+        "stop": ref.stop,
+        "simulations": ref.simulations,
+        "box": ref.box,
+        "objective": ref.objective,
+        "iterations": [
+            {
+                "box": it.box,
+                "points": it.points,
+                "center_objective": it.center_objective,
+                "predicted_gain": it.predicted_gain,
+                "actual_gain": it.actual_gain,
+                "accepted": it.accepted,
+            }
+            for it in ref.iterations
+        ],
+    }
+
+
+def _refinement_sentence(cal: Calibration) -> str:
+    """The fit report's sentence on the search's two stages."""
+    ref, search = cal.fit.refinement, cal.fit.search
+    if ref is None:
+        return ""
+    first = (
+        ""
+        if search is None
+        else f" {search.optimiser} ran {search.evaluations} simulations (best Q {search.objective:.1f}); "
+    )
+    return (
+        f"{first}iterated Gauss-Newton then ran {len(ref.iterations)} iterations ({ref.simulations} simulations, "
+        f"{sum(it.accepted for it in ref.iterations)} steps accepted) and stopped ({ref.stop}) at "
+        f"Q {ref.objective:.1f}, its trust region {ref.box:.3g} of each range."
+    )

@@ -31,7 +31,7 @@ def test_calibrate_writes_a_world_and_a_fit_report(log_dir: Path, tmp_path: Path
     out = tmp_path / "cal"
     args = ["calibrate", "--log", str(log_dir), "--world", "default", "--params", str(log_dir / "spec.yaml")]
     args += ["--out", str(out), "--trials", "6", "--holdout-months", "1", "--draws", "2", "--bootstrap", "20"]
-    assert main([*args, "--quiet"]) == 0
+    assert main([*args, "--refine", "10", "--quiet"]) == 0
     world = load_world_config(out / "world.yaml")
     fit = json.loads((out / "fit.json").read_text(encoding="utf-8"))
     assert world.name == "default-calibrated"
@@ -40,6 +40,11 @@ def test_calibrate_writes_a_world_and_a_fit_report(log_dir: Path, tmp_path: Path
     assert opt["name"] == "cma-es" and opt["budget"] == 6 and opt["simulations"] == 6  # one generation of 6
     assert opt["stop"] in ("budget", "converged") and opt["settings"]["popsize"] == 6
     assert sum(t["source"] == "cma-es" for t in fit["trials"]) == opt["simulations"]
+    ref = fit["refinement"]  # the iterated Gauss-Newton stage: its iterations and why it stopped
+    assert ref["stop"] in ("converged", "trust-region", "budget") and 1 <= ref["simulations"] <= 10
+    assert ref["iterations"] and {"box", "predicted_gain", "actual_gain", "accepted"} <= set(ref["iterations"][0])
+    assert sum(t["source"] in ("local", "gauss-newton") for t in fit["trials"]) == ref["simulations"]
+    assert "iterated Gauss-Newton" in fit["estimator"]
     assert [p["path"] for p in fit["parameters"]] == [
         "population.types.forgetful.attention",
         "population.shocks.income_factor",
@@ -56,6 +61,7 @@ def test_calibrate_writes_a_world_and_a_fit_report(log_dir: Path, tmp_path: Path
     assert all(c["decisions"] > 0 and c["world"] is not None for c in rk["candidates"])
     assert 0.0 <= rk["pair_agreement"] <= 1.0
     html = (out / "fit.html").read_text(encoding="utf-8")
+    assert "iterated Gauss-Newton then ran" in html
     assert "data:image/png;base64," in html and "Back-test" in html and "calibrated world against OPE" in html
 
 

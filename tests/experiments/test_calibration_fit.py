@@ -65,3 +65,18 @@ def test_noise_correction_takes_off_what_pure_noise_adds() -> None:
         raw.append(np.trace(js.T @ js) / 1e-4)
     assert np.mean(raw) > 1000
     assert abs(np.mean(corrected)) < 0.1 * np.mean(raw)
+
+
+def test_sized_world_keeps_each_resource_per_arrangement() -> None:
+    from experiments.calibration.simulation import sized_world
+    from regsim import WorldConfig
+
+    base = WorldConfig()
+    assert sized_world(base, 8_000, 8_000) is base
+    small = sized_world(base, 50_000, 20_000)
+    assert small.capacity.collector_minutes_per_call == pytest.approx(base.capacity.collector_minutes_per_call * 2.5)
+    assert small.capacity.robocall_minutes_per_call == pytest.approx(base.capacity.robocall_minutes_per_call * 2.5)
+    assert small.capacity.letters_per_day == round(base.capacity.letters_per_day / 2.5)
+    assert small.capacity.collectors == base.capacity.collectors and small.population == base.population
+    with pytest.raises(ValueError, match="arrangements"):
+        sized_world(base, 0, 10)
