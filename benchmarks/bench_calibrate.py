@@ -15,10 +15,11 @@ Steps, in one run:
    horizon, i.e. what one simulation of the world costs without the replay or the moments.
 3. The command: ``regsim calibrate --log OUT_DIR/log --world default --params OUT_DIR/spec.yaml --out
    OUT_DIR/fit --workers W`` in a child process (its progress and summary in ``OUT_DIR/calibrate.stderr`` and
-   ``.stdout``): only the flags a user must give and the machine's core count; every other setting (optimiser
-   CMA-ES with its whole budget of ``10P`` simulations in whole generations, local design of
-   ``6P``, simulation size, bootstrap) is the command's default: at 20 parameters and 2 workers, generations of
-   12, 17 of them (204) + 120 + 1 = 325 simulations. The spec is the ten parameters of
+   ``.stdout``): only the flags a user must give and the machine's core count; every other setting (CMA-ES with
+   a budget of ``4P`` simulations in whole generations, then the iterated Gauss-Newton refinement with at most
+   ``12P``, simulation size with the capacity scaled to it, bootstrap) is the command's default: at 20
+   parameters and 2 workers, generations of 12, 7 of them (84), then at most 240: 324 simulations at most.
+   The spec is the ten parameters of
    ``configs/calibration/recovery.yaml`` then further attentions, willingness, notice probabilities, reminder
    effects and the shock duration (:data:`_MORE`), ``--params`` of them.
 
@@ -27,8 +28,8 @@ Reported (printed and written to ``benchmarks/results/calibrate.json``): the com
 the 1-minute load average sampled every 15 s while it ran (min, mean, max: other work on the 2 cores slows a
 wall-time measurement), the simulations it ran (``fit.json``'s evaluations), the wall time per simulation and
 worker, the calibration's wall time in reference simulations (how many plain world runs it costs), the
-optimiser's simulations and why it stopped, and how many identified parameters' intervals cover the log's true
-values.
+optimiser's simulations and why it stopped, the refinement's iterations, simulations and stop, and how many
+identified parameters' intervals cover the log's true values.
 """
 
 from __future__ import annotations
@@ -198,6 +199,9 @@ def main(argv: list[str] | None = None) -> int:
         "optimiser_simulations": opt.get("simulations"),
         "optimiser_budget": opt.get("budget"),
         "optimiser_stop": opt.get("stop"),
+        "refinement_stop": (fit.get("refinement") or {}).get("stop"),
+        "refinement_simulations": (fit.get("refinement") or {}).get("simulations"),
+        "refinement_iterations": len((fit.get("refinement") or {}).get("iterations", [])),
         "identified": len(identified),
         "identified_covering_truth": len(covered),
         "identified_missing_truth": [fit["parameters"][j]["path"] for j in identified if j not in covered],
