@@ -12,7 +12,10 @@ Each iteration, from the current centre ``c`` with Q ``q_c`` at the common seed 
 (share of each range, the trust region):
 
 1. **Design**: ``per_iteration`` new points uniform in ``c +- h * range`` (clipped into the bounds), each with its
-   own seed, plus every earlier design point inside the box (re-used).
+   own seed, plus every earlier design point within ``c +-`` :data:`REUSE_REACH` ``h * range`` (re-used). Twice
+   the box: in 20 dimensions hardly any point of the previous design lies inside the box after a step, but all of
+   it lies within twice the box after an accepted step (``|s| <= h``) or a rejected one (``h`` halved), so each
+   model rests on the last two designs and more, not on ``2P`` points for ``P + 1`` coefficients.
 2. **Model**: :func:`~experiments.calibration.fit.local_model` over them, centred at ``c``; in range units the
    gradient ``g = D J^T W (m_hat - a)`` and the noise-corrected curvature ``H``, its eigenvalues floored at 1
    (a direction worth less than one unit of Q across the whole range does not move).
@@ -48,6 +51,7 @@ __all__ = [
     "GROW_RATIO",
     "MAX_BOX",
     "MIN_BOX",
+    "REUSE_REACH",
     "GaussNewtonResult",
     "Iteration",
     "iterated_gauss_newton",
@@ -64,6 +68,8 @@ GROW_RATIO = 0.75
 MAX_BOX = 0.5
 #: Below this half-width the search stops (the simulation's roughness scale).
 MIN_BOX = 0.03
+#: Earlier design points within this many box half-widths of the centre (every coordinate) are re-used.
+REUSE_REACH = 2.0
 #: Eigenvalue floor of the curvature in range units (one unit of Q across the whole range).
 EIGEN_FLOOR = 1.0
 
@@ -194,7 +200,8 @@ def iterated_gauss_newton(
     model: LocalModel | None = None
     stop: StopReason = "budget"
     while True:
-        inside = [i for i, x in enumerate(xs) if np.all(np.abs(x - c) <= box * widths + 1e-12)]
+        reach = REUSE_REACH * box * widths + 1e-12
+        inside = [i for i, x in enumerate(xs) if np.all(np.abs(x - c) <= reach)]
         fresh = min(per_iteration, budget - used - 1)
         if fresh < 1 or len(inside) + fresh < p + 2:
             break  # no budget for another model with a step

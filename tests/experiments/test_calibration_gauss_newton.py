@@ -86,9 +86,9 @@ def test_converges_into_the_optimum_and_stops_by_its_rule() -> None:
 
 def test_respects_its_budget() -> None:
     problem = Problem()
-    result = _run(problem, budget=25)
+    result = _run(problem, budget=15)
     assert result.stop == "budget"
-    assert result.simulations == problem.design_calls + problem.point_calls <= 25
+    assert result.simulations == problem.design_calls + problem.point_calls <= 15
 
 
 def test_same_seed_same_search_to_the_bit() -> None:
