@@ -32,7 +32,8 @@ answers go out only when its own commit has returned, so "acknowledged = committ
 the group worked on top of it is rolled back, the cache and the id counters forget what the two took, and both
 are run again one transaction at a time (:meth:`Writer._redo`). Commits stay in order: a group's commit is sent
 only after the previous one has returned. SQLite allows one writing transaction at a time, so there the writer
-stays serial.
+stays serial. The overlapped path keeps its connections open between groups (:class:`_HeldConnections`): no
+pool checkout, and no pre-ping round trip, per group.
 
 Lingering. Much of a group's cost is fixed (the transaction, the lease check, one context build, one policy
 call, one insert per table), so larger groups mean fewer fixed costs per request. Closed-loop clients send
@@ -182,6 +183,7 @@ class Writer:
         self._committer = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="regsim-commit")
         self.overlap = engine is not None and engine.dialect.name == "postgresql" if overlap is None else overlap
         self.ids = IdCounters()
+        self._connections = _HeldConnections(engine)
         self._inflight: _InFlight | None = None
         # The learner changes in memory while a transaction works; after a rollback it must take the state the
         # store holds before the next transaction (see _forget_learned).
@@ -203,6 +205,7 @@ class Writer:
                 await self._task
         self._thread.shutdown(wait=True)
         self._committer.shutdown(wait=True)
+        self._connections.close()
 
     async def write(
         self, kind: OpKind, body: BaseModel, key: str | None, method: str, path: str, apply: Apply | None = None
@@ -296,7 +299,8 @@ class Writer:
             )
             self._answer(flight.group, await loop.run_in_executor(self._thread, self._redo, flight.group))
             return
-        await loop.run_in_executor(self._thread, self.service.committed)
+        # The writer thread is idle here (every call handed to it has returned): no hop for a few assignments.
+        self.service.committed()
         self._answer(flight.group, flight.results)  # (already answered by its callback, unless that is queued)
 
     async def _linger(self) -> None:
@@ -381,7 +385,7 @@ class Writer:
         group works on top of them, and its commit is handed to the committer thread (the future returned).
         If that commit fails, :meth:`_redo` forgets what the cache and the counters took.
         """
-        conn = self.engine.connect()
+        conn = self._connections.take()
         try:
             tx = conn.begin()
             with self.ids.allocating(conn) as ids:
@@ -404,7 +408,7 @@ class Writer:
         self.ids.committed(ids)
         if keep:
             self.cache.commit(ws)
-        return results, self._committer.submit(_commit, conn, tx)
+        return results, self._committer.submit(self._connections.commit, conn, tx)
 
     def _redo(self, group: list[WriteOp]) -> list[Result]:
         """Run a group again, without overlap, after a failed overlapped transaction.
@@ -576,12 +580,48 @@ class _InFlight:
     commit: concurrent.futures.Future[None]
 
 
+class _HeldConnections:
+    """The overlapped path's connections, kept open between groups instead of checked out of the pool each time.
+
+    A checkout costs the pool's pre-ping (a round trip to PostgreSQL) and SQLAlchemy's set-up of a connection,
+    once per group. A connection whose commit succeeded is kept here and used again if it was given back less
+    than ``fresh_s`` ago; an older one is closed and a checked-out (pinged) one used instead, so that one the
+    database server dropped while idle is not met by a group. A connection whose group failed is closed (the
+    pool invalidates a broken one); if a kept connection broke all the same, its group fails before its
+    commit, is rolled back and run again on the serial path (:meth:`Writer._redo`), as any failed group.
+    """
+
+    def __init__(self, engine: Engine, fresh_s: float = 5.0) -> None:
+        self.engine, self.fresh_s = engine, fresh_s
+        self._kept: collections.deque[tuple[Connection, float]] = collections.deque()  # (appended by the committer)
+
+    def take(self) -> Connection:
+        """A connection for a group's transaction (on the writer thread)."""
+        while self._kept:
+            conn, since = self._kept.popleft()
+            if time.monotonic() - since < self.fresh_s and not conn.invalidated and not conn.closed:
+                return conn
+            conn.close()
+        return self.engine.connect()
+
+    def commit(self, conn: Connection, tx: sa.RootTransaction) -> None:
+        """Commit a group's transaction (on the committer thread); keep its connection if it succeeded."""
+        try:
+            _commit(conn, tx)
+        except BaseException:
+            conn.close()
+            raise
+        self._kept.append((conn, time.monotonic()))
+
+    def close(self) -> None:
+        """Give every kept connection back to the pool."""
+        while self._kept:
+            self._kept.popleft()[0].close()
+
+
 def _commit(conn: Connection, tx: sa.RootTransaction) -> None:
-    """Commit an overlapped group's transaction (on the committer thread) and give its connection back."""
-    try:
-        tx.commit()
-    finally:
-        conn.close()
+    """Commit an overlapped group's transaction (on the committer thread; its connection stays open)."""
+    tx.commit()
 
 
 def _replayed(stored: StoredResponse | IdempotencyConflictError) -> Result:

@@ -10,7 +10,9 @@
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -317,7 +319,6 @@ def test_the_writer_lingers_until_the_loop_queues_nothing_new(rounds: int) -> No
 
 def test_lingering_stops_when_the_group_is_full_or_the_time_is_up() -> None:
     import asyncio
-    import time
 
     async def stream(writer: Any, n: int) -> None:
         for aid in range(2, n + 2):
@@ -402,3 +403,67 @@ def test_a_failed_commit_of_an_overlapped_group_is_run_again(postgres_server: An
     assert len(by_id) == len(stored)  # no decision stored twice
     assert all(by_id.get(a["decision_id"]) == a["arrangement_id"] for a in answers)
     assert counters["decision"] == max(by_id)
+
+
+def test_connections_kept_between_overlapped_groups_that_the_database_dropped_are_replaced(
+    postgres_server: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """PostgreSQL: the overlapped path keeps its connections between groups (no checkout, no pre-ping).
+
+    Kept connections are used again; when the database server has dropped them (here: every backend of the
+    store terminated), the groups that meet them are rolled back and run again on fresh connections: every
+    request is answered 200 and every acknowledged decision is stored once.
+    """
+    store = postgres_server.create_database("kept_connections_dropped")
+    app = create_app(make_settings(store))
+    ids = list(range(1, 17))
+    answers: list[dict[str, Any]] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+
+    def post_all(client: TestClient, time: float) -> None:
+        def post(aid: int) -> None:
+            r = client.post("/v1/decisions", json={"arrangement_id": aid, "kind": "pre_due", "time": time})
+            with lock:
+                (answers.append(r.json()) if r.status_code == 200 else errors.append(r.text))
+
+        threads = [threading.Thread(target=post, args=(a,)) for a in ids]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+    with TestClient(app, headers=AUTH) as client:
+        writer = app.state.regsim.writer
+        assert writer.overlap
+        _register_and_plan(client, ids)
+        post_all(client, 3.0)
+        kept = [conn for conn, _ in writer._connections._kept]
+        assert kept, "no connection was kept after the overlapped groups"
+        held = writer._connections
+        used_again = held.take()
+        assert used_again is kept[0]  # a fresh kept connection is used again, not checked out anew
+        held._kept.appendleft((used_again, 0.0))  # (given back as if long idle: closed on take)
+        other_one = held.take()
+        assert other_one is not used_again and used_again.closed
+        held._kept.appendleft((other_one, time.monotonic()))
+        with sa.create_engine(db.normalise_url(store)).connect() as other:
+            other.execute(
+                sa.text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            )
+        with caplog.at_level(logging.WARNING, logger="regsim.serving"):
+            for day in (4.0, 5.0, 6.0):
+                post_all(client, day)
+        assert "overlapped write group" in caplog.text  # a group met the dropped connection, and was run again
+        with app.state.regsim.engine.connect() as conn:
+            stored = conn.execute(
+                sa.select(db.events.c.decision_id, db.events.c.arrangement_id).where(db.events.c.event == "decision")
+            ).all()
+    assert not errors, errors[:3]
+    assert len(answers) == 4 * len(ids)
+    by_id = dict(stored)
+    assert len(by_id) == len(stored)
+    assert all(by_id.get(a["decision_id"]) == a["arrangement_id"] for a in answers)
