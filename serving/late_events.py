@@ -12,7 +12,7 @@ arrangement whose time precedes the arrangement's latest recorded event is *late
    derives everything else again (installments paid, missed, completions, breakdowns with their costs,
    cancelled reminders) exactly as for events that arrive in order. The decisions stay as they were taken.
 2. The late event is checked where it now stands (a payment needs an active arrangement and at most the
-   balance, a message must be pending to be sent, an ending needs an open arrangement), and so is every
+   balance, a message is sent at most once, an ending needs an open arrangement), and so is every
    later payment already recorded: if the history cannot be reconciled, the late event is refused (409) and
    nothing changes.
 3. What the late event makes moot is cancelled: a reminder still pending about an installment it paid, every
@@ -22,7 +22,9 @@ arrangement whose time precedes the arrangement's latest recorded event is *late
    after the payment, which the server learned of later) is not cancelled after the fact: it went out. The
    cancellation the replay derived for it is dropped and an *incident* is recorded (``incidents`` table, one
    per message: never lost on a later re-derivation, never duplicated), counted in ``/metrics``
-   (``regsim_incidents_total``) and shown in the arrangement's overview.
+   (``regsim_incidents_total``) and shown in the arrangement's overview. The same holds for a ``message_sent``
+   that arrives in order for a message the server has already cancelled (the dispatcher had it before it heard
+   of the payment): it is recorded through this re-derivation, not refused, and answered ``"late": false``.
 5. The arrangement's log in the store is rewritten in event-time order (each reported event once, with the
    time it arrived), its messages' states and its status are updated, and the workspace takes the replayed
    state.
@@ -42,6 +44,7 @@ first one's re-derived log gives it). For the linear bandits' statistics this is
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import time as _time
 from collections.abc import Sequence
 from typing import Any
@@ -65,6 +68,8 @@ from serving.store_rows import rows_of
 from serving.taken_contexts import taken_contexts
 
 __all__ = ["LateEventOps", "incidents_of", "mark_arrived"]
+
+log = logging.getLogger("regsim.serving")
 
 _CHANNEL_INDEX = {name: k for k, name in enumerate(("none", *CHANNELS))}
 _STATE_NAMES = {int(s): s.name.lower() for s in MessageState}
@@ -111,9 +116,20 @@ class LateEventOps:
 
     # ------------------------------------------------------------------------------------------------------
     def record_late(
-        self, conn: sa.Connection, ws: Workspace, info: ArrangementInfo, ev: Any, t: float
+        self, conn: sa.Connection, ws: Workspace, info: ArrangementInfo, ev: Any, t: float, late: bool = True
     ) -> schemas.EventOut:
-        """Record an event stamped before the arrangement's latest one (see the module docstring)."""
+        """Record an event by re-deriving its arrangement's history (see the module docstring).
+
+        Args:
+            conn: The write transaction.
+            ws: The writer's workspace (takes the re-derived state).
+            info: The arrangement's cached row.
+            ev: The validated event.
+            t: Its time in days.
+            late: Whether it is stamped before the arrangement's latest event (counted as late and answered
+                ``"late": true``); ``False`` for a ``message_sent`` in order of a message already cancelled
+                (point 4 of the module docstring).
+        """
         aid, kind = info.arrangement_id, ev.type
         if kind == "installment_missed":
             return self._confirm_missed_late(conn, ws, info, ev, t)
@@ -171,13 +187,14 @@ class LateEventOps:
             .where(db.arrangements.c.arrangement_id == aid)
             .values(status=status, last_time=last_time)
         )
-        recorded = self._store_incidents(conn, incidents)
+        new_incidents, changed_incidents = self._store_incidents(conn, aid, incidents)
         ws.replay.merge(fresh)
         info.status, info.last_time = status, last_time
 
         self.metrics.events.labels(kind).inc()
-        self.metrics.late_events.labels(kind).inc()
-        for incident in recorded:
+        if late:
+            self.metrics.late_events.labels(kind).inc()
+        for incident in new_incidents:
             self.metrics.incidents.labels(incident["kind"]).inc()
         newly = [
             x
@@ -195,8 +212,8 @@ class LateEventOps:
             status=status,
             installments_paid=paid,
             cancelled=[_cancelled_out(fresh, x) for x in newly],
-            late=True,
-            incidents=[_incident_out(i) for i in recorded],
+            late=late,
+            incidents=[_incident_out(i) for i in (*new_incidents, *changed_incidents)],
         )
 
     def _relearn(self, aid: int, before: list[dict[str, Any]], after: list[dict[str, Any]]) -> None:
@@ -286,11 +303,11 @@ class LateEventOps:
                     )
                 raise ConflictError(f"in event-time order {which} would exceed the open balance of {balance:.2f} EUR")
         elif is_new and e["event"] == "message_sent":
+            # Sent twice is refused; sent after it was cancelled (made moot) went out: it becomes an incident.
             book = ledger.messages
             found = np.flatnonzero(book.decision[: book.n] == int(e["decision_id"]))
-            if len(found) and book.state[found[0]] != int(MessageState.PENDING):
-                state = _STATE_NAMES[int(book.state[found[0]])]
-                raise ConflictError(f"message {e['message_id']} is {state} {at}; it cannot be sent")
+            if len(found) and book.state[found[0]] == int(MessageState.SENT):
+                raise ConflictError(f"message {e['message_id']} is sent {at}; it cannot be sent again")
         elif is_new and e["event"] in ("broken", "referred") and status not in _OPEN:
             raise ConflictError(f"arrangement {e['arrangement_id']} is {name} {at}; it cannot become {e['event']}")
 
@@ -343,22 +360,38 @@ class LateEventOps:
             params.append({"b_id": mid, "b_state": state, "b_t": None if state == "pending" else when.get(mid)})
         execute_many(conn, _MESSAGE_STATE, params)
 
-    def _store_incidents(self, conn: sa.Connection, incidents: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Insert the incidents not recorded yet (one per message); returns those inserted."""
-        if not incidents:
-            return []
-        known = {
-            int(m)
-            for (m,) in conn.execute(
-                sa.select(db.incidents.c.message_id).where(
-                    db.incidents.c.message_id.in_([i["message_id"] for i in incidents])
-                )
-            )
+    def _store_incidents(
+        self, conn: sa.Connection, aid: int, incidents: list[dict[str, Any]]
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Make the arrangement's stored incidents those its re-derived history shows (one per message).
+
+        An incident already stored for a message keeps its row and time of recording; if the history now
+        puts the message's mootness elsewhere (a late payment before the breakdown that had made it moot:
+        moot by the payment, earlier), its kind and moot time follow; if the history no longer makes the
+        message moot when it went out, the incident is withdrawn (logged). So any arrival order of the same
+        events leaves the same incidents. Returns the incidents new and those changed.
+        """
+        fields = ("kind", "moot_time")
+        stored = {
+            int(r.message_id): r
+            for r in conn.execute(sa.select(db.incidents).where(db.incidents.c.arrangement_id == aid))
         }
-        new = [i for i in incidents if i["message_id"] not in known]
+        derived = {int(i["message_id"]): i for i in incidents}
+        withdrawn = sorted(set(stored) - set(derived))
+        if withdrawn:
+            conn.execute(sa.delete(db.incidents).where(db.incidents.c.message_id.in_(withdrawn)))
+            log.info("arrangement %d: incidents of messages %s withdrawn by a late event", aid, withdrawn)
+        new = [i for m, i in derived.items() if m not in stored]
+        changed = [i for m, i in derived.items() if m in stored and any(i[f] != stored[m]._mapping[f] for f in fields)]
         if new:
             conn.execute(sa.insert(db.incidents), new)
-        return new
+        for i in changed:
+            conn.execute(
+                sa.update(db.incidents)
+                .where(db.incidents.c.message_id == i["message_id"])
+                .values(kind=i["kind"], moot_time=i["moot_time"])
+            )
+        return new, changed
 
     def _count_cancelled_after(self, rows: list[dict[str, Any]], newly: set[int]) -> None:
         cause = "payment"

@@ -355,9 +355,14 @@ class DecisionService(DecisionOps, LateEventOps):
             m = self._message(ws, aid, ev.message_id)
             book = ledger.messages
             if kind == "message_sent":
+                if book.state[m[0]] == int(MessageState.CANCELLED):
+                    # It went out although a payment or an ending had made it moot (production's dispatcher
+                    # had it before it heard of the cancellation): recorded as sent and as an incident, never
+                    # refused, through the re-derivation that turns the cancellation into one.
+                    return self.record_late(conn, ws, info, ev, t, late=False)
                 if book.state[m[0]] != int(MessageState.PENDING):
                     state = MessageState(int(book.state[m[0]])).name.lower()
-                    raise ConflictError(f"message {ev.message_id} is {state}; it cannot be sent")
+                    raise ConflictError(f"message {ev.message_id} is {state}; it cannot be sent again")
                 ledger.message_sent(m, t, None if ev.cost_eur is None else np.array([ev.cost_eur]))
             elif kind == "message_delivered":
                 ledger.message_delivered(m, t)

@@ -93,12 +93,46 @@ def test_a_payment_stamped_before_the_decision_cancels_its_reminder(store_url: s
         assert body["late"] and body["installments_paid"] == [0]
         assert [c["message_id"] for c in body["cancelled"]] == [pre["message_id"]]
         assert body["incidents"] == []
-        # The moot reminder can no longer be sent, and is no planned action.
-        sent = {"arrangement_id": 8, "type": "message_sent", "message_id": pre["message_id"], "time": 24.4}
-        assert api.post("/v1/events", json=sent).status_code == 409
+        # The moot reminder is no planned action.
         view = api.get("/v1/arrangements/8").json()
         assert view["next_action"] is None or view["next_action"]["message_id"] != pre["message_id"]
         assert _metric(api, 'regsim_cancelled_reminders_total{cause="payment"}') == 1.0
+
+
+def test_a_reminder_reported_sent_after_the_server_cancelled_it_is_an_incident_not_refused(store_url: str) -> None:
+    """The payment arrives first and cancels the reminder; the dispatcher had it already and reports it sent."""
+    settings_ = make_settings(store_url)
+    with TestClient(create_app(settings_), headers=AUTH) as api:
+        pre = _start(api, 11)
+        paid = api.post("/v1/events", json={"arrangement_id": 11, "type": "payment", "amount_eur": 100.0, "time": 22.1})
+        assert [c["message_id"] for c in paid.json()["cancelled"]] == [pre["message_id"]]
+        sent = {"arrangement_id": 11, "type": "message_sent", "message_id": pre["message_id"], "time": 24.4}
+        answer = api.post("/v1/events", json=sent)
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        incident = {
+            "kind": "sent_after_payment",
+            "message_id": pre["message_id"],
+            "decision_id": pre["decision_id"],
+            "installment": 0,
+            "channel": pre["action"]["channel"],
+            "moot_time": 22.1,
+            "sent_time": 24.4,
+        }
+        assert body["late"] is False and body["incidents"] == [incident]
+        # Sent once: the same report again is refused, and a later re-derivation keeps the incident once.
+        again = api.post("/v1/events", json=sent)
+        assert again.status_code == 409 and "cannot be sent again" in again.json()["detail"]
+        opened = {**sent, "type": "message_opened", "time": 24.5}
+        assert api.post("/v1/events", json={**opened, "time": 24.6}).status_code == 200
+        assert api.post("/v1/events", json=opened).json()["incidents"] == []  # (late: re-derives the history)
+        view = api.get("/v1/arrangements/11").json()
+        assert view["incidents"] == [incident]
+        assert [c["event"] for c in view["contact_history"]] == ["message_sent", "message_opened", "message_opened"]
+        assert _metric(api, 'regsim_incidents_total{kind="sent_after_payment"}') == 1.0
+        assert _metric(api, 'regsim_late_events_total{type="message_sent"}') == 0.0
+    with TestClient(create_app(settings_), headers=AUTH) as api:
+        assert api.get("/v1/arrangements/11").json() == view
 
 
 def test_a_late_opt_out_is_taken_in_event_time_but_a_late_decision_is_refused(tmp_path: Path) -> None:
@@ -218,7 +252,7 @@ def _state(api: TestClient, aid: int) -> dict[str, Any]:
         ).one()
     view = api.get(f"/v1/arrangements/{aid}").json()
     view.pop("arrangement_id")
-    for c in view["contact_history"]:
+    for c in [*view["contact_history"], *view["incidents"]]:
         c["message_id"], c["decision_id"] = norm("m", c["message_id"]), norm("d", c["decision_id"])
     for key in ("next_action", "last_decision"):
         if view[key] is not None:
@@ -255,6 +289,14 @@ def test_any_arrival_order_gives_the_state_of_in_order_processing(
         ],
         # A referral the server refuses until the payment before it arrives (the plan looks broken).
         [{"type": "referred", "time": 56.01}, {"type": "payment", "amount_eur": 100.0, "time": 22.01}],
+        # A reminder reported sent after the plan looked broken (an incident of the breakdown), until the late
+        # payment that completes its installment shows it moot from the payment on: the incident follows.
+        [
+            {"type": "payment", "amount_eur": 40.0, "time": 22.01},
+            {"type": "payment", "amount_eur": 40.0, "time": 22.02},
+            {"type": "message_sent", "message": True, "time": 56.01},
+            {"type": "payment", "amount_eur": 40.0, "time": 22.03},
+        ],
     ],
 )
 def test_orders_found_by_the_property_search(shared_api: TestClient, events: list[dict[str, Any]]) -> None:
