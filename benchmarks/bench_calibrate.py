@@ -4,7 +4,7 @@ of 50,000 arrangements (issue 20's target: under 30 minutes on 2 cores).
 Run from the repository root::
 
     python -m benchmarks.bench_calibrate [--arrangements 50000] [--months 6] [--workers 2] [--params 20]
-                                         [--out-dir runs/bench-calibrate]
+                                         [--out-dir runs/bench-calibrate] [--refine N]
 
 Steps, in one run:
 
@@ -15,11 +15,12 @@ Steps, in one run:
    horizon, i.e. what one simulation of the world costs without the replay or the moments.
 3. The command: ``regsim calibrate --log OUT_DIR/log --world default --params OUT_DIR/spec.yaml --out
    OUT_DIR/fit --workers W`` in a child process (its progress and summary in ``OUT_DIR/calibrate.stderr`` and
-   ``.stdout``): only the flags a user must give and the machine's core count; every other setting (CMA-ES with
-   a budget of ``4P`` simulations in whole generations, then the iterated Gauss-Newton refinement with at most
-   ``12P``, simulation size with the capacity scaled to it, bootstrap) is the command's default: at 20
-   parameters and 2 workers, generations of 12, 7 of them (84), then at most 240: 324 simulations at most.
-   The spec is the ten parameters of
+   ``.stdout``): only the flags a user must give and the machine's core count; every other setting (optimiser
+   CMA-ES with its whole budget of ``10P`` simulations in whole generations, local design of ``6P``, simulation
+   size with the capacity scaled to it, bootstrap) is the command's default: at 20 parameters and 2 workers,
+   generations of 12, 17 of them (204) + 120 + 1 = 325 simulations. ``--refine N`` adds ``--refine N`` to the
+   command (the iterated Gauss-Newton refinement with at most ``N`` simulations after CMA-ES's ``4P``: at 20
+   parameters and ``--refine 240``, 84 + 240 = 324 at most). The spec is the ten parameters of
    ``configs/calibration/recovery.yaml`` then further attentions, willingness, notice probabilities, reminder
    effects and the shock duration (:data:`_MORE`), ``--params`` of them.
 
@@ -92,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--params", type=int, default=20)
     parser.add_argument("--out-dir", default="runs/bench-calibrate")
     parser.add_argument("--results", default=str(RESULTS))
+    parser.add_argument("--refine", type=int, default=None, help="pass --refine N to the command (default: none)")
     args = parser.parse_args(argv)
 
     import yaml
@@ -144,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         str(out / "fit"),
         "--workers",
         str(args.workers),
+        *([] if args.refine is None else ["--refine", str(args.refine)]),
     ]
     sampler = _LoadSampler(15.0)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)

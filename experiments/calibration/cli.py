@@ -130,7 +130,8 @@ def add_calibrate_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser
         type=int,
         default=None,
         help="simulations of the iterated Gauss-Newton refinement after the optimiser (local regression models over "
-        "independent seeds in a trust region; default: 12P); 0: one local design of 6P and one Gauss-Newton step",
+        "independent seeds in a trust region; 12P recommended, e.g. 240 for 20 parameters, with CMA-ES's budget then "
+        "4P); default 0: one local design of 6P and one Gauss-Newton step",
     )
     cal.add_argument("--executor", choices=("local", "ray"), default="local", help="local processes or Ray tasks")
     cal.add_argument("--workers", type=int, default=1, help="parallel simulations (default: 1)")

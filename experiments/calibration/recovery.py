@@ -154,7 +154,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--months", type=int, default=6)
     parser.add_argument("--trials", type=int, default=None, help="the optimiser's budget (default: the fit's for P)")
     parser.add_argument(
-        "--refine", type=int, default=None, help="the Gauss-Newton refinement's simulations (default: 12P; 0: one step)"
+        "--refine",
+        type=int,
+        default=None,
+        help="the Gauss-Newton refinement's simulations (default 0: one step; 12P recommended)",
     )
     parser.add_argument("--optimiser", choices=OPTIMISERS, default="cma-es")
     parser.add_argument("--holdout-months", type=int, default=1)

@@ -129,7 +129,7 @@ def calibrate(
         base: The world whose fields the spec names (its calendar start must be the log's).
         spec: The fitted parameters.
         trials: The optimiser's evaluations at most (default: :func:`~experiments.calibration.fit.fit`'s).
-        refine: Simulations of the iterated Gauss-Newton refinement (default: ``fit``'s, ``12P``; 0: one step).
+        refine: Simulations of the iterated Gauss-Newton refinement (default 0: one step; 12P recommended).
         optimiser: ``cma-es`` or ``dfo-ls`` (:mod:`~experiments.calibration.optimiser`).
         seed: The top seed (the fit's common-random-numbers seed).
         holdout_months: The log's last months held out for the back-test (0: none).
