@@ -146,6 +146,17 @@ class OutcomeMatcher:
         self._view()
         self._contexts.append(contexts)
         self._context_rows.append(np.arange(start, start + n))
+        # The contexts stay in the batches they came in, but adjacent batches merge while the newer holds at
+        # least half as many rows as the older (a binary counter): a server that adds one small batch per
+        # write group would otherwise pile up one batch per group over the feedback window, and every
+        # ``_drop`` and ``_gather_contexts`` (a late event drops one arrangement's decisions) walks them all.
+        # The sizes fall geometrically from the oldest, so there are O(log n) batches and each row is copied
+        # O(log n) times in its life. Rows keep their order, so what is handed out is unchanged.
+        contexts_, rows_ = self._contexts, self._context_rows
+        while len(rows_) > 1 and 2 * len(rows_[-1]) >= len(rows_[-2]):
+            newer, newer_rows = contexts_.pop(), rows_.pop()
+            contexts_[-1] = ContextBatch.concat([contexts_[-1], newer])
+            rows_[-1] = np.concatenate([rows_[-1], newer_rows])
 
     def observe(self, event: EventType, columns: Mapping[str, Any]) -> None:
         """Credit pending decisions with events of one type, given as event-log columns.
@@ -265,7 +276,10 @@ class OutcomeMatcher:
         contexts, rows = [], []
         for batch, r in zip(self._contexts, self._context_rows, strict=True):
             alive = keep[r]
-            if alive.any():
+            if alive.all():  # (no copy of a batch that loses nothing)
+                contexts.append(batch)
+                rows.append(new_of_old[r])
+            elif alive.any():
                 contexts.append(batch.take(np.flatnonzero(alive)))
                 rows.append(new_of_old[r[alive]])
         self._contexts, self._context_rows = contexts, rows

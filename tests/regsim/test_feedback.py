@@ -128,6 +128,25 @@ def test_the_matcher_hands_out_what_per_decision_bookkeeping_gives() -> None:
     assert len(seen) == next_id - 1
 
 
+def test_pending_contexts_stay_in_few_batches_and_aligned_with_their_decisions() -> None:
+    """A server adds one small batch per write group and drops one arrangement's decisions per late event: the
+    contexts must stay in O(log n) batches (each drop and gather walks them all) and row-aligned."""
+    space = ActionSpace.from_config(WorldConfig().decisions)
+    matcher = OutcomeMatcher(1e6, reward=lambda o, c: o.collected_eur, costs=RewardCosts(breakdown_cost_eur=0.0))
+    rng = np.random.default_rng(11)
+    for step in range(3000):
+        n = int(rng.integers(1, 4))
+        arrangements = rng.integers(0, 500, size=n)
+        ids = np.arange(3 * step, 3 * step + n, dtype=np.int64)
+        matcher.add(ids, float(step), _batch(space, arrangements), np.zeros((n, 5), dtype=np.int64), np.ones(n))
+        if step % 50 == 49:  # a late event: the arrangement's pending decisions are replaced
+            matcher._drop(matcher._arr != int(rng.integers(0, 500)))
+    assert len(matcher._contexts) <= 2 * np.log2(len(matcher)) + 2, len(matcher._contexts)
+    gathered = matcher._gather_contexts(np.arange(len(matcher)))
+    np.testing.assert_array_equal(gathered.columns["arrangement_id"], matcher._arr)
+    np.testing.assert_array_equal(gathered.columns["balance_eur"], 100.0 + matcher._arr)
+
+
 class _FedStaticDunning(StaticDunning):
     """Static dunning that is fed its outcomes after 30 days, and keeps the rewards it is given."""
 
