@@ -436,7 +436,7 @@ class OnlineLearner:
             axis=1,
         ).astype(np.int64)
         # A log that a late event rewrote gives the decisions after its time a context that holds it.
-        taken = self._taken_after_late_events(conn, ids)
+        taken = self._taken_after_late_events(conn, ids, boundary - window)
         for k, e in enumerate(decision_rows.tolist()):
             if time[e] + window > boundary:
                 one = slice(e, e + 1)
@@ -460,22 +460,30 @@ class OnlineLearner:
         # What matured by the last boundary was learned before the restart.
         self.matcher.mature(boundary)
 
-    def _taken_after_late_events(self, conn: sa.Connection, ids: list[int]) -> dict[int, ContextBatch]:
+    def _taken_after_late_events(self, conn: sa.Connection, ids: list[int], since: float) -> dict[int, ContextBatch]:
         """The contexts decisions were taken in (:func:`~serving.taken_contexts.taken_contexts`), for the
-        arrangements among ``ids`` that a late event rewrote (an event in the log before one that arrived
-        earlier than it)."""
+        arrangements among ``ids`` with a decision after ``since`` (a pending one) that an event stamped before
+        it arrived after.
+
+        Only those need it: a decision's context from the log is the state of the events stamped before it; the
+        one it was taken in, that of the events that had arrived. The two sets differ exactly when an event
+        stamped before the decision arrived after it (the log is in event-time order, so that is an earlier
+        row that arrived later). Late events before decisions that matured long ago do not count, and the
+        arrival-order replays (milliseconds per arrangement) are spared for every other arrangement.
+        """
         late: set[int] = set()
         for k in range(0, len(ids), 500):
             stmt = (
-                sa.select(db.events.c.arrangement_id, db.events.c.arrived_at)
+                sa.select(db.events.c.arrangement_id, db.events.c.event, db.events.c.time, db.events.c.arrived_at)
                 .where(db.events.c.arrangement_id.in_(ids[k : k + 500]), db.events.c.arrived_at.is_not(None))
                 .order_by(db.events.c.seq)
             )
-            latest: dict[int, float] = {}
-            for aid, arrived in conn.execute(stmt):
-                if float(arrived) < latest.get(int(aid), -math.inf):
-                    late.add(int(aid))
-                latest[int(aid)] = max(float(arrived), latest.get(int(aid), -math.inf))
+            latest: dict[int, float] = {}  # arrangement -> the latest arrival among its rows so far
+            for aid_, event, time, arrived in conn.execute(stmt):
+                aid, before = int(aid_), latest.get(int(aid_), -math.inf)
+                if event == "decision" and float(time) > since and before > float(arrived):
+                    late.add(aid)
+                latest[aid] = max(float(arrived), before)
         if not late:
             return {}
         cols = [db.events.c[name] for name in (*db.EVENT_COLUMNS, "arrived_at")]

@@ -254,3 +254,31 @@ def test_a_decision_pending_across_a_restart_matures_in_the_context_it_was_taken
         learner = app.state.regsim.online
         truth = _in_order_truth(linucb_artifact, app.state.regsim.engine, learner.day, taken)
         _assert_same_statistics(learner.policy, truth)
+
+
+def test_a_restart_replays_arrival_orders_only_where_a_late_event_preceded_a_pending_decision(
+    tmp_path: Path, linucb_artifact: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The arrival-order replay at a restart (milliseconds per arrangement) runs only for arrangements whose
+    pending decision was taken before an event stamped earlier arrived; a late event after the pending decision
+    leaves the rewritten log's contexts right, so it is not replayed."""
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    with TestClient(create_app(make_settings(url, policy=str(linucb_artifact))), headers=AUTH) as api:
+        post = poster(api)
+        open_with_pre_due_decisions(post, 3)
+        post("/v1/clock", {"time": 40.0})
+        # 1: stamped before its pending day-33 decision, arriving after it. 2: a reported event at 35, then a
+        # payment stamped 34.5 (late, rewrites the log) but after the decision. 3: nothing late.
+        assert post("/v1/events", {"arrangement_id": 1, "type": "payment", "amount_eur": 50.0, "time": 32.0})["late"]
+        post("/v1/events", {"arrangement_id": 2, "type": "opt_out", "channel": "sms", "time": 40.5})
+        assert post("/v1/events", {"arrangement_id": 2, "type": "payment", "amount_eur": 50.0, "time": 34.5})["late"]
+    replayed: list[int] = []
+    real = taken_contexts
+
+    def counting(template: Any, rows: Any, epoch: Any) -> Any:
+        replayed.append(int(rows[0]["arrangement_id"]))
+        return real(template, rows, epoch)
+
+    monkeypatch.setattr("serving.online.taken_contexts", counting)
+    with TestClient(create_app(make_settings(url, policy=str(linucb_artifact))), headers=AUTH):
+        assert replayed == [1]
