@@ -14,12 +14,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Engine
 
 from serving import db
 from serving.store import ID_COUNTERS, execute_one
 
-__all__ = ["LEASE_COUNTER", "LeaseLostError", "WriterLease"]
+__all__ = ["LEASE_COUNTER", "LeaseLostError", "WriterLease", "confirm_and_commit"]
 
 #: The ``counters`` row holding the generation of the server that may write.
 LEASE_COUNTER = "server_lease"
@@ -63,6 +64,29 @@ _CONFIRM_WITH_IDS = (
 )
 
 
+def _confirm_and_commit_template() -> str:
+    """PostgreSQL: :data:`_CONFIRM_WITH_IDS` that also fails when a row is missing, then ``COMMIT``, as one
+    ``%``-template of the integer parameters (the statement's own constants rendered as quoted literals)."""
+    compiled = _CONFIRM_WITH_IDS.compile(dialect=postgresql.psycopg.dialect())
+    assert "%%" not in compiled.string and "RETURNING" not in compiled.string
+    literals: dict[str, str] = {}
+    for name, value in compiled.params.items():
+        if value is None:  # given per transaction: an integer, formatted in
+            literals[name] = f"%({name})d"
+        else:  # one of this module's constants (the counters' names)
+            assert isinstance(value, (str, int)) and "'" not in str(value) and "\\" not in str(value)
+            literals[name] = f"'{value}'" if isinstance(value, str) else str(int(value))
+    update = compiled.string % literals
+    rows = 1 + len(ID_COUNTERS)
+    return (
+        f"WITH confirmed AS ({update} RETURNING counters.name) "
+        f"SELECT 1 / (CASE WHEN count(*) = {rows} THEN 1 ELSE 0 END) FROM confirmed; COMMIT"
+    )
+
+
+_CONFIRM_AND_COMMIT = _confirm_and_commit_template()
+
+
 class LeaseLostError(Exception):
     """Another server process has taken over the store; this one may no longer write (503)."""
 
@@ -72,6 +96,20 @@ LOST = (
     "another server process has taken over this store (one writer per store); this one no longer writes: "
     "restart it or route traffic to the newer one"
 )
+
+
+def confirm_and_commit(conn: sa.Connection, sql: str) -> None:
+    """Run :meth:`WriterLease.confirm_and_commit_sql`'s text on ``conn``'s driver cursor: the transaction is
+    committed when this returns (the caller's ``commit()`` of it then sends nothing), or fails with it.
+
+    Raises:
+        psycopg.Error: The confirmation failed (lease lost, stale counters, a row missing) or the commit did.
+    """
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(sql)  # (no parameters: the simple query protocol, which takes several statements)
+    finally:
+        cursor.close()
 
 
 class WriterLease:
@@ -141,3 +179,21 @@ class WriterLease:
         matched, _ = execute_one(conn, _CONFIRM_WITH_IDS, params)
         if matched != 1 + len(ID_COUNTERS):  # (a row missing: the store was not made by these migrations)
             raise LeaseLostError(LOST)
+
+    def confirm_and_commit_sql(self, was: Mapping[str, int], now: Mapping[str, int]) -> str:
+        """PostgreSQL: :meth:`confirm_with_ids` and the transaction's ``COMMIT`` as one simple query (one round
+        trip instead of two), for the driver's cursor (:func:`confirm_and_commit`).
+
+        The confirmation is the same ``UPDATE``, its integers written into the text; it fails in the database
+        (division by zero) also when a row is missing, which :meth:`confirm_with_ids` checks from the row
+        count after the statement, so that in every case where that raises, this fails before its ``COMMIT``:
+        PostgreSQL skips the rest of a simple query after an error, and the transaction is then rolled back.
+        """
+        values = {
+            "b_decision": int(now["decision"]),
+            "b_message": int(now["message"]),
+            "b_decision_was": int(was["decision"]),
+            "b_message_was": int(was["message"]),
+            "b_gen": int(self.generation),
+        }
+        return _CONFIRM_AND_COMMIT % values

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from regsim.eventlog import EventType
 from serving import db
-from serving.lease import WriterLease
+from serving.lease import WriterLease, confirm_and_commit
 from serving.store import event_row, execute_many, insert_events, next_decision_and_message_ids, next_ids
 
 
@@ -129,6 +129,56 @@ def test_the_lease_check_and_id_counters_run_inside_the_transaction(store_url: s
                 assert type(exc).__name__ == "LeaseLostError"
             else:
                 raise AssertionError("the older server still confirmed its lease")
+    finally:
+        engine.dispose()
+
+
+def test_the_confirmation_sent_with_the_commit_commits_only_what_the_lease_and_counters_allow(
+    postgres_server: Any,
+) -> None:
+    """PostgreSQL: the overlapped path's confirmation and COMMIT in one simple query commit the transaction
+    when the lease and the counters are as expected, and otherwise fail before the COMMIT, storing nothing -
+    a missing counter row included (which :meth:`WriterLease.confirm_with_ids` sees from the row count)."""
+    engine = db.make_engine(postgres_server.create_database("confirm_and_commit"))
+    db.upgrade_to_head(engine)
+    try:
+        lease = WriterLease(engine)
+
+        def counters() -> dict[str, int]:
+            with engine.connect() as conn:
+                return {k: int(v) for k, v in conn.execute(sa.select(db.counters.c.name, db.counters.c.value))}
+
+        def attempt(was: dict[str, int], now: dict[str, int], marker: int) -> bool:
+            """Whether the transaction (inserting a fallback row tagged ``marker``) committed."""
+            with engine.connect() as conn:
+                tx = conn.begin()
+                row = {"decision_id": marker, "arrangement_id": 1, "time": 0.0, "active_policy": "p"}
+                conn.execute(sa.insert(db.fallbacks), {**row, "reason": "error", "detail": ""})
+                try:
+                    confirm_and_commit(conn, lease.confirm_and_commit_sql(was, now))
+                except Exception:
+                    tx.rollback()
+                    return False
+                tx.commit()
+            with engine.connect() as conn:
+                found = conn.execute(sa.select(db.fallbacks.c.decision_id).where(db.fallbacks.c.decision_id == marker))
+                return found.first() is not None
+
+        start = counters()
+        was = {"decision": start["decision"], "message": start["message"]}
+        now = {"decision": was["decision"] + 3, "message": was["message"] + 1}
+        assert attempt(was, now, 1)
+        assert counters() == {**start, **now}
+        assert not attempt(was, {"decision": 99, "message": 99}, 2)  # a stale copy of the counters
+        assert counters() == {**start, **now}
+        newer = WriterLease(engine)  # a second server takes the store over
+        assert not attempt(now, {"decision": 50, "message": 50}, 3)
+        assert newer.generation != lease.generation and counters()["decision"] == now["decision"]
+        lease = newer
+        with engine.begin() as conn:
+            conn.execute(sa.delete(db.counters).where(db.counters.c.name == "message"))
+        assert not attempt(now, {"decision": now["decision"] + 1, "message": now["message"]}, 4)  # a row missing
+        assert counters()["decision"] == now["decision"]
     finally:
         engine.dispose()
 
