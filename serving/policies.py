@@ -6,16 +6,6 @@
   rule, or exceeds its time budget. The active policy runs on a worker thread; at the deadline the server
   stops waiting and the fallback answers (a late answer is discarded). Python cannot stop a running thread,
   so later calls queue behind a stuck one and fall back too until it returns.
-* **Inline once proven fast.** Handing a call to the worker thread and waiting for it costs the caller tens of
-  microseconds of CPU per call (a future, two thread wake-ups, the interpreter lock passed back and forth) -
-  about a tenth of a small MaskablePPO batch's call. After ``inline_after`` calls in a row that each returned
-  within ``inline_below`` of the budget, the active policy is called on the caller's thread, timed; a call
-  that takes ``inline_below`` of the budget or more sends the next calls back to the worker thread until as
-  many in a row are fast again. What holds on the inline path: an answer that took longer than the budget
-  is discarded and the fallback answers, as on the worker thread (reason ``timeout``), but that one call's
-  group waits for the whole call instead of the budget - the budget bounds the wait only on the worker
-  thread, and a policy that hangs during an inline call hangs its caller. ``inline_after=0`` keeps every
-  call on the worker thread.
 * The **shadow** policy decides on the same contexts beside the active one; its decisions are logged and never
   returned, and its failures never affect the answer.
 """
@@ -24,7 +14,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import hashlib
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -110,37 +99,14 @@ class PolicyRunner:
         shadow: A policy that decides beside the active one (logged only), or ``None``.
         rules: The rule set (decisions are normalised and checked against it).
         budget_s: Time budget of one call of the active policy (seconds).
-        inline_after: Calls in a row within ``inline_below`` of the budget after which the active policy is
-            called on the caller's thread (module doc); 0: always on the worker thread.
-        inline_below: The share of the budget a call must stay under to count as fast (0 < share <= 1).
-
-    Raises:
-        ValueError: ``budget_s`` is not positive, ``inline_after`` is negative or ``inline_below`` is outside
-            (0, 1].
     """
 
     def __init__(
-        self,
-        active: Policy,
-        fallback: Policy,
-        shadow: Policy | None,
-        rules: RuleSet,
-        budget_s: float,
-        inline_after: int = 32,
-        inline_below: float = 0.1,
+        self, active: Policy, fallback: Policy, shadow: Policy | None, rules: RuleSet, budget_s: float
     ) -> None:
-        if not budget_s > 0:
-            raise ValueError(f"budget_s must be > 0 (seconds), got {budget_s!r}")
-        if inline_after < 0:
-            raise ValueError(f"inline_after must be >= 0 (0: never inline), got {inline_after!r}")
-        if not 0 < inline_below <= 1:
-            raise ValueError(f"inline_below must be in (0, 1] (a share of the budget), got {inline_below!r}")
         self.active, self.fallback, self.shadow = active, fallback, shadow
         self.rules = rules
         self.budget_s = float(budget_s)
-        self.inline_after = int(inline_after)
-        self._fast_s = float(inline_below) * self.budget_s
-        self._fast = 0  # calls in a row that returned within _fast_s
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="regsim-policy")
 
     def close(self) -> None:
@@ -158,20 +124,10 @@ class PolicyRunner:
         Raises:
             RuleViolation: The fallback's decisions break a rule too (a configuration error).
         """
+        future = self._pool.submit(self.active.decide_batch, batch)
         reason, detail = None, ""
         try:
-            started = time.perf_counter()
-            if self.inline_after and self._fast >= self.inline_after:
-                answer = self.active.decide_batch(batch)
-                took = time.perf_counter() - started
-                self._fast = self._fast + 1 if took < self._fast_s else 0
-                if took > self.budget_s:
-                    raise concurrent.futures.TimeoutError  # (its answer came too late: discarded)
-            else:
-                fast, self._fast = self._fast, 0  # (until this call has returned in time)
-                answer = self._pool.submit(self.active.decide_batch, batch).result(timeout=self.budget_s)
-                self._fast = fast + 1 if time.perf_counter() - started < self._fast_s else 0
-            decisions = self._checked(batch, answer)
+            decisions = self._checked(batch, future.result(timeout=self.budget_s))
             return RunResult(decisions, self.active.name, self.active.version, None, "")
         except concurrent.futures.TimeoutError:
             reason, detail = "timeout", f"no answer within the budget of {self.budget_s * 1000:.0f} ms"
