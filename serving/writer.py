@@ -19,7 +19,7 @@ Ids and the lease. A group takes its decision and message ids from the writer's 
 writes the counters' new values and confirms the lease, failing in the database unless both are as this
 process expects (:meth:`serving.lease.WriterLease.confirm_with_ids`): no round trip for ids, and no row lock
 taken before the group's last statement. On the overlapped path (PostgreSQL) that statement and the ``COMMIT``
-go as one simple query, on the committer thread: one round trip for both (:func:`_commit`).
+go as one simple query, on the committer thread: one round trip for both (:class:`_Confirming`).
 
 Overlap (PostgreSQL). A commit waits for the database's WAL flush (about 4 ms on the benchmark's disk), during
 which the writer would sit idle while the next clients wait to be served. With ``overlap`` (the default on
@@ -413,7 +413,7 @@ class Writer:
         self.ids.committed(ids)
         if keep:
             self.cache.commit(ws)
-        return results, self._committer.submit(self._connections.commit, conn, tx, finish)
+        return results, self._committer.submit(self._connections.commit, conn, _Confirming(conn, tx, finish))
 
     def _redo(self, group: list[WriteOp]) -> list[Result]:
         """Run a group again, without overlap, after a failed overlapped transaction.
@@ -609,11 +609,10 @@ class _HeldConnections:
             conn.close()
         return self.engine.connect()
 
-    def commit(self, conn: Connection, tx: sa.RootTransaction, finish: str | None) -> None:
-        """Commit a group's transaction (on the committer thread; ``finish``: see :func:`_commit`); keep its
-        connection if it succeeded."""
+    def commit(self, conn: Connection, tx: _Confirming) -> None:
+        """Commit a group's transaction (on the committer thread); keep its connection if it succeeded."""
         try:
-            _commit(conn, tx, finish)
+            _commit(conn, tx)
         except BaseException:
             conn.close()
             raise
@@ -625,17 +624,36 @@ class _HeldConnections:
             self._kept.popleft()[0].close()
 
 
-def _commit(conn: Connection, tx: sa.RootTransaction, finish: str | None) -> None:
-    """Commit an overlapped group's transaction (on the committer thread; its connection stays open).
+@dataclass
+class _Confirming:
+    """An overlapped group's transaction; on PostgreSQL its commit carries the lease's confirmation.
 
-    ``finish``: on PostgreSQL, the lease's confirmation and the ``COMMIT`` as one simple query
-    (:meth:`serving.lease.WriterLease.confirm_and_commit_sql`), run first; if the confirmation fails, nothing
-    is committed and the error is the commit's (the group is run again, :meth:`Writer._redo`, where a lost
-    lease is told apart). ``None``: the transaction was confirmed already.
+    Attributes:
+        conn: Its connection.
+        tx: The transaction.
+        finish: The lease's confirmation and the ``COMMIT`` as one simple query
+            (:meth:`serving.lease.WriterLease.confirm_and_commit_sql`), or ``None``: confirmed already.
     """
-    if finish is not None:
-        confirm_and_commit(conn, finish)
-    tx.commit()  # (after finish: SQLAlchemy's bookkeeping; the driver finds nothing left to commit)
+
+    conn: Connection
+    tx: sa.RootTransaction
+    finish: str | None
+
+    def commit(self) -> None:
+        """Confirm and commit (one round trip); if the confirmation fails, nothing is committed and the error
+        is the commit's (the group is run again, :meth:`Writer._redo`, where a lost lease is told apart)."""
+        if self.finish is not None:
+            confirm_and_commit(self.conn, self.finish)
+        self.tx.commit()  # (after finish: SQLAlchemy's bookkeeping; the driver finds nothing left to commit)
+
+    def rollback(self) -> None:
+        """Roll the transaction back (nothing of it is committed)."""
+        self.tx.rollback()
+
+
+def _commit(conn: Connection, tx: _Confirming) -> None:
+    """Commit an overlapped group's transaction (on the committer thread; its connection stays open)."""
+    tx.commit()
 
 
 def _replayed(stored: StoredResponse | IdempotencyConflictError) -> Result:

@@ -353,13 +353,13 @@ def test_a_failed_commit_of_an_overlapped_group_is_run_again(postgres_server: An
     real_commit, prepared = writer_module._commit, writer_module.Writer._prepare
     commits, overlapped, fail_at = [0], [0], [-1]
 
-    def failing_commit(conn: Any, tx: Any, finish: Any) -> None:
+    def failing_commit(conn: Any, tx: Any) -> None:
         commits[0] += 1
         if commits[0] == fail_at[0]:
             tx.rollback()
             conn.close()
             raise RuntimeError("the commit was lost")
-        real_commit(conn, tx, finish)
+        real_commit(conn, tx)
 
     def counting_prepare(self: Any, group: Any, before: Any) -> Any:
         overlapped[0] += before is not None and not before.done()
