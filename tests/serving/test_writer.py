@@ -200,6 +200,31 @@ def test_a_second_server_takes_the_store_over(tmp_path: Path) -> None:
             assert taken.status_code == 200, taken.text
 
 
+def test_a_second_server_takes_a_postgresql_store_over_from_the_overlapped_path(postgres_server: Any) -> None:
+    """PostgreSQL: the overlapped path confirms the lease with its commit; once a newer server holds the lease,
+    the older one's decisions are refused with 503 and none of them is stored."""
+    store = postgres_server.create_database("takeover_overlapped")
+    with TestClient(create_app(make_settings(store)), headers=AUTH) as first:
+        assert first.app.state.regsim.writer.overlap  # type: ignore[attr-defined]
+        _register_and_plan(first, [1, 2])
+        ask = {"arrangement_id": 1, "kind": "pre_due", "time": 1.0}
+        assert first.post("/v1/decisions", json=ask).status_code == 200
+        second_app = create_app(make_settings(store))
+        with TestClient(second_app, headers=AUTH) as second:
+            refused = first.post("/v1/decisions", json={"arrangement_id": 2, "kind": "pre_due", "time": 1.0})
+            assert refused.status_code == 503, refused.text
+            assert "another server process" in refused.json()["detail"]
+            with second_app.state.regsim.engine.connect() as conn:
+                stored = conn.execute(
+                    sa.select(db.events.c.arrangement_id).where(
+                        db.events.c.event == "decision", db.events.c.decision_kind == "pre_due"
+                    )
+                ).all()
+            assert [r[0] for r in stored] == [1]  # the refused decision left nothing
+            taken = second.post("/v1/decisions", json={"arrangement_id": 2, "kind": "pre_due", "time": 1.0})
+            assert taken.status_code == 200, taken.text
+
+
 def _after_refusal(store: str, refusal: dict[str, Any] | None) -> tuple[Any, Any]:
     app = create_app(make_settings(store))
     with TestClient(app, headers=AUTH) as client:
