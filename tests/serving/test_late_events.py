@@ -45,6 +45,19 @@ def _metric(api: TestClient, line: str) -> float:
     return 0.0
 
 
+def _payment_incident(pre: dict[str, Any], moot_time: float, sent_time: float) -> dict[str, Any]:
+    """The incident of the pre-due reminder ``pre`` sent at ``sent_time`` after a payment at ``moot_time``."""
+    return {
+        "kind": "sent_after_payment",
+        "message_id": pre["message_id"],
+        "decision_id": pre["decision_id"],
+        "installment": 0,
+        "channel": pre["action"]["channel"],
+        "moot_time": moot_time,
+        "sent_time": sent_time,
+    }
+
+
 # -- the two cases of a late payment -------------------------------------------------------------------------
 def test_a_reminder_sent_after_a_late_payment_is_an_incident_kept_once(store_url: str) -> None:
     settings_ = make_settings(store_url)
@@ -57,15 +70,7 @@ def test_a_reminder_sent_after_a_late_payment_is_an_incident_kept_once(store_url
         assert late.status_code == 200, late.text
         body = late.json()
         assert body["late"] is True and body["installments_paid"] == [0] and body["cancelled"] == []
-        incident = {
-            "kind": "sent_after_payment",
-            "message_id": pre["message_id"],
-            "decision_id": pre["decision_id"],
-            "installment": 0,
-            "channel": pre["action"]["channel"],
-            "moot_time": 22.1,
-            "sent_time": pre["send_time"],
-        }
+        incident = _payment_incident(pre, moot_time=22.1, sent_time=pre["send_time"])
         assert body["incidents"] == [incident]
         # Another late event re-derives the history again: the incident is neither lost nor duplicated.
         opened = {**sent, "type": "message_opened", "time": pre["send_time"] + 0.1}
@@ -110,15 +115,7 @@ def test_a_reminder_reported_sent_after_the_server_cancelled_it_is_an_incident_n
         answer = api.post("/v1/events", json=sent)
         assert answer.status_code == 200, answer.text
         body = answer.json()
-        incident = {
-            "kind": "sent_after_payment",
-            "message_id": pre["message_id"],
-            "decision_id": pre["decision_id"],
-            "installment": 0,
-            "channel": pre["action"]["channel"],
-            "moot_time": 22.1,
-            "sent_time": 24.4,
-        }
+        incident = _payment_incident(pre, moot_time=22.1, sent_time=24.4)
         assert body["late"] is False and body["incidents"] == [incident]
         # Sent once: the same report again is refused, and a later re-derivation keeps the incident once.
         again = api.post("/v1/events", json=sent)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,15 @@ class _ColdClient:
     def post(self, *args: Any, **kwargs: Any) -> Any:
         self.client.app.state.regsim.cache.clear()  # type: ignore[attr-defined]
         return self.client.post(*args, **kwargs)
+
+
+def _in_threads(fn: Callable[[int], None], ids: list[int]) -> None:
+    """``fn(aid)`` for every id at once, one client thread each; returns when all are done."""
+    threads = [threading.Thread(target=fn, args=(a,)) for a in ids]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
 
 
 def _replay(store: str, events: Any, cold: bool) -> list[dict[str, Any]]:
@@ -165,11 +175,7 @@ def test_concurrent_decisions_are_all_acknowledged_and_all_stored(store_url: str
                 with lock:
                     (answers.append(r.json()) if r.status_code == 200 else errors.append(r.text))
 
-        threads = [threading.Thread(target=post, args=(a,)) for a in ids]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        _in_threads(post, ids)
         st = app.state.regsim
         with st.engine.connect() as conn:
             stored = dict(
@@ -410,11 +416,7 @@ def test_a_failed_commit_of_an_overlapped_group_is_run_again(postgres_server: An
                 with lock:
                     (answers.append(r.json()) if r.status_code == 200 else errors.append(r.text))
 
-        threads = [threading.Thread(target=post, args=(a,)) for a in ids]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        _in_threads(post, ids)
         with app.state.regsim.engine.connect() as conn:
             stored = conn.execute(
                 sa.select(db.events.c.decision_id, db.events.c.arrangement_id).where(db.events.c.event == "decision")
@@ -452,11 +454,7 @@ def test_connections_kept_between_overlapped_groups_that_the_database_dropped_ar
             with lock:
                 (answers.append(r.json()) if r.status_code == 200 else errors.append(r.text))
 
-        threads = [threading.Thread(target=post, args=(a,)) for a in ids]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        _in_threads(post, ids)
 
     with TestClient(app, headers=AUTH) as client:
         writer = app.state.regsim.writer
