@@ -318,8 +318,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--access-log", action="store_true", help="serve with `regsim serve --access-log` (the default is off)"
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the artifacts' training")
-    parser.add_argument("--out", type=Path, default=RESULTS, help="where to write the JSON results")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="where to write the JSON results (default: benchmarks/results/server.json, server_postgresql.json "
+        "with --store postgresql)",
+    )
     args = parser.parse_args(argv)
+    if args.out is None:  # (one file per store: a PostgreSQL run must not overwrite SQLite's figures)
+        args.out = RESULTS if args.store == "sqlite" else RESULTS.with_name(f"server_{args.store}.json")
     if not wrk_available():
         print("WARNING: wrk is missing; the Python fallback generator may be the bottleneck", file=sys.stderr)
 
