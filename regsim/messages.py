@@ -150,7 +150,10 @@ class MessageBook:
             column = getattr(self, name)
             column[: len(live)] = column[live]
         self.n = len(live)
-        self.pending_pool = new_position[self.pending_pool]
+        pool = new_position[self.pending_pool]
+        # A dropped pending message leaves the pool: kept as -1 it would index the buffer's last (unused, zero =
+        # pending) slot, a phantom message of row 0 that a later cancellation of that row would log.
+        self.pending_pool = pool[pool >= 0]
         return new_position
 
     def subset(self, positions: NDArray[np.int64], new_row: NDArray[np.int64]) -> MessageBook:

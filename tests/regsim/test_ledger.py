@@ -203,6 +203,20 @@ def test_subset_and_assign_move_rows_with_their_messages() -> None:
     assert ledger.sched.first_open[2] == 1 and ledger.sched.first_open[0] == 0
 
 
+def test_assigning_a_row_keeps_no_phantom_in_the_pending_pool() -> None:
+    """Replacing a row's pending messages (a server's late event merging a re-derived arrangement) must not leave
+    a removed position in the pool: as -1 it read the buffer's unused last slot, a pending message of row 0 that
+    row 0's next cancellation logged (channel "none"; found as a failed write group in CI)."""
+    ledger, _ = ledger_with_plans(n=3)
+    decide(ledger, np.array([0, 2]), DecisionKind.PRE_DUE, channel=SMS, t=26.0)
+    ledger.assign(np.array([2]), ledger.subset(np.array([2])))
+    book = ledger.messages
+    assert (book.pending_pool >= 0).all() and sorted(book.pending_pool.tolist()) == [0, 1]
+    ledger.pay(np.array([0]), np.array([100.0]), np.array([27.0]), 27)  # cancels row 0's reminder, only it
+    assert book.state[: book.n].tolist() == [MessageState.CANCELLED, MessageState.PENDING]
+    assert book.state[book.n :].tolist() == [0] * (len(book.state) - book.n)  # no phantom slot touched
+
+
 @pytest.mark.parametrize(
     ("event", "t", "day"),
     [
