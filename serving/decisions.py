@@ -221,7 +221,7 @@ class DecisionOps:
 
         learned = self.online is not None and self.online.advance(max(times))
         if learned:
-            self.metrics.updates.inc()
+            self.count(self.metrics.updates)
             self.learned = True
         started = _time.perf_counter()
         result = self.runner.decide(batch)
@@ -300,13 +300,13 @@ class DecisionOps:
             )
         counts = Counter((p.req.kind, _CHANNEL_NAMES[acts_list[i][0]]) for i, p in enumerate(points))
         for (kind_name, channel), k in counts.items():
-            self.metrics.decisions.labels(kind_name, channel, result.policy).inc(k)
+            self.count(self.metrics.decisions.labels(kind_name, channel, result.policy), k)
         with pipelined(conn):  # (on PostgreSQL: one round trip for the three)
             insert_events(conn, rows)
             execute_many(conn, _INSERT_MESSAGES, messages)
             self._touch(conn, ws, ids, times)
         if result.fallback_reason is not None:
-            self.metrics.fallbacks.labels(result.fallback_reason).inc(n)
+            self.count(self.metrics.fallbacks.labels(result.fallback_reason), n)
             conn.execute(
                 sa.insert(db.fallbacks),
                 [
@@ -331,6 +331,9 @@ class DecisionOps:
         return out
 
     def at_of(self, t: float) -> Any:
+        raise NotImplementedError
+
+    def count(self, counter: Any, n: float = 1.0) -> None:
         raise NotImplementedError
 
     def _send_times(
@@ -373,8 +376,8 @@ class DecisionOps:
                 assert shadow.propensity is not None
                 row["propensity"] = float(shadow.propensity[i])
                 row["agrees"] = bool((a == acts[i]).all())
-                self.metrics.shadow.labels("agree" if row["agrees"] else "disagree").inc()
+                self.count(self.metrics.shadow.labels("agree" if row["agrees"] else "disagree"))
             else:
-                self.metrics.shadow.labels("error").inc()
+                self.count(self.metrics.shadow.labels("error"))
             rows.append(row)
         conn.execute(sa.insert(db.shadow_decisions), rows)

@@ -114,6 +114,9 @@ class LateEventOps:
     def at_of(self, t: float) -> dt.datetime:
         raise NotImplementedError
 
+    def count(self, counter: Any, n: float = 1.0) -> None:
+        raise NotImplementedError
+
     # ------------------------------------------------------------------------------------------------------
     def record_late(
         self, conn: sa.Connection, ws: Workspace, info: ArrangementInfo, ev: Any, t: float, late: bool = True
@@ -191,11 +194,11 @@ class LateEventOps:
         ws.replay.merge(fresh)
         info.status, info.last_time = status, last_time
 
-        self.metrics.events.labels(kind).inc()
+        self.count(self.metrics.events.labels(kind))
         if late:
-            self.metrics.late_events.labels(kind).inc()
+            self.count(self.metrics.late_events.labels(kind))
         for incident in new_incidents:
-            self.metrics.incidents.labels(incident["kind"]).inc()
+            self.count(self.metrics.incidents.labels(incident["kind"]))
         newly = [
             x
             for x in rows
@@ -331,8 +334,8 @@ class LateEventOps:
         ).scalar_one()
         if missed is None or float(missed) > t:
             raise ConflictError(f"installment {ev.installment} of arrangement {aid} is not missed at time {t}")
-        self.metrics.events.labels(ev.type).inc()
-        self.metrics.late_events.labels(ev.type).inc()
+        self.count(self.metrics.events.labels(ev.type))
+        self.count(self.metrics.late_events.labels(ev.type))
         return schemas.EventOut(
             arrangement_id=aid,
             type=ev.type,
@@ -399,7 +402,7 @@ class LateEventOps:
             if r["event"] in _ENDINGS:
                 cause = r["event"]
             elif id(r) in newly:
-                self.metrics.cancelled.labels(cause).inc()
+                self.count(self.metrics.cancelled.labels(cause))
 
 
 _CHANNEL_NAMES = ("none", *CHANNELS)

@@ -234,7 +234,7 @@ class MenuService:
             self.rules.check(batch, decided)
         except RuleViolation:
             # (The world refuses such a menu; a server answers a debtor all the same, with today's menu.)
-            self.service.metrics.fallbacks.labels("menu_rule_violation").inc()
+            self.service.count(self.service.metrics.fallbacks.labels("menu_rule_violation"))
             return default_menu(batch), "rule-based-menu", "1"
         return decided, str(policy.name), str(policy.version)
 

@@ -102,9 +102,22 @@ class DecisionService(DecisionOps, LateEventOps):
         self.dirty = False
         self.learned = False
         self._saving = False  # a save is in the open transaction
+        # Metric counts of the open transaction's work, applied by the writer once it has committed (a group run
+        # again after a failure must not count its requests twice): (a labelled counter, amount).
+        self._counts: list[tuple[Any, float]] = []
         # Shares its calendar, action space and rules with the replays built for reads.
         self.template = LogReplay(config, [], int(schemas.MAX_TIME_DAYS) + 1)
         self._responses = ResponseParts(self.template.space)
+
+    def count(self, counter: Any, n: float = 1.0) -> None:
+        """Count ``n`` on ``counter`` (a labelled Prometheus counter) when the transaction commits (the writer
+        applies :meth:`take_counts`'s at its commit and drops them at a rollback)."""
+        self._counts.append((counter, n))
+
+    def take_counts(self) -> list[tuple[Any, float]]:
+        """The counts of the work since the last call (the writer's current transaction), and forget them."""
+        counts, self._counts = self._counts, []
+        return counts
 
     # ======================================================================================================
     # The online learner's state (one save per transaction)
@@ -132,7 +145,7 @@ class DecisionService(DecisionOps, LateEventOps):
         if self.online is None:
             return
         if self.online.advance(t):
-            self.metrics.updates.inc()
+            self.count(self.metrics.updates)
             self.learned = True
         self.online.add_events(rows)
         self.dirty = True
@@ -386,7 +399,7 @@ class DecisionService(DecisionOps, LateEventOps):
         rows += applied
         self._store(conn, rows)
         self._touch(conn, ws, [aid], [t])
-        self.metrics.events.labels(kind).inc()
+        self.count(self.metrics.events.labels(kind))
         cancelled = [self._cancelled(ws, c) for c in of_type(rows, EventType.MESSAGE_CANCELLED)]
         self._count_cancelled(rows)
         self._learn(t, rows)
@@ -407,7 +420,7 @@ class DecisionService(DecisionOps, LateEventOps):
             if r["event"] in ("payment", "completed", "broken", "referred"):
                 cause = r["event"]
             elif r["event"] == "message_cancelled":
-                self.metrics.cancelled.labels(cause).inc()
+                self.count(self.metrics.cancelled.labels(cause))
 
     def _message(self, ws: Workspace, aid: int, message_id: int) -> np.ndarray[Any, Any]:
         """The book position of an arrangement's message, as a one-element array."""

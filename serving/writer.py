@@ -362,13 +362,15 @@ class Writer:
                 self.service.save_online(conn)
                 self.lease.confirm_with_ids(conn, ids.start, ids.now)
         except BaseException as exc:
+            self.service.take_counts()  # (not committed: nothing counted; a run again counts once)
             self.service.rolled_back()
             self.ids.forget()
             self._forget_learned()
             if isinstance(exc, Exception) and not isinstance(exc, LeaseLostError) and not self._holds_lease():
                 raise LeaseLostError(LOST) from exc
             raise
-        # Committed: only now may the cache, the id counters and the learner's save flags move on.
+        # Committed: only now may the cache, the id counters, the learner's save flags and the metrics move on.
+        _count(self.service.take_counts())
         self.ids.committed(ids)
         if keep:
             self.cache.commit(ws)
@@ -379,6 +381,9 @@ class Writer:
         self, group: list[WriteOp], before: concurrent.futures.Future[None] | None
     ) -> tuple[list[Result], concurrent.futures.Future[None]]:
         """The overlapped path: the group's work in a transaction of its own, while ``before`` commits.
+
+        The group's metric counts are applied when the returned commit succeeds (dropped if it fails: the redo
+        counts again).
 
         Waits for ``before`` (the previous group's commit) only after the work, before writing the learner's
         state and the lease confirmation; if it failed, this transaction is rolled back and :class:`_RedoError`
@@ -406,6 +411,7 @@ class Writer:
                     self.lease.confirm_with_ids(conn, ids.start, ids.now)
         except BaseException:
             conn.close()  # (rolls the transaction back)
+            self.service.take_counts()
             self.service.rolled_back()
             # Not reloaded here: the group before may still be committing, and what the learner took from it is
             # not in the store yet. _overlapped sees that commit through and then _redo forgets this group's part.
@@ -413,7 +419,10 @@ class Writer:
         self.ids.committed(ids)
         if keep:
             self.cache.commit(ws)
-        return results, self._committer.submit(self._connections.commit, conn, _Confirming(conn, tx, finish))
+        counts = self.service.take_counts()
+        commit = self._committer.submit(self._connections.commit, conn, _Confirming(conn, tx, finish))
+        commit.add_done_callback(lambda done: None if done.exception() is not None else _count(counts))
+        return results, commit
 
     def _redo(self, group: list[WriteOp]) -> list[Result]:
         """Run a group again, without overlap, after a failed overlapped transaction.
@@ -574,6 +583,12 @@ _OVERLAPPING = frozenset({"decide", "batch"})
 
 class _RedoError(Exception):
     """The previous group's commit failed; the group working on top of it was rolled back."""
+
+
+def _count(counts: list[tuple[Any, float]]) -> None:
+    """Apply a committed transaction's metric counts (:meth:`serving.service.DecisionService.take_counts`)."""
+    for counter, n in counts:
+        counter.inc(n)
 
 
 @dataclass

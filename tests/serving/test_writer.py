@@ -490,3 +490,47 @@ def test_connections_kept_between_overlapped_groups_that_the_database_dropped_ar
     by_id = dict(stored)
     assert len(by_id) == len(stored)
     assert all(by_id.get(a["decision_id"]) == a["arrangement_id"] for a in answers)
+
+
+def test_a_group_run_again_after_a_failure_counts_its_requests_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Metrics count what committed: a group that fails after its work and is run again one request at a time
+    (the serial path's retry) counts each of its events and decisions once, not once per attempt."""
+    from pydantic import TypeAdapter
+
+    import serving.writer as writer_module
+
+    app = create_app(make_settings(f"sqlite:///{tmp_path / 'store.db'}"))
+    with TestClient(app, headers=AUTH) as client:
+        _register_and_plan(client, [1, 2])
+        st = app.state.regsim
+        before = client.get("/metrics").text
+        real = writer_module.Writer._work
+        failed: list[int] = []
+
+        def failing_once(self: Any, conn: Any, group: list[WriteOp]) -> Any:
+            out = real(self, conn, group)
+            if len(group) > 1 and not failed:
+                failed.append(len(group))
+                raise RuntimeError("the group's transaction fails after its work")
+            return out
+
+        monkeypatch.setattr(writer_module.Writer, "_work", failing_once)
+        event = TypeAdapter(schemas.EventIn).validate_python
+        group = [
+            WriteOp("event", event({"arrangement_id": a, "type": "payment", "amount_eur": 10.0, "time": 1.0}))
+            for a in (1, 2)
+        ] + [WriteOp("decide", schemas.DecisionIn(arrangement_id=1, kind="follow_up", time=1.5))]
+        results = st.writer._run(group)
+        assert failed == [3] and [type(r) for r in results] == [Outcome] * 3
+
+        def count(text: str, line: str) -> float:
+            return sum(float(t.split()[-1]) for t in text.splitlines() if t.startswith(line))
+
+        after = client.get("/metrics").text
+        assert (
+            count(after, 'regsim_events_total{type="payment"}') - count(before, 'regsim_events_total{type="payment"}')
+            == 2
+        )
+        assert count(after, "regsim_decisions_total{") - count(before, "regsim_decisions_total{") == 1
