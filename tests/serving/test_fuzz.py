@@ -337,6 +337,10 @@ def _steer_menu(fuzz: MenuFuzz, path: str, item: Any, data: st.DataObject) -> No
 
     A choice goes to the arrangement's latest menu with an option it allows (no term: a term given must be the
     offered one, which the fuzz cannot know); a case to a queued custom case, on the world's terms.
+
+    Every draw is made whatever the store holds, and none depends on it (the option is an index into the menu's
+    allowed choices): the store changes between test cases, and hypothesis refuses a strategy whose draws follow
+    external state (``FlakyStrategyDefinition`` when it replays a case after earlier ones answered menus).
     """
     if not isinstance(item, dict) or "arrangement_id" not in item or not data.draw(st.booleans(), label="seeded"):
         return
@@ -346,13 +350,14 @@ def _steer_menu(fuzz: MenuFuzz, path: str, item: Any, data: st.DataObject) -> No
     ids = CASE_IDS if path == "/v1/cases" else ARREARS_IDS
     aid = data.draw(st.sampled_from(ids), label="arrangement_id")
     item["arrangement_id"] = aid
+    pick = data.draw(st.integers(0, 15), label="option index")
     with fuzz.engine.connect() as conn:
         if path == "/v1/choices":
             m = latest_menu(conn, aid)
             if m is not None:
                 item["menu_id"] = m.menu_id
                 allowed = MenuOut.model_validate_json(m.menu_json).allowed_choices
-                item["option"] = data.draw(st.sampled_from(allowed), label="option")
+                item["option"] = allowed[pick % len(allowed)]
                 for term in ("deferral_days", "n_installments", "discount"):
                     item.pop(term, None)
         elif path == "/v1/cases":
