@@ -396,6 +396,23 @@ def fit(
             steps.append((q, theta, res.values, res.replay))
             return q, res.values
 
+        def evaluate_pair(points: Sequence[NDArray[np.float64]]) -> NDArray[np.float64]:
+            # A step and its centre at one fresh seed (from the design's sequence, so never the common seed nor a
+            # design point's): their paired difference judges the step without the common seed's selection bias.
+            pair_seed = next(design_seeds)
+            results = run_points(
+                job,
+                [(pt, pair_seed) for pt in points],
+                executor=executor,
+                workers=workers,
+                ray_address=ray_address,
+                desc="step check",
+                quiet=True,
+            )
+            for pt, r in zip(points, results, strict=True):
+                history.append(Trial(tuple(float(x) for x in pt), objective.value(r.values), "check"))
+            return np.array([r.values for r in results])
+
         steps: list[tuple[float, NDArray[np.float64], NDArray[np.float64], ReplayStats]] = []
         refinement: GaussNewtonResult | None = None
         if refine > 0:
@@ -412,6 +429,7 @@ def fit(
                 per_iteration=local,
                 rng=rng,
                 box=LOCAL_SPREAD,
+                evaluate_pair=evaluate_pair,
             )
             model = refinement.model
             if not quiet:

@@ -36,6 +36,7 @@ The last model (centred at the last centre the design surrounded) is returned fo
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -47,13 +48,16 @@ from experiments.calibration.fit import LocalModel, Objective, local_model, scal
 
 __all__ = [
     "ACCEPT_RATIO",
+    "CHECK_SEEDS",
     "GAIN_TOL",
     "GROW_RATIO",
+    "INTERVAL_DESIGNS",
     "MAX_BOX",
     "MIN_BOX",
     "REUSE_REACH",
     "GaussNewtonResult",
     "Iteration",
+    "equivalent_points",
     "iterated_gauss_newton",
     "trust_region_step",
 ]
@@ -72,17 +76,29 @@ MIN_BOX = 0.03
 REUSE_REACH = 2.0
 #: Eigenvalue floor of the curvature in range units (one unit of Q across the whole range).
 EIGEN_FLOOR = 1.0
+#: Fresh seeds at which each step is simulated with its centre (its paired gain judges the step with the
+#: common seed's).
+CHECK_SEEDS = 1
+#: The intervals' model is worth this many designs of ``per_iteration`` uniform points in the first box around the
+#: final centre (the trust region's last models rest on the last two designs, :data:`REUSE_REACH`).
+INTERVAL_DESIGNS = 2
 
 StopReason = Literal["converged", "trust-region", "budget"]
 #: Simulates a list of parameter vectors, each with its own seed; their moments, shape ``(n, K)``.
 DesignEvaluator = Callable[[Sequence[NDArray[np.float64]]], NDArray[np.float64]]
 #: Simulates one parameter vector at the common seed; its Q and moments.
 PointEvaluator = Callable[[NDArray[np.float64]], tuple[float, NDArray[np.float64]]]
+#: Simulates a list of parameter vectors all at one fresh seed (a new one per call); their moments, ``(n, K)``.
+PairEvaluator = Callable[[Sequence[NDArray[np.float64]]], NDArray[np.float64]]
 
 
 @dataclass(frozen=True)
 class Iteration:
-    """One iteration: the box, the model's points, the step's predicted and actual gains, and the outcome."""
+    """One iteration: the box, the model's points, the step's predicted and actual gains, and the outcome.
+
+    ``actual_gain`` is the gain at the common seed, ``checked_gains`` the paired gains at fresh seeds and
+    ``judged_gain`` their mean with the common seed's (``None`` without fresh seeds), the gain the step was judged on.
+    """
 
     box: float
     points: int
@@ -90,6 +106,8 @@ class Iteration:
     predicted_gain: float
     actual_gain: float | None
     accepted: bool
+    checked_gains: tuple[float, ...] = ()
+    judged_gain: float | None = None
 
 
 @dataclass
@@ -100,12 +118,14 @@ class GaussNewtonResult:
         center: The best parameters found, shape ``(P,)``.
         objective: Q there (common seed).
         simulated: The moments there (common seed), shape ``(K,)``.
-        model: The last local model.
+        model: The intervals' model: over the design points in the first box around the final centre, topped up
+            with fresh ones to ``interval_points`` equivalent points (the last model when ``interval_points`` is 0).
         stop: Why it stopped: ``converged``, ``trust-region`` or ``budget``.
         simulations: Simulations it ran (designs and steps).
         box: The final half-width of the box.
         iterations: Per iteration.
         design: Every design point and its moments, in order (``(n, P)``, ``(n, K)``).
+        last_model: The trust region's last model (the one the last step came from).
     """
 
     center: NDArray[np.float64]
@@ -117,6 +137,7 @@ class GaussNewtonResult:
     box: float
     iterations: list[Iteration] = field(default_factory=list)
     design: tuple[NDArray[np.float64], NDArray[np.float64]] = (np.zeros((0, 0)), np.zeros((0, 0)))
+    last_model: LocalModel | None = None
 
 
 def trust_region_step(
@@ -149,6 +170,39 @@ def trust_region_step(
     return step(hi), True
 
 
+def equivalent_points(
+    xs: NDArray[np.float64], center: NDArray[np.float64], widths: NDArray[np.float64], box: float
+) -> float:
+    """How many points uniform in ``center +- box * range`` the design ``xs`` is worth for the weakest slope.
+
+    A slope's variance in a regression is ``s^2 / sum_i (z_ij - mean_j)^2`` (range units ``z``); a point uniform in
+    ``+-box`` adds ``box^2 / 3`` to that sum in expectation. The design's worth is its smallest sum over
+    ``box^2 / 3``: points crowded near the centre (a shrunken trust region's) are worth little, however many.
+    """
+    if len(xs) < 2:
+        return 0.0
+    z = (np.asarray(xs, float) - center) / widths
+    spread = ((z - z.mean(axis=0)) ** 2).sum(axis=0)
+    return float(np.min(spread) / (box**2 / 3.0))
+
+
+def _top_up(
+    xs: Sequence[NDArray[np.float64]],
+    center: NDArray[np.float64],
+    widths: NDArray[np.float64],
+    box: float,
+    target: int,
+    p: int,
+) -> tuple[list[int], int]:
+    """The design points within ``center +- box * range`` and how many fresh uniform points there bring them to
+    ``target`` equivalent points (:func:`equivalent_points`) and at least ``P + 2`` points."""
+    reach = box * widths + 1e-12
+    inside = [i for i, x in enumerate(xs) if np.all(np.abs(x - center) <= reach)]
+    worth = equivalent_points(np.array([xs[i] for i in inside]).reshape(-1, p), center, widths, box)
+    need = max(math.ceil(target - worth - 1e-9), p + 2 - len(inside), 0)
+    return inside, need
+
+
 def iterated_gauss_newton(
     objective: Objective,
     lows: NDArray[np.float64],
@@ -163,6 +217,9 @@ def iterated_gauss_newton(
     per_iteration: int,
     rng: np.random.Generator,
     box: float = 0.3,
+    evaluate_pair: PairEvaluator | None = None,
+    check_seeds: int = CHECK_SEEDS,
+    interval_points: int | None = None,
 ) -> GaussNewtonResult:
     """Refine ``center`` by iterated Gauss-Newton in a trust region (module docstring).
 
@@ -175,10 +232,16 @@ def iterated_gauss_newton(
         center_simulated: Its moments.
         evaluate_design: Simulates design points, each with its own seed.
         evaluate_point: Simulates a step at the common seed.
-        budget: Simulations at most (designs and steps).
+        budget: Simulations at most (designs, steps, their checks and the intervals' design).
         per_iteration: New design points per iteration (at least ``P + 2`` for the first).
         rng: The design's random stream.
         box: The first box's half-width (share of each range).
+        evaluate_pair: Simulates the centre and the step at one fresh seed (a new one per call); ``None``: steps
+            are judged at the common seed alone.
+        check_seeds: Fresh seeds per step (calls of ``evaluate_pair``), when it is given.
+        interval_points: Equivalent points (:func:`equivalent_points`) of the intervals' model in the first box
+            around the final centre (default :data:`INTERVAL_DESIGNS` ``* per_iteration``); 0: the intervals'
+            model is the last one.
 
     Raises:
         ValueError: A budget or design too small for one model and its step, or a bad box.
@@ -192,6 +255,10 @@ def iterated_gauss_newton(
         )
     if not MIN_BOX <= box <= MAX_BOX:
         raise ValueError(f"box: expected a half-width in [{MIN_BOX}, {MAX_BOX}], got {box}")
+    first_box = box
+    target = INTERVAL_DESIGNS * per_iteration if interval_points is None else interval_points
+    checks = check_seeds if evaluate_pair is not None else 0
+    step_cost = 1 + 2 * checks
     c, q_c, m_c = np.asarray(center, float), float(center_objective), center_simulated
     xs: list[NDArray[np.float64]] = []
     ys: list[NDArray[np.float64]] = []
@@ -199,20 +266,27 @@ def iterated_gauss_newton(
     iterations: list[Iteration] = []
     model: LocalModel | None = None
     stop: StopReason = "budget"
+
+    def design(points: list[NDArray[np.float64]]) -> list[int]:
+        nonlocal used
+        values = evaluate_design(points)
+        used += len(points)
+        xs.extend(points)
+        ys.extend(np.asarray(values, float))
+        return list(range(len(xs) - len(points), len(xs)))
+
     while True:
         reach = REUSE_REACH * box * widths + 1e-12
         inside = [i for i, x in enumerate(xs) if np.all(np.abs(x - c) <= reach)]
-        fresh = min(per_iteration, budget - used - 1)
+        # The intervals' design around the current centre is reserved: a search that spends it cannot give the
+        # intervals the first box's scale.
+        # The first design lies in the first box itself, so it goes ahead whatever the reserve.
+        reserve = _top_up(xs, c, widths, first_box, target, p)[1] if target > 0 and model is not None else 0
+        fresh = min(per_iteration, budget - used - step_cost - reserve)
         if fresh < 1 or len(inside) + fresh < p + 2:
             break  # no budget for another model with a step
-        if fresh > 0:
-            z = rng.uniform(-1.0, 1.0, size=(fresh, p))
-            new = [np.clip(c + box * widths * row, lows, highs) for row in z]
-            values = evaluate_design(new)
-            used += fresh
-            inside += list(range(len(xs), len(xs) + fresh))
-            xs += new
-            ys += list(np.asarray(values, float))
+        z = rng.uniform(-1.0, 1.0, size=(fresh, p))
+        inside += design([np.clip(c + box * widths * row, lows, highs) for row in z])
         model = local_model(np.array([xs[i] for i in inside]), np.array([ys[i] for i in inside]), c, widths)
         curvature = scaled_curvature(objective, model, widths)
         grad = (model.jacobian * widths[None, :]).T @ (objective.weights * (objective.target - model.intercept))
@@ -224,14 +298,27 @@ def iterated_gauss_newton(
             iterations.append(Iteration(box, len(inside), q_c, gain, None, False))
             stop = "converged"
             break
-        if used >= budget:
+        if budget - used < step_cost:
             iterations.append(Iteration(box, len(inside), q_c, gain, None, False))
             break
         q_s, m_s = evaluate_point(candidate)
         used += 1
-        rho = (q_c - q_s) / gain
+        # The common seed's gain is biased against the step: the centre is there because its Q at that seed was
+        # the lowest seen (CMA-ES's best of its population, or an accepted step), so part of its lead is that
+        # seed's noise, which no step inherits. At a fresh seed, simulated at both points, the paired gain has no
+        # such bias (the seed played no part in choosing the centre) and the shared seed keeps its noise small.
+        checked: list[float] = []
+        for _ in range(checks):
+            assert evaluate_pair is not None  # checks > 0
+            pair = np.asarray(evaluate_pair([c, candidate]), float)
+            used += 2
+            checked.append(objective.value(pair[0]) - objective.value(pair[1]))
+        judged = float(np.mean([q_c - q_s, *checked]))
+        rho = judged / gain
         accepted = rho > ACCEPT_RATIO
-        iterations.append(Iteration(box, len(inside), q_c, gain, q_c - q_s, accepted))
+        iterations.append(
+            Iteration(box, len(inside), q_c, gain, q_c - q_s, accepted, tuple(checked), judged if checks else None)
+        )
         on_edge = float(np.max(np.abs(s))) >= 0.99 * box
         if accepted:
             c, q_c, m_c = candidate, q_s, m_s
@@ -245,5 +332,14 @@ def iterated_gauss_newton(
         if budget - used < 2:
             break
     assert model is not None
-    design = (np.array(xs), np.array(ys)) if xs else (np.zeros((0, p)), np.zeros((0, len(objective.target))))
-    return GaussNewtonResult(c, q_c, m_c, model, stop, used, box, iterations, design)
+    last = model
+    if target > 0:
+        inside, need = _top_up(xs, c, widths, first_box, target, p)
+        need = min(need, budget - used)
+        if need > 0:
+            z = rng.uniform(-1.0, 1.0, size=(need, p))
+            inside += design([np.clip(c + first_box * widths * row, lows, highs) for row in z])
+        if len(inside) >= p + 2:
+            model = local_model(np.array([xs[i] for i in inside]), np.array([ys[i] for i in inside]), c, widths)
+    design_arrays = (np.array(xs), np.array(ys)) if xs else (np.zeros((0, p)), np.zeros((0, len(objective.target))))
+    return GaussNewtonResult(c, q_c, m_c, model, stop, used, box, iterations, design_arrays, last)

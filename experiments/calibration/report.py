@@ -329,6 +329,7 @@ def _refinement(res: FitResult) -> dict[str, Any] | None:
         "simulations": ref.simulations,
         "box": ref.box,
         "objective": ref.objective,
+        "interval_model_points": res.model.points,
         "iterations": [
             {
                 "box": it.box,
@@ -336,6 +337,8 @@ def _refinement(res: FitResult) -> dict[str, Any] | None:
                 "center_objective": it.center_objective,
                 "predicted_gain": it.predicted_gain,
                 "actual_gain": it.actual_gain,
+                "checked_gains": list(it.checked_gains),
+                "judged_gain": it.judged_gain,
                 "accepted": it.accepted,
             }
             for it in ref.iterations

@@ -43,7 +43,11 @@ def test_calibrate_writes_a_world_and_a_fit_report(log_dir: Path, tmp_path: Path
     ref = fit["refinement"]  # the iterated Gauss-Newton stage: its iterations and why it stopped
     assert ref["stop"] in ("converged", "trust-region", "budget") and 1 <= ref["simulations"] <= 10
     assert ref["iterations"] and {"box", "predicted_gain", "actual_gain", "accepted"} <= set(ref["iterations"][0])
-    assert sum(t["source"] in ("local", "gauss-newton") for t in fit["trials"]) == ref["simulations"]
+    assert sum(t["source"] in ("local", "gauss-newton", "check") for t in fit["trials"]) == ref["simulations"]
+    # Each simulated step was checked at a fresh seed with its centre (two simulations, source "check").
+    steps = [it for it in ref["iterations"] if it["actual_gain"] is not None]
+    assert sum(t["source"] == "check" for t in fit["trials"]) == 2 * len(steps)
+    assert all(len(it["checked_gains"]) == 1 and it["judged_gain"] is not None for it in steps)
     assert "iterated Gauss-Newton" in fit["estimator"]
     assert [p["path"] for p in fit["parameters"]] == [
         "population.types.forgetful.attention",
