@@ -29,7 +29,7 @@ import io
 import json
 import math
 from collections.abc import Mapping
-from typing import Any, TypeGuard
+from typing import Any, TypeGuard, cast
 
 import numpy as np
 import pyarrow as pa
@@ -37,6 +37,7 @@ import pyarrow.compute as pc
 import sqlalchemy as sa
 
 from regsim.config import WorldConfig
+from regsim.context import ContextColumns
 from regsim.decision import ContextBatch, LearningPolicy, Policy
 from regsim.eventlog import EventType, event_codes
 from regsim.feedback import FEEDBACK_EVENTS, OutcomeMatcher
@@ -89,12 +90,51 @@ class OnlineLearner:
         self.epoch = epoch
         window = policy.feedback_window_days
         assert window is not None
-        self.matcher = OutcomeMatcher(float(window), resolve_reward(policy.feedback_reward), RewardCosts.of(config))
+        self._matcher = OutcomeMatcher(float(window), resolve_reward(policy.feedback_reward), RewardCosts.of(config))
+        # Decisions registered but not yet in the matcher (see :attr:`matcher`).
+        self._unmatched: list[_Registered] = []
         self.day = -1  # the last day boundary processed (-1: none yet)
         self._buffer: list[tuple[EventType, dict[str, Any]]] = []
         self.updates = 0
         self._saved = False
         self._initial = policy.state_dict()  # (copies: what :meth:`reload` returns to without a stored state)
+
+    @property
+    def matcher(self) -> OutcomeMatcher:
+        """The outcome matcher, holding every decision registered so far (:meth:`add_decisions`).
+
+        A server registers one small batch per write group. The matcher keeps each added batch's contexts
+        and merges adjacent ones as they come (:meth:`regsim.feedback.OutcomeMatcher.add`), a copy of every
+        context column per merge: about one merge per group, a large share of an online policy's extra CPU per
+        decision. Nothing reads the matcher between two day boundaries of a steady stream of decisions, so the
+        batches wait here and go in together (one add per registration time, contexts concatenated in order)
+        when the matcher is next read, or once :data:`_UNMATCHED_MAX` of them wait. Rows keep their order, so
+        the matcher holds what adding each batch at once would have made of it, whenever it is read.
+        """
+        if self._unmatched:
+            self._match_registered()
+        return self._matcher
+
+    def _match_registered(self) -> None:
+        """Add the waiting decisions to the matcher: consecutive batches of the same time in one add."""
+        waiting, self._unmatched = self._unmatched, []
+        start = 0
+        while start < len(waiting):
+            end = start + 1
+            while end < len(waiting) and waiting[end][1] == waiting[start][1]:
+                end += 1
+            run = waiting[start:end]
+            if len(run) == 1:
+                self._matcher.add(*run[0])
+            else:
+                self._matcher.add(
+                    np.concatenate([r[0] for r in run]),
+                    run[0][1],
+                    _concat_contexts([r[2] for r in run]),
+                    np.concatenate([r[3] for r in run]),
+                    np.concatenate([r[4] for r in run]),
+                )
+            start = end
 
     # -- the clock ------------------------------------------------------------------------------------------
     def advance(self, time: float) -> bool:
@@ -131,8 +171,16 @@ class OnlineLearner:
         actions: np.ndarray[Any, Any],
         propensity: np.ndarray[Any, Any],
     ) -> None:
-        """Register committed decisions (taken at ``time``) for feedback."""
-        self.matcher.add(np.asarray(decision_ids, dtype=np.int64), float(time), contexts, actions, propensity)
+        """Register committed decisions (taken at ``time``) for feedback.
+
+        They reach the matcher when it is next read (:attr:`matcher`). The matcher copies the actions and
+        propensities at once, so they are copied here; like the matcher, the learner keeps ``contexts`` as given.
+        """
+        self._unmatched.append(
+            (np.array(decision_ids, dtype=np.int64), float(time), contexts, np.array(actions), np.array(propensity))
+        )
+        if len(self._unmatched) >= _UNMATCHED_MAX:
+            self._match_registered()
 
     def add_events(self, rows: list[dict[str, Any]]) -> None:
         """Queue logged events (store rows) for the next boundary; only the kinds that carry outcomes are kept."""
@@ -383,8 +431,9 @@ class OnlineLearner:
         matcher rebuilt from the log, as at start-up (:meth:`restore`); with no state stored, the policy goes
         back to the state it was created with. Call it only when no other transaction is committing.
         """
-        window = self.matcher.window_days
-        self.matcher = OutcomeMatcher(window, self.matcher.reward, self.matcher.costs)
+        old = self._matcher
+        self._matcher = OutcomeMatcher(old.window_days, old.reward, old.costs)
+        self._unmatched = []
         self._buffer = []
         self._saved = False
         if not self.restore(conn):
@@ -501,6 +550,33 @@ class OnlineLearner:
 
 #: A decision's context, action and propensity (one row each).
 _Row = tuple[ContextBatch, np.ndarray[Any, Any], np.ndarray[Any, Any]]
+
+#: Decisions registered together, as :meth:`regsim.feedback.OutcomeMatcher.add` takes them: ids, time, contexts,
+#: actions, propensities.
+_Registered = tuple[np.ndarray[Any, Any], float, ContextBatch, np.ndarray[Any, Any], np.ndarray[Any, Any]]
+
+#: At most this many registered batches wait outside the matcher (:attr:`OnlineLearner.matcher`): one add, and
+#: the copy of its contexts, per so many write groups; what waits stays small (one group's contexts each).
+_UNMATCHED_MAX = 64
+
+#: A context batch's columns by name (the alias built once: a subscripted generic costs microseconds per use).
+_Columns = dict[str, np.ndarray[Any, Any]]
+
+
+def _concat_contexts(batches: list[ContextBatch]) -> ContextBatch:
+    """:meth:`regsim.context.ContextBatch.concat`, the same batch, reading the columns directly.
+
+    ``ContextBatch.by_name`` builds its ``cast`` target per call (microseconds), and ``concat`` calls it once per
+    column per batch: for the tens of one-group batches joined here that would cost more than the copies.
+    """
+    columns = [cast(_Columns, b.columns) for b in batches]
+    names = sorted({name for b in batches for name in b.forbidden})
+    return ContextBatch(
+        space=batches[0].space,
+        columns=cast(ContextColumns, {k: np.concatenate([c[k] for c in columns]) for k in columns[0]}),
+        mask=np.concatenate([b.mask for b in batches]),
+        forbidden={n: np.concatenate([b.forbidden.get(n, np.zeros_like(b.mask)) for b in batches]) for n in names},
+    )
 
 
 class _InOrder:
