@@ -24,8 +24,9 @@ Then a local linear model of the moments around the best point
 own seed), and one Gauss-Newton step on it, evaluated at the common seed and kept only if it lowers Q. With
 ``refine > 0`` CMA-ES's default budget is ``4P`` and the single step is replaced by the iterated Gauss-Newton
 refinement of :mod:`experiments.calibration.gauss_newton` (local models over designs of ``2P`` points in a trust
-region, until the predicted gain is below one unit of Q, the box below the roughness scale, or ``refine``
-simulations are spent); its last model is the one the intervals use.
+region, each step judged at the common seed and a fresh one, until the predicted gain is below one unit of Q, the
+box below the roughness scale, or ``refine`` simulations are spent); the intervals use its model over the first
+box (+-30%) around its final centre.
 The local model's Jacobian and noise are reused for
 the intervals (:mod:`experiments.calibration.inference`). Finite differences were tried first: at a fixed seed
 their Jacobian over a step of 5% of the range was dominated by the simulation's roughness (the curvature it gave

@@ -69,10 +69,15 @@ def test_calibrate_writes_a_world_and_a_fit_report(log_dir: Path, tmp_path: Path
     assert "data:image/png;base64," in html and "Back-test" in html and "calibrated world against OPE" in html
 
 
-@pytest.mark.parametrize("optimiser", ["dfo-ls", "cma-es"])
-def test_the_same_seed_gives_the_same_fit_to_the_bit(log_dir: Path, tmp_path: Path, optimiser: str) -> None:
+@pytest.mark.parametrize(
+    ("optimiser", "refine"), [("dfo-ls", []), ("cma-es", []), ("cma-es", ["--refine", "12"])], ids=str
+)
+def test_the_same_seed_gives_the_same_fit_to_the_bit(
+    log_dir: Path, tmp_path: Path, optimiser: str, refine: list[str]
+) -> None:
     args = ["calibrate", "--log", str(log_dir), "--world", "default", "--params", str(log_dir / "spec.yaml")]
     args += ["--trials", "5", "--bootstrap", "20", "--quiet", "--optimiser", optimiser, "--pairing", "debtor"]
+    args += refine  # the refinement: its designs, steps, fresh-seed checks and the intervals' top-up
     fits = []
     for run in ("a", "b"):
         assert main([*args, "--out", str(tmp_path / run)]) == 0
@@ -81,6 +86,8 @@ def test_the_same_seed_gives_the_same_fit_to_the_bit(log_dir: Path, tmp_path: Pa
     assert fits[0]["optimiser"]["name"] == optimiser and fits[0]["pairing"] == "debtor"
     assert fits[0]["trials"] == fits[1]["trials"]
     assert [p["estimate"] for p in fits[0]["parameters"]] == [p["estimate"] for p in fits[1]["parameters"]]
+    assert [p["interval"] for p in fits[0]["parameters"]] == [p["interval"] for p in fits[1]["parameters"]]
+    assert fits[0]["refinement"] == fits[1]["refinement"]
 
 
 @pytest.mark.parametrize(
