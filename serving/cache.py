@@ -12,6 +12,11 @@ has touched:
 * **Write-through, after the commit.** A request works on a :class:`Workspace`, an independent copy of the
   arrangements it touches; the cache takes the workspace's state only once the transaction has committed
   (:meth:`ReplayCache.commit`). A failed or rolled-back request leaves the cache as it was.
+* **Or in place, for decisions.** A group of single decisions (the hot path) works on the cache's own state
+  (:meth:`ReplayCache.in_place`): copying its arrangements out and merging them back cost about as much as
+  deciding them. A refused decision point is put back from a copy of what its bookkeeping could change, taken
+  before (:meth:`Workspace.snapshot`); a transaction that fails after working in place has changed the cache,
+  so the writer forgets the cache (:meth:`ReplayCache.clear`) and it is reloaded from the store as needed.
 * **One writer process per store.** The cache is only right if no other process writes the store; the server
   takes a lease on the store at start-up (:mod:`serving.lease`) and refuses to write once another process has
   taken it over.
@@ -88,6 +93,8 @@ class Workspace:
 
     replay: LogReplay
     info: dict[int, ArrangementInfo | None]
+    #: The cache's own state (:meth:`ReplayCache.in_place`), not a copy: nothing to take at the commit.
+    in_place: bool = False
 
     def __post_init__(self) -> None:
         rows_of(self.replay)  # what its ledger writes becomes store rows (serving.store_rows)
@@ -99,12 +106,13 @@ class Workspace:
     def snapshot(self, ids: Iterable[int]) -> Workspace:
         """A copy of some arrangements' state, to :meth:`restore` if a request on them is refused midway."""
         wanted = list(dict.fromkeys(int(a) for a in ids))
-        return Workspace(self.replay.subset(wanted), {a: _clone(self.info[a]) for a in wanted})
+        return Workspace(self.replay.subset(wanted), {a: _clone(self.info.get(a)) for a in wanted})
 
     def restore(self, snap: Workspace) -> None:
         """Put back the state a :meth:`snapshot` took."""
         self.replay.merge(snap.replay)
-        self.info.update(snap.info)
+        # (in place, ``info`` is the cache's: it holds registered arrangements only)
+        self.info.update({a: i for a, i in snap.info.items() if i is not None} if self.in_place else snap.info)
 
 
 _STATUS_NAMES = tuple(s.name.lower() for s in ArrangementStatus)
@@ -179,8 +187,29 @@ class ReplayCache:
             ws.info.update(loaded.info)
         return ws
 
+    def in_place(self, conn: sa.Connection, ids: Iterable[int]) -> Workspace:
+        """The cache's own state, to work on in place (no copy), with these arrangements loaded into it first.
+
+        For requests that change only arrangements already registered (decisions): an unregistered one stays
+        out of the cache (``info`` has no entry for it; a request on it is refused before changing anything).
+        The caller restores what a refused request changed (from a :meth:`Workspace.snapshot` taken before it)
+        and, if the transaction fails, calls :meth:`clear`: what it changed here is not in the store.
+        """
+        missing = [a for a in dict.fromkeys(int(a) for a in ids) if a not in self.info]
+        if missing:
+            loaded = load_workspace(conn, self.config, missing, self.replay)
+            registered = [a for a, i in loaded.info.items() if i is not None]
+            if registered:
+                # (the store's committed state: every arrangement a group in flight changed is in the cache)
+                keep = loaded.replay if len(registered) == len(loaded.info) else loaded.replay.subset(registered)
+                self.replay.merge(keep)
+                self.info.update({a: loaded.info[a] for a in registered})
+        return Workspace(self.replay, self.info, in_place=True)
+
     def commit(self, ws: Workspace) -> None:
         """Take a workspace's state (call only after its transaction committed)."""
+        if ws.in_place:
+            return  # (its changes are here already)
         registered = {a: i for a, i in ws.info.items() if i is not None}
         if not registered:
             return

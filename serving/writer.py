@@ -12,7 +12,10 @@ call, bulk inserts.
 Isolation inside a group. A request the service refuses (404, 409, 422) is refused before it writes anything,
 and the replayed state it touched is restored, so it does not affect the others. Any other failure rolls the
 transaction back and the group's requests are retried one transaction each, so a single bad request fails
-alone. The replay cache (:mod:`serving.cache`) takes the group's state only after the commit.
+alone. The replay cache (:mod:`serving.cache`) takes the group's state only after the commit; a group of single
+decisions alone works on the cache's own state instead (:meth:`serving.cache.ReplayCache.in_place`: no copy out
+and merge back), a refused point put back from a copy of what its bookkeeping could change, and a failed
+transaction makes the writer forget the cache (it is reloaded from the store as needed).
 
 Ids and the lease. A group takes its decision and message ids from the writer's copy of the id counters
 (:class:`serving.store.IdCounters`, exact while this process holds the lease) and ends with one statement that
@@ -365,6 +368,8 @@ class Writer:
             self.service.take_counts()  # (not committed: nothing counted; a run again counts once)
             self.service.rolled_back()
             self.ids.forget()
+            if _in_place(group):  # it changed the cache's own state, which the store does not hold
+                self.cache.clear()
             self._forget_learned()
             if isinstance(exc, Exception) and not isinstance(exc, LeaseLostError) and not self._holds_lease():
                 raise LeaseLostError(LOST) from exc
@@ -414,7 +419,8 @@ class Writer:
             self.service.take_counts()
             self.service.rolled_back()
             # Not reloaded here: the group before may still be committing, and what the learner took from it is
-            # not in the store yet. _overlapped sees that commit through and then _redo forgets this group's part.
+            # not in the store yet. _overlapped sees that commit through and then _redo forgets this group's part
+            # (and clears the cache, which a group worked on in place has changed).
             raise
         self.ids.committed(ids)
         if keep:
@@ -467,7 +473,8 @@ class Writer:
         whether the cache may take it."""
         results: list[Result | None] = [None] * len(group)
         keep = True
-        ws = self.cache.workspace(conn, [a for op in group for a in op.arrangement_ids(conn)])
+        ids = [a for op in group for a in op.arrangement_ids(conn)]
+        ws = self.cache.in_place(conn, ids) if _in_place(group) else self.cache.workspace(conn, ids)
         keyed = [(op.key, op.method, op.path, op.digest) for op in group if op.key is not None]
         stored = lookup_many(conn, keyed) if keyed else {}
         run: list[int] = []
@@ -478,7 +485,11 @@ class Writer:
 
         def flush() -> None:
             if run:
-                restore = self._restorer(conn, ws, reworked)
+                restore = (
+                    self._in_place_restorer(ws, [group[i].body for i in run], run_day[0])
+                    if ws.in_place
+                    else self._restorer(conn, ws, reworked)
+                )
                 decided = self.service.decide_each(conn, ws, [group[i].body for i in run], restore)
                 for i, res in zip(run, decided, strict=True):
                     results[i] = res if isinstance(res, Exception) else Outcome(200, answer_json(res))
@@ -537,6 +548,34 @@ class Writer:
 
         return restore
 
+    def _in_place_restorer(
+        self, ws: Workspace, reqs: list[schemas.DecisionIn], day: int | None
+    ) -> Callable[[int], None]:
+        """How to undo a refused decision point on the cache's own state (:meth:`ReplayCache.in_place`).
+
+        Before its refusal a point changes only what its bookkeeping books (:meth:`DecisionOps._points`:
+        the ledger's ``catch_up`` to the decision's day, a no-op for an arrangement booked through that day
+        already), so a copy is taken now of the arrangements booked through an earlier day, and only those are
+        put back. ``day`` is the run's decision day (``None``: its time is refused before any booking).
+        """
+        rp = ws.replay
+        if day is None:
+            at_risk: list[int] = []
+        else:
+            booked_day = rp.ledger.booked_day
+            at_risk = [
+                r.arrangement_id
+                for r in reqs
+                if r.arrangement_id in ws.info and booked_day[rp.row[r.arrangement_id]] < day
+            ]
+        snap = ws.snapshot(at_risk) if at_risk else None
+
+        def restore(aid: int) -> None:
+            if snap is not None and aid in snap.info:
+                ws.restore(snap.snapshot([aid]))
+
+        return restore
+
     def _one(self, conn: Connection, ws: Workspace, op: WriteOp, alone: bool, fresh: bool) -> Result:
         """A registration, an event or a batch of decisions: all or nothing, refused without side effects.
 
@@ -572,6 +611,13 @@ class Writer:
             return math.floor(self.service.time_of(body))
         except ServiceError:
             return None  # decide_each refuses it with its own error
+
+
+def _in_place(group: list[WriteOp]) -> bool:
+    """Whether a group works on the cache's own state (:meth:`ReplayCache.in_place`): single decisions only,
+    which change registered arrangements and are refused, each on its own, before changing more than their
+    bookkeeping (see :meth:`Writer._in_place_restorer`)."""
+    return all(op.kind == "decide" for op in group)
 
 
 #: Requests that may be worked on while the previous group commits: decisions read nothing from the store
