@@ -44,7 +44,7 @@ from regsim.feedback import FEEDBACK_EVENTS, OutcomeMatcher
 from regsim.replay import LogReplay, contexts_from_log
 from regsim.rewards import RewardCosts, resolve_reward
 from serving import db
-from serving.store import load_events
+from serving.store import execute_one, load_events
 from serving.taken_contexts import taken_contexts
 
 __all__ = ["OnlineLearner", "is_online"]
@@ -65,6 +65,69 @@ _UPDATE_STATE = (
         updated_at=sa.bindparam("updated_at"),
     )
 )
+
+
+#: The columns of the parameters of :data:`_UPDATE_STATE` (their types convert the values for the driver).
+_STATE_PARAMS = {
+    "b_slot": db.policy_state.c.slot,
+    **{name: db.policy_state.c[name] for name in ("policy", "policy_version", "origin", "state", "updated_at")},
+}
+#: (dialect, driver) -> each parameter's bind processor, of the dialect's own type (None: the value goes as it is).
+_BIND_PROCESSORS: dict[tuple[str, str], dict[str, Any]] = {}
+
+
+def _driver_values(dialect: sa.Dialect, params: Mapping[str, Any]) -> dict[str, Any]:
+    """The parameters of :data:`_UPDATE_STATE` as SQLAlchemy hands them to the driver (its types' bind
+    processors: on SQLite the timestamp's text, the blob's binary wrapper)."""
+    key = (dialect.name, dialect.driver)
+    processors = _BIND_PROCESSORS.get(key)
+    if processors is None:
+        processors = {name: c.type.dialect_impl(dialect).bind_processor(dialect) for name, c in _STATE_PARAMS.items()}
+        _BIND_PROCESSORS[key] = processors
+    return {k: v if processors[k] is None or v is None else processors[k](v) for k, v in params.items()}
+
+
+#: What ``json.dumps(..., separators=(",", ":"))`` encodes with, made once (``dumps`` makes one per call when
+#: given separators).
+_JSON = json.JSONEncoder(separators=(",", ":"))
+
+
+class _ScalarsJSON:
+    """The JSON of a state's scalars, as the learner stores them, written for less on every transaction.
+
+    :meth:`encode` gives, character for character, ``json.dumps({k: [a.dtype.str, a.item()] for k, a in
+    ((k, numpy.asarray(v)) for k, v in state.items()) if a.ndim == 0}, separators=(",", ":"))``. Most of that
+    JSON is a few strings that seldom change (the policy's name, its action space, its generator's state): the
+    text of each string entry is kept with its value and used again while the value is the same; the entries
+    between them are encoded together, one ``encode`` per run (an object's text is its entries' texts joined by
+    the item separator).
+    """
+
+    def __init__(self) -> None:
+        self._strings: dict[str, tuple[str, str]] = {}  # key -> (the value, its entry's text)
+
+    def encode(self, state: Mapping[str, Any]) -> str:
+        """The scalars of ``state`` (values without a dimension) as a JSON object of ``[dtype, value]``."""
+        parts: list[str] = []
+        run: dict[str, list[Any]] = {}
+        for k, v in state.items():
+            if type(v) is str:
+                known = self._strings.get(k)
+                if known is None or known[0] != v:
+                    a = np.asarray(v)
+                    known = (v, _JSON.encode({k: [a.dtype.str, a.item()]})[1:-1])
+                    self._strings[k] = known
+                if run:
+                    parts.append(_JSON.encode(run)[1:-1])
+                    run = {}
+                parts.append(known[1])
+                continue
+            a = v if isinstance(v, np.ndarray) else np.asarray(v)
+            if a.ndim == 0:
+                run[k] = [a.dtype.str, a.item()]
+        if run:
+            parts.append(_JSON.encode(run)[1:-1])
+        return "{" + ",".join(parts) + "}"
 
 
 def is_online(policy: Policy) -> TypeGuard[LearningPolicy]:
@@ -97,6 +160,7 @@ class OnlineLearner:
         self._buffer: list[tuple[EventType, dict[str, Any]]] = []
         self.updates = 0
         self._saved = False
+        self._scalars = _ScalarsJSON()
         self._initial = policy.state_dict()  # (copies: what :meth:`reload` returns to without a stored state)
 
     @property
@@ -384,9 +448,9 @@ class OnlineLearner:
         """
         # Without the statistics unless they are wanted: copying them costs more than the rest of the save.
         state = self.policy.state_dict(arrays=with_big)
-        small = {k: np.asarray(v) for k, v in state.items() if np.ndim(v) == 0}
-        small[_CLOCK_KEY] = np.asarray(self.day)
-        scalars = json.dumps({k: [v.dtype.str, v.item()] for k, v in small.items()}, separators=(",", ":"))
+        with_clock: dict[str, Any] = dict(state)
+        with_clock[_CLOCK_KEY] = np.asarray(self.day)
+        scalars = self._scalars.encode(with_clock)
         if not with_big:
             return None, scalars.encode("utf-8")
         buf = io.BytesIO()
@@ -412,8 +476,10 @@ class OnlineLearner:
                 "state": blob,
                 "updated_at": dt.datetime.now(dt.UTC),
             }
-            done = conn.execute(_UPDATE_STATE, {"b_slot": slot, **values})
-            if done.rowcount == 0:
+            # On the driver's cursor (SQLAlchemy's execution of the statement costs several times SQLite's
+            # update), with the values converted as SQLAlchemy converts them: the row stored is the same.
+            matched, _ = execute_one(conn, _UPDATE_STATE, _driver_values(conn.dialect, {"b_slot": slot, **values}))
+            if matched == 0:
                 conn.execute(sa.insert(db.policy_state), {"slot": slot, **values})
         self._saved = True
 

@@ -37,7 +37,7 @@ import contextlib
 import functools
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -139,6 +139,9 @@ class LinearBandit(BasePolicy):
         self.decisions = 0
         self.learned = 0
         self.dropped = 0
+        # The last JSON of the space and of the generator's state, by what they encode (see state_dict).
+        self._space_text: tuple[ActionSpace, str] | None = None
+        self._rng_text: tuple[Mapping[str, Any], str] | None = None
 
     # ------------------------------------------------------------------------------------------------------
     # What subclasses provide
@@ -294,10 +297,21 @@ class LinearBandit(BasePolicy):
                 changes on every decision (counters, generator, scalar sums): what a server saves per
                 transaction while the statistics, which change only when the bandit learns, stay as saved.
         """
+        # A server takes the small state on every transaction; the space and the generator's state seldom change
+        # (LinUCB draws nothing), so their JSON is kept with what it encodes and written again only on a change.
+        space_json = ""
+        if self.space is not None:
+            if self._space_text is None or self._space_text[0] is not self.space:
+                self._space_text = (self.space, _space_json(self.space))
+            space_json = self._space_text[1]
+        rng = self.rng.bit_generator.state
+        if self._rng_text is None or self._rng_text[0] != rng:
+            self._rng_text = (rng, json.dumps(rng))
+        rng_json = self._rng_text[1]
         state: dict[str, StateValue] = {
             "policy": self.name,
-            "space": "" if self.space is None else _space_json(self.space),
-            "rng": json.dumps(self.rng.bit_generator.state),
+            "space": space_json,
+            "rng": rng_json,
             "decisions": self.decisions,
             "learned": self.learned,
             "dropped": self.dropped,

@@ -48,6 +48,8 @@ class RidgeArms:
 
     #: Names of the saved arrays.
     STATE_KEYS: tuple[str, ...] = ("A", "b", "n", "A_inv", "theta", "reward_sum")
+    #: Those of them without a dimension (the shapes :meth:`load_state_dict` checks).
+    SCALAR_KEYS: tuple[str, ...] = ("reward_sum",)
 
     def __init__(self, n_arms: int, dim: int, ridge: float) -> None:
         if n_arms < 1 or dim < 1:
@@ -111,7 +113,7 @@ class RidgeArms:
 
     def state_dict(self, prefix: str, arrays: bool = True) -> dict[str, NDArray[np.float64] | NDArray[np.int64]]:
         """The statistics named ``f"{prefix}.{key}"`` (copies); without ``arrays`` only the 0-d ones."""
-        keys = self.STATE_KEYS if arrays else tuple(k for k in self.STATE_KEYS if np.ndim(getattr(self, k)) == 0)
+        keys = self.STATE_KEYS if arrays else self.SCALAR_KEYS
         return {f"{prefix}.{key}": getattr(self, key).copy() for key in keys}
 
     def load_state_dict(self, state: dict[str, NDArray[np.float64] | NDArray[np.int64]], prefix: str) -> None:

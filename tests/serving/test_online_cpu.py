@@ -1,19 +1,26 @@
-"""The online learner's cheaper bookkeeping: what it learns and holds is what per-group bookkeeping gives.
+"""The online learner's cheaper bookkeeping and save: what it learns, holds and stores is what it was.
 
-The learner registers a server's small decision batches with the outcome matcher lazily
-(:attr:`serving.online.OnlineLearner.matcher`): they wait, and go in together when the matcher is read or
-enough of them wait. These tests run a stream of real contexts (a simulated population's), split into small
-write groups, through the learner and, beside it, through a matcher that takes every group at once, as the
-learner did before; the policy's statistics and the matcher's pending rows must agree bit for bit.
+* The learner registers a server's small decision batches with the outcome matcher lazily
+  (:attr:`serving.online.OnlineLearner.matcher`): they wait, and go in together when the matcher is read or
+  enough of them wait. A stream of real contexts (a simulated population's), split into small write groups,
+  goes through the learner and, beside it, through a matcher that takes every group at once, as the learner
+  did before; the policy's statistics and the matcher's pending rows must agree bit for bit.
+* The per-transaction save writes the scalars' JSON from kept fragments and runs its update on the driver's
+  cursor: the JSON must be ``json.dumps``'s, character for character, and the row stored the one SQLAlchemy's
+  execution of the same statement stores.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
+import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import pytest
+import sqlalchemy as sa
 
 import agents
 from agents.rules_based import StaticDunning
@@ -23,8 +30,8 @@ from regsim.eventlog import EventType
 from regsim.feedback import OutcomeMatcher
 from regsim.rewards import RewardCosts, resolve_reward
 from regsim.simulate import simulate
-from serving import online
-from serving.online import OnlineLearner, _concat_contexts, _outcome_columns
+from serving import db, online
+from serving.online import OnlineLearner, _concat_contexts, _outcome_columns, _ScalarsJSON
 from serving.settings import DEFAULT_POPULATION
 
 _COLUMNS = ("_ids", "_arr", "_time", "_balance", "_paid", "_cost", "_contacts", "_completed", "_actions", "_propensity")
@@ -181,3 +188,76 @@ def test_waiting_decisions_of_different_times_go_in_at_their_own_times(
     assert len(learner._unmatched) == 4
     _assert_same_matcher(learner.matcher, matcher)
     assert learner._unmatched == []
+
+
+def _dumps_scalars(state: Mapping[str, Any]) -> str:
+    """The scalars' JSON as the learner wrote it before :class:`serving.online._ScalarsJSON`."""
+    small = {k: np.asarray(v) for k, v in state.items() if np.ndim(v) == 0}
+    return json.dumps({k: [v.dtype.str, v.item()] for k, v in small.items()}, separators=(",", ":"))
+
+
+def test_the_scalars_json_is_what_json_dumps_writes(recorded: list[tuple[ContextBatch, DecisionBatch]]) -> None:
+    policy: Any = agents.make("linucb")
+    encoder = _ScalarsJSON()
+    states: list[dict[str, Any]] = [{}, {"only": "text"}, {"n": 3}]
+    for contexts, _ in recorded[:3]:
+        policy.decide_batch(contexts)  # (the space known, the counters moving)
+        states.append({**policy.state_dict(arrays=False), "__server_day": np.asarray(7)})
+    odd: dict[str, Any] = {
+        "a": 1,
+        "text": 'déjà "vu"\n\u2603 \U0001f600',
+        "nan": np.asarray(math.nan),
+        "inf": np.asarray(-math.inf),
+        "zero": np.asarray(-0.0),
+        "flag": True,
+        "f32": np.asarray(np.float32(0.1)),
+        "big": 2**63 - 1,
+        "u64": np.asarray(np.uint64(2**64 - 1)),
+        "empty": "",
+        "vector": np.arange(3),
+        "scalar": np.float64(2.5),
+        "after": "x",
+    }
+    states += [odd, {**odd, "text": "changed", "empty": "now set"}, {**odd, "zero": np.asarray(0.0)}, odd]
+    for state in states + states:  # (again: the kept fragments)
+        assert encoder.encode(state) == _dumps_scalars(state)
+
+
+class _FrozenClock(dt.datetime):
+    @classmethod
+    def now(cls, tz: dt.tzinfo | None = None) -> _FrozenClock:
+        return cls(2026, 3, 4, 5, 6, 7, 891011, tzinfo=tz)
+
+
+def _stored(engine: sa.Engine) -> list[tuple[Any, ...]]:
+    cols = "slot, policy, policy_version, origin, state, updated_at"
+    kinds = ", typeof(state), typeof(updated_at)" if engine.dialect.name == "sqlite" else ""
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.exec_driver_sql(f"SELECT {cols}{kinds} FROM policy_state ORDER BY slot")]
+
+
+def test_the_saved_row_is_what_sqlalchemy_stores(
+    store_url: str, recorded: list[tuple[ContextBatch, DecisionBatch]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(online.dt, "datetime", _FrozenClock)
+    config = load_world_config(DEFAULT_POPULATION)
+    policy: Any = agents.make("linucb")
+    policy.decide_batch(recorded[0][0])
+    learner = OnlineLearner(policy, "test", config, dt.date(2026, 1, 1))
+    learner.day = 4
+    engine = db.make_engine(store_url)
+    db.upgrade_to_head(engine)
+    with engine.begin() as conn:
+        learner.save(conn, learned=True)  # (inserts both slots)
+    with engine.begin() as conn:
+        learner.save(conn, learned=True)  # (updates both on the driver's cursor)
+    mine = _stored(engine)
+    assert [r[0] for r in mine] == ["active", "active.small"]
+    # The same values through SQLAlchemy's execution of the same statement.
+    big, small = learner._blobs(with_big=True)
+    with engine.begin() as conn:
+        for slot, blob in (("active", big), ("active.small", small)):
+            values = {"policy": "linucb", "policy_version": policy.version, "origin": "test", "state": blob}
+            conn.execute(online._UPDATE_STATE, {"b_slot": slot, **values, "updated_at": _FrozenClock.now(dt.UTC)})
+    assert _stored(engine) == mine
+    engine.dispose()
