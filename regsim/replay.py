@@ -377,13 +377,18 @@ class LogReplay:
         inst_arr = np.asarray(installments, dtype=np.int64)
         day_arr = np.asarray(days, dtype=np.int64)
         self.ledger.catch_up(rows, day_arr)
-        parts: list[tuple[NDArray[np.int64], dict[str, NDArray[Any]]]] = []
-        for day in np.unique(day_arr).tolist():
-            at = np.flatnonzero(day_arr == day)
-            cols = self.columns_at(rows[at], kind_arr[at], inst_arr[at], int(day))
-            parts.append((at, cast(dict[str, NDArray[Any]], cols)))
-        order = np.argsort(np.concatenate([at for at, _ in parts]), kind="stable")
-        columns = _stack([c for _, c in parts], order)
+        first = int(day_arr[0]) if len(day_arr) else 0
+        if len(day_arr) and not (day_arr != first).any():
+            # One day (the server's usual group): the columns as they are, without splitting and re-stacking them.
+            columns = self.columns_at(rows, kind_arr, inst_arr, first)
+        else:
+            parts: list[tuple[NDArray[np.int64], dict[str, NDArray[Any]]]] = []
+            for day in np.unique(day_arr).tolist():
+                at = np.flatnonzero(day_arr == day)
+                cols = self.columns_at(rows[at], kind_arr[at], inst_arr[at], int(day))
+                parts.append((at, cast(dict[str, NDArray[Any]], cols)))
+            order = np.argsort(np.concatenate([at for at, _ in parts]), kind="stable")
+            columns = _stack([c for _, c in parts], order)
         batch = ContextBatch(self.space, columns, np.ones((len(rows), self.space.mask_size), dtype=bool))
         return self.rules.apply(batch)
 
