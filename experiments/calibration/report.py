@@ -28,7 +28,7 @@ from experiments.calibration.spec import config_data
 from experiments.report_html import _e, _img, _p, _section
 from regsim.config import parse_world_config
 
-__all__ = ["fit_json", "render_html", "write_outputs"]
+__all__ = ["fit_json", "ranking_sentence", "render_html", "write_outputs"]
 
 _CSS = (
     "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}"
@@ -178,6 +178,26 @@ def ranking_json(r: Ranking) -> dict[str, Any]:
     }
 
 
+def ranking_sentence(rk: dict[str, Any]) -> str:
+    """The back-test ranking's summary line, from :func:`ranking_json`'s payload.
+
+    Its agreement measures are ``None`` where fewer than two candidates have a finite value on both sides (one
+    candidate, or OPE without support for the others): those read "n/a".
+    """
+
+    def share(x: float | None) -> str:
+        return "n/a" if x is None else f"{x:.0%}"
+
+    tau = rk["kendall_tau"]
+    return (
+        f"Per-decision reward (EUR) over the held-out decisions. Kendall's tau "
+        f"{'n/a' if tau is None else f'{tau:.2f}'}; pairs ordered alike {share(rk['pair_agreement'])}; "
+        f"of the {rk['separated_pairs']} pairs OPE separates, {share(rk['separated_agreement'])} ordered alike; "
+        f"same best: {'yes' if rk['same_best'] else 'no'}; world value inside OPE's {rk['level']:.0%} interval "
+        f"for {rk['world_inside_ope_interval']} of {len(rk['candidates'])}."
+    )
+
+
 def _fmt(x: float | None) -> str:
     return "" if x is None else f"{x:.3f}"
 
@@ -271,20 +291,9 @@ def render_html(cal: Calibration, payload: dict[str, Any]) -> str:
                 f"<td>{_fmt(c['world'])} &plusmn; {_fmt(c['world_se'])}</td></tr>"
                 for c in rk["candidates"]
             )
-            tau = rk["kendall_tau"]
-            sep = rk["separated_agreement"]
             parts += [
                 "<h4>Candidate policies: calibrated world against OPE on the held-out months</h4>",
-                _p(
-                    _e(
-                        f"Per-decision reward (EUR) over the held-out decisions. Kendall's tau "
-                        f"{'n/a' if tau is None else f'{tau:.2f}'}; pairs ordered alike {rk['pair_agreement']:.0%}; "
-                        f"of the {rk['separated_pairs']} pairs OPE separates, "
-                        f"{'n/a' if sep is None else f'{sep:.0%}'} ordered alike; same best: "
-                        f"{'yes' if rk['same_best'] else 'no'}; world value inside OPE's {rk['level']:.0%} interval "
-                        f"for {rk['world_inside_ope_interval']} of {len(rk['candidates'])}."
-                    )
-                ),
+                _p(_e(ranking_sentence(rk))),
                 "<table><tr><th>candidate</th><th>OPE (DR)</th><th>interval</th><th>calibrated world</th></tr>"
                 + rows_rk
                 + "</table>",

@@ -13,6 +13,7 @@ import pytest
 import agents
 from experiments.calibration.ranking import SwitchAtCut, is_stochastic, rank_agreement, rank_candidates
 from experiments.calibration.replaying import LoggedDecisions, NoAction
+from experiments.calibration.report import ranking_sentence
 from regsim import WorldConfig, simulate
 
 WORLD = WorldConfig()
@@ -36,6 +37,24 @@ def test_rank_agreement_counts_pairs_ordered_alike() -> None:
     assert rank_agreement(np.array([1.0, 1.0, 2.0]), np.array([1.0, 2.0, 3.0]))[1] == pytest.approx(2.5 / 3)
     with pytest.raises(ValueError, match="lengths differ"):
         rank_agreement(a, a[:2])
+
+
+def test_the_ranking_summary_reads_n_a_where_fewer_than_two_candidates_compare() -> None:
+    # One candidate (or OPE without support for the others): the agreement measures are None in the payload.
+    rk = {
+        "kendall_tau": None,
+        "pair_agreement": None,
+        "separated_pairs": 0,
+        "separated_agreement": None,
+        "same_best": False,
+        "level": 0.9,
+        "world_inside_ope_interval": 1,
+        "candidates": [{"policy": "silent"}],
+    }
+    line = ranking_sentence(rk)
+    assert "Kendall's tau n/a; pairs ordered alike n/a" in line and "0 pairs OPE separates, n/a ordered" in line
+    rk |= {"kendall_tau": 0.5, "pair_agreement": 0.75, "separated_agreement": 1.0, "separated_pairs": 2}
+    assert "tau 0.50; pairs ordered alike 75%; of the 2 pairs OPE separates, 100% ordered alike" in ranking_sentence(rk)
 
 
 def test_switch_at_cut_hands_over_to_the_candidate_on_the_cut_day() -> None:
