@@ -74,6 +74,12 @@ class Head:
     """Arm of each combination of the parts' options, shape ``tuple(nvec[p] for p in parts)``."""
     pinned_at: NDArray[np.bool_] = field(init=False, repr=False)
     """Per decision kind and part of the head, whether the part does not apply there (pinned)."""
+    part_columns: tuple[tuple[int, int, int, NDArray[np.intp], NDArray[np.bool_] | None, NDArray[np.intp]], ...] = (
+        field(init=False, repr=False)
+    )
+    """Per part, what :meth:`available` reads of it, worked out once (a decision costs a few numpy calls per part
+    less): the part, its offset and size in the flat mask, each arm's column among the part's options (the first
+    for :data:`ANY`), the arms of :data:`ANY` as a row (None without), the part's option indices as a row."""
 
     def __post_init__(self) -> None:
         active = np.zeros(len(DecisionKind), dtype=bool)
@@ -91,6 +97,16 @@ class Head:
             value.flags.writeable = False
             object.__setattr__(self, name, value)
         self.options.flags.writeable = False
+        columns = []
+        for j, part in enumerate(self.parts):
+            opts = self.options[:, j]
+            any_arms = (opts == ANY)[None, :] if (opts == ANY).any() else None
+            arrays = (np.maximum(opts, 0), any_arms, np.arange(nvec[part])[None, :])
+            for a in arrays:
+                if a is not None:
+                    a.flags.writeable = False
+            columns.append((part, off[part], nvec[part], *arrays))
+        object.__setattr__(self, "part_columns", tuple(columns))
 
     @property
     def n_arms(self) -> int:
@@ -114,21 +130,18 @@ class Head:
             kinds: The rows' decision kinds, shape ``(n,)``.
             first: The rows' first allowed option of every part, shape ``(n, 5)``.
         """
-        n = mask.shape[0]
-        out = np.ones((n, self.n_arms), dtype=bool)
+        out: NDArray[np.bool_] | None = None
         pinned = self.pinned_at[kinds]
-        for j, part in enumerate(self.parts):
-            off, size = self.space.offsets[part], self.space.nvec[part]
+        for j, (part, off, size, columns, any_arms, option_index) in enumerate(self.part_columns):
             allowed = mask[:, off : off + size]
             if pinned[:, j].any():
-                only_first = np.arange(size)[None, :] == first[:, part : part + 1]
+                only_first = option_index == first[:, part : part + 1]
                 allowed = np.where(pinned[:, j : j + 1], only_first & allowed, allowed)
-            opts = self.options[:, j]
-            component = allowed[:, np.maximum(opts, 0)]
-            if (opts == ANY).any():
-                component = np.where(opts[None, :] == ANY, allowed.any(axis=1, keepdims=True), component)
-            out &= component
-        return out
+            component = allowed[:, columns]  # (a new array: fancy indexing copies)
+            if any_arms is not None:
+                component = np.where(any_arms, allowed.any(axis=1, keepdims=True), component)
+            out = component if out is None else out & component
+        return np.ones((mask.shape[0], self.n_arms), dtype=bool) if out is None else out
 
     def arms_of(self, actions: NDArray[np.int64]) -> NDArray[np.int64]:
         """The arm each action (shape ``(n, 5)``) chose in this head (-1 for an option out of range)."""
