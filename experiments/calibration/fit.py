@@ -133,7 +133,9 @@ class FitResult:
         estimate: The fitted parameters, shape ``(P,)``.
         objective: Q at the estimate.
         simulated: Simulated moments at the estimate, shape ``(K,)``.
-        model: The local linear model of the moments around the CMA-ES optimum (its Jacobian, noise).
+        model: The local linear model of the moments around the estimate (its Jacobian, noise) that the intervals
+            use: the local design's around CMA-ES's best, or with the refinement its model over the first box
+            around its final centre.
         trials: Every evaluation, in order.
         seed: The common-random-numbers seed of every evaluation.
         seconds: Wall time of the fit.
