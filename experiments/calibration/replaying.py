@@ -45,7 +45,7 @@ import pyarrow as pa
 from numpy.typing import NDArray
 
 from agents.base import FixedPolicy, first_allowed
-from regsim.decision import PART_NAMES, ContextBatch, DecisionBatch, DecisionKind, Policy
+from regsim.decision import PART_NAMES, ContextBatch, DecisionBatch, DecisionKind, Feedback, Policy
 
 __all__ = [
     "PAIRINGS",
@@ -280,7 +280,8 @@ class ReplayingPolicy(FixedPolicy):
             arrangement of the same plan length and nearest debt (:func:`pair_by_debtor`), fixed at its first
             decision point; ``"policy"``: nothing replayed, every decision is the fallback's, which must then be the
             logging policy (:func:`require_logging_policy`; module docstring), its propensities kept and every
-            decision counted as a fallback.
+            decision counted as a fallback; a learning logging policy learns as it did in the log (its feedback
+            window, reward and :meth:`update` are passed through).
 
     Raises:
         ValueError: An unknown pairing, or ``"policy"`` with a log that names no registered policy.
@@ -294,6 +295,9 @@ class ReplayingPolicy(FixedPolicy):
             raise ValueError(f"pairing: expected one of {', '.join(PAIRINGS)}, got {pairing!r}")
         if pairing == "policy":
             require_logging_policy(decisions, 0)  # the name check only; the caller's fallback decides
+            # The world feeds matured outcomes only to a policy that asks (its window), as it fed the logger.
+            self.feedback_window_days = fallback.feedback_window_days
+            self.feedback_reward = fallback.feedback_reward
         self.decisions = decisions
         self.fallback = fallback
         self.pairing = pairing
@@ -390,6 +394,11 @@ class ReplayingPolicy(FixedPolicy):
         self.stats.fallback += int((~matched).sum())
         self._count_fallbacks(kinds[~matched])
         return DecisionBatch(actions, np.ones(n))
+
+    def update(self, feedback: Feedback) -> None:
+        """With ``pairing="policy"`` the logging policy's own update; a replay learns nothing."""
+        if self.pairing == "policy":
+            self.fallback.update(feedback)
 
     def _count_fallbacks(self, kinds: NDArray[np.int64]) -> None:
         """Adds the fallback decisions of these kinds to :attr:`stats`'s ``by_kind``."""

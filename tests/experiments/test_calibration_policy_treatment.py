@@ -64,6 +64,31 @@ def test_policy_treatment_in_the_logging_world_gives_the_log_back_with_its_prope
     assert sum(policy.stats.by_kind.values()) == len(decisions)
 
 
+class _Learner(NoAction):
+    """A logging policy that learns online (a feedback window) and records what it is told."""
+
+    feedback_window_days = 14.0
+    feedback_reward = "net"
+
+    def __init__(self) -> None:
+        self.told: list[object] = []
+
+    def update(self, feedback) -> None:
+        self.told.append(feedback)
+
+
+def test_a_learning_logging_policy_learns_under_the_policy_treatment(decisions) -> None:
+    learner = _Learner()
+    policy = ReplayingPolicy(decisions, learner, "policy")
+    assert (policy.feedback_window_days, policy.feedback_reward) == (14.0, "net")
+    policy.update("matured")  # type: ignore[arg-type]
+    assert learner.told == ["matured"]
+    replay = ReplayingPolicy(decisions, _Learner(), "arrangement")  # a replay learns nothing
+    assert replay.feedback_window_days is None
+    replay.update("matured")  # type: ignore[arg-type]
+    assert replay.fallback.told == []  # type: ignore[attr-defined]
+
+
 def test_a_simulation_point_runs_the_logging_policy_with_its_seed(log, decisions, tmp_path: Path) -> None:
     # Another seed, the world at the spec's value: the point's moments are those of the logging policy simulated
     # directly, its stream seeded with the simulation's seed, and differ from the replay's.
