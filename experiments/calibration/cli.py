@@ -145,10 +145,11 @@ def add_calibrate_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser
     )
     cal.add_argument(
         "--pairing",
-        choices=("arrangement", "debtor"),
+        choices=("arrangement", "debtor", "policy"),
         default="arrangement",
         help="which log arrangement's decisions a simulated one replays: the same number, or the same plan length "
-        "and nearest debt (default: arrangement)",
+        "and nearest debt; or policy: replay none, run the log's logging policy itself on the simulated states "
+        "(the log must name a registered policy, e.g. epsilon-mixture) (default: arrangement)",
     )
     cal.add_argument("--bootstrap", type=int, default=200, help="bootstrap draws of the moments (default: 200)")
     cal.add_argument("--min-count", type=int, default=30, help="smallest log denominator of a moment (default: 30)")

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from experiments.calibration.optimiser import OPTIMISERS, OptimiserName
+from experiments.calibration.replaying import PAIRINGS, Pairing
 from experiments.calibration.run import Calibration, calibrate
 from experiments.calibration.spec import Spec, load_spec
 from regsim.config import WorldConfig
@@ -99,9 +100,10 @@ def recover(
     workers: int = 1,
     quiet: bool = True,
     out: Path | None = None,
+    pairing: Pairing = "arrangement",
 ) -> tuple[Calibration, list[RecoveryRow]]:
     """Simulate a log of the true world under ``epsilon-mixture`` (seed ``log_seed``), calibrate from the default
-    world (seed ``seed``), and tabulate the recovery.
+    world (seed ``seed``, the simulations' treatment ``pairing``), and tabulate the recovery.
 
     Raises:
         KeyError: ``truth`` lacks a path of the spec.
@@ -128,6 +130,7 @@ def recover(
         workers=workers,
         quiet=quiet,
         log_path=str(out / "log") if out is not None else "<simulated>",
+        pairing=pairing,
     )
     return cal, recovery_rows(cal, truth)
 
@@ -166,6 +169,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--log-seed", type=int, default=101)
     parser.add_argument("--out", default="runs/recovery")
+    parser.add_argument(
+        "--pairing",
+        choices=PAIRINGS,
+        default="arrangement",
+        help="the simulations' treatment: replay by arrangement or debtor, or run the logging policy "
+        "(default: arrangement)",
+    )
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -186,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         workers=args.workers,
         quiet=False,
         out=out,
+        pairing=args.pairing,
     )
     wall = time.perf_counter() - started
     write_outputs(cal, out)

@@ -41,6 +41,7 @@ from experiments.calibration.replaying import (
     ReplayingPolicy,
     ReplayStats,
     fallback_policy,
+    require_logging_policy,
 )
 from experiments.calibration.spec import Spec
 from regsim.config import ConfigError, WorldConfig
@@ -89,7 +90,12 @@ class SimulationJob:
         months: Simulated horizon (unit: months of 30 days).
         horizon_days: Moments count only events before this time (unit: days); ``None``: all.
         pairing: How simulated arrangements take log arrangements' decisions
-            (:class:`~experiments.calibration.replaying.ReplayingPolicy`).
+            (:class:`~experiments.calibration.replaying.ReplayingPolicy`); ``"policy"``: none, the logging policy
+            itself decides on the simulated states.
+
+    Raises:
+        ValueError: ``pairing="policy"`` with a log that names no registered policy (raised here, before any
+            simulation).
     """
 
     base: WorldConfig
@@ -100,6 +106,10 @@ class SimulationJob:
     months: int
     horizon_days: float | None = None
     pairing: Pairing = "arrangement"
+
+    def __post_init__(self) -> None:
+        if self.pairing == "policy":
+            require_logging_policy(self.decisions, 0)
 
     def write(self, folder: Path) -> Path:
         """Pickle the job into ``folder`` (created); returns the file."""
@@ -140,7 +150,8 @@ def _job(path: str) -> SimulationJob:
 
 
 def simulate_point(job_path: str, index: int, values: list[float], seed: int) -> PointResult:
-    """Simulate the job's world at ``values`` with ``seed`` under the replayed decisions; its moments.
+    """Simulate the job's world at ``values`` with ``seed`` under the replayed decisions (with ``pairing="policy"``
+    the logging policy, its own stream seeded with ``seed``); its moments.
 
     A module-level function of plain arguments (the job is read from ``job_path`` once per process).
     """
