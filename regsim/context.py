@@ -163,6 +163,9 @@ class Context:
 
 #: The column attributes of a :class:`Context` (all but the mask, the rules and the space).
 _COLUMN_FIELDS = tuple(f.name for f in fields(Context) if f.name not in ("mask", "masked_by", "space"))
+#: The columns by name, as a type built once: a subscripted generic in a ``cast`` is built on every call (about
+#: 2.6 us, paid per column per batch by :meth:`ContextBatch.concat`).
+_ByName = dict[str, NDArray[Any]]
 assert _COLUMN_FIELDS == tuple(CONTEXT_COLUMNS) == tuple(ContextColumns.__annotations__), "the columns agree"
 
 
@@ -228,7 +231,7 @@ class ContextBatch(Sequence[Context]):
 
     def by_name(self) -> dict[str, NDArray[Any]]:
         """The columns as a plain mapping, for code that goes through them by name (the features, the log)."""
-        return cast(dict[str, NDArray[Any]], self.columns)
+        return cast(_ByName, self.columns)
 
     def part_mask(self, part: int) -> NDArray[np.bool_]:
         """The mask of one part, shape ``(B, nvec[part])``."""
@@ -242,11 +245,10 @@ class ContextBatch(Sequence[Context]):
             raise ValueError("concat needs at least one batch")
         space = batches[0].space
         names = sorted({name for b in batches for name in b.forbidden})
+        columns = [b.by_name() for b in batches]
         return cls(
             space=space,
-            columns=cast(
-                ContextColumns, {k: np.concatenate([b.by_name()[k] for b in batches]) for k in batches[0].by_name()}
-            ),
+            columns=cast(ContextColumns, {k: np.concatenate([c[k] for c in columns]) for k in columns[0]}),
             mask=np.concatenate([b.mask for b in batches]),
             forbidden={n: np.concatenate([b.forbidden.get(n, np.zeros_like(b.mask)) for b in batches]) for n in names},
         )

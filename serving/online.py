@@ -29,7 +29,7 @@ import io
 import json
 import math
 from collections.abc import Mapping
-from typing import Any, TypeGuard, cast
+from typing import Any, TypeGuard
 
 import numpy as np
 import pyarrow as pa
@@ -37,7 +37,6 @@ import pyarrow.compute as pc
 import sqlalchemy as sa
 
 from regsim.config import WorldConfig
-from regsim.context import ContextColumns
 from regsim.decision import ContextBatch, LearningPolicy, Policy
 from regsim.eventlog import EventType, event_codes
 from regsim.feedback import FEEDBACK_EVENTS, OutcomeMatcher
@@ -194,7 +193,7 @@ class OnlineLearner:
                 self._matcher.add(
                     np.concatenate([r[0] for r in run]),
                     run[0][1],
-                    _concat_contexts([r[2] for r in run]),
+                    ContextBatch.concat([r[2] for r in run]),
                     np.concatenate([r[3] for r in run]),
                     np.concatenate([r[4] for r in run]),
                 )
@@ -624,25 +623,6 @@ _Registered = tuple[np.ndarray[Any, Any], float, ContextBatch, np.ndarray[Any, A
 #: At most this many registered batches wait outside the matcher (:attr:`OnlineLearner.matcher`): one add, and
 #: the copy of its contexts, per so many write groups; what waits stays small (one group's contexts each).
 _UNMATCHED_MAX = 64
-
-#: A context batch's columns by name (the alias built once: a subscripted generic costs microseconds per use).
-_Columns = dict[str, np.ndarray[Any, Any]]
-
-
-def _concat_contexts(batches: list[ContextBatch]) -> ContextBatch:
-    """:meth:`regsim.context.ContextBatch.concat`, the same batch, reading the columns directly.
-
-    ``ContextBatch.by_name`` builds its ``cast`` target per call (microseconds), and ``concat`` calls it once per
-    column per batch: for the tens of one-group batches joined here that would cost more than the copies.
-    """
-    columns = [cast(_Columns, b.columns) for b in batches]
-    names = sorted({name for b in batches for name in b.forbidden})
-    return ContextBatch(
-        space=batches[0].space,
-        columns=cast(ContextColumns, {k: np.concatenate([c[k] for c in columns]) for k in columns[0]}),
-        mask=np.concatenate([b.mask for b in batches]),
-        forbidden={n: np.concatenate([b.forbidden.get(n, np.zeros_like(b.mask)) for b in batches]) for n in names},
-    )
 
 
 class _InOrder:

@@ -209,6 +209,29 @@ def test_batch_indexing_and_slicing() -> None:
     assert batch.part_mask(0).shape == (6, 6)
 
 
+def test_concat_stacks_rows_in_order_and_joins_the_rules_masks() -> None:
+    batch, _ = make_batch(random_rows(9, seed=5))
+    parts = [batch.take(np.array([0, 1, 2])), batch.take(np.array([3, 4])), batch.take(np.array([5, 6, 7, 8]))]
+    # One part without the rules' masks, one with a rule of its own: the union, False where a part has none.
+    parts[1] = ContextBatch(batch.space, parts[1].columns, parts[1].mask, {})
+    parts[2] = ContextBatch(
+        batch.space, parts[2].columns, parts[2].mask, {**parts[2].forbidden, "only-here": np.ones_like(parts[2].mask)}
+    )
+    joined = ContextBatch.concat(parts)
+    assert joined.space is batch.space and list(joined.columns) == list(batch.columns)
+    for name, column in batch.by_name().items():
+        assert joined.by_name()[name].dtype == column.dtype, name
+        np.testing.assert_array_equal(joined.by_name()[name], column, err_msg=name)
+    np.testing.assert_array_equal(joined.mask, batch.mask)
+    assert sorted(joined.forbidden) == sorted({*batch.forbidden, "only-here"})
+    for name, forbidden in batch.forbidden.items():
+        np.testing.assert_array_equal(forbidden[:3], joined.forbidden[name][:3], err_msg=name)
+        assert not joined.forbidden[name][3:5].any() and (joined.forbidden[name][5:] == forbidden[5:]).all(), name
+    assert not joined.forbidden["only-here"][:5].any() and joined.forbidden["only-here"][5:].all()
+    with pytest.raises(ValueError, match="at least one batch"):
+        ContextBatch.concat([])
+
+
 def test_from_contexts_needs_a_context() -> None:
     with pytest.raises(ValueError, match="at least one"):
         ContextBatch.from_contexts([])

@@ -31,7 +31,7 @@ from regsim.feedback import OutcomeMatcher
 from regsim.rewards import RewardCosts, resolve_reward
 from regsim.simulate import simulate
 from serving import db, online
-from serving.online import OnlineLearner, _concat_contexts, _outcome_columns, _ScalarsJSON
+from serving.online import OnlineLearner, _outcome_columns, _ScalarsJSON
 from serving.settings import DEFAULT_POPULATION
 
 _COLUMNS = ("_ids", "_arr", "_time", "_balance", "_paid", "_cost", "_contacts", "_completed", "_actions", "_propensity")
@@ -149,25 +149,6 @@ def test_lazy_registration_learns_and_holds_what_per_group_registration_does(
     assert mine.keys() == theirs.keys()
     for key, value in theirs.items():
         np.testing.assert_array_equal(np.asarray(mine[key]), np.asarray(value), err_msg=key)
-
-
-def test_contexts_join_as_context_batch_concat_joins_them(recorded: list[tuple[ContextBatch, DecisionBatch]]) -> None:
-    batches = [c for c, _ in recorded[:12]]
-    # A batch without a rule's mask and one with a rule of its own: the union, zeros where a batch has none.
-    first = batches[0]
-    batches[1] = ContextBatch(first.space, batches[1].columns, batches[1].mask, {})
-    extra = {**batches[2].forbidden, "only-here": np.ones_like(batches[2].mask)}
-    batches[2] = ContextBatch(first.space, batches[2].columns, batches[2].mask, extra)
-    got, want = _concat_contexts(batches), ContextBatch.concat(batches)
-    assert got.space is want.space
-    assert list(got.by_name()) == list(want.by_name())
-    for name, column in want.by_name().items():
-        assert got.by_name()[name].dtype == column.dtype
-        np.testing.assert_array_equal(got.by_name()[name], column, err_msg=name)
-    np.testing.assert_array_equal(got.mask, want.mask)
-    assert list(got.forbidden) == list(want.forbidden) and "only-here" in got.forbidden
-    for name, forbidden in want.forbidden.items():
-        np.testing.assert_array_equal(got.forbidden[name], forbidden, err_msg=name)
 
 
 def test_waiting_decisions_of_different_times_go_in_at_their_own_times(
