@@ -21,6 +21,7 @@ from serving import schemas
 from serving.app import create_app
 from serving.cache import Workspace
 from serving.writer import Outcome, WriteOp
+from tests.serving.commit_failure import fail_a_commit
 from tests.serving.conftest import AUTH, make_settings
 
 _BOOK_COLUMNS = ("row", "decision", "message_id", "state", "channel", "installment", "send_time")
@@ -94,27 +95,14 @@ def test_a_group_of_decisions_that_fails_after_its_work_leaves_the_cache_as_the_
 
 def test_a_failed_overlapped_commit_leaves_the_cache_as_the_store(postgres_server: Any, monkeypatch: Any) -> None:
     """PostgreSQL's overlapped path: one commit fails among concurrent single decisions (worked on in place)."""
-    import serving.writer as writer_module
-
-    real_commit = writer_module._commit
-    commits, fail_at = [0], [-1]
-
-    def failing_commit(conn: Any, tx: Any) -> None:
-        commits[0] += 1
-        if commits[0] == fail_at[0]:
-            tx.rollback()
-            conn.close()
-            raise RuntimeError("the commit was lost")
-        real_commit(conn, tx)
-
-    monkeypatch.setattr(writer_module, "_commit", failing_commit)
+    failure = fail_a_commit(monkeypatch)
     app = create_app(make_settings(postgres_server.create_database("in_place_commit_failure")))
     ids = list(range(1, 17))
     errors: list[str] = []
     with TestClient(app, headers=AUTH) as client:
         assert app.state.regsim.writer.overlap
         _register_and_plan(client, ids)
-        fail_at[0] = commits[0] + 3
+        failure.fail_after(3)
 
         def post(aid: int) -> None:
             for k in range(3):
@@ -127,5 +115,5 @@ def test_a_failed_overlapped_commit_leaves_the_cache_as_the_store(postgres_serve
             t.start()
         for t in threads:
             t.join()
-        assert commits[0] > fail_at[0] and not errors, errors[:3]
+        assert failure.commits > failure.fail_at and not errors, errors[:3]
         _assert_cache_is_the_store(app, ids)

@@ -30,6 +30,7 @@ from serving.app import create_app
 from serving.refusals import ConflictError, NotFoundError
 from serving.settings import DEFAULT_POPULATION
 from serving.writer import Outcome, WriteOp
+from tests.serving.commit_failure import fail_a_commit
 from tests.serving.conftest import AUTH, make_settings, replay_through_api
 
 
@@ -381,22 +382,14 @@ def test_a_failed_commit_of_an_overlapped_group_is_run_again(postgres_server: An
     """
     import serving.writer as writer_module
 
-    real_commit, prepared = writer_module._commit, writer_module.Writer._prepare
-    commits, overlapped, fail_at = [0], [0], [-1]
-
-    def failing_commit(conn: Any, tx: Any) -> None:
-        commits[0] += 1
-        if commits[0] == fail_at[0]:
-            tx.rollback()
-            conn.close()
-            raise RuntimeError("the commit was lost")
-        real_commit(conn, tx)
+    prepared = writer_module.Writer._prepare
+    overlapped = [0]
+    failure = fail_a_commit(monkeypatch)
 
     def counting_prepare(self: Any, group: Any, before: Any) -> Any:
         overlapped[0] += before is not None and not before.done()
         return prepared(self, group, before)
 
-    monkeypatch.setattr(writer_module, "_commit", failing_commit)
     monkeypatch.setattr(writer_module.Writer, "_prepare", counting_prepare)
     store = postgres_server.create_database("overlap_commit_failure")
     app = create_app(make_settings(store))
@@ -407,7 +400,7 @@ def test_a_failed_commit_of_an_overlapped_group_is_run_again(postgres_server: An
     with TestClient(app, headers=AUTH) as client:
         assert app.state.regsim.writer.overlap
         _register_and_plan(client, ids)
-        fail_at[0] = commits[0] + 4  # a commit among the concurrent decisions'
+        failure.fail_after(4)  # a commit among the concurrent decisions'
 
         def post(aid: int) -> None:
             for k in range(4):
@@ -422,7 +415,7 @@ def test_a_failed_commit_of_an_overlapped_group_is_run_again(postgres_server: An
                 sa.select(db.events.c.decision_id, db.events.c.arrangement_id).where(db.events.c.event == "decision")
             ).all()
             counters = dict(conn.execute(sa.select(db.counters.c.name, db.counters.c.value)).all())
-    assert commits[0] > fail_at[0] and overlapped[0] > 0  # the failure happened, and groups did overlap
+    assert failure.commits > failure.fail_at and overlapped[0] > 0  # the failure happened, and groups did overlap
     assert not errors, errors[:3]
     assert len(answers) == 4 * len(ids)
     assert len({a["decision_id"] for a in answers}) == len(answers)
