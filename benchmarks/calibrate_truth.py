@@ -9,8 +9,8 @@ The log and the job are the benchmark's (:mod:`benchmarks.bench_calibrate`): ``-
 under ``epsilon-mixture`` (seed 1) in the default world with the recovery spec's true values (written to
 ``DIR/log/events.parquet`` and read back from there on a later run), its ``--params`` first parameters, the log's
 moments and weights as ``regsim calibrate`` builds them with ``--seed 0`` and no months held out (bootstrap
-stream ``[0, "BOOT"]``, 200 draws, min count 30), simulations of the command's default size with the capacity
-scaled to it (:func:`experiments.calibration.simulation.sized_world`). Each treatment (``--pairings``:
+stream ``[0, "BOOT"]``, 200 draws, min count 30), simulations of the command's default size (or ``--sim-arrangements``)
+with the capacity scaled to it (:func:`experiments.calibration.simulation.sized_world`). Each treatment (``--pairings``:
 :class:`experiments.calibration.replaying.ReplayingPolicy`'s pairings, ``policy`` the logging policy itself)
 is simulated at the true parameters at each seed (seed 1 is the log's own: its first debtors are the log's).
 
@@ -44,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default="0,2,3,4")
     parser.add_argument("--pairings", default="arrangement,policy")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--step", type=float, default=0.05)
+    parser.add_argument("--sim-arrangements", type=int, default=None)
     parser.add_argument("--out-dir", default="runs/calibrate-truth")
     args = parser.parse_args(argv)
 
@@ -92,9 +94,13 @@ def main(argv: list[str] | None = None) -> int:
     moments = log_moments(events, rng=np.random.default_rng([0, 0x424F4F54]), min_count=30, n_boot=200)
     decisions = LoggedDecisions.from_log(events)
     n_log = len(decisions.arrangement_ids)
-    n_sim = default_sim_arrangements(n_log)
+    n_sim = args.sim_arrangements or default_sim_arrangements(n_log)
     objective = Objective.from_log(moments, n_sim)
     theta = np.asarray(spec.values_of(truth), float)
+    lows = np.array([p.low for p in spec.params], float)
+    highs = np.array([p.high for p in spec.params], float)
+    signs = np.where(np.arange(len(theta)) % 2 == 0, 1.0, -1.0)
+    stepped = np.clip(theta + signs * args.step * (highs - lows), lows, highs)
     keys = [k.name for k in moments.design.keys]
     k_moments = len(keys)
     report: dict[str, object] = {
@@ -111,8 +117,10 @@ def main(argv: list[str] | None = None) -> int:
             sized_world(base, n_log, n_sim), spec, moments.design, decisions, n_sim, args.months, None, pairing
         )
         started = time.perf_counter()
-        results = run_points(job, [(theta, s) for s in seeds], workers=args.workers, desc=pairing)
+        points = [(theta, s) for s in seeds] + ([(stepped, s) for s in seeds] if args.step > 0 else [])
+        every = run_points(job, points, workers=args.workers, desc=pairing)
         wall = time.perf_counter() - started
+        results = every[: len(seeds)]
         sims = np.stack([r.values for r in results])
         np.savez(out / f"truth_{pairing}.npz", sims=sims, seeds=np.asarray(seeds), log=moments.values, se=moments.se)
         qs = [objective.value(v) for v in sims]
@@ -140,6 +148,15 @@ def main(argv: list[str] | None = None) -> int:
             r = var_sim / (s2 * moments.arrangements / n_sim)
             r = r[np.isfinite(r)]
             ratio = {"mean": float(r.mean()), "median": float(np.median(r))}
+        step: dict[str, Any] | None = None
+        if args.step > 0:
+            dq = [objective.value(r.values) - q for r, q in zip(every[len(seeds) :], qs, strict=True)]
+            step = {
+                "fraction": args.step,
+                "dq": dict(zip(map(str, seeds), dq, strict=True)),
+                "dq_mean": float(np.mean(dq)),
+                "dq_sd": float(np.std(dq, ddof=1)) if len(dq) > 1 else None,
+            }
         fall = [r.replay.fallback / max(r.replay.total, 1) for r in results]
         entry = {
             "q": dict(zip(map(str, seeds), qs, strict=True)),
@@ -147,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
             "worst": worst,
             "deferral": deferral,
             "variance_ratio": ratio,
+            "step": step,
             "fallback_share": fall,
             "wall_seconds": wall,
         }
@@ -155,6 +173,11 @@ def main(argv: list[str] | None = None) -> int:
             f"{pairing}: Q {', '.join(f'{q:.1f}' for q in qs)} (seeds {seeds}); Q of the mean {q_mean:.1f}; "
             f"variance ratio {ratio}; fallback share {np.mean(fall):.3f}; {wall:.0f} s"
         )
+        if step is not None:
+            print(
+                f"  a {args.step:g} step: dQ {', '.join(f'{d:+.1f}' for d in step['dq'].values())}; "
+                f"mean {step['dq_mean']:+.1f}, sd {step['dq_sd']}"
+            )
         for w in worst[:6]:
             print(f"    {w['moment']:<55} log {w['log']:.4f} sim {w['sim']:.4f} z {w['z']:+.2f}")
         print("  deferral, largest |z|:")

@@ -100,7 +100,7 @@ def recommend_estimator(
 
         beh_label, beh_note = label, "the log's own logging policy"
     else:
-        beh_label = "epsilon-mixture 1;base=static-dunning;epsilon=0.3"
+        beh_label = f"epsilon-mixture {EpsilonMixture(base='static-dunning', epsilon=0.3).version}"
         beh_note = "a stand-in (the log's logging policy is not a registered one whose arguments the log records)"
 
         def behaviour(seed: int) -> Policy:

@@ -47,6 +47,7 @@ __all__ = [
     "effective_actions",
     "policy_probabilities",
     "probability_source",
+    "uniform_choice",
     "uniform_draw",
     "uniform_probabilities",
 ]
@@ -92,12 +93,20 @@ def uniform_probabilities(contexts: ContextBatch, actions: NDArray[np.int64]) ->
 
 
 def uniform_draw(contexts: ContextBatch, rng: np.random.Generator) -> NDArray[np.int64]:
-    """One effective action per row, uniform over the allowed options of each part (:func:`uniform_probabilities`)."""
+    """One effective action per row, uniform over the allowed options of each part (:func:`uniform_probabilities`),
+    from ``rng``'s next ``parts x B`` uniforms (part by part)."""
+    return uniform_choice(contexts, rng.random((len(PART_NAMES), len(contexts))).T)
+
+
+def uniform_choice(contexts: ContextBatch, units: NDArray[np.float64]) -> NDArray[np.int64]:
+    """:func:`uniform_draw` from given uniforms ``units`` in [0, 1), shape ``(B, parts)``: part ``j`` of row ``i``
+    takes the ``floor(units[i, j] * allowed)``-th allowed option (so keyed draws give the same action wherever the
+    same uniforms meet the same masks)."""
     n = len(contexts)
     actions = np.zeros((n, len(PART_NAMES)), dtype=np.int64)
     for part in range(len(PART_NAMES)):
         mask = contexts.part_mask(part)
-        k = np.floor(rng.random(n) * mask.sum(axis=1)).astype(np.int64)  # the k-th allowed option
+        k = np.floor(units[:, part] * mask.sum(axis=1)).astype(np.int64)  # the k-th allowed option
         actions[:, part] = np.argmax(np.cumsum(mask, axis=1) > k[:, None], axis=1)
     return effective_actions(contexts, actions)
 
