@@ -5,6 +5,7 @@ Run from the repository root::
 
     python -m benchmarks.bench_calibrate [--arrangements 50000] [--months 6] [--workers 2] [--params 20]
                                          [--out-dir runs/bench-calibrate] [--refine N]
+                                         [--pairing P]
 
 Steps, in one run:
 
@@ -20,9 +21,10 @@ Steps, in one run:
    size with the capacity scaled to it, bootstrap) is the command's default: at 20 parameters and 2 workers,
    generations of 12, 17 of them (204) + 120 + 1 = 325 simulations. ``--refine N`` adds ``--refine N`` to the
    command (the iterated Gauss-Newton refinement with at most ``N`` simulations after CMA-ES's ``4P``: at 20
-   parameters and ``--refine 240``, 84 + 240 = 324 at most). The spec is the ten parameters of
-   ``configs/calibration/recovery.yaml`` then further attentions, willingness, notice probabilities, reminder
-   effects and the shock duration (:data:`_MORE`), ``--params`` of them.
+   parameters and ``--refine 240``, 84 + 240 = 324 at most); ``--pairing P`` adds ``--pairing P`` (how the
+   simulations take the log's decisions; ``policy``: the log's logging policy decides). The spec is the ten
+   parameters of ``configs/calibration/recovery.yaml`` then further attentions, willingness, notice
+   probabilities, reminder effects and the shock duration (:data:`_MORE`), ``--params`` of them.
 
 Reported (printed and written to ``benchmarks/results/calibrate.json``): the command's wall time against the
 30-minute target (ratio), its CPU seconds (the child and the process pool it waited for, ``RUSAGE_CHILDREN``),
@@ -94,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out-dir", default="runs/bench-calibrate")
     parser.add_argument("--results", default=str(RESULTS))
     parser.add_argument("--refine", type=int, default=None, help="pass --refine N to the command (default: none)")
+    parser.add_argument("--pairing", default=None, help="pass --pairing P to the command (default: none)")
     args = parser.parse_args(argv)
 
     import yaml
@@ -147,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         "--workers",
         str(args.workers),
         *([] if args.refine is None else ["--refine", str(args.refine)]),
+        *([] if args.pairing is None else ["--pairing", args.pairing]),
     ]
     sampler = _LoadSampler(15.0)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -196,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         "seconds_per_simulation_per_worker": round(wall * args.workers / sims, 2),
         "cpu_seconds_per_simulation": round(cpu_seconds / sims, 2),
         "calibration_in_reference_simulations": round(wall / ref_seconds, 1),
+        "pairing": fit.get("pairing"),
         "objective": fit["objective"],
         "objective_dof": fit["objective_dof"],
         "optimiser": opt.get("name"),

@@ -8,8 +8,18 @@ horizon under the log's decisions, each at a parameter vector drawn from the fit
 (:class:`experiments.calibration.inference.Inference`; a parameter flagged as not identified drawn uniformly in
 its bounds instead) and each with its own seed, plus, where the simulations are larger than the log, normal
 noise of variance :math:`s_k^2 (1 - A_{log}/A_{sim})` so that the spread is that of a log of the log's size.
-The predictive interval is the draws' central ``level`` range; coverage is the share of held-out log moments
-inside their interval (nominal: ``level``; with ``D`` draws the interval's ends are themselves uncertain).
+The predictive interval is the interval for one more draw from the same distribution, the held-out log moment
+being, under a right model, such a draw: with the ``n`` draws' mean :math:`\\bar m` and standard deviation
+:math:`s`,
+
+.. math:: \\bar m \\pm t_{n-1, (1 + level)/2}\\; s \\sqrt{1 + 1/n}
+
+(exact for normal draws; a moment is a mean over many arrangements). Coverage is the share of held-out log
+moments inside their interval, nominal ``level``. The draws' own central ``level`` range would not do: with
+``n`` exchangeable draws a new one falls between two order statistics ``i < j`` with probability
+``(j - i) / (n + 1)``, so the 5% and 95% quantiles of 10 draws (interpolated between the 1st-2nd and the
+9th-10th) cover a new draw 76% of the time, of 20 draws 81% (measured over 20,000 normal columns): the
+back-test's nominal 90% was measured against intervals too narrow by construction.
 """
 
 from __future__ import annotations
@@ -18,15 +28,31 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy import stats
 
 from experiments.calibration.inference import Inference
 from experiments.calibration.moments import LogMoments, MomentDesign, MomentKey
 from experiments.calibration.simulation import Executor, SimulationJob, run_points
 
-__all__ = ["Backtest", "backtest", "heldout_design"]
+__all__ = ["Backtest", "backtest", "heldout_design", "predictive_interval"]
 
 #: Level of the predictive intervals.
 PREDICTIVE_LEVEL = 0.9
+
+
+def predictive_interval(
+    sims: NDArray[np.float64], level: float
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+    """Per column of ``sims`` (draws x moments; NaN: a draw without the moment), the ``level`` interval for one
+    more draw (module docstring) and the draws' median: ``(low, median, high)``, NaN where fewer than 2 draws."""
+    n = np.sum(~np.isnan(sims), axis=0)
+    enough = n >= 2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(enough, np.nanmean(np.where(enough[None, :], sims, 0.0), axis=0), np.nan)
+        sd = np.where(enough, np.nanstd(np.where(enough[None, :], sims, 0.0), axis=0, ddof=1), np.nan)
+        half = stats.t.ppf(0.5 + level / 2.0, np.maximum(n - 1, 1)) * sd * np.sqrt(1.0 + 1.0 / np.maximum(n, 1))
+        median = np.where(enough, np.nanmedian(np.where(enough[None, :], sims, 0.0), axis=0), np.nan)
+    return mean - half, median, mean + half
 
 
 @dataclass(frozen=True)
@@ -142,8 +168,7 @@ def backtest(
     se = full.se[idx]
     extra = np.sqrt(np.maximum(0.0, 1.0 - full.arrangements / job.arrangements)) * se
     sims = sims + rng.standard_normal(sims.shape) * extra[None, :]
-    alpha = (1.0 - PREDICTIVE_LEVEL) / 2.0
-    low, median, high = np.nanquantile(sims, [alpha, 0.5, 1.0 - alpha], axis=0)
+    low, median, high = predictive_interval(sims, PREDICTIVE_LEVEL)
     values = full.values[idx]
     covered = (values >= low) & (values <= high)
     return Backtest(

@@ -12,6 +12,10 @@ import time
 
 __all__ = ["add_calibrate_parser", "cmd_calibrate"]
 
+#: ``experiments.calibration.replaying.PAIRING_CHOICES``, written out so that building the parser imports no model
+#: code (a test checks they agree).
+PAIRING_CHOICES = ("auto", "arrangement", "debtor", "policy")
+
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     """Calibrate, write ``world.yaml``, ``fit.json`` and ``fit.html``, print a summary (exit 2 on bad input)."""
@@ -122,7 +126,7 @@ def add_calibrate_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser
         "--trials",
         type=int,
         default=None,
-        help="the optimiser's simulations at most (default: 4P for cma-es before the refinement, 10P without it; "
+        help="the optimiser's simulations at most (default: 4P for cma-es before the refinement, 10P with --refine 0; "
         "5P+1 for dfo-ls; P parameters)",
     )
     cal.add_argument(
@@ -130,8 +134,8 @@ def add_calibrate_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser
         type=int,
         default=None,
         help="simulations of the iterated Gauss-Newton refinement after the optimiser (local regression models over "
-        "independent seeds in a trust region; 12P recommended, e.g. 240 for 20 parameters, with CMA-ES's budget then "
-        "4P); default 0: one local design of 6P and one Gauss-Newton step",
+        "independent seeds in a trust region; default 12P, e.g. 240 for 20 parameters); 0: none, one local design "
+        "of 6P and one Gauss-Newton step instead",
     )
     cal.add_argument("--executor", choices=("local", "ray"), default="local", help="local processes or Ray tasks")
     cal.add_argument("--workers", type=int, default=1, help="parallel simulations (default: 1)")
@@ -145,11 +149,12 @@ def add_calibrate_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser
     )
     cal.add_argument(
         "--pairing",
-        choices=("arrangement", "debtor", "policy"),
-        default="arrangement",
-        help="which log arrangement's decisions a simulated one replays: the same number, or the same plan length "
-        "and nearest debt; or policy: replay none, run the log's logging policy itself on the simulated states "
-        "(the log must name a registered policy, e.g. epsilon-mixture) (default: arrangement)",
+        choices=PAIRING_CHOICES,
+        default="auto",
+        help="how simulated arrangements take the log's decisions: policy, run the log's logging policy itself on "
+        "the simulated states (the log must name a registered policy, e.g. epsilon-mixture); arrangement or debtor, "
+        "replay the logged actions of the same-numbered log arrangement, or of the same plan length and nearest "
+        "debt; auto: policy where the log names a registered policy, else arrangement (default: auto)",
     )
     cal.add_argument("--bootstrap", type=int, default=200, help="bootstrap draws of the moments (default: 200)")
     cal.add_argument("--min-count", type=int, default=30, help="smallest log denominator of a moment (default: 30)")

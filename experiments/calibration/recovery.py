@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from experiments.calibration.optimiser import OPTIMISERS, OptimiserName
-from experiments.calibration.replaying import PAIRINGS, Pairing
+from experiments.calibration.replaying import PAIRING_CHOICES, PairingChoice
 from experiments.calibration.run import Calibration, calibrate
 from experiments.calibration.spec import Spec, load_spec
 from regsim.config import WorldConfig
@@ -100,7 +100,7 @@ def recover(
     workers: int = 1,
     quiet: bool = True,
     out: Path | None = None,
-    pairing: Pairing = "arrangement",
+    pairing: PairingChoice = "auto",
 ) -> tuple[Calibration, list[RecoveryRow]]:
     """Simulate a log of the true world under ``epsilon-mixture`` (seed ``log_seed``), calibrate from the default
     world (seed ``seed``, the simulations' treatment ``pairing``), and tabulate the recovery.
@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         "--refine",
         type=int,
         default=None,
-        help="the Gauss-Newton refinement's simulations (default 0: one step; 12P recommended)",
+        help="the Gauss-Newton refinement's simulations (default 12P; 0: none, one local design and step)",
     )
     parser.add_argument("--optimiser", choices=OPTIMISERS, default="cma-es")
     parser.add_argument("--holdout-months", type=int, default=1)
@@ -171,10 +171,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="runs/recovery")
     parser.add_argument(
         "--pairing",
-        choices=PAIRINGS,
-        default="arrangement",
-        help="the simulations' treatment: replay by arrangement or debtor, or run the logging policy "
-        "(default: arrangement)",
+        choices=PAIRING_CHOICES,
+        default="auto",
+        help="the simulations' treatment: run the logging policy, or replay by arrangement or debtor; auto: the "
+        "policy where the log names a registered one (default: auto)",
     )
     args = parser.parse_args(argv)
     out = Path(args.out)

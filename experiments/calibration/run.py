@@ -26,7 +26,7 @@ from experiments.calibration.inference import Inference, infer
 from experiments.calibration.moments import LogMoments, log_moments, months_in
 from experiments.calibration.optimiser import OptimiserName
 from experiments.calibration.ranking import DEFAULT_CANDIDATES, Ranking, is_stochastic, rank_candidates
-from experiments.calibration.replaying import LoggedDecisions, Pairing
+from experiments.calibration.replaying import LoggedDecisions, PairingChoice, resolve_pairing
 from experiments.calibration.simulation import Executor, SimulationJob, sized_world
 from experiments.calibration.spec import Spec
 from regsim.config import WorldConfig
@@ -119,7 +119,7 @@ def calibrate(
     ray_address: str | None = None,
     quiet: bool = False,
     log_path: str = "<table>",
-    pairing: Pairing = "arrangement",
+    pairing: PairingChoice = "auto",
     candidates: Sequence[str] = DEFAULT_CANDIDATES,
 ) -> Calibration:
     """Calibrate ``spec`` of ``base`` to a log (module docstring).
@@ -145,8 +145,10 @@ def calibrate(
         log_path: Where the log came from (for the report).
         candidates: Registered policies the back-test ranks (:mod:`~experiments.calibration.ranking`) when months
             are held out and the log's policy is stochastic; empty: none.
-        pairing: Which log arrangement a simulated one replays
-            (:class:`~experiments.calibration.replaying.ReplayingPolicy`).
+        pairing: How simulated arrangements take the log's decisions
+            (:class:`~experiments.calibration.replaying.ReplayingPolicy`); ``"auto"``: the logging policy itself
+            where the log names a registered one, else replay by arrangement
+            (:func:`~experiments.calibration.replaying.resolve_pairing`). The fit records the pairing used.
 
     Raises:
         ValueError: A bad size, too few months to hold out, or the moments' and fit's errors.
@@ -158,6 +160,7 @@ def calibrate(
             f"--holdout-months: expected 0..{months - 1} for a log of {months} months, got {holdout_months}"
         )
     decisions = LoggedDecisions.from_log(events)
+    chosen = resolve_pairing(pairing, decisions)
     n_log = len(decisions.arrangement_ids)
     n_sim = default_sim_arrangements(n_log) if sim_arrangements is None else sim_arrangements
     if not 1 <= n_sim <= n_log:
@@ -167,15 +170,17 @@ def calibrate(
     moments = log_moments(events, rng=rng, min_count=min_count, n_boot=n_boot, horizon_days=cutoff)
     fit_months = months - holdout_months
     sim_base = sized_world(base, n_log, n_sim)  # the shared capacity at the simulation's share of the book
-    job = SimulationJob(sim_base, spec, moments.design, decisions, n_sim, fit_months, cutoff, pairing)
+    job = SimulationJob(sim_base, spec, moments.design, decisions, n_sim, fit_months, cutoff, chosen)
     log.info(
-        "calibrating %d parameters on %d moments of %d arrangements (%d months, %d held out); %d per simulation",
+        "calibrating %d parameters on %d moments of %d arrangements (%d months, %d held out); %d per simulation; "
+        "pairing %s",
         len(spec),
         len(moments.values),
         n_log,
         months,
         holdout_months,
         n_sim,
+        chosen if pairing == chosen else f"{chosen} ({pairing})",
     )
     result = fit(
         job,
@@ -193,7 +198,7 @@ def calibrate(
     bt: Backtest | None = None
     if cutoff is not None:
         full = log_moments(events, rng=np.random.default_rng([seed, 0x46554C4C]), min_count=min_count, n_boot=n_boot)
-        full_job = SimulationJob(sim_base, spec, full.design, decisions, n_sim, months, None, pairing)
+        full_job = SimulationJob(sim_base, spec, full.design, decisions, n_sim, months, None, chosen)
         bt = backtest(
             full_job,
             full,
@@ -221,7 +226,7 @@ def calibrate(
             cutoff_days=cutoff,
             seed=seed,
             n_bootstrap=n_boot,
-            pairing=pairing,
+            pairing=chosen,
         )
     return Calibration(
         base=base,

@@ -35,7 +35,7 @@ def test_calibrate_writes_a_world_and_a_fit_report(log_dir: Path, tmp_path: Path
     world = load_world_config(out / "world.yaml")
     fit = json.loads((out / "fit.json").read_text(encoding="utf-8"))
     assert world.name == "default-calibrated"
-    assert fit["pairing"] == "arrangement"
+    assert fit["pairing"] == "policy"  # the default, auto: the log names a registered logging policy
     opt = fit["optimiser"]  # the default optimiser, its settings, what it ran and why it stopped
     assert opt["name"] == "cma-es" and opt["budget"] == 6 and opt["simulations"] == 6  # one generation of 6
     assert opt["stop"] in ("budget", "converged") and opt["settings"]["popsize"] == 6
@@ -117,7 +117,7 @@ def test_a_bad_spec_exits_2_naming_the_path(log_dir: Path, tmp_path: Path, capsy
 @pytest.mark.statistical  # with the other Ray check: starting Ray takes tens of seconds
 def test_ray_and_a_process_pool_give_the_in_process_fit(log_dir: Path, tmp_path: Path) -> None:
     args = ["calibrate", "--log", str(log_dir), "--world", "default", "--params", str(log_dir / "spec.yaml")]
-    args += ["--trials", "6", "--bootstrap", "20", "--quiet"]
+    args += ["--trials", "6", "--refine", "6", "--bootstrap", "20", "--quiet"]  # a short refinement, through each
     fits = {}
     for name, extra in {
         "inline": ["--workers", "1"],

@@ -133,6 +133,17 @@ def test_bad_budget_is_an_error_naming_it() -> None:
         _run(Problem(), budget=5)
 
 
+@pytest.mark.parametrize("extra", [1, 2])
+def test_a_budget_for_one_design_but_not_its_checked_step_still_gives_a_model(extra: int) -> None:
+    """The smallest budget it takes (one design and one more simulation) cannot pay for a step with its two
+    fresh-seed checks: the design still runs and its model is the result's (the intervals need one)."""
+    problem = Problem()
+    per_iteration = 2 * P + 2
+    result = _run(problem, budget=per_iteration + extra)
+    assert result.model is not None and result.simulations <= per_iteration + extra
+    assert result.stop == "budget" and len(result.iterations) == 1 and result.iterations[0].actual_gain is None
+
+
 def test_a_start_lucky_at_the_common_seed_does_not_freeze_the_search() -> None:
     """The start's Q at the common seed is lower than any step's there by more than the first steps gain (as
     CMA-ES's best of many is, by that seed's noise): judged at the common seed alone every step is rejected and

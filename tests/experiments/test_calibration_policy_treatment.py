@@ -146,3 +146,19 @@ def test_calibrate_with_policy_treatment_records_it(log, tmp_path: Path, capsys)
     assert main([*args, "--out", str(tmp_path / "fit-bad")]) == 2
     err = capsys.readouterr().err
     assert "--pairing policy" in err and "'some-vendor-model' version '7'" in err and "--pairing debtor" in err
+
+
+def test_auto_pairing_simulates_a_registered_logging_policy_and_replays_any_other(log, decisions) -> None:
+    """``auto`` (the default) resolves to ``policy`` where the log names a registered policy and to ``arrangement``
+    where it does not; an explicit choice is kept; an unknown one is refused naming the choices. The parser's
+    choices are the module's."""
+    from experiments.calibration.cli import PAIRING_CHOICES as CLI_CHOICES
+    from experiments.calibration.replaying import PAIRING_CHOICES, resolve_pairing
+
+    assert CLI_CHOICES == PAIRING_CHOICES
+    assert resolve_pairing("auto", decisions) == "policy"
+    unknown = LoggedDecisions.from_log(_unregistered(log.events))
+    assert resolve_pairing("auto", unknown) == "arrangement"
+    assert resolve_pairing("debtor", decisions) == "debtor"
+    with pytest.raises(ValueError, match="pairing: expected one of auto, arrangement, debtor, policy, got 'best'"):
+        resolve_pairing("best", decisions)  # type: ignore[arg-type]
