@@ -336,6 +336,7 @@ def _refinement(res: FitResult) -> dict[str, Any] | None:
     return {
         "stop": ref.stop,
         "simulations": ref.simulations,
+        "interval_top_up": ref.top_up,
         "box": ref.box,
         "objective": ref.objective,
         "interval_model_points": res.model.points,
@@ -367,6 +368,6 @@ def _refinement_sentence(cal: Calibration) -> str:
     )
     return (
         f"{first}iterated Gauss-Newton then ran {len(ref.iterations)} iterations ({ref.simulations} simulations, "
-        f"{sum(it.accepted for it in ref.iterations)} steps accepted) and stopped ({ref.stop}) at "
-        f"Q {ref.objective:.1f}, its trust region {ref.box:.3g} of each range."
+        f"{ref.top_up} of them the intervals' top-up; {sum(it.accepted for it in ref.iterations)} steps accepted) "
+        f"and stopped ({ref.stop}) at Q {ref.objective:.1f}, its trust region {ref.box:.3g} of each range."
     )
