@@ -17,11 +17,12 @@ Steps, in one run:
 3. The command: ``regsim calibrate --log OUT_DIR/log --world default --params OUT_DIR/spec.yaml --out
    OUT_DIR/fit --workers W`` in a child process (its progress and summary in ``OUT_DIR/calibrate.stderr`` and
    ``.stdout``): only the flags a user must give and the machine's core count; every other setting (optimiser
-   CMA-ES with its whole budget of ``10P`` simulations in whole generations, local design of ``6P``, simulation
-   size with the capacity scaled to it, bootstrap) is the command's default: at 20 parameters and 2 workers,
-   generations of 12, 17 of them (204) + 120 + 1 = 325 simulations. ``--refine N`` adds ``--refine N`` to the
-   command (the iterated Gauss-Newton refinement with at most ``N`` simulations after CMA-ES's ``4P``: at 20
-   parameters and ``--refine 240``, 84 + 240 = 324 at most); ``--pairing P`` adds ``--pairing P`` (how the
+   CMA-ES with ``4P`` simulations in whole generations, then the iterated Gauss-Newton refinement of ``12P`` and
+   the intervals' top-up of at most ``6P`` on top, the log's logging policy simulated where the log names a
+   registered one, simulation size with the capacity scaled to it, bootstrap) is the command's default: at 20
+   parameters and 2 workers, 7 generations of 12 (84) + 240 + at most 120 simulations. ``--refine N`` adds
+   ``--refine N`` to the command (``--refine 0``: CMA-ES's ``10P`` in 17 generations, 204, and one local design of
+   ``6P`` with one step: 325 simulations); ``--pairing P`` adds ``--pairing P`` (how the
    simulations take the log's decisions; ``policy``: the log's logging policy decides). The spec is the ten
    parameters of ``configs/calibration/recovery.yaml`` then further attentions, willingness, notice
    probabilities, reminder effects and the shock duration (:data:`_MORE`), ``--params`` of them.
@@ -210,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         "refinement_stop": (fit.get("refinement") or {}).get("stop"),
         "refinement_simulations": (fit.get("refinement") or {}).get("simulations"),
         "refinement_iterations": len((fit.get("refinement") or {}).get("iterations", [])),
+        "refinement_interval_top_up": (fit.get("refinement") or {}).get("interval_top_up"),
         "identified": len(identified),
         "identified_covering_truth": len(covered),
         "identified_missing_truth": [fit["parameters"][j]["path"] for j in identified if j not in covered],
