@@ -215,6 +215,18 @@ def main(argv: list[str] | None = None) -> int:
         "identified": len(identified),
         "identified_covering_truth": len(covered),
         "identified_missing_truth": [fit["parameters"][j]["path"] for j in identified if j not in covered],
+        # the recovery table, so a run's verdict on each parameter outlives its output folder
+        "recovery": [
+            {
+                "path": p["path"],
+                "true": round(float(true_values[j]), 6),
+                "estimate": round(float(p["estimate"]), 6),
+                "interval": [round(float(b), 6) for b in p["interval"]],
+                "identified": bool(p["identified"]),
+                "covers_truth": bool(p["interval"][0] <= true_values[j] <= p["interval"][1]),
+            }
+            for j, p in enumerate(fit["parameters"])
+        ],
         "target_seconds": TARGET_SECONDS,
         "ratio_to_target": round(wall / TARGET_SECONDS, 3),
         "under_target": wall < TARGET_SECONDS,
@@ -223,7 +235,14 @@ def main(argv: list[str] | None = None) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     for k, v in result.items():
-        print(f"{k:>38}: {v}")
+        if k != "recovery":
+            print(f"{k:>38}: {v}")
+    for row in result["recovery"]:
+        lo, hi = row["interval"]
+        print(
+            f"{row['path']:>56}: true {row['true']:.4g}, estimate {row['estimate']:.4g} [{lo:.4g}, {hi:.4g}]"
+            f"{'' if row['identified'] else ' (not identified)'}{'' if row['covers_truth'] else ' MISSES'}"
+        )
     return 0
 
 
