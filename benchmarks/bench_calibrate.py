@@ -170,12 +170,19 @@ def main(argv: list[str] | None = None) -> int:
     sims = int(fit["evaluations"])
     fitted = load_spec(spec_path, base)
     true_values = fitted.values_of(truth)  # the log's world: the recovery truth, the default elsewhere
-    identified = [j for j, p in enumerate(fit["parameters"]) if p["identified"]]
-    covered = [
-        j
-        for j in identified
-        if fit["parameters"][j]["interval"][0] <= true_values[j] <= fit["parameters"][j]["interval"][1]
+    # the recovery table, so a run's verdict on each parameter outlives its output folder
+    rows = [
+        {
+            "path": p["path"],
+            "true": round(float(true_values[j]), 6),
+            "estimate": round(float(p["estimate"]), 6),
+            "interval": [round(float(b), 6) for b in p["interval"]],
+            "identified": bool(p["identified"]),
+            "covers_truth": bool(p["interval"][0] <= true_values[j] <= p["interval"][1]),
+        }
+        for j, p in enumerate(fit["parameters"])
     ]
+    identified = [r for r in rows if r["identified"]]
     opt = fit.get("optimiser") or {}
     result = {
         "command": " ".join(["regsim", *command[3:]]),
@@ -213,20 +220,9 @@ def main(argv: list[str] | None = None) -> int:
         "refinement_iterations": len((fit.get("refinement") or {}).get("iterations", [])),
         "refinement_interval_top_up": (fit.get("refinement") or {}).get("interval_top_up"),
         "identified": len(identified),
-        "identified_covering_truth": len(covered),
-        "identified_missing_truth": [fit["parameters"][j]["path"] for j in identified if j not in covered],
-        # the recovery table, so a run's verdict on each parameter outlives its output folder
-        "recovery": [
-            {
-                "path": p["path"],
-                "true": round(float(true_values[j]), 6),
-                "estimate": round(float(p["estimate"]), 6),
-                "interval": [round(float(b), 6) for b in p["interval"]],
-                "identified": bool(p["identified"]),
-                "covers_truth": bool(p["interval"][0] <= true_values[j] <= p["interval"][1]),
-            }
-            for j, p in enumerate(fit["parameters"])
-        ],
+        "identified_covering_truth": sum(r["covers_truth"] for r in identified),
+        "identified_missing_truth": [r["path"] for r in identified if not r["covers_truth"]],
+        "recovery": rows,
         "target_seconds": TARGET_SECONDS,
         "ratio_to_target": round(wall / TARGET_SECONDS, 3),
         "under_target": wall < TARGET_SECONDS,
